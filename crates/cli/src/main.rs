@@ -1,0 +1,49 @@
+//! `plannt`: L402 for agents. One binary for the gateway, the paying client and the MCP server.
+//!
+//! Subcommands only: the logic lives in the library crates.
+
+mod decode;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Plannt: pay-per-request APIs over Lightning, for agents.
+///
+/// Every protected request is answered `402 Payment Required` with a Lightning invoice and a
+/// macaroon; the client pays, and retries with `Authorization: L402 <macaroon>:<preimage>`.
+#[derive(Parser)]
+#[command(
+    name = "plannt",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a macaroon, credential, challenge or invoice holds.
+    ///
+    /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
+    /// (`L402 <macaroon>:<preimage>`), a `WWW-Authenticate` value (`L402 macaroon="…",
+    /// invoice="…"`), each with or without its header name.
+    Decode(decode::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => decode::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("plannt: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The L402 protocol, with no I/O: macaroons, identifiers, caveats, the challenge and credential
+//! headers, minting and verification.
+//!
+//! A server mints a [`Macaroon`] bound to an invoice's payment hash with [`KeyRing::mint`] and
+//! sends it in a [`Challenge`]; the client pays, learns the preimage, and sends a [`Credential`];
+//! the server checks it with [`KeyRing::verify`], which needs nothing but the keys and the clock
+//! the caller passes in. Each failure carries a [`Reason`] that says whether to answer 402 (pay
+//! again) or 401 (refused).
+//!
+//! ```
+//! use plannt_l402::{Challenge, Credential, KeyRing, MintRequest, NoConditions, Request, RootKey};
+//! use sha2::{Digest, Sha256};
+//!
+//! let keys = KeyRing::single(RootKey::new([7; 32]));
+//! let preimage = [42u8; 32];
+//! let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
+//! let macaroon = keys
+//!     .mint(&MintRequest { payment_hash, route: "demo", valid_until: 2_000_000_000, conditions: &[] })
+//!     .unwrap();
+//! let challenge = Challenge::new(macaroon.clone(), "lnbcrt210n1...");
+//! assert!(challenge.to_header_value().starts_with("L402 macaroon=\"AgE"));
+//!
+//! let header = Credential::new(macaroon, preimage).to_header_value();
+//! let request = Request { route: "demo", now: 1_800_000_000, conditions: &NoConditions };
+//! let verified = keys.verify_header(&header, &request).unwrap();
+//! assert_eq!(verified.payment_hash, payment_hash);
+//! ```
+
+mod caveat;
+mod encoding;
+mod header;
+mod identifier;
+mod key;
+mod macaroon;
+mod verify;
+
+pub use caveat::{
+    Caveat, CaveatError, CaveatFailure, Conditions, Grant, NoConditions, Service, check_caveats,
+    is_condition_name, is_route_id,
+};
+pub use encoding::{base64_decode, base64_encode, hex32};
+pub use header::{
+    Challenge, ChallengeError, Credential, CredentialError, MAX_HEADER_LEN, MAX_MACAROONS, Scheme,
+};
+pub use identifier::{IDENTIFIER_LEN, Identifier, IdentifierError};
+pub use key::{KeyError, KeyRing, RootKey};
+pub use macaroon::{CaveatPacket, MAX_CAVEATS, MAX_MACAROON_BYTES, Macaroon, MacaroonError};
+pub use verify::{MintError, MintRequest, Reason, Request, Verified, VerifyError};
