@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use plannt_l402::{
     Caveat, Challenge, Credential, Identifier, Macaroon, MacaroonError, base64_decode,
 };
+use plannt_lightning::decode_invoice;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -56,6 +57,10 @@ pub fn decode(input: &str) -> Result<Value, String> {
         }
     }
     let lower = text.to_ascii_lowercase();
+    let bare = lower.strip_prefix("lightning:").unwrap_or(&lower);
+    if header.is_none() && bare.starts_with("ln") && !bare.contains(' ') {
+        return invoice_json(text);
+    }
     let is_challenge = header.as_deref() == Some("www-authenticate")
         || lower.contains("macaroon=")
         || lower.contains("token=")
@@ -89,6 +94,27 @@ pub fn decode(input: &str) -> Result<Value, String> {
     }
     let macaroon = parse_macaroon(text).map_err(|e| format!("cannot decode: {e}"))?;
     Ok(macaroon_json(&macaroon))
+}
+
+fn invoice_json(text: &str) -> Result<Value, String> {
+    let invoice = decode_invoice(text).map_err(|e| format!("cannot decode: {e}"))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(json!({
+        "kind": "invoice",
+        "network": invoice.network.as_str(),
+        "amount_msat": invoice.amount_msat,
+        "amount_sats": invoice.amount_sats(),
+        "payment_hash": hex::encode(invoice.payment_hash),
+        "payee": hex::encode(invoice.payee),
+        "description": invoice.description,
+        "created_at": rfc3339(invoice.created_at),
+        "expiry_secs": invoice.expiry_secs,
+        "expires_at": rfc3339(invoice.expires_at()),
+        "expired": invoice.is_expired_at(now),
+        "signature_valid": true,
+    }))
 }
 
 fn parse_macaroon(text: &str) -> Result<Macaroon, MacaroonError> {
@@ -204,6 +230,47 @@ fn render(value: &Value) -> String {
             for m in value["macaroons"].as_array().into_iter().flatten() {
                 out += &render_macaroon(m, "  ");
             }
+        }
+        Some("invoice") => {
+            let field = |name: &str, v: String| format!("  {name:<13} {v}\n");
+            out += "invoice (BOLT11)\n";
+            out += &field(
+                "network",
+                value["network"].as_str().unwrap_or("").to_string(),
+            );
+            out += &field(
+                "amount",
+                match value["amount_msat"].as_u64() {
+                    Some(msat) => format!("{} sats ({msat} msat)", value["amount_sats"]),
+                    None => "none (amountless: Plannt never pays these)".to_string(),
+                },
+            );
+            out += &field(
+                "payment hash",
+                value["payment_hash"].as_str().unwrap_or("").to_string(),
+            );
+            out += &field("payee", value["payee"].as_str().unwrap_or("").to_string());
+            out += &field(
+                "description",
+                value["description"]
+                    .as_str()
+                    .unwrap_or("(hash only)")
+                    .to_string(),
+            );
+            out += &field(
+                "created",
+                value["created_at"].as_str().unwrap_or("").to_string(),
+            );
+            let expired = if value["expired"].as_bool() == Some(true) {
+                " (expired)"
+            } else {
+                ""
+            };
+            out += &field(
+                "expires",
+                format!("{}{expired}", value["expires_at"].as_str().unwrap_or("")),
+            );
+            out += &field("signature", "valid".to_string());
         }
         _ => out += &render_macaroon(value, ""),
     }

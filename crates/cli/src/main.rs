@@ -3,6 +3,9 @@
 //! Subcommands only: the logic lives in the library crates.
 
 mod decode;
+mod dev;
+mod paths;
+mod wallet;
 
 use std::process::ExitCode;
 
@@ -30,14 +33,20 @@ enum Command {
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
     /// (`L402 <macaroon>:<preimage>`), a `WWW-Authenticate` value (`L402 macaroon="…",
-    /// invoice="…"`), each with or without its header name.
+    /// invoice="…"`), each with or without its header name, or a BOLT11 invoice.
     Decode(decode::Args),
+    /// Use a Lightning wallet: balance, pay an invoice, issue one.
+    Wallet(wallet::Args),
+    /// Run the simulated Lightning network alone on loopback. No real money moves.
+    Dev(dev::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Decode(args) => decode::run(&args),
+    let result = match &cli.command {
+        Command::Decode(args) => decode::run(args),
+        Command::Wallet(args) => runtime().and_then(|rt| rt.block_on(wallet::run(args))),
+        Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,4 +55,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }

@@ -1,0 +1,133 @@
+//! `plannt wallet`: the balance, paying one invoice, and issuing one, through any backend URI.
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+use plannt_lightning::{BackendUri, Context, InvoiceRequest, Wallet, decode_invoice, open};
+use serde_json::json;
+
+use crate::paths;
+
+/// The wallet used when none is given: the dev network of a local `plannt serve` or `plannt dev`.
+pub const DEFAULT_WALLET: &str = "dev+http://127.0.0.1:8402";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The wallet, as a backend URI: dev+http://HOST:PORT, lnbits+http://HOST:PORT?key=…, …
+    #[arg(long, env = "PLANNT_WALLET", default_value = DEFAULT_WALLET, hide_env_values = true, global = true)]
+    wallet: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the wallet's spendable balance.
+    Balance,
+    /// Pay a BOLT11 invoice and print the preimage.
+    Pay {
+        /// The invoice.
+        invoice: String,
+        /// The most to pay in routing fees, in sats.
+        #[arg(long, default_value_t = 10)]
+        max_fee_sats: u64,
+    },
+    /// Issue an invoice to this wallet.
+    Invoice {
+        /// The amount in sats.
+        sats: u64,
+        /// The description the payer sees.
+        #[arg(long, default_value = "plannt")]
+        memo: String,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 3600)]
+        expiry: u64,
+    },
+}
+
+fn open_wallet(uri: &str) -> Result<Arc<dyn Wallet>, String> {
+    let uri: BackendUri = uri.parse().map_err(|e| format!("{e}"))?;
+    open(&uri, &Context::new(paths::data_dir())).map_err(|e| e.to_string())
+}
+
+pub async fn run(args: &Args) -> Result<(), String> {
+    let wallet = open_wallet(&args.wallet)?;
+    let dev = wallet.name() == "dev";
+    let say_dev = || {
+        if dev {
+            eprintln!("note: {}", plannt_lightning::dev::WARNING);
+        }
+    };
+    match &args.command {
+        Command::Balance => {
+            let balance = wallet.balance().await.map_err(|e| e.to_string())?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"backend": wallet.name(), "network": wallet.network().as_str(),
+                           "balance_msat": balance.msat, "balance_sats": balance.msat / 1000})
+                );
+            } else {
+                say_dev();
+                println!("{} sats", balance.msat / 1000);
+            }
+        }
+        Command::Pay {
+            invoice,
+            max_fee_sats,
+        } => {
+            let decoded = decode_invoice(invoice).map_err(|e| format!("refusing to pay: {e}"))?;
+            if decoded.network != wallet.network() {
+                return Err(format!(
+                    "refusing to pay: a {} invoice, and this wallet pays {} invoices",
+                    decoded.network,
+                    wallet.network()
+                ));
+            }
+            let payment = wallet
+                .pay(invoice, max_fee_sats.saturating_mul(1000))
+                .await
+                .map_err(|e| format!("payment failed: {e}"))?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"payment_hash": hex::encode(payment.payment_hash),
+                           "preimage": hex::encode(payment.preimage),
+                           "amount_msat": payment.amount_msat, "fee_msat": payment.fee_msat})
+                );
+            } else {
+                say_dev();
+                eprintln!(
+                    "paid {} sats (fee {} msat)",
+                    payment.amount_msat.div_ceil(1000),
+                    payment.fee_msat
+                );
+                println!("{}", hex::encode(payment.preimage));
+            }
+        }
+        Command::Invoice { sats, memo, expiry } => {
+            let issued = wallet
+                .create_invoice(&InvoiceRequest {
+                    amount_sats: *sats,
+                    memo: memo.clone(),
+                    expiry_secs: *expiry,
+                })
+                .await
+                .map_err(|e| format!("cannot issue an invoice: {e}"))?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"bolt11": issued.bolt11, "payment_hash": hex::encode(issued.payment_hash),
+                           "expires_at": issued.expires_at})
+                );
+            } else {
+                say_dev();
+                println!("{}", issued.bolt11);
+            }
+        }
+    }
+    Ok(())
+}

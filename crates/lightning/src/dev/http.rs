@@ -1,0 +1,392 @@
+//! The dev network over HTTP: the router a gateway mounts on loopback, and the `dev+http://`
+//! wallet that uses it from another process.
+//!
+//! ```text
+//! GET  /_plannt/dev/info                       network, node id, the warning
+//! POST /_plannt/dev/invoices                   {amount_sats, memo, expiry_secs} -> invoice
+//! POST /_plannt/dev/pay                        {invoice, account} -> payment with preimage
+//! GET  /_plannt/dev/balance?account=NAME       balance
+//! GET  /_plannt/dev/payments/HASH?account=NAME a payment looked up by hash
+//! ```
+//! Every answer carries `x-plannt-dev: no real money moves`. Errors are
+//! `{"error": <LightningError code>, "message": …}`.
+
+use async_trait::async_trait;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::{DevNetwork, WARNING};
+use crate::http::{PAY_TIMEOUT, client, transport_error};
+use crate::uri::DEFAULT_DEV_ACCOUNT;
+use crate::{
+    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
+    Receiver,
+};
+
+/// The path prefix of the dev network's API.
+pub const PREFIX: &str = "/_plannt/dev";
+
+#[derive(Serialize, Deserialize)]
+struct InfoBody {
+    network: String,
+    node_id: String,
+    warning: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InvoiceBody {
+    amount_sats: u64,
+    #[serde(default)]
+    memo: String,
+    #[serde(default = "default_expiry")]
+    expiry_secs: u64,
+}
+
+fn default_expiry() -> u64 {
+    3600
+}
+
+#[derive(Serialize, Deserialize)]
+struct IssuedBody {
+    bolt11: String,
+    payment_hash: String,
+    expires_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PayBody {
+    invoice: String,
+    #[serde(default = "default_account")]
+    account: String,
+}
+
+fn default_account() -> String {
+    DEFAULT_DEV_ACCOUNT.to_string()
+}
+
+#[derive(Serialize, Deserialize)]
+struct PaymentBody {
+    payment_hash: String,
+    preimage: String,
+    amount_msat: u64,
+    fee_msat: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountQuery {
+    #[serde(default = "default_account")]
+    account: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BalanceBody {
+    account: String,
+    balance_msat: u64,
+    balance_sats: u64,
+    warning: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LookupBody {
+    status: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentBody>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    error: String,
+    message: String,
+}
+
+struct ApiError(LightningError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            LightningError::InvalidInvoice(_) => StatusCode::BAD_REQUEST,
+            LightningError::NoRoute(_) => StatusCode::NOT_FOUND,
+            LightningError::AlreadyPaid => StatusCode::CONFLICT,
+            LightningError::InvoiceExpired => StatusCode::GONE,
+            LightningError::InsufficientBalance(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = ErrorBody {
+            error: self.0.code().to_string(),
+            message: self.0.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+fn payment_body(p: &Payment) -> PaymentBody {
+    PaymentBody {
+        payment_hash: hex::encode(p.payment_hash),
+        preimage: hex::encode(p.preimage),
+        amount_msat: p.amount_msat,
+        fee_msat: p.fee_msat,
+    }
+}
+
+fn check_account(account: &str) -> Result<(), ApiError> {
+    let ok = !account.is_empty()
+        && account.len() <= 64
+        && account
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(LightningError::Backend(
+            "an account name is 1 to 64 characters of A-Z a-z 0-9 - _ .".into(),
+        )))
+    }
+}
+
+impl DevNetwork {
+    /// The HTTP API of this network, under [`PREFIX`]. Serve it on loopback only.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(&format!("{PREFIX}/info"), get(info))
+            .route(&format!("{PREFIX}/invoices"), post(create_invoice))
+            .route(&format!("{PREFIX}/pay"), post(pay))
+            .route(&format!("{PREFIX}/balance"), get(balance))
+            .route(&format!("{PREFIX}/payments/{{hash}}"), get(lookup))
+            .layer(axum::middleware::map_response(
+                |mut response: Response| async move {
+                    response.headers_mut().insert(
+                        "x-plannt-dev",
+                        HeaderValue::from_static("no real money moves"),
+                    );
+                    response
+                },
+            ))
+            .with_state(self.clone())
+    }
+}
+
+async fn info(State(net): State<DevNetwork>) -> Json<InfoBody> {
+    Json(InfoBody {
+        network: Network::Regtest.to_string(),
+        node_id: net.node_id().to_string(),
+        warning: WARNING.to_string(),
+    })
+}
+
+async fn create_invoice(
+    State(net): State<DevNetwork>,
+    Json(body): Json<InvoiceBody>,
+) -> Result<Json<IssuedBody>, ApiError> {
+    let issued = net
+        .create_invoice(&InvoiceRequest {
+            amount_sats: body.amount_sats,
+            memo: body.memo,
+            expiry_secs: body.expiry_secs,
+        })
+        .map_err(ApiError)?;
+    Ok(Json(IssuedBody {
+        bolt11: issued.bolt11,
+        payment_hash: hex::encode(issued.payment_hash),
+        expires_at: issued.expires_at,
+    }))
+}
+
+async fn pay(
+    State(net): State<DevNetwork>,
+    Json(body): Json<PayBody>,
+) -> Result<Json<PaymentBody>, ApiError> {
+    check_account(&body.account)?;
+    // Signature checks are CPU work: keep them off the async workers.
+    let payment = tokio::task::spawn_blocking(move || net.pay(&body.account, &body.invoice))
+        .await
+        .map_err(|e| ApiError(LightningError::Backend(e.to_string())))?
+        .map_err(ApiError)?;
+    Ok(Json(payment_body(&payment)))
+}
+
+async fn balance(
+    State(net): State<DevNetwork>,
+    Query(query): Query<AccountQuery>,
+) -> Result<Json<BalanceBody>, ApiError> {
+    check_account(&query.account)?;
+    let msat = net.balance(&query.account);
+    Ok(Json(BalanceBody {
+        account: query.account,
+        balance_msat: msat,
+        balance_sats: msat / 1000,
+        warning: WARNING.to_string(),
+    }))
+}
+
+async fn lookup(
+    State(net): State<DevNetwork>,
+    Path(hash): Path<String>,
+    Query(query): Query<AccountQuery>,
+) -> Result<Json<LookupBody>, ApiError> {
+    check_account(&query.account)?;
+    let hash = plannt_l402::hex32(&hash).ok_or_else(|| {
+        ApiError(LightningError::Backend(
+            "a payment hash is 64 hex characters".into(),
+        ))
+    })?;
+    Ok(Json(match net.lookup(&query.account, &hash) {
+        PaymentLookup::Succeeded(p) => LookupBody {
+            status: "succeeded".into(),
+            payment: Some(payment_body(&p)),
+        },
+        _ => LookupBody {
+            status: "not_found".into(),
+            payment: None,
+        },
+    }))
+}
+
+/// A wallet on a dev network served by another process (`dev+http://HOST:PORT`).
+pub struct DevHttp {
+    base: Url,
+    account: String,
+    http: reqwest::Client,
+}
+
+impl DevHttp {
+    /// A wallet paying from `account` on the network served at `base`.
+    pub fn new(base: Url, account: &str) -> Self {
+        DevHttp {
+            base,
+            account: account.to_string(),
+            http: client(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{PREFIX}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, LightningError> {
+        let response = response.map_err(|e| transport_error("dev", e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("dev", e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| LightningError::Backend(format!("dev: unreadable answer: {e}")));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(LightningError::from_code(&body.error, body.message)),
+            Err(_) if status == StatusCode::NOT_FOUND => Err(LightningError::Unreachable(
+                "dev: no dev network at this address (is the gateway running with the dev backend?)".into(),
+            )),
+            Err(_) => Err(LightningError::Backend(format!("dev: HTTP {status}"))),
+        }
+    }
+
+    fn payment(body: PaymentBody) -> Result<Payment, LightningError> {
+        let bad =
+            || LightningError::Backend("dev: a hash or preimage is not 64 hex characters".into());
+        let hash = plannt_l402::hex32(&body.payment_hash).ok_or_else(bad)?;
+        let preimage = plannt_l402::hex32(&body.preimage).ok_or_else(bad)?;
+        Payment::checked("dev", hash, preimage, body.amount_msat, body.fee_msat)
+    }
+}
+
+#[async_trait]
+impl Receiver for DevHttp {
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let body = InvoiceBody {
+            amount_sats: request.amount_sats,
+            memo: request.memo.clone(),
+            expiry_secs: request.expiry_secs,
+        };
+        let issued: IssuedBody = Self::read(
+            self.http
+                .post(self.url("/invoices"))
+                .json(&body)
+                .send()
+                .await,
+        )
+        .await?;
+        let payment_hash = plannt_l402::hex32(&issued.payment_hash)
+            .ok_or_else(|| LightningError::Backend("dev: bad payment hash".into()))?;
+        Ok(IssuedInvoice {
+            bolt11: issued.bolt11,
+            payment_hash,
+            expires_at: issued.expires_at,
+        })
+    }
+
+    async fn health(&self) -> Result<(), LightningError> {
+        let _: InfoBody = Self::read(self.http.get(self.url("/info")).send().await).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Payer for DevHttp {
+    async fn pay(&self, bolt11: &str, _max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let body = PayBody {
+            invoice: bolt11.to_string(),
+            account: self.account.clone(),
+        };
+        let request = self
+            .http
+            .post(self.url("/pay"))
+            .timeout(PAY_TIMEOUT)
+            .json(&body);
+        Self::payment(Self::read(request.send().await).await?)
+    }
+
+    async fn balance(&self) -> Result<Balance, LightningError> {
+        let body: BalanceBody = Self::read(
+            self.http
+                .get(self.url("/balance"))
+                .query(&[("account", &self.account)])
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(Balance {
+            msat: body.balance_msat,
+        })
+    }
+
+    async fn lookup_payment(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<PaymentLookup, LightningError> {
+        let body: LookupBody = Self::read(
+            self.http
+                .get(self.url(&format!("/payments/{}", hex::encode(payment_hash))))
+                .query(&[("account", &self.account)])
+                .send()
+                .await,
+        )
+        .await?;
+        match (body.status.as_str(), body.payment) {
+            ("succeeded", Some(p)) => Ok(PaymentLookup::Succeeded(Self::payment(p)?)),
+            ("not_found", _) => Ok(PaymentLookup::NotFound),
+            (other, _) => Err(LightningError::Backend(format!(
+                "dev: unknown payment status {other:?}"
+            ))),
+        }
+    }
+
+    fn network(&self) -> Network {
+        Network::Regtest
+    }
+
+    fn name(&self) -> &'static str {
+        "dev"
+    }
+}

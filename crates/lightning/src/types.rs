@@ -1,0 +1,131 @@
+//! The two sides of the boundary, as traits, and the values that cross it.
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use crate::{LightningError, Network};
+
+/// An invoice to issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceRequest {
+    /// The amount in satoshis.
+    pub amount_sats: u64,
+    /// The description shown to the payer.
+    pub memo: String,
+    /// Seconds until the invoice expires.
+    pub expiry_secs: u64,
+}
+
+/// An invoice the backend issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedInvoice {
+    /// The BOLT11 string.
+    pub bolt11: String,
+    /// Its payment hash: what the macaroon is bound to.
+    pub payment_hash: [u8; 32],
+    /// Unix seconds at which it expires.
+    pub expires_at: u64,
+}
+
+/// A payment that succeeded. Its preimage hashes to its payment hash: every backend checks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// The payment hash.
+    pub payment_hash: [u8; 32],
+    /// The preimage: the proof of payment.
+    pub preimage: [u8; 32],
+    /// The amount paid to the payee, in millisatoshis.
+    pub amount_msat: u64,
+    /// The routing fee, in millisatoshis.
+    pub fee_msat: u64,
+}
+
+impl Payment {
+    /// A payment, if the preimage hashes to the payment hash; the error names the backend.
+    pub fn checked(
+        backend: &str,
+        payment_hash: [u8; 32],
+        preimage: [u8; 32],
+        amount_msat: u64,
+        fee_msat: u64,
+    ) -> Result<Self, LightningError> {
+        let hashed: [u8; 32] = Sha256::digest(preimage).into();
+        if hashed != payment_hash {
+            return Err(LightningError::Backend(format!(
+                "{backend} returned a preimage that does not hash to the payment hash"
+            )));
+        }
+        Ok(Payment {
+            payment_hash,
+            preimage,
+            amount_msat,
+            fee_msat,
+        })
+    }
+}
+
+impl std::fmt::Debug for Payment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payment")
+            .field("payment_hash", &hex::encode(self.payment_hash))
+            .field("preimage", &"<redacted>")
+            .field("amount_msat", &self.amount_msat)
+            .field("fee_msat", &self.fee_msat)
+            .finish()
+    }
+}
+
+/// What a backend knows of an outgoing payment, looked up by payment hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentLookup {
+    /// It succeeded: here is the preimage.
+    Succeeded(Payment),
+    /// It is still in flight: wait and look again; do not pay again.
+    Pending,
+    /// It failed: nothing was paid; it may be paid again.
+    Failed(String),
+    /// The backend has no record of it.
+    NotFound,
+}
+
+/// A wallet's spendable balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balance {
+    /// Millisatoshis that can be spent.
+    pub msat: u64,
+}
+
+/// The gateway side: issue invoices.
+#[async_trait]
+pub trait Receiver: Send + Sync {
+    /// Issues an invoice. Bind the macaroon to the payment hash this returns.
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<IssuedInvoice, LightningError>;
+    /// Checks that the backend answers and accepts our credentials.
+    async fn health(&self) -> Result<(), LightningError>;
+}
+
+/// The client side: pay invoices.
+#[async_trait]
+pub trait Payer: Send + Sync {
+    /// Pays an invoice, spending at most `max_fee_msat` on fees.
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError>;
+    /// The spendable balance.
+    async fn balance(&self) -> Result<Balance, LightningError>;
+    /// Looks an outgoing payment up, so an interrupted one is finished instead of paid twice.
+    async fn lookup_payment(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<PaymentLookup, LightningError>;
+    /// The network whose invoices this wallet pays.
+    fn network(&self) -> Network;
+    /// A short name for messages: `dev`, `lnbits`, …
+    fn name(&self) -> &'static str;
+}
+
+/// A backend that does both; every backend URI opens one.
+pub trait Wallet: Receiver + Payer {}
+
+impl<T: Receiver + Payer> Wallet for T {}
