@@ -1,0 +1,84 @@
+//! Spent-token stores: the only state of the gateway, a set of payment hashes.
+//!
+//! A request with a valid token first **claims** its payment hash: exactly one of any number of
+//! concurrent claims wins. The request is then forwarded. If the upstream fails (connect error,
+//! timeout, 5xx) the claim is **released** and the same token may be used again; otherwise it is
+//! **committed** and the token is spent for good.
+//!
+//! A claim that is neither committed nor released (the gateway died mid-request) does not strand
+//! the payment: it lapses after [`PENDING_TTL`] (Redis) or at the next start (SQLite, memory),
+//! because its response never reached the client. A committed entry lives until the token's
+//! `valid_until`, after which the token fails verification anyway and the entry may be purged:
+//! the set is bounded by request rate × token lifetime.
+
+mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use self::memory::MemoryStore;
+
+/// How long an uncommitted claim holds in a shared store before it lapses.
+pub const PENDING_TTL: Duration = Duration::from_secs(300);
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This request holds the token now: commit or release it with this ticket.
+    Won(Ticket),
+    /// The token was spent, or another request holds it.
+    Spent,
+}
+
+/// Names one claim, so a release removes only its own claim and never a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub [u8; 16]);
+
+impl Ticket {
+    /// A fresh random ticket.
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the operating system's random source works");
+        Ticket(bytes)
+    }
+}
+
+impl Default for Ticket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A store that cannot answer. The gateway then refuses paid requests (fails closed) with 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spent-token store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// The spent set. Keys are payment hashes; `until` is the token's `valid_until` (unix seconds).
+#[async_trait]
+pub trait SpentStore: Send + Sync + 'static {
+    /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.
+    async fn claim(&self, payment_hash: &[u8; 32], until: u64) -> Result<Claim, StoreError>;
+    /// Marks a won claim as spent for good, until `until`.
+    async fn commit(
+        &self,
+        payment_hash: &[u8; 32],
+        ticket: &Ticket,
+        until: u64,
+    ) -> Result<(), StoreError>;
+    /// Gives a won claim back, so the token can be used again. Removes only this ticket's
+    /// pending claim, never a committed one or another request's.
+    async fn release(&self, payment_hash: &[u8; 32], ticket: &Ticket) -> Result<(), StoreError>;
+    /// Drops entries whose `until` is before `now`; returns how many went.
+    async fn purge(&self, now: u64) -> Result<u64, StoreError>;
+    /// How many entries the set holds (pending and committed).
+    async fn len(&self) -> Result<u64, StoreError>;
+    /// Checks that the store answers.
+    async fn health(&self) -> Result<(), StoreError>;
+    /// A short name: `memory`, `sqlite`, `redis`.
+    fn name(&self) -> &'static str;
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
