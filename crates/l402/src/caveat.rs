@@ -78,15 +78,16 @@ pub fn is_route_id(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
 }
 
-/// Condition names: lowercase letters, digits and `_`, not one of the reserved names.
+/// Condition names: lowercase letters, digits and `_`, not ending in a reserved name (the caveat
+/// `<route>_x_valid_until=…` would read back as the expiry of service `<route>_x`).
 pub fn is_condition_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
         && text
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && text != "valid_until"
-        && text != "capabilities"
+        && !text.ends_with("valid_until")
+        && !text.ends_with("capabilities")
 }
 
 // Aperture service names may contain `_`; we only need to read them, so be lenient there.

@@ -381,10 +381,15 @@ impl Credential {
     pub fn from_headers<'a>(
         values: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Option<Self>, CredentialError> {
-        let mut found: Option<&str> = None;
+        // (the whole value to parse, the part after the scheme to compare)
+        let mut found: Option<(&str, &str)> = None;
         for value in values {
             if value.len() > MAX_HEADER_LEN {
-                return Err(CredentialError::TooLong(value.len()));
+                // Another scheme's oversized value is the upstream's business, not ours.
+                if starts_with_l402(value) {
+                    return Err(CredentialError::TooLong(value.len()));
+                }
+                continue;
             }
             let Ok(text) = std::str::from_utf8(value) else {
                 // Another scheme may carry binary; only an L402 value that is not text is ours to refuse.
@@ -399,12 +404,12 @@ impl Credential {
                 Err(e) => return Err(e),
             };
             match found {
-                Some(earlier) if earlier != rest => return Err(CredentialError::Conflicting),
+                Some((_, earlier)) if earlier != rest => return Err(CredentialError::Conflicting),
                 Some(_) => {}
-                None => found = Some(text),
+                None => found = Some((text, rest)),
             }
         }
-        found.map(Self::parse).transpose()
+        found.map(|(text, _)| Self::parse(text)).transpose()
     }
 }
 

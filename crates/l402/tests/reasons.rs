@@ -707,3 +707,30 @@ fn the_real_aperture_token_decodes_and_re_encodes_byte_identical() {
     let err = verify(&ring(), &m, PREIMAGE, &at("meme", NOW)).unwrap_err();
     assert_reason(&err, Reason::BadPreimage);
 }
+
+#[test]
+fn from_headers_counts_the_same_credential_once() {
+    let value = Credential::new(mint(&ring(), "demo", PREIMAGE), PREIMAGE).to_header_value();
+    let lsat = value.replacen("L402", "LSAT", 1);
+    assert!(matches!(
+        Credential::from_headers([value.as_bytes(), value.as_bytes()]),
+        Ok(Some(_))
+    ));
+    assert!(matches!(
+        Credential::from_headers([lsat.as_bytes(), value.as_bytes()]),
+        Ok(Some(_))
+    ));
+}
+
+#[test]
+fn condition_names_ending_in_a_reserved_name_are_refused() {
+    for name in [
+        "x_valid_until",
+        "x_capabilities",
+        "valid_until",
+        "capabilities",
+    ] {
+        assert!(!plannt_l402::is_condition_name(name), "{name}");
+    }
+    assert!(plannt_l402::is_condition_name("max_tokens"));
+}
