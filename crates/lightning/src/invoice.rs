@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lightning_invoice::{
     Bolt11Invoice, Bolt11InvoiceDescriptionRef, Bolt11ParseError, Bolt11SemanticError, Currency,
-    ParseOrSemanticError,
+    DEFAULT_EXPIRY_TIME, ParseOrSemanticError, SignedRawBolt11Invoice, TaggedField,
 };
 
 /// The longest invoice we read: `lightning-invoice` refuses more than 7089 bytes anyway.
@@ -170,8 +170,85 @@ pub fn decode_invoice(text: &str) -> Result<DecodedInvoice, InvoiceError> {
     if text.len() > MAX_INVOICE_LEN {
         return Err(InvoiceError::TooLong(text.len()));
     }
-    let invoice = Bolt11Invoice::from_str(text)?;
-    Ok(from_parsed(&invoice))
+    match Bolt11Invoice::from_str(text) {
+        Ok(invoice) => Ok(from_parsed(&invoice)),
+        Err(ParseOrSemanticError::SemanticError(Bolt11SemanticError::InvalidFeatures)) => {
+            decode_featureless(text)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An invoice with a payment secret (`s`) but no feature field (`9`) at all. LNbits' FakeWallet
+/// writes these (through PyPI `bolt11`), and BOLT 11 readers such as LND, CLN and the Python and
+/// JavaScript `bolt11` libraries read them; `lightning-invoice` refuses any invoice without the
+/// payment-secret feature bit. Only that case is let through here, with every other check
+/// `Bolt11Invoice::from_signed` makes: one payment hash, one description or description hash,
+/// one payment secret, a valid signature, a whole number of millisatoshis.
+fn decode_featureless(text: &str) -> Result<DecodedInvoice, InvoiceError> {
+    let malformed = |e: Bolt11SemanticError| InvoiceError::Malformed(e.to_string());
+    let signed = SignedRawBolt11Invoice::from_str(text)
+        .map_err(|e| InvoiceError::from(ParseOrSemanticError::ParseError(e)))?;
+    let raw = signed.raw_invoice();
+    if raw.features().is_some() {
+        return Err(malformed(Bolt11SemanticError::InvalidFeatures));
+    }
+    let count =
+        |wanted: fn(&TaggedField) -> bool| raw.known_tagged_fields().filter(|f| wanted(f)).count();
+    match count(|f| matches!(f, TaggedField::PaymentHash(_))) {
+        0 => return Err(malformed(Bolt11SemanticError::NoPaymentHash)),
+        1 => {}
+        _ => return Err(malformed(Bolt11SemanticError::MultiplePaymentHashes)),
+    }
+    match count(|f| {
+        matches!(
+            f,
+            TaggedField::Description(_) | TaggedField::DescriptionHash(_)
+        )
+    }) {
+        0 => return Err(malformed(Bolt11SemanticError::NoDescription)),
+        1 => {}
+        _ => return Err(malformed(Bolt11SemanticError::MultipleDescriptions)),
+    }
+    match count(|f| matches!(f, TaggedField::PaymentSecret(_))) {
+        0 => return Err(malformed(Bolt11SemanticError::NoPaymentSecret)),
+        1 => {}
+        _ => return Err(malformed(Bolt11SemanticError::MultiplePaymentSecrets)),
+    }
+    if !signed.check_signature() {
+        return Err(InvoiceError::Signature);
+    }
+    let amount_msat = match raw.amount_pico_btc() {
+        Some(pico) if pico % 10 != 0 => {
+            return Err(malformed(Bolt11SemanticError::ImpreciseAmount));
+        }
+        other => other.map(|pico| pico / 10),
+    };
+    let payee = match raw.payee_pub_key() {
+        Some(key) => key.0,
+        None => {
+            signed
+                .recover_payee_pub_key()
+                .map_err(|_| InvoiceError::Signature)?
+                .0
+        }
+    };
+    let payment_hash = raw
+        .payment_hash()
+        .map(|h| *AsRef::<[u8; 32]>::as_ref(&h.0))
+        .ok_or_else(|| malformed(Bolt11SemanticError::NoPaymentHash))?;
+    Ok(DecodedInvoice {
+        bolt11: signed.to_string(),
+        network: raw.currency().into(),
+        amount_msat,
+        payment_hash,
+        payee: payee.serialize(),
+        created_at: raw.data.timestamp.as_unix_timestamp(),
+        expiry_secs: raw
+            .expiry_time()
+            .map_or(DEFAULT_EXPIRY_TIME, |e| e.as_seconds()),
+        description: raw.description().map(|d| d.to_string()),
+    })
 }
 
 /// The decoded form of an invoice `lightning-invoice` has already parsed and checked.
