@@ -1,9 +1,11 @@
 //! LNbits, both sides, through its REST API (`/api/v1/payments`, `/api/v1/wallet`).
 //!
-//! Follows LNbits v1.x (`lnbits/core/views/payment_api.py`): `X-Api-Key` auth (the invoice key
-//! issues and reads, the admin key also pays); `out` must always be sent (it defaults to true);
-//! amounts in answers are millisatoshis; creating answers 201. LNbits takes no fee limit, so
-//! the fee is checked after the fact and reported.
+//! Follows LNbits v1.x (`lnbits/core/views/payment_api.py`, checked against a live 1.6.2):
+//! `X-Api-Key` auth (the invoice key issues and reads, the admin key also pays); `out` must
+//! always be sent (it defaults to true); amounts in answers are millisatoshis, negative for an
+//! outgoing payment, and so is its fee; creating answers 201. A key that matches no wallet is
+//! answered 404 `Wallet not found.`; payment failures 520 `{detail, status}`. LNbits takes no
+//! fee limit, so the fee is checked after the fact and reported.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -47,6 +49,10 @@ struct PaidPayment {
     amount: Option<i64>,
 }
 
+/// `GET /api/v1/payments/{hash}`. With the key of the wallet that holds the payment it carries
+/// `details` (the payment: `status`, `amount`, `fee`, `preimage`); with any other key, or none,
+/// LNbits still answers `paid` and the preimage, from any wallet, but no `details`. The
+/// top-level `status` is there only for a failed or a rechecked pending payment.
 #[derive(Deserialize)]
 struct PaymentStatus {
     paid: bool,
@@ -55,7 +61,19 @@ struct PaymentStatus {
     #[serde(default)]
     preimage: Option<String>,
     #[serde(default)]
-    details: Option<Value>,
+    details: Option<PaymentDetails>,
+}
+
+#[derive(Deserialize)]
+struct PaymentDetails {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    preimage: Option<String>,
+    #[serde(default)]
+    amount: i64,
+    #[serde(default)]
+    fee: i64,
 }
 
 #[derive(Deserialize)]
@@ -97,7 +115,8 @@ impl LnBits {
             .get("detail")
             .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_string))
             .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(map_failure(status, &detail))
+        let outcome = body.get("status").and_then(Value::as_str);
+        Err(map_failure(status, &detail, outcome))
     }
 
     fn payment_from(
@@ -119,17 +138,33 @@ impl LnBits {
 }
 
 /// Maps an LNbits error answer to what a caller can act on. LNbits has no error codes, only
-/// messages, so the message is read for the few failures that matter.
-fn map_failure(status: u16, detail: &str) -> LightningError {
+/// messages, so the message is read for the few failures that matter. Its payment errors
+/// (HTTP 520) also carry the payment's `status`: `pending` means it may still complete.
+fn map_failure(status: u16, detail: &str, outcome: Option<&str>) -> LightningError {
     let lower = detail.to_ascii_lowercase();
     match status {
         401 | 403 => LightningError::Unauthorized(format!("lnbits: {detail}")),
-        _ if lower.contains("insufficient balance") => {
+        // A key that matches no wallet.
+        404 if lower.contains("wallet not found") => {
+            LightningError::Unauthorized(format!("lnbits: {detail} (is the key right?)"))
+        }
+        // "Insufficient balance.", or for a payment leaving LNbits "You must reserve at least
+        // (N sat) to cover potential routing fees."
+        _ if lower.contains("insufficient balance") || lower.contains("reserve at least") => {
             LightningError::InsufficientBalance(format!("lnbits: {detail}"))
         }
+        // "Internal invoice already paid." (paid inside LNbits), "Payment already paid."
         _ if lower.contains("already paid") => LightningError::AlreadyPaid,
         _ if lower.contains("expired") => LightningError::InvoiceExpired,
         _ if lower.contains("no route") => LightningError::NoRoute(format!("lnbits: {detail}")),
+        // "Bolt11 decoding failed.", "Amountless invoices not supported.", "Missing BOLT11 invoice".
+        _ if lower.contains("bolt11") || lower.contains("amountless") => {
+            LightningError::InvalidInvoice(format!("lnbits: {detail}"))
+        }
+        // "Payment is still pending.": the outcome is unknown, so it must be looked up.
+        _ if outcome == Some("pending") => LightningError::Backend(format!(
+            "lnbits: {detail} (the payment may still complete: look it up before paying again)"
+        )),
         400 | 404 | 422 => LightningError::InvalidInvoice(format!("lnbits: {detail}")),
         _ => LightningError::PaymentFailed(format!("lnbits: {detail}")),
     }
@@ -256,26 +291,31 @@ impl Payer for LnBits {
         };
         let status: PaymentStatus = serde_json::from_value(value)
             .map_err(|e| LightningError::Backend(format!("lnbits: unreadable status: {e}")))?;
-        if status.paid {
-            let details = status.details.unwrap_or(Value::Null);
-            let amount = details
-                .get("amount")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                .unsigned_abs();
-            let fee = details
-                .get("fee")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                .unsigned_abs();
+        // Without details LNbits did not take our key for the owner: the payment, if any, is
+        // another wallet's, and its preimage proves nothing about ours.
+        let Some(details) = status.details else {
+            return Err(LightningError::Unauthorized(
+                "lnbits: the key does not own a payment with this hash (LNbits answered without \
+                 its details)"
+                    .into(),
+            ));
+        };
+        // LNbits answers the wallet's outgoing payment first; a positive amount is an invoice
+        // it issued, not a payment it made.
+        if details.amount > 0 {
+            return Ok(PaymentLookup::NotFound);
+        }
+        let state = status.status.or(details.status);
+        if status.paid || state.as_deref() == Some("success") {
+            let preimage = status.preimage.or(details.preimage);
             return Ok(PaymentLookup::Succeeded(self.payment_from(
                 &hash,
-                status.preimage.as_deref(),
-                amount,
-                fee,
+                preimage.as_deref(),
+                details.amount.unsigned_abs(),
+                details.fee.unsigned_abs(),
             )?));
         }
-        Ok(match status.status.as_deref() {
+        Ok(match state.as_deref() {
             Some("failed") => PaymentLookup::Failed("lnbits: the payment failed".into()),
             _ => PaymentLookup::Pending,
         })
@@ -287,5 +327,68 @@ impl Payer for LnBits {
 
     fn name(&self) -> &'static str {
         "lnbits"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answers a live LNbits 1.6.2 gave, status, `detail` and `status` field.
+    #[test]
+    fn maps_the_answers_lnbits_gives() {
+        let cases: [(u16, &str, Option<&str>, &str); 11] = [
+            (401, "No Api Key provided.", None, "unauthorized"),
+            (
+                403,
+                "Invoice (or Admin) key required.",
+                None,
+                "unauthorized",
+            ),
+            (404, "Wallet not found.", None, "unauthorized"),
+            (
+                520,
+                "Insufficient balance.",
+                Some("failed"),
+                "insufficient_balance",
+            ),
+            (
+                520,
+                "You must reserve at least (2  sat) to cover potential routing fees.",
+                Some("failed"),
+                "insufficient_balance",
+            ),
+            (
+                520,
+                "Internal invoice already paid.",
+                Some("failed"),
+                "already_paid",
+            ),
+            (
+                520,
+                "Payment already paid.",
+                Some("success"),
+                "already_paid",
+            ),
+            (
+                520,
+                "Bolt11 decoding failed.",
+                Some("failed"),
+                "invalid_invoice",
+            ),
+            (
+                520,
+                "Payment failed: Only internal invoices can be used!",
+                Some("failed"),
+                "payment_failed",
+            ),
+            (520, "Payment is still pending.", Some("pending"), "backend"),
+            (404, "Payment does not exist.", None, "invalid_invoice"),
+        ];
+        for (status, detail, outcome, code) in cases {
+            let error = map_failure(status, detail, outcome);
+            assert_eq!(error.code(), code, "{status} {detail}");
+        }
+        assert!(map_failure(520, "Payment is still pending.", Some("pending")).outcome_unknown());
     }
 }
