@@ -75,6 +75,9 @@ pub enum ChallengeError {
     /// The macaroon does not decode.
     #[error("the challenge's macaroon is unusable: {0}")]
     Macaroon(#[from] MacaroonError),
+    /// The invoice has characters no BOLT11 invoice has.
+    #[error("the challenge's invoice is not a BOLT11 string (letters and digits only)")]
+    BadInvoice,
     /// A quoted string never ends.
     #[error("a quoted value in WWW-Authenticate never ends")]
     UnterminatedQuote,
@@ -159,6 +162,11 @@ impl Challenge {
         let invoice = get("invoice")
             .filter(|v| !v.is_empty())
             .ok_or(ChallengeError::NoInvoice)?;
+        // BOLT11 is bech32: letters and digits. Anything else cannot be paid, and could not be
+        // written back into a quoted header value unchanged.
+        if !invoice.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ChallengeError::BadInvoice);
+        }
         Ok(Challenge {
             scheme,
             macaroon: Macaroon::from_base64(token)?,
