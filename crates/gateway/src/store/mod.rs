@@ -10,14 +10,28 @@
 //! because its response never reached the client. A committed entry lives until the token's
 //! `valid_until`, after which the token fails verification anyway and the entry may be purged:
 //! the set is bounded by request rate × token lifetime.
+//!
+//! Three stores implement [`SpentStore`]:
+//! - [`MemoryStore`]: a hash map, for tests, benchmarks and gateways that may forget spent
+//!   tokens on restart.
+//! - [`SqliteStore`]: one file, the default. Durable before a claim wins, so a token that got a
+//!   response is never accepted again after a crash; one process holds the file at a time.
+//! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
+//!   [`PENDING_TTL`], committed ones at the token's `valid_until`.
+//!
+//! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 
 mod memory;
+mod redis;
+mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
+pub use self::redis::{RedisOptions, RedisStore};
+pub use self::sqlite::SqliteStore;
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);
@@ -74,6 +88,10 @@ pub trait SpentStore: Send + Sync + 'static {
     async fn purge(&self, now: u64) -> Result<u64, StoreError>;
     /// How many entries the set holds (pending and committed).
     async fn len(&self) -> Result<u64, StoreError>;
+    /// Whether the set holds no entry.
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len().await? == 0)
+    }
     /// Checks that the store answers.
     async fn health(&self) -> Result<(), StoreError>;
     /// A short name: `memory`, `sqlite`, `redis`.
