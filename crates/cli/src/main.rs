@@ -4,7 +4,9 @@
 
 mod decode;
 mod dev;
+mod logging;
 mod paths;
+mod serve;
 mod wallet;
 
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: an L402 paywall in front of your API (or the demo service).
+    Serve(serve::Args),
     /// Show what a macaroon, credential, challenge or invoice holds.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
@@ -44,6 +48,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Decode(args) => decode::run(args),
         Command::Wallet(args) => runtime().and_then(|rt| rt.block_on(wallet::run(args))),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::run(args))),

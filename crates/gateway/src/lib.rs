@@ -1,7 +1,23 @@
 //! The gateway: the route table and prices, the L402 tower layer, the spent-token stores, the
 //! reverse proxy, the built-in demo routes, the catalog, status and metrics.
+//!
+//! Use [`Paywall::layer`] in front of any axum service, or run the whole server with `plannt serve`.
 
+mod builtin;
+mod catalog;
+pub mod config;
+mod limiter;
+pub mod metrics;
+mod paywall;
+mod proxy;
+pub mod routes;
+mod server;
 pub mod store;
+
+pub use config::{Config, ConfigError};
+pub use paywall::{L402Layer, L402Service, Paywall, PaywallOptions};
+pub use routes::{Route, RouteError, RouteTable, Target};
+pub use server::{Gateway, StartError};
 
 pub use plannt_l402 as l402;
 pub use plannt_lightning as lightning;

@@ -17,6 +17,7 @@
 pub mod dev;
 mod error;
 mod http;
+pub use http::install_tls_provider;
 pub mod invoice;
 mod lnbits;
 mod open;

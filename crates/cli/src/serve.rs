@@ -1,0 +1,94 @@
+//! `plannt serve`: the gateway.
+
+use std::path::PathBuf;
+
+use plannt_gateway::{Config, Gateway};
+
+use crate::paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (TOML). Every key can also be set by PLANNT_<KEY>.
+    #[arg(long, short, env = "PLANNT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on [env: PLANNT_LISTEN] [default: 127.0.0.1:8402].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The Lightning backend URI [env: PLANNT_LIGHTNING] [default: dev].
+    #[arg(long)]
+    lightning: Option<String>,
+    /// The spent-token store: sqlite, sqlite:PATH, memory, redis://… [env: PLANNT_STORE] [default: sqlite].
+    #[arg(long)]
+    store: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "PLANNT_LOG_JSON")]
+    log_json: bool,
+}
+
+pub async fn run(args: &Args) -> Result<(), String> {
+    crate::logging::init(args.log_json);
+    let mut config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())
+        .map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(lightning) = &args.lightning {
+        config.lightning = lightning.clone();
+    }
+    if let Some(store) = &args.store {
+        config.store = store.clone();
+    }
+    let data_dir = config.data_dir.clone().unwrap_or_else(paths::data_dir);
+    let listen = config.listen;
+    let gateway = Gateway::build(config, data_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if gateway.dev_network.is_some() {
+        tracing::warn!("{}", plannt_lightning::dev::WARNING);
+        tracing::info!(wallet = %format!("dev+http://{addr}"), "pay with: plannt get --wallet dev+http://{addr} http://{addr}/v1/demo");
+    }
+    for route in gateway.paywall().routes().routes() {
+        match (&route.unavailable, route.price_sats) {
+            (Some(why), _) => {
+                tracing::info!(route = %route.id, path = %route.path, "not offered: {why}")
+            }
+            (None, Some(sats)) => {
+                tracing::info!(route = %route.id, path = %route.path, sats, "paid route")
+            }
+            (None, None) => tracing::info!(route = %route.id, path = %route.path, "public route"),
+        }
+    }
+    tracing::info!(%addr, "plannt gateway listening");
+    gateway
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

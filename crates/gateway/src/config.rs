@@ -1,0 +1,385 @@
+//! `plannt serve` configuration: a TOML file, every key overridable by a `PLANNT_<KEY>`
+//! environment variable (and some by flags), each with a documented default.
+//!
+//! A bad configuration names the file or variable, the key, and what was expected; the server
+//! does not start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file or environment variable.
+    pub source: String,
+    /// The key, if one is at fault.
+    pub key: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: {key}: {}", self.source, self.message),
+            None => write!(f, "{}: {}", self.source, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(source: &str, key: Option<&str>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        source: source.to_string(),
+        key: key.map(str::to_string),
+        message: message.into(),
+    }
+}
+
+/// A root key with its id.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The id, minted into each token's location.
+    pub id: String,
+    /// 64 hex characters.
+    pub key: String,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The id minted into tokens; defaults to the path with `/` turned into `-`.
+    pub id: Option<String>,
+    /// The method; any when left out.
+    pub method: Option<String>,
+    /// The path.
+    pub path: String,
+    /// `exact` (the default) or `prefix`.
+    #[serde(rename = "match")]
+    pub match_: Option<String>,
+    /// The price in sats; a route without one is public.
+    pub price_sats: Option<u64>,
+    /// What it does, for the catalog.
+    #[serde(default)]
+    pub description: String,
+    /// The upstream URL to forward to.
+    pub upstream: Option<String>,
+    /// A built-in handler: `demo`, `data`, `generate`, `status`.
+    pub handler: Option<String>,
+}
+
+/// The whole configuration. Field docs give each key's default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `listen`, `PLANNT_LISTEN`: the address to serve on. Default `127.0.0.1:8402`.
+    pub listen: SocketAddr,
+    /// `lightning`, `PLANNT_LIGHTNING`: the backend URI. Default `dev`.
+    pub lightning: String,
+    /// `store`, `PLANNT_STORE`: `sqlite:PATH`, `sqlite` (under the data directory), `memory` or
+    /// `redis://HOST:PORT`. Default `sqlite`.
+    pub store: String,
+    /// `root_key`, `PLANNT_ROOT_KEY`: one root key, 64 hex characters. Default: a key generated
+    /// once into `root.key` (mode 0600) under the data directory.
+    pub root_key: Option<String>,
+    /// `root_keys`: several keys `{id, key}`, oldest first; the last mints.
+    pub root_keys: Vec<KeyConfig>,
+    /// `data_dir`, `PLANNT_DATA_DIR`: default `~/.local/share/plannt`.
+    pub data_dir: Option<PathBuf>,
+    /// `invoice_expiry_secs`: how long an invoice stays payable. Default 600.
+    pub invoice_expiry_secs: u64,
+    /// `token_lifetime_secs`: how long a token stays usable after its invoice expires. Default 3600.
+    pub token_lifetime_secs: u64,
+    /// `challenges_per_second`: per client address; 0 turns the limit off. Default 5.
+    pub challenges_per_second: f64,
+    /// `challenge_burst`: challenges a client may ask for at once. Default 20.
+    pub challenge_burst: u32,
+    /// `upstream_timeout_secs`: the longest an upstream may take to answer. Default 30.
+    pub upstream_timeout_secs: u64,
+    /// `max_body_bytes`: the largest request body accepted. Default 10 MiB.
+    pub max_body_bytes: usize,
+    /// `cors_origins`: origins allowed to read answers (`*` for any). Default `["*"]`.
+    pub cors_origins: Vec<String>,
+    /// `dev_starting_balance_sats`: test sats each new dev account starts with. Default 1,000,000.
+    pub dev_starting_balance_sats: u64,
+    /// `dev_allow_remote`: serve the dev network on a non-loopback address. Default false.
+    pub dev_allow_remote: bool,
+    /// `openai_base_url`: an OpenAI-compatible API for `/v1/generate`. Default none: not offered.
+    pub openai_base_url: Option<String>,
+    /// `openai_api_key`: its key. Default none.
+    pub openai_api_key: Option<String>,
+    /// `openai_model`: the model. Default `gpt-4o-mini`.
+    pub openai_model: String,
+    /// `routes`: the priced routes; when empty, the demo service.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8402".parse().expect("a valid address"),
+            lightning: "dev".into(),
+            store: "sqlite".into(),
+            root_key: None,
+            root_keys: Vec::new(),
+            data_dir: None,
+            invoice_expiry_secs: 600,
+            token_lifetime_secs: 3600,
+            challenges_per_second: 5.0,
+            challenge_burst: 20,
+            upstream_timeout_secs: 30,
+            max_body_bytes: 10 * 1024 * 1024,
+            cors_origins: vec!["*".into()],
+            dev_starting_balance_sats: plannt_lightning::dev::DEFAULT_STARTING_BALANCE_SATS,
+            dev_allow_remote: false,
+            openai_base_url: None,
+            openai_api_key: None,
+            openai_model: "gpt-4o-mini".into(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+    Float,
+    Bool,
+    List,
+}
+
+/// Every key an environment variable can set, and its type.
+const ENV_KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Text),
+    ("lightning", Kind::Text),
+    ("store", Kind::Text),
+    ("root_key", Kind::Text),
+    ("data_dir", Kind::Text),
+    ("invoice_expiry_secs", Kind::Integer),
+    ("token_lifetime_secs", Kind::Integer),
+    ("challenges_per_second", Kind::Float),
+    ("challenge_burst", Kind::Integer),
+    ("upstream_timeout_secs", Kind::Integer),
+    ("max_body_bytes", Kind::Integer),
+    ("cors_origins", Kind::List),
+    ("dev_starting_balance_sats", Kind::Integer),
+    ("dev_allow_remote", Kind::Bool),
+    ("openai_base_url", Kind::Text),
+    ("openai_api_key", Kind::Text),
+    ("openai_model", Kind::Text),
+];
+
+impl Config {
+    /// Reads `file` (if any), then the `PLANNT_*` variables of `env`, over the defaults.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (source, mut table) = match file {
+            Some(path) => {
+                let source = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| error(&source, None, format!("cannot read it: {e}")))?;
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    error(&source, None, e.to_string().trim().to_string())
+                })?;
+                (source, table)
+            }
+            None => ("configuration".to_string(), toml::Table::new()),
+        };
+        for (key, kind) in ENV_KEYS {
+            let var = format!("PLANNT_{}", key.to_ascii_uppercase());
+            let Some(text) = env(&var) else { continue };
+            let bad = |what: &str| error(&var, Some(key), format!("expected {what}, got {text:?}"));
+            let value = match kind {
+                Kind::Text => toml::Value::String(text.clone()),
+                Kind::Integer => {
+                    toml::Value::Integer(text.trim().parse().map_err(|_| bad("a whole number"))?)
+                }
+                Kind::Float => {
+                    toml::Value::Float(text.trim().parse().map_err(|_| bad("a number"))?)
+                }
+                Kind::Bool => toml::Value::Boolean(match text.trim() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    _ => return Err(bad("true or false")),
+                }),
+                Kind::List => toml::Value::Array(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+            };
+            table.insert((*key).to_string(), value);
+        }
+        let config: Config = Config::deserialize(table)
+            .map_err(|e| error(&source, None, e.to_string().trim().to_string()))?;
+        config.check(&source)?;
+        Ok(config)
+    }
+
+    fn check(&self, source: &str) -> Result<(), ConfigError> {
+        if self.invoice_expiry_secs == 0 {
+            return Err(error(
+                source,
+                Some("invoice_expiry_secs"),
+                "must be at least 1",
+            ));
+        }
+        if self.token_lifetime_secs == 0 {
+            return Err(error(
+                source,
+                Some("token_lifetime_secs"),
+                "must be at least 1",
+            ));
+        }
+        if !(self.challenges_per_second >= 0.0 && self.challenges_per_second.is_finite()) {
+            return Err(error(
+                source,
+                Some("challenges_per_second"),
+                "must be 0 or more",
+            ));
+        }
+        if self.upstream_timeout_secs == 0 {
+            return Err(error(
+                source,
+                Some("upstream_timeout_secs"),
+                "must be at least 1",
+            ));
+        }
+        if self.root_key.is_some() && !self.root_keys.is_empty() {
+            return Err(error(
+                source,
+                Some("root_key"),
+                "give root_key or root_keys, not both",
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            match (&route.upstream, &route.handler) {
+                (Some(_), Some(_)) => {
+                    return Err(error(
+                        source,
+                        Some(&key),
+                        "give upstream or handler, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(error(
+                        source,
+                        Some(&key),
+                        "needs an upstream URL or a handler",
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(m) = &route.match_
+                && m != "exact"
+                && m != "prefix"
+            {
+                return Err(error(
+                    source,
+                    Some(&key),
+                    format!("match must be exact or prefix, not {m:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| {
+            pairs
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    fn file(text: &str) -> tempfile_path::Path {
+        tempfile_path::Path::new(text)
+    }
+
+    mod tempfile_path {
+        pub struct Path(pub std::path::PathBuf);
+        impl Path {
+            pub fn new(text: &str) -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "plannt-config-{}-{}.toml",
+                    std::process::id(),
+                    text.len() ^ text.bytes().map(usize::from).sum::<usize>()
+                ));
+                std::fs::write(&path, text).unwrap();
+                Path(path)
+            }
+        }
+        impl Drop for Path {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8402");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f = file("listen = \"127.0.0.1:9000\"\nchallenge_burst = 3\n");
+        let config = Config::load(
+            Some(&f.0),
+            env(&[
+                ("PLANNT_LISTEN", "127.0.0.1:9001"),
+                ("PLANNT_CORS_ORIGINS", "https://a, https://b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(config.challenge_burst, 3);
+        assert_eq!(config.cors_origins, ["https://a", "https://b"]);
+    }
+
+    #[test]
+    fn errors_name_the_source_and_key() {
+        let f = file("listen = 5\n");
+        let e = Config::load(Some(&f.0), env(&[])).unwrap_err();
+        assert!(
+            e.source.ends_with(".toml") && e.to_string().contains("listen"),
+            "{e}"
+        );
+        let f = file("lisen = \"x\"\n");
+        let e = Config::load(Some(&f.0), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::load(None, env(&[("PLANNT_CHALLENGE_BURST", "lots")])).unwrap_err();
+        assert_eq!(e.source, "PLANNT_CHALLENGE_BURST");
+        assert_eq!(e.key.as_deref(), Some("challenge_burst"));
+        let e = Config::load(None, env(&[("PLANNT_INVOICE_EXPIRY_SECS", "0")])).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("invoice_expiry_secs"));
+        let f = file("[[routes]]\npath = \"/x\"\nprice_sats = 1\n");
+        let e = Config::load(Some(&f.0), env(&[])).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("routes[0]"));
+        let e = Config::load(Some(Path::new("/nonexistent/plannt.toml")), env(&[])).unwrap_err();
+        assert!(e.message.contains("cannot read"));
+    }
+}

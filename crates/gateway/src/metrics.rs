@@ -1,0 +1,243 @@
+//! Counters and one histogram, rendered as Prometheus text at `/metrics`.
+//!
+//! The label sets (routes, reason codes) are fixed when the gateway starts, so every metric is an
+//! atomic in a table built once: nothing locks or allocates on the request path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use plannt_l402::Reason;
+
+/// Upper bounds of the upstream latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Per-route counters.
+struct RouteMetrics {
+    id: String,
+    challenges: AtomicU64,
+    accepted: AtomicU64,
+    sats_earned: AtomicU64,
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    routes: Vec<RouteMetrics>,
+    rejections: [AtomicU64; Reason::ALL.len()],
+    rate_limited: AtomicU64,
+    invoice_failures: AtomicU64,
+    store_failures: AtomicU64,
+    released: AtomicU64,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Metrics for these route ids.
+    pub fn new<'a>(route_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        Metrics {
+            routes: route_ids
+                .into_iter()
+                .map(|id| RouteMetrics {
+                    id: id.to_string(),
+                    challenges: AtomicU64::new(0),
+                    accepted: AtomicU64::new(0),
+                    sats_earned: AtomicU64::new(0),
+                })
+                .collect(),
+            rejections: Default::default(),
+            rate_limited: AtomicU64::new(0),
+            invoice_failures: AtomicU64::new(0),
+            store_failures: AtomicU64::new(0),
+            released: AtomicU64::new(0),
+            latency_buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn route(&self, id: &str) -> Option<&RouteMetrics> {
+        self.routes.iter().find(|r| r.id == id)
+    }
+
+    /// A challenge was issued for `route`.
+    pub fn challenge(&self, route: &str) {
+        if let Some(r) = self.route(route) {
+            r.challenges.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A token was accepted (claimed and forwarded) for `route`, which earned `sats`.
+    pub fn accepted(&self, route: &str, sats: u64) {
+        if let Some(r) = self.route(route) {
+            r.accepted.fetch_add(1, Ordering::Relaxed);
+            r.sats_earned.fetch_add(sats, Ordering::Relaxed);
+        }
+    }
+
+    /// A credential was refused.
+    pub fn rejected(&self, reason: Reason) {
+        let i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.rejections[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A challenge was refused by the rate limiter.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Lightning backend could not issue an invoice.
+    pub fn invoice_failure(&self) {
+        self.invoice_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The spent store could not answer.
+    pub fn store_failure(&self) {
+        self.store_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A claim was released after an upstream failure.
+    pub fn released(&self) {
+        self.released.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long the upstream took to answer a paid request.
+    pub fn upstream_latency(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut text = String::new();
+        let mut push = |name: &str, help: &str, kind: &str, lines: Vec<String>| {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for line in lines {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        };
+        push(
+            "plannt_challenges_total",
+            "402 challenges issued, by route.",
+            "counter",
+            self.routes
+                .iter()
+                .map(|r| {
+                    format!(
+                        "plannt_challenges_total{{route=\"{}\"}} {}",
+                        r.id,
+                        load(&r.challenges)
+                    )
+                })
+                .collect(),
+        );
+        push(
+            "plannt_tokens_accepted_total",
+            "Paid requests whose token was accepted, by route.",
+            "counter",
+            self.routes
+                .iter()
+                .map(|r| {
+                    format!(
+                        "plannt_tokens_accepted_total{{route=\"{}\"}} {}",
+                        r.id,
+                        load(&r.accepted)
+                    )
+                })
+                .collect(),
+        );
+        push(
+            "plannt_sats_earned_total",
+            "Sats earned by accepted tokens, by route.",
+            "counter",
+            self.routes
+                .iter()
+                .map(|r| {
+                    format!(
+                        "plannt_sats_earned_total{{route=\"{}\"}} {}",
+                        r.id,
+                        load(&r.sats_earned)
+                    )
+                })
+                .collect(),
+        );
+        push(
+            "plannt_rejections_total",
+            "Credentials refused, by reason.",
+            "counter",
+            Reason::ALL
+                .iter()
+                .zip(&self.rejections)
+                .map(|(reason, n)| {
+                    format!(
+                        "plannt_rejections_total{{reason=\"{}\"}} {}",
+                        reason.code(),
+                        load(n)
+                    )
+                })
+                .collect(),
+        );
+        for (name, help, value) in [
+            (
+                "plannt_rate_limited_total",
+                "Challenges refused with 429.",
+                &self.rate_limited,
+            ),
+            (
+                "plannt_invoice_failures_total",
+                "Invoices the Lightning backend could not issue (503).",
+                &self.invoice_failures,
+            ),
+            (
+                "plannt_store_failures_total",
+                "Paid requests refused because the spent store did not answer (503).",
+                &self.store_failures,
+            ),
+            (
+                "plannt_claims_released_total",
+                "Claims released after an upstream failure.",
+                &self.released,
+            ),
+        ] {
+            push(
+                name,
+                help,
+                "counter",
+                vec![format!("{name} {}", load(value))],
+            );
+        }
+        let mut lines: Vec<String> = BUCKETS
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(b, n)| format!("plannt_upstream_seconds_bucket{{le=\"{b}\"}} {}", load(n)))
+            .collect();
+        let count = load(&self.latency_count);
+        lines.push(format!(
+            "plannt_upstream_seconds_bucket{{le=\"+Inf\"}} {count}"
+        ));
+        lines.push(format!(
+            "plannt_upstream_seconds_sum {}",
+            load(&self.latency_sum_micros) as f64 / 1e6
+        ));
+        lines.push(format!("plannt_upstream_seconds_count {count}"));
+        push(
+            "plannt_upstream_seconds",
+            "Time the upstream took to answer paid requests.",
+            "histogram",
+            lines,
+        );
+        text
+    }
+}

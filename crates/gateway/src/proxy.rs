@@ -1,0 +1,142 @@
+//! The reverse proxy: forwards a paid request to its upstream, bodies streaming both ways.
+//!
+//! Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Forwarded-For`, `-Proto` and `-Host`
+//! are set, upstream TLS is verified against the system's roots, redirects are passed back to
+//! the client rather than followed, and an upstream that cannot be reached or is too slow gives
+//! 502 or 504 — a 5xx, so the paywall releases the token for a retry.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde_json::json;
+use url::Url;
+
+/// Forwards requests to upstreams.
+#[derive(Clone)]
+pub struct Proxy {
+    client: reqwest::Client,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn error(status: StatusCode, title: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": title, "message": message })),
+    )
+        .into_response()
+}
+
+impl Proxy {
+    /// A proxy whose upstream calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        plannt_lightning::install_tls_provider();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("the proxy client's static configuration is valid");
+        Proxy { client }
+    }
+
+    /// Forwards `request` to `upstream` (its path is prefixed to the request's).
+    pub async fn forward(&self, upstream: &Url, request: Request<Body>) -> Response {
+        let (parts, body) = request.into_parts();
+        let mut url = upstream.clone();
+        let path = format!(
+            "{}{}",
+            upstream.path().trim_end_matches('/'),
+            parts.uri.path()
+        );
+        url.set_path(&path);
+        url.set_query(parts.uri.query());
+
+        let mut headers = parts.headers.clone();
+        drop_hop_by_hop(&mut headers);
+        let host = headers.remove(header::HOST);
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        if let Some(client) = client {
+            let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(earlier) => format!("{earlier}, {client}"),
+                None => client,
+            };
+            if let Ok(value) = HeaderValue::from_str(&forwarded) {
+                headers.insert("x-forwarded-for", value);
+            }
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if let Some(host) = host {
+            headers.insert("x-forwarded-host", host);
+        }
+
+        let body = reqwest::Body::wrap_stream(body.into_data_stream());
+        let sent = self
+            .client
+            .request(parts.method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await;
+        let upstream_response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Gateway Timeout",
+                    "the upstream did not answer in time; your token was not used, retry it",
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.without_url(), "upstream request failed");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad Gateway",
+                    "the upstream cannot be reached; your token was not used, retry it",
+                );
+            }
+        };
+        let status = upstream_response.status();
+        let mut headers = upstream_response.headers().clone();
+        drop_hop_by_hop(&mut headers);
+        let stream = upstream_response
+            .bytes_stream()
+            .map_err(std::io::Error::other);
+        let mut response = Response::new(Body::from_stream(stream));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
+    }
+}
