@@ -4,6 +4,7 @@
 
 mod decode;
 mod dev;
+mod get;
 mod logging;
 mod paths;
 mod serve;
@@ -33,6 +34,12 @@ struct Cli {
 enum Command {
     /// Run the gateway: an L402 paywall in front of your API (or the demo service).
     Serve(serve::Args),
+    /// GET a URL, paying its L402 challenge if it asks (curl that pays).
+    Get(get::Args),
+    /// POST to a URL, paying its L402 challenge if it asks.
+    Post(get::Args),
+    /// Send any request (-X METHOD), paying its L402 challenge if it asks.
+    Request(get::Args),
     /// Show what a macaroon, credential, challenge or invoice holds.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
@@ -47,11 +54,27 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let paying = match &cli.command {
+        Command::Get(args) => Some((args, "GET")),
+        Command::Post(args) => Some((args, "POST")),
+        Command::Request(args) => Some((args, "GET")),
+        _ => None,
+    };
+    if let Some((args, method)) = paying {
+        return match runtime() {
+            Ok(rt) => rt.block_on(get::run(args, method)),
+            Err(e) => {
+                eprintln!("plannt: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match &cli.command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Decode(args) => decode::run(args),
         Command::Wallet(args) => runtime().and_then(|rt| rt.block_on(wallet::run(args))),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::run(args))),
+        Command::Get(_) | Command::Post(_) | Command::Request(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,424 @@
+//! `plannt get | post | request URL`: curl that pays.
+//!
+//! The body goes to stdout untouched; everything else to stderr. Before paying, every invoice
+//! is checked and the amount reserved against the budgets; `--dry-run` shows the price and pays
+//! nothing.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use plannt_client::{
+    Budget, Client, ClientError, Event, Ledger, Options, Outcome, Policy, Request,
+};
+use plannt_lightning::{BackendUri, Context};
+use serde_json::json;
+
+use crate::paths;
+use crate::wallet::DEFAULT_WALLET;
+
+/// Exit statuses, written in `--help` and the README.
+pub mod exit {
+    /// The request was refused for going over a budget. Nothing was paid.
+    pub const OVER_BUDGET: u8 = 3;
+    /// A check refused the invoice. Nothing was paid.
+    pub const REFUSED: u8 = 4;
+    /// The payment failed (or is still in flight and will be finished by the next run).
+    pub const PAYMENT_FAILED: u8 = 5;
+    /// The server answered with an HTTP error (4xx or 5xx).
+    pub const HTTP_ERROR: u8 = 6;
+    /// The server could not be reached.
+    pub const NETWORK_ERROR: u8 = 7;
+}
+
+const EXIT_CODES: &str = "Exit status: 0 success; 1 bad usage or setup; 3 over budget (nothing paid); 4 an invoice check refused the payment (nothing paid); 5 the payment failed; 6 the server answered an HTTP error; 7 the server could not be reached.
+
+Budgets come from the environment: PLANNT_MAX_SATS_PER_REQUEST (default 1000), PLANNT_BUDGET_HOURLY_SATS (5000), PLANNT_BUDGET_DAILY_SATS (20000), PLANNT_BUDGET_TOTAL_SATS (none), PLANNT_MAX_FEE_SATS (10), PLANNT_ALLOWED_HOSTS (comma-separated, *.example.com allowed; default any). Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR).";
+
+#[derive(clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct Args {
+    /// The URL.
+    url: String,
+    /// The method [default: GET, or POST for `plannt post` and with -d].
+    #[arg(short = 'X', long = "request")]
+    method: Option<String>,
+    /// A header, "Name: value". Repeat for more.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The body: text, @FILE, or - for standard input.
+    #[arg(short = 'd', long = "data")]
+    data: Option<String>,
+    /// Print the response status line and headers before the body.
+    #[arg(short = 'i', long)]
+    include: bool,
+    /// Write the body to FILE instead of standard output.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// No progress or notes on stderr (errors still show).
+    #[arg(short = 's', long)]
+    silent: bool,
+    /// Follow redirects.
+    #[arg(short = 'L', long)]
+    location: bool,
+    /// Pay at most this many sats for this request (lowers the configured cap, never raises it).
+    #[arg(long)]
+    max_sats: Option<u64>,
+    /// Show the price and what would be checked; pay nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print a JSON summary (status, paid sats, fee, payment hash, preimage, time) to stdout.
+    #[arg(long)]
+    json: bool,
+    /// Show each step on stderr: request, 402 with invoice and macaroon, payment, retry, answer.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// The wallet, as a backend URI.
+    #[arg(long, env = "PLANNT_WALLET", default_value = DEFAULT_WALLET, hide_env_values = true)]
+    wallet: String,
+}
+
+fn env_u64(name: &str, default: Option<u64>) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().eq_ignore_ascii_case("none") || v.trim().is_empty() => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}: expected a number of sats or \"none\", got {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The operator's policy, from the environment.
+pub fn policy_from_env() -> Result<Policy, String> {
+    let defaults = Policy::default();
+    Ok(Policy {
+        budget: Budget {
+            per_request_sats: env_u64(
+                "PLANNT_MAX_SATS_PER_REQUEST",
+                Some(defaults.budget.per_request_sats),
+            )?
+            .unwrap_or(u64::MAX),
+            hourly_sats: env_u64("PLANNT_BUDGET_HOURLY_SATS", defaults.budget.hourly_sats)?,
+            daily_sats: env_u64("PLANNT_BUDGET_DAILY_SATS", defaults.budget.daily_sats)?,
+            total_sats: env_u64("PLANNT_BUDGET_TOTAL_SATS", defaults.budget.total_sats)?,
+        },
+        max_fee_sats: env_u64("PLANNT_MAX_FEE_SATS", Some(defaults.max_fee_sats))?.unwrap_or(0),
+        allowed_hosts: std::env::var("PLANNT_ALLOWED_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Opens the wallet, the ledger and the client, and finishes any payment a crash left pending.
+pub async fn open_client(wallet: &str, follow: bool) -> Result<Client, String> {
+    let uri: BackendUri = wallet.parse().map_err(|e| format!("{e}"))?;
+    let data_dir = paths::data_dir();
+    let wallet =
+        plannt_lightning::open(&uri, &Context::new(data_dir.clone())).map_err(|e| e.to_string())?;
+    let ledger = Ledger::open(&data_dir.join("ledger.sqlite")).map_err(|e| e.to_string())?;
+    let redirect = if follow {
+        reqwest::redirect::Policy::limited(10)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    let client = Client::with_http(wallet, ledger, policy_from_env()?, redirect);
+    client.recover().await.map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+fn read_body(data: &Option<String>) -> Result<Vec<u8>, String> {
+    match data.as_deref() {
+        None => Ok(Vec::new()),
+        Some("-") => {
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(body)
+        }
+        Some(text) => match text.strip_prefix('@') {
+            Some(path) => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),
+            None => Ok(text.as_bytes().to_vec()),
+        },
+    }
+}
+
+fn build_request(args: &Args, default_method: &str) -> Result<Request, String> {
+    let url: url::Url = args
+        .url
+        .parse()
+        .map_err(|e| format!("{:?} is not a URL: {e}", args.url))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{:?}: only http:// and https:// URLs", args.url));
+    }
+    let body = read_body(&args.data)?;
+    let method = match &args.method {
+        Some(m) => m.to_ascii_uppercase(),
+        None if args.data.is_some() && default_method == "GET" => "POST".into(),
+        None => default_method.into(),
+    };
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("header {h:?} must be \"Name: value\""))?;
+        let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("bad header name in {h:?}"))?;
+        let value = reqwest::header::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("bad header value in {h:?}"))?;
+        headers.append(name, value);
+    }
+    if args.data.is_some() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+    Ok(Request {
+        method,
+        url,
+        headers,
+        body: body.into(),
+    })
+}
+
+/// A spinner on stderr while a payment is in flight, on a terminal only.
+struct Spinner {
+    running: Arc<AtomicBool>,
+}
+
+impl Spinner {
+    fn start(message: String) -> Spinner {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        std::thread::spawn(move || {
+            let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let mut i = 0;
+            while flag.load(Ordering::Relaxed) {
+                eprint!("\r{} {message}", frames[i % frames.len()]);
+                let _ = std::io::stderr().flush();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(80));
+            }
+            eprint!("\r\x1b[2K");
+            let _ = std::io::stderr().flush();
+        });
+        Spinner { running }
+    }
+
+    fn stop(&self) {
+        self.running.store(false, Ordering::Relaxed);
+    }
+}
+
+pub async fn run(args: &Args, default_method: &str) -> ExitCode {
+    match run_inner(args, default_method).await {
+        Ok(code) => code,
+        Err((code, message)) => {
+            eprintln!("plannt: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn error_code(e: &ClientError) -> u8 {
+    match e {
+        ClientError::OverBudget(_) => exit::OVER_BUDGET,
+        ClientError::Refused(_) => exit::REFUSED,
+        ClientError::PaymentFailed(_) | ClientError::PaymentPending(_) => exit::PAYMENT_FAILED,
+        ClientError::Network(_) => exit::NETWORK_ERROR,
+        ClientError::BadChallenge(_) => exit::HTTP_ERROR,
+        ClientError::Ledger(_) | ClientError::TooLarge(_) => 1,
+    }
+}
+
+async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, String)> {
+    let setup = |e: String| (1u8, e);
+    let request = build_request(args, default_method).map_err(setup)?;
+    let client = open_client(&args.wallet, args.location)
+        .await
+        .map_err(setup)?;
+    let started = Instant::now();
+    let verbose = args.verbose && !args.silent;
+    let spinner_ok = std::io::stderr().is_terminal() && !args.silent;
+    let spinner: std::sync::Mutex<Option<Spinner>> = std::sync::Mutex::new(None);
+    let stop_spinner = || {
+        if let Some(s) = spinner.lock().expect("spinner lock").take() {
+            s.stop();
+            std::thread::sleep(Duration::from_millis(90));
+        }
+    };
+    let on_event = |event: &Event<'_>| {
+        match event {
+            Event::Paying { amount_sats } if spinner_ok => {
+                *spinner.lock().expect("spinner lock") =
+                    Some(Spinner::start(format!("paying {amount_sats} sats…")));
+            }
+            Event::Paid { .. } | Event::Response { .. } => stop_spinner(),
+            _ => {}
+        }
+        if !verbose {
+            return;
+        }
+        match event {
+            Event::Request {
+                method,
+                url,
+                credential,
+            } => {
+                let auth = if *credential {
+                    "Authorization: L402 <macaroon>:<preimage>"
+                } else {
+                    "Authorization: (none)"
+                };
+                eprintln!("> {method} {url}\n>   {auth}");
+            }
+            Event::Challenge {
+                invoice,
+                macaroon,
+                amount_sats,
+            } => {
+                eprintln!(
+                    "< 402 Payment Required: {amount_sats} sats\n<   invoice:  {invoice}\n<   macaroon: {macaroon}"
+                );
+            }
+            Event::Paying { amount_sats } => {
+                eprintln!("* paying {amount_sats} sats over Lightning")
+            }
+            Event::Paid { preimage, fee_msat } => eprintln!(
+                "* paid: preimage {preimage} (fee {fee_msat} msat)\n* retrying with the credential"
+            ),
+            Event::Response { status, l402 } => match l402 {
+                Some(v) => eprintln!("< {status} (x-l402: {v})"),
+                None => eprintln!("< {status}"),
+            },
+        }
+    };
+    let options = Options {
+        max_sats: args.max_sats,
+        dry_run: args.dry_run,
+        on_event: Some(&on_event),
+    };
+    let outcome = client.send(&request, &options).await;
+    stop_spinner();
+    let outcome = outcome.map_err(|e| (error_code(&e), e.to_string()))?;
+    let mut response = match outcome {
+        Outcome::DryRun(quote) => {
+            let summary = json!({
+                "dry_run": true,
+                "price_sats": quote.amount_sats(),
+                "network": quote.invoice.network.as_str(),
+                "payment_hash": hex::encode(quote.invoice.payment_hash),
+                "payee": hex::encode(quote.invoice.payee),
+                "invoice_expires_at": quote.invoice.expires_at(),
+                "checks_passed": ["invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired", "host allowed"],
+                "would_reserve_sats": quote.amount_sats() + client.policy().max_fee_sats,
+            });
+            if args.json {
+                println!("{summary}");
+            } else if !args.silent {
+                eprintln!(
+                    "dry run: {} costs {} sats (invoice on {}, payment hash {}); every check passed; nothing was paid",
+                    request.url,
+                    quote.amount_sats(),
+                    quote.invoice.network,
+                    hex::encode(quote.invoice.payment_hash)
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Outcome::Response(response) => response,
+    };
+    let status = response.status;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let write_err = |e: std::io::Error| (1u8, format!("cannot write the body: {e}"));
+    if args.json {
+        let body = response
+            .bytes(64 * 1024 * 1024)
+            .await
+            .map_err(|e| (error_code(&e), e.to_string()))?;
+        let receipt = response.receipt.clone();
+        let mut summary = json!({
+            "status": status.as_u16(),
+            "paid_sats": receipt.as_ref().map_or(0, |r| r.amount_sats),
+            "fee_msat": receipt.as_ref().map_or(0, |r| r.fee_msat),
+            "payment_hash": receipt.as_ref().map(|r| r.payment_hash.clone()),
+            "preimage": receipt.as_ref().map(|r| r.preimage.clone()),
+            "reused_token": receipt.as_ref().is_some_and(|r| r.reused_token),
+            "time_ms": started.elapsed().as_millis() as u64,
+            "content_type": response.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        });
+        match &args.output {
+            Some(_) => out.write_all(&body).map_err(write_err)?,
+            None => match std::str::from_utf8(&body) {
+                Ok(text) => summary["body"] = json!(text),
+                Err(_) => {
+                    summary["body_base64"] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(&body))
+                }
+            },
+        }
+        println!("{summary}");
+    } else {
+        if args.include {
+            let mut head = format!("HTTP/1.1 {status}\r\n");
+            for (name, value) in &response.headers {
+                head += &format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes()));
+            }
+            head += "\r\n";
+            std::io::stdout()
+                .write_all(head.as_bytes())
+                .map_err(write_err)?;
+        }
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| (error_code(&e), e.to_string()))?
+        {
+            out.write_all(&chunk).map_err(write_err)?;
+        }
+        out.flush().map_err(write_err)?;
+        if !args.silent
+            && let Some(r) = &response.receipt
+        {
+            if r.reused_token {
+                eprintln!(
+                    "plannt: presented a token paid earlier (payment hash {})",
+                    r.payment_hash
+                );
+            } else {
+                eprintln!(
+                    "plannt: paid {} sats (fee {} msat), payment hash {}",
+                    r.amount_sats, r.fee_msat, r.payment_hash
+                );
+            }
+        }
+    }
+    if status.is_client_error() || status.is_server_error() {
+        if !args.silent && !args.json {
+            eprintln!("plannt: the server answered {status}");
+        }
+        return Ok(ExitCode::from(exit::HTTP_ERROR));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,554 @@
+//! The paying client: send, and on a 402 check, reserve, pay, record and retry.
+//!
+//! ```text
+//! stored token for this place?  -> present it; a 402 drops it (a `spent` reason means pay again)
+//! 402 challenge                 -> parse (header forms, or the JSON body) -> check -> reserve
+//!                                  against the budgets (pending, before paying) -> pay -> check
+//!                                  the preimage -> record paid -> retry with the credential
+//! ```
+//! One challenge is paid at most once: its payment hash is the ledger's key, so a second attempt
+//! (another process, a retry after a crash) finds it pending or paid and looks it up instead.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plannt_l402::{Challenge, Credential, Macaroon};
+use plannt_lightning::invoice::unix_now;
+use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use crate::checks::{Quote, Refusal, check};
+use crate::ledger::{Ledger, LedgerError, OverBudget, Reservation, Reserved, StoredToken};
+use crate::policy::Policy;
+
+/// A request to send. The body is kept so the request can be sent again after paying.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The URL.
+    pub url: Url,
+    /// Headers to send.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Request {
+    /// A GET of `url`.
+    pub fn get(url: Url) -> Self {
+        Request {
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// A step of the exchange, for `-v` and logs.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// A request is sent; `credential` says whether it carries one.
+    Request {
+        /// Method.
+        method: &'a Method,
+        /// URL.
+        url: &'a Url,
+        /// Whether an L402 credential is attached.
+        credential: bool,
+    },
+    /// The server asked for a payment.
+    Challenge {
+        /// The invoice.
+        invoice: &'a str,
+        /// The macaroon, base64.
+        macaroon: &'a str,
+        /// The price in sats.
+        amount_sats: u64,
+    },
+    /// A payment is being made.
+    Paying {
+        /// The price in sats.
+        amount_sats: u64,
+    },
+    /// The payment succeeded.
+    Paid {
+        /// The preimage, hex.
+        preimage: String,
+        /// The fee in msat.
+        fee_msat: u64,
+    },
+    /// A response arrived.
+    Response {
+        /// The status.
+        status: StatusCode,
+        /// The `x-l402` header, if any.
+        l402: Option<&'a str>,
+    },
+}
+
+/// What a request paid.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Receipt {
+    /// Sats paid to the server (0 when a stored token was presented).
+    pub amount_sats: u64,
+    /// Routing fee in msat.
+    pub fee_msat: u64,
+    /// Hex payment hash.
+    pub payment_hash: String,
+    /// Hex preimage: the proof of payment.
+    pub preimage: String,
+    /// True if no payment was made now: a token paid earlier was presented.
+    pub reused_token: bool,
+}
+
+/// The answer to a request.
+pub struct Response {
+    /// The final status.
+    pub status: StatusCode,
+    /// The final headers.
+    pub headers: HeaderMap,
+    /// The receipt, when a token was paid for or presented.
+    pub receipt: Option<Receipt>,
+    body: reqwest::Response,
+}
+
+impl Response {
+    /// The next piece of the body; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        self.body.chunk().await.map_err(ClientError::Network)
+    }
+
+    /// The whole body, up to `limit` bytes; `Err` past it.
+    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, ClientError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            if out.len() + chunk.len() > limit {
+                return Err(ClientError::TooLarge(limit));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+/// What the client may do for one call.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Lower the per-request cap for this call (never raises it).
+    pub max_sats: Option<u64>,
+    /// Check the challenge and report the price, but pay nothing.
+    pub dry_run: bool,
+    /// Called at each step.
+    pub on_event: Option<&'a (dyn Fn(&Event<'_>) + Send + Sync)>,
+}
+
+/// The outcome of a call.
+pub enum Outcome {
+    /// The server answered (after paying, if it asked and the checks passed).
+    Response(Response),
+    /// A dry run: what paying would cost; nothing was paid.
+    DryRun(Quote),
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server cannot be reached or the connection broke.
+    #[error("network error: {0}")]
+    Network(#[source] reqwest::Error),
+    /// A check refused the invoice. Nothing was paid.
+    #[error("refused to pay: {0}")]
+    Refused(#[from] Refusal),
+    /// Paying would exceed a budget. Nothing was paid.
+    #[error("over budget: the {window} budget of {limit} sats has {left} sats left{renew}", window = .0.window, limit = .0.limit_sats, left = .0.left_sats, renew = .0.renews_in_secs.map(|s| format!(", more frees up in {s} s")).unwrap_or_default())]
+    OverBudget(OverBudget),
+    /// The payment failed. Nothing was paid.
+    #[error("payment failed: {0}")]
+    PaymentFailed(#[source] LightningError),
+    /// The payment's outcome is unknown; it is recorded as pending and will be looked up, never
+    /// paid again.
+    #[error(
+        "the payment {0} is still in flight; run the request again to finish it (it will not be paid twice)"
+    )]
+    PaymentPending(String),
+    /// The 402 carries no L402 challenge we can read.
+    #[error("the server asked for payment without a usable L402 challenge: {0}")]
+    BadChallenge(String),
+    /// The ledger cannot be used.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A body is larger than allowed.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// The paying client.
+pub struct Client {
+    http: reqwest::Client,
+    wallet: Arc<dyn Payer>,
+    ledger: Ledger,
+    policy: Policy,
+}
+
+/// How much of a 402 body we read looking for a challenge.
+const MAX_CHALLENGE_BODY: usize = 64 * 1024;
+
+impl Client {
+    /// A client paying with `wallet`, recording in `ledger`, under `policy`.
+    pub fn new(wallet: Arc<dyn Payer>, ledger: Ledger, policy: Policy) -> Self {
+        Self::with_http(wallet, ledger, policy, reqwest::redirect::Policy::none())
+    }
+
+    /// The same, following redirects by `redirect`.
+    pub fn with_http(
+        wallet: Arc<dyn Payer>,
+        ledger: Ledger,
+        policy: Policy,
+        redirect: reqwest::redirect::Policy,
+    ) -> Self {
+        plannt_lightning::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .redirect(redirect)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("plannt/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client's static configuration is valid");
+        Client {
+            http,
+            wallet,
+            ledger,
+            policy,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The wallet.
+    pub fn wallet(&self) -> &Arc<dyn Payer> {
+        &self.wallet
+    }
+
+    /// Finishes payments a crash left pending: each is looked up, never paid again.
+    pub async fn recover(&self) -> Result<usize, ClientError> {
+        let mut finished = 0;
+        for (_, hash) in self.ledger.pending()? {
+            if self.settle_pending(&hash).await?.is_some() {
+                finished += 1;
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Looks a pending payment up. `Some` when it is now paid; `None` when it failed (its
+    /// reservation released) or is still in flight.
+    async fn settle_pending(&self, hash: &[u8; 32]) -> Result<Option<Payment>, ClientError> {
+        match self.wallet.lookup_payment(hash).await {
+            Ok(PaymentLookup::Succeeded(payment)) => {
+                self.ledger
+                    .mark_paid(hash, &payment.preimage, payment.fee_msat, unix_now())?;
+                Ok(Some(payment))
+            }
+            Ok(PaymentLookup::Failed(_) | PaymentLookup::NotFound) => {
+                self.ledger.mark_failed(hash, unix_now())?;
+                Ok(None)
+            }
+            Ok(PaymentLookup::Pending) | Err(_) => Ok(None),
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: &Request,
+        credential: Option<&str>,
+        options: &Options<'_>,
+    ) -> Result<reqwest::Response, ClientError> {
+        if let Some(on) = options.on_event {
+            on(&Event::Request {
+                method: &request.method,
+                url: &request.url,
+                credential: credential.is_some(),
+            });
+        }
+        let mut headers = request.headers.clone();
+        if let Some(credential) = credential {
+            let value = HeaderValue::from_str(credential).map_err(|_| {
+                ClientError::BadChallenge("the macaroon cannot travel in a header".into())
+            })?;
+            headers.insert(AUTHORIZATION, value);
+        }
+        let response = self
+            .http
+            .request(request.method.clone(), request.url.clone())
+            .headers(headers)
+            .body(request.body.clone())
+            .send()
+            .await
+            .map_err(ClientError::Network)?;
+        if let Some(on) = options.on_event {
+            on(&Event::Response {
+                status: response.status(),
+                l402: response
+                    .headers()
+                    .get("x-l402")
+                    .and_then(|v| v.to_str().ok()),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Sends a request; pays the challenge of a 402 if every check passes.
+    pub async fn send(
+        &self,
+        request: &Request,
+        options: &Options<'_>,
+    ) -> Result<Outcome, ClientError> {
+        let origin = request.url.origin().ascii_serialization();
+        let path = request.url.path().to_string();
+
+        // A token paid earlier for this place: one a crash left unused, or a reusable one.
+        let mut response = None;
+        if !options.dry_run
+            && let Some(token) = self.ledger.token_for(&origin, &path)?
+        {
+            let credential = credential_header(&token.macaroon, &token.preimage)?;
+            let first = self.send_once(request, Some(&credential), options).await?;
+            if first.status() == StatusCode::PAYMENT_REQUIRED {
+                // Spent, expired, or refused: forget it and treat this 402 as the challenge.
+                self.ledger.drop_token(&token.payment_hash)?;
+                response = Some(first);
+            } else {
+                return self.finish(first, &token, true).await;
+            }
+        }
+        let response = match response {
+            Some(r) => r,
+            None => self.send_once(request, None, options).await?,
+        };
+        if response.status() != StatusCode::PAYMENT_REQUIRED {
+            return Ok(Outcome::Response(Response {
+                status: response.status(),
+                headers: response.headers().clone(),
+                receipt: None,
+                body: response,
+            }));
+        }
+
+        let challenge = read_challenge(response).await?;
+        let host = request.url.host_str().unwrap_or_default().to_string();
+        let policy = self.policy.capped(options.max_sats);
+        let macaroon = challenge.macaroon.to_base64();
+        if let Some(on) = options.on_event {
+            let amount = plannt_lightning::decode_invoice(&challenge.invoice)
+                .ok()
+                .and_then(|i| i.amount_sats())
+                .unwrap_or(0);
+            on(&Event::Challenge {
+                invoice: &challenge.invoice,
+                macaroon: &macaroon,
+                amount_sats: amount,
+            });
+        }
+        let quote = check(
+            &challenge,
+            &host,
+            &policy,
+            self.wallet.network(),
+            unix_now(),
+        )?;
+        if options.dry_run {
+            return Ok(Outcome::DryRun(quote));
+        }
+        let payment = self
+            .pay(&quote, &origin, &path, &macaroon, &policy, options)
+            .await?;
+        let token = StoredToken {
+            payment_hash: payment.payment_hash,
+            macaroon,
+            preimage: payment.preimage,
+            used: false,
+        };
+        let credential = credential_header(&token.macaroon, &token.preimage)?;
+        let retried = self.send_once(request, Some(&credential), options).await?;
+        let Outcome::Response(mut out) = self.finish(retried, &token, false).await? else {
+            unreachable!("finish always answers a response")
+        };
+        if let Some(receipt) = &mut out.receipt {
+            receipt.amount_sats = quote.amount_sats();
+            receipt.fee_msat = payment.fee_msat;
+        }
+        Ok(Outcome::Response(out))
+    }
+
+    /// Reserves, pays and records one challenge; never pays a payment hash twice.
+    async fn pay(
+        &self,
+        quote: &Quote,
+        origin: &str,
+        path: &str,
+        macaroon: &str,
+        policy: &Policy,
+        options: &Options<'_>,
+    ) -> Result<Payment, ClientError> {
+        let hash = quote.invoice.payment_hash;
+        let reservation = Reservation {
+            payment_hash: &hash,
+            origin,
+            path,
+            bolt11: &quote.invoice.bolt11,
+            macaroon,
+            amount_msat: quote.amount_msat,
+            max_fee_msat: policy.max_fee_sats.saturating_mul(1000),
+        };
+        loop {
+            match self
+                .ledger
+                .reserve(&reservation, &policy.budget, unix_now())?
+            {
+                Err(over) => return Err(ClientError::OverBudget(over)),
+                Ok(Reserved::AlreadyPaid(preimage)) => {
+                    return Ok(Payment {
+                        payment_hash: hash,
+                        preimage,
+                        amount_msat: quote.amount_msat,
+                        fee_msat: 0,
+                    });
+                }
+                Ok(Reserved::AlreadyPending) => match self.settle_pending(&hash).await? {
+                    Some(payment) => return Ok(payment),
+                    None if self.ledger.pending()?.iter().any(|(_, h)| *h == hash) => {
+                        return Err(ClientError::PaymentPending(hex::encode(hash)));
+                    }
+                    // It failed: reserve it again and pay.
+                    None => continue,
+                },
+                Ok(Reserved::New) => break,
+            }
+        }
+        if let Some(on) = options.on_event {
+            on(&Event::Paying {
+                amount_sats: quote.amount_sats(),
+            });
+        }
+        let started = Instant::now();
+        let result = self
+            .wallet
+            .pay(&quote.invoice.bolt11, reservation.max_fee_msat)
+            .await;
+        tracing::debug!(elapsed = ?started.elapsed(), "payment attempt finished");
+        match result {
+            Ok(payment) => {
+                self.ledger
+                    .mark_paid(&hash, &payment.preimage, payment.fee_msat, unix_now())?;
+                if let Some(on) = options.on_event {
+                    on(&Event::Paid {
+                        preimage: hex::encode(payment.preimage),
+                        fee_msat: payment.fee_msat,
+                    });
+                }
+                Ok(payment)
+            }
+            Err(e) if e == LightningError::AlreadyPaid || e.outcome_unknown() => {
+                // Paid before (by us, in a run that died) or unknown: ask, never pay again.
+                match self.settle_pending(&hash).await? {
+                    Some(payment) => Ok(payment),
+                    None => Err(ClientError::PaymentFailed(e)),
+                }
+            }
+            Err(e) => {
+                self.ledger.mark_failed(&hash, unix_now())?;
+                Err(ClientError::PaymentFailed(e))
+            }
+        }
+    }
+
+    /// Records what the server did with a presented token, and wraps the response.
+    async fn finish(
+        &self,
+        response: reqwest::Response,
+        token: &StoredToken,
+        reused: bool,
+    ) -> Result<Outcome, ClientError> {
+        let spent = response
+            .headers()
+            .get("x-l402")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"spent"));
+        let released = response
+            .headers()
+            .get("x-l402")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"released"));
+        if response.status() == StatusCode::PAYMENT_REQUIRED || spent {
+            // A Plannt gateway spent it, or the server refused it: it cannot be used again.
+            self.ledger.drop_token(&token.payment_hash)?;
+        } else if !released {
+            // The server took it without spending it: it lets tokens be reused.
+            self.ledger.token_used(&token.payment_hash)?;
+        }
+        let receipt = Receipt {
+            amount_sats: 0,
+            fee_msat: 0,
+            payment_hash: hex::encode(token.payment_hash),
+            preimage: hex::encode(token.preimage),
+            reused_token: reused,
+        };
+        Ok(Outcome::Response(Response {
+            status: response.status(),
+            headers: response.headers().clone(),
+            receipt: Some(receipt),
+            body: response,
+        }))
+    }
+}
+
+fn credential_header(macaroon: &str, preimage: &[u8; 32]) -> Result<String, ClientError> {
+    let macaroon = Macaroon::from_base64(macaroon)
+        .map_err(|e| ClientError::BadChallenge(format!("a stored macaroon is unreadable: {e}")))?;
+    Ok(Credential::new(macaroon, *preimage).to_header_value())
+}
+
+/// Finds the challenge in a 402: the `WWW-Authenticate` values, else the JSON body.
+async fn read_challenge(response: reqwest::Response) -> Result<Challenge, ClientError> {
+    let values: Vec<String> = response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let from_header = Challenge::parse(values.iter().map(String::as_str));
+    let header_error = match from_header {
+        Ok(challenge) => return Ok(challenge),
+        Err(e) => e,
+    };
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ClientError::Network)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_CHALLENGE_BODY {
+            break;
+        }
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match (
+        json["macaroon"].as_str().or(json["token"].as_str()),
+        json["invoice"].as_str(),
+    ) {
+        (Some(macaroon), Some(invoice)) => {
+            let header = format!("L402 macaroon=\"{macaroon}\", invoice=\"{invoice}\"");
+            Challenge::parse([header.as_str()])
+                .map_err(|e| ClientError::BadChallenge(e.to_string()))
+        }
+        _ => Err(ClientError::BadChallenge(header_error.to_string())),
+    }
+}

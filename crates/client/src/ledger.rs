@@ -1,0 +1,399 @@
+//! The ledger: every payment and every paid token, in one SQLite file under the data directory,
+//! shared by every process of the user (a CLI and an MCP server at once).
+//!
+//! A payment is recorded as `pending` **before** it is paid, with its amount reserved against
+//! the budgets in the same transaction, then marked `paid` (with preimage and fee) or `failed`.
+//! Budgets count pending and paid payments, so two processes cannot both spend the last sats:
+//! the reservation runs under SQLite's write lock (`BEGIN IMMEDIATE`).
+//!
+//! Paid tokens are kept with their origin and path until used. A token that was paid for but
+//! never presented (the process died between paying and retrying) is presented by the next
+//! request to the same place, so nothing is paid twice.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::policy::Budget;
+
+/// A ledger error: the file cannot be opened or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the payment ledger is unusable: {0}")]
+pub struct LedgerError(pub String);
+
+fn db(e: rusqlite::Error) -> LedgerError {
+    LedgerError(e.to_string())
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    /// The window that would be exceeded: `hour`, `day` or `total`.
+    pub window: &'static str,
+    /// Its limit in sats.
+    pub limit_sats: u64,
+    /// What it has left in sats.
+    pub left_sats: u64,
+    /// Seconds until enough of it renews (none for `total`).
+    pub renews_in_secs: Option<u64>,
+}
+
+/// What a window has used and has left.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WindowUse {
+    /// `hour`, `day` or `total`.
+    pub window: &'static str,
+    /// Its limit in sats, if any.
+    pub limit_sats: Option<u64>,
+    /// Sats spent or reserved in it (fees included).
+    pub used_sats: u64,
+    /// Sats left, if limited.
+    pub left_sats: Option<u64>,
+}
+
+/// One payment as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    /// Hex payment hash.
+    pub payment_hash: String,
+    /// Scheme, host and port of the server.
+    pub origin: String,
+    /// The path requested.
+    pub path: String,
+    /// Sats paid to the server.
+    pub amount_sats: u64,
+    /// Routing fee in millisatoshis.
+    pub fee_msat: u64,
+    /// `pending`, `paid` or `failed`.
+    pub status: String,
+    /// Hex preimage once paid.
+    pub preimage: Option<String>,
+    /// Unix seconds when it was reserved.
+    pub created_at: u64,
+}
+
+/// A paid token waiting to be presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// The payment hash it is bound to.
+    pub payment_hash: [u8; 32],
+    /// The macaroon, base64.
+    pub macaroon: String,
+    /// The preimage.
+    pub preimage: [u8; 32],
+    /// Whether it was presented before (the server let it be reused).
+    pub used: bool,
+}
+
+/// The ledger. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS payments (
+    payment_hash TEXT PRIMARY KEY,
+    origin       TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    bolt11       TEXT NOT NULL,
+    macaroon     TEXT NOT NULL,
+    amount_msat  INTEGER NOT NULL,
+    max_fee_msat INTEGER NOT NULL,
+    fee_msat     INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
+    preimage     TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_created ON payments (created_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash),
+    origin       TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    macaroon     TEXT NOT NULL,
+    preimage     TEXT NOT NULL,
+    used         INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_place ON tokens (origin, path);
+";
+
+/// A payment to reserve.
+pub struct Reservation<'a> {
+    /// Its payment hash.
+    pub payment_hash: &'a [u8; 32],
+    /// Where it is for.
+    pub origin: &'a str,
+    /// The path.
+    pub path: &'a str,
+    /// The invoice.
+    pub bolt11: &'a str,
+    /// The macaroon the server sent with it.
+    pub macaroon: &'a str,
+    /// The invoice amount.
+    pub amount_msat: u64,
+    /// The most it may cost in fees (reserved too).
+    pub max_fee_msat: u64,
+}
+
+/// The outcome of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Recorded as pending: pay it now.
+    New,
+    /// This payment hash is already pending: look it up, never pay it again.
+    AlreadyPending,
+    /// This payment hash was already paid: here is its preimage.
+    AlreadyPaid([u8; 32]),
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger file.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LedgerError(format!("{}: {e}", dir.display())))?;
+        }
+        let conn =
+            Connection::open(path).map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        Ok(Ledger {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| LedgerError("a ledger call panicked".into()))?;
+        f(&mut conn).map_err(db)
+    }
+
+    /// Reserves a payment against the budget and records it as pending, atomically across
+    /// processes. `Err(OverBudget)` records nothing.
+    pub fn reserve(
+        &self,
+        r: &Reservation<'_>,
+        budget: &Budget,
+        now: u64,
+    ) -> Result<Result<Reserved, OverBudget>, LedgerError> {
+        let hash = hex::encode(r.payment_hash);
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT status, preimage FROM payments WHERE payment_hash = ?1",
+                    params![hash],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            match existing {
+                Some((status, _)) if status == "pending" => return Ok(Ok(Reserved::AlreadyPending)),
+                Some((status, Some(preimage))) if status == "paid" => {
+                    let preimage = plannt_l402::hex32(&preimage).unwrap_or([0; 32]);
+                    return Ok(Ok(Reserved::AlreadyPaid(preimage)));
+                }
+                _ => {}
+            }
+            let cost = r.amount_msat.saturating_add(r.max_fee_msat);
+            for (window, limit, since) in budget.windows(now) {
+                let Some(limit) = limit else { continue };
+                let used = spent_since(&tx, since)?;
+                let limit_msat = limit.saturating_mul(1000);
+                if used.saturating_add(cost) > limit_msat {
+                    let renews_in_secs = match since {
+                        Some(_) => oldest_since(&tx, since)?.map(|t| (t + budget.window_secs(window)).saturating_sub(now)),
+                        None => None,
+                    };
+                    return Ok(Err(OverBudget {
+                        window,
+                        limit_sats: limit,
+                        left_sats: limit_msat.saturating_sub(used) / 1000,
+                        renews_in_secs,
+                    }));
+                }
+            }
+            tx.execute(
+                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
+                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8",
+                params![hash, r.origin, r.path, r.bolt11, r.macaroon, r.amount_msat as i64, r.max_fee_msat as i64, now as i64],
+            )?;
+            tx.commit()?;
+            Ok(Ok(Reserved::New))
+        })
+    }
+
+    /// Marks a payment paid and stores its token for the place it was bought for.
+    pub fn mark_paid(
+        &self,
+        payment_hash: &[u8; 32],
+        preimage: &[u8; 32],
+        fee_msat: u64,
+        now: u64,
+    ) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        let preimage = hex::encode(preimage);
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE payments SET status = 'paid', preimage = ?2, fee_msat = ?3, updated_at = ?4 WHERE payment_hash = ?1",
+                params![hash, preimage, fee_msat as i64, now as i64],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at)
+                 SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3 FROM payments WHERE payment_hash = ?1",
+                params![hash, preimage, now as i64],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Marks a payment failed: nothing was paid, its reservation is released.
+    pub fn mark_failed(&self, payment_hash: &[u8; 32], now: u64) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE payments SET status = 'failed', updated_at = ?2 WHERE payment_hash = ?1 AND status = 'pending'",
+                params![hash, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The token to present for a place: an unused paid one first (a crash may have left it),
+    /// then a used one the server let us reuse.
+    pub fn token_for(&self, origin: &str, path: &str) -> Result<Option<StoredToken>, LedgerError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT payment_hash, macaroon, preimage, used FROM tokens WHERE origin = ?1 AND path = ?2
+                 ORDER BY used ASC, created_at DESC LIMIT 1",
+                params![origin, path],
+                |row| {
+                    let hash: String = row.get(0)?;
+                    let preimage: String = row.get(2)?;
+                    Ok(StoredToken {
+                        payment_hash: plannt_l402::hex32(&hash).unwrap_or([0; 32]),
+                        macaroon: row.get(1)?,
+                        preimage: plannt_l402::hex32(&preimage).unwrap_or([0; 32]),
+                        used: row.get::<_, i64>(3)? != 0,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// The server accepted the token and lets it be reused: keep it, marked used.
+    pub fn token_used(&self, payment_hash: &[u8; 32]) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE tokens SET used = 1 WHERE payment_hash = ?1",
+                params![hash],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The token is spent (or refused): forget it.
+    pub fn drop_token(&self, payment_hash: &[u8; 32]) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.execute("DELETE FROM tokens WHERE payment_hash = ?1", params![hash])
+                .map(drop)
+        })
+    }
+
+    /// Payments still pending: a crash interrupted them. Look each up before anything else.
+    pub fn pending(&self) -> Result<Vec<(String, [u8; 32])>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT payment_hash, bolt11 FROM payments WHERE status = 'pending'")?;
+            let rows = stmt.query_map([], |row| {
+                let hash: String = row.get(0)?;
+                let bolt11: String = row.get(1)?;
+                Ok((bolt11, plannt_l402::hex32(&hash).unwrap_or([0; 32])))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// What each budget window has used and has left.
+    pub fn usage(&self, budget: &Budget, now: u64) -> Result<Vec<WindowUse>, LedgerError> {
+        self.with(|conn| {
+            budget
+                .windows(now)
+                .into_iter()
+                .map(|(window, limit, since)| {
+                    let used = spent_since(conn, since)?.div_ceil(1000);
+                    Ok(WindowUse {
+                        window,
+                        limit_sats: limit,
+                        used_sats: used,
+                        left_sats: limit.map(|l| l.saturating_sub(used)),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The latest payments, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<Record>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT payment_hash, origin, path, amount_msat, fee_msat, status, preimage, created_at
+                 FROM payments ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |row| {
+                Ok(Record {
+                    payment_hash: row.get(0)?,
+                    origin: row.get(1)?,
+                    path: row.get(2)?,
+                    amount_sats: (row.get::<_, i64>(3)? as u64).div_ceil(1000),
+                    fee_msat: row.get::<_, i64>(4)? as u64,
+                    status: row.get(5)?,
+                    preimage: row.get(6)?,
+                    created_at: row.get::<_, i64>(7)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// Millisatoshis paid or reserved since `since` (all time for `None`): pending payments count
+/// their amount plus their fee limit, paid ones their amount plus the fee.
+fn spent_since(conn: &Connection, since: Option<u64>) -> Result<u64, rusqlite::Error> {
+    let since = since.unwrap_or(0) as i64;
+    conn.query_row(
+        "SELECT COALESCE(SUM(CASE status WHEN 'pending' THEN amount_msat + max_fee_msat ELSE amount_msat + fee_msat END), 0)
+         FROM payments WHERE status IN ('pending', 'paid') AND created_at >= ?1",
+        params![since],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|v| v.max(0) as u64)
+}
+
+fn oldest_since(conn: &Connection, since: Option<u64>) -> Result<Option<u64>, rusqlite::Error> {
+    let since = since.unwrap_or(0) as i64;
+    conn.query_row(
+        "SELECT MIN(created_at) FROM payments WHERE status IN ('pending', 'paid') AND created_at >= ?1",
+        params![since],
+        |row| row.get::<_, Option<i64>>(0),
+    )
+    .map(|v| v.map(|t| t as u64))
+}

@@ -1,0 +1,121 @@
+//! The spending policy: caps and budgets set by the operator, never by the request.
+
+/// Budgets in sats. `None` means no limit for that window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// The most one request may cost (invoice amount).
+    pub per_request_sats: u64,
+    /// Spent in the last hour.
+    pub hourly_sats: Option<u64>,
+    /// Spent in the last 24 hours.
+    pub daily_sats: Option<u64>,
+    /// Spent ever (by this ledger).
+    pub total_sats: Option<u64>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            per_request_sats: 1_000,
+            hourly_sats: Some(5_000),
+            daily_sats: Some(20_000),
+            total_sats: None,
+        }
+    }
+}
+
+impl Budget {
+    /// Each window: its name, its limit and the unix second it starts at (`None`: all time).
+    pub fn windows(&self, now: u64) -> [(&'static str, Option<u64>, Option<u64>); 3] {
+        [
+            ("hour", self.hourly_sats, Some(now.saturating_sub(3_600))),
+            ("day", self.daily_sats, Some(now.saturating_sub(86_400))),
+            ("total", self.total_sats, None),
+        ]
+    }
+
+    /// The length of a window in seconds (0 for `total`).
+    pub fn window_secs(&self, window: &str) -> u64 {
+        match window {
+            "hour" => 3_600,
+            "day" => 86_400,
+            _ => 0,
+        }
+    }
+}
+
+/// What the client may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The budgets.
+    pub budget: Budget,
+    /// The most to pay in routing fees per payment, in sats.
+    pub max_fee_sats: u64,
+    /// Hosts the client may pay (exact names, or `*.example.com`); empty means any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            budget: Budget::default(),
+            max_fee_sats: 10,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// Whether `host` may be paid.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allowed_hosts.is_empty()
+            || self.allowed_hosts.iter().any(|pattern| {
+                let pattern = pattern.to_ascii_lowercase();
+                match pattern.strip_prefix("*.") {
+                    Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                    None => host == pattern,
+                }
+            })
+    }
+
+    /// A copy whose per-request cap is at most `max_sats`: a caller may lower it, never raise it.
+    pub fn capped(&self, max_sats: Option<u64>) -> Policy {
+        let mut policy = self.clone();
+        if let Some(max) = max_sats {
+            policy.budget.per_request_sats = policy.budget.per_request_sats.min(max);
+        }
+        policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_match_exactly_or_by_subdomain() {
+        let policy = Policy {
+            allowed_hosts: vec!["api.example.com".into(), "*.plannt.com".into()],
+            ..Policy::default()
+        };
+        assert!(policy.host_allowed("api.example.com"));
+        assert!(policy.host_allowed("API.example.com."));
+        assert!(policy.host_allowed("x.plannt.com"));
+        assert!(!policy.host_allowed("plannt.com"));
+        assert!(!policy.host_allowed("evilplannt.com"));
+        assert!(!policy.host_allowed("example.com"));
+        assert!(Policy::default().host_allowed("anything"));
+    }
+
+    #[test]
+    fn a_cap_only_lowers() {
+        let policy = Policy::default();
+        assert_eq!(policy.capped(Some(10)).budget.per_request_sats, 10);
+        assert_eq!(
+            policy.capped(Some(1_000_000)).budget.per_request_sats,
+            1_000
+        );
+        assert_eq!(policy.capped(None).budget.per_request_sats, 1_000);
+    }
+}
