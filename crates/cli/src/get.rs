@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use plannt_client::{
-    Budget, Client, ClientError, Event, Ledger, Options, Outcome, Policy, Request,
+    Client, ClientError, Event, Ledger, Options, Outcome, Request, Settings, default_path,
 };
 use plannt_lightning::{BackendUri, Context};
 use serde_json::json;
 
 use crate::paths;
-use crate::wallet::DEFAULT_WALLET;
 
 /// Exit statuses, written in `--help` and the README.
 pub mod exit {
@@ -37,7 +36,7 @@ pub mod exit {
 
 const EXIT_CODES: &str = "Exit status: 0 success; 1 bad usage or setup; 3 over budget (nothing paid); 4 an invoice check refused the payment (nothing paid); 5 the payment failed; 6 the server answered an HTTP error; 7 the server could not be reached.
 
-Budgets come from the environment: PLANNT_MAX_SATS_PER_REQUEST (default 1000), PLANNT_BUDGET_HOURLY_SATS (5000), PLANNT_BUDGET_DAILY_SATS (20000), PLANNT_BUDGET_TOTAL_SATS (none), PLANNT_MAX_FEE_SATS (10), PLANNT_ALLOWED_HOSTS (comma-separated, *.example.com allowed; default any). Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR).";
+Budgets come from ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), wallet (PLANNT_WALLET). Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`.";
 
 #[derive(clap::Args)]
 #[command(after_help = EXIT_CODES)]
@@ -77,52 +76,21 @@ pub struct Args {
     /// Show each step on stderr: request, 402 with invoice and macaroon, payment, retry, answer.
     #[arg(short = 'v', long)]
     verbose: bool,
-    /// The wallet, as a backend URI.
-    #[arg(long, env = "PLANNT_WALLET", default_value = DEFAULT_WALLET, hide_env_values = true)]
-    wallet: String,
+    /// The wallet, as a backend URI [default: the config file, PLANNT_WALLET, or dev+http://127.0.0.1:8402].
+    #[arg(long)]
+    wallet: Option<String>,
 }
 
-fn env_u64(name: &str, default: Option<u64>) -> Result<Option<u64>, String> {
-    match std::env::var(name) {
-        Ok(v) if v.trim().eq_ignore_ascii_case("none") || v.trim().is_empty() => Ok(None),
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{name}: expected a number of sats or \"none\", got {v:?}")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// The operator's policy, from the environment.
-pub fn policy_from_env() -> Result<Policy, String> {
-    let defaults = Policy::default();
-    Ok(Policy {
-        budget: Budget {
-            per_request_sats: env_u64(
-                "PLANNT_MAX_SATS_PER_REQUEST",
-                Some(defaults.budget.per_request_sats),
-            )?
-            .unwrap_or(u64::MAX),
-            hourly_sats: env_u64("PLANNT_BUDGET_HOURLY_SATS", defaults.budget.hourly_sats)?,
-            daily_sats: env_u64("PLANNT_BUDGET_DAILY_SATS", defaults.budget.daily_sats)?,
-            total_sats: env_u64("PLANNT_BUDGET_TOTAL_SATS", defaults.budget.total_sats)?,
-        },
-        max_fee_sats: env_u64("PLANNT_MAX_FEE_SATS", Some(defaults.max_fee_sats))?.unwrap_or(0),
-        allowed_hosts: std::env::var("PLANNT_ALLOWED_HOSTS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
+/// The user's settings: the config file, then the environment.
+pub fn settings() -> Result<Settings, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    Settings::load(&default_path(&env), &env).map_err(|e| e.to_string())
 }
 
 /// Opens the wallet, the ledger and the client, and finishes any payment a crash left pending.
-pub async fn open_client(wallet: &str, follow: bool) -> Result<Client, String> {
+pub async fn open_client(wallet: Option<&str>, follow: bool) -> Result<Client, String> {
+    let settings = settings()?;
+    let wallet = wallet.unwrap_or(&settings.wallet);
     let uri: BackendUri = wallet.parse().map_err(|e| format!("{e}"))?;
     let data_dir = paths::data_dir();
     let wallet =
@@ -133,7 +101,7 @@ pub async fn open_client(wallet: &str, follow: bool) -> Result<Client, String> {
     } else {
         reqwest::redirect::Policy::none()
     };
-    let client = Client::with_http(wallet, ledger, policy_from_env()?, redirect);
+    let client = Client::with_http(wallet, ledger, settings.policy, redirect);
     client.recover().await.map_err(|e| e.to_string())?;
     Ok(client)
 }
@@ -249,7 +217,7 @@ fn error_code(e: &ClientError) -> u8 {
 async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, String)> {
     let setup = |e: String| (1u8, e);
     let request = build_request(args, default_method).map_err(setup)?;
-    let client = open_client(&args.wallet, args.location)
+    let client = open_client(args.wallet.as_deref(), args.location)
         .await
         .map_err(setup)?;
     let started = Instant::now();

@@ -3,8 +3,10 @@
 //! Subcommands only: the logic lives in the library crates.
 
 mod decode;
+mod demo;
 mod dev;
 mod get;
+mod ledger;
 mod logging;
 mod paths;
 mod serve;
@@ -32,6 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Walk the five steps of L402 for real: a gateway and a wallet on the dev network, in one process.
+    Demo,
     /// Run the gateway: an L402 paywall in front of your API (or the demo service).
     Serve(serve::Args),
     /// GET a URL, paying its L402 challenge if it asks (curl that pays).
@@ -40,6 +44,8 @@ enum Command {
     Post(get::Args),
     /// Send any request (-X METHOD), paying its L402 challenge if it asks.
     Request(get::Args),
+    /// Show the receipts, refusals, totals per host and day, and what each budget has left.
+    Ledger(ledger::Args),
     /// Show what a macaroon, credential, challenge or invoice holds.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
@@ -72,6 +78,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Decode(args) => decode::run(args),
+        Command::Ledger(args) => ledger::run(args),
+        Command::Demo => runtime().and_then(|rt| rt.block_on(demo::run())),
         Command::Wallet(args) => runtime().and_then(|rt| rt.block_on(wallet::run(args))),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::run(args))),
         Command::Get(_) | Command::Post(_) | Command::Request(_) => unreachable!("handled above"),

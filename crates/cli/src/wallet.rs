@@ -8,14 +8,12 @@ use serde_json::json;
 
 use crate::paths;
 
-/// The wallet used when none is given: the dev network of a local `plannt serve` or `plannt dev`.
-pub const DEFAULT_WALLET: &str = "dev+http://127.0.0.1:8402";
-
 #[derive(clap::Args)]
 pub struct Args {
     /// The wallet, as a backend URI: dev+http://HOST:PORT, lnbits+http://HOST:PORT?key=…, …
-    #[arg(long, env = "PLANNT_WALLET", default_value = DEFAULT_WALLET, hide_env_values = true, global = true)]
-    wallet: String,
+    /// [default: the config file, PLANNT_WALLET, or dev+http://127.0.0.1:8402]
+    #[arg(long, global = true)]
+    wallet: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -54,7 +52,8 @@ fn open_wallet(uri: &str) -> Result<Arc<dyn Wallet>, String> {
 }
 
 pub async fn run(args: &Args) -> Result<(), String> {
-    let wallet = open_wallet(&args.wallet)?;
+    let settings = crate::get::settings()?;
+    let wallet = open_wallet(args.wallet.as_deref().unwrap_or(&settings.wallet))?;
     let dev = wallet.name() == "dev";
     let say_dev = || {
         if dev {

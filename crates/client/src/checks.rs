@@ -69,6 +69,16 @@ pub enum Refusal {
         /// When it expired.
         expires_at: u64,
     },
+    /// The price is higher than a dry run of the same place showed.
+    #[error(
+        "the price changed: a dry run showed {quoted_sats} sats, the server now asks {amount_sats}"
+    )]
+    PriceChanged {
+        /// What the dry run saw.
+        quoted_sats: u64,
+        /// What is asked now.
+        amount_sats: u64,
+    },
     /// The host is not in the allowed list.
     #[error("{0} is not an allowed host (see allowed_hosts)")]
     HostNotAllowed(String),
@@ -85,6 +95,7 @@ impl Refusal {
             Refusal::OverCap { .. } => "over_cap",
             Refusal::WrongNetwork { .. } => "wrong_network",
             Refusal::Expired { .. } => "expired",
+            Refusal::PriceChanged { .. } => "price_changed",
             Refusal::HostNotAllowed(_) => "host_not_allowed",
         }
     }

@@ -361,15 +361,24 @@ impl Client {
                 amount_sats: amount,
             });
         }
-        let quote = check(
-            &challenge,
-            &host,
-            &policy,
-            self.wallet.network(),
-            unix_now(),
-        )?;
+        let now = unix_now();
+        let quote = match check(&challenge, &host, &policy, self.wallet.network(), now) {
+            Ok(quote) => quote,
+            Err(refusal) => return Err(self.refused(&origin, &path, refusal)?),
+        };
         if options.dry_run {
+            self.ledger
+                .record_quote(&origin, &path, quote.amount_msat, now)?;
             return Ok(Outcome::DryRun(quote));
+        }
+        if let Some(quoted) = self.ledger.quote_for(&origin, &path, now)?
+            && quote.amount_msat > quoted
+        {
+            let refusal = Refusal::PriceChanged {
+                quoted_sats: quoted.div_ceil(1000),
+                amount_sats: quote.amount_sats(),
+            };
+            return Err(self.refused(&origin, &path, refusal)?);
         }
         let payment = self
             .pay(&quote, &origin, &path, &macaroon, &policy, options)
@@ -390,6 +399,23 @@ impl Client {
             receipt.fee_msat = payment.fee_msat;
         }
         Ok(Outcome::Response(out))
+    }
+
+    /// Records a refusal in the ledger and turns it into the error to return.
+    fn refused(
+        &self,
+        origin: &str,
+        path: &str,
+        refusal: Refusal,
+    ) -> Result<ClientError, ClientError> {
+        self.ledger.record_refusal(
+            origin,
+            path,
+            refusal.check(),
+            &refusal.to_string(),
+            unix_now(),
+        )?;
+        Ok(ClientError::Refused(refusal))
     }
 
     /// Reserves, pays and records one challenge; never pays a payment hash twice.
@@ -417,7 +443,17 @@ impl Client {
                 .ledger
                 .reserve(&reservation, &policy.budget, unix_now())?
             {
-                Err(over) => return Err(ClientError::OverBudget(over)),
+                Err(over) => {
+                    let error = ClientError::OverBudget(over);
+                    self.ledger.record_refusal(
+                        origin,
+                        path,
+                        "over_budget",
+                        &error.to_string(),
+                        unix_now(),
+                    )?;
+                    return Err(error);
+                }
                 Ok(Reserved::AlreadyPaid(preimage)) => {
                     return Ok(Payment {
                         payment_hash: hash,

@@ -87,6 +87,15 @@ pub struct StoredToken {
     pub used: bool,
 }
 
+/// `(key, payments, sats)` rows, per host and per UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Per origin.
+    pub hosts: Vec<(String, u64, u64)>,
+    /// Per `YYYY-MM-DD`.
+    pub days: Vec<(String, u64, u64)>,
+}
+
 /// The ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -119,7 +128,39 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_at   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_place ON tokens (origin, path);
+CREATE TABLE IF NOT EXISTS quotes (
+    origin      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    amount_msat INTEGER NOT NULL,
+    quoted_at   INTEGER NOT NULL,
+    PRIMARY KEY (origin, path)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    origin     TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    at         INTEGER NOT NULL
+);
 ";
+
+/// How long a dry run's price binds the next real call to the same place.
+pub const QUOTE_SECS: u64 = 3_600;
+
+/// A refused challenge, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusalRecord {
+    /// Scheme, host and port.
+    pub origin: String,
+    /// The path.
+    pub path: String,
+    /// The check that refused: `hash_mismatch`, `over_cap`, `over_budget`, …
+    pub check: String,
+    /// What it said.
+    pub detail: String,
+    /// Unix seconds.
+    pub at: u64,
+}
 
 /// A payment to reserve.
 pub struct Reservation<'a> {
@@ -329,6 +370,100 @@ impl Ledger {
                 Ok((bolt11, plannt_l402::hex32(&hash).unwrap_or([0; 32])))
             })?;
             rows.collect()
+        })
+    }
+
+    /// Records the price a dry run saw for a place.
+    pub fn record_quote(
+        &self,
+        origin: &str,
+        path: &str,
+        amount_msat: u64,
+        now: u64,
+    ) -> Result<(), LedgerError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO quotes (origin, path, amount_msat, quoted_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (origin, path) DO UPDATE SET amount_msat = ?3, quoted_at = ?4",
+                params![origin, path, amount_msat as i64, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The price a recent dry run saw for a place, if any (within [`QUOTE_SECS`]).
+    pub fn quote_for(
+        &self,
+        origin: &str,
+        path: &str,
+        now: u64,
+    ) -> Result<Option<u64>, LedgerError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT amount_msat FROM quotes WHERE origin = ?1 AND path = ?2 AND quoted_at >= ?3",
+                params![origin, path, now.saturating_sub(QUOTE_SECS) as i64],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.map(|m| m as u64))
+        })
+    }
+
+    /// Records a refused challenge: nothing was paid, and the ledger says why.
+    pub fn record_refusal(
+        &self,
+        origin: &str,
+        path: &str,
+        check: &str,
+        detail: &str,
+        now: u64,
+    ) -> Result<(), LedgerError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO refusals (origin, path, check_name, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![origin, path, check, detail, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The latest refusals, newest first.
+    pub fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT origin, path, check_name, detail, at FROM refusals ORDER BY at DESC, rowid DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |row| {
+                Ok(RefusalRecord {
+                    origin: row.get(0)?,
+                    path: row.get(1)?,
+                    check: row.get(2)?,
+                    detail: row.get(3)?,
+                    at: row.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Sats paid (amount and fee) per host and per UTC day, for `plannt ledger`.
+    pub fn totals(&self) -> Result<Totals, LedgerError> {
+        self.with(|conn| {
+            let mut by_host = conn.prepare(
+                "SELECT origin, COUNT(*), COALESCE(SUM(amount_msat + fee_msat), 0) FROM payments
+                 WHERE status = 'paid' GROUP BY origin ORDER BY 3 DESC",
+            )?;
+            let hosts = by_host
+                .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64, (row.get::<_, i64>(2)? as u64).div_ceil(1000))))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut by_day = conn.prepare(
+                "SELECT date(created_at, 'unixepoch'), COUNT(*), COALESCE(SUM(amount_msat + fee_msat), 0) FROM payments
+                 WHERE status = 'paid' GROUP BY 1 ORDER BY 1 DESC",
+            )?;
+            let days = by_day
+                .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64, (row.get::<_, i64>(2)? as u64).div_ceil(1000))))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Totals { hosts, days })
         })
     }
 

@@ -16,11 +16,15 @@ mod checks;
 mod client;
 mod ledger;
 mod policy;
+mod settings;
 
 pub use checks::{Quote, Refusal, check};
 pub use client::{Client, ClientError, Event, Options, Outcome, Receipt, Request, Response};
-pub use ledger::{Ledger, LedgerError, OverBudget, Record, WindowUse};
+pub use ledger::{
+    Ledger, LedgerError, OverBudget, QUOTE_SECS, Record, RefusalRecord, Totals, WindowUse,
+};
 pub use policy::{Budget, Policy};
+pub use settings::{DEFAULT_WALLET, Settings, SettingsError, default_path};
 
 pub use plannt_l402 as l402;
 pub use plannt_lightning as lightning;

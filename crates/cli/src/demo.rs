@@ -1,0 +1,160 @@
+//! `plannt demo`: the five steps of the product page, for real, in one process.
+//!
+//! A gateway with the dev network starts on a free loopback port; a client with a dev wallet
+//! asks for `/v1/demo`, gets a 402 with an invoice and a macaroon, pays, retries and gets 200
+//! with `x-l402: spent`. Then the same credential is replayed and refused with a fresh 402,
+//! reason `spent`; then the ledger shows the payment and the budget.
+
+use std::sync::{Arc, Mutex};
+
+use plannt_client::{Client, Event, Ledger, Options, Outcome, Request};
+use plannt_gateway::{Config, Gateway};
+use plannt_l402::{Credential, Macaroon};
+
+pub async fn run() -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("a valid address"),
+        store: "memory".into(),
+        ..Config::default()
+    };
+    let gateway = Gateway::build(config, dir.path().to_path_buf())
+        .await
+        .map_err(|e| e.to_string())?;
+    let network = gateway
+        .dev_network
+        .clone()
+        .expect("the demo runs on the dev network");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    println!("Plannt demo: a gateway on http://{addr} with the dev Lightning network");
+    println!("({})\n", plannt_lightning::dev::WARNING);
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).map_err(|e| e.to_string())?;
+    let settings = crate::get::settings()?;
+    let client = Client::new(
+        Arc::new(network.wallet("demo")),
+        ledger.clone(),
+        settings.policy.clone(),
+    );
+    let url: url::Url = format!("http://{addr}/v1/demo")
+        .parse()
+        .expect("a valid URL");
+
+    let step = Mutex::new(0);
+    let macaroon = Mutex::new(String::new());
+    let on_event = |event: &Event<'_>| {
+        let mut n = step.lock().expect("demo lock");
+        match event {
+            Event::Request {
+                method,
+                url,
+                credential: false,
+            } => {
+                *n += 1;
+                println!(
+                    "{}. {method} {}\n   Authorization: (none)\n",
+                    *n,
+                    url.path()
+                );
+            }
+            Event::Challenge {
+                invoice,
+                macaroon: m,
+                amount_sats,
+            } => {
+                *n += 1;
+                *macaroon.lock().expect("demo lock") = m.to_string();
+                println!(
+                    "{}. 402 Payment Required: {amount_sats} sats\n   invoice:  {invoice}\n   macaroon: {m}\n",
+                    *n
+                );
+            }
+            Event::Paid { preimage, .. } => {
+                *n += 1;
+                println!("{}. lightning.pay()\n   <- preimage: {preimage}\n", *n);
+            }
+            Event::Request {
+                method,
+                url,
+                credential: true,
+            } => {
+                *n += 1;
+                println!(
+                    "{}. {method} {}\n   Authorization: L402 <macaroon>:<preimage>\n",
+                    *n,
+                    url.path()
+                );
+            }
+            Event::Response { status, l402 } if status.is_success() => {
+                *n += 1;
+                println!("{}. {status}\n   x-l402: {}", *n, l402.unwrap_or("(none)"));
+            }
+            _ => {}
+        }
+    };
+    let options = Options {
+        on_event: Some(&on_event),
+        ..Options::default()
+    };
+    let outcome = client
+        .send(&Request::get(url.clone()), &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Outcome::Response(mut response) = outcome else {
+        return Err("the demo expected a response".into());
+    };
+    let body = response.bytes(1 << 20).await.map_err(|e| e.to_string())?;
+    println!("   {}\n", String::from_utf8_lossy(&body));
+    let receipt = response
+        .receipt
+        .clone()
+        .ok_or("the demo expected a receipt")?;
+
+    // Replay the spent credential by hand: a single-use token buys nothing twice.
+    let macaroon =
+        Macaroon::from_base64(&macaroon.lock().expect("demo lock")).map_err(|e| e.to_string())?;
+    let preimage = plannt_l402::hex32(&receipt.preimage).ok_or("bad preimage in the receipt")?;
+    let credential = Credential::new(macaroon, preimage).to_header_value();
+    let replay = reqwest::Client::new()
+        .get(url.as_str())
+        .header("Authorization", &credential)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = replay.status();
+    let reason = replay
+        .headers()
+        .get("x-l402-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)")
+        .to_string();
+    let fresh: serde_json::Value = replay.json().await.unwrap_or_default();
+    println!("Replay of the same credential:");
+    println!("   {status}, reason: {reason}");
+    println!(
+        "   a fresh invoice for a new payment: {}…\n",
+        fresh["invoice"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect::<String>()
+    );
+
+    println!(
+        "The ledger of this demo ({} sats paid, payment hash {}):",
+        receipt.amount_sats, receipt.payment_hash
+    );
+    crate::ledger::print(&ledger, &settings.policy.budget, 5, false)?;
+
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The user's settings: `~/.config/plannt/config.toml`, each key overridable by a `PLANNT_*`
+//! variable (and by flags, in the CLI). The defaults are safe for a new user: a small cap per
+//! request and a small daily budget.
+//!
+//! ```toml
+//! wallet = "lnbits+https://lnbits.example?key=…"   # PLANNT_WALLET
+//! max_sats_per_request = 500                        # PLANNT_MAX_SATS_PER_REQUEST
+//! budget_hourly_sats = 2000                         # PLANNT_BUDGET_HOURLY_SATS ("none": no limit)
+//! budget_daily_sats = 5000                          # PLANNT_BUDGET_DAILY_SATS
+//! budget_total_sats = "none"                        # PLANNT_BUDGET_TOTAL_SATS
+//! max_fee_sats = 10                                 # PLANNT_MAX_FEE_SATS
+//! allowed_hosts = ["api.example.com", "*.plannt.com"]   # PLANNT_ALLOWED_HOSTS (comma-separated)
+//! confirm_above_sats = 100                          # PLANNT_CONFIRM_ABOVE_SATS (MCP: ask a human)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::policy::{Budget, Policy};
+
+/// The wallet used when none is configured: the dev network of a local `plannt serve`.
+pub const DEFAULT_WALLET: &str = "dev+http://127.0.0.1:8402";
+
+/// The user's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The wallet URI.
+    pub wallet: String,
+    /// The spending policy.
+    pub policy: Policy,
+    /// Above this many sats, the MCP server asks a human first.
+    pub confirm_above_sats: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            wallet: DEFAULT_WALLET.into(),
+            policy: Policy {
+                budget: Budget {
+                    per_request_sats: 500,
+                    hourly_sats: Some(2_000),
+                    daily_sats: Some(5_000),
+                    total_sats: None,
+                },
+                max_fee_sats: 10,
+                allowed_hosts: Vec::new(),
+            },
+            confirm_above_sats: Some(100),
+        }
+    }
+}
+
+/// A bad setting: where, which key, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {key}: {message}")]
+pub struct SettingsError {
+    /// The file or variable.
+    pub origin: String,
+    /// The key.
+    pub key: String,
+    /// What was expected.
+    pub message: String,
+}
+
+/// `~/.config/plannt/config.toml`, or under `$XDG_CONFIG_HOME`, or `$PLANNT_CONFIG_DIR`.
+pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(dir) = env("PLANNT_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("config.toml");
+    }
+    if let Some(dir) = env("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("plannt/config.toml");
+    }
+    let home = env("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".config/plannt/config.toml")
+}
+
+const KEYS: [&str; 8] = [
+    "wallet",
+    "max_sats_per_request",
+    "budget_hourly_sats",
+    "budget_daily_sats",
+    "budget_total_sats",
+    "max_fee_sats",
+    "allowed_hosts",
+    "confirm_above_sats",
+];
+
+impl Settings {
+    /// Reads `path` (a missing file is fine), then the environment, over the defaults.
+    pub fn load(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let source = path.display().to_string();
+        let table: toml::Table = match std::fs::read_to_string(path) {
+            Ok(text) => text.parse().map_err(|e: toml::de::Error| SettingsError {
+                origin: source.clone(),
+                key: "(syntax)".into(),
+                message: e.message().to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(e) => {
+                return Err(SettingsError {
+                    origin: source,
+                    key: "(file)".into(),
+                    message: format!("cannot read it: {e}"),
+                });
+            }
+        };
+        for key in table.keys() {
+            if !KEYS.contains(&key.as_str()) {
+                return Err(SettingsError {
+                    origin: source,
+                    key: key.clone(),
+                    message: format!("unknown key; expected one of {}", KEYS.join(", ")),
+                });
+            }
+        }
+        let mut settings = Settings::default();
+        for key in KEYS {
+            let var = format!("PLANNT_{}", key.to_ascii_uppercase());
+            let (from, value) = match env(&var) {
+                Some(text) => (var.clone(), Value::Env(text)),
+                None => match table.get(key) {
+                    Some(v) => (source.clone(), Value::Toml(v.clone())),
+                    None => continue,
+                },
+            };
+            let bad = |message: &str| SettingsError {
+                origin: from.clone(),
+                key: key.to_string(),
+                message: message.to_string(),
+            };
+            match key {
+                "wallet" => {
+                    settings.wallet = value
+                        .text()
+                        .ok_or_else(|| bad("expected a backend URI string"))?
+                }
+                "allowed_hosts" => {
+                    settings.policy.allowed_hosts = value
+                        .list()
+                        .ok_or_else(|| bad("expected a list of host names"))?
+                }
+                _ => {
+                    let limit = value
+                        .limit()
+                        .ok_or_else(|| bad("expected a number of sats, or \"none\""))?;
+                    match key {
+                        "max_sats_per_request" => {
+                            settings.policy.budget.per_request_sats = limit.unwrap_or(u64::MAX)
+                        }
+                        "budget_hourly_sats" => settings.policy.budget.hourly_sats = limit,
+                        "budget_daily_sats" => settings.policy.budget.daily_sats = limit,
+                        "budget_total_sats" => settings.policy.budget.total_sats = limit,
+                        "max_fee_sats" => settings.policy.max_fee_sats = limit.unwrap_or(u64::MAX),
+                        "confirm_above_sats" => settings.confirm_above_sats = limit,
+                        _ => unreachable!("every key is handled"),
+                    }
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
+enum Value {
+    Env(String),
+    Toml(toml::Value),
+}
+
+impl Value {
+    fn text(&self) -> Option<String> {
+        match self {
+            Value::Env(t) => Some(t.clone()),
+            Value::Toml(toml::Value::String(t)) => Some(t.clone()),
+            Value::Toml(_) => None,
+        }
+    }
+
+    fn list(&self) -> Option<Vec<String>> {
+        match self {
+            Value::Env(t) => Some(
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            Value::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            Value::Toml(_) => None,
+        }
+    }
+
+    /// `Some(Some(n))`, or `Some(None)` for "none".
+    fn limit(&self) -> Option<Option<u64>> {
+        match self {
+            Value::Env(t) | Value::Toml(toml::Value::String(t))
+                if t.trim().eq_ignore_ascii_case("none") =>
+            {
+                Some(None)
+            }
+            Value::Env(t) => t.trim().parse().ok().map(Some),
+            Value::Toml(toml::Value::Integer(n)) => u64::try_from(*n).ok().map(Some),
+            Value::Toml(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_are_small() {
+        let s = Settings::load(Path::new("/nonexistent/config.toml"), &env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+        assert!(s.policy.budget.per_request_sats <= 1_000);
+        assert!(s.policy.budget.daily_sats.is_some());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "wallet = \"dev\"\nbudget_daily_sats = 7\nallowed_hosts = [\"a.example\"]\nbudget_total_sats = \"none\"\n").unwrap();
+        let s = Settings::load(
+            &path,
+            &env(&[
+                ("PLANNT_BUDGET_DAILY_SATS", "9"),
+                ("PLANNT_MAX_FEE_SATS", "none"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.wallet, "dev");
+        assert_eq!(s.policy.budget.daily_sats, Some(9));
+        assert_eq!(s.policy.budget.total_sats, None);
+        assert_eq!(s.policy.max_fee_sats, u64::MAX);
+        assert_eq!(s.policy.allowed_hosts, ["a.example"]);
+    }
+
+    #[test]
+    fn errors_name_the_source_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "budget_daily_sats = \"lots\"\n").unwrap();
+        let e = Settings::load(&path, &env(&[])).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.origin.ends_with("config.toml")),
+            ("budget_daily_sats", true)
+        );
+        std::fs::write(&path, "walet = \"dev\"\n").unwrap();
+        assert_eq!(Settings::load(&path, &env(&[])).unwrap_err().key, "walet");
+        let e = Settings::load(
+            Path::new("/nonexistent"),
+            &env(&[("PLANNT_MAX_SATS_PER_REQUEST", "-1")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.origin, "PLANNT_MAX_SATS_PER_REQUEST");
+    }
+}
