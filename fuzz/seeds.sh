@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes a small seed corpus for every fuzz target into fuzz/corpus/<target>/ (gitignored), from
-# the real Aperture token of DESIGN.md and hand-written headers and caveats. Safe to run again:
-# it only adds files. Needs only coreutils.
+# the real Aperture token of DESIGN.md, hand-written headers and caveats, a URI of every Lightning
+# backend, and invoices the dev network and LNbits issued. Safe to run again: it only adds files.
+# Needs only coreutils.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -54,5 +55,57 @@ printf 'services=demo:0\ndemo_valid_until=2000000000\ndemo_valid_until=190000000
 
 printf '%s' "$TOKEN" | base64 -d | tail -c +10 | head -c 66 | seed identifier aperture
 head -c 66 /dev/zero | seed identifier zeros
+
+# backend_uri: every backend of crates/lightning/src/lib.rs, with secrets of their real shapes
+# (LNbits keys and phoenixd passwords are 32 and 64 hex digits, a rune is base64url), and a few
+# refused ones.
+HEX32=$(printf '5e%.0s' $(seq 16))
+HEX64=$(printf 'c0%.0s' $(seq 32))
+PUBKEY=$(printf 'b7%.0s' $(seq 32))
+MACAROON=0201036c6e6402f801030a10$(printf 'a5%.0s' $(seq 60))
+RUNE='tU-RLjMiDpY2U0o3W1oFowar36RFGpWloPbW9-RuZdo9MyZpZD0wMjRiOWExZmE4ZTAwNmYxZTM5MzdmNjVmNjZjNDA4ZTZkYThlMWNhNzI4ZWE0MzIyMmE3MzgxZGYxY2M0NDk2MDUmbWV0aG9kPWxpc3RwZWVycw=='
+printf 'dev' | seed backend_uri dev
+printf 'dev?account=alice' | seed backend_uri dev_account
+printf 'dev+http://127.0.0.1:8402' | seed backend_uri dev_http
+printf 'dev+https://[::1]:8402/dev/?account=bob.2' | seed backend_uri dev_https
+printf 'lnbits+http://127.0.0.1:5000?key=%s' "$HEX32" | seed backend_uri lnbits
+printf 'lnbits+https://legend.lnbits.example/lnbits/?key=%s&network=signet' "$HEX32" \
+    | seed backend_uri lnbits_path
+printf 'lnd+https://127.0.0.1:8080?macaroon=%s&cert=/home/u/.lnd/tls.cert&network=regtest' \
+    "$MACAROON" | seed backend_uri lnd_hex
+printf 'lnd+https://node.example:8080?macaroon=/home/u/.lnd/data/chain/bitcoin/mainnet/admin.macaroon' \
+    | seed backend_uri lnd_file
+printf 'cln+https://127.0.0.1:3010?rune=%s' "$RUNE" | seed backend_uri cln
+printf 'phoenixd+http://127.0.0.1:9740?password=%s&network=mainnet' "$HEX64" \
+    | seed backend_uri phoenixd
+printf 'nostr+walletconnect://%s?relay=wss%%3A%%2F%%2Frelay.example&relay=ws://127.0.0.1:7000&secret=%s&lud16=alice%%40example.com' \
+    "$PUBKEY" "$HEX64" | seed backend_uri nwc
+printf '  lnbits+http://user:pw@h:5000?key=%s  ' "$HEX32" | seed backend_uri user_info
+printf 'lnbits+http://h:5000?key=%s&kye=1' "$HEX32" | seed backend_uri unknown_parameter
+printf 'phoenixd+http://h:9740?password=%s&password=%s' "$HEX64" "$HEX64" | seed backend_uri twice
+printf 'cln+ftp://h:3010?rune=%s' "$RUNE" | seed backend_uri bad_scheme
+printf 'lnd+https://h:8080?macaroon=%s&network=moon' "$MACAROON" | seed backend_uri bad_network
+
+# invoice: real invoices, issued by `plannt wallet --wallet dev invoice …` (regtest, a payee
+# field, a payment secret and features) and by LNbits 1.6.2's FakeWallet (mainnet, a payment
+# secret and no feature field; from crates/lightning/tests/lnbits.rs), then mutated. To make
+# more: cargo build -p plannt, then
+#   PLANNT_DATA_DIR=$(mktemp -d) target/debug/plannt wallet --wallet dev invoice 21 --json
+DEV_21='lnbcrt210n1p4s0gz6dq2wpkxzmnwwspp5uheer045dxl5gtsp7m3dsp7ss9e7xvjysffawscenzv0826wlgxssp5g27z7rs9qqp0hw8nsm29edzrgqnpcl4gc0dmvy9qhr8mgq2je63q9qrsgqcqzysxqrrssnp4qt0yta0hlvcls3jqp4a9vm3n9z5psmvmnphmts3fgdt0n6cyngn5cpszy8k2y3fkmcm0vw28cjavd7dnk567e9nspr8pku3dhcjjz4z7p5gzcdjccrk5ys9dapqw3j0wxczrt6a2nszr57we74c527fyy0sqqmgr2uq'
+DEV_MEMO='lnbcrt10n1p4s0gz6dqlvdhkven9v5sw9xy4yq38zat0w3jkggspp5sfgf422un2e73hyasy4gj9q355pkvzc7xvvm0efttf8g7rqmvt8ssp5nvgvuqu8kvfmhm7s9jtvgxldr9f84mv55294w2y6eg6g2jq9kmms9qrsgqcqzysxqzpunp4qt0yta0hlvcls3jqp4a9vm3n9z5psmvmnphmts3fgdt0n6cyngn5cajys4zws6wsu7mrvt5ec3qumecee09pzdmqdpycuk0e6krsrt2eym7kdmuh7cfhqcjwm03fgj92q6gegsl0au8nwq66twc7xc7cjahcp4272y9'
+DEV_LONG='lnbcrt21m1p4s0gz6dqqpp5hxhe48f8zwqwux0wz8ynk0r7fhj86j3m28m8ru7szufl3ljvpufqsp5fvakg9e4d8k0k4yaqduzcxmn7368ra8d3gs99y7knuyx7hwsudxq9qrsgqcqzysxq8rllllllnp4qt0yta0hlvcls3jqp4a9vm3n9z5psmvmnphmts3fgdt0n6cyngn5cvsp423dmccwjfs9gzcjh5lh2w03l48ud6wxq63kvj79v7p4c5xzjnxqmp2pcemy5z5yuafdtvcll8m65k5as4r8r8xupqx748d4xdesprednk2'
+FAKEWALLET='lnbc210n1p4s088adqz0qxqzjcsp5v06ctkm27t6gmrjqdjur404ales2cu5ljf8at3tws3k90nt6ccqspp54p5582sd67f7tffkt8yrearng7q6aajsj6sx6d6u9p0ruxy4830sk5af564tyvmrpk8cv3yt4eu7g48gsh7x2ef9n5keqfd83kpyfhmprw9hn8pft5shef2y6q2uh22naqdt44jera2r69uhmnjj6kyvgecpr7kte4'
+printf '%s' "$DEV_21" | seed invoice dev_21_sats
+printf '%s' "$DEV_MEMO" | seed invoice dev_memo_60s   # memo 'coffee ☕ "quoted"', expiry 60 s
+printf '%s' "$DEV_LONG" | seed invoice dev_empty_memo_max_expiry   # 2 100 000 sats, expiry 2^32-1 s
+printf '%s' "$FAKEWALLET" | seed invoice lnbits_fakewallet
+printf '%s' "$DEV_21" | tr 'a-z' 'A-Z' | seed invoice uppercase
+printf 'lightning:%s' "$DEV_21" | seed invoice uri_prefix
+printf 'LIGHTNING:%s' "$FAKEWALLET" | tr 'a-z' 'A-Z' | seed invoice uri_prefix_uppercase
+printf ' \t%s\n' "$FAKEWALLET" | seed invoice whitespace
+printf '%sp' "${DEV_21%q}" | seed invoice bad_checksum
+printf '%s' "${DEV_21%?}" | seed invoice truncated
+printf '%s' "${FAKEWALLET/#lnbc/lntb}" | seed invoice other_network
+printf '%s' "${DEV_MEMO/#lnbcrt10n/lnbcrt1000p}" | seed invoice other_amount_unit
 
 echo "seeds written under $(pwd)/corpus"
