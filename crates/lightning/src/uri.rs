@@ -239,12 +239,13 @@ impl FromStr for BackendUri {
             });
         }
         let url = Url::parse(text).map_err(|e| {
-            let backend = text.split(':').next().unwrap_or("unknown");
-            let backend = if backend.len() > 32 {
-                "unknown"
-            } else {
-                backend
-            };
+            // Name the backend only when the text starts with a known one: anything else of the
+            // input may be a secret.
+            let prefix: String = text.chars().take_while(char::is_ascii_lowercase).collect();
+            let backend = ["dev", "lnbits", "lnd", "cln", "phoenixd", "nostr"]
+                .into_iter()
+                .find(|b| *b == prefix)
+                .unwrap_or("unknown");
             let part = if text.contains("://") {
                 "syntax"
             } else {
@@ -286,10 +287,15 @@ impl FromStr for BackendUri {
                     "macaroon",
                     "the macaroon as hex, or the path of admin.macaroon",
                 )?;
-                let macaroon = if macaroon.len() % 2 == 0
-                    && macaroon.len() >= 32
-                    && macaroon.bytes().all(|b| b.is_ascii_hexdigit())
-                {
+                // All hex digits: a macaroon given inline (never printed, even when malformed).
+                let macaroon = if macaroon.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    if macaroon.len() % 2 != 0 || macaroon.len() < 32 {
+                        return Err(err(
+                            "lnd",
+                            "parameter \"macaroon\"",
+                            "an inline macaroon is an even number of hex digits (at least 32); or give the path of admin.macaroon",
+                        ));
+                    }
                     MacaroonSource::Hex(Secret::new(macaroon))
                 } else {
                     MacaroonSource::File(PathBuf::from(macaroon))
