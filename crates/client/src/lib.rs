@@ -21,7 +21,8 @@ mod settings;
 pub use checks::{Quote, Refusal, check};
 pub use client::{Client, ClientError, Event, Options, Outcome, Receipt, Request, Response};
 pub use ledger::{
-    Ledger, LedgerError, OverBudget, QUOTE_SECS, Record, RefusalRecord, Totals, WindowUse,
+    Ledger, LedgerError, OverBudget, QUOTE_SECS, Record, RefusalRecord, Reservation, Reserved,
+    StoredToken, Totals, WindowUse,
 };
 pub use policy::{Budget, Policy};
 pub use settings::{DEFAULT_WALLET, Settings, SettingsError, default_path};
