@@ -500,6 +500,10 @@ impl Client {
                 // Paid before (by us, in a run that died) or unknown: ask, never pay again.
                 match self.settle_pending(&hash).await? {
                     Some(payment) => Ok(payment),
+                    // The wallet cannot say yet: it may have been paid, so it stays pending.
+                    None if self.ledger.pending()?.iter().any(|(_, h)| *h == hash) => {
+                        Err(ClientError::PaymentPending(hex::encode(hash)))
+                    }
                     None => Err(ClientError::PaymentFailed(e)),
                 }
             }
