@@ -77,70 +77,6 @@ async fn memory_store_passes_the_suite() {
     suite(Arc::new(super::MemoryStore::new())).await;
 }
 
-/// Claims `total` fresh hashes from `concurrency` tasks; returns claims per second.
-async fn claims_per_second(store: Arc<dyn SpentStore>, total: u32, concurrency: u32) -> f64 {
-    let started = std::time::Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|task| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for i in (task..total).step_by(concurrency as usize) {
-                    let mut h = [0xa5u8; 32];
-                    h[..4].copy_from_slice(&i.to_be_bytes());
-                    let claim = store.claim(&h, 4_000_000_000).await.unwrap();
-                    assert!(matches!(claim, Claim::Won(_)));
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    f64::from(total) / started.elapsed().as_secs_f64()
-}
-
-/// Prints claims/s for one store, sequential and with 64 concurrent tasks.
-async fn report_claims_per_second(store: Arc<dyn SpentStore>, total: u32) {
-    let name = store.name();
-    let one = claims_per_second(store.clone(), total, 1).await;
-    // Fresh hashes: the second run starts past the first one's.
-    let offset: Arc<dyn SpentStore> = Arc::new(Offset(store));
-    let many = claims_per_second(offset, total, 64).await;
-    eprintln!(
-        "{name}: {one:.0} claims/s one at a time, {many:.0} claims/s from 64 tasks ({total} claims each)"
-    );
-}
-
-/// A store whose hashes are shifted, so a second measurement claims fresh ones.
-struct Offset(Arc<dyn SpentStore>);
-
-#[async_trait::async_trait]
-impl SpentStore for Offset {
-    async fn claim(&self, h: &[u8; 32], until: u64) -> Result<Claim, super::StoreError> {
-        let mut h = *h;
-        h[31] ^= 0xff;
-        self.0.claim(&h, until).await
-    }
-    async fn commit(&self, h: &[u8; 32], t: &Ticket, until: u64) -> Result<(), super::StoreError> {
-        self.0.commit(h, t, until).await
-    }
-    async fn release(&self, h: &[u8; 32], t: &Ticket) -> Result<(), super::StoreError> {
-        self.0.release(h, t).await
-    }
-    async fn purge(&self, now: u64) -> Result<u64, super::StoreError> {
-        self.0.purge(now).await
-    }
-    async fn len(&self) -> Result<u64, super::StoreError> {
-        self.0.len().await
-    }
-    async fn health(&self) -> Result<(), super::StoreError> {
-        self.0.health().await
-    }
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-}
-
 fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
 }
@@ -227,16 +163,19 @@ mod sqlite {
         SqliteStore::open(&path).unwrap();
     }
 
+    const CHILD: &str = "PLANNT_STORE_CHILD";
     const CRASH_DB: &str = "PLANNT_TEST_CRASH_DB";
     const READY: &str = "plannt-crash-child-ready";
 
-    /// The process that `spent_tokens_survive_kill_9` kills.
+    /// The process that `spent_tokens_survive_kill_9` kills. Run as a test of its own (without
+    /// `PLANNT_STORE_CHILD`) it returns at once; in the child process it commits one claim,
+    /// leaves another pending, says so, and waits to be killed.
     #[tokio::test]
-    #[ignore = "run by spent_tokens_survive_kill_9 in a child process"]
     async fn crash_child() {
-        let Ok(path) = std::env::var(CRASH_DB) else {
+        if std::env::var_os(CHILD).is_none() {
             return;
-        };
+        }
+        let path = std::env::var(CRASH_DB).expect("the parent names the database");
         let store = SqliteStore::open(path).unwrap();
         let ticket = won(&store, 1, FAR).await;
         store.commit(&hash(1), &ticket, FAR).await.unwrap();
@@ -253,9 +192,9 @@ mod sqlite {
             .args([
                 "store::tests::sqlite::crash_child",
                 "--exact",
-                "--ignored",
                 "--nocapture",
             ])
+            .env(CHILD, "1")
             .env(CRASH_DB, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -280,15 +219,6 @@ mod sqlite {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
         won(&store, 2, FAR).await;
-    }
-
-    /// `cargo test -p plannt-gateway --release -- --ignored --nocapture claims_per_second`
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a test"]
-    async fn claims_per_second() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("spent.db")).unwrap();
-        super::report_claims_per_second(Arc::new(store), 5_000).await;
     }
 }
 
@@ -614,16 +544,5 @@ mod redis {
             .err()
             .unwrap();
         assert!(error.0.contains("bad Redis URL"), "{error}");
-    }
-
-    /// `cargo test -p plannt-gateway --release -- --ignored --nocapture claims_per_second`
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a test"]
-    async fn claims_per_second() {
-        let Some(server) = RedisServer::start() else {
-            return;
-        };
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        super::report_claims_per_second(Arc::new(store), 20_000).await;
     }
 }
