@@ -202,7 +202,8 @@ impl Paywall {
         let mut response = inner.oneshot(request).await.unwrap_or_else(|e| match e {});
         self.metrics.upstream_latency(started.elapsed());
         guard.armed = false;
-        if response.status().is_server_error() {
+        if response.status().is_server_error() || response.extensions().get::<Unserved>().is_some()
+        {
             if let Err(e) = self.store.release(&hash, &ticket).await {
                 tracing::error!(error = %e, "could not release a claim after an upstream failure");
             }
@@ -370,6 +371,11 @@ fn strip_l402_authorization(headers: &mut HeaderMap) {
         headers.append(header::AUTHORIZATION, value);
     }
 }
+
+/// Marks a response that the upstream never produced although its status is not a 5xx (the
+/// request body failed on its way in): the claim is released, as for an upstream failure.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unserved;
 
 /// Releases a claim if the request is dropped before the upstream answers (the client went away
 /// or the server is shutting down): its response never reached anyone.

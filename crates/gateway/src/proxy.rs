@@ -6,6 +6,7 @@
 //! 502 or 504 — a 5xx, so the paywall releases the token for a retry.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde_json::json;
 use url::Url;
+
+use crate::paywall::Unserved;
 
 /// Forwards requests to upstreams.
 #[derive(Clone)]
@@ -102,7 +105,14 @@ impl Proxy {
             headers.insert("x-forwarded-host", host);
         }
 
-        let body = reqwest::Body::wrap_stream(body.into_data_stream());
+        // A request body that fails while it streams out (over `max_body_bytes`, or cut short by
+        // the client) is the client's doing: it must not pass for an upstream failure.
+        let body_failed = Arc::new(OnceLock::<bool>::new());
+        let watch = body_failed.clone();
+        let stream = body.into_data_stream().inspect_err(move |e| {
+            let _ = watch.set(e.to_string().contains("length limit exceeded"));
+        });
+        let body = reqwest::Body::wrap_stream(stream);
         let sent = self
             .client
             .request(parts.method, url)
@@ -112,6 +122,24 @@ impl Proxy {
             .await;
         let upstream_response = match sent {
             Ok(r) => r,
+            Err(_) if body_failed.get().is_some() => {
+                let (status, title, message) = if body_failed.get() == Some(&true) {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Payload Too Large",
+                        "the request body is larger than this gateway accepts; your token was not used",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "Bad Request",
+                        "the request body could not be read; your token was not used",
+                    )
+                };
+                let mut response = error(status, title, message);
+                response.extensions_mut().insert(Unserved);
+                return response;
+            }
             Err(e) if e.is_timeout() => {
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
