@@ -1,0 +1,10 @@
+//! The gateway over real HTTP on loopback, paid through the dev Lightning network.
+//!
+//! Each test builds a [`plannt_gateway::Gateway`] from a [`plannt_gateway::Config`], serves it
+//! on a fresh loopback port with its data in a temporary folder, and talks to it with reqwest.
+
+mod generate;
+mod hostile;
+mod protocol;
+mod spending;
+mod support;
