@@ -241,10 +241,11 @@ impl Client {
         &self.wallet
     }
 
-    /// Finishes payments a crash left pending: each is looked up, never paid again.
+    /// Finishes payments a crash left pending: each is looked up, never paid again. Payments
+    /// another process is making right now are left to it.
     pub async fn recover(&self) -> Result<usize, ClientError> {
         let mut finished = 0;
-        for (_, hash) in self.ledger.pending()? {
+        for hash in self.ledger.pending_to_recover()? {
             if self.settle_pending(&hash).await?.is_some() {
                 finished += 1;
             }

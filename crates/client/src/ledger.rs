@@ -9,8 +9,15 @@
 //! Paid tokens are kept with their origin and path until used. A token that was paid for but
 //! never presented (the process died between paying and retrying) is presented by the next
 //! request to the same place, so nothing is paid twice.
+//!
+//! A payment in flight and a token not yet presented belong to the process that made them (its
+//! `owner`), so another process neither fails the one nor presents the other while that process
+//! lives. Each open ledger holds an exclusive lock on a file of its own under
+//! `<ledger>.owners/`; the operating system releases the lock when the process ends, however it
+//! ends, and that is how the others tell an owner that died from one still at work.
 
-use std::path::Path;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +107,64 @@ pub struct Totals {
 #[derive(Clone)]
 pub struct Ledger {
     conn: Arc<Mutex<Connection>>,
+    owner: Arc<Owner>,
+}
+
+/// This open ledger's claim on what it has in flight: a lock file held while it is open.
+struct Owner {
+    id: String,
+    dir: PathBuf,
+    _file: File,
+}
+
+impl Owner {
+    fn take(dir: PathBuf) -> Result<Owner, LedgerError> {
+        let io = |e: std::io::Error| LedgerError(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| LedgerError(format!("no randomness for the ledger's owner id: {e}")))?;
+        let id = hex::encode(bytes);
+        let file = File::create(dir.join(format!("{id}.lock"))).map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(Owner {
+            id,
+            dir,
+            _file: file,
+        })
+    }
+
+    /// Whether the owner `id` is this ledger or another that is still open.
+    fn alive(&self, id: &str) -> bool {
+        if id == self.id {
+            return true;
+        }
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let path = self.dir.join(format!("{id}.lock"));
+        let file = match File::options().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            // Cannot tell: treat it as alive, which never pays or presents anything twice.
+            Err(_) => return true,
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                // Its process is gone: tidy up after it.
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+            // Held by its process; or it cannot be told, and alive is the safe answer.
+            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => true,
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.lock", self.id)));
+    }
 }
 
 const SCHEMA: &str = "
@@ -115,7 +180,8 @@ CREATE TABLE IF NOT EXISTS payments (
     status       TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
     preimage     TEXT,
     created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL
+    updated_at   INTEGER NOT NULL,
+    owner        TEXT
 );
 CREATE INDEX IF NOT EXISTS payments_created ON payments (created_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -125,7 +191,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     macaroon     TEXT NOT NULL,
     preimage     TEXT NOT NULL,
     used         INTEGER NOT NULL DEFAULT 0,
-    created_at   INTEGER NOT NULL
+    created_at   INTEGER NOT NULL,
+    owner        TEXT
 );
 CREATE INDEX IF NOT EXISTS tokens_place ON tokens (origin, path);
 CREATE TABLE IF NOT EXISTS quotes (
@@ -198,7 +265,7 @@ impl Ledger {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LedgerError(format!("{}: {e}", dir.display())))?;
         }
-        let conn =
+        let mut conn =
             Connection::open(path).map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -207,8 +274,15 @@ impl Ledger {
             .map_err(db)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        add_owner_columns(&mut conn)
+            .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
+        let owner = Owner::take(path.with_file_name(format!("{name}.owners")))?;
         Ok(Ledger {
             conn: Arc::new(Mutex::new(conn)),
+            owner: Arc::new(owner),
         })
     }
 
@@ -268,17 +342,19 @@ impl Ledger {
                 }
             }
             tx.execute(
-                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
-                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8",
-                params![hash, r.origin, r.path, r.bolt11, r.macaroon, r.amount_msat as i64, r.max_fee_msat as i64, now as i64],
+                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9)
+                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8, owner = ?9",
+                params![hash, r.origin, r.path, r.bolt11, r.macaroon, r.amount_msat as i64, r.max_fee_msat as i64, now as i64, self.owner.id],
             )?;
             tx.commit()?;
             Ok(Ok(Reserved::New))
         })
     }
 
-    /// Marks a payment paid and stores its token for the place it was bought for.
+    /// Marks a payment paid and stores its token for the place it was bought for. The token
+    /// stays this ledger's to present if it made the payment; a payment found paid after its
+    /// owner died leaves a token for anyone.
     pub fn mark_paid(
         &self,
         payment_hash: &[u8; 32],
@@ -295,9 +371,10 @@ impl Ledger {
                 params![hash, preimage, fee_msat as i64, now as i64],
             )?;
             tx.execute(
-                "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at)
-                 SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3 FROM payments WHERE payment_hash = ?1",
-                params![hash, preimage, now as i64],
+                "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at, owner)
+                 SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3, CASE WHEN owner = ?4 THEN ?4 END
+                 FROM payments WHERE payment_hash = ?1",
+                params![hash, preimage, now as i64, self.owner.id],
             )?;
             tx.commit()
         })
@@ -316,25 +393,48 @@ impl Ledger {
     }
 
     /// The token to present for a place: an unused paid one first (a crash may have left it),
-    /// then a used one the server let us reuse.
+    /// then a used one the server let us reuse. An unused token that another open ledger paid
+    /// for and is about to present is left to it; one whose owner died is claimed for this one,
+    /// so two processes never present the same single-use token.
     pub fn token_for(&self, origin: &str, path: &str) -> Result<Option<StoredToken>, LedgerError> {
+        let owner = &self.owner;
         self.with(|conn| {
-            conn.query_row(
-                "SELECT payment_hash, macaroon, preimage, used FROM tokens WHERE origin = ?1 AND path = ?2
-                 ORDER BY used ASC, created_at DESC LIMIT 1",
-                params![origin, path],
-                |row| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let candidates = {
+                let mut stmt = tx.prepare(
+                    "SELECT payment_hash, macaroon, preimage, used, owner FROM tokens WHERE origin = ?1 AND path = ?2
+                     ORDER BY used ASC, created_at DESC",
+                )?;
+                let rows = stmt.query_map(params![origin, path], |row| {
                     let hash: String = row.get(0)?;
                     let preimage: String = row.get(2)?;
-                    Ok(StoredToken {
+                    let token = StoredToken {
                         payment_hash: plannt_l402::hex32(&hash).unwrap_or([0; 32]),
                         macaroon: row.get(1)?,
                         preimage: plannt_l402::hex32(&preimage).unwrap_or([0; 32]),
                         used: row.get::<_, i64>(3)? != 0,
-                    })
-                },
-            )
-            .optional()
+                    };
+                    Ok((hash, token, row.get::<_, Option<String>>(4)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            for (hash, token, held_by) in candidates {
+                match held_by.as_deref() {
+                    // A reusable token is shared; this ledger's own is its to present.
+                    _ if token.used => return Ok(Some(token)),
+                    Some(id) if id == owner.id => return Ok(Some(token)),
+                    Some(id) if owner.alive(id) => continue,
+                    _ => {
+                        tx.execute(
+                            "UPDATE tokens SET owner = ?2 WHERE payment_hash = ?1",
+                            params![hash, owner.id],
+                        )?;
+                        tx.commit()?;
+                        return Ok(Some(token));
+                    }
+                }
+            }
+            Ok(None)
         })
     }
 
@@ -343,7 +443,7 @@ impl Ledger {
         let hash = hex::encode(payment_hash);
         self.with(|conn| {
             conn.execute(
-                "UPDATE tokens SET used = 1 WHERE payment_hash = ?1",
+                "UPDATE tokens SET used = 1, owner = NULL WHERE payment_hash = ?1",
                 params![hash],
             )
             .map(drop)
@@ -370,6 +470,28 @@ impl Ledger {
                 Ok((bolt11, plannt_l402::hex32(&hash).unwrap_or([0; 32])))
             })?;
             rows.collect()
+        })
+    }
+
+    /// Pending payments to look up: those of this ledger, and those whose owner died (a crash
+    /// interrupted them). A payment another open ledger is making is left to it.
+    pub fn pending_to_recover(&self) -> Result<Vec<[u8; 32]>, LedgerError> {
+        let owner = &self.owner;
+        self.with(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT payment_hash, owner FROM payments WHERE status = 'pending'")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (hash, held_by) = row?;
+                if held_by.is_some_and(|id| id != owner.id && owner.alive(&id)) {
+                    continue;
+                }
+                out.push(plannt_l402::hex32(&hash).unwrap_or([0; 32]));
+            }
+            Ok(out)
         })
     }
 
@@ -508,6 +630,22 @@ impl Ledger {
             rows.collect()
         })
     }
+}
+
+/// Adds the `owner` columns to a ledger written before they existed.
+fn add_owner_columns(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for table in ["payments", "tokens"] {
+        let has: i64 = tx.query_row(
+            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = 'owner'"),
+            [],
+            |row| row.get(0),
+        )?;
+        if has == 0 {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN owner TEXT"))?;
+        }
+    }
+    tx.commit()
 }
 
 /// Millisatoshis paid or reserved since `since` (all time for `None`): pending payments count

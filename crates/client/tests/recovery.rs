@@ -101,11 +101,13 @@ async fn a_pending_payment_that_went_through_is_finished_and_its_token_presented
     let server = Hostile::start(Scenario::Honest, 21).await;
     let network = server.network().clone();
     let dir = tempfile::tempdir().unwrap();
-    let ledger = ledger_in(&dir);
     let c = challenge_of(&server).await;
-    reserve(&ledger, &server, &c, &open_policy(1_000).budget);
-    // The payment went through; the process died before it could record it.
+    // A process reserved and paid; it died before it could record the payment.
+    let crashed = ledger_in(&dir);
+    reserve(&crashed, &server, &c, &open_policy(1_000).budget);
     network.pay(PAYER, &c.bolt11).unwrap();
+    drop(crashed);
+    let ledger = ledger_in(&dir);
     assert_eq!(status_of(&ledger, &c.hash), "pending");
 
     let client = Client::new(
@@ -144,12 +146,15 @@ async fn a_pending_payment_never_made_is_failed_and_its_reservation_released() {
     let server = Hostile::start(Scenario::Honest, 21).await;
     let network = server.network().clone();
     let dir = tempfile::tempdir().unwrap();
-    let ledger = ledger_in(&dir);
     // A daily budget of exactly one payment.
     let mut policy = open_policy(1_000);
     policy.budget.daily_sats = Some(21);
     let c = challenge_of(&server).await;
-    reserve(&ledger, &server, &c, &policy.budget);
+    // A process reserved, then died before paying.
+    let crashed = ledger_in(&dir);
+    reserve(&crashed, &server, &c, &policy.budget);
+    drop(crashed);
+    let ledger = ledger_in(&dir);
     let day = |ledger: &Ledger| {
         ledger
             .usage(&policy.budget, unix_now())
@@ -225,6 +230,74 @@ async fn a_challenge_pending_but_never_paid_is_paid_once() {
     assert_eq!(status_of(&ledger, &c.hash), "paid");
     assert_eq!(network.paid_count(), 1);
     assert_eq!(network.balance(PAYER), START_MSAT - 21_000);
+}
+
+#[tokio::test]
+async fn a_payment_another_process_is_making_is_left_to_it() {
+    let server = Hostile::start(Scenario::Honest, 21).await;
+    let network = server.network().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let c = challenge_of(&server).await;
+    // Another process has reserved this payment and is paying it now.
+    let paying = ledger_in(&dir);
+    reserve(&paying, &server, &c, &open_policy(1_000).budget);
+
+    let ledger = ledger_in(&dir);
+    let client = Client::new(
+        Arc::new(network.wallet(PAYER)),
+        ledger.clone(),
+        open_policy(1_000),
+    );
+    // The wallet has no record of it yet, which must not fail it under the other's feet.
+    assert_eq!(client.recover().await.unwrap(), 0);
+    assert_eq!(status_of(&ledger, &c.hash), "pending");
+
+    // The other process pays and records it; its token is its own to present.
+    let payment = network.pay(PAYER, &c.bolt11).unwrap();
+    paying
+        .mark_paid(&c.hash, &payment.preimage, 0, unix_now())
+        .unwrap();
+    let origin = format!("http://{}", server.addr);
+    assert_eq!(ledger.token_for(&origin, "/paid").unwrap(), None);
+    assert!(paying.token_for(&origin, "/paid").unwrap().is_some());
+
+    // It dies before presenting the token: the token is this process's to present, and no
+    // third process may present it as well.
+    drop(paying);
+    let token = ledger
+        .token_for(&origin, "/paid")
+        .unwrap()
+        .expect("a token");
+    assert_eq!(token.payment_hash, c.hash);
+    assert!(!token.used);
+    assert_eq!(ledger_in(&dir).token_for(&origin, "/paid").unwrap(), None);
+    let response = get(&client, &server).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.receipt.unwrap().reused_token);
+    assert_eq!(network.paid_count(), 1);
+    assert_eq!(network.balance(PAYER), START_MSAT - 21_000);
+}
+
+#[tokio::test]
+async fn a_pending_payment_whose_owner_died_is_failed_by_the_next_process() {
+    let server = Hostile::start(Scenario::Honest, 21).await;
+    let network = server.network().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let c = challenge_of(&server).await;
+    let paying = ledger_in(&dir);
+    reserve(&paying, &server, &c, &open_policy(1_000).budget);
+    let ledger = ledger_in(&dir);
+    let client = Client::new(
+        Arc::new(network.wallet(PAYER)),
+        ledger.clone(),
+        open_policy(1_000),
+    );
+    assert_eq!(client.recover().await.unwrap(), 0);
+    assert_eq!(status_of(&ledger, &c.hash), "pending");
+    drop(paying);
+    assert_eq!(client.recover().await.unwrap(), 0);
+    assert_eq!(status_of(&ledger, &c.hash), "failed");
+    assert_eq!(network.balance(PAYER), START_MSAT);
 }
 
 /// A wallet whose payment goes through but whose answer is lost (a timeout), and which cannot

@@ -1,0 +1,73 @@
+//! A ledger written before payments and tokens had owners opens, keeps its rows, and works:
+//! its unused token is presented, its pending payment can be recovered.
+
+use plannt_client::{Budget, Ledger, Reservation, Reserved};
+
+/// The schema of the first ledgers, without the `owner` columns.
+const OLD_SCHEMA: &str = "
+CREATE TABLE payments (
+    payment_hash TEXT PRIMARY KEY, origin TEXT NOT NULL, path TEXT NOT NULL, bolt11 TEXT NOT NULL,
+    macaroon TEXT NOT NULL, amount_msat INTEGER NOT NULL, max_fee_msat INTEGER NOT NULL,
+    fee_msat INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
+    preimage TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE INDEX payments_created ON payments (created_at);
+CREATE TABLE tokens (
+    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash), origin TEXT NOT NULL,
+    path TEXT NOT NULL, macaroon TEXT NOT NULL, preimage TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL
+);
+CREATE INDEX tokens_place ON tokens (origin, path);
+INSERT INTO payments VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'lnbcrt1', 'AgE', 21000, 0, 0, 'paid', 'bb' || printf('%062d', 0), 1700000000, 1700000000);
+INSERT INTO tokens VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'AgE', 'bb' || printf('%062d', 0), 0, 1700000000);
+INSERT INTO payments VALUES ('cc' || printf('%062d', 0), 'http://old.example', '/other', 'lnbcrt1', 'AgE', 21000, 0, 0, 'pending', NULL, 1700000000, 1700000000);
+";
+
+#[test]
+fn a_ledger_without_owners_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(OLD_SCHEMA)
+        .unwrap();
+
+    let ledger = Ledger::open(&path).unwrap();
+    let token = ledger
+        .token_for("http://old.example", "/paid")
+        .unwrap()
+        .expect("the old token");
+    assert_eq!(
+        hex::encode(token.payment_hash),
+        format!("aa{}", "0".repeat(62))
+    );
+    assert!(!token.used);
+    let pending = ledger.pending_to_recover().unwrap();
+    assert_eq!(
+        pending.iter().map(hex::encode).collect::<Vec<_>>(),
+        [format!("cc{}", "0".repeat(62))]
+    );
+    assert_eq!(ledger.recent(10).unwrap().len(), 2);
+
+    // New payments are recorded as before, and a second open finds the columns in place.
+    let hash = [7u8; 32];
+    let reservation = Reservation {
+        payment_hash: &hash,
+        origin: "http://new.example",
+        path: "/",
+        bolt11: "lnbcrt1",
+        macaroon: "AgE",
+        amount_msat: 1_000,
+        max_fee_msat: 0,
+    };
+    assert_eq!(
+        ledger
+            .reserve(&reservation, &Budget::default(), 1_800_000_000)
+            .unwrap(),
+        Ok(Reserved::New)
+    );
+    drop(ledger);
+    let again = Ledger::open(&path).unwrap();
+    assert_eq!(again.recent(10).unwrap().len(), 3);
+}
