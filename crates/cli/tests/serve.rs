@@ -1,0 +1,303 @@
+//! `plannt serve` as a process: paid through `plannt wallet` over the dev network's HTTP door,
+//! killed with SIGKILL and restarted on the same data directory, where the spent token stays
+//! spent. Also: a bad configuration stops it with an error naming the file and the key, and
+//! `plannt decode` reads a real Aperture token.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PLANNT: &str = env!("CARGO_BIN_EXE_plannt");
+
+/// The real Aperture token of DESIGN.md (service `meme`, tier 0).
+const APERTURE_TOKEN: &str = "AgEEbHNhdAJCAAAwpHpumws6ufQoDwiTLNcge0QPUIWA0+tVY+tKPYAJ/zSfmEGlIpNm3VzxuzCqLhEp5KGiyPLUM9L+kcB7uzS+AAIPc2VydmljZXM9bWVtZTowAAISbWVtZV9jYXBhYmlsaXRpZXM9AAAGILA1VCEIExukt4nG+XR9tX8WJ2BVMiHG3UNt1uYJ+NRD";
+
+/// `plannt …` with none of the caller's `PLANNT_*` settings, its files under `data_dir`.
+fn plannt(data_dir: &Path) -> Command {
+    let mut command = Command::new(PLANNT);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PLANNT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("PLANNT_DATA_DIR", data_dir)
+        .env("XDG_CONFIG_HOME", data_dir.join("config"))
+        .env("XDG_DATA_HOME", data_dir.join("data"))
+        .stdin(Stdio::null());
+    command
+}
+
+/// Waits for a process, killing it and failing the test after `limit`.
+fn wait(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a short command to its end (at most 60 s).
+fn run(mut command: Command, what: &str) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Outputs are small: they fit the pipes while we wait.
+    wait(&mut child, Duration::from_secs(60), what);
+    child.wait_with_output().unwrap()
+}
+
+/// A `plannt serve` process on a fixed loopback port, its log in the data directory.
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path, port: u16) -> Server {
+        let log = unique(data_dir.join("serve.log"));
+        let child = plannt(data_dir)
+            .args(["serve", "--store", "sqlite"])
+            .env("PLANNT_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, port, log };
+        server.wait_ready();
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until /status answers; fails with the log if the process exits first.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("plannt serve exited ({status}):\n{}", self.log());
+            }
+            let answered = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
+                && get(&self.url("/status"), None).is_some_and(|(status, _, _)| status == 200);
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plannt serve did not answer /status within 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no destructor, no graceful shutdown, no flush.
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique(path: PathBuf) -> PathBuf {
+    let mut n = 0;
+    let mut candidate = path.clone();
+    while candidate.exists() {
+        n += 1;
+        candidate = path.with_extension(format!("{n}.log"));
+    }
+    candidate
+}
+
+/// A GET on a runtime of its own: `(status, headers, JSON body)`, or `None` if the connection
+/// failed.
+fn get(url: &str, authorization: Option<&str>) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
+    plannt_lightning::install_tls_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut request = client.get(url);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.ok()?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Some((status, headers, body))
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Pays `invoice` with `plannt wallet` through the server's dev network; returns the preimage.
+fn pay(wallet_dir: &Path, port: u16, invoice: &str) -> String {
+    let mut command = plannt(wallet_dir);
+    command.args([
+        "wallet",
+        "--wallet",
+        &format!("dev+http://127.0.0.1:{port}"),
+        "pay",
+        invoice,
+    ]);
+    let output = run(command, "plannt wallet pay");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "plannt wallet pay failed: {stderr}"
+    );
+    let preimage = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(preimage.len(), 64, "stdout is the preimage: {preimage:?}");
+    assert!(preimage.bytes().all(|b| b.is_ascii_hexdigit()));
+    preimage
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[test]
+fn a_token_paid_through_plannt_wallet_stays_spent_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("server");
+    let wallet_dir = dir.path().join("wallet");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::create_dir_all(&wallet_dir).unwrap();
+    let port = free_port();
+    let mut server = Server::start(&data_dir, port);
+
+    let (status, headers, challenge) = get(&server.url("/v1/demo"), None).unwrap();
+    assert_eq!(status, 402, "{challenge}");
+    assert!(
+        header(&headers, "www-authenticate").is_some_and(|h| h.starts_with("L402 macaroon=\""))
+    );
+    let macaroon = challenge["macaroon"].as_str().unwrap().to_string();
+    let invoice = challenge["invoice"].as_str().unwrap().to_string();
+    assert!(
+        invoice.starts_with("lnbcrt210n"),
+        "21 sats on regtest: {invoice}"
+    );
+
+    let preimage = pay(&wallet_dir, port, &invoice);
+    let credential = format!("L402 {macaroon}:{preimage}");
+    let (status, headers, body) = get(&server.url("/v1/demo"), Some(&credential)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, serde_json::json!({"result": "verified"}));
+    assert_eq!(header(&headers, "x-l402"), Some("spent"));
+
+    // The same invoice cannot be paid twice.
+    let mut again = plannt(&wallet_dir);
+    again.args([
+        "wallet",
+        "--wallet",
+        &format!("dev+http://127.0.0.1:{port}"),
+        "pay",
+        &invoice,
+    ]);
+    assert!(!run(again, "a second payment").status.success());
+
+    server.kill_9();
+    let restarted = Server::start(&data_dir, port);
+
+    let (status, headers, body) = get(&restarted.url("/v1/demo"), Some(&credential)).unwrap();
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["reason"], "spent");
+    assert_eq!(header(&headers, "x-l402-reason"), Some("spent"));
+    let fresh = body["invoice"].as_str().unwrap();
+    assert_ne!(fresh, invoice, "a fresh invoice");
+
+    // The restarted gateway kept its root key and dev node: a fresh token works as before.
+    let preimage = pay(&wallet_dir, port, fresh);
+    let credential = format!("L402 {}:{preimage}", body["macaroon"].as_str().unwrap());
+    let (status, _, body) = get(&restarted.url("/v1/demo"), Some(&credential)).unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_bad_configuration_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plannt.toml");
+    std::fs::write(&config, "listen = 5\n").unwrap();
+    let mut command = plannt(dir.path());
+    command.arg("serve").arg("--config").arg(&config);
+    let output = run(command, "plannt serve with a bad configuration");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it must not start: {stderr}");
+    assert!(
+        stderr.contains(&config.display().to_string()),
+        "the error names the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("listen"),
+        "the error names the key: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn decode_reads_the_aperture_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = plannt(dir.path());
+    command.args(["decode", "--json", APERTURE_TOKEN]);
+    let output = run(command, "plannt decode");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let decoded: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(decoded["kind"], "macaroon");
+    assert_eq!(decoded["location"], "lsat");
+    assert_eq!(decoded["identifier"]["version"], 0);
+    let hash = decoded["identifier"]["payment_hash"].as_str().unwrap();
+    assert!(hash.starts_with("30a47a6e"), "{hash}");
+    assert_eq!(hash.len(), 64);
+    let caveats: Vec<&str> = decoded["caveats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(caveats, ["services=meme:0", "meme_capabilities="]);
+    assert_eq!(decoded["caveats"][0]["services"][0]["name"], "meme");
+    assert_eq!(decoded["caveats"][0]["services"][0]["tier"], 0);
+}
