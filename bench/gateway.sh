@@ -7,6 +7,8 @@
 #   challenges   GET /v1/demo without a credential: 402s with a fresh dev invoice each
 #                (the challenge rate limit off: PLANNT_CHALLENGES_PER_SECOND=0)
 #   bare         the same route served public (no price) by the same server: the baseline
+#   bare axum    crates/gateway/examples/axum_layer.rs, when present: its free `GET /`, a bare
+#                axum handler behind the layer's pass-through (no route of its table matches)
 #   paid memory  GET /v1/demo with a token per request, memory spent store
 #   paid sqlite  the same with the SQLite spent store (WAL, synchronous=FULL, group commit)
 # and the peak RSS (VmHWM) of each gateway process. Every paid request carries a token of its
@@ -58,6 +60,12 @@ target_dir=$(cargo metadata --format-version 1 --no-deps |
     grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 plannt=$target_dir/release/plannt
 [[ -x $plannt ]] || die "no binary at $plannt"
+axum_example=""
+if [[ -f crates/gateway/examples/axum_layer.rs ]]; then
+    echo "==> cargo build --release --locked -p plannt-gateway --example axum_layer" >&2
+    cargo build --release --locked -p plannt-gateway --example axum_layer >&2
+    axum_example=$target_dir/release/examples/axum_layer
+fi
 
 root_key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
@@ -173,6 +181,24 @@ load bare "http://$bare_addr/v1/demo" 200 "$work/tokens.txt"
 stop bare
 row "bare: public route, no paywall (baseline)"
 bare_rps=$r_rps bare_p50=$r_p50_us bare_p99=$r_p99_us
+
+# --- (c) a bare axum handler: the tower-layer example's free route ------------------------------
+
+if [[ -n $axum_example ]]; then
+    port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+    PORT=$port "$axum_example" 2>"$work/axum.log" &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$port/" >/dev/null && break
+        kill -0 "$pid" 2>/dev/null || die "axum_layer exited: $(cat "$work/axum.log")"
+        sleep 0.1
+    done
+    echo "==> bare-axum: examples/axum_layer on 127.0.0.1:$port (pid $pid)" >&2
+    load bare-axum "http://127.0.0.1:$port/" 200 "$work/tokens.txt"
+    stop bare-axum
+    row "bare axum: examples/axum_layer, free GET /"
+fi
 
 # --- (b) paid, memory store ----------------------------------------------------------------------
 
