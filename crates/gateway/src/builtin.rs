@@ -9,6 +9,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::paywall::Unserved;
 use crate::server::Shared;
 
 /// The names a route's `handler` may take.
@@ -115,7 +116,16 @@ async fn generate(shared: &Shared, request: Request<Body>) -> Response {
     };
     let bytes = match axum::body::to_bytes(request.into_body(), shared.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return bad_request("the body is unreadable or too large"),
+        Err(_) => {
+            // Nothing was served: the paywall releases the token for a retry with a smaller body.
+            let mut response = (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(json!({ "error": "Payload Too Large", "message": format!("the body is unreadable or over {} bytes; your token was not used", shared.max_body_bytes) })),
+            )
+                .into_response();
+            response.extensions_mut().insert(Unserved);
+            return response;
+        }
     };
     let body: GenerateBody = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
@@ -147,7 +157,9 @@ async fn generate(shared: &Shared, request: Request<Body>) -> Response {
             );
         }
         Err(_) => {
-            return bad_gateway("the inference upstream cannot be reached; your token was not used");
+            return bad_gateway(
+                "the inference upstream cannot be reached; your token was not used",
+            );
         }
     };
     let status = response.status();

@@ -373,6 +373,8 @@ impl Gateway {
         .with_graceful_shutdown(shutdown)
         .await;
         purger.abort();
+        // The purge task holds the store: let it go before returning, so the file is free.
+        let _ = purger.await;
         result
     }
 }

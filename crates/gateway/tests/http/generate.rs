@@ -159,3 +159,41 @@ async fn a_failing_model_gives_502_and_the_token_back() {
     assert_eq!(replay.reason(), Some("spent"), "{replay:?}");
     assert_eq!(fake.requests.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_prompt_over_the_body_limit_gives_413_and_the_token_back() {
+    let fake = Fake::default();
+    let mut config = config("memory");
+    config.openai_base_url = Some(fake_openai(fake.clone()).await);
+    config.max_body_bytes = 2048;
+    let gateway = start(config).await;
+    let small = json!({"prompt": "Say hello"});
+    let (macaroon, preimage) = gateway
+        .token_for(Method::POST, "/v1/generate", Some(small.clone()))
+        .await;
+    let credential = authorization(&macaroon, &preimage);
+
+    // Streamed without a length, so only the handler finds it too large.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b' '; 512])).collect();
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/generate"))
+        .header("authorization", &credential)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("the server answers rather than drops the connection");
+    let answer = Answer::read(response).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{answer:?}");
+    assert_eq!(answer.header("x-l402"), Some("released"), "{answer:?}");
+    assert!(fake.requests.lock().unwrap().is_empty());
+
+    // The same token buys a prompt of the right size.
+    let answer = generate(&gateway, &credential, small).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.header("x-l402"), Some("spent"));
+}
