@@ -24,13 +24,19 @@ pub fn install_tls_provider() {
 
 /// A client with our timeouts, TLS verified against the system's roots.
 pub(crate) fn client() -> reqwest::Client {
+    builder()
+        .build()
+        .expect("the HTTP client's static configuration is valid")
+}
+
+/// The builder behind [`client`]: our timeouts and user agent, for a backend that needs its own
+/// TLS configuration (LND's pinned `tls.cert`).
+pub(crate) fn builder() -> reqwest::ClientBuilder {
     install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("plannt/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client's static configuration is valid")
 }
 
 /// Maps a transport error. The URL is dropped: it may carry a key.

@@ -20,6 +20,7 @@ mod http;
 pub use http::install_tls_provider;
 pub mod invoice;
 mod lnbits;
+mod lnd;
 mod open;
 mod secret;
 mod types;
@@ -28,6 +29,7 @@ pub mod uri;
 pub use error::LightningError;
 pub use invoice::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 pub use lnbits::LnBits;
+pub use lnd::{InvoiceState, Lnd};
 pub use open::{Context, OpenError, open};
 pub use secret::Secret;
 pub use types::{

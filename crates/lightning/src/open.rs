@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::dev::http::DevHttp;
 use crate::dev::{DEFAULT_STARTING_BALANCE_SATS, DevNetwork};
-use crate::{BackendUri, LnBits, Wallet};
+use crate::{BackendUri, LnBits, Lnd, Wallet};
 
 /// What opening a backend may need from the process.
 #[derive(Debug, Clone)]
@@ -48,6 +48,12 @@ pub fn open(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, Open
         BackendUri::LnBits { url, key, network } => {
             Arc::new(LnBits::new(url.clone(), key.clone(), *network))
         }
+        BackendUri::Lnd {
+            url,
+            macaroon,
+            cert,
+            network,
+        } => Arc::new(Lnd::open(url, macaroon, cert.as_deref(), *network)?),
         other => return Err(OpenError::Unsupported(other.backend())),
     })
 }

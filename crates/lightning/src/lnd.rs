@@ -1,0 +1,1015 @@
+//! LND, both sides, through its REST API (the grpc-gateway in front of `lnrpc` and `routerrpc`).
+//!
+//! Follows lnd v0.21 (`lnrpc/lightning.proto`, `routerrpc/router.proto`, `lnrpc/rpc_utils.go`):
+//!
+//! - The macaroon goes, hex-encoded, in `Grpc-Metadata-macaroon`. LND answers a bad one with
+//!   gRPC `Unknown` (HTTP 500) and a message such as `verification failed: signature mismatch
+//!   after caveat verification`, not with 401, so the message is read too.
+//! - JSON uses the proto field names, int64 as strings and `bytes` as standard base64; a hash in
+//!   a URL path is base64url (`/v2/router/track/{hash}`), except `GET /v1/invoice/{r_hash_str}`,
+//!   which takes hex.
+//! - Paying is `POST /v2/router/send`: a stream of newline-delimited `{"result": Payment}`
+//!   updates, ending at `SUCCEEDED` or `FAILED`. `payment_preimage` is 64 zeros until the
+//!   payment succeeds, so only `status` says it did. A fee limit is always sent: LND reads a
+//!   missing one as zero (zero-fee routes only). `POST /v1/channels/transactions` is not used:
+//!   lnd 0.21 removed it.
+//! - A payment whose stream breaks off is looked up with `GET /v2/router/track/{hash}`, whose
+//!   first update is the current state; it is never sent again. LND itself refuses a second
+//!   payment of a hash that is in flight or paid (gRPC `AlreadyExists`, HTTP 409).
+//! - Errors: `{"code", "message", "details"}`, or inside a stream `{"error": {…}}`.
+//! - TLS: LND's `tls.cert` is self-signed for `localhost`, the host name and the node's IP
+//!   addresses, and is a CA certificate (`IsCA`, so it can sign itself). webpki refuses a CA
+//!   certificate as a server's own (`CaUsedAsEndEntity`), so trusting it as a root does not work
+//!   with rustls; the certificate is pinned instead: the server must present exactly the
+//!   certificate in the file, whatever the host (name or IP address) and validity dates say.
+//!   The handshake signature is still verified against it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use reqwest::header::HeaderValue;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, builder, client, install_tls_provider};
+use crate::invoice::decode_invoice;
+use crate::uri::MacaroonSource;
+use crate::{
+    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
+    Receiver, Secret,
+};
+
+/// The header LND's REST proxy reads the macaroon from.
+const MACAROON_HEADER: &str = "Grpc-Metadata-macaroon";
+/// How long LND keeps trying routes (`timeout_seconds`); shorter than our own pay timeout, so
+/// LND gives up on routing before we give up on the answer.
+const ROUTING_TIMEOUT_SECS: u64 = 60;
+/// The longest line of a payment stream we read (a payment with many HTLC attempts is long).
+const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// What a node says of an invoice it issued, looked up by payment hash.
+#[derive(Clone, PartialEq, Eq)]
+pub enum InvoiceState {
+    /// Issued and not paid yet (LND: also `ACCEPTED`, held but not settled).
+    Open,
+    /// Paid. The preimage hashes to the payment hash: checked.
+    Settled {
+        /// The preimage.
+        preimage: [u8; 32],
+        /// What the node received, in millisatoshis.
+        amount_received_msat: u64,
+    },
+    /// Expired or canceled without being paid: it can no longer be paid.
+    Expired,
+    /// The node has no invoice with this payment hash.
+    NotFound,
+}
+
+impl std::fmt::Debug for InvoiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvoiceState::Open => f.write_str("Open"),
+            InvoiceState::Settled {
+                amount_received_msat,
+                ..
+            } => f
+                .debug_struct("Settled")
+                .field("preimage", &"<redacted>")
+                .field("amount_received_msat", amount_received_msat)
+                .finish(),
+            InvoiceState::Expired => f.write_str("Expired"),
+            InvoiceState::NotFound => f.write_str("NotFound"),
+        }
+    }
+}
+
+/// An LND node, through its REST API.
+pub struct Lnd {
+    base: Url,
+    macaroon: Secret,
+    network: Network,
+    http: reqwest::Client,
+    pinned: bool,
+    request_timeout: Duration,
+    pay_timeout: Duration,
+}
+
+impl std::fmt::Debug for Lnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lnd")
+            .field("base", &self.base.as_str())
+            .field("macaroon", &"<redacted>")
+            .field("tls_cert_pinned", &self.pinned)
+            .field("network", &self.network)
+            .finish()
+    }
+}
+
+/// `lnrpc.Payment`, as `/v2/router/send` and `/v2/router/track` stream it.
+#[derive(Deserialize)]
+struct PaymentBody {
+    payment_hash: String,
+    #[serde(default)]
+    payment_preimage: String,
+    status: String,
+    #[serde(default, deserialize_with = "int64")]
+    value_msat: u64,
+    #[serde(default, deserialize_with = "int64")]
+    fee_msat: u64,
+    #[serde(default)]
+    failure_reason: String,
+}
+
+/// One line of a grpc-gateway stream.
+#[derive(Deserialize)]
+struct StreamLine {
+    #[serde(default)]
+    result: Option<PaymentBody>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// `lnrpc.AddInvoiceResponse`.
+#[derive(Deserialize)]
+struct AddInvoiceBody {
+    r_hash: String,
+    payment_request: String,
+}
+
+/// The fields of `lnrpc.Invoice` we read.
+#[derive(Deserialize)]
+struct InvoiceBody {
+    state: String,
+    #[serde(default)]
+    r_preimage: String,
+    #[serde(default, deserialize_with = "int64")]
+    amt_paid_msat: u64,
+}
+
+/// `lnrpc.Amount`.
+#[derive(Deserialize)]
+struct AmountBody {
+    #[serde(deserialize_with = "int64")]
+    msat: u64,
+}
+
+/// `lnrpc.ChannelBalanceResponse`.
+#[derive(Deserialize)]
+struct ChannelBalanceBody {
+    local_balance: AmountBody,
+}
+
+#[derive(Deserialize)]
+struct ChainBody {
+    #[serde(default)]
+    network: String,
+}
+
+/// The fields of `lnrpc.GetInfoResponse` we read.
+#[derive(Deserialize)]
+struct InfoBody {
+    #[serde(default)]
+    chains: Vec<ChainBody>,
+}
+
+/// An int64/uint64 the way protojson writes it (a string), or a plain number.
+fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(text) => text.parse().map_err(serde::de::Error::custom),
+        Value::Number(number) => number
+            .as_u64()
+            .ok_or_else(|| serde::de::Error::custom("not a non-negative integer")),
+        other => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {other}"
+        ))),
+    }
+}
+
+/// The network a node reports by name (LND `chains[].network`, CLN `network`, phoenixd `chain`).
+pub(crate) fn network_named(name: &str) -> Option<Network> {
+    match name.to_ascii_lowercase().as_str() {
+        "bitcoin" | "mainnet" => Some(Network::Bitcoin),
+        "testnet" | "testnet3" | "testnet4" => Some(Network::Testnet),
+        "signet" => Some(Network::Signet),
+        "regtest" => Some(Network::Regtest),
+        "simnet" => Some(Network::Simnet),
+        _ => None,
+    }
+}
+
+/// An error for a node on another network than the URI names.
+pub(crate) fn check_network(
+    backend: &str,
+    reported: &str,
+    ours: Network,
+) -> Result<(), LightningError> {
+    match network_named(reported) {
+        Some(theirs) if theirs != ours => Err(LightningError::Backend(format!(
+            "{backend}: the node is on {theirs}, but the URI names {ours} (add ?network={theirs})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The outcome of a payment, as the node reports it.
+enum Tracked {
+    Succeeded(Payment),
+    Failed(LightningError),
+    Pending,
+    NotFound,
+}
+
+impl Lnd {
+    /// A node at `base` (e.g. `https://127.0.0.1:8080`) with a hex macaroon, TLS checked against
+    /// the system's roots until [`Lnd::pin_tls_cert`].
+    pub fn new(base: Url, macaroon_hex: Secret, network: Network) -> Self {
+        Lnd {
+            base,
+            macaroon: macaroon_hex,
+            network,
+            http: client(),
+            pinned: false,
+            request_timeout: REQUEST_TIMEOUT,
+            pay_timeout: PAY_TIMEOUT,
+        }
+    }
+
+    /// Opens what an `lnd+…` URI names: reads the macaroon file (binary, as LND writes it, or
+    /// hex) and pins the `cert=` file. An `lnd+http://` URI with a certificate is refused: the
+    /// certificate would protect nothing.
+    pub fn open(
+        base: &Url,
+        macaroon: &MacaroonSource,
+        cert: Option<&Path>,
+        network: Network,
+    ) -> std::io::Result<Self> {
+        let macaroon = match macaroon {
+            MacaroonSource::Hex(hex) => hex.clone(),
+            MacaroonSource::File(path) => read_macaroon(path)?,
+        };
+        let lnd = Lnd::new(base.clone(), macaroon, network);
+        let Some(cert) = cert else {
+            return Ok(lnd);
+        };
+        if base.scheme() != "https" {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "lnd: cert={} pins TLS, but the URI asks for plain HTTP; use lnd+https://",
+                    cert.display()
+                ),
+            ));
+        }
+        let pem = std::fs::read(cert).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("lnd: tls.cert {}: {e}", cert.display()))
+        })?;
+        lnd.pin_tls_cert(&pem).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("lnd: tls.cert {}: {e}", cert.display()))
+        })
+    }
+
+    /// Accepts only a server that presents one of the certificates in `pem` (LND's `tls.cert`).
+    pub fn pin_tls_cert(mut self, pem: &[u8]) -> std::io::Result<Self> {
+        let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("not a PEM certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("no CERTIFICATE block in the PEM file".into()));
+        }
+        install_tls_provider();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = PinnedCert {
+            certs,
+            provider: provider.clone(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(format!("TLS configuration: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        self.http = builder()
+            .tls_backend_preconfigured(config)
+            .build()
+            .map_err(|e| invalid(format!("TLS configuration: {e}")))?;
+        self.pinned = true;
+        Ok(self)
+    }
+
+    /// Sets how long a call may take, and how long a payment may before it is looked up.
+    pub fn with_timeouts(mut self, request: Duration, pay: Duration) -> Self {
+        self.request_timeout = request;
+        self.pay_timeout = pay;
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.macaroon.expose().is_empty() {
+            return request;
+        }
+        match HeaderValue::from_str(self.macaroon.expose()) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                request.header(MACAROON_HEADER, value)
+            }
+            // Not a header value, so not hex: LND will refuse the call without it.
+            Err(_) => request,
+        }
+    }
+
+    /// A unary call: the HTTP status and the body.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), LightningError> {
+        let response = self
+            .authed(request.timeout(self.request_timeout))
+            .send()
+            .await
+            .map_err(|e| crate::http::transport_error("lnd", e))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| crate::http::transport_error("lnd", e))?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A unary call: the JSON answer, or the error LND answered.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, LightningError> {
+        let (status, bytes) = self.send(request).await?;
+        json_answer(status, &bytes)
+    }
+
+    /// Reads an invoice this node issued, by payment hash.
+    pub async fn lookup_invoice(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<InvoiceState, LightningError> {
+        let path = format!("/v1/invoice/{}", hex::encode(payment_hash));
+        let (status, bytes) = self.send(self.http.get(self.url(&path))).await?;
+        // gRPC NotFound: "unable to locate invoice".
+        if status == 404 {
+            return Ok(InvoiceState::NotFound);
+        }
+        let value = json_answer(status, &bytes)?;
+        let invoice: InvoiceBody = serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("lnd: unreadable invoice: {e}")))?;
+        Ok(match invoice.state.as_str() {
+            "SETTLED" => {
+                let preimage = STANDARD
+                    .decode(invoice.r_preimage.as_bytes())
+                    .ok()
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .ok_or_else(|| {
+                        LightningError::Backend("lnd: r_preimage is not 32 base64 bytes".into())
+                    })?;
+                let hashed: [u8; 32] = Sha256::digest(preimage).into();
+                if &hashed != payment_hash {
+                    return Err(LightningError::Backend(
+                        "lnd returned a preimage that does not hash to the payment hash".into(),
+                    ));
+                }
+                InvoiceState::Settled {
+                    preimage,
+                    amount_received_msat: invoice.amt_paid_msat,
+                }
+            }
+            "CANCELED" => InvoiceState::Expired,
+            "OPEN" | "ACCEPTED" => InvoiceState::Open,
+            other => {
+                return Err(LightningError::Backend(format!(
+                    "lnd: unknown invoice state {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// The current state of an outgoing payment: `/v2/router/track/{hash}` sends it first.
+    async fn track(&self, payment_hash: &[u8; 32]) -> Result<Tracked, LightningError> {
+        let path = format!(
+            "/v2/router/track/{}?no_inflight_updates=false",
+            URL_SAFE.encode(payment_hash)
+        );
+        let response = self
+            .authed(self.http.get(self.url(&path)).timeout(self.request_timeout))
+            .send()
+            .await
+            .map_err(|e| crate::http::transport_error("lnd", e))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| crate::http::transport_error("lnd", e))?;
+            // gRPC NotFound: "payment isn't initiated".
+            if status == 404 {
+                return Ok(Tracked::NotFound);
+            }
+            return Err(failure(status, &bytes));
+        }
+        let mut lines = Lines::new(response);
+        let line = lines.next().await?.ok_or_else(|| {
+            LightningError::Backend("lnd: the payment stream ended without a state".into())
+        })?;
+        match parse_line(&line)? {
+            Update::Payment(payment) => self.tracked(payment, payment_hash),
+            Update::Error(status, body) => Err(failure(status, body.to_string().as_bytes())),
+        }
+    }
+
+    fn tracked(
+        &self,
+        body: PaymentBody,
+        payment_hash: &[u8; 32],
+    ) -> Result<Tracked, LightningError> {
+        if !body
+            .payment_hash
+            .eq_ignore_ascii_case(&hex::encode(payment_hash))
+        {
+            return Err(LightningError::Backend(
+                "lnd: reported a payment for another payment hash".into(),
+            ));
+        }
+        Ok(match body.status.as_str() {
+            "SUCCEEDED" => {
+                let preimage = plannt_l402::hex32(&body.payment_preimage).ok_or_else(|| {
+                    LightningError::Backend("lnd: payment_preimage is not 64 hex characters".into())
+                })?;
+                Tracked::Succeeded(Payment::checked(
+                    "lnd",
+                    *payment_hash,
+                    preimage,
+                    body.value_msat,
+                    body.fee_msat,
+                )?)
+            }
+            "FAILED" => Tracked::Failed(failure_reason(&body.failure_reason)),
+            "IN_FLIGHT" | "INITIATED" => Tracked::Pending,
+            other => {
+                return Err(LightningError::Backend(format!(
+                    "lnd: unknown payment status {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// After a payment call broke off: what the node knows decides; if it does not know yet,
+    /// the outcome stays unknown (`error`, or `Timeout`) and the caller looks it up later.
+    async fn after_interruption(
+        &self,
+        payment_hash: &[u8; 32],
+        error: LightningError,
+    ) -> Result<Payment, LightningError> {
+        let unknown = if error.outcome_unknown() {
+            error
+        } else {
+            LightningError::Timeout
+        };
+        match self.track(payment_hash).await {
+            Ok(Tracked::Succeeded(payment)) => Ok(payment),
+            Ok(Tracked::Failed(why)) => Err(why),
+            Ok(Tracked::Pending | Tracked::NotFound) | Err(_) => Err(unknown),
+        }
+    }
+}
+
+/// A JSON answer, or the error LND answered instead.
+fn json_answer(status: u16, bytes: &[u8]) -> Result<Value, LightningError> {
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(bytes)
+            .map_err(|_| LightningError::Backend("lnd: the answer is not JSON".into()));
+    }
+    Err(failure(status, bytes))
+}
+
+/// Reads a macaroon file: binary as LND writes it (hex-encoded here), or already hex.
+fn read_macaroon(path: &Path) -> std::io::Result<Secret> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("lnd: macaroon {}: {e}", path.display()))
+    })?);
+    let text = String::from_utf8_lossy(&bytes);
+    let trimmed = text.trim();
+    let is_hex = trimmed.len() >= 32
+        && trimmed.len().is_multiple_of(2)
+        && trimmed.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex {
+        return Ok(Secret::new(trimmed));
+    }
+    if bytes.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("lnd: macaroon {} is empty", path.display()),
+        ));
+    }
+    Ok(Secret::new(hex::encode(&bytes[..])))
+}
+
+/// Maps an LND error answer (`{"code","message"}`, or `{"error":{…}}` from a stream).
+fn failure(status: u16, body: &[u8]) -> LightningError {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let inner = value
+        .get("error")
+        .filter(|e| e.is_object())
+        .unwrap_or(&value);
+    let code = inner.get("code").and_then(Value::as_i64);
+    let message = inner
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.trim().chars().take(200).collect();
+            if text.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                text
+            }
+        });
+    map_error(status, code, &message)
+}
+
+/// LND's errors by gRPC code and message: most are gRPC `Unknown` (HTTP 500) with a message.
+fn map_error(status: u16, code: Option<i64>, message: &str) -> LightningError {
+    let lower = message.to_ascii_lowercase();
+    let unauthorized = matches!(status, 401 | 403)
+        || matches!(code, Some(7 | 16))
+        || lower.contains("macaroon")
+        || lower.contains("verification failed")
+        || lower.contains("permission denied")
+        || lower.contains("root key with id");
+    if unauthorized {
+        return LightningError::Unauthorized(format!("lnd: {message}"));
+    }
+    if lower.contains("wallet locked") || lower.contains("in the process of starting") {
+        return LightningError::Unreachable(format!("lnd: {message}"));
+    }
+    // AlreadyExists: "invoice is already paid", "payment is in transition", "payment already
+    // exists" (initiated, not yet in flight).
+    if lower.contains("already paid") {
+        return LightningError::AlreadyPaid;
+    }
+    if code == Some(6) || status == 409 {
+        return LightningError::Backend(format!(
+            "lnd: {message}: a payment of this invoice is in flight; look it up, do not pay again"
+        ));
+    }
+    if lower.contains("invoice expired") {
+        return LightningError::InvoiceExpired;
+    }
+    if lower.contains("invalid bech32")
+        || lower.contains("checksum")
+        || lower.contains("not for current active network")
+        || lower.contains("amount must be specified")
+        || lower.contains("zero-amount")
+    {
+        return LightningError::InvalidInvoice(format!("lnd: {message}"));
+    }
+    if status == 404 {
+        return LightningError::Backend(format!(
+            "lnd: {message} (HTTP 404: is this LND's REST port?)"
+        ));
+    }
+    LightningError::Backend(format!("lnd: {message} (HTTP {status})"))
+}
+
+/// `lnrpc.PaymentFailureReason`: a failed payment paid nothing.
+fn failure_reason(reason: &str) -> LightningError {
+    match reason {
+        "FAILURE_REASON_NO_ROUTE" => {
+            LightningError::NoRoute("lnd: no route to the payee within the fee limit".into())
+        }
+        "FAILURE_REASON_INSUFFICIENT_BALANCE" => {
+            LightningError::InsufficientBalance("lnd: not enough outbound liquidity".into())
+        }
+        "FAILURE_REASON_TIMEOUT" => {
+            LightningError::PaymentFailed("lnd: no route found before the payment timeout".into())
+        }
+        "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS" => LightningError::PaymentFailed(
+            "lnd: the payee refused the payment (unknown payment hash or wrong amount)".into(),
+        ),
+        "FAILURE_REASON_CANCELED" => {
+            LightningError::PaymentFailed("lnd: the payment was canceled".into())
+        }
+        other => LightningError::PaymentFailed(format!("lnd: {other}")),
+    }
+}
+
+enum Update {
+    Payment(PaymentBody),
+    Error(u16, Value),
+}
+
+fn parse_line(line: &[u8]) -> Result<Update, LightningError> {
+    let unreadable = || LightningError::Backend("lnd: unreadable payment update".into());
+    let parsed: StreamLine = serde_json::from_slice(line).map_err(|_| unreadable())?;
+    match (parsed.result, parsed.error) {
+        (_, Some(error)) => {
+            // The stream's HTTP status is already 200: take it from the gRPC code.
+            let status = match error.get("code").and_then(Value::as_i64) {
+                Some(5) => 404,
+                Some(6) => 409,
+                Some(7) => 403,
+                Some(16) => 401,
+                _ => 500,
+            };
+            Ok(Update::Error(status, json!({ "error": error })))
+        }
+        (Some(payment), None) => Ok(Update::Payment(payment)),
+        (None, None) => Err(unreadable()),
+    }
+}
+
+/// The lines of a newline-delimited JSON stream.
+struct Lines {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    done: bool,
+}
+
+impl Lines {
+    fn new(response: reqwest::Response) -> Self {
+        Lines {
+            response,
+            buffer: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next non-empty line, `None` at the end of the stream.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, LightningError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some(line));
+            }
+            if self.done {
+                if self.buffer.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                return Ok(Some(std::mem::take(&mut self.buffer)));
+            }
+            match self
+                .response
+                .chunk()
+                .await
+                .map_err(|e| crate::http::transport_error("lnd", e))?
+            {
+                Some(chunk) => {
+                    self.buffer.extend_from_slice(&chunk);
+                    if self.buffer.len() > MAX_LINE_BYTES {
+                        return Err(LightningError::Backend(
+                            "lnd: a payment update longer than we read".into(),
+                        ));
+                    }
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+/// Accepts exactly the pinned certificates; checks the handshake signature with their keys.
+#[derive(Debug)]
+struct PinnedCert {
+    certs: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .certs
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[async_trait]
+impl Receiver for Lnd {
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<IssuedInvoice, LightningError> {
+        if request.amount_sats == 0 {
+            // LND would issue an invoice without an amount.
+            return Err(LightningError::InvalidInvoice(
+                "the amount must be at least 1 sat".into(),
+            ));
+        }
+        let body = json!({
+            "memo": request.memo,
+            "value": request.amount_sats.to_string(),
+            "expiry": request.expiry_secs.to_string(),
+        });
+        let value = self
+            .call(self.http.post(self.url("/v1/invoices")).json(&body))
+            .await?;
+        let added: AddInvoiceBody = serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("lnd: unreadable invoice: {e}")))?;
+        let decoded = decode_invoice(&added.payment_request)
+            .map_err(|e| LightningError::Backend(format!("lnd: issued an invalid invoice: {e}")))?;
+        let r_hash = STANDARD
+            .decode(added.r_hash.as_bytes())
+            .map_err(|_| LightningError::Backend("lnd: r_hash is not base64".into()))?;
+        if r_hash != decoded.payment_hash {
+            return Err(LightningError::Backend(
+                "lnd: the invoice's payment hash differs from r_hash".into(),
+            ));
+        }
+        Ok(IssuedInvoice {
+            bolt11: decoded.bolt11.clone(),
+            payment_hash: decoded.payment_hash,
+            expires_at: decoded.expires_at(),
+        })
+    }
+
+    async fn health(&self) -> Result<(), LightningError> {
+        let value = match self.call(self.http.get(self.url("/v1/getinfo"))).await {
+            Ok(value) => value,
+            // The macaroon verified (a bad one fails with "verification failed") but lacks
+            // `info:read`, as `invoice.macaroon` does: the credentials work for invoices.
+            Err(LightningError::Unauthorized(why)) if why.ends_with("permission denied") => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let info: InfoBody = serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("lnd: unreadable getinfo: {e}")))?;
+        for chain in &info.chains {
+            check_network("lnd", &chain.network, self.network)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Payer for Lnd {
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let decoded =
+            decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
+        if decoded.amount_msat.is_none() {
+            return Err(LightningError::InvalidInvoice(
+                "the invoice has no amount; Plannt pays only invoices that name one".into(),
+            ));
+        }
+        let hash = decoded.payment_hash;
+        let body = json!({
+            "payment_request": decoded.bolt11,
+            "fee_limit_msat": max_fee_msat.to_string(),
+            "timeout_seconds": ROUTING_TIMEOUT_SECS,
+            "no_inflight_updates": false,
+        });
+        let sent = self
+            .authed(
+                self.http
+                    .post(self.url("/v2/router/send"))
+                    .timeout(self.pay_timeout)
+                    .json(&body),
+            )
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            // Nothing reached LND.
+            Err(e) if e.is_connect() => return Err(crate::http::transport_error("lnd", e)),
+            Err(e) => {
+                let error = crate::http::transport_error("lnd", e);
+                return self.after_interruption(&hash, error).await;
+            }
+        };
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            // Refused before the payment started (a bad invoice, a second payment, the
+            // macaroon), unless the answer itself broke off.
+            let bytes = match response.bytes().await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let error = crate::http::transport_error("lnd", e);
+                    return self.after_interruption(&hash, error).await;
+                }
+            };
+            return Err(failure(status, &bytes));
+        }
+        let mut lines = Lines::new(response);
+        loop {
+            let line = match lines.next().await {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    let error = LightningError::Backend(
+                        "lnd: the payment stream ended before the payment did".into(),
+                    );
+                    return self.after_interruption(&hash, error).await;
+                }
+                Err(error) => return self.after_interruption(&hash, error).await,
+            };
+            let update = match parse_line(&line) {
+                Ok(update) => update,
+                Err(error) => return self.after_interruption(&hash, error).await,
+            };
+            let body = match update {
+                Update::Payment(body) => body,
+                Update::Error(status, body) => {
+                    let error = failure(status, body.to_string().as_bytes());
+                    if error.outcome_unknown() {
+                        return self.after_interruption(&hash, error).await;
+                    }
+                    return Err(error);
+                }
+            };
+            match self.tracked(body, &hash) {
+                Ok(Tracked::Succeeded(payment)) => {
+                    if payment.fee_msat > max_fee_msat {
+                        tracing::warn!(
+                            fee_msat = payment.fee_msat,
+                            max_fee_msat,
+                            "lnd reports more routing fee than the limit it was given"
+                        );
+                    }
+                    return Ok(payment);
+                }
+                Ok(Tracked::Failed(error)) => return Err(error),
+                Ok(Tracked::Pending | Tracked::NotFound) => continue,
+                Err(error) => return self.after_interruption(&hash, error).await,
+            }
+        }
+    }
+
+    async fn balance(&self) -> Result<Balance, LightningError> {
+        let value = self
+            .call(self.http.get(self.url("/v1/balance/channels")))
+            .await?;
+        let balance: ChannelBalanceBody = serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("lnd: unreadable balance: {e}")))?;
+        Ok(Balance {
+            msat: balance.local_balance.msat,
+        })
+    }
+
+    async fn lookup_payment(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<PaymentLookup, LightningError> {
+        Ok(match self.track(payment_hash).await? {
+            Tracked::Succeeded(payment) => PaymentLookup::Succeeded(payment),
+            Tracked::Failed(why) => PaymentLookup::Failed(why.to_string()),
+            Tracked::Pending => PaymentLookup::Pending,
+            Tracked::NotFound => PaymentLookup::NotFound,
+        })
+    }
+
+    fn network(&self) -> Network {
+        self.network
+    }
+
+    fn name(&self) -> &'static str {
+        "lnd"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answers lnd gives, as grpc-gateway writes them.
+    #[test]
+    fn maps_the_errors_lnd_answers() {
+        let cases: [(u16, &str, &str); 9] = [
+            (
+                500,
+                r#"{"code":2,"message":"verification failed: signature mismatch after caveat verification","details":[]}"#,
+                "unauthorized",
+            ),
+            (
+                500,
+                r#"{"code":2,"message":"expected 1 macaroon, got 0","details":[]}"#,
+                "unauthorized",
+            ),
+            (
+                409,
+                r#"{"error":{"code":6,"message":"invoice is already paid","details":[]}}"#,
+                "already_paid",
+            ),
+            (
+                409,
+                r#"{"error":{"code":6,"message":"payment is in transition","details":[]}}"#,
+                "backend",
+            ),
+            (
+                500,
+                r#"{"error":{"code":2,"message":"invoice expired. Valid until 2026-01-01 00:00:00 +0000 UTC","details":[]}}"#,
+                "invoice_expired",
+            ),
+            (
+                500,
+                r#"{"code":2,"message":"invoice not for current active network 'regtest'","details":[]}"#,
+                "invalid_invoice",
+            ),
+            (
+                503,
+                r#"{"code":2,"message":"wallet locked, unlock it to enable full RPC access","details":[]}"#,
+                "unreachable",
+            ),
+            (
+                404,
+                r#"{"code":5,"message":"Not Found","details":[]}"#,
+                "backend",
+            ),
+            (502, "<html>Bad Gateway</html>", "backend"),
+        ];
+        for (status, body, code) in cases {
+            assert_eq!(failure(status, body.as_bytes()).code(), code, "{body}");
+        }
+        // A payment in flight must be looked up, not paid again.
+        assert!(
+            failure(409, br#"{"code":6,"message":"payment is in transition"}"#).outcome_unknown()
+        );
+    }
+
+    #[test]
+    fn reads_int64_as_strings_and_numbers() {
+        let body: AmountBody = serde_json::from_str(r#"{"msat":"1234"}"#).unwrap();
+        assert_eq!(body.msat, 1234);
+        let body: AmountBody = serde_json::from_str(r#"{"msat":99}"#).unwrap();
+        assert_eq!(body.msat, 99);
+        assert!(serde_json::from_str::<AmountBody>(r#"{"msat":"-5"}"#).is_err());
+    }
+
+    #[test]
+    fn names_networks_as_the_nodes_do() {
+        assert_eq!(network_named("mainnet"), Some(Network::Bitcoin));
+        assert_eq!(network_named("testnet4"), Some(Network::Testnet));
+        assert_eq!(network_named("regtest"), Some(Network::Regtest));
+        assert_eq!(network_named("liquid"), None);
+        assert!(check_network("lnd", "regtest", Network::Bitcoin).is_err());
+        assert!(check_network("lnd", "mainnet", Network::Bitcoin).is_ok());
+    }
+}
