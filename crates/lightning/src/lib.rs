@@ -18,6 +18,7 @@ pub mod dev;
 mod error;
 mod http;
 pub use http::install_tls_provider;
+mod cln;
 pub mod invoice;
 mod lnbits;
 mod lnd;
@@ -26,6 +27,7 @@ mod secret;
 mod types;
 pub mod uri;
 
+pub use cln::Cln;
 pub use error::LightningError;
 pub use invoice::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 pub use lnbits::LnBits;

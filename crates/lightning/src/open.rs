@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::dev::http::DevHttp;
 use crate::dev::{DEFAULT_STARTING_BALANCE_SATS, DevNetwork};
-use crate::{BackendUri, LnBits, Lnd, Wallet};
+use crate::{BackendUri, Cln, LnBits, Lnd, Wallet};
 
 /// What opening a backend may need from the process.
 #[derive(Debug, Clone)]
@@ -54,6 +54,9 @@ pub fn open(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, Open
             cert,
             network,
         } => Arc::new(Lnd::open(url, macaroon, cert.as_deref(), *network)?),
+        BackendUri::Cln { url, rune, network } => {
+            Arc::new(Cln::new(url.clone(), rune.clone(), *network))
+        }
         other => return Err(OpenError::Unsupported(other.backend())),
     })
 }
