@@ -23,6 +23,7 @@ pub mod invoice;
 mod lnbits;
 mod lnd;
 mod open;
+mod phoenixd;
 mod secret;
 mod types;
 pub mod uri;
@@ -33,6 +34,7 @@ pub use invoice::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 pub use lnbits::LnBits;
 pub use lnd::{InvoiceState, Lnd};
 pub use open::{Context, OpenError, open};
+pub use phoenixd::Phoenixd;
 pub use secret::Secret;
 pub use types::{
     Balance, InvoiceRequest, IssuedInvoice, Payer, Payment, PaymentLookup, Receiver, Wallet,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::dev::http::DevHttp;
 use crate::dev::{DEFAULT_STARTING_BALANCE_SATS, DevNetwork};
-use crate::{BackendUri, Cln, LnBits, Lnd, Wallet};
+use crate::{BackendUri, Cln, LnBits, Lnd, Phoenixd, Wallet};
 
 /// What opening a backend may need from the process.
 #[derive(Debug, Clone)]
@@ -30,7 +30,9 @@ impl Context {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The backend is not part of this build.
-    #[error("the {0} backend is not available in this build of Plannt yet; use dev or lnbits")]
+    #[error(
+        "the {0} backend is not available in this build of Plannt yet; use dev, lnbits, lnd, cln or phoenixd"
+    )]
     Unsupported(&'static str),
     /// A file it needs could not be read or written.
     #[error("{0}")]
@@ -57,6 +59,11 @@ pub fn open(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, Open
         BackendUri::Cln { url, rune, network } => {
             Arc::new(Cln::new(url.clone(), rune.clone(), *network))
         }
+        BackendUri::Phoenixd {
+            url,
+            password,
+            network,
+        } => Arc::new(Phoenixd::new(url.clone(), password.clone(), *network)),
         other => return Err(OpenError::Unsupported(other.backend())),
     })
 }
