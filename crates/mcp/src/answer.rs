@@ -1,0 +1,559 @@
+//! Tool results: a response as a model reads it (status, headers, the body as text or base64,
+//! cut at a size, the receipt), and every failure as an `isError` result that says what
+//! happened, whether anything was paid, and what to do next.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use plannt_client::{ClientError, OverBudget, Policy, Receipt, Refusal};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde_json::{Value, json};
+
+/// A successful result: the JSON as text for the model, and as structured content.
+pub fn ok(value: Value) -> CallToolResult {
+    CallToolResult::structured(value)
+}
+
+/// An `isError` result: `message` (what happened and what to do next) as the text, and the
+/// details with `error` (a stable code) and `message` as structured content.
+pub fn error(code: &str, message: String, details: Value) -> CallToolResult {
+    let mut value = match details {
+        Value::Object(map) => Value::Object(map),
+        _ => json!({}),
+    };
+    value["error"] = json!(code);
+    value["message"] = json!(message);
+    let mut result = CallToolResult::structured_error(value);
+    result.content = vec![ContentBlock::text(message)];
+    result
+}
+
+/// A bad argument: the call was not made.
+pub fn bad_argument(message: impl Into<String>) -> CallToolResult {
+    let message = message.into();
+    error(
+        "bad_argument",
+        format!("{message}. Nothing was sent or paid; fix the argument and call again."),
+        json!({}),
+    )
+}
+
+/// A body as a tool result carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The text, when the bytes shown are UTF-8.
+    pub text: Option<String>,
+    /// The bytes shown, base64, when they are not.
+    pub base64: Option<String>,
+    /// How many bytes are shown.
+    pub shown: usize,
+    /// Whether the server sent more than that.
+    pub truncated: bool,
+}
+
+/// Renders the first bytes of a body; `truncated` says the server sent more. A cut that splits
+/// a UTF-8 character drops its first bytes, so the text stays text.
+pub fn body(bytes: &[u8], truncated: bool) -> Body {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Body {
+            text: Some(text.to_string()),
+            base64: None,
+            shown: bytes.len(),
+            truncated,
+        },
+        // An incomplete character at the end of a cut body: keep the text before it.
+        Err(e) if truncated && e.error_len().is_none() && e.valid_up_to() > 0 => {
+            let valid = &bytes[..e.valid_up_to()];
+            Body {
+                text: Some(String::from_utf8_lossy(valid).into_owned()),
+                base64: None,
+                shown: valid.len(),
+                truncated,
+            }
+        }
+        Err(_) => Body {
+            text: None,
+            base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            shown: bytes.len(),
+            truncated,
+        },
+    }
+}
+
+/// The receipt as tool results show it.
+pub fn receipt(r: &Receipt) -> Value {
+    json!({
+        "amount_sats": r.amount_sats,
+        "fee_msat": r.fee_msat,
+        "payment_hash": r.payment_hash,
+        "preimage": r.preimage,
+        "reused_token": r.reused_token,
+    })
+}
+
+/// Headers as a JSON object; repeated names are joined with ", ".
+pub fn headers(map: &HeaderMap) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in map.keys() {
+        let values: Vec<String> = map
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out.insert(name.as_str().to_string(), json!(values.join(", ")));
+    }
+    Value::Object(out)
+}
+
+/// What a finished request looks like to the model.
+pub struct Finished<'a> {
+    /// The method sent.
+    pub method: &'a str,
+    /// The URL requested.
+    pub url: &'a str,
+    /// The final status.
+    pub status: StatusCode,
+    /// The final headers.
+    pub headers: &'a HeaderMap,
+    /// The receipt, if a token was paid for or presented.
+    pub receipt: Option<&'a Receipt>,
+    /// The body as read.
+    pub body: Body,
+    /// The most bytes of a body a result carries.
+    pub limit: usize,
+}
+
+/// The result of a request that got an answer: a success for 1xx–3xx, an `isError` result
+/// for 4xx and 5xx (which says whether the request was paid for, and keeps the receipt).
+pub fn finished(f: Finished<'_>) -> CallToolResult {
+    let content_type = f
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let paid = f.receipt.is_some_and(|r| !r.reused_token);
+    let mut value = json!({
+        "url": f.url,
+        "method": f.method,
+        "status": f.status.as_u16(),
+        "status_text": f.status.canonical_reason().unwrap_or(""),
+        "content_type": content_type,
+        "headers": headers(f.headers),
+        "body_encoding": if f.body.text.is_some() { "text" } else { "base64" },
+        "body_bytes_shown": f.body.shown,
+        "body_truncated": f.body.truncated,
+        "paid": paid,
+        "receipt": f.receipt.map(receipt),
+    });
+    match (&f.body.text, &f.body.base64) {
+        (Some(text), _) => value["body"] = json!(text),
+        (None, Some(b64)) => value["body_base64"] = json!(b64),
+        (None, None) => {}
+    }
+    let mut notes = Vec::new();
+    match f.receipt {
+        Some(r) if r.reused_token => notes.push(format!(
+            "Nothing was paid now: a token paid earlier (payment hash {}) was presented.",
+            r.payment_hash
+        )),
+        Some(r) => notes.push(format!(
+            "Paid {} sats (routing fee {} msat); payment hash {}, preimage {} (the proof of payment, kept in the ledger).",
+            r.amount_sats, r.fee_msat, r.payment_hash, r.preimage
+        )),
+        None => notes.push("Nothing was paid: the server did not ask for payment.".into()),
+    }
+    if f.body.truncated {
+        let length = f
+            .headers
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| format!(" of {l}"))
+            .unwrap_or_default();
+        notes.push(format!(
+            "The body was cut at {} bytes{length}: only its beginning is shown (the limit is the operator's, {} bytes).",
+            f.body.shown, f.limit
+        ));
+    }
+    if f.body.base64.is_some() {
+        notes.push("The body is not UTF-8 text, so it is given as base64 in body_base64.".into());
+    }
+    let status = f.status;
+    if status.is_client_error() || status.is_server_error() {
+        let released = f
+            .headers
+            .get("x-l402")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"released"));
+        let (code, message) = if paid || (released && f.receipt.is_some()) {
+            let retry = if released {
+                "The server released the token (x-l402: released), so calling again with the same arguments presents it and pays nothing more: retry once the error looks fixed."
+            } else {
+                "Tokens are single-use, so calling again pays again: retry only if the error looks temporary (a 5xx), and tell the user otherwise."
+            };
+            (
+                "upstream_error_after_payment",
+                format!(
+                    "The server answered {status} after it was paid. {} {retry}",
+                    notes.join(" ")
+                ),
+            )
+        } else {
+            (
+                "http_error",
+                format!(
+                    "The server answered {status}. {} Read the body for the reason; check the URL, method, headers and body before trying again.",
+                    notes.join(" ")
+                ),
+            )
+        };
+        value["note"] = json!(message.clone());
+        let mut result = error(code, message, value.clone());
+        // The whole response stays in the text too, so a model that reads only text sees it.
+        result.content.push(ContentBlock::text(value.to_string()));
+        return result;
+    }
+    value["note"] = json!(notes.join(" "));
+    ok(value)
+}
+
+/// Seconds as words: "42 s", "17 min", "3 h 5 min".
+pub fn duration(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7_199 => format!("{} min", secs.div_ceil(60)),
+        _ => format!("{} h {} min", secs / 3_600, (secs % 3_600) / 60),
+    }
+}
+
+/// A unix time in RFC 3339, UTC.
+pub fn when(unix_secs: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs))
+        .to_string()
+}
+
+/// Which setting (and variable) sets a window's budget.
+fn budget_setting(window: &str) -> &'static str {
+    match window {
+        "hour" => "budget_hourly_sats (PLANNT_BUDGET_HOURLY_SATS)",
+        "day" => "budget_daily_sats (PLANNT_BUDGET_DAILY_SATS)",
+        _ => "budget_total_sats (PLANNT_BUDGET_TOTAL_SATS)",
+    }
+}
+
+/// The over-budget message: how much is left, and when it renews.
+pub fn over_budget(o: &OverBudget, policy: &Policy, now: u64) -> CallToolResult {
+    let fees = if policy.max_fee_sats > 0 {
+        format!(
+            " (each payment reserves its price plus up to {} sats of routing fees until it settles)",
+            policy.max_fee_sats
+        )
+    } else {
+        String::new()
+    };
+    let renew = match o.renews_in_secs {
+        Some(secs) if o.window != "total" => format!(
+            "Sats start to free up in {} (at {}), as older payments leave the rolling {} window.",
+            duration(secs),
+            when(now + secs),
+            o.window
+        ),
+        _ if o.window == "total" => "The total budget never renews.".to_string(),
+        _ => format!(
+            "The {} window is rolling: sats free up as payments age out of it.",
+            o.window
+        ),
+    };
+    let message = format!(
+        "Over budget: paying this request would exceed the {window} budget of {limit} sats, which has {left} sats left{fees}. Nothing was paid. {renew} Next: wait, choose a cheaper request (discover shows prices), or tell the user, who can raise {setting}. No tool argument can raise a budget.",
+        window = o.window,
+        limit = o.limit_sats,
+        left = o.left_sats,
+        setting = budget_setting(o.window),
+    );
+    error(
+        "over_budget",
+        message,
+        json!({
+            "paid": false,
+            "window": o.window,
+            "limit_sats": o.limit_sats,
+            "left_sats": o.left_sats,
+            "renews_in_secs": o.renews_in_secs,
+            "renews_at": o.renews_in_secs.filter(|_| o.window != "total").map(|s| when(now + s)),
+        }),
+    )
+}
+
+/// A check refused the invoice: which one, and what to do.
+pub fn refused(r: &Refusal, policy: &Policy, max_sats: Option<u64>) -> CallToolResult {
+    let check = r.check();
+    let next = match r {
+        Refusal::HostNotAllowed(_) => format!(
+            "Do not retry: the operator allows paying only {}. Tell the user, who can add the host to allowed_hosts (PLANNT_ALLOWED_HOSTS).",
+            if policy.allowed_hosts.is_empty() {
+                "no host".to_string()
+            } else {
+                policy.allowed_hosts.join(", ")
+            }
+        ),
+        Refusal::OverCap { cap_sats, .. } => {
+            let operator = policy.budget.per_request_sats;
+            match max_sats {
+                Some(m) if m < operator && *cap_sats == m => format!(
+                    "Your max_sats of {m} set the cap; you may call again with a max_sats up to the operator's cap of {operator} sats if the price is worth it."
+                ),
+                _ => format!(
+                    "The operator's cap is {operator} sats per request and no tool argument can raise it. Tell the user, who can raise max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST)."
+                ),
+            }
+        }
+        Refusal::PriceChanged { .. } => {
+            "The server raised its price after it was quoted or confirmed. Call fetch again to see (and, if needed, confirm) the new price.".to_string()
+        }
+        Refusal::Expired { .. } => {
+            "The server's invoice expired before it could be paid; call again once (a new invoice is issued). If it happens again, the server's clock is off: tell the user.".to_string()
+        }
+        Refusal::WrongNetwork { .. } => {
+            "Do not retry: the server bills on another Lightning network than the wallet's. Tell the user.".to_string()
+        }
+        Refusal::Invoice(_)
+        | Refusal::Identifier(_)
+        | Refusal::HashMismatch { .. }
+        | Refusal::NoAmount => {
+            "Do not retry and do not pay this server by other means: its payment request is not safe to pay. Tell the user.".to_string()
+        }
+    };
+    let mut details = json!({"paid": false, "check": check});
+    if let Refusal::OverCap {
+        amount_sats,
+        cap_sats,
+    } = r
+    {
+        details["price_sats"] = json!(amount_sats);
+        details["cap_sats"] = json!(cap_sats);
+    }
+    if let Refusal::PriceChanged {
+        quoted_sats,
+        amount_sats,
+    } = r
+    {
+        details["quoted_sats"] = json!(quoted_sats);
+        details["price_sats"] = json!(amount_sats);
+    }
+    let code = if check == "host_not_allowed" {
+        "host_not_allowed"
+    } else {
+        "refused"
+    };
+    error(
+        code,
+        format!("Refused to pay (check {check}): {r}. Nothing was paid. {next}"),
+        details,
+    )
+}
+
+/// Any other client failure. `token_kept` names the payment hash of a token paid for this
+/// place and not yet used, when the failure came after paying.
+pub fn client_error(
+    e: &ClientError,
+    policy: &Policy,
+    max_sats: Option<u64>,
+    token_kept: Option<String>,
+    now: u64,
+) -> CallToolResult {
+    match e {
+        ClientError::OverBudget(o) => over_budget(o, policy, now),
+        ClientError::Refused(r) => refused(r, policy, max_sats),
+        ClientError::PaymentFailed(err) => error(
+            "payment_failed",
+            format!(
+                "The Lightning payment failed: {err}. Nothing was paid, and its budget reservation was released. Next: check the wallet with the balance tool; retry later; tell the user if the wallet is empty or unreachable."
+            ),
+            json!({"paid": false}),
+        ),
+        ClientError::PaymentPending(hash) => error(
+            "payment_pending",
+            format!(
+                "The payment {hash} is still in flight: its outcome is not known yet. Call fetch again with the same arguments in a little while: the payment is looked up and never made twice."
+            ),
+            json!({"paid": null, "payment_hash": hash}),
+        ),
+        ClientError::Network(err) => match token_kept {
+            Some(hash) => error(
+                "network_error_after_payment",
+                format!(
+                    "The request was paid (payment hash {hash}), then the server could not be reached: {err}. The token is kept: call fetch again with the same arguments to use it; it will not be paid twice."
+                ),
+                json!({"paid": true, "payment_hash": hash}),
+            ),
+            None => error(
+                "network_error",
+                format!(
+                    "The server could not be reached: {err}. Nothing was paid. Check the URL; retry later."
+                ),
+                json!({"paid": false}),
+            ),
+        },
+        ClientError::BadChallenge(detail) => error(
+            "bad_challenge",
+            format!(
+                "The server asked for payment (HTTP 402) without an L402 challenge Plannt can check: {detail}. Nothing was paid. Do not retry: tell the user this server's payment scheme is not supported."
+            ),
+            json!({"paid": false}),
+        ),
+        ClientError::Ledger(err) => error(
+            "ledger_error",
+            format!(
+                "{err}. Nothing was paid. Tell the user: the operator must fix the data directory (PLANNT_DATA_DIR) before anything can be paid."
+            ),
+            json!({"paid": false}),
+        ),
+        ClientError::TooLarge(limit) => error(
+            "too_large",
+            format!("The body is larger than {limit} bytes."),
+            json!({}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plannt_client::Budget;
+
+    fn text(result: &CallToolResult) -> String {
+        result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn text_is_text_and_binary_is_base64() {
+        let b = body("héllo".as_bytes(), false);
+        assert_eq!(b.text.as_deref(), Some("héllo"));
+        assert_eq!((b.base64, b.shown, b.truncated), (None, 6, false));
+
+        let b = body(&[0xff, 0x00, 0x10], false);
+        assert_eq!(b.text, None);
+        assert_eq!(b.base64.as_deref(), Some("/wAQ"));
+    }
+
+    #[test]
+    fn a_cut_inside_a_character_keeps_the_text_before_it() {
+        // "hé" is 68 c3 a9; cut after c3.
+        let b = body(&[0x68, 0xc3], true);
+        assert_eq!(b.text.as_deref(), Some("h"));
+        assert_eq!((b.shown, b.truncated), (1, true));
+        // The same bytes when the body really ends there are not text.
+        assert!(body(&[0x68, 0xc3], false).base64.is_some());
+    }
+
+    #[test]
+    fn errors_are_flagged_and_say_what_next() {
+        let policy = Policy {
+            budget: Budget {
+                per_request_sats: 500,
+                ..Budget::default()
+            },
+            max_fee_sats: 0,
+            allowed_hosts: vec!["api.example.com".into()],
+        };
+        let over = OverBudget {
+            window: "day",
+            limit_sats: 30,
+            left_sats: 9,
+            renews_in_secs: Some(600),
+        };
+        let r = over_budget(&over, &policy, 0);
+        assert_eq!(r.is_error, Some(true));
+        let t = text(&r);
+        assert!(t.contains("9 sats left"), "{t}");
+        assert!(t.contains("10 min (at 1970-01-01T00:10:00Z)"), "{t}");
+        assert!(t.contains("Nothing was paid"), "{t}");
+        let s = r.structured_content.unwrap();
+        assert_eq!(s["error"], "over_budget");
+        assert_eq!(s["left_sats"], 9);
+
+        let r = refused(
+            &Refusal::HostNotAllowed("evil.example".into()),
+            &policy,
+            None,
+        );
+        assert_eq!(
+            r.structured_content.as_ref().unwrap()["error"],
+            "host_not_allowed"
+        );
+        assert!(text(&r).contains("api.example.com"), "{}", text(&r));
+
+        let cap = Refusal::OverCap {
+            amount_sats: 100,
+            cap_sats: 50,
+        };
+        assert!(
+            text(&refused(&cap, &policy, Some(50)))
+                .contains("max_sats up to the operator's cap of 500")
+        );
+        let cap = Refusal::OverCap {
+            amount_sats: 600,
+            cap_sats: 500,
+        };
+        assert!(
+            text(&refused(&cap, &policy, Some(1000))).contains("no tool argument can raise it")
+        );
+    }
+
+    #[test]
+    fn an_error_after_payment_keeps_the_receipt() {
+        let receipt = Receipt {
+            amount_sats: 21,
+            fee_msat: 0,
+            payment_hash: "ab".repeat(32),
+            preimage: "cd".repeat(32),
+            reused_token: false,
+        };
+        let headers = HeaderMap::new();
+        let r = finished(Finished {
+            method: "GET",
+            url: "http://x.example/",
+            status: StatusCode::BAD_GATEWAY,
+            headers: &headers,
+            receipt: Some(&receipt),
+            body: body(b"upstream down", false),
+            limit: 100,
+        });
+        assert_eq!(r.is_error, Some(true));
+        let s = r.structured_content.clone().unwrap();
+        assert_eq!(s["error"], "upstream_error_after_payment");
+        assert_eq!(s["receipt"]["preimage"], "cd".repeat(32));
+        assert_eq!(s["body"], "upstream down");
+        assert!(text(&r).contains(&"cd".repeat(32)));
+
+        let ok = finished(Finished {
+            method: "GET",
+            url: "http://x.example/",
+            status: StatusCode::OK,
+            headers: &headers,
+            receipt: None,
+            body: body(b"0123456789", true),
+            limit: 10,
+        });
+        assert_eq!(ok.is_error, Some(false));
+        let s = ok.structured_content.unwrap();
+        assert_eq!(
+            (s["paid"].clone(), s["body_truncated"].clone()),
+            (json!(false), json!(true))
+        );
+        assert!(s["note"].as_str().unwrap().contains("cut at 10 bytes"));
+    }
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration(42), "42 s");
+        assert_eq!(duration(600), "10 min");
+        assert_eq!(duration(3 * 3600 + 300), "3 h 5 min");
+    }
+}
