@@ -8,6 +8,7 @@ mod dev;
 mod get;
 mod ledger;
 mod logging;
+mod mcp;
 mod paths;
 mod serve;
 mod wallet;
@@ -56,6 +57,8 @@ enum Command {
     Wallet(wallet::Args),
     /// Run the simulated Lightning network alone on loopback. No real money moves.
     Dev(dev::Args),
+    /// Run the MCP server (stdio, or --http ADDR): tools for an agent to discover, pay for and call L402 APIs within your budgets.
+    Mcp(mcp::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Demo => runtime().and_then(|rt| rt.block_on(demo::run())),
         Command::Wallet(args) => runtime().and_then(|rt| rt.block_on(wallet::run(args))),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::run(args))),
+        Command::Mcp(args) => runtime().and_then(|rt| rt.block_on(mcp::run(args))),
         Command::Get(_) | Command::Post(_) | Command::Request(_) => unreachable!("handled above"),
     };
     match result {

@@ -1,0 +1,105 @@
+//! `plannt mcp`: the MCP server, on stdio (for `claude mcp add plannt -- plannt mcp`) or on
+//! streamable HTTP with `--http ADDR`.
+//!
+//! The wallet, the budgets, the allowed hosts and the confirmation threshold come from the
+//! config file and the environment, as for `plannt get`; payments go in the same ledger.
+//! Standard output belongs to the protocol: logs go to standard error.
+
+use std::net::SocketAddr;
+
+use plannt_mcp::{Config, HTTP_PATH, PlanntMcp};
+
+use crate::get;
+
+const AFTER_HELP: &str = "Add it to Claude Code:
+  claude mcp add plannt -e PLANNT_WALLET=… -e PLANNT_BUDGET_DAILY_SATS=2000 -- plannt mcp
+
+Tools: fetch (call a URL, paying its L402 price within the policy), discover (a server's prices, free), balance, spending.
+
+The policy is the operator's, never the agent's: ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS), confirm_above_sats (PLANNT_CONFIRM_ABOVE_SATS, default 100: above it a human confirms through the MCP client, and a client that cannot ask is refused). A tool's max_sats argument only lowers the cap. Payments are recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR), shared with `plannt get` and `plannt ledger`.";
+
+#[derive(clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// Serve streamable HTTP on ADDR (e.g. 127.0.0.1:8403), at /mcp, instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Let --http listen on a non-loopback address. Anyone who reaches it can spend the budget.
+    #[arg(long)]
+    allow_remote: bool,
+    /// The wallet, as a backend URI [default: the config file, PLANNT_WALLET, or dev+http://127.0.0.1:8402].
+    #[arg(long)]
+    wallet: Option<String>,
+    /// Cut response bodies in tool results at this many bytes (the result says when it did).
+    #[arg(long, env = "PLANNT_MCP_MAX_BODY_BYTES", default_value_t = plannt_mcp::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Log JSON lines (to stderr).
+    #[arg(long)]
+    log_json: bool,
+}
+
+/// Logs on stderr, as `plannt serve` does, but with the MCP SDK's per-session chatter at
+/// `warn` unless `RUST_LOG` asks for it.
+fn init_logs(json: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
+}
+
+pub async fn run(args: &Args) -> Result<(), String> {
+    init_logs(args.log_json);
+    if args.max_body_bytes == 0 {
+        return Err("--max-body-bytes must be at least 1".into());
+    }
+    if let Some(addr) = args.http
+        && !addr.ip().is_loopback()
+        && !args.allow_remote
+    {
+        return Err(format!(
+            "--http {addr} is not a loopback address: anyone who reaches it could spend the budget. Use 127.0.0.1, or add --allow-remote behind your own authentication."
+        ));
+    }
+    let settings = get::settings()?;
+    let client = get::open_client(args.wallet.as_deref(), false).await?;
+    if client.wallet().name() == "dev" {
+        tracing::warn!("{}", plannt_lightning::dev::WARNING);
+    }
+    let server = PlanntMcp::new(
+        client,
+        Config {
+            confirm_above_sats: settings.confirm_above_sats,
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    match args.http {
+        None => {
+            tracing::info!("plannt mcp on stdio");
+            plannt_mcp::serve_stdio(server).await
+        }
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| format!("the listener has no address: {e}"))?;
+            tracing::info!(addr = %local, url = %format!("http://{local}{HTTP_PATH}"), "plannt mcp listening");
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            plannt_mcp::serve_http(server, listener, shutdown).await
+        }
+    }
+}
