@@ -571,6 +571,23 @@ def test_a_declined_payment_is_not_made(start, transport, gateway, mode):
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_payment_over_budget_is_refused_without_asking(start, gateway, mode):
+    server = start("stdio", PLANNT_BUDGET_DAILY_SATS="90")
+    asked: list = []
+
+    async def body():
+        async with server.client(mode=mode, elicitation_callback=accepting(asked)) as client:
+            return await client.call_tool("fetch", {"url": f"{gateway}/v1/data"})
+
+    result = run(body)
+    assert asked == []
+    assert result.is_error
+    assert data(result)["error"] == "over_budget"
+    assert (data(result)["window"], data(result)["left_sats"]) == ("day", 90)
+    assert server.balance() == 1_000_000
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_a_client_that_cannot_ask_is_refused_above_the_threshold(start, gateway, mode):
     server = start("stdio")
 

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use plannt_client::{Client, ClientError, Options, Outcome, Policy, Refusal, Request, Response};
+use plannt_client::{
+    Client, ClientError, Options, Outcome, OverBudget, Policy, Refusal, Request, Response,
+    WindowUse,
+};
 use plannt_lightning::invoice::unix_now;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -269,6 +272,30 @@ fn form(message: String, price_sats: u64) -> ElicitRequestParams {
         message,
         requested_schema,
     }
+}
+
+/// The first budget window that cannot take a payment of `price_sats` plus its fee reserve.
+fn exceeded(usage: &[WindowUse], price_sats: u64, max_fee_sats: u64) -> Option<OverBudget> {
+    let cost = price_sats.saturating_add(max_fee_sats);
+    usage.iter().find_map(|w| {
+        let (limit_sats, left_sats) = (w.limit_sats?, w.left_sats?);
+        (cost > left_sats).then_some(OverBudget {
+            window: w.window,
+            limit_sats,
+            left_sats,
+            renews_in_secs: None,
+        })
+    })
+}
+
+/// The text of a result, for the ledger.
+fn answer_text(result: &CallToolResult) -> String {
+    result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
 }
 
 async fn read_capped(
@@ -758,6 +785,17 @@ impl PlanntMcp {
         max_sats: Option<u64>,
         context: &RequestContext<RoleServer>,
     ) -> CallToolResponse {
+        // A payment the budgets cannot take is refused now: no point asking a human about it.
+        let usage = self
+            .client()
+            .ledger()
+            .usage(&self.policy().budget, unix_now())
+            .unwrap_or_default();
+        if let Some(over) = exceeded(&usage, price_sats, self.policy().max_fee_sats) {
+            let result = answer::over_budget(&over, self.policy(), unix_now());
+            self.record_refusal(request, "over_budget", &answer_text(&result));
+            return result.into();
+        }
         let message = self.question(request, price_sats, threshold);
         if modern(context) {
             let can_ask = context
@@ -985,6 +1023,28 @@ mod tests {
                 None
             )
         );
+    }
+
+    #[test]
+    fn a_payment_the_budget_cannot_take_is_found_before_asking() {
+        let window = |window, limit: Option<u64>, used: u64| WindowUse {
+            window,
+            limit_sats: limit,
+            used_sats: used,
+            left_sats: limit.map(|l| l.saturating_sub(used)),
+        };
+        let usage = [
+            window("hour", Some(500), 400),
+            window("day", Some(2000), 400),
+            window("total", None, 400),
+        ];
+        assert_eq!(exceeded(&usage, 90, 10), None);
+        let over = exceeded(&usage, 91, 10).unwrap();
+        assert_eq!(
+            (over.window, over.limit_sats, over.left_sats),
+            ("hour", 500, 100)
+        );
+        assert_eq!(exceeded(&usage[2..], u64::MAX, 10), None);
     }
 
     #[test]
