@@ -182,11 +182,6 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// Replaces the first occurrence of `from` in `text`.
-fn swap(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "{from:?} not in {text:?}");
-    text.replacen(from, to, 1)
-}
-
 /// The token with its first two base64 characters replaced by one of each URL-safe alphabet's
 /// own characters next to one of the standard alphabet's: mixed alphabets, whatever the token.
 fn mixed_alphabets(text: &str) -> String {
