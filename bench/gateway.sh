@@ -40,6 +40,7 @@ for tool in wrk node curl; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (wrk: apt-get install wrk)"
 done
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-bench.XXXXXX")
 pids=()
 cleanup() {
@@ -233,7 +234,7 @@ cat <<EOF
 
 ## Gateway load, $(date -u +%Y-%m-%dT%H:%MZ)
 
-Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) memory; load average before: $(cut -d' ' -f1-3 /proc/loadavg).
+Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) memory; load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
 Revision: ${BENCH_REVISION:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}; $(rustc --version); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2).
 Command: \`bench/gateway.sh\` (wrk -t $threads -c $connections -d $duration --latency, loopback, wrk and the gateway share the cores).
 Tokens: $tokens bought in ${mint_secs} s (a 402 and a dev payment each), each sent once.
