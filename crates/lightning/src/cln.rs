@@ -310,24 +310,6 @@ impl Cln {
         Payment::checked("cln", *payment_hash, preimage, amount, fee)
     }
 
-    /// After a payment call broke off, or answered something unreadable: `listpays` decides.
-    async fn after_interruption(
-        &self,
-        payment_hash: &[u8; 32],
-        error: LightningError,
-    ) -> Result<Payment, LightningError> {
-        let unknown = if error.outcome_unknown() {
-            error
-        } else {
-            LightningError::Timeout
-        };
-        match self.lookup_payment(payment_hash).await {
-            Ok(PaymentLookup::Succeeded(payment)) => Ok(payment),
-            Ok(PaymentLookup::Failed(why)) => Err(LightningError::PaymentFailed(why)),
-            Ok(PaymentLookup::Pending | PaymentLookup::NotFound) | Err(_) => Err(unknown),
-        }
-    }
-
     /// Sends `xpay`, or `pay` on a node without it. `Err` holds the call's failure.
     async fn send_payment(&self, bolt11: &str, max_fee_msat: u64) -> Result<Value, Failure> {
         if !self.xpay_missing.load(Ordering::Relaxed) {
@@ -420,11 +402,13 @@ impl Payer for Cln {
         let answer = match self.send_payment(&decoded.bolt11, max_fee_msat).await {
             Ok(answer) => answer,
             Err(Failure::NotSent(error)) => return Err(error),
-            Err(Failure::Transport(error)) => return self.after_interruption(&hash, error).await,
+            Err(Failure::Transport(error)) => {
+                return crate::types::after_interruption(self, &hash, error).await;
+            }
             Err(failure) => {
                 let error = failure.into_pay_error();
                 if error.outcome_unknown() {
-                    return self.after_interruption(&hash, error).await;
+                    return crate::types::after_interruption(self, &hash, error).await;
                 }
                 return Err(error);
             }
@@ -439,7 +423,7 @@ impl Payer for Cln {
             }
             Some(_) => {
                 let error = LightningError::Backend("cln: the payment is still pending".into());
-                return self.after_interruption(&hash, error).await;
+                return crate::types::after_interruption(self, &hash, error).await;
             }
         }
         let payment = self.payment(
@@ -459,7 +443,7 @@ impl Payer for Cln {
                 }
                 Ok(payment)
             }
-            Err(error) => self.after_interruption(&hash, error).await,
+            Err(error) => crate::types::after_interruption(self, &hash, error).await,
         }
     }
 

@@ -294,24 +294,6 @@ impl Phoenixd {
             InvoiceState::Open
         })
     }
-
-    /// After a payment call broke off, or answered something unreadable: the node decides.
-    async fn after_interruption(
-        &self,
-        payment_hash: &[u8; 32],
-        error: LightningError,
-    ) -> Result<Payment, LightningError> {
-        let unknown = if error.outcome_unknown() {
-            error
-        } else {
-            LightningError::Timeout
-        };
-        match self.lookup_payment(payment_hash).await {
-            Ok(PaymentLookup::Succeeded(payment)) => Ok(payment),
-            Ok(PaymentLookup::Failed(why)) => Err(LightningError::PaymentFailed(why)),
-            Ok(PaymentLookup::Pending | PaymentLookup::NotFound) | Err(_) => Err(unknown),
-        }
-    }
 }
 
 #[async_trait]
@@ -392,9 +374,11 @@ impl Payer for Phoenixd {
         {
             Ok(answer) => answer,
             Err(Failure::NotSent(error)) => return Err(error),
-            Err(Failure::Transport(error)) => return self.after_interruption(&hash, error).await,
+            Err(Failure::Transport(error)) => {
+                return crate::types::after_interruption(self, &hash, error).await;
+            }
             Err(failure @ Failure::Http { status: 500.., .. }) => {
-                return self.after_interruption(&hash, failure.into_error()).await;
+                return crate::types::after_interruption(self, &hash, failure.into_error()).await;
             }
             Err(failure) => return Err(failure.into_error()),
         };
@@ -402,7 +386,7 @@ impl Payer for Phoenixd {
             Ok(answer) => answer,
             Err(_) => {
                 let error = LightningError::Backend("phoenixd: unreadable payment answer".into());
-                return self.after_interruption(&hash, error).await;
+                return crate::types::after_interruption(self, &hash, error).await;
             }
         };
         if let Some(reported) = &answer.payment_hash
@@ -418,7 +402,7 @@ impl Payer for Phoenixd {
                 None => LightningError::Backend("phoenixd: neither a preimage nor a reason".into()),
             };
             if error.outcome_unknown() {
-                return self.after_interruption(&hash, error).await;
+                return crate::types::after_interruption(self, &hash, error).await;
             }
             return Err(error);
         };

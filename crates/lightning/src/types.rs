@@ -129,3 +129,23 @@ pub trait Payer: Send + Sync {
 pub trait Wallet: Receiver + Payer {}
 
 impl<T: Receiver + Payer> Wallet for T {}
+
+/// After a payment call broke off, or answered something unreadable: what the backend's own
+/// record says decides. If it has no final word yet, the outcome stays unknown (`error`, or
+/// `Timeout`), so the caller looks the payment up later instead of paying again.
+pub(crate) async fn after_interruption<P: Payer + ?Sized>(
+    payer: &P,
+    payment_hash: &[u8; 32],
+    error: LightningError,
+) -> Result<Payment, LightningError> {
+    let unknown = if error.outcome_unknown() {
+        error
+    } else {
+        LightningError::Timeout
+    };
+    match payer.lookup_payment(payment_hash).await {
+        Ok(PaymentLookup::Succeeded(payment)) => Ok(payment),
+        Ok(PaymentLookup::Failed(why)) => Err(LightningError::PaymentFailed(why)),
+        Ok(PaymentLookup::Pending | PaymentLookup::NotFound) | Err(_) => Err(unknown),
+    }
+}
