@@ -95,6 +95,7 @@ for cmd in plannt node; do
     [[ $out == '{"result":"verified"}' ]] || die "$cmd did not get the paid answer: $out"
 done
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "==> hyperfine: $runs runs each after $warmup warm-up runs" >&2
 quote() { printf '%q ' "$@"; }
 hyperfine -N --warmup "$warmup" --runs "$runs" \
@@ -139,3 +140,4 @@ echo
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
 echo "versions: $("$bin" --version), node $(node --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "load average (1, 5, 15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
