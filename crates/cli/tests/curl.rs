@@ -1,5 +1,6 @@
 //! `plannt get` as curl: the body on stdout byte for byte (or in `-o FILE`), `--json`, `-i`,
-//! `-d @file` and `-d -`, `-L`, `--dry-run`, then `plannt ledger --json` and `plannt demo`.
+//! `-d @file` and `-d -`, `-L`, `--dry-run`, exit 6 for an HTTP error and 7 for an unreachable
+//! server, then `plannt ledger --json` and `plannt demo`.
 
 mod support;
 
@@ -290,4 +291,33 @@ fn the_demo_walks_the_five_steps_and_shows_the_ledger() {
             .any(|l| l.contains(" paid ") && l.contains(" 21 sats") && l.contains("/v1/demo")),
         "{text}"
     );
+}
+
+#[test]
+fn an_http_error_exits_6_and_an_unreachable_server_exits_7() {
+    let server = Server::start(Scenario::Honest, 21);
+    let home = Home::new();
+    // A credential of the user's own (-H) goes out as given: the server refuses it with 401.
+    let output = home.run(&[
+        "get",
+        "-H",
+        "Authorization: L402 AgE=:00",
+        "--wallet",
+        &server.wallet(),
+        &server.url("/paid"),
+    ]);
+    assert_eq!(code(&output), 6, "{}", describe(&output));
+    let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["error"], "Unauthorized");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+    assert_eq!(server.paid_count(), 0);
+
+    // Nothing listens on the port of a server that has gone.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/paid", gone.local_addr().unwrap());
+    drop(gone);
+    let output = home.run(&["get", "--wallet", &server.wallet(), &url]);
+    assert_eq!(code(&output), 7, "{}", describe(&output));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("network error"));
 }
