@@ -127,6 +127,15 @@ impl Paywall {
         S: Service<Request<Body>, Response = Response, Error = Infallible> + Send,
         S::Future: Send,
     {
+        // A route is chosen by the path as sent; an upstream may resolve `..` or an encoded
+        // separator into another path, so such paths are refused before any route is chosen.
+        if !is_plain_path(request.uri().path()) {
+            let body = json!({
+                "error": "Bad Request",
+                "message": "the path has a dot segment or an encoded separator; send it in its plain form",
+            });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
         let route = match self.routes.find(request.method(), request.uri().path()) {
             Some(route) if !route.is_public() => route,
             _ => return inner.oneshot(request).await.unwrap_or_else(|e| match e {}),
@@ -339,6 +348,19 @@ impl Paywall {
     }
 }
 
+/// True when no segment of `path` is `.` or `..` (percent-encoded or not) and no separator is
+/// hidden as `%2F`, `%5C` or a backslash: the path the route matched is the path served.
+fn is_plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+        return false;
+    }
+    lower.split('/').all(|segment| {
+        let decoded = segment.replace("%2e", ".");
+        decoded != "." && decoded != ".."
+    })
+}
+
 fn unavailable(reason: &'static str, message: &str) -> Response {
     let body = json!({ "error": "Service Unavailable", "reason": reason, "message": message });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
@@ -445,5 +467,39 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let paywall = self.paywall.clone();
         Box::pin(async move { Ok(paywall.handle(request, inner).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_path;
+
+    #[test]
+    fn dot_segments_and_hidden_separators_are_not_plain() {
+        for path in [
+            "/",
+            "/v1/demo",
+            "/docs/a.b/c",
+            "/x/...",
+            "/a/.hidden",
+            "/%41",
+        ] {
+            assert!(is_plain_path(path), "{path}");
+        }
+        for path in [
+            "/docs/../api/secret",
+            "/docs/%2e%2e/api/secret",
+            "/docs/%2E%2e/api",
+            "/docs/.%2e/api",
+            "/./v1/demo",
+            "/docs/%2e/x",
+            "/docs/..",
+            "/docs/..%2fapi",
+            "/docs/%2Fapi",
+            "/docs/%5c..%5capi",
+            "/docs\\..\\api",
+        ] {
+            assert!(!is_plain_path(path), "{path}");
+        }
     }
 }

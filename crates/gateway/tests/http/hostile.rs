@@ -244,3 +244,49 @@ async fn a_body_over_the_limit_is_413_and_spends_no_token() {
     assert_eq!(answer.text, "1000 bytes");
     Challenge::of(&gateway.get("/api/anything", None).await);
 }
+
+#[tokio::test]
+async fn a_dot_segment_cannot_reach_a_paid_route_through_a_free_one() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let upstream = serve_upstream(axum::Router::new().fallback(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "upstream answer" }
+    }))
+    .await;
+    let upstream = format!("http://{upstream}");
+    let mut free = upstream_route("docs", "/docs/", 1, &upstream);
+    free.price_sats = None;
+    let mut config = config("memory");
+    config.routes = vec![free, upstream_route("api", "/api/", 100, &upstream)];
+    let gateway = start(config).await;
+    let addr = gateway.addr;
+    // Sent raw: an HTTP client would resolve the dot segments itself before sending.
+    for path in [
+        "/docs/../api/secret",
+        "/docs/%2e%2e/api/secret",
+        "/docs/%2E%2E/api/secret",
+        "/docs/..%2fapi/secret",
+        "/docs/%2e%2e%2fapi%2fsecret",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let status = tokio::task::spawn_blocking(move || raw_status(addr, request.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{path}");
+    }
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+    // The free route itself still works, and the paid one still asks for payment.
+    assert_eq!(
+        gateway.get("/docs/readme", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        gateway.get("/api/secret", None).await.status,
+        StatusCode::PAYMENT_REQUIRED
+    );
+}
