@@ -2,22 +2,49 @@
 //! spent tokens on restart.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{Claim, SpentStore, StoreError, Ticket};
 
-#[derive(Clone, Copy)]
-struct Entry {
-    until: u64,
-    /// The ticket of a pending claim; `None` once committed.
-    pending: Option<Ticket>,
+/// Hashes a key by its first eight bytes. Only payment hashes of tokens whose signature verified
+/// reach the store, and those come from the Lightning backend's random preimages: uniformly
+/// random already, and not chosen by a client.
+#[derive(Default)]
+struct FirstBytes(u64);
+
+impl Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+}
+
+type Quick = BuildHasherDefault<FirstBytes>;
+
+/// One shard: spent hashes (the first 16 bytes of each, with `until` in unix seconds, 20 bytes
+/// an entry) and the few claims in flight (whole hashes, with their tickets).
+#[derive(Default)]
+struct Shard {
+    spent: HashMap<[u8; 16], u32, Quick>,
+    pending: HashMap<[u8; 32], (Ticket, u64), Quick>,
 }
 
 /// A spent set in a sharded hash map.
+///
+/// Committed tokens are kept by the first 16 bytes of their payment hash: two payment hashes
+/// sharing them (a chance of one in 2^64 even among billions of tokens) would only make the
+/// later token refused as spent, which fails closed.
 pub struct MemoryStore {
-    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 const SHARDS: usize = 64;
@@ -25,7 +52,7 @@ const SHARDS: usize = 64;
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
     }
 }
@@ -36,27 +63,33 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn shard(&self, hash: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry>> {
-        // Payment hashes are uniformly random: their first byte spreads the load.
-        &self.shards[hash[0] as usize % SHARDS]
+    fn shard(&self, hash: &[u8; 32]) -> &Mutex<Shard> {
+        // The last byte picks the shard, the first ones hash within it: independent bits.
+        &self.shards[hash[31] as usize % SHARDS]
     }
+}
+
+fn short(hash: &[u8; 32]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash[..16]);
+    out
+}
+
+fn until32(until: u64) -> u32 {
+    u32::try_from(until).unwrap_or(u32::MAX)
 }
 
 #[async_trait]
 impl SpentStore for MemoryStore {
     async fn claim(&self, payment_hash: &[u8; 32], until: u64) -> Result<Claim, StoreError> {
         let mut shard = self.shard(payment_hash).lock().expect("store lock");
-        if shard.contains_key(payment_hash) {
+        if shard.spent.contains_key(&short(payment_hash))
+            || shard.pending.contains_key(payment_hash)
+        {
             return Ok(Claim::Spent);
         }
         let ticket = Ticket::new();
-        shard.insert(
-            *payment_hash,
-            Entry {
-                until,
-                pending: Some(ticket),
-            },
-        );
+        shard.pending.insert(*payment_hash, (ticket, until));
         Ok(Claim::Won(ticket))
     }
 
@@ -67,23 +100,19 @@ impl SpentStore for MemoryStore {
         until: u64,
     ) -> Result<(), StoreError> {
         let mut shard = self.shard(payment_hash).lock().expect("store lock");
-        shard.insert(
-            *payment_hash,
-            Entry {
-                until,
-                pending: None,
-            },
-        );
+        shard.pending.remove(payment_hash);
+        shard.spent.insert(short(payment_hash), until32(until));
         Ok(())
     }
 
     async fn release(&self, payment_hash: &[u8; 32], ticket: &Ticket) -> Result<(), StoreError> {
         let mut shard = self.shard(payment_hash).lock().expect("store lock");
         if shard
+            .pending
             .get(payment_hash)
-            .is_some_and(|e| e.pending == Some(*ticket))
+            .is_some_and(|(t, _)| t == ticket)
         {
-            shard.remove(payment_hash);
+            shard.pending.remove(payment_hash);
         }
         Ok(())
     }
@@ -92,9 +121,10 @@ impl SpentStore for MemoryStore {
         let mut purged = 0;
         for shard in &self.shards {
             let mut shard = shard.lock().expect("store lock");
-            let before = shard.len();
-            shard.retain(|_, e| e.until >= now);
-            purged += (before - shard.len()) as u64;
+            let before = shard.spent.len() + shard.pending.len();
+            shard.spent.retain(|_, until| u64::from(*until) >= now);
+            shard.pending.retain(|_, (_, until)| *until >= now);
+            purged += (before - shard.spent.len() - shard.pending.len()) as u64;
         }
         Ok(purged)
     }
@@ -103,7 +133,10 @@ impl SpentStore for MemoryStore {
         Ok(self
             .shards
             .iter()
-            .map(|s| s.lock().expect("store lock").len() as u64)
+            .map(|s| {
+                let s = s.lock().expect("store lock");
+                (s.spent.len() + s.pending.len()) as u64
+            })
             .sum())
     }
 
