@@ -530,7 +530,11 @@ impl Client {
             .headers()
             .get("x-l402")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"released"));
-        if response.status() == StatusCode::PAYMENT_REQUIRED || spent {
+        // A 401 that names an L402 reason refuses the token itself; a plain 401 may be the API's
+        // own authentication failing, and the paid token is kept for the next try.
+        let refused = response.status() == StatusCode::UNAUTHORIZED
+            && response.headers().contains_key("x-l402-reason");
+        if response.status() == StatusCode::PAYMENT_REQUIRED || spent || refused {
             // A Plannt gateway spent it, or the server refused it: it cannot be used again.
             self.ledger.drop_token(&token.payment_hash)?;
         } else if !released {

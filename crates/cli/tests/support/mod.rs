@@ -1,9 +1,10 @@
-//! What the `plannt` binary's tests share: the hostile L402 server (the same one the client's
-//! tests use, in `hostile.rs`), run on a runtime of its own so a test can run the binary
+//! What the `plannt` binary's tests share: the hostile L402 server (the client's tests' own,
+//! included from `crates/client/tests/support`), run on a runtime of its own so a test can run the binary
 //! synchronously, and a home for each test (config, data and ledger in a temporary folder).
 
 #![allow(dead_code)]
 
+#[path = "../../../client/tests/support/mod.rs"]
 mod hostile;
 
 use std::path::PathBuf;
