@@ -99,6 +99,10 @@ pub struct Config {
     pub challenges_per_second: f64,
     /// `challenge_burst`: challenges a client may ask for at once. Default 20.
     pub challenge_burst: u32,
+    /// `trusted_proxies`: reverse proxies (addresses or networks such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client and whose `X-Forwarded-Proto` is passed on. Default none:
+    /// the connecting address is the client.
+    pub trusted_proxies: Vec<String>,
     /// `upstream_timeout_secs`: the longest an upstream may take to answer. Default 30.
     pub upstream_timeout_secs: u64,
     /// `max_body_bytes`: the largest request body accepted. Default 10 MiB.
@@ -132,6 +136,7 @@ impl Default for Config {
             token_lifetime_secs: 3600,
             challenges_per_second: 5.0,
             challenge_burst: 20,
+            trusted_proxies: Vec::new(),
             upstream_timeout_secs: 30,
             max_body_bytes: 10 * 1024 * 1024,
             cors_origins: vec!["*".into()],
@@ -165,6 +170,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("token_lifetime_secs", Kind::Integer),
     ("challenges_per_second", Kind::Float),
     ("challenge_burst", Kind::Integer),
+    ("trusted_proxies", Kind::List),
     ("upstream_timeout_secs", Kind::Integer),
     ("max_body_bytes", Kind::Integer),
     ("cors_origins", Kind::List),
@@ -247,6 +253,9 @@ impl Config {
                 Some("challenges_per_second"),
                 "must be 0 or more",
             ));
+        }
+        if let Err(e) = crate::forwarded::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(error(source, Some("trusted_proxies"), e));
         }
         if self.upstream_timeout_secs == 0 {
             return Err(error(

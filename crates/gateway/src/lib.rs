@@ -6,6 +6,7 @@
 mod builtin;
 mod catalog;
 pub mod config;
+mod forwarded;
 mod limiter;
 pub mod metrics;
 mod paywall;
@@ -15,6 +16,7 @@ mod server;
 pub mod store;
 
 pub use config::{Config, ConfigError};
+pub use forwarded::TrustedProxies;
 pub use paywall::{L402Layer, L402Service, Paywall, PaywallOptions};
 pub use routes::{Route, RouteError, RouteTable, Target};
 pub use server::{Gateway, StartError};

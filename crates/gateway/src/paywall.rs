@@ -31,6 +31,7 @@ use plannt_lightning::{InvoiceRequest, Receiver};
 use serde_json::json;
 use tower::{Layer, Service, ServiceExt};
 
+use crate::forwarded::TrustedProxies;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::routes::{Route, RouteTable};
@@ -49,6 +50,8 @@ pub struct PaywallOptions {
     pub challenges_per_second: f64,
     /// Challenges a client may ask for at once.
     pub challenge_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the rate limit).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for PaywallOptions {
@@ -59,6 +62,7 @@ impl Default for PaywallOptions {
             invoice_timeout: Duration::from_secs(10),
             challenges_per_second: 5.0,
             challenge_burst: 20,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -143,7 +147,10 @@ impl Paywall {
         if let Some(why) = &route.unavailable {
             return unavailable("route_unavailable", why);
         }
-        let client = client_ip(&request);
+        let client = self
+            .options
+            .trusted_proxies
+            .client(peer_ip(&request), request.headers());
         let values = request.headers().get_all(header::AUTHORIZATION);
         let credential = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
             Ok(Some(credential)) => credential,
@@ -370,7 +377,8 @@ fn unavailable(reason: &'static str, message: &str) -> Response {
     response
 }
 
-fn client_ip(request: &Request<Body>) -> IpAddr {
+/// The address the connection comes from.
+pub(crate) fn peer_ip(request: &Request<Body>) -> IpAddr {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -17,12 +17,14 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 use url::Url;
 
+use crate::forwarded::TrustedProxies;
 use crate::paywall::Unserved;
 
 /// Forwards requests to upstreams.
 #[derive(Clone)]
 pub struct Proxy {
     client: reqwest::Client,
+    trusted: TrustedProxies,
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -60,7 +62,7 @@ fn error(status: StatusCode, title: &str, message: &str) -> Response {
 
 impl Proxy {
     /// A proxy whose upstream calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, trusted: TrustedProxies) -> Self {
         plannt_lightning::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -69,7 +71,7 @@ impl Proxy {
             .pool_max_idle_per_host(64)
             .build()
             .expect("the proxy client's static configuration is valid");
-        Proxy { client }
+        Proxy { client, trusted }
     }
 
     /// Forwards `request` to `upstream` (its path is prefixed to the request's).
@@ -100,7 +102,15 @@ impl Proxy {
                 headers.insert("x-forwarded-for", value);
             }
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let proto = match peer {
+            Some(peer) => self.trusted.proto(peer, &parts.headers),
+            None => "http",
+        };
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
         if let Some(host) = host {
             headers.insert("x-forwarded-host", host);
         }

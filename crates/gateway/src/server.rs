@@ -282,12 +282,15 @@ impl Gateway {
             }
         };
         let store = open_store(&config, &data_dir).await?;
+        let trusted = crate::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| fail(format!("trusted_proxies: {e}")))?;
         let options = PaywallOptions {
             invoice_expiry_secs: config.invoice_expiry_secs,
             token_lifetime_secs: config.token_lifetime_secs,
             invoice_timeout: Duration::from_secs(10),
             challenges_per_second: config.challenges_per_second,
             challenge_burst: config.challenge_burst,
+            trusted_proxies: trusted.clone(),
         };
         let paywall = Arc::new(Paywall::new(keys, receiver, store, routes, options));
         let timeout = Duration::from_secs(config.upstream_timeout_secs);
@@ -298,7 +301,7 @@ impl Gateway {
             .map_err(|e| fail(format!("HTTP client: {e}")))?;
         let shared = Arc::new(Shared {
             paywall: paywall.clone(),
-            proxy: Proxy::new(timeout),
+            proxy: Proxy::new(timeout, trusted),
             openai,
             http,
             lightning_name: uri.backend().to_string(),

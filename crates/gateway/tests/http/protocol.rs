@@ -618,3 +618,35 @@ async fn cors_lets_a_browser_read_the_challenge() {
         assert!(exposed.contains(name), "{name} is not exposed: {exposed}");
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let mut config = config("memory");
+    config.challenges_per_second = 0.01;
+    config.challenge_burst = 2;
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    let gateway = start(config).await;
+    let balancer = client_from(Ipv4Addr::LOCALHOST);
+    let stranger = client_from(Ipv4Addr::new(127, 0, 0, 2));
+    let ask = |client: &reqwest::Client, forwarded_for: &str| {
+        client
+            .get(gateway.url("/v1/demo"))
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+    };
+
+    // Through the trusted balancer: one client's flood does not hold back another client.
+    for _ in 0..2 {
+        Challenge::of(&Answer::read(ask(&balancer, "198.51.100.1").await.unwrap()).await);
+    }
+    let limited = Answer::read(ask(&balancer, "198.51.100.1").await.unwrap()).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    Challenge::of(&Answer::read(ask(&balancer, "198.51.100.2").await.unwrap()).await);
+
+    // A client that is not a trusted proxy cannot escape its bucket by naming others.
+    for name in ["203.0.113.1", "203.0.113.2"] {
+        Challenge::of(&Answer::read(ask(&stranger, name).await.unwrap()).await);
+    }
+    let limited = Answer::read(ask(&stranger, "203.0.113.3").await.unwrap()).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+}
