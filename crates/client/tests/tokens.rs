@@ -97,3 +97,29 @@ async fn a_spent_token_is_not_presented_again() {
     assert_eq!(server.shared.bare_requests.load(Ordering::SeqCst), 2);
     assert_eq!(server.shared.challenges.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_stored_token_refused_with_an_l402_reason_is_dropped() {
+    let server = Hostile::start(Scenario::Reusable { uses: 10 }, 21).await;
+    let network = server.network().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let client = Client::new(Arc::new(network.wallet(PAYER)), ledger, open_policy(1_000));
+    paid_get(&client, &server).await;
+
+    // The server now refuses the token itself (401 with an L402 reason).
+    server.shared.set_scenario(Scenario::RefuseCredentials);
+    let Ok(Outcome::Response(response)) = client
+        .send(&Request::get(server.url("/paid")), &Options::default())
+        .await
+    else {
+        panic!("expected a response");
+    };
+    assert_eq!(response.status, 401);
+
+    // It is not presented again: the next request is challenged and paid anew.
+    server.shared.set_scenario(Scenario::Reusable { uses: 10 });
+    let again = paid_get(&client, &server).await;
+    assert!(!again.reused_token, "{again:?}");
+    assert_eq!(network.paid_count(), 2);
+}

@@ -63,6 +63,8 @@ pub enum Scenario {
     HangOnRetry,
     /// The same challenge every time (one invoice, one macaroon), single-use tokens.
     Fixed,
+    /// Every credential is refused with 401 and an `x-l402-reason` (as after a key rotation).
+    RefuseCredentials,
 }
 
 /// What the server shares with the test.
@@ -241,7 +243,10 @@ fn challenge(s: &Shared, reason: Option<&str>) -> Response {
             .to_base64()
     };
     let (invoice, macaroon) = match scenario {
-        Scenario::Honest | Scenario::Reusable { .. } | Scenario::HangOnRetry => {
+        Scenario::Honest
+        | Scenario::Reusable { .. }
+        | Scenario::HangOnRetry
+        | Scenario::RefuseCredentials => {
             let (bolt11, hash) = dev_invoice(&s.network, price);
             (bolt11, mint(hash))
         }
@@ -367,6 +372,12 @@ async fn handle(
     let scenario = *s.scenario.lock().unwrap();
     match scenario {
         Scenario::HangOnRetry => std::future::pending().await,
+        Scenario::RefuseCredentials => (
+            StatusCode::UNAUTHORIZED,
+            [("x-l402-reason", "bad_signature")],
+            axum::Json(json!({"error": "Unauthorized", "reason": "bad_signature"})),
+        )
+            .into_response(),
         Scenario::Reusable { uses } => {
             let used = {
                 let mut all = s.uses.lock().unwrap();
