@@ -347,8 +347,24 @@ impl Client {
             }));
         }
 
+        // With redirects followed, the challenge comes from where they led: that host is the one
+        // checked and paid, and the retry goes straight there (a client drops `Authorization`
+        // on a redirect to another host).
+        let challenged = response.url().clone();
+        let retry_request;
+        let request = if challenged != request.url {
+            retry_request = Request {
+                url: challenged.clone(),
+                ..request.clone()
+            };
+            &retry_request
+        } else {
+            request
+        };
+        let origin = challenged.origin().ascii_serialization();
+        let path = challenged.path().to_string();
         let challenge = read_challenge(response).await?;
-        let host = request.url.host_str().unwrap_or_default().to_string();
+        let host = challenged.host_str().unwrap_or_default().to_string();
         let policy = self.policy.capped(options.max_sats);
         let macaroon = challenge.macaroon.to_base64();
         if let Some(on) = options.on_event {

@@ -265,6 +265,18 @@ impl Ledger {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LedgerError(format!("{}: {e}", dir.display())))?;
         }
+        // The ledger holds paid tokens not yet used: readable by the user alone. (SQLite gives
+        // its -wal and -shm files the database file's permissions.)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        }
         let mut conn =
             Connection::open(path).map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
