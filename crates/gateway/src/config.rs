@@ -257,6 +257,18 @@ impl Config {
         if let Err(e) = crate::forwarded::TrustedProxies::parse(&self.trusted_proxies) {
             return Err(error(source, Some("trusted_proxies"), e));
         }
+        // A Redis claim lapses after PENDING_TTL: a request still in flight then must not lose it.
+        let lapse = crate::store::PENDING_TTL.as_secs();
+        if self.store.starts_with("redis") && self.upstream_timeout_secs + 30 > lapse {
+            return Err(error(
+                source,
+                Some("upstream_timeout_secs"),
+                format!(
+                    "with a Redis store it must be at most {} (a claim lapses after {lapse} s)",
+                    lapse - 30
+                ),
+            ));
+        }
         if self.upstream_timeout_secs == 0 {
             return Err(error(
                 source,
@@ -383,6 +395,15 @@ mod tests {
         let e = Config::load(None, env(&[("PLANNT_CHALLENGE_BURST", "lots")])).unwrap_err();
         assert_eq!(e.source, "PLANNT_CHALLENGE_BURST");
         assert_eq!(e.key.as_deref(), Some("challenge_burst"));
+        let e = Config::load(
+            None,
+            env(&[
+                ("PLANNT_STORE", "redis://127.0.0.1:6379"),
+                ("PLANNT_UPSTREAM_TIMEOUT_SECS", "600"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("upstream_timeout_secs"));
         let e = Config::load(None, env(&[("PLANNT_INVOICE_EXPIRY_SECS", "0")])).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("invoice_expiry_secs"));
         let f = file("[[routes]]\npath = \"/x\"\nprice_sats = 1\n");
