@@ -213,6 +213,7 @@ impl Client {
     ) -> Self {
         plannt_lightning::install_tls_provider();
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(plannt_lightning::tls_config())
             .redirect(redirect)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("plannt/", env!("CARGO_PKG_VERSION")))

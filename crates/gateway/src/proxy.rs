@@ -65,6 +65,7 @@ impl Proxy {
     pub fn new(timeout: Duration, trusted: TrustedProxies) -> Self {
         plannt_lightning::install_tls_provider();
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(plannt_lightning::tls_config())
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())

@@ -296,6 +296,7 @@ impl Gateway {
         let timeout = Duration::from_secs(config.upstream_timeout_secs);
         plannt_lightning::install_tls_provider();
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(plannt_lightning::tls_config())
             .timeout(timeout)
             .build()
             .map_err(|e| fail(format!("HTTP client: {e}")))?;

@@ -17,7 +17,7 @@
 pub mod dev;
 mod error;
 mod http;
-pub use http::install_tls_provider;
+pub use http::{install_tls_provider, tls_config};
 mod cln;
 pub mod invoice;
 mod lnbits;

@@ -25,6 +25,7 @@ pub fn catalog_url(url: &Url) -> Url {
 pub fn http() -> reqwest::Client {
     plannt_lightning::install_tls_provider();
     reqwest::Client::builder()
+        .tls_backend_preconfigured(plannt_lightning::tls_config())
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
