@@ -94,6 +94,8 @@ mod fake_cln {
 
     pub struct Node {
         pub rune: String,
+        /// A rune restricted to `[["method=invoice","method=listinvoices"]]`.
+        pub invoice_rune: String,
         node: NodeKey,
         pub network: DevNetwork,
         invoices: Vec<Invoice>,
@@ -138,6 +140,7 @@ mod fake_cln {
         pub fn new(network: DevNetwork) -> Self {
             let state = Node {
                 rune: format!("{}==", hex::encode(fake::random32())),
+                invoice_rune: format!("{}==", hex::encode(fake::random32())),
                 node: NodeKey::default(),
                 network,
                 invoices: Vec::new(),
@@ -317,7 +320,22 @@ mod fake_cln {
                 )
                 .into_response();
             }
-            Some(rune) if rune != fake.state().rune => {
+            // checkrune (lightningd/runes.c): a rune whose restrictions refuse the call is
+            // RUNE_NOT_PERMITTED, "Not permitted: <the failed test>".
+            Some(rune)
+                if rune == fake.state().invoice_rune
+                    && !matches!(method.as_str(), "invoice" | "listinvoices") =>
+            {
+                return RpcError(
+                    StatusCode::UNAUTHORIZED,
+                    1502,
+                    format!(
+                        "Not permitted: method is not equal to invoice AND method is not equal to listinvoices (method={method})"
+                    ),
+                )
+                .into_response();
+            }
+            Some(rune) if rune != fake.state().rune && rune != fake.state().invoice_rune => {
                 return RpcError(
                     StatusCode::UNAUTHORIZED,
                     1501,
@@ -726,6 +744,39 @@ async fn issues_invoices_with_unique_labels_and_reads_them_back() {
         cln.lookup_invoice(&[3; 32]).await.unwrap(),
         InvoiceState::NotFound
     );
+}
+
+#[tokio::test]
+async fn a_rune_limited_to_invoices_serves_a_gateway_and_cannot_pay() {
+    let setup = Setup::new().await;
+    let rune = setup.fake.state().invoice_rune.clone();
+    let cln = Cln::new(
+        setup.server.url.clone(),
+        Secret::new(&rune),
+        Network::Regtest,
+    );
+    // `getinfo` is refused as "Not permitted" (1502): the rune works, so the node is healthy.
+    cln.health().await.unwrap();
+    assert_eq!(
+        setup.calls("getinfo").len(),
+        0,
+        "the refused call never ran"
+    );
+    let invoice = cln.create_invoice(&request(21, "a coffee")).await.unwrap();
+    assert_eq!(
+        cln.lookup_invoice(&invoice.payment_hash).await.unwrap(),
+        InvoiceState::Open
+    );
+    let bolt11 = fake::payable(&setup.network, 10);
+    for error in [
+        cln.pay(&bolt11, 5_000).await.unwrap_err(),
+        cln.balance().await.unwrap_err(),
+    ] {
+        assert_eq!(error.code(), "unauthorized", "{error}");
+        assert!(error.to_string().contains("Not permitted"), "{error}");
+        assert!(!format!("{error} {error:?}").contains(&rune));
+    }
+    assert_eq!(setup.network.paid_count(), 0);
 }
 
 #[tokio::test]
