@@ -1,0 +1,135 @@
+//! `plannt wallet balance` with each node backend's URI form, against the fakes of LND, Core
+//! Lightning and phoenixd that plannt-lightning's tests use (each follows its node's API field
+//! by field): the balance is the node's, a credential that cannot read it is refused with a clear
+//! error, and no secret reaches the output.
+
+#[path = "../../lightning/tests/fake/mod.rs"]
+mod fake;
+#[allow(dead_code)]
+#[path = "../../lightning/tests/fake/cln.rs"]
+mod fake_cln;
+#[allow(dead_code)]
+#[path = "../../lightning/tests/fake/lnd.rs"]
+mod fake_lnd;
+#[allow(dead_code)]
+#[path = "../../lightning/tests/fake/phoenixd.rs"]
+mod fake_phoenixd;
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// `plannt wallet --wallet URI balance --json`, with none of the caller's settings.
+async fn balance(uri: String) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plannt"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PLANNT_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("PLANNT_DATA_DIR", home.path())
+            .args(["wallet", "--wallet", &uri, "balance", "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The balance in msat that a successful run printed.
+fn balance_msat(output: &Output) -> u64 {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "plannt wallet failed: {stderr}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    json["balance_msat"].as_u64().unwrap()
+}
+
+/// A run that failed, its stderr free of `secret`.
+fn refused(output: &Output, secret: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "unexpected success: {stdout}");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "a secret in the output: {stderr}"
+    );
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lnd_with_a_pinned_cert_and_a_macaroon_file_or_hex() {
+    let node = fake_lnd::Lnd::new(fake::network());
+    let server = node.serve_tls().await;
+    let port = server.url.port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("tls.cert");
+    std::fs::write(&cert, fake::LND_TLS_CERT).unwrap();
+    let admin = node.state().admin_macaroon.clone();
+    let file = dir.path().join("admin.macaroon");
+    std::fs::write(&file, hex::decode(&admin).unwrap()).unwrap();
+
+    for macaroon in [admin.clone(), file.display().to_string()] {
+        let uri = format!(
+            "lnd+https://127.0.0.1:{port}?macaroon={macaroon}&cert={}&network=regtest",
+            cert.display()
+        );
+        assert_eq!(
+            balance_msat(&balance(uri).await),
+            fake_lnd::CHANNEL_BALANCE_MSAT
+        );
+    }
+
+    // invoice.macaroon issues invoices and cannot read balances.
+    let invoice = node.state().invoice_macaroon.clone();
+    let uri = format!(
+        "lnd+https://127.0.0.1:{port}?macaroon={invoice}&cert={}&network=regtest",
+        cert.display()
+    );
+    let stderr = refused(&balance(uri).await, &invoice);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+
+    // Without the pinned cert, the platform's roots do not trust the node.
+    let uri = format!("lnd+https://127.0.0.1:{port}?macaroon={admin}&network=regtest");
+    refused(&balance(uri).await, &admin);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn core_lightning_with_a_rune() {
+    let node = fake_cln::Cln::new(fake::network());
+    let server = node.serve().await;
+    let port = server.url.port().unwrap();
+    let rune = node.state().rune.clone();
+    let uri = format!("cln+http://127.0.0.1:{port}?rune={rune}&network=regtest");
+    // listfunds: the channel in CHANNELD_NORMAL counts, the closed one does not.
+    assert_eq!(balance_msat(&balance(uri).await), 700_000_321);
+
+    // A rune limited to invoices is refused, and says why.
+    let limited = node.state().invoice_rune.clone();
+    let uri = format!("cln+http://127.0.0.1:{port}?rune={limited}&network=regtest");
+    let stderr = refused(&balance(uri).await, &limited);
+    assert!(stderr.contains("Not permitted"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phoenixd_with_its_password() {
+    let node = fake_phoenixd::Phoenixd::new(fake::network());
+    let server = node.serve().await;
+    let port = server.url.port().unwrap();
+    let password = node.state().full_password.clone();
+    let uri = format!("phoenixd+http://127.0.0.1:{port}?password={password}&network=regtest");
+    assert_eq!(
+        balance_msat(&balance(uri).await),
+        fake_phoenixd::BALANCE_SAT * 1000
+    );
+
+    let wrong = "not-the-password-0123456789";
+    let uri = format!("phoenixd+http://127.0.0.1:{port}?password={wrong}&network=regtest");
+    let stderr = refused(&balance(uri).await, wrong);
+    assert!(stderr.contains("refused our credentials"), "{stderr}");
+}
