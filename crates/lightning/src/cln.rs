@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, client, transport_error};
+use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
 use crate::lnd::{InvoiceState, check_network};
 use crate::{
@@ -73,6 +73,15 @@ enum Failure {
         code: Option<i64>,
         message: String,
     },
+}
+
+impl From<Unanswered> for Failure {
+    fn from(unanswered: Unanswered) -> Self {
+        match unanswered {
+            Unanswered::NotSent(e) => Failure::NotSent(e),
+            Unanswered::Broken(e) => Failure::Transport(e),
+        }
+    }
 }
 
 impl Failure {
@@ -197,18 +206,7 @@ impl Cln {
             rune.set_sensitive(true);
             request = request.header("Rune", rune);
         }
-        let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
-                Failure::NotSent(transport_error("cln", e))
-            } else {
-                Failure::Transport(transport_error("cln", e))
-            }
-        })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::Transport(transport_error("cln", e)))?;
+        let (status, bytes) = exchange("cln", request).await.map_err(Failure::from)?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|_| {
                 Failure::Transport(LightningError::Backend(format!(
@@ -221,18 +219,7 @@ impl Cln {
             .get("message")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .unwrap_or_else(|| {
-                let text: String = String::from_utf8_lossy(&bytes)
-                    .trim()
-                    .chars()
-                    .take(200)
-                    .collect();
-                if text.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    text
-                }
-            });
+            .unwrap_or_else(|| excerpt(status, &bytes));
         Err(Failure::Rpc {
             status,
             code: body.get("code").and_then(Value::as_i64),

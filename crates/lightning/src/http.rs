@@ -138,3 +138,45 @@ pub(crate) fn transport_error(backend: &str, error: reqwest::Error) -> Lightning
         LightningError::Unreachable(format!("{backend}: {}", error.without_url()))
     }
 }
+
+/// Why an exchange has no whole answer.
+pub(crate) enum Unanswered {
+    /// No connection was made: nothing was sent, so nothing happened.
+    NotSent(LightningError),
+    /// Sent, and the answer did not arrive whole: what happened at the other end is unknown.
+    Broken(LightningError),
+}
+
+/// Sends `request` and reads its whole answer: the status and the body.
+pub(crate) async fn exchange(
+    backend: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, axum::body::Bytes), Unanswered> {
+    let response = request.send().await.map_err(|e| {
+        if e.is_connect() {
+            Unanswered::NotSent(transport_error(backend, e))
+        } else {
+            Unanswered::Broken(transport_error(backend, e))
+        }
+    })?;
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| Unanswered::Broken(transport_error(backend, e)))?;
+    Ok((status, body))
+}
+
+/// The start of an error answer's text, for a message, or `HTTP <status>` when it has none.
+pub(crate) fn excerpt(status: u16, body: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(body)
+        .trim()
+        .chars()
+        .take(200)
+        .collect();
+    if text.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        text
+    }
+}

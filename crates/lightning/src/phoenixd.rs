@@ -27,7 +27,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, client, transport_error};
+use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
 use crate::lnd::{InvoiceState, check_network};
 use crate::{
@@ -133,6 +133,15 @@ enum Failure {
     Http { status: u16, text: String },
 }
 
+impl From<Unanswered> for Failure {
+    fn from(unanswered: Unanswered) -> Self {
+        match unanswered {
+            Unanswered::NotSent(e) => Failure::NotSent(e),
+            Unanswered::Broken(e) => Failure::Transport(e),
+        }
+    }
+}
+
 impl Failure {
     fn into_error(self) -> LightningError {
         match self {
@@ -224,23 +233,10 @@ impl Phoenixd {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Value, Failure> {
-        let response = request
+        let request = request
             .basic_auth(USER, Some(self.password.expose()))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    Failure::NotSent(transport_error("phoenixd", e))
-                } else {
-                    Failure::Transport(transport_error("phoenixd", e))
-                }
-            })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::Transport(transport_error("phoenixd", e)))?;
+            .timeout(timeout);
+        let (status, bytes) = exchange("phoenixd", request).await.map_err(Failure::from)?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|_| {
                 Failure::Transport(LightningError::Backend(
@@ -248,18 +244,9 @@ impl Phoenixd {
                 ))
             });
         }
-        let text: String = String::from_utf8_lossy(&bytes)
-            .trim()
-            .chars()
-            .take(200)
-            .collect();
         Err(Failure::Http {
             status,
-            text: if text.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                text
-            },
+            text: excerpt(status, &bytes),
         })
     }
 
