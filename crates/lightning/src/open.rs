@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::dev::http::DevHttp;
 use crate::dev::{DEFAULT_STARTING_BALANCE_SATS, DevNetwork};
-use crate::{BackendUri, Cln, LnBits, Lnd, Phoenixd, Wallet};
+use crate::{BackendUri, Cln, LnBits, Lnd, Nwc, Phoenixd, Wallet};
 
 /// What opening a backend may need from the process.
 #[derive(Debug, Clone)]
@@ -31,9 +31,12 @@ impl Context {
 pub enum OpenError {
     /// The backend is not part of this build.
     #[error(
-        "the {0} backend is not available in this build of Plannt yet; use dev, lnbits, lnd, cln or phoenixd"
+        "the {0} backend is not available in this build of Plannt yet; use dev, lnbits, lnd, cln, phoenixd or nwc"
     )]
     Unsupported(&'static str),
+    /// The URI names something unusable (an NWC key that is not a valid key).
+    #[error("{0}")]
+    Invalid(String),
     /// A file it needs could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -64,6 +67,15 @@ pub fn open(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, Open
             password,
             network,
         } => Arc::new(Phoenixd::new(url.clone(), password.clone(), *network)),
-        other => return Err(OpenError::Unsupported(other.backend())),
+        BackendUri::Nwc {
+            wallet_pubkey,
+            relays,
+            secret,
+            network,
+            ..
+        } => Arc::new(
+            Nwc::new(wallet_pubkey, relays.clone(), secret, *network)
+                .map_err(|e| OpenError::Invalid(e.to_string()))?,
+        ),
     })
 }

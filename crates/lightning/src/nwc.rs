@@ -1,0 +1,804 @@
+//! Nostr Wallet Connect (NIP-47), both sides, over Nostr relays.
+//!
+//! Follows `nips/47.md`:
+//!
+//! - The URI `nostr+walletconnect://<wallet pubkey>?relay=…&secret=…` names the wallet
+//!   service's key, its relays and the client's secret key. Requests are kind 23194 events
+//!   signed with that secret, `p`-tagged to the wallet, their content `{"method","params"}`
+//!   encrypted to the wallet; replies are kind 23195 events whose content decrypts to
+//!   `{"result_type","error":{code,message}|null,"result"}`.
+//! - Encryption: the wallet's info event (kind 13194, replaceable) lists what it accepts in an
+//!   `encryption` tag. When that tag names `nip44_v2`, every request is NIP-44 v2 encrypted and
+//!   tagged `["encryption","nip44_v2"]`; otherwise (no tag, no info event, or `nip04` alone)
+//!   requests are NIP-04 encrypted, as the spec says for legacy wallets. The info event is read
+//!   once per connection. A reply is decrypted with the scheme its content shows (NIP-04
+//!   content carries `?iv=`).
+//! - A request is sent without waiting for the relay's `OK` (some relays send none for
+//!   ephemeral events). The reply is awaited, with a timeout, on a subscription for
+//!   `authors=[wallet]`, `kinds=[23195]`, `#e=[request id]`: `@getalby/sdk` 7 replies with no
+//!   `p` tag. A reply by anyone but the wallet, or for another request, is ignored.
+//! - Amounts are millisatoshis. `make_invoice` takes `amount`, `description`, `expiry`;
+//!   `pay_invoice` takes `invoice` (Plannt pays only invoices that name an amount, so no
+//!   `amount`) and answers `preimage` and `fees_paid`; `lookup_invoice` takes `payment_hash`
+//!   and answers a transaction whose `state` is `pending | settled | accepted | expired |
+//!   failed` (wallets from before `state` are read from `settled_at` and `preimage`);
+//!   `get_balance` answers `balance`.
+//! - Fee limit: NIP-47's `pay_invoice` has no fee-limit field. The limit a wallet enforces is
+//!   the connection's budget, set in the wallet when the connection is made. Plannt sends
+//!   none, checks `fees_paid` after the fact, and logs a warning when it is above the limit
+//!   asked for (as for phoenixd).
+//! - Errors: `INSUFFICIENT_BALANCE` and `QUOTA_EXCEEDED` (the connection's budget) are an
+//!   insufficient balance; `PAYMENT_FAILED` a failed payment (expired, already paid or no
+//!   route when its message says so); `UNAUTHORIZED` and `RESTRICTED` refused credentials;
+//!   `NOT_FOUND` an unknown payment or invoice to a lookup; `RATE_LIMITED`,
+//!   `NOT_IMPLEMENTED` and `UNSUPPORTED_ENCRYPTION` refuse the request (a refused payment
+//!   paid nothing); `INTERNAL`, `OTHER` and unknown codes leave a payment's outcome unknown.
+//! - A payment whose reply never came, or came unreadable or as `INTERNAL`/`OTHER`, is looked
+//!   up once by payment hash (`lookup_invoice`). Still unknown, it is reported as an error
+//!   whose outcome is unknown ([`LightningError::outcome_unknown`]), never sent again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nostr_sdk::nips::{nip04, nip44};
+use nostr_sdk::{
+    Client, ClientMessage, Event, EventBuilder, EventId, Filter, Keys, Kind, PublicKey,
+    RelayOptions, RelayPoolNotification, RelayUrl, SecretKey, SubscriptionId, Tag, TagKind,
+    Timestamp,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tokio::sync::broadcast::error::RecvError;
+use url::Url;
+
+use crate::http::{CONNECT_TIMEOUT, PAY_TIMEOUT, REQUEST_TIMEOUT};
+use crate::invoice::{decode_invoice, unix_now};
+use crate::lnd::{InvoiceState, check_network};
+use crate::{
+    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
+    Receiver, Secret,
+};
+
+/// How requests to the wallet are encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NwcEncryption {
+    /// NIP-44 v2, when the wallet's info event offers `nip44_v2`.
+    Nip44V2,
+    /// NIP-04, the legacy scheme, otherwise.
+    Nip04,
+}
+
+impl NwcEncryption {
+    /// The scheme a wallet's info event asks for.
+    fn of_info(event: &Event) -> Self {
+        let offered = event.tags.iter().any(|tag| {
+            let parts = tag.as_slice();
+            parts.first().map(String::as_str) == Some("encryption")
+                && parts[1..]
+                    .iter()
+                    .flat_map(|value| value.split_whitespace())
+                    .any(|scheme| scheme == "nip44_v2")
+        });
+        if offered {
+            NwcEncryption::Nip44V2
+        } else {
+            NwcEncryption::Nip04
+        }
+    }
+}
+
+/// A Nostr Wallet Connect connection: the wallet service's key, its relays, our secret.
+pub struct Nwc {
+    wallet: PublicKey,
+    keys: Keys,
+    relays: Vec<Url>,
+    network: Network,
+    connection: OnceCell<Connection>,
+    request_timeout: Duration,
+    pay_timeout: Duration,
+}
+
+impl std::fmt::Debug for Nwc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nwc")
+            .field("wallet", &self.wallet.to_hex())
+            .field(
+                "relays",
+                &self.relays.iter().map(Url::as_str).collect::<Vec<_>>(),
+            )
+            .field("secret", &"<redacted>")
+            .field("network", &self.network)
+            .finish()
+    }
+}
+
+/// The relays, connected, and what the wallet's info event says.
+struct Connection {
+    client: Client,
+    relays: Vec<RelayUrl>,
+    encryption: NwcEncryption,
+}
+
+/// A decrypted reply.
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    result_type: Option<String>,
+    #[serde(default)]
+    error: Option<ReplyError>,
+    #[serde(default)]
+    result: Option<Value>,
+}
+
+/// A reply's `error`.
+#[derive(Deserialize)]
+struct ReplyError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A NIP-47 transaction, the fields we read (`make_invoice`, `lookup_invoice`).
+#[derive(Deserialize)]
+struct Transaction {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    invoice: Option<String>,
+    #[serde(default)]
+    payment_hash: Option<String>,
+    #[serde(default)]
+    preimage: Option<String>,
+    #[serde(default)]
+    amount: Option<u64>,
+    #[serde(default)]
+    fees_paid: Option<u64>,
+    #[serde(default)]
+    settled_at: Option<u64>,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+/// `pay_invoice`'s result.
+#[derive(Deserialize)]
+struct PayResult {
+    #[serde(default)]
+    preimage: Option<String>,
+    #[serde(default)]
+    fees_paid: Option<u64>,
+}
+
+/// `get_balance`'s result.
+#[derive(Deserialize)]
+struct BalanceResult {
+    balance: u64,
+}
+
+/// `get_info`'s result, the field we read.
+#[derive(Deserialize)]
+struct InfoResult {
+    #[serde(default)]
+    network: Option<String>,
+}
+
+/// Why a request got no result.
+enum Failure {
+    /// It never left: nothing reached the wallet.
+    NotSent(LightningError),
+    /// No reply came in time. A payment may still complete.
+    NoReply,
+    /// The wallet answered an error.
+    Wallet { code: String, message: String },
+    /// A reply came that cannot be read.
+    Unreadable(String),
+}
+
+impl Failure {
+    fn into_error(self) -> LightningError {
+        match self {
+            Failure::NotSent(error) => error,
+            Failure::NoReply => LightningError::Timeout,
+            Failure::Wallet { code, message } => wallet_error(&code, &message, false),
+            Failure::Unreadable(why) => LightningError::Backend(format!("nwc: {why}")),
+        }
+    }
+}
+
+/// A NIP-47 error code as a [`LightningError`]. `paying`: the request was `pay_invoice`, so an
+/// error that refuses the request says nothing was paid.
+fn wallet_error(code: &str, message: &str, paying: bool) -> LightningError {
+    let text = if message.is_empty() {
+        format!("nwc: {code}")
+    } else {
+        format!("nwc: {code}: {message}")
+    };
+    let lower = message.to_ascii_lowercase();
+    match code {
+        "INSUFFICIENT_BALANCE" => LightningError::InsufficientBalance(text),
+        "QUOTA_EXCEEDED" => {
+            LightningError::InsufficientBalance(format!("{text} (the connection's budget)"))
+        }
+        "PAYMENT_FAILED"
+            if lower.contains("already paid") || lower.contains("already been paid") =>
+        {
+            LightningError::AlreadyPaid
+        }
+        "PAYMENT_FAILED" if lower.contains("expired") => LightningError::InvoiceExpired,
+        "PAYMENT_FAILED" if lower.contains("no route") || lower.contains("unable to route") => {
+            LightningError::NoRoute(text)
+        }
+        "PAYMENT_FAILED" => LightningError::PaymentFailed(text),
+        "UNAUTHORIZED" | "RESTRICTED" => LightningError::Unauthorized(text),
+        "RATE_LIMITED" | "NOT_IMPLEMENTED" | "UNSUPPORTED_ENCRYPTION" if paying => {
+            LightningError::PaymentFailed(format!("{text} (nothing was paid)"))
+        }
+        "RATE_LIMITED" => LightningError::Unreachable(format!("{text} (try again later)")),
+        _ => LightningError::Backend(text),
+    }
+}
+
+fn unreachable(relays: &[Url], why: impl std::fmt::Display) -> LightningError {
+    let names: Vec<&str> = relays.iter().map(Url::as_str).collect();
+    LightningError::Unreachable(format!("nwc relays {}: {why}", names.join(", ")))
+}
+
+fn hex32(text: Option<&str>) -> Option<[u8; 32]> {
+    text.and_then(plannt_l402::hex32)
+}
+
+/// The preimage, if it hashes to the payment hash.
+fn checked_preimage(
+    text: Option<&str>,
+    payment_hash: &[u8; 32],
+) -> Result<[u8; 32], LightningError> {
+    let preimage = hex32(text).ok_or_else(|| {
+        LightningError::Backend("nwc: the preimage is not 64 hex characters".into())
+    })?;
+    let hashed: [u8; 32] = Sha256::digest(preimage).into();
+    if &hashed != payment_hash {
+        return Err(LightningError::Backend(
+            "nwc: the wallet returned a preimage that does not hash to the payment hash".into(),
+        ));
+    }
+    Ok(preimage)
+}
+
+/// Whether an event refers to `request` with an `e` tag.
+fn replies_to(event: &Event, request: &EventId) -> bool {
+    let hex = request.to_hex();
+    event.tags.iter().any(|tag| {
+        let parts = tag.as_slice();
+        parts.first().map(String::as_str) == Some("e") && parts.get(1) == Some(&hex)
+    })
+}
+
+impl Nwc {
+    /// A connection to the wallet service `wallet_pubkey` (hex) through `relays`, signing with
+    /// `secret` (hex). Nothing is contacted until the first call.
+    pub fn new(
+        wallet_pubkey: &str,
+        relays: Vec<Url>,
+        secret: &Secret,
+        network: Network,
+    ) -> Result<Self, LightningError> {
+        let wallet = PublicKey::from_hex(wallet_pubkey).map_err(|_| {
+            LightningError::Unauthorized("nwc: the wallet pubkey is not a valid key".into())
+        })?;
+        let secret = SecretKey::from_hex(secret.expose()).map_err(|_| {
+            LightningError::Unauthorized("nwc: the secret is not a valid secret key".into())
+        })?;
+        if relays.is_empty() {
+            return Err(LightningError::Unreachable(
+                "nwc: the URI names no relay".into(),
+            ));
+        }
+        Ok(Nwc {
+            wallet,
+            keys: Keys::new(secret),
+            relays,
+            network,
+            connection: OnceCell::new(),
+            request_timeout: REQUEST_TIMEOUT,
+            pay_timeout: PAY_TIMEOUT,
+        })
+    }
+
+    /// Sets how long a call may take, and how long a payment may before it is looked up.
+    pub fn with_timeouts(mut self, request: Duration, pay: Duration) -> Self {
+        self.request_timeout = request;
+        self.pay_timeout = pay;
+        self
+    }
+
+    /// The client's public key, hex: the key the wallet knows this connection by.
+    pub fn client_pubkey(&self) -> String {
+        self.keys.public_key().to_hex()
+    }
+
+    /// The encryption requests use, read from the wallet's info event (connecting first).
+    pub async fn encryption(&self) -> Result<NwcEncryption, LightningError> {
+        Ok(self.connection().await?.encryption)
+    }
+
+    async fn connection(&self) -> Result<&Connection, LightningError> {
+        self.connection.get_or_try_init(|| self.connect()).await
+    }
+
+    async fn connect(&self) -> Result<Connection, LightningError> {
+        let client = Client::builder().build();
+        let mut relays = Vec::with_capacity(self.relays.len());
+        for url in &self.relays {
+            let relay = RelayUrl::parse(url.as_str())
+                .map_err(|e| unreachable(&self.relays, format!("{url}: {e}")))?;
+            client
+                .pool()
+                .add_relay(
+                    relay.clone(),
+                    RelayOptions::new().verify_subscriptions(true),
+                )
+                .await
+                .map_err(|e| unreachable(&self.relays, e))?;
+            relays.push(relay);
+        }
+        let output = client.try_connect(CONNECT_TIMEOUT).await;
+        if output.success.is_empty() {
+            let why: Vec<String> = output
+                .failed
+                .iter()
+                .map(|(url, e)| format!("{url}: {e}"))
+                .collect();
+            client.shutdown().await;
+            return Err(unreachable(&self.relays, why.join("; ")));
+        }
+        let relays: Vec<RelayUrl> = relays
+            .into_iter()
+            .filter(|url| output.success.contains(url))
+            .collect();
+        let info = Filter::new()
+            .author(self.wallet)
+            .kind(Kind::WalletConnectInfo)
+            .limit(1);
+        let events = client
+            .fetch_events(info, self.request_timeout)
+            .await
+            .map_err(|e| unreachable(&self.relays, e))?;
+        let encryption = match events.first() {
+            Some(event) => NwcEncryption::of_info(event),
+            None => {
+                tracing::warn!(
+                    wallet = %self.wallet.to_hex(),
+                    "nwc: the wallet published no info event; using NIP-04"
+                );
+                NwcEncryption::Nip04
+            }
+        };
+        tracing::debug!(?encryption, "nwc: connected");
+        Ok(Connection {
+            client,
+            relays,
+            encryption,
+        })
+    }
+
+    /// Sends one request and waits up to `timeout` for the wallet's reply to it.
+    async fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, Failure> {
+        let connection = self.connection().await.map_err(Failure::NotSent)?;
+        let content = json!({ "method": method, "params": params }).to_string();
+        let secret = self.keys.secret_key();
+        let mut tags = vec![
+            Tag::public_key(self.wallet),
+            Tag::expiration(Timestamp::now() + timeout.as_secs().max(1)),
+        ];
+        let encrypted = match connection.encryption {
+            NwcEncryption::Nip44V2 => {
+                tags.push(Tag::custom(TagKind::custom("encryption"), ["nip44_v2"]));
+                nip44::encrypt(secret, &self.wallet, content, nip44::Version::V2)
+                    .map_err(|e| e.to_string())
+            }
+            NwcEncryption::Nip04 => {
+                nip04::encrypt(secret, &self.wallet, content).map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|e| Failure::NotSent(LightningError::Backend(format!("nwc: encrypting: {e}"))))?;
+        let request = EventBuilder::new(Kind::WalletConnectRequest, encrypted)
+            .tags(tags)
+            .sign_with_keys(&self.keys)
+            .map_err(|e| Failure::NotSent(LightningError::Backend(format!("nwc: signing: {e}"))))?;
+
+        let client = &connection.client;
+        let mut notifications = client.notifications();
+        let id = SubscriptionId::generate();
+        let filter = Filter::new()
+            .author(self.wallet)
+            .kind(Kind::WalletConnectResponse)
+            .event(request.id);
+        let subscribed = client
+            .subscribe_with_id_to(connection.relays.clone(), id.clone(), filter, None)
+            .await
+            .map_err(|e| Failure::NotSent(unreachable(&self.relays, e)))?;
+        if subscribed.success.is_empty() {
+            return Err(Failure::NotSent(unreachable(
+                &self.relays,
+                "no relay took the subscription",
+            )));
+        }
+        // No `OK` is awaited: the reply is.
+        let sent = client
+            .send_msg_to(
+                connection.relays.clone(),
+                ClientMessage::event(request.clone()),
+            )
+            .await;
+        match sent {
+            Ok(output) if !output.success.is_empty() => {}
+            Ok(_) => {
+                client.unsubscribe(&id).await;
+                return Err(Failure::NotSent(unreachable(
+                    &self.relays,
+                    "no relay took the request",
+                )));
+            }
+            Err(e) => {
+                client.unsubscribe(&id).await;
+                return Err(Failure::NotSent(unreachable(&self.relays, e)));
+            }
+        }
+        let wallet = self.wallet;
+        let reply = tokio::time::timeout(timeout, async {
+            loop {
+                match notifications.recv().await {
+                    Ok(RelayPoolNotification::Event {
+                        subscription_id,
+                        event,
+                        ..
+                    }) if subscription_id == id => {
+                        if event.pubkey != wallet
+                            || event.kind != Kind::WalletConnectResponse
+                            || !replies_to(&event, &request.id)
+                        {
+                            tracing::debug!(author = %event.pubkey, "nwc: ignored a reply");
+                            continue;
+                        }
+                        return Some(*event);
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await;
+        client.unsubscribe(&id).await;
+        let Ok(Some(reply)) = reply else {
+            return Err(Failure::NoReply);
+        };
+        self.read_reply(&reply, method)
+    }
+
+    fn read_reply(&self, event: &Event, method: &str) -> Result<Value, Failure> {
+        let secret = self.keys.secret_key();
+        let text = if event.content.contains("?iv=") {
+            nip04::decrypt(secret, &self.wallet, &event.content).map_err(|e| e.to_string())
+        } else {
+            nip44::decrypt(secret, &self.wallet, &event.content).map_err(|e| e.to_string())
+        }
+        .map_err(|e| Failure::Unreadable(format!("cannot decrypt the reply: {e}")))?;
+        let reply: Reply = serde_json::from_str(&text)
+            .map_err(|e| Failure::Unreadable(format!("unreadable reply: {e}")))?;
+        if let Some(error) = reply.error {
+            return Err(Failure::Wallet {
+                code: error.code,
+                message: error.message.chars().take(200).collect(),
+            });
+        }
+        if let Some(kind) = &reply.result_type
+            && kind != method
+        {
+            return Err(Failure::Unreadable(format!(
+                "a {kind} reply to a {method} request"
+            )));
+        }
+        reply
+            .result
+            .ok_or_else(|| Failure::Unreadable(format!("a {method} reply with no result")))
+    }
+
+    /// The wallet's transaction for `payment_hash`, or `None` when it answers `NOT_FOUND`.
+    async fn lookup(&self, payment_hash: &[u8; 32]) -> Result<Option<Transaction>, LightningError> {
+        let params = json!({ "payment_hash": hex::encode(payment_hash) });
+        match self
+            .call("lookup_invoice", params, self.request_timeout)
+            .await
+        {
+            Ok(result) => serde_json::from_value(result)
+                .map(Some)
+                .map_err(|e| LightningError::Backend(format!("nwc: unreadable transaction: {e}"))),
+            Err(Failure::Wallet { code, .. }) if code == "NOT_FOUND" => Ok(None),
+            Err(failure) => Err(failure.into_error()),
+        }
+    }
+
+    /// Reads an invoice this wallet issued, by payment hash (`lookup_invoice`).
+    pub async fn lookup_invoice(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<InvoiceState, LightningError> {
+        let Some(tx) = self.lookup(payment_hash).await? else {
+            return Ok(InvoiceState::NotFound);
+        };
+        if tx.kind.as_deref() == Some("outgoing") {
+            return Ok(InvoiceState::NotFound);
+        }
+        let settled = match tx.state.as_deref() {
+            Some("settled") => true,
+            Some("expired" | "failed") => return Ok(InvoiceState::Expired),
+            Some(_) => false,
+            None => tx.settled_at.is_some_and(|at| at > 0),
+        };
+        if settled {
+            return Ok(InvoiceState::Settled {
+                preimage: checked_preimage(tx.preimage.as_deref(), payment_hash)?,
+                amount_received_msat: tx.amount.unwrap_or(0),
+            });
+        }
+        if tx.state.is_none() && tx.expires_at.is_some_and(|at| at <= unix_now()) {
+            return Ok(InvoiceState::Expired);
+        }
+        Ok(InvoiceState::Open)
+    }
+}
+
+#[async_trait]
+impl Receiver for Nwc {
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<IssuedInvoice, LightningError> {
+        if request.amount_sats == 0 {
+            return Err(LightningError::InvalidInvoice(
+                "the amount must be at least 1 sat".into(),
+            ));
+        }
+        let amount_msat = request.amount_sats.checked_mul(1000).ok_or_else(|| {
+            LightningError::InvalidInvoice("the amount is more bitcoin than exists".into())
+        })?;
+        let params = json!({
+            "amount": amount_msat,
+            "description": request.memo,
+            "expiry": request.expiry_secs,
+        });
+        let result = self
+            .call("make_invoice", params, self.request_timeout)
+            .await
+            .map_err(Failure::into_error)?;
+        let tx: Transaction = serde_json::from_value(result)
+            .map_err(|e| LightningError::Backend(format!("nwc: unreadable invoice: {e}")))?;
+        let text = tx.invoice.ok_or_else(|| {
+            LightningError::Backend("nwc: make_invoice returned no invoice".into())
+        })?;
+        let decoded = decode_invoice(&text)
+            .map_err(|e| LightningError::Backend(format!("nwc: issued an invalid invoice: {e}")))?;
+        if let Some(hash) = &tx.payment_hash
+            && !hash.eq_ignore_ascii_case(&hex::encode(decoded.payment_hash))
+        {
+            return Err(LightningError::Backend(
+                "nwc: the invoice's payment hash differs from the one reported".into(),
+            ));
+        }
+        if decoded.amount_msat != Some(amount_msat) {
+            return Err(LightningError::Backend(format!(
+                "nwc: asked for an invoice of {amount_msat} msat, got one of {:?}",
+                decoded.amount_msat
+            )));
+        }
+        if decoded.network != self.network {
+            return Err(LightningError::Backend(format!(
+                "nwc: the wallet issued a {} invoice, but the URI names {} (add ?network={})",
+                decoded.network, self.network, decoded.network
+            )));
+        }
+        Ok(IssuedInvoice {
+            bolt11: decoded.bolt11.clone(),
+            payment_hash: decoded.payment_hash,
+            expires_at: decoded.expires_at(),
+        })
+    }
+
+    /// The relays answer, the wallet published its info event, and it answers `get_info`
+    /// (`NOT_IMPLEMENTED` or `RESTRICTED` also prove it knows us) on our network.
+    async fn health(&self) -> Result<(), LightningError> {
+        match self.call("get_info", json!({}), self.request_timeout).await {
+            Ok(result) => {
+                let info: InfoResult = serde_json::from_value(result).map_err(|e| {
+                    LightningError::Backend(format!("nwc: unreadable get_info: {e}"))
+                })?;
+                match info.network {
+                    Some(network) => check_network("nwc", &network, self.network),
+                    None => Ok(()),
+                }
+            }
+            Err(Failure::Wallet { code, .. })
+                if code == "NOT_IMPLEMENTED" || code == "RESTRICTED" =>
+            {
+                Ok(())
+            }
+            Err(failure) => Err(failure.into_error()),
+        }
+    }
+}
+
+#[async_trait]
+impl Payer for Nwc {
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let decoded =
+            decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
+        let Some(amount_msat) = decoded.amount_msat else {
+            return Err(LightningError::InvalidInvoice(
+                "the invoice has no amount; Plannt pays only invoices that name one".into(),
+            ));
+        };
+        let hash = decoded.payment_hash;
+        let params = json!({ "invoice": decoded.bolt11 });
+        let result = match self.call("pay_invoice", params, self.pay_timeout).await {
+            Ok(result) => result,
+            Err(Failure::NotSent(error)) => return Err(error),
+            Err(Failure::NoReply) => {
+                return crate::types::after_interruption(self, &hash, LightningError::Timeout)
+                    .await;
+            }
+            Err(Failure::Unreadable(why)) => {
+                let error = LightningError::Backend(format!("nwc: {why}"));
+                return crate::types::after_interruption(self, &hash, error).await;
+            }
+            Err(Failure::Wallet { code, message }) => {
+                let error = wallet_error(&code, &message, true);
+                if error.outcome_unknown() {
+                    return crate::types::after_interruption(self, &hash, error).await;
+                }
+                return Err(error);
+            }
+        };
+        let answer: PayResult = match serde_json::from_value(result) {
+            Ok(answer) => answer,
+            Err(_) => {
+                let error = LightningError::Backend("nwc: unreadable payment answer".into());
+                return crate::types::after_interruption(self, &hash, error).await;
+            }
+        };
+        let preimage = checked_preimage(answer.preimage.as_deref(), &hash)?;
+        let fee_msat = answer.fees_paid.unwrap_or(0);
+        if fee_msat > max_fee_msat {
+            tracing::warn!(
+                fee_msat,
+                max_fee_msat,
+                "the NWC wallet charged more routing fee than allowed (NIP-47 takes no fee limit)"
+            );
+        }
+        Payment::checked("nwc", hash, preimage, amount_msat, fee_msat)
+    }
+
+    async fn balance(&self) -> Result<Balance, LightningError> {
+        let result = self
+            .call("get_balance", json!({}), self.request_timeout)
+            .await
+            .map_err(Failure::into_error)?;
+        let balance: BalanceResult = serde_json::from_value(result)
+            .map_err(|e| LightningError::Backend(format!("nwc: unreadable balance: {e}")))?;
+        Ok(Balance {
+            msat: balance.balance,
+        })
+    }
+
+    async fn lookup_payment(
+        &self,
+        payment_hash: &[u8; 32],
+    ) -> Result<PaymentLookup, LightningError> {
+        let Some(tx) = self.lookup(payment_hash).await? else {
+            return Ok(PaymentLookup::NotFound);
+        };
+        if tx.kind.as_deref() == Some("incoming") {
+            return Ok(PaymentLookup::NotFound);
+        }
+        let amount_msat = || {
+            tx.invoice
+                .as_deref()
+                .and_then(|text| decode_invoice(text).ok())
+                .and_then(|invoice| invoice.amount_msat)
+                .or(tx.amount)
+                .unwrap_or(0)
+        };
+        let settled = match tx.state.as_deref() {
+            Some("settled") => true,
+            Some("failed" | "expired") => {
+                return Ok(PaymentLookup::Failed(format!(
+                    "nwc: the payment {}",
+                    tx.state.as_deref().unwrap_or("failed")
+                )));
+            }
+            Some(_) => false,
+            None => {
+                tx.settled_at.is_some_and(|at| at > 0) || hex32(tx.preimage.as_deref()).is_some()
+            }
+        };
+        if !settled {
+            return Ok(PaymentLookup::Pending);
+        }
+        let preimage = checked_preimage(tx.preimage.as_deref(), payment_hash)?;
+        Ok(PaymentLookup::Succeeded(Payment::checked(
+            "nwc",
+            *payment_hash,
+            preimage,
+            amount_msat(),
+            tx.fees_paid.unwrap_or(0),
+        )?))
+    }
+
+    fn network(&self) -> Network {
+        self.network
+    }
+
+    fn name(&self) -> &'static str {
+        "nwc"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_the_error_codes() {
+        let cases = [
+            ("INSUFFICIENT_BALANCE", "", false, "insufficient_balance"),
+            ("QUOTA_EXCEEDED", "", false, "insufficient_balance"),
+            ("PAYMENT_FAILED", "boom", true, "payment_failed"),
+            ("PAYMENT_FAILED", "invoice expired", true, "invoice_expired"),
+            (
+                "PAYMENT_FAILED",
+                "invoice already paid",
+                true,
+                "already_paid",
+            ),
+            ("PAYMENT_FAILED", "no route found", true, "no_route"),
+            ("UNAUTHORIZED", "", false, "unauthorized"),
+            ("RESTRICTED", "", true, "unauthorized"),
+            ("RATE_LIMITED", "", true, "payment_failed"),
+            ("RATE_LIMITED", "", false, "unreachable"),
+            ("NOT_IMPLEMENTED", "", true, "payment_failed"),
+            ("NOT_IMPLEMENTED", "", false, "backend"),
+            ("UNSUPPORTED_ENCRYPTION", "", true, "payment_failed"),
+            ("INTERNAL", "", true, "backend"),
+            ("OTHER", "", true, "backend"),
+            ("SOMETHING_NEW", "", true, "backend"),
+        ];
+        for (code, message, paying, expected) in cases {
+            assert_eq!(
+                wallet_error(code, message, paying).code(),
+                expected,
+                "{code} {message} {paying}"
+            );
+        }
+        // A payment answered INTERNAL or OTHER may have happened: look it up.
+        assert!(wallet_error("INTERNAL", "", true).outcome_unknown());
+        assert!(!wallet_error("PAYMENT_FAILED", "", true).outcome_unknown());
+    }
+
+    #[test]
+    fn the_secret_never_prints() {
+        let secret = Secret::new("11".repeat(32));
+        let nwc = Nwc::new(
+            &Keys::generate().public_key().to_hex(),
+            vec![Url::parse("ws://127.0.0.1:1").unwrap()],
+            &secret,
+            Network::Regtest,
+        )
+        .unwrap();
+        let printed = format!("{nwc:?}");
+        assert!(!printed.contains(&"11".repeat(32)), "{printed}");
+        assert!(printed.contains("<redacted>"));
+    }
+}
