@@ -87,6 +87,12 @@ impl Serve {
     /// Starts `plannt serve ARGS` with `PLANNT_LISTEN` on a free port and the extra environment
     /// `env`, and waits until `/status` answers 200.
     pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        Serve::start_at(data_dir, free_port(), args, env)
+    }
+
+    /// Like [`Serve::start`], on `port`: to start a gateway again where its clients look for
+    /// it, after [`Serve::stop`].
+    pub fn start_at(data_dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Serve {
         std::fs::create_dir_all(data_dir).unwrap();
         let mut n = 0;
         let log = loop {
@@ -96,7 +102,6 @@ impl Serve {
             }
             n += 1;
         };
-        let port = free_port();
         let mut command = plannt(data_dir);
         command
             .arg("serve")
