@@ -1,13 +1,22 @@
-//! Counters and one histogram, rendered as Prometheus text at `/metrics`.
+//! Counters, one histogram and one gauge, rendered as Prometheus text at `/metrics`.
 //!
 //! The label sets (routes, reason codes) are fixed when the gateway starts, so every metric is an
-//! atomic in a table built once: nothing locks or allocates on the request path.
+//! atomic in a table built once: nothing locks or allocates on the request path. The gauge, the
+//! size of the spent set, is counted off the request path (at a scrape or after a purge), at most
+//! once every [`SPENT_COUNT_EVERY`], since counting a SQLite or Redis set is not free.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use plannt_l402::Reason;
+use tokio::time::Instant;
+
+use crate::store::StoreError;
+
+/// The spent set is counted at most this often; scrapes in between read the last count.
+pub const SPENT_COUNT_EVERY: Duration = Duration::from_secs(2);
 
 /// Upper bounds of the upstream latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -33,6 +42,9 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    spent_tokens: AtomicU64,
+    spent_known: AtomicBool,
+    spent_counted_at: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -56,6 +68,9 @@ impl Metrics {
             latency_buckets: Default::default(),
             latency_count: AtomicU64::new(0),
             latency_sum_micros: AtomicU64::new(0),
+            spent_tokens: AtomicU64::new(0),
+            spent_known: AtomicBool::new(false),
+            spent_counted_at: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -115,6 +130,33 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Sets the `plannt_spent_tokens` gauge: how many entries the spent set holds.
+    pub fn set_spent_tokens(&self, entries: u64) {
+        self.spent_tokens.store(entries, Ordering::Relaxed);
+        self.spent_known.store(true, Ordering::Relaxed);
+    }
+
+    /// Refreshes the `plannt_spent_tokens` gauge with `count` (the store's `len`), unless it was
+    /// counted less than [`SPENT_COUNT_EVERY`] ago and `force` is false. Concurrent callers wait
+    /// for one count rather than each running their own. A count that fails leaves the last value.
+    pub async fn refresh_spent_tokens<F, Fut>(&self, force: bool, count: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<u64, StoreError>>,
+    {
+        let mut counted_at = self.spent_counted_at.lock().await;
+        if !force && counted_at.is_some_and(|at| at.elapsed() < SPENT_COUNT_EVERY) {
+            return;
+        }
+        match count().await {
+            Ok(entries) => {
+                self.set_spent_tokens(entries);
+                *counted_at = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count the spent set"),
+        }
     }
 
     /// The Prometheus text exposition.
@@ -238,6 +280,71 @@ impl Metrics {
             "histogram",
             lines,
         );
+        if self.spent_known.load(Ordering::Relaxed) {
+            push(
+                "plannt_spent_tokens",
+                "Entries in the spent set (spent tokens not yet purged, and claims in flight).",
+                "gauge",
+                vec![format!("plannt_spent_tokens {}", load(&self.spent_tokens))],
+            );
+        }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn gauge(metrics: &Metrics) -> Option<u64> {
+        let text = metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("plannt_spent_tokens "))?;
+        assert!(
+            text.contains("# TYPE plannt_spent_tokens gauge"),
+            "no TYPE line:\n{text}"
+        );
+        Some(line.rsplit(' ').next()?.parse().expect("a number"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spent_gauge_is_counted_at_most_every_interval_unless_forced() {
+        let metrics = Metrics::new(["demo"]);
+        assert_eq!(gauge(&metrics), None, "not rendered before the first count");
+        let counts = AtomicUsize::new(0);
+        let count = |n: u64| {
+            let counts = &counts;
+            move || async move {
+                counts.fetch_add(1, Ordering::SeqCst);
+                Ok(n)
+            }
+        };
+        metrics.refresh_spent_tokens(false, count(7)).await;
+        assert_eq!(gauge(&metrics), Some(7));
+        // A scrape right after reads the cached value without counting again.
+        metrics.refresh_spent_tokens(false, count(9)).await;
+        assert_eq!(gauge(&metrics), Some(7));
+        assert_eq!(counts.load(Ordering::SeqCst), 1);
+        // A purge counts anyway.
+        metrics.refresh_spent_tokens(true, count(3)).await;
+        assert_eq!(gauge(&metrics), Some(3));
+        // After the interval, a scrape counts again: the gauge falls as the set is purged.
+        tokio::time::advance(SPENT_COUNT_EVERY).await;
+        metrics.refresh_spent_tokens(false, count(0)).await;
+        assert_eq!(gauge(&metrics), Some(0));
+        assert_eq!(counts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_count_keeps_the_last_value() {
+        let metrics = Metrics::new(["demo"]);
+        metrics.set_spent_tokens(5);
+        metrics
+            .refresh_spent_tokens(true, || async { Err(StoreError("down".into())) })
+            .await;
+        assert_eq!(gauge(&metrics), Some(5));
     }
 }
