@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Issue 8, item 4: paid traffic beside a challenge flood and garbage credentials.
+#
+#   bench/flood.sh              build --release once, run both phases, print a Markdown report
+#
+# Starts two `plannt serve` (release, memory store, loopback) sharing one root key: a mint, whose
+# dev network sells the paid role's tokens beforehand (no challenge limit), and the gateway under
+# load (challenges_per_second 5, challenge_burst 20). Then bench/load (plannt-load flood):
+#   phase 1  paid alone: FLOOD_PAID_RATE req/s over FLOOD_PAID_CONNECTIONS connections from
+#            127.0.0.1, each request with a token of its own (expects 200 + x-l402: spent)
+#   phase 2  the same paid traffic, plus a challenge flood from 127.0.0.2 (no credential, as fast
+#            as the gateway answers: 402 for the burst, then 429) and garbage credentials from
+#            127.0.0.3 (malformed and forged, as fast as answered: 401)
+# sampling the gateway's RSS every second. Exits 1 when a goal is missed: paid throughput within
+# 20 % of phase 1, paid p99 within 2x, the flooders answered 402/429 and 401 only, peak RSS under
+# the flood at most twice the baseline's; 2 when the run itself fails.
+#
+# Settings (environment): FLOOD_SECS (20, per phase), FLOOD_PAID_RATE (1000),
+# FLOOD_PAID_CONNECTIONS (16), FLOOD_CONNECTIONS (4, flood and garbage each), FLOOD_RATE (0: as
+# fast as answered; flood and garbage each), FLOOD_STORE (memory; or sqlite), BENCH_KEEP=1 keeps
+# the work folder (logs).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+secs=${FLOOD_SECS:-20}
+paid_rate=${FLOOD_PAID_RATE:-1000}
+paid_connections=${FLOOD_PAID_CONNECTIONS:-16}
+connections=${FLOOD_CONNECTIONS:-4}
+flood_rate=${FLOOD_RATE:-0}
+store=${FLOOD_STORE:-memory}
+
+die() {
+    echo "bench/flood.sh: $*" >&2
+    exit 2
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-flood.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    if [[ ${BENCH_KEEP:-} == 1 ]]; then
+        echo "work folder kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+echo "==> cargo build --release --locked -p plannt -p plannt-load" >&2
+cargo build --release --locked -p plannt -p plannt-load >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+plannt=$target_dir/release/plannt
+load=$target_dir/release/plannt-load
+[[ -x $plannt && -x $load ]] || die "no binaries under $target_dir/release"
+
+root_key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+
+# start NAME [ENV=VALUE…] -- [ARGS…]: a gateway on a free loopback port; sets $addr and $pid.
+start() {
+    local name=$1
+    shift
+    local envs=()
+    while [[ $1 != -- ]]; do
+        envs+=("$1")
+        shift
+    done
+    shift
+    local dir=$work/$name
+    mkdir -p "$dir/data"
+    env -u PLANNT_CONFIG -u PLANNT_STORE -u PLANNT_LIGHTNING -u PLANNT_LISTEN \
+        PLANNT_DATA_DIR="$dir/data" PLANNT_ROOT_KEY="$root_key" RUST_LOG=warn,plannt=info \
+        "${envs[@]}" \
+        "$plannt" serve --listen 127.0.0.1:0 --log-json "$@" 2>"$dir/log" &
+    pid=$!
+    pids+=("$pid")
+    addr=""
+    for _ in $(seq 600); do
+        addr=$(grep -o '"message":"plannt gateway listening","addr":"[^"]*"' "$dir/log" |
+            cut -d'"' -f8 || true)
+        [[ -n $addr ]] && break
+        kill -0 "$pid" 2>/dev/null || die "$name: plannt serve exited: $(cat "$dir/log")"
+        sleep 0.1
+    done
+    [[ -n $addr ]] || die "$name: plannt serve did not start in 60 s: $(cat "$dir/log")"
+    echo "==> $name: plannt serve $* on $addr (pid $pid)" >&2
+}
+
+start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
+mint_addr=$addr
+start gateway PLANNT_CHALLENGES_PER_SECOND=5 PLANNT_CHALLENGE_BURST=20 -- --store "$store"
+gateway_addr=$addr gateway_pid=$pid
+
+status=0
+"$load" flood --gateway "$gateway_addr" --mint "$mint_addr" --pid "$gateway_pid" --secs "$secs" \
+    --paid-rate "$paid_rate" --paid-connections "$paid_connections" \
+    --flood-connections "$connections" --garbage-connections "$connections" \
+    --flood-rate "$flood_rate" --garbage-rate "$flood_rate" \
+    --challenges-per-second 5 --challenge-burst 20 >"$work/report.md" || status=$?
+((status == 2)) && die "plannt-load failed"
+
+cat <<EOF_REPORT
+
+## Flood, $(date -u +%Y-%m-%dT%H:%MZ)
+
+Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
+Revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(rustc --version).
+Command: \`bench/flood.sh\` (FLOOD_SECS=$secs, paid $paid_rate req/s over $paid_connections connections, flood and garbage $connections connections each at $( ((flood_rate == 0)) && echo "full speed" || echo "$flood_rate req/s"), $store store; the load generator and the gateway share the cores).
+
+$(cat "$work/report.md")
+EOF_REPORT
+exit "$status"
