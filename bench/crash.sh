@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Crash safety under load, the long run: crates/cli/tests/crash_load.rs in release mode for
+# minutes and many kills, then a Markdown table of its counts.
+#
+#   bench/crash.sh        3 minutes of load and 20 kills per test, the tests one after the other
+#
+# Each test runs `plannt serve` on the SQLite store under six paying clients and kills it with
+# SIGKILL PLANNT_CRASH_KILLS times, restarting it on the same port and files; then kills it once
+# more and presents every token again (see the test's doc comment for what is asserted). The test
+# fails, and so does this script, if a token got two 200s, a token that got a 200 was accepted
+# again, a 5xx came without `x-l402: released`, or a paid token was spent other than by a kill
+# between its commit and its status line.
+#
+# Settings (environment): PLANNT_CRASH_SECONDS (180), PLANNT_CRASH_KILLS (20), PLANNT_CRASH_SEED
+# (a seed printed by an earlier run, to repeat its kill schedule).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+export PLANNT_CRASH_SECONDS=${PLANNT_CRASH_SECONDS:-180}
+export PLANNT_CRASH_KILLS=${PLANNT_CRASH_KILLS:-20}
+
+log=$(mktemp "${TMPDIR:-/tmp}/plannt-crash.XXXXXX")
+trap 'rm -f "$log"' EXIT
+
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet HEAD -- crates 2>/dev/null; then
+    revision="$revision (with uncommitted changes under crates/)"
+fi
+
+echo "==> cargo test --release --locked -p plannt --test crash_load ($PLANNT_CRASH_SECONDS s, $PLANNT_CRASH_KILLS kills per test)" >&2
+set +e
+cargo test --release --locked -p plannt --test crash_load -- --nocapture --test-threads=1 2>&1 |
+    tee "$log" >&2
+status=${PIPESTATUS[0]}
+set -e
+
+cat <<EOF
+
+Command: \`PLANNT_CRASH_SECONDS=$PLANNT_CRASH_SECONDS PLANNT_CRASH_KILLS=$PLANNT_CRASH_KILLS bench/crash.sh\`
+Machine: $(nproc) cores, Linux $(uname -r); started $started, load average $load_before at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; revision $revision.
+Seeds: $(grep -o 'crash load, [^:]*: .*PLANNT_CRASH_SEED=[0-9]*' "$log" | sed 's/^crash load, //' | paste -sd ';' | sed 's/;/; /g')
+
+| run | load | kills (+ the final one) | tokens paid | 200 in the load | 5xx, released | requests cut by a kill | pending claims released at restart | 200 after the load | refused as spent on replay | spent, answer cut off by a kill | upstream answers ok / failed |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+grep '^crash-row ' "$log" | sed 's/^crash-row //'
+
+if ((status != 0)); then
+    echo "bench/crash.sh: the test failed (exit $status); its output is above" >&2
+fi
+exit "$status"
