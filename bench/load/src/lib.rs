@@ -30,6 +30,8 @@ use tokio::time::Instant;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response head or body read.
 const MAX_RESPONSE: usize = 1 << 20;
+/// The highest rate one connection of a fixed-rate role is given, requests per second.
+pub const MAX_CONNECTION_RATE: f64 = 250.0;
 /// How many spent tokens the replay role picks from.
 const SPENT_POOL: usize = 10_000;
 
@@ -536,7 +538,15 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Outcome {
     }
     let garbage = Arc::new(garbage_credentials());
     for role in &plan.roles {
-        let connections = role.connections.max(1);
+        // A connection sends at most MAX_CONNECTION_RATE requests a second on schedule (the
+        // timer wakes to the millisecond): more connections for a higher rate.
+        let connections = match role.rate {
+            Some(r) => role
+                .connections
+                .max((r / MAX_CONNECTION_RATE).ceil() as usize),
+            None => role.connections,
+        }
+        .max(1);
         let interval = role
             .rate
             .map(|r| Duration::from_secs_f64(connections as f64 / r.max(1e-3)));
@@ -556,6 +566,7 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Outcome {
                 // Spread the connections' schedules over one interval.
                 let mut next = interval.map(|i| started + i.mul_f64(c as f64 / connections as f64));
                 let mut n = c;
+                let mut last_answer: Option<Instant> = None;
                 loop {
                     if let Some(at) = next {
                         if at >= deadline {
@@ -572,7 +583,10 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Outcome {
                         Kind::Replay => {
                             let token = {
                                 let pool = spent.lock().expect("spent pool");
-                                (!pool.is_empty()).then(|| pool[n % pool.len()].clone())
+                                // One of the last hundred spent: still valid, so the answer
+                                // is `spent` rather than `expired`.
+                                let recent = pool.len().min(100);
+                                (recent > 0).then(|| pool[pool.len() - 1 - n % recent].clone())
                             };
                             match token {
                                 Some(t) => Some(t),
@@ -597,16 +611,21 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Outcome {
                         }
                     };
                     n += connections;
-                    // At a fixed rate, latency counts from when the request was due: a late
-                    // request waited on the gateway's earlier answers. A wait for a token being
-                    // bought is not the gateway's: then it counts from when the token came.
+                    // At a fixed rate, a request that is late because the gateway answered the
+                    // previous one after this one was due counts its latency from when it was
+                    // due: it waited on the gateway. Otherwise (the timer woke late, the
+                    // harness itself was busy, a token was being bought) from when it is sent.
                     let ready = Instant::now();
-                    let sent = match next {
-                        Some(due) if ready - before > Duration::from_millis(1) => due.max(ready),
-                        Some(due) => due.min(ready),
-                        None => ready,
+                    let sent = match (next, last_answer) {
+                        (Some(due), Some(answered))
+                            if answered > due && ready - before < Duration::from_millis(1) =>
+                        {
+                            due
+                        }
+                        _ => ready,
                     };
                     let result = client.send("GET", &path, credential.as_deref(), None).await;
+                    last_answer = Some(Instant::now());
                     let took = sent.elapsed();
                     match result {
                         Ok(answer) => {
