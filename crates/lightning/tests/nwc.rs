@@ -5,6 +5,7 @@
 //! tagged, and signs and encrypts its replies.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -743,4 +744,136 @@ async fn no_info_event_means_nip04() {
         .with_timeouts(Duration::from_millis(500), Duration::from_millis(500));
     assert_eq!(nwc.encryption().await.unwrap(), NwcEncryption::Nip04);
     assert_eq!(nwc.balance().await.unwrap_err(), LightningError::Timeout);
+}
+
+/// A WebSocket proxy in front of the relay that forwards everything except the relay's `OK`
+/// messages, as `nostr-rs-relay` 0.8 behaves for ephemeral events. Counts what it dropped.
+async fn ok_dropping_proxy(relay: &Url) -> (Url, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("ws://{}", listener.local_addr().unwrap())).unwrap();
+    let upstream_addr = format!(
+        "{}:{}",
+        relay.host_str().unwrap(),
+        relay.port_or_known_default().unwrap()
+    );
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = tokio::net::TcpStream::connect(&upstream_addr)
+                .await
+                .unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (upstream_read, mut upstream_write) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+                });
+                let mut upstream_read = BufReader::new(upstream_read);
+                // The HTTP upgrade answer, as it is.
+                loop {
+                    let mut line = String::new();
+                    if upstream_read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    client_write.write_all(line.as_bytes()).await.unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                // Then server frames (unmasked): drop the text frames that are `OK` messages.
+                loop {
+                    let mut header = vec![0u8; 2];
+                    if upstream_read.read_exact(&mut header).await.is_err() {
+                        return;
+                    }
+                    let opcode = header[0] & 0x0f;
+                    let masked = header[1] & 0x80 != 0;
+                    let len = match header[1] & 0x7f {
+                        126 => {
+                            let mut extra = [0u8; 2];
+                            upstream_read.read_exact(&mut extra).await.unwrap();
+                            header.extend_from_slice(&extra);
+                            u64::from(u16::from_be_bytes(extra))
+                        }
+                        127 => {
+                            let mut extra = [0u8; 8];
+                            upstream_read.read_exact(&mut extra).await.unwrap();
+                            header.extend_from_slice(&extra);
+                            u64::from_be_bytes(extra)
+                        }
+                        short => u64::from(short),
+                    };
+                    assert!(!masked, "a relay does not mask its frames");
+                    let mut payload = vec![0u8; len as usize];
+                    upstream_read.read_exact(&mut payload).await.unwrap();
+                    if opcode == 1 && payload.starts_with(b"[\"OK\"") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    header.extend_from_slice(&payload);
+                    if client_write.write_all(&header).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, dropped)
+}
+
+#[tokio::test]
+async fn works_through_a_relay_that_sends_no_ok() {
+    let (_relay, url) = relay().await;
+    let network = DevNetwork::ephemeral(STARTING_SATS);
+    let wallet = WalletService::start(&url, &network, Some("nip44_v2")).await;
+    let (proxy, dropped) = ok_dropping_proxy(&url).await;
+    let nwc = wallet.nwc(&proxy, LONG);
+
+    assert_eq!(nwc.balance().await.unwrap().msat, STARTING_SATS * 1000);
+    let bolt11 = wallet.invoice(42);
+    let payment = nwc.pay(&bolt11, 0).await.unwrap();
+    assert_eq!(
+        sha256(&payment.preimage),
+        decode_invoice(&bolt11).unwrap().payment_hash
+    );
+    assert_eq!(wallet.count("pay_invoice"), 1);
+    assert_eq!(
+        wallet.count("lookup_invoice"),
+        0,
+        "the reply came: no lookup"
+    );
+    // The relay did answer OK to both requests; neither reached the client.
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_reply() {
+    let (_relay, url) = relay().await;
+    let network = DevNetwork::ephemeral(STARTING_SATS);
+    let wallet = WalletService::start(&url, &network, Some("nip44_v2")).await;
+    wallet.set_mode(Mode::Slow(Duration::from_millis(300)));
+    let nwc = wallet.nwc(&url, LONG);
+    nwc.encryption().await.unwrap();
+
+    let bolt11 = wallet.invoice(5);
+    let hash = decode_invoice(&bolt11).unwrap().payment_hash;
+    let (balance, payment, info, missing) = tokio::join!(
+        nwc.balance(),
+        nwc.pay(&bolt11, 0),
+        nwc.health(),
+        nwc.lookup_invoice(&[3; 32]),
+    );
+    // The balance was read before or after the payment, never mixed with another reply.
+    let balance = balance.unwrap().msat;
+    assert!(
+        balance == STARTING_SATS * 1000 || balance == (STARTING_SATS - 5) * 1000,
+        "{balance}"
+    );
+    assert_eq!(sha256(&payment.unwrap().preimage), hash);
+    info.unwrap();
+    assert_eq!(missing.unwrap(), InvoiceState::NotFound);
 }
