@@ -373,7 +373,22 @@ impl Gateway {
                 metrics.refresh_spent_tokens(true, || store.len()).await;
             }
         });
-        let _ = &self.config;
+        // Ask the backend once at start: an operator learns at once that it does not answer, and
+        // a backend with a connection to set up (an NWC relay) has it ready for the first 402.
+        let receiver = self.shared.paywall.receiver().clone();
+        let backend = self.shared.lightning_name.clone();
+        let warm_up = tokio::spawn(async move {
+            match receiver.health().await {
+                Ok(()) => {
+                    tracing::info!(backend, "the Lightning backend answers")
+                }
+                Err(e) => tracing::warn!(
+                    backend,
+                    error = %e,
+                    "the Lightning backend does not answer; challenges get 503 until it does"
+                ),
+            }
+        });
         let result = axum::serve(
             listener,
             self.router
@@ -382,6 +397,7 @@ impl Gateway {
         .with_graceful_shutdown(shutdown)
         .await;
         purger.abort();
+        warm_up.abort();
         // The purge task holds the store: let it go before returning, so the file is free.
         let _ = purger.await;
         result
