@@ -17,8 +17,10 @@
 #
 # Settings (environment): FLOOD_SECS (20, per phase), FLOOD_PAID_RATE (1000),
 # FLOOD_PAID_CONNECTIONS (16), FLOOD_CONNECTIONS (4, flood and garbage each), FLOOD_RATE (0: as
-# fast as answered; flood and garbage each), FLOOD_STORE (memory; or sqlite), BENCH_KEEP=1 keeps
-# the work folder (logs).
+# fast as answered; flood and garbage each), FLOOD_STORE (memory; or sqlite), FLOOD_PIN=1 (the
+# gateway on CPU 0, the harness and the mint on CPU 1, with taskset: the flooders' own work then
+# takes no CPU from the gateway, as when they run on other machines), BENCH_KEEP=1 keeps the work
+# folder (logs).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +32,11 @@ paid_connections=${FLOOD_PAID_CONNECTIONS:-16}
 connections=${FLOOD_CONNECTIONS:-4}
 flood_rate=${FLOOD_RATE:-0}
 store=${FLOOD_STORE:-memory}
+harness_cpu=()
+if [[ ${FLOOD_PIN:-} == 1 ]]; then
+    command -v taskset >/dev/null 2>&1 || { echo "bench/flood.sh: FLOOD_PIN=1 needs taskset" >&2; exit 2; }
+    harness_cpu=(taskset -c 1)
+fi
 
 die() {
     echo "bench/flood.sh: $*" >&2
@@ -61,10 +68,13 @@ load=$target_dir/release/plannt-load
 
 root_key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
-# start NAME [ENV=VALUE…] -- [ARGS…]: a gateway on a free loopback port; sets $addr and $pid.
+# start NAME CPU [ENV=VALUE…] -- [ARGS…]: a gateway on a free loopback port, pinned to CPU
+# (0 or 1) with FLOOD_PIN=1; sets $addr and $pid.
 start() {
-    local name=$1
-    shift
+    local name=$1 cpu=$2
+    shift 2
+    local pin=()
+    [[ ${FLOOD_PIN:-} == 1 ]] && pin=(taskset -c "$cpu")
     local envs=()
     while [[ $1 != -- ]]; do
         envs+=("$1")
@@ -76,7 +86,7 @@ start() {
     env -u PLANNT_CONFIG -u PLANNT_STORE -u PLANNT_LIGHTNING -u PLANNT_LISTEN \
         PLANNT_DATA_DIR="$dir/data" PLANNT_ROOT_KEY="$root_key" RUST_LOG=warn,plannt=info \
         "${envs[@]}" \
-        "$plannt" serve --listen 127.0.0.1:0 --log-json "$@" 2>"$dir/log" &
+        "${pin[@]}" "$plannt" serve --listen 127.0.0.1:0 --log-json "$@" 2>"$dir/log" &
     pid=$!
     pids+=("$pid")
     addr=""
@@ -91,13 +101,13 @@ start() {
     echo "==> $name: plannt serve $* on $addr (pid $pid)" >&2
 }
 
-start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
+start mint 1 PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
 mint_addr=$addr
-start gateway PLANNT_CHALLENGES_PER_SECOND=5 PLANNT_CHALLENGE_BURST=20 -- --store "$store"
+start gateway 0 PLANNT_CHALLENGES_PER_SECOND=5 PLANNT_CHALLENGE_BURST=20 -- --store "$store"
 gateway_addr=$addr gateway_pid=$pid
 
 status=0
-"$load" flood --gateway "$gateway_addr" --mint "$mint_addr" --pid "$gateway_pid" --secs "$secs" \
+"${harness_cpu[@]}" "$load" flood --gateway "$gateway_addr" --mint "$mint_addr" --pid "$gateway_pid" --secs "$secs" \
     --paid-rate "$paid_rate" --paid-connections "$paid_connections" \
     --flood-connections "$connections" --garbage-connections "$connections" \
     --flood-rate "$flood_rate" --garbage-rate "$flood_rate" \
@@ -110,7 +120,7 @@ cat <<EOF_REPORT
 
 Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
 Revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(rustc --version).
-Command: \`bench/flood.sh\` (FLOOD_SECS=$secs, paid $paid_rate req/s over $paid_connections connections, flood and garbage $connections connections each at $( ((flood_rate == 0)) && echo "full speed" || echo "$flood_rate req/s"), $store store; the load generator and the gateway share the cores).
+Command: \`bench/flood.sh\` (FLOOD_SECS=$secs, paid $paid_rate req/s over $paid_connections connections, flood and garbage $connections connections each at $( ((flood_rate == 0)) && echo "full speed" || echo "$flood_rate req/s"), $store store; $( [[ ${FLOOD_PIN:-} == 1 ]] && echo "the gateway pinned to CPU 0, the harness and the mint to CPU 1" || echo "the load generator and the gateway share the cores")).
 
 $(cat "$work/report.md")
 EOF_REPORT

@@ -512,7 +512,7 @@ pub async fn run(plan: &Plan, progress: Arc<Progress>) -> Outcome {
     if let Supply::During { mint, buyers } = &*plan.supply
         && let Some(paid) = plan.roles.iter().find(|r| r.kind == Kind::Paid)
     {
-        let (tx, rx) = mpsc::channel::<String>(64);
+        let (tx, rx) = mpsc::channel::<String>(16);
         for _ in 0..(*buyers).max(1) {
             let (tx, path, mint, source) = (tx.clone(), plan.path.clone(), *mint, paid.source);
             tasks.push(tokio::spawn(async move {

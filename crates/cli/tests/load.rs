@@ -51,8 +51,8 @@ impl Gateway {
             ])
             .env("PLANNT_DATA_DIR", &data)
             .env("PLANNT_ROOT_KEY", ROOT_KEY)
-            // Tokens valid 3 s: the gateway purges every 3 s.
-            .env("PLANNT_INVOICE_EXPIRY_SECS", "2")
+            // Tokens valid 6 s (5 to pay, 1 more to use): the gateway purges every 6 s.
+            .env("PLANNT_INVOICE_EXPIRY_SECS", "5")
             .env("PLANNT_TOKEN_LIFETIME_SECS", "1")
             .env("RUST_LOG", "warn,plannt=info")
             .envs(envs.iter().copied())
@@ -178,7 +178,7 @@ fn paid_traffic_beside_replays_a_flood_and_garbage() {
     );
     assert_eq!(paid.not_marked_spent, 0, "paid 200s without x-l402: spent");
 
-    // And only once: the same tokens again get 402 spent (expired once past their 3 s, 429 once
+    // And only once: the same tokens again get 402 spent (expired once past their 6 s, 429 once
     // the replaying address has used up its challenges), never 200.
     let replay = &outcome.roles[&Kind::Replay];
     assert!(
@@ -238,7 +238,7 @@ fn paid_traffic_beside_replays_a_flood_and_garbage() {
         "the gauge never rose: {samples:?}"
     );
 
-    // Then it falls to zero: the tokens expire 3 s after issue and are purged every 3 s.
+    // Then it falls to zero: the tokens expire 6 s after issue and are purged every 6 s.
     let fell = runtime.block_on(async {
         let mut client = Client::new(Ipv4Addr::LOCALHOST, gateway.addr);
         for _ in 0..120 {
