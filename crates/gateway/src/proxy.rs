@@ -87,22 +87,6 @@ impl Proxy {
         url.set_path(&path);
         url.set_query(parts.uri.query());
 
-        let mut headers = parts.headers.clone();
-        drop_hop_by_hop(&mut headers);
-        let host = headers.remove(header::HOST);
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        if let Some(client) = client {
-            let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(earlier) => format!("{earlier}, {client}"),
-                None => client,
-            };
-            if let Ok(value) = HeaderValue::from_str(&forwarded) {
-                headers.insert("x-forwarded-for", value);
-            }
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -111,6 +95,18 @@ impl Proxy {
             Some(peer) => self.trusted.proto(peer, &parts.headers),
             None => "http",
         };
+        let mut headers = parts.headers;
+        drop_hop_by_hop(&mut headers);
+        let host = headers.remove(header::HOST);
+        if let Some(peer) = peer {
+            let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(earlier) => format!("{earlier}, {peer}"),
+                None => peer.to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&forwarded) {
+                headers.insert("x-forwarded-for", value);
+            }
+        }
         headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
         if let Some(host) = host {
             headers.insert("x-forwarded-host", host);
@@ -119,19 +115,18 @@ impl Proxy {
         // A request body that fails while it streams out (over `max_body_bytes`, or cut short by
         // the client) is the client's doing: it must not pass for an upstream failure.
         let body_failed = Arc::new(OnceLock::<bool>::new());
-        let watch = body_failed.clone();
-        let stream = body.into_data_stream().inspect_err(move |e| {
-            let _ = watch.set(e.to_string().contains("length limit exceeded"));
-        });
-        let body = reqwest::Body::wrap_stream(stream);
-        let sent = self
-            .client
-            .request(parts.method, url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
-        let upstream_response = match sent {
+        let mut outgoing = self.client.request(parts.method, url).headers(headers);
+        // A request without a body (most GETs) goes without one, rather than as an empty
+        // chunked stream the upstream would have to read.
+        if !axum::body::HttpBody::is_end_stream(&body) {
+            let watch = body_failed.clone();
+            let stream = body.into_data_stream().inspect_err(move |e| {
+                let _ = watch.set(e.to_string().contains("length limit exceeded"));
+            });
+            outgoing = outgoing.body(reqwest::Body::wrap_stream(stream));
+        }
+        let sent = outgoing.send().await;
+        let mut upstream_response = match sent {
             Ok(r) => r,
             Err(_) if body_failed.get().is_some() => {
                 let (status, title, message) = if body_failed.get() == Some(&true) {
@@ -168,7 +163,7 @@ impl Proxy {
             }
         };
         let status = upstream_response.status();
-        let mut headers = upstream_response.headers().clone();
+        let mut headers = std::mem::take(upstream_response.headers_mut());
         drop_hop_by_hop(&mut headers);
         let stream = upstream_response
             .bytes_stream()

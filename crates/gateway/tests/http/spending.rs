@@ -115,6 +115,8 @@ fn echo() -> Router {
                 "authorization": header("authorization"),
                 "payment_hash": header("x-l402-payment-hash"),
                 "forwarded_for": header("x-forwarded-for"),
+                "transfer_encoding": header("transfer-encoding"),
+                "content_length": header("content-length"),
             }))
         },
     ))
@@ -169,6 +171,8 @@ async fn an_upstream_that_is_down_releases_the_token_and_it_works_once_back() {
     assert_eq!(up.json["authorization"], json!([]));
     assert!(!up.text.contains(&hex::encode(preimage)));
     assert_eq!(up.json["forwarded_for"], json!(["127.0.0.1"]));
+    // A request without a body is forwarded without one, not as an empty chunked stream.
+    assert_eq!(up.json["transfer_encoding"], json!([]), "{up:?}");
 
     let replay = gateway.get("/api/thing", Some(&credential)).await;
     assert_eq!(replay.reason(), Some("spent"), "{replay:?}");
