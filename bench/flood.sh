@@ -44,6 +44,7 @@ die() {
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-flood.XXXXXX")
 pids=()
 cleanup() {
@@ -119,7 +120,7 @@ cat <<EOF_REPORT
 ## Flood, $(date -u +%Y-%m-%dT%H:%MZ)
 
 Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
-Revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(rustc --version).
+Revision: $revision$(git diff --quiet HEAD -- crates bench/load Cargo.lock 2>/dev/null || echo " with local changes"); $(rustc --version).
 Command: \`bench/flood.sh\` (FLOOD_SECS=$secs, paid $paid_rate req/s over $paid_connections connections, flood and garbage $connections connections each at $( ((flood_rate == 0)) && echo "full speed" || echo "$flood_rate req/s"), $store store; $( [[ ${FLOOD_PIN:-} == 1 ]] && echo "the gateway pinned to CPU 0, the harness and the mint to CPU 1" || echo "the load generator and the gateway share the cores")).
 
 $(cat "$work/report.md")

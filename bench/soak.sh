@@ -38,6 +38,7 @@ die() {
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-soak.XXXXXX")
 pids=()
 cleanup() {
@@ -150,7 +151,7 @@ cat <<EOF_REPORT
 ## Soak, $(date -u +%Y-%m-%dT%H:%MZ)
 
 Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
-Revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(rustc --version).
+Revision: $revision$(git diff --quiet HEAD -- crates bench/load Cargo.lock 2>/dev/null || echo " with local changes"); $(rustc --version).
 Command: \`bench/soak.sh\` (SOAK_SECS=$secs; paid $paid_rate req/s, flood and garbage $flood_rate req/s each, replays 4 req/s; $store store; tokens valid 30 s; samples every $sample_secs s, CSV kept in $cache/soak.csv).
 
 $(cat "$work/report.md")
