@@ -60,6 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         routes,
         PaywallOptions::default(),
     ));
+    // Purges spent tokens once they expire; without it the spent set only grows.
+    paywall.spawn_purger();
 
     let app = Router::new()
         .route("/", get(|| async { "free for everyone\n" }))

@@ -67,6 +67,13 @@ impl Default for PaywallOptions {
     }
 }
 
+fn purge_interval(options: &PaywallOptions) -> Duration {
+    let validity = options
+        .invoice_expiry_secs
+        .saturating_add(options.token_lifetime_secs);
+    Duration::from_secs(validity.clamp(1, 60))
+}
+
 /// Everything the layer needs; shared by every request.
 pub struct Paywall {
     keys: KeyRing,
@@ -117,6 +124,44 @@ impl Paywall {
     /// The Lightning backend.
     pub fn receiver(&self) -> &Arc<dyn Receiver> {
         &self.receiver
+    }
+
+    /// How often expired spent entries are purged: every minute, or as often as tokens expire
+    /// when they live less than a minute (`invoice_expiry_secs + token_lifetime_secs`), so an
+    /// entry outlives its token by at most one interval and the set stays within rate × twice the
+    /// token validity.
+    pub fn purge_interval(&self) -> Duration {
+        purge_interval(&self.options)
+    }
+
+    /// Starts the task that purges expired entries from the spent store every
+    /// [`purge_interval`](Self::purge_interval) and counts the set for the `plannt_spent_tokens`
+    /// gauge. It stops by itself once the paywall is dropped. Without it the spent set only
+    /// grows: a service that embeds [`layer`](Self::layer) should start it once, inside its
+    /// tokio runtime (`plannt serve` does).
+    pub fn spawn_purger(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let every = self.purge_interval();
+        let paywall = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(paywall) = paywall.upgrade() else {
+                    return;
+                };
+                let store = paywall.store.clone();
+                match store.purge(unix_now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired spent entries"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not purge the spent set"),
+                }
+                paywall
+                    .metrics
+                    .refresh_spent_tokens(true, || store.len())
+                    .await;
+            }
+        })
     }
 
     /// The layer to put in front of a service.
@@ -480,7 +525,64 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::is_plain_path;
+    use super::*;
+    use crate::store::MemoryStore;
+    use plannt_l402::RootKey;
+    use plannt_lightning::dev::DevNetwork;
+
+    fn paywall(options: PaywallOptions) -> Arc<Paywall> {
+        Arc::new(Paywall::new(
+            KeyRing::single(RootKey::new([7; 32])),
+            Arc::new(DevNetwork::ephemeral(0).wallet("gateway")),
+            Arc::new(MemoryStore::new()),
+            RouteTable::new(Vec::new()).unwrap(),
+            options,
+        ))
+    }
+
+    #[test]
+    fn purges_every_minute_or_as_often_as_tokens_expire() {
+        let mut options = PaywallOptions::default();
+        assert_eq!(purge_interval(&options), Duration::from_secs(60));
+        options.invoice_expiry_secs = 10;
+        options.token_lifetime_secs = 20;
+        assert_eq!(purge_interval(&options), Duration::from_secs(30));
+        options.invoice_expiry_secs = u64::MAX;
+        assert_eq!(purge_interval(&options), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_purger_empties_expired_entries_and_stops_with_the_paywall() {
+        let options = PaywallOptions {
+            invoice_expiry_secs: 1,
+            token_lifetime_secs: 1,
+            ..PaywallOptions::default()
+        };
+        let paywall = paywall(options);
+        let store = paywall.store().clone();
+        // One token spent until a moment already past, one still valid.
+        for (hash, until) in [([1; 32], unix_now() - 1), ([2; 32], unix_now() + 3_600)] {
+            let Claim::Won(ticket) = store.claim(&hash, until).await.unwrap() else {
+                panic!("a fresh hash is won");
+            };
+            store.commit(&hash, &ticket, until).await.unwrap();
+        }
+        assert_eq!(store.len().await.unwrap(), 2);
+
+        let purger = paywall.spawn_purger();
+        for _ in 0..10 {
+            tokio::time::sleep(paywall.purge_interval()).await;
+            if store.len().await.unwrap() == 1 {
+                break;
+            }
+        }
+        assert_eq!(store.len().await.unwrap(), 1, "the expired entry is purged");
+        assert!(paywall.metrics().render().contains("plannt_spent_tokens 1"));
+
+        drop(paywall);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(purger.is_finished(), "the purger ends with its paywall");
+    }
 
     #[test]
     fn dot_segments_and_hidden_separators_are_not_plain() {

@@ -60,7 +60,6 @@ pub struct Gateway {
     shared: Arc<Shared>,
     /// The dev network, when it is the backend.
     pub dev_network: Option<DevNetwork>,
-    config: Config,
 }
 
 /// The demo service of the product page.
@@ -335,7 +334,6 @@ impl Gateway {
             router,
             shared,
             dev_network,
-            config,
         })
     }
 
@@ -350,29 +348,14 @@ impl Gateway {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish: each
-    /// claim ends committed or released. Expired spent entries are purged every
-    /// [`purge_interval`], and the `plannt_spent_tokens` gauge counted after each purge.
+    /// claim ends committed or released. Expired spent entries are purged meanwhile
+    /// ([`Paywall::spawn_purger`]).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let store = self.shared.paywall.store().clone();
-        let metrics = self.shared.paywall.metrics().clone();
-        let every = purge_interval(&self.config);
-        let purger = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match store.purge(plannt_lightning::invoice::unix_now()).await {
-                    Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired spent entries"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not purge the spent set"),
-                }
-                metrics.refresh_spent_tokens(true, || store.len()).await;
-            }
-        });
+        let purger = self.shared.paywall.spawn_purger();
         // Ask the backend once at start: an operator learns at once that it does not answer, and
         // a backend with a connection to set up (an NWC relay) has it ready for the first 402.
         let receiver = self.shared.paywall.receiver().clone();
@@ -451,16 +434,6 @@ async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(catalog(shared.paywall.routes(), &shared.network)).into_response()
 }
 
-/// How often expired spent entries are purged: every minute, or as often as tokens expire when
-/// they live less than that (`invoice_expiry_secs + token_lifetime_secs`), so an entry outlives
-/// its token by at most one interval and the set stays within rate × twice the token validity.
-pub fn purge_interval(config: &Config) -> Duration {
-    let validity = config
-        .invoice_expiry_secs
-        .saturating_add(config.token_lifetime_secs);
-    Duration::from_secs(validity.clamp(1, 60))
-}
-
 async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
     let store = shared.paywall.store();
     shared
@@ -473,20 +446,4 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
         shared.paywall.metrics().render(),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn purges_every_minute_or_as_often_as_tokens_expire() {
-        let mut config = Config::default();
-        assert_eq!(purge_interval(&config), Duration::from_secs(60));
-        config.invoice_expiry_secs = 10;
-        config.token_lifetime_secs = 20;
-        assert_eq!(purge_interval(&config), Duration::from_secs(30));
-        config.invoice_expiry_secs = u64::MAX;
-        assert_eq!(purge_interval(&config), Duration::from_secs(60));
-    }
 }
