@@ -315,7 +315,7 @@ test('plannt serve issues through the sdk wallet over NIP-04; plannt get pays th
   assert.ok(payer.encryptions.every((e) => e === 'nip44_v2'), payer.encryptions.join(' '));
 });
 
-test('plannt wallet pays and issues through the sdk wallets', { skip }, async () => {
+test('plannt wallet pays, looks up and issues through the sdk wallets', { skip }, async () => {
   const home = join(dir, 'home-wallet');
   const issued = await plannt(['wallet', 'invoice', '--json', '--wallet', uri(receiver), '7'], home);
   assert.equal(issued.code, 0, `${issued.stdout}\n${issued.stderr}`);
@@ -328,6 +328,17 @@ test('plannt wallet pays and issues through the sdk wallets', { skip }, async ()
   const payment = JSON.parse(paid.stdout);
   assert.equal(sha256hex(payment.preimage), payment.payment_hash);
   assert.equal((await dev(`/payments/${payment.payment_hash}?account=${PAYER}`)).body.status, 'succeeded');
+
+  // Looked up through the sdk wallet (NIP-47 lookup_invoice): paid, with the same preimage.
+  const lookup = await plannt(['wallet', 'lookup', '--json', '--wallet', uri(payer), payment.payment_hash], home);
+  assert.equal(lookup.code, 0, `${lookup.stdout}\n${lookup.stderr}`);
+  const found = JSON.parse(lookup.stdout);
+  assert.equal(found.state, 'paid');
+  assert.equal(found.preimage, payment.preimage);
+  assert.ok(payer.requests.includes('lookup_invoice'));
+  const unknown = await plannt(['wallet', 'lookup', '--json', '--wallet', uri(payer), 'ab'.repeat(32)], home);
+  assert.equal(unknown.code, 0, `${unknown.stdout}\n${unknown.stderr}`);
+  assert.equal(JSON.parse(unknown.stdout).state, 'not_found');
 
   // Paying it again: the dev network refuses, the sdk wallet answers PAYMENT_FAILED.
   const again = await plannt(['wallet', 'pay', '--json', '--wallet', uri(payer), bolt11], home);

@@ -1,9 +1,12 @@
-//! `plannt wallet`: the balance, paying one invoice, and issuing one, through any backend URI.
+//! `plannt wallet`: the balance, paying one invoice, issuing one, and looking a payment up,
+//! through any backend URI.
 
 use std::sync::Arc;
 
 use clap::Subcommand;
-use plannt_lightning::{BackendUri, Context, InvoiceRequest, Wallet, decode_invoice, open};
+use plannt_lightning::{
+    BackendUri, Context, InvoiceRequest, PaymentLookup, Wallet, decode_invoice, open,
+};
 use serde_json::json;
 
 use crate::paths;
@@ -43,6 +46,12 @@ enum Command {
         /// Seconds until it expires.
         #[arg(long, default_value_t = 3600)]
         expiry: u64,
+    },
+    /// Look up a payment this wallet made, by payment hash: paid (with the preimage), pending,
+    /// failed or not found. Use it before paying again an invoice whose payment broke off.
+    Lookup {
+        /// The payment hash, 64 hex digits.
+        payment_hash: String,
     },
 }
 
@@ -125,6 +134,44 @@ pub async fn run(args: &Args) -> Result<(), String> {
             } else {
                 say_dev();
                 println!("{}", issued.bolt11);
+            }
+        }
+        Command::Lookup { payment_hash } => {
+            let hash: [u8; 32] = hex::decode(payment_hash.trim())
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or("the payment hash must be 64 hex digits")?;
+            let found = wallet
+                .lookup_payment(&hash)
+                .await
+                .map_err(|e| format!("cannot look the payment up: {e}"))?;
+            let (state, json) = match &found {
+                PaymentLookup::Succeeded(payment) => (
+                    "paid",
+                    json!({"state": "paid", "payment_hash": hex::encode(payment.payment_hash),
+                           "preimage": hex::encode(payment.preimage),
+                           "amount_msat": payment.amount_msat, "fee_msat": payment.fee_msat}),
+                ),
+                PaymentLookup::Pending => ("pending", json!({"state": "pending"})),
+                PaymentLookup::Failed(why) => ("failed", json!({"state": "failed", "reason": why})),
+                PaymentLookup::NotFound => ("not_found", json!({"state": "not_found"})),
+            };
+            if args.json {
+                println!("{json}");
+            } else {
+                say_dev();
+                match &found {
+                    PaymentLookup::Succeeded(payment) => {
+                        eprintln!(
+                            "paid {} sats (fee {} msat)",
+                            payment.amount_msat.div_ceil(1000),
+                            payment.fee_msat
+                        );
+                        println!("{}", hex::encode(payment.preimage));
+                    }
+                    PaymentLookup::Failed(why) => println!("failed: {why}"),
+                    _ => println!("{}", state.replace('_', " ")),
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
-//! `plannt wallet balance` with each node backend's URI form, against the fakes of LND, Core
+//! `plannt wallet balance` (and `pay`, `lookup`) with each node backend's URI form, against the fakes of LND, Core
 //! Lightning and phoenixd that plannt-lightning's tests use (each follows its node's API field
 //! by field): the balance is the node's, a credential that cannot read it is refused with a clear
 //! error, and no secret reaches the output.
@@ -21,6 +21,12 @@ use serde_json::Value;
 
 /// `plannt wallet --wallet URI balance --json`, with none of the caller's settings.
 async fn balance(uri: String) -> Output {
+    wallet(uri, &["balance", "--json"]).await
+}
+
+/// `plannt wallet --wallet URI ARGS…`, with none of the caller's settings.
+async fn wallet(uri: String, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let home = tempfile::tempdir().unwrap();
     tokio::task::spawn_blocking(move || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_plannt"));
@@ -33,7 +39,8 @@ async fn balance(uri: String) -> Output {
             .env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("PLANNT_DATA_DIR", home.path())
-            .args(["wallet", "--wallet", &uri, "balance", "--json"])
+            .args(["wallet", "--wallet", &uri])
+            .args(&args)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -107,7 +114,33 @@ async fn core_lightning_with_a_rune() {
     let rune = node.state().rune.clone();
     let uri = format!("cln+http://127.0.0.1:{port}?rune={rune}&network=regtest");
     // listfunds: the channel in CHANNELD_NORMAL counts, the closed one does not.
-    assert_eq!(balance_msat(&balance(uri).await), 700_000_321);
+    assert_eq!(balance_msat(&balance(uri.clone()).await), 700_000_321);
+
+    // Pay, then look the payment up by its hash: `listpays` has it, with the same preimage.
+    let bolt11 = fake::payable(&node.state().network, 9);
+    let paid = wallet(uri.clone(), &["pay", "--json", &bolt11]).await;
+    assert!(
+        paid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paid.stderr)
+    );
+    let paid: Value = serde_json::from_slice(&paid.stdout).unwrap();
+    let hash = paid["payment_hash"].as_str().unwrap();
+    let found = wallet(uri.clone(), &["lookup", "--json", hash]).await;
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let found: Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(found["state"], "paid");
+    assert_eq!(found["preimage"], paid["preimage"]);
+    let unknown = wallet(uri.clone(), &["lookup", "--json", &"cd".repeat(32)]).await;
+    let unknown: Value = serde_json::from_slice(&unknown.stdout).unwrap();
+    assert_eq!(unknown["state"], "not_found");
+    let bad = wallet(uri.clone(), &["lookup", "not-a-hash"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hex digits"));
 
     // A rune limited to invoices is refused, and says why.
     let limited = node.state().invoice_rune.clone();
