@@ -25,6 +25,7 @@ use crate::paywall::Unserved;
 pub struct Proxy {
     client: reqwest::Client,
     trusted: TrustedProxies,
+    timeout: Duration,
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -61,18 +62,27 @@ fn error(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 impl Proxy {
-    /// A proxy whose upstream calls time out after `timeout`.
+    /// A proxy whose upstreams must start answering within `timeout`, and then not fall silent
+    /// for longer than `timeout` while their body streams.
     pub fn new(timeout: Duration, trusted: TrustedProxies) -> Self {
         plannt_lightning::install_tls_provider();
+        // Not reqwest's total `timeout`: it would cut a long stream (a model's answer) that
+        // keeps flowing, and it costs a boxed timer per request and per body, a fifth of the
+        // proxy's throughput. The wait for the answer is bounded in `forward`; an answer whose
+        // body stalls is cut by the read timeout.
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(plannt_lightning::tls_config())
-            .timeout(timeout)
+            .read_timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .build()
             .expect("the proxy client's static configuration is valid");
-        Proxy { client, trusted }
+        Proxy {
+            client,
+            trusted,
+            timeout,
+        }
     }
 
     /// Forwards `request` to `upstream` (its path is prefixed to the request's).
@@ -125,7 +135,16 @@ impl Proxy {
             });
             outgoing = outgoing.body(reqwest::Body::wrap_stream(stream));
         }
-        let sent = outgoing.send().await;
+        let sent = match tokio::time::timeout(self.timeout, outgoing.send()).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Gateway Timeout",
+                    "the upstream did not answer in time; your token was not used, retry it",
+                );
+            }
+        };
         let mut upstream_response = match sent {
             Ok(r) => r,
             Err(_) if body_failed.get().is_some() => {

@@ -179,6 +179,52 @@ async fn an_upstream_that_is_down_releases_the_token_and_it_works_once_back() {
 }
 
 #[tokio::test]
+async fn a_slow_upstream_gets_504_and_the_token_back_but_a_flowing_stream_is_not_cut() {
+    use axum::response::IntoResponse;
+    // /api/slow answers after 3 s; /api/stream answers at once, then sends a chunk every 400 ms
+    // for 2 s: longer than the timeout in all, never silent for as long.
+    let upstream = Router::new().fallback(any(|uri: axum::http::Uri| async move {
+        if uri.path() == "/api/slow" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return "too late".into_response();
+        }
+        let chunks = futures_util::stream::unfold(0u32, |i| async move {
+            if i == 5 {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            Some((Ok::<_, std::io::Error>(format!("chunk {i}\n")), i + 1))
+        });
+        axum::body::Body::from_stream(chunks).into_response()
+    }));
+    let addr = serve_upstream(upstream).await;
+    let mut config = config("memory");
+    config.upstream_timeout_secs = 1;
+    config.routes = vec![upstream_route("api", "/api/", 5, &format!("http://{addr}"))];
+    let gateway = start(config).await;
+
+    let (macaroon, preimage) = gateway.token("/api/slow").await;
+    let credential = authorization(&macaroon, &preimage);
+    let started = Instant::now();
+    let slow = gateway.get("/api/slow", Some(&credential)).await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT, "{slow:?}");
+    assert_eq!(slow.header("x-l402"), Some("released"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "it did not wait for the answer"
+    );
+
+    let (macaroon, preimage) = gateway.token("/api/stream").await;
+    let credential = authorization(&macaroon, &preimage);
+    let stream = gateway.get("/api/stream", Some(&credential)).await;
+    assert_eq!(stream.status, StatusCode::OK, "{stream:?}");
+    assert_eq!(stream.header("x-l402"), Some("spent"));
+    assert_eq!(stream.text, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+}
+
+#[tokio::test]
 async fn an_upstream_5xx_releases_the_token_and_a_4xx_spends_it() {
     // Answers 500 to its first request, then 404 to /api/missing and 200 to the rest.
     let calls = Arc::new(AtomicU32::new(0));
