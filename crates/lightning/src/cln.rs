@@ -31,6 +31,7 @@ use url::Url;
 use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
 use crate::lnd::{InvoiceState, check_network};
+use crate::types::hex_preimage;
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
     Receiver, Secret,
@@ -291,9 +292,7 @@ impl Cln {
         amount_msat: Option<u64>,
         sent_msat: Option<u64>,
     ) -> Result<Payment, LightningError> {
-        let preimage = preimage.and_then(plannt_l402::hex32).ok_or_else(|| {
-            LightningError::Backend("cln: the preimage is not 64 hex characters".into())
-        })?;
+        let preimage = hex_preimage("cln", preimage)?;
         let amount = amount_msat.or(sent_msat).unwrap_or(0);
         let fee = sent_msat.unwrap_or(amount).saturating_sub(amount);
         Payment::checked("cln", *payment_hash, preimage, amount, fee)

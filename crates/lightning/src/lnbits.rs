@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::http::{PAY_TIMEOUT, client, transport_error};
 use crate::invoice::decode_invoice;
+use crate::types::report_fee_over_limit;
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
     Receiver, Secret,
@@ -257,13 +258,7 @@ impl Payer for LnBits {
                 }
             },
         };
-        if payment.fee_msat > max_fee_msat {
-            tracing::warn!(
-                fee_msat = payment.fee_msat,
-                max_fee_msat,
-                "lnbits charged more routing fee than allowed (LNbits takes no fee limit)"
-            );
-        }
+        report_fee_over_limit("lnbits", payment.fee_msat, max_fee_msat);
         Ok(payment)
     }
 

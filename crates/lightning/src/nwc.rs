@@ -48,7 +48,6 @@ use nostr_sdk::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tokio::sync::broadcast::error::RecvError;
 use url::Url;
@@ -56,6 +55,7 @@ use url::Url;
 use crate::http::{CONNECT_TIMEOUT, PAY_TIMEOUT, REQUEST_TIMEOUT};
 use crate::invoice::{decode_invoice, unix_now};
 use crate::lnd::{InvoiceState, check_network};
+use crate::types::{checked_preimage, hex_preimage, report_fee_over_limit};
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
     Receiver, Secret,
@@ -245,27 +245,6 @@ fn wallet_error(code: &str, message: &str, paying: bool) -> LightningError {
 fn unreachable(relays: &[Url], why: impl std::fmt::Display) -> LightningError {
     let names: Vec<&str> = relays.iter().map(Url::as_str).collect();
     LightningError::Unreachable(format!("nwc relays {}: {why}", names.join(", ")))
-}
-
-fn hex32(text: Option<&str>) -> Option<[u8; 32]> {
-    text.and_then(plannt_l402::hex32)
-}
-
-/// The preimage, if it hashes to the payment hash.
-fn checked_preimage(
-    text: Option<&str>,
-    payment_hash: &[u8; 32],
-) -> Result<[u8; 32], LightningError> {
-    let preimage = hex32(text).ok_or_else(|| {
-        LightningError::Backend("nwc: the preimage is not 64 hex characters".into())
-    })?;
-    let hashed: [u8; 32] = Sha256::digest(preimage).into();
-    if &hashed != payment_hash {
-        return Err(LightningError::Backend(
-            "nwc: the wallet returned a preimage that does not hash to the payment hash".into(),
-        ));
-    }
-    Ok(preimage)
 }
 
 /// Whether an event refers to `request` with an `e` tag.
@@ -541,7 +520,7 @@ impl Nwc {
         };
         if settled {
             return Ok(InvoiceState::Settled {
-                preimage: checked_preimage(tx.preimage.as_deref(), payment_hash)?,
+                preimage: checked_preimage("nwc", tx.preimage.as_deref(), payment_hash)?,
                 amount_received_msat: tx.amount.unwrap_or(0),
             });
         }
@@ -669,15 +648,9 @@ impl Payer for Nwc {
                 return crate::types::after_interruption(self, &hash, error).await;
             }
         };
-        let preimage = checked_preimage(answer.preimage.as_deref(), &hash)?;
+        let preimage = hex_preimage("nwc", answer.preimage.as_deref())?;
         let fee_msat = answer.fees_paid.unwrap_or(0);
-        if fee_msat > max_fee_msat {
-            tracing::warn!(
-                fee_msat,
-                max_fee_msat,
-                "the NWC wallet charged more routing fee than allowed (NIP-47 takes no fee limit)"
-            );
-        }
+        report_fee_over_limit("nwc", fee_msat, max_fee_msat);
         Payment::checked("nwc", hash, preimage, amount_msat, fee_msat)
     }
 
@@ -721,13 +694,18 @@ impl Payer for Nwc {
             }
             Some(_) => false,
             None => {
-                tx.settled_at.is_some_and(|at| at > 0) || hex32(tx.preimage.as_deref()).is_some()
+                tx.settled_at.is_some_and(|at| at > 0)
+                    || tx
+                        .preimage
+                        .as_deref()
+                        .and_then(plannt_l402::hex32)
+                        .is_some()
             }
         };
         if !settled {
             return Ok(PaymentLookup::Pending);
         }
-        let preimage = checked_preimage(tx.preimage.as_deref(), payment_hash)?;
+        let preimage = hex_preimage("nwc", tx.preimage.as_deref())?;
         Ok(PaymentLookup::Succeeded(Payment::checked(
             "nwc",
             *payment_hash,

@@ -24,12 +24,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
 use crate::lnd::{InvoiceState, check_network};
+use crate::types::{checked_preimage, hex_preimage, report_fee_over_limit};
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
     Receiver, Secret,
@@ -188,22 +188,6 @@ fn failed(reason: &str) -> LightningError {
     }
 }
 
-fn checked_preimage(
-    text: Option<&str>,
-    payment_hash: &[u8; 32],
-) -> Result<[u8; 32], LightningError> {
-    let preimage = text.and_then(plannt_l402::hex32).ok_or_else(|| {
-        LightningError::Backend("phoenixd: the preimage is not 64 hex characters".into())
-    })?;
-    let hashed: [u8; 32] = Sha256::digest(preimage).into();
-    if &hashed != payment_hash {
-        return Err(LightningError::Backend(
-            "phoenixd returned a preimage that does not hash to the payment hash".into(),
-        ));
-    }
-    Ok(preimage)
-}
-
 impl Phoenixd {
     /// A node at `base` (e.g. `http://127.0.0.1:9740`) with its HTTP password.
     pub fn new(base: Url, password: Secret, network: Network) -> Self {
@@ -271,7 +255,7 @@ impl Phoenixd {
         })?;
         if incoming.is_paid {
             return Ok(InvoiceState::Settled {
-                preimage: checked_preimage(incoming.preimage.as_deref(), payment_hash)?,
+                preimage: checked_preimage("phoenixd", incoming.preimage.as_deref(), payment_hash)?,
                 amount_received_msat: incoming.received_sat.saturating_mul(1000),
             });
         }
@@ -393,15 +377,9 @@ impl Payer for Phoenixd {
             }
             return Err(error);
         };
-        let preimage = checked_preimage(Some(preimage), &hash)?;
+        let preimage = hex_preimage("phoenixd", Some(preimage))?;
         let fee_msat = answer.routing_fee_sat.saturating_mul(1000);
-        if fee_msat > max_fee_msat {
-            tracing::warn!(
-                fee_msat,
-                max_fee_msat,
-                "phoenixd charged more routing fee than allowed (phoenixd takes no fee limit)"
-            );
-        }
+        report_fee_over_limit("phoenixd", fee_msat, max_fee_msat);
         Payment::checked("phoenixd", hash, preimage, amount_msat, fee_msat)
     }
 
@@ -428,7 +406,7 @@ impl Payer for Phoenixd {
             LightningError::Backend(format!("phoenixd: unreadable outgoing payment: {e}"))
         })?;
         if outgoing.is_paid {
-            let preimage = checked_preimage(outgoing.preimage.as_deref(), payment_hash)?;
+            let preimage = hex_preimage("phoenixd", outgoing.preimage.as_deref())?;
             // `sent` is whole satoshis including fees: the invoice's amount is exact.
             let amount_msat = outgoing
                 .invoice

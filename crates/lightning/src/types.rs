@@ -49,18 +49,60 @@ impl Payment {
         amount_msat: u64,
         fee_msat: u64,
     ) -> Result<Self, LightningError> {
-        let hashed: [u8; 32] = Sha256::digest(preimage).into();
-        if hashed != payment_hash {
-            return Err(LightningError::Backend(format!(
-                "{backend} returned a preimage that does not hash to the payment hash"
-            )));
-        }
+        check_preimage(backend, &preimage, &payment_hash)?;
         Ok(Payment {
             payment_hash,
             preimage,
             amount_msat,
             fee_msat,
         })
+    }
+}
+
+/// Fails unless `preimage` hashes to `payment_hash`; the error names the backend.
+fn check_preimage(
+    backend: &str,
+    preimage: &[u8; 32],
+    payment_hash: &[u8; 32],
+) -> Result<(), LightningError> {
+    let hashed: [u8; 32] = Sha256::digest(preimage).into();
+    if &hashed != payment_hash {
+        return Err(LightningError::Backend(format!(
+            "{backend} returned a preimage that does not hash to the payment hash"
+        )));
+    }
+    Ok(())
+}
+
+/// A preimage a backend sent as hex (not yet checked against its hash).
+pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<[u8; 32], LightningError> {
+    text.and_then(plannt_l402::hex32).ok_or_else(|| {
+        LightningError::Backend(format!("{backend}: the preimage is not 64 hex characters"))
+    })
+}
+
+/// A preimage a backend sent as hex, checked against the payment hash: for what an invoice or
+/// payment lookup reports. (A [`Payment`] is checked by [`Payment::checked`].)
+pub(crate) fn checked_preimage(
+    backend: &str,
+    text: Option<&str>,
+    payment_hash: &[u8; 32],
+) -> Result<[u8; 32], LightningError> {
+    let preimage = hex_preimage(backend, text)?;
+    check_preimage(backend, &preimage, payment_hash)?;
+    Ok(preimage)
+}
+
+/// For a backend that takes no fee limit (LNbits, phoenixd, NWC): a fee above the limit can
+/// only be reported, after the payment.
+pub(crate) fn report_fee_over_limit(backend: &str, fee_msat: u64, max_fee_msat: u64) {
+    if fee_msat > max_fee_msat {
+        tracing::warn!(
+            backend,
+            fee_msat,
+            max_fee_msat,
+            "the backend charged more routing fee than allowed: it takes no fee limit"
+        );
     }
 }
 
