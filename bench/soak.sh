@@ -32,71 +32,14 @@ store=${SOAK_STORE:-sqlite}
 plot=${SOAK_PLOT-docs/soak.png}
 cache=${PLANNT_CACHE:-.cache}
 
-die() {
-    echo "bench/soak.sh: $*" >&2
-    exit 2
-}
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-soak.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    if [[ ${BENCH_KEEP:-} == 1 ]]; then
-        echo "work folder kept: $work" >&2
-    else
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
-
-echo "==> cargo build --release --locked -p plannt -p plannt-load" >&2
-cargo build --release --locked -p plannt -p plannt-load >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-plannt=$target_dir/release/plannt
-load=$target_dir/release/plannt-load
-[[ -x $plannt && -x $load ]] || die "no binaries under $target_dir/release"
-
-root_key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-
-# start NAME [ENV=VALUE…] -- [ARGS…]: a gateway on a free loopback port; sets $addr and $pid.
-start() {
-    local name=$1
-    shift
-    local envs=()
-    while [[ $1 != -- ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    local dir=$work/$name
-    mkdir -p "$dir/data"
-    env -u PLANNT_CONFIG -u PLANNT_STORE -u PLANNT_LIGHTNING -u PLANNT_LISTEN \
-        PLANNT_DATA_DIR="$dir/data" PLANNT_ROOT_KEY="$root_key" RUST_LOG=warn,plannt=info \
-        PLANNT_INVOICE_EXPIRY_SECS=10 PLANNT_TOKEN_LIFETIME_SECS=20 \
-        "${envs[@]}" \
-        "$plannt" serve --listen 127.0.0.1:0 --log-json "$@" 2>"$dir/log" &
-    pid=$!
-    pids+=("$pid")
-    addr=""
-    for _ in $(seq 600); do
-        addr=$(grep -o '"message":"plannt gateway listening","addr":"[^"]*"' "$dir/log" |
-            cut -d'"' -f8 || true)
-        [[ -n $addr ]] && break
-        kill -0 "$pid" 2>/dev/null || die "$name: plannt serve exited: $(cat "$dir/log")"
-        sleep 0.1
-    done
-    [[ -n $addr ]] || die "$name: plannt serve did not start in 60 s: $(cat "$dir/log")"
-    echo "==> $name: plannt serve $* on $addr (pid $pid)" >&2
-}
-
-start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
+# Tokens valid 30 s, so that purging shows within the run.
+short_lived=(PLANNT_INVOICE_EXPIRY_SECS=10 PLANNT_TOKEN_LIFETIME_SECS=20)
+start mint "${short_lived[@]}" PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
 mint_addr=$addr
-start gateway PLANNT_CHALLENGES_PER_SECOND=5 PLANNT_CHALLENGE_BURST=20 -- --store "$store"
+start gateway "${short_lived[@]}" PLANNT_CHALLENGES_PER_SECOND=5 PLANNT_CHALLENGE_BURST=20 -- --store "$store"
 gateway_addr=$addr gateway_pid=$pid
 
 csv=$work/soak.csv
