@@ -329,14 +329,7 @@ impl Receiver for Cln {
         &self,
         request: &InvoiceRequest,
     ) -> Result<IssuedInvoice, LightningError> {
-        if request.amount_sats == 0 {
-            return Err(LightningError::InvalidInvoice(
-                "the amount must be at least 1 sat".into(),
-            ));
-        }
-        let amount_msat = request.amount_sats.checked_mul(1000).ok_or_else(|| {
-            LightningError::InvalidInvoice("the amount is more bitcoin than exists".into())
-        })?;
+        let amount_msat = request.amount_msat()?;
         let mut label = [0u8; 16];
         getrandom::fill(&mut label).map_err(|e| {
             LightningError::Backend(format!("cln: no random source for the label: {e}"))

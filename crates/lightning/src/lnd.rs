@@ -759,12 +759,8 @@ impl Receiver for Lnd {
         &self,
         request: &InvoiceRequest,
     ) -> Result<IssuedInvoice, LightningError> {
-        if request.amount_sats == 0 {
-            // LND would issue an invoice without an amount.
-            return Err(LightningError::InvalidInvoice(
-                "the amount must be at least 1 sat".into(),
-            ));
-        }
+        // LND would issue an invoice without an amount: refuse a zero one here.
+        request.amount_msat()?;
         let body = json!({
             "memo": request.memo,
             "value": request.amount_sats.to_string(),

@@ -273,11 +273,7 @@ impl Receiver for Phoenixd {
         &self,
         request: &InvoiceRequest,
     ) -> Result<IssuedInvoice, LightningError> {
-        if request.amount_sats == 0 {
-            return Err(LightningError::InvalidInvoice(
-                "the amount must be at least 1 sat".into(),
-            ));
-        }
+        request.amount_msat()?;
         let length = request.memo.encode_utf16().count();
         if length > MAX_DESCRIPTION {
             return Err(LightningError::InvalidInvoice(format!(

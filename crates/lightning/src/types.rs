@@ -16,6 +16,21 @@ pub struct InvoiceRequest {
     pub expiry_secs: u64,
 }
 
+impl InvoiceRequest {
+    /// The amount in millisatoshis: at least 1 sat (an invoice without an amount would let the
+    /// payer choose), and not beyond what a u64 of msat holds.
+    pub fn amount_msat(&self) -> Result<u64, LightningError> {
+        if self.amount_sats == 0 {
+            return Err(LightningError::InvalidInvoice(
+                "the amount must be at least 1 sat".into(),
+            ));
+        }
+        self.amount_sats.checked_mul(1000).ok_or_else(|| {
+            LightningError::InvalidInvoice("the amount is more bitcoin than exists".into())
+        })
+    }
+}
+
 /// An invoice the backend issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedInvoice {

@@ -127,18 +127,12 @@ impl DevNetwork {
         &self,
         request: &InvoiceRequest,
     ) -> Result<IssuedInvoice, LightningError> {
-        if request.amount_sats == 0 {
+        let amount_msat = request.amount_msat()?;
+        if amount_msat > 21_000_000 * 100_000_000 * 1000 {
             return Err(LightningError::InvalidInvoice(
-                "the amount must be at least 1 sat".into(),
+                "the amount is more bitcoin than exists".into(),
             ));
         }
-        let amount_msat = request
-            .amount_sats
-            .checked_mul(1000)
-            .filter(|m| *m <= 21_000_000 * 100_000_000 * 1000)
-            .ok_or_else(|| {
-                LightningError::InvalidInvoice("the amount is more bitcoin than exists".into())
-            })?;
         if request.memo.len() > MAX_MEMO_BYTES {
             return Err(LightningError::InvalidInvoice(format!(
                 "the memo is {} bytes; BOLT11 carries at most {MAX_MEMO_BYTES}",
