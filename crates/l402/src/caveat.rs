@@ -272,8 +272,12 @@ pub enum CaveatFailure {
 /// What the caveats of a token granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// The token's expiry for the route, if it has one.
+    /// The token's expiry for the route, if it has one: the narrowest of its expiries.
     pub valid_until: Option<u64>,
+    /// The first expiry for the route in the chain. A later one may only narrow it, so it is the
+    /// widest any macaroon sharing this identifier can carry: for a token whose minter wrote an
+    /// expiry, the minter's, whatever a holder appends. What a spent set must outlive.
+    pub minted_valid_until: Option<u64>,
     /// Aperture-style capabilities for the route, if the token names any; the backend enforces them.
     pub capabilities: Option<Vec<String>>,
 }
@@ -292,6 +296,7 @@ pub fn check_caveats<'a>(
     let mut first_services: Option<Vec<Service>> = None;
     let mut services: Option<Vec<Service>> = None;
     let mut expiries: Vec<(String, u64)> = Vec::new();
+    let mut first_expiries: Vec<(String, u64)> = Vec::new();
     let mut capabilities: Vec<(String, Vec<String>)> = Vec::new();
     let mut route_conditions: Vec<Caveat> = Vec::new();
 
@@ -328,7 +333,10 @@ pub fn check_caveats<'a>(
                         return Err(refused(&caveat, "extends an earlier expiry"));
                     }
                     Some((_, earlier)) => *earlier = *unix,
-                    None => expiries.push((service.clone(), *unix)),
+                    None => {
+                        expiries.push((service.clone(), *unix));
+                        first_expiries.push((service.clone(), *unix));
+                    }
                 }
             }
             Caveat::Capabilities {
@@ -367,6 +375,10 @@ pub fn check_caveats<'a>(
         });
     }
     let valid_until = expiries.iter().find(|(s, _)| s == route).map(|(_, t)| *t);
+    let minted_valid_until = first_expiries
+        .iter()
+        .find(|(s, _)| s == route)
+        .map(|(_, t)| *t);
     if let Some(valid_until) = valid_until
         && now >= valid_until
     {
@@ -384,6 +396,7 @@ pub fn check_caveats<'a>(
     }
     Ok(Grant {
         valid_until,
+        minted_valid_until,
         capabilities: capabilities
             .into_iter()
             .find(|(s, _)| s == route)
@@ -511,6 +524,31 @@ mod tests {
             check(&narrow_caps, "m", 1).unwrap().capabilities,
             Some(vec!["b".to_string()])
         );
+    }
+
+    #[test]
+    fn the_minted_expiry_is_the_first_whatever_a_holder_appends() {
+        let minted = ["services=demo:0", "demo_valid_until=200"];
+        let grant = check(&minted, "demo", 1).unwrap();
+        assert_eq!(
+            (grant.valid_until, grant.minted_valid_until),
+            (Some(200), Some(200))
+        );
+        let attenuated = [
+            "services=demo:0",
+            "demo_valid_until=200",
+            "demo_valid_until=150",
+            "services=demo:0",
+            "demo_valid_until=3",
+        ];
+        let grant = check(&attenuated, "demo", 1).unwrap();
+        assert_eq!(
+            (grant.valid_until, grant.minted_valid_until),
+            (Some(3), Some(200))
+        );
+        // Expiries of other services say nothing about this route's.
+        let two = ["services=a:0,b:0", "b_valid_until=9", "a_valid_until=50"];
+        assert_eq!(check(&two, "a", 1).unwrap().minted_valid_until, Some(50));
     }
 
     #[test]

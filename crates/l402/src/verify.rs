@@ -172,8 +172,14 @@ pub struct Verified {
     pub token_id: [u8; 32],
     /// The id of the key that minted the token.
     pub key_id: String,
-    /// The token's expiry for this route, if it has one.
+    /// The token's expiry for this route, if it has one: the narrowest of its expiries, after
+    /// which this macaroon is refused.
     pub valid_until: Option<u64>,
+    /// The first expiry for this route: the one [`KeyRing::mint`] writes as the second caveat,
+    /// before a holder can append anything. Every macaroon of this payment hash is refused from
+    /// then on, so a spent set must keep the hash at least until this time, never only until
+    /// `valid_until`, which the holder chooses.
+    pub minted_valid_until: Option<u64>,
     /// Aperture-style capabilities, for the backend to enforce.
     pub capabilities: Option<Vec<String>>,
 }
@@ -284,6 +290,7 @@ impl KeyRing {
             token_id: identifier.token_id,
             key_id: key_id.to_string(),
             valid_until: grant.valid_until,
+            minted_valid_until: grant.minted_valid_until,
             capabilities: grant.capabilities,
         })
     }
