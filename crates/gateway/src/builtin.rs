@@ -1,6 +1,6 @@
 //! The built-in handlers of the demo service: `demo`, `data`, `generate` and `status`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::paywall::Unserved;
+use crate::paywall::Unanswered;
 use crate::server::Shared;
 
 /// The names a route's `handler` may take.
@@ -49,9 +49,27 @@ pub async fn handle(name: &str, shared: &Shared, request: Request<Body>) -> Resp
     }
 }
 
+/// How long `/status` answers from its last check: a flood of status requests costs the
+/// backend and the store one check per interval, not one each.
+pub const STATUS_EVERY: Duration = Duration::from_secs(2);
+
 /// `GET /status`: version, Lightning reachable, store healthy, uptime. 503 when a part is down,
-/// so a load balancer can take the replica out.
+/// so a load balancer can take the replica out. Checked at most once per [`STATUS_EVERY`].
 pub async fn status(shared: &Shared) -> Response {
+    let mut cached = shared.status.lock().await;
+    let (status, body) = match &*cached {
+        Some((at, status, body)) if at.elapsed() < STATUS_EVERY => (*status, body.clone()),
+        _ => {
+            let (status, body) = check_status(shared).await;
+            *cached = Some((Instant::now(), status, body.clone()));
+            (status, body)
+        }
+    };
+    drop(cached);
+    (status, axum::Json(body)).into_response()
+}
+
+async fn check_status(shared: &Shared) -> (StatusCode, Value) {
     let lightning = shared.paywall.receiver().health().await;
     let store = shared.paywall.store().health().await;
     let entries = shared.paywall.store().len().await.ok();
@@ -81,7 +99,7 @@ pub async fn status(shared: &Shared) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(body)).into_response()
+    (status, body)
 }
 
 #[derive(Deserialize)]
@@ -101,12 +119,16 @@ fn bad_request(message: &str) -> Response {
         .into_response()
 }
 
-fn bad_gateway(message: &str) -> Response {
-    (
+/// A 502 marked with what happened, for the paywall to word with the token's fate.
+fn bad_gateway(what: Unanswered) -> Response {
+    let (Unanswered::NotServed(why) | Unanswered::NoAnswer(why)) = &what;
+    let mut response = (
         StatusCode::BAD_GATEWAY,
-        axum::Json(json!({ "error": "Bad Gateway", "message": message })),
+        axum::Json(json!({ "error": "Bad Gateway", "message": why })),
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(what);
+    response
 }
 
 /// `POST /v1/generate`: `{"prompt": …}` or `{"messages": […]}`, optionally `"stream": true`.
@@ -118,12 +140,16 @@ async fn generate(shared: &Shared, request: Request<Body>) -> Response {
         Ok(b) => b,
         Err(_) => {
             // Nothing was served: the paywall releases the token for a retry with a smaller body.
+            let why = format!(
+                "the body is unreadable or over {} bytes",
+                shared.max_body_bytes
+            );
             let mut response = (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                axum::Json(json!({ "error": "Payload Too Large", "message": format!("the body is unreadable or over {} bytes; your token was not used", shared.max_body_bytes) })),
+                axum::Json(json!({ "error": "Payload Too Large", "message": why })),
             )
                 .into_response();
-            response.extensions_mut().insert(Unserved);
+            response.extensions_mut().insert(Unanswered::NotServed(why));
             return response;
         }
     };
@@ -151,23 +177,31 @@ async fn generate(shared: &Shared, request: Request<Body>) -> Response {
     let started = Instant::now();
     let response = match call.send().await {
         Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return bad_gateway(Unanswered::NotServed(
+                "the inference upstream cannot be reached".into(),
+            ));
+        }
         Err(e) if e.is_timeout() => {
-            return bad_gateway(
-                "the inference upstream did not answer in time; your token was not used",
-            );
+            // The model may be generating for whoever asked: the route's failure policy decides.
+            return bad_gateway(Unanswered::NoAnswer(
+                "the inference upstream did not answer in time".into(),
+            ));
         }
         Err(_) => {
-            return bad_gateway(
-                "the inference upstream cannot be reached; your token was not used",
-            );
+            return bad_gateway(Unanswered::NoAnswer(
+                "the inference upstream's connection broke before it answered".into(),
+            ));
         }
     };
     let status = response.status();
     if !status.is_success() {
+        // An OpenAI-compatible API answers an error instead of a completion: nothing was
+        // generated, so the token goes back.
         tracing::warn!(%status, "inference upstream failed");
-        return bad_gateway(&format!(
-            "the inference upstream answered {status}; your token was not used"
-        ));
+        return bad_gateway(Unanswered::NotServed(format!(
+            "the inference upstream answered {status}"
+        )));
     }
     if body.stream {
         let content_type = response
@@ -182,7 +216,11 @@ async fn generate(shared: &Shared, request: Request<Body>) -> Response {
     }
     let value: Value = match response.json().await {
         Ok(v) => v,
-        Err(_) => return bad_gateway("the inference upstream answered something unreadable"),
+        Err(_) => {
+            return bad_gateway(Unanswered::NoAnswer(
+                "the inference upstream answered something unreadable".into(),
+            ));
+        }
     };
     let text = value["choices"][0]["message"]["content"]
         .as_str()

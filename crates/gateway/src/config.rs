@@ -71,6 +71,10 @@ pub struct RouteConfig {
     pub upstream: Option<String>,
     /// A built-in handler: `demo`, `data`, `generate`, `status`.
     pub handler: Option<String>,
+    /// What a 5xx, or no answer in time, from an upstream that received the request does to
+    /// the token: `release` (given back) or `spend`. Default: `release` for GET, HEAD, OPTIONS,
+    /// TRACE, PUT and DELETE, which can run again harmlessly; `spend` for the others.
+    pub on_upstream_failure: Option<String>,
 }
 
 /// The whole configuration. Field docs give each key's default.
@@ -107,6 +111,16 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     /// `max_body_bytes`: the largest request body accepted. Default 10 MiB.
     pub max_body_bytes: usize,
+    /// `header_read_timeout_secs`: the longest a connection may take to send a request's
+    /// headers, from when it opens or its previous answer ends (so also the longest it may sit
+    /// idle between requests). Default 10.
+    pub header_read_timeout_secs: u64,
+    /// `max_connections`: connections open at once. Default: what the process's file-descriptor
+    /// limit allows (two per connection), at most 10,000.
+    pub max_connections: Option<usize>,
+    /// `max_connections_per_address`: connections open at once from one client address (an
+    /// IPv6 client by its /64); `trusted_proxies` are not limited. Default 256.
+    pub max_connections_per_address: usize,
     /// `cors_origins`: origins allowed to read answers (`*` for any). Default `["*"]`.
     pub cors_origins: Vec<String>,
     /// `dev_starting_balance_sats`: test sats each new dev account starts with. Default 1,000,000.
@@ -139,6 +153,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             upstream_timeout_secs: 30,
             max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: None,
+            max_connections_per_address: 256,
             cors_origins: vec!["*".into()],
             dev_starting_balance_sats: plannt_lightning::dev::DEFAULT_STARTING_BALANCE_SATS,
             dev_allow_remote: false,
@@ -173,6 +190,9 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("trusted_proxies", Kind::List),
     ("upstream_timeout_secs", Kind::Integer),
     ("max_body_bytes", Kind::Integer),
+    ("header_read_timeout_secs", Kind::Integer),
+    ("max_connections", Kind::Integer),
+    ("max_connections_per_address", Kind::Integer),
     ("cors_origins", Kind::List),
     ("dev_starting_balance_sats", Kind::Integer),
     ("dev_allow_remote", Kind::Bool),
@@ -276,6 +296,21 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        for (key, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            (
+                "max_connections",
+                self.max_connections.map_or(1, |n| n as u64),
+            ),
+        ] {
+            if value == 0 {
+                return Err(error(source, Some(key), "must be at least 1"));
+            }
+        }
         if self.root_key.is_some() && !self.root_keys.is_empty() {
             return Err(error(
                 source,
@@ -310,6 +345,16 @@ impl Config {
                     source,
                     Some(&key),
                     format!("match must be exact or prefix, not {m:?}"),
+                ));
+            }
+            if let Some(p) = &route.on_upstream_failure
+                && p != "release"
+                && p != "spend"
+            {
+                return Err(error(
+                    source,
+                    Some(&key),
+                    format!("on_upstream_failure must be release or spend, not {p:?}"),
                 ));
             }
         }

@@ -40,15 +40,7 @@ impl Limiter {
         if self.rate <= 0.0 {
             return Ok(());
         }
-        let key = match client {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-            IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
-            v4 => v4,
-        };
+        let key = client_key(client);
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("limiter lock");
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&key) {
@@ -71,6 +63,20 @@ impl Limiter {
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
         }
+    }
+}
+
+/// The address a client is counted by: itself, or for IPv6 its /64, which one host controls
+/// whole (an IPv4-mapped address counts as the IPv4 one).
+pub(crate) fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        v4 => v4,
     }
 }
 

@@ -3,7 +3,8 @@
 //! Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Forwarded-For`, `-Proto` and `-Host`
 //! are set, upstream TLS is verified against the system's roots, redirects are passed back to
 //! the client rather than followed, and an upstream that cannot be reached or is too slow gives
-//! 502 or 504 — a 5xx, so the paywall releases the token for a retry.
+//! 502 or 504, marked with what happened ([`Unanswered`]) so that the paywall knows whether the
+//! upstream received the request before deciding what becomes of the token.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -18,7 +19,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::forwarded::TrustedProxies;
-use crate::paywall::Unserved;
+use crate::paywall::Unanswered;
 
 /// Forwards requests to upstreams.
 #[derive(Clone)]
@@ -135,49 +136,68 @@ impl Proxy {
             });
             outgoing = outgoing.body(reqwest::Body::wrap_stream(stream));
         }
+        let no_answer = |status: StatusCode, title: &str, why: &str| {
+            let mut response = error(status, title, why);
+            response
+                .extensions_mut()
+                .insert(Unanswered::NoAnswer(why.to_string()));
+            response
+        };
         let sent = match tokio::time::timeout(self.timeout, outgoing.send()).await {
             Ok(sent) => sent,
             Err(_) => {
-                return error(
+                return no_answer(
                     StatusCode::GATEWAY_TIMEOUT,
                     "Gateway Timeout",
-                    "the upstream did not answer in time; your token was not used, retry it",
+                    "the upstream did not answer in time",
                 );
             }
         };
         let mut upstream_response = match sent {
             Ok(r) => r,
             Err(_) if body_failed.get().is_some() => {
-                let (status, title, message) = if body_failed.get() == Some(&true) {
+                let (status, title, why) = if body_failed.get() == Some(&true) {
                     (
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "Payload Too Large",
-                        "the request body is larger than this gateway accepts; your token was not used",
+                        "the request body is larger than this gateway accepts",
                     )
                 } else {
                     (
                         StatusCode::BAD_REQUEST,
                         "Bad Request",
-                        "the request body could not be read; your token was not used",
+                        "the request body could not be read",
                     )
                 };
-                let mut response = error(status, title, message);
-                response.extensions_mut().insert(Unserved);
+                let mut response = error(status, title, why);
+                response
+                    .extensions_mut()
+                    .insert(Unanswered::NotServed(why.to_string()));
+                return response;
+            }
+            // No connection, so nothing was sent.
+            Err(e) if e.is_connect() => {
+                tracing::warn!(error = %e.without_url(), "cannot reach the upstream");
+                let why = "the upstream cannot be reached";
+                let mut response = error(StatusCode::BAD_GATEWAY, "Bad Gateway", why);
+                response
+                    .extensions_mut()
+                    .insert(Unanswered::NotServed(why.to_string()));
                 return response;
             }
             Err(e) if e.is_timeout() => {
-                return error(
+                return no_answer(
                     StatusCode::GATEWAY_TIMEOUT,
                     "Gateway Timeout",
-                    "the upstream did not answer in time; your token was not used, retry it",
+                    "the upstream did not answer in time",
                 );
             }
             Err(e) => {
                 tracing::warn!(error = %e.without_url(), "upstream request failed");
-                return error(
+                return no_answer(
                     StatusCode::BAD_GATEWAY,
                     "Bad Gateway",
-                    "the upstream cannot be reached; your token was not used, retry it",
+                    "the upstream's connection broke before it answered",
                 );
             }
         };

@@ -15,6 +15,16 @@ pub enum Target {
     Builtin(String),
 }
 
+/// What an upstream failure (a 5xx answer, or no answer in time) does to the token, when the
+/// upstream received the request and may have acted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUpstreamFailure {
+    /// The token is given back (`x-l402: released`): the client retries with it.
+    Release,
+    /// The token is spent (`x-l402: spent`): the failure is the answer it bought.
+    Spend,
+}
+
 /// One route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -35,6 +45,20 @@ pub struct Route {
     /// Why the route cannot be served now (answered 503 before any invoice, left out of the
     /// catalog); `None` when it can.
     pub unavailable: Option<String>,
+    /// What an upstream failure does to the token; `None`: decided by the method
+    /// ([`Route::releases_on_failure`]).
+    pub on_upstream_failure: Option<OnUpstreamFailure>,
+}
+
+/// How well a route matches a path: a higher rank wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// Under a prefix, the longer prefix ranking higher.
+    Prefix(usize),
+    /// An exact route's path with another case, a trailing slash or a format suffix.
+    Variant,
+    /// An exact route's path, in any case.
+    Exact,
 }
 
 impl Route {
@@ -49,21 +73,49 @@ impl Route {
             description: String::new(),
             target,
             unavailable: None,
+            on_upstream_failure: None,
         }
     }
 
-    /// Whether the route serves a request for `method` and `path`.
+    /// Whether the route serves a request for `method` and `path` (a path in the canonical
+    /// form of [`crate::path::canonical`]).
     pub fn matches(&self, method: &Method, path: &str) -> bool {
+        self.rank(method, path).is_some()
+    }
+
+    /// Upstreams fold case, ignore a trailing slash, or read `/search.json` as `/search` with a
+    /// format: an exact route claims each of those spellings, so a variant is never priced as
+    /// a cheaper prefix route and then served as this one.
+    fn rank(&self, method: &Method, path: &str) -> Option<Rank> {
         let method_ok = match &self.method {
             None => true,
             Some(m) => m == method || (m == Method::GET && method == Method::HEAD),
         };
-        method_ok
-            && if self.prefix {
-                path.starts_with(&self.path)
-            } else {
-                path == self.path
-            }
+        if !method_ok {
+            return None;
+        }
+        let (route, path) = (self.path.as_bytes(), path.as_bytes());
+        if self.prefix {
+            let under = starts_with_ignore_case(path, route)
+                // `/v1/search` is what a framework serves for a `/v1/search/` route.
+                || (route.last() == Some(&b'/') && route[..route.len() - 1].eq_ignore_ascii_case(path));
+            return under.then_some(Rank::Prefix(route.len()));
+        }
+        if route.eq_ignore_ascii_case(path) {
+            return Some(Rank::Exact);
+        }
+        let route = route.strip_suffix(b"/").unwrap_or(route);
+        let bare = path.strip_suffix(b"/").unwrap_or(path);
+        if route.eq_ignore_ascii_case(bare) {
+            return Some(Rank::Variant);
+        }
+        let suffixed = starts_with_ignore_case(path, route)
+            && path[route.len()..]
+                .strip_prefix(b".")
+                .is_some_and(|format| {
+                    (1..=10).contains(&format.len()) && format.iter().all(u8::is_ascii_alphanumeric)
+                });
+        suffixed.then_some(Rank::Variant)
     }
 
     /// True if anyone may call it without paying.
@@ -71,19 +123,52 @@ impl Route {
         self.price_sats.is_none()
     }
 
+    /// Whether a failure of the upstream after it received a request of `method` gives the
+    /// token back: as the route says, else only for methods that are safe or idempotent
+    /// (RFC 9110 9.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE), which can run again harmlessly.
+    /// A POST the upstream received may have taken effect, so its token is spent.
+    pub fn releases_on_failure(&self, method: &Method) -> bool {
+        match self.on_upstream_failure {
+            Some(policy) => policy == OnUpstreamFailure::Release,
+            None => matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            ),
+        }
+    }
+
     fn overlaps(&self, other: &Route) -> bool {
         let methods = match (&self.method, &other.method) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
+        // Paths compare as matching does: without case, and an exact path without its
+        // trailing slash.
+        let key = |r: &Route| {
+            let path = r.path.to_ascii_lowercase();
+            match r.prefix {
+                true => path,
+                false => path.trim_end_matches('/').to_string(),
+            }
+        };
+        let (a, b) = (key(self), key(other));
         let paths = match (self.prefix, other.prefix) {
-            (false, false) => self.path == other.path,
-            (true, false) => other.path.starts_with(&self.path),
-            (false, true) => self.path.starts_with(&other.path),
-            (true, true) => self.path == other.path,
+            (false, false) => a == b,
+            (true, false) => b.starts_with(&a),
+            (false, true) => a.starts_with(&b),
+            (true, true) => a == b,
         };
         methods && paths
     }
+}
+
+fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
+    text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 /// Why a route table cannot be used.
@@ -142,20 +227,16 @@ impl RouteTable {
         Ok(RouteTable { routes })
     }
 
-    /// The route that serves a request: an exact match first, then the longest prefix.
+    /// The route that serves a request (its path in canonical form): an exact route's own path
+    /// first, then its variants, then the longest prefix.
     pub fn find(&self, method: &Method, path: &str) -> Option<&Route> {
-        let mut best: Option<&Route> = None;
-        for route in self.routes.iter().filter(|r| r.matches(method, path)) {
-            best = match best {
-                None => Some(route),
-                Some(b) if !route.prefix && b.prefix => Some(route),
-                Some(b) if route.prefix && b.prefix && route.path.len() > b.path.len() => {
-                    Some(route)
-                }
-                Some(b) => Some(b),
-            };
-        }
-        best
+        self.routes
+            .iter()
+            .filter_map(|r| r.rank(method, path).map(|rank| (rank, r)))
+            // Of equal ranks the first configured wins, as `max_by_key` keeps the last.
+            .rev()
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, r)| r)
     }
 
     /// Every route, in configuration order.
@@ -178,6 +259,7 @@ mod tests {
             description: String::new(),
             target: Target::Builtin("demo".into()),
             unavailable: None,
+            on_upstream_failure: None,
         }
     }
 
@@ -199,7 +281,67 @@ mod tests {
     }
 
     #[test]
+    fn variants_of_an_exact_path_are_priced_as_it() {
+        // The example of docs/gateway.md: a dear exact route inside a cheap prefix.
+        let table = RouteTable::new(vec![
+            route("search", Some(Method::GET), "/v1/search", false),
+            route("v1", None, "/v1/", true),
+            route("report", None, "/v1/report/", true),
+            route("search-json", Some(Method::GET), "/v1/search.xml", false),
+        ])
+        .unwrap();
+        let find = |p: &str| table.find(&Method::GET, p).map(|r| r.id.as_str());
+        for path in [
+            "/v1/search",
+            "/v1/SEARCH",
+            "/V1/Search",
+            "/v1/search/",
+            "/v1/search.json",
+            "/v1/SEARCH.Json",
+        ] {
+            assert_eq!(find(path), Some("search"), "{path}");
+        }
+        assert_eq!(find("/v1/search.xml"), Some("search-json"));
+        assert_eq!(find("/v1/searchx"), Some("v1"));
+        assert_eq!(find("/v1/search.tar.gz"), Some("v1"));
+        assert_eq!(find("/v1/search/x"), Some("v1"));
+        assert_eq!(find("/V1/other"), Some("v1"));
+        assert_eq!(find("/v1/report"), Some("report"));
+        assert_eq!(find("/v1/REPORT/2026"), Some("report"));
+        assert_eq!(find("/v2/search"), None);
+    }
+
+    #[test]
+    fn the_method_decides_what_an_upstream_failure_does_unless_the_route_says() {
+        let mut r = route("a", None, "/a", false);
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(r.releases_on_failure(&method), "{method}");
+        }
+        for method in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!r.releases_on_failure(&method), "{method}");
+        }
+        r.on_upstream_failure = Some(OnUpstreamFailure::Release);
+        assert!(r.releases_on_failure(&Method::POST));
+        r.on_upstream_failure = Some(OnUpstreamFailure::Spend);
+        assert!(!r.releases_on_failure(&Method::GET));
+    }
+
+    #[test]
     fn refuses_ambiguous_and_bad_routes() {
+        for (a, b) in [("/x", "/X"), ("/x", "/x/")] {
+            let folded =
+                RouteTable::new(vec![route("a", None, a, false), route("b", None, b, false)]);
+            assert!(
+                matches!(folded, Err(RouteError::Ambiguous(_, _))),
+                "{a} {b}"
+            );
+        }
         let same = RouteTable::new(vec![
             route("a", Some(Method::GET), "/x", false),
             route("b", None, "/x", false),

@@ -5,7 +5,6 @@
 //! loopback so a `dev+http://` wallet in another process can pay.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +26,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::builtin::{self, HANDLERS, OpenAi};
 use crate::catalog::catalog;
 use crate::config::{Config, RouteConfig};
+use crate::conn::ConnectionLimits;
 use crate::proxy::Proxy;
-use crate::routes::{Route, RouteTable, Target};
+use crate::routes::{OnUpstreamFailure, Route, RouteTable, Target};
 use crate::store::{MemoryStore, RedisStore, SpentStore, SqliteStore};
 use crate::{Paywall, PaywallOptions};
 
@@ -52,12 +52,15 @@ pub struct Shared {
     pub(crate) dev: bool,
     pub(crate) started: Instant,
     pub(crate) max_body_bytes: usize,
+    /// The last `/status` check: when, and what it found.
+    pub(crate) status: tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>,
 }
 
 /// A gateway ready to serve.
 pub struct Gateway {
     router: Router,
     shared: Arc<Shared>,
+    limits: ConnectionLimits,
     /// The dev network, when it is the backend.
     pub dev_network: Option<DevNetwork>,
 }
@@ -78,6 +81,7 @@ fn demo_routes(openai: bool) -> Vec<Route> {
         description: description.into(),
         target: Target::Builtin(handler.into()),
         unavailable: None,
+        on_upstream_failure: None,
     };
     let mut generate = route(
         "generate",
@@ -166,6 +170,16 @@ fn route_from_config(i: usize, rc: &RouteConfig, openai: bool) -> Result<Route, 
         description: rc.description.clone(),
         target,
         unavailable,
+        on_upstream_failure: match rc.on_upstream_failure.as_deref() {
+            None => None,
+            Some("release") => Some(OnUpstreamFailure::Release),
+            Some("spend") => Some(OnUpstreamFailure::Spend),
+            Some(other) => {
+                return Err(at(format!(
+                    "on_upstream_failure must be release or spend, not {other:?}"
+                )));
+            }
+        },
     })
 }
 
@@ -290,6 +304,15 @@ impl Gateway {
             challenges_per_second: config.challenges_per_second,
             challenge_burst: config.challenge_burst,
             trusted_proxies: trusted.clone(),
+            clock: crate::Clock::system(),
+        };
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(crate::default_max_connections),
+            max_per_address: config.max_connections_per_address,
+            trusted_proxies: trusted.clone(),
         };
         let paywall = Arc::new(Paywall::new(keys, receiver, store, routes, options));
         let timeout = Duration::from_secs(config.upstream_timeout_secs);
@@ -309,6 +332,7 @@ impl Gateway {
             dev: dev_network.is_some(),
             started: Instant::now(),
             max_body_bytes: config.max_body_bytes,
+            status: tokio::sync::Mutex::new(None),
         });
 
         let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
@@ -333,6 +357,7 @@ impl Gateway {
         Ok(Gateway {
             router,
             shared,
+            limits,
             dev_network,
         })
     }
@@ -347,8 +372,9 @@ impl Gateway {
         &self.shared.paywall
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish: each
-    /// claim ends committed or released. Expired spent entries are purged meanwhile
+    /// Serves on `listener`, within the configured connection limits, until `shutdown`
+    /// resolves, then lets in-flight requests finish: each claim ends committed or released,
+    /// including those of clients that hung up. Expired spent entries are purged meanwhile
     /// ([`Paywall::spawn_purger`]).
     pub async fn serve(
         self,
@@ -372,13 +398,8 @@ impl Gateway {
                 ),
             }
         });
-        let result = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let result = crate::conn::serve(listener, self.router, self.limits, shutdown).await;
+        self.shared.paywall.drain().await;
         purger.abort();
         warm_up.abort();
         // The purge task holds the store: let it go before returning, so the file is free.

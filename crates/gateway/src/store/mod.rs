@@ -1,15 +1,17 @@
 //! Spent-token stores: the only state of the gateway, a set of payment hashes.
 //!
 //! A request with a valid token first **claims** its payment hash: exactly one of any number of
-//! concurrent claims wins. The request is then forwarded. If the upstream fails (connect error,
-//! timeout, 5xx) the claim is **released** and the same token may be used again; otherwise it is
-//! **committed** and the token is spent for good.
+//! concurrent claims wins. The request is then forwarded. If the upstream never got it (or, for
+//! safe and idempotent methods, failed) the claim is **released** and the same token may be used
+//! again; otherwise it is **committed** and the token is spent for good.
 //!
 //! A claim that is neither committed nor released (the gateway died mid-request) does not strand
 //! the payment: it lapses after [`PENDING_TTL`] (Redis) or at the next start (SQLite, memory),
-//! because its response never reached the client. A committed entry lives until the token's
-//! `valid_until`, after which the token fails verification anyway and the entry may be purged:
-//! the set is bounded by request rate × token lifetime.
+//! because its response never reached the client. A committed entry lives until the expiry the
+//! token was minted with (plus [`SPENT_MARGIN`]), after which every macaroon of that payment
+//! hash fails verification anyway and the entry may be purged: the set is bounded by request
+//! rate × token lifetime. Never until an expiry the holder chose: a holder may append an
+//! earlier one to a copy of the macaroon and keep the original.
 //!
 //! Three stores implement [`SpentStore`]:
 //! - [`MemoryStore`]: a hash map, for tests, benchmarks and gateways that may forget spent
@@ -17,7 +19,7 @@
 //! - [`SqliteStore`]: one file, the default. Durable before a claim wins, so a token that got a
 //!   response is never accepted again after a crash; one process holds the file at a time.
 //! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
-//!   [`PENDING_TTL`], committed ones at the token's `valid_until`.
+//!   [`PENDING_TTL`], committed ones at their `until`.
 //!
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 
@@ -35,6 +37,11 @@ pub use self::sqlite::SqliteStore;
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);
+
+/// How long a spent entry outlives the expiry its token was minted with: gateway replicas and
+/// a Redis whose clocks differ by less than this never forget a token one of them would still
+/// accept.
+pub const SPENT_MARGIN: Duration = Duration::from_secs(300);
 
 /// The outcome of a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +76,8 @@ impl Default for Ticket {
 #[error("spent-token store unavailable: {0}")]
 pub struct StoreError(pub String);
 
-/// The spent set. Keys are payment hashes; `until` is the token's `valid_until` (unix seconds).
+/// The spent set. Keys are payment hashes; `until` (unix seconds) is when the entry may go: the
+/// token's minted expiry plus [`SPENT_MARGIN`].
 #[async_trait]
 pub trait SpentStore: Send + Sync + 'static {
     /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.

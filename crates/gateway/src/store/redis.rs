@@ -12,7 +12,7 @@
 //!   then free a token that has already been served.
 //! - **release** is a Lua script that deletes the key only if it still holds our ticket, never a
 //!   committed key or another request's claim.
-//! - **purge** does nothing: Redis drops committed keys itself at the token's `valid_until`.
+//! - **purge** does nothing: Redis drops committed keys itself at their `until`.
 //!
 //! Every command is bounded by a timeout (2 s by default): a Redis that is down or stalled makes
 //! the store answer [`StoreError`] quickly, and the gateway fails closed with 503 instead of
