@@ -4,7 +4,10 @@
 //! A payment is recorded as `pending` **before** it is paid, with its amount reserved against
 //! the budgets in the same transaction, then marked `paid` (with preimage and fee) or `failed`.
 //! Budgets count pending and paid payments, so two processes cannot both spend the last sats:
-//! the reservation runs under SQLite's write lock (`BEGIN IMMEDIATE`).
+//! the reservation runs under SQLite's write lock (`BEGIN IMMEDIATE`). A payment counts in the
+//! rolling windows from when it was last reserved, then from when it was paid (`charged_at`),
+//! never from when its invoice was first tried: a payee that fails an invoice once cannot have it
+//! paid later outside the window.
 //!
 //! Paid tokens are kept with their origin and path until used. A token that was paid for but
 //! never presented (the process died between paying and retrying) is presented by the next
@@ -77,7 +80,7 @@ pub struct Record {
     pub status: String,
     /// Hex preimage once paid.
     pub preimage: Option<String>,
-    /// Unix seconds when it was reserved.
+    /// Unix seconds when it was first reserved.
     pub created_at: u64,
 }
 
@@ -181,7 +184,8 @@ CREATE TABLE IF NOT EXISTS payments (
     preimage     TEXT,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
-    owner        TEXT
+    owner        TEXT,
+    charged_at   INTEGER
 );
 CREATE INDEX IF NOT EXISTS payments_created ON payments (created_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -288,6 +292,7 @@ impl Ledger {
             .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
         add_owner_columns(&mut conn)
             .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        add_charged_at(&mut conn).map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
         let name = path
             .file_name()
             .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
@@ -353,10 +358,12 @@ impl Ledger {
                     }));
                 }
             }
+            // A payment counts in the budget windows from the moment it is reserved: a failed
+            // payment reserved again is charged now, not when it was first tried.
             tx.execute(
-                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9)
-                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8, owner = ?9",
+                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at, owner, charged_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?8)
+                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8, owner = ?9, charged_at = ?8",
                 params![hash, r.origin, r.path, r.bolt11, r.macaroon, r.amount_msat as i64, r.max_fee_msat as i64, now as i64, self.owner.id],
             )?;
             tx.commit()?;
@@ -366,7 +373,8 @@ impl Ledger {
 
     /// Marks a payment paid and stores its token for the place it was bought for. The token
     /// stays this ledger's to present if it made the payment; a payment found paid after its
-    /// owner died leaves a token for anyone.
+    /// owner died leaves a token for anyone. From now on it counts in the budget windows at `now`,
+    /// when it was paid.
     pub fn mark_paid(
         &self,
         payment_hash: &[u8; 32],
@@ -379,7 +387,7 @@ impl Ledger {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
-                "UPDATE payments SET status = 'paid', preimage = ?2, fee_msat = ?3, updated_at = ?4 WHERE payment_hash = ?1",
+                "UPDATE payments SET status = 'paid', preimage = ?2, fee_msat = ?3, updated_at = ?4, charged_at = ?4 WHERE payment_hash = ?1",
                 params![hash, preimage, fee_msat as i64, now as i64],
             )?;
             tx.execute(
@@ -660,13 +668,36 @@ fn add_owner_columns(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
+/// Adds `charged_at` to a ledger written before it existed: until then payments were counted in
+/// the budget windows from `created_at`, so that is where the old ones stay.
+fn add_charged_at(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('payments') WHERE name = 'charged_at'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has == 0 {
+        tx.execute_batch("ALTER TABLE payments ADD COLUMN charged_at INTEGER")?;
+    }
+    tx.execute_batch(
+        "UPDATE payments SET charged_at = created_at WHERE charged_at IS NULL;
+         CREATE INDEX IF NOT EXISTS payments_charged ON payments (charged_at);",
+    )?;
+    tx.commit()
+}
+
+/// When a payment counts in the budget windows: when it was last reserved, or when it was paid.
+/// (`created_at` stands in for a row an older Plannt wrote while this one had the ledger open.)
+const CHARGED_AT: &str = "COALESCE(charged_at, created_at)";
+
 /// Millisatoshis paid or reserved since `since` (all time for `None`): pending payments count
 /// their amount plus their fee limit, paid ones their amount plus the fee.
 fn spent_since(conn: &Connection, since: Option<u64>) -> Result<u64, rusqlite::Error> {
     let since = since.unwrap_or(0) as i64;
     conn.query_row(
-        "SELECT COALESCE(SUM(CASE status WHEN 'pending' THEN amount_msat + max_fee_msat ELSE amount_msat + fee_msat END), 0)
-         FROM payments WHERE status IN ('pending', 'paid') AND created_at >= ?1",
+        &format!("SELECT COALESCE(SUM(CASE status WHEN 'pending' THEN amount_msat + max_fee_msat ELSE amount_msat + fee_msat END), 0)
+         FROM payments WHERE status IN ('pending', 'paid') AND {CHARGED_AT} >= ?1"),
         params![since],
         |row| row.get::<_, i64>(0),
     )
@@ -676,7 +707,7 @@ fn spent_since(conn: &Connection, since: Option<u64>) -> Result<u64, rusqlite::E
 fn oldest_since(conn: &Connection, since: Option<u64>) -> Result<Option<u64>, rusqlite::Error> {
     let since = since.unwrap_or(0) as i64;
     conn.query_row(
-        "SELECT MIN(created_at) FROM payments WHERE status IN ('pending', 'paid') AND created_at >= ?1",
+        &format!("SELECT MIN({CHARGED_AT}) FROM payments WHERE status IN ('pending', 'paid') AND {CHARGED_AT} >= ?1"),
         params![since],
         |row| row.get::<_, Option<i64>>(0),
     )

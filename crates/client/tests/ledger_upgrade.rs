@@ -1,9 +1,10 @@
-//! A ledger written before payments and tokens had owners opens, keeps its rows, and works:
-//! its unused token is presented, its pending payment can be recovered.
+//! A ledger written before payments and tokens had owners, and before payments had the time they
+//! are charged at, opens, keeps its rows, and works: its unused token is presented, its pending
+//! payment can be recovered, and its payments stay in the budget windows they were counted in.
 
 use plannt_client::{Budget, Ledger, Reservation, Reserved};
 
-/// The schema of the first ledgers, without the `owner` columns.
+/// The schema of the first ledgers, without the `owner` columns and `charged_at`.
 const OLD_SCHEMA: &str = "
 CREATE TABLE payments (
     payment_hash TEXT PRIMARY KEY, origin TEXT NOT NULL, path TEXT NOT NULL, bolt11 TEXT NOT NULL,
@@ -70,4 +71,39 @@ fn a_ledger_without_owners_is_upgraded_in_place() {
     drop(ledger);
     let again = Ledger::open(&path).unwrap();
     assert_eq!(again.recent(10).unwrap().len(), 3);
+}
+
+#[test]
+fn a_ledger_without_charged_at_counts_old_payments_when_they_were_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(OLD_SCHEMA)
+        .unwrap();
+
+    // Before `charged_at`, windows counted from `created_at`: the old rows stay there.
+    let ledger = Ledger::open(&path).unwrap();
+    let budget = Budget::default();
+    let used = |now: u64| -> Vec<u64> {
+        ledger
+            .usage(&budget, now)
+            .unwrap()
+            .iter()
+            .map(|w| w.used_sats)
+            .collect()
+    };
+    // The paid payment and the pending one, 21 sats each.
+    assert_eq!(used(1_700_000_100), [42, 42, 42]);
+    assert_eq!(used(1_700_004_000), [0, 42, 42]);
+    drop(ledger);
+    let charged: Vec<Option<i64>> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT charged_at FROM payments ORDER BY payment_hash")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(charged, [Some(1_700_000_000), Some(1_700_000_000)]);
 }
