@@ -3,6 +3,7 @@
 //! Each test builds a [`plannt_gateway::Gateway`] from a [`plannt_gateway::Config`], serves it
 //! on a fresh loopback port with its data in a temporary folder, and talks to it with reqwest.
 
+mod attacks;
 mod generate;
 mod hostile;
 mod protocol;

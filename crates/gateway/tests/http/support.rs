@@ -1,8 +1,10 @@
 //! A gateway on a loopback port, a client, the dev network to pay with, and small upstreams.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use plannt_gateway::config::RouteConfig;
 use plannt_gateway::l402::{Identifier, KeyRing, Macaroon, RootKey};
@@ -52,6 +54,7 @@ pub fn upstream_route(id: &str, prefix: &str, price_sats: u64, upstream: &str) -
         description: format!("{id}, forwarded"),
         upstream: Some(upstream.to_string()),
         handler: None,
+        on_upstream_failure: None,
     }
 }
 
@@ -75,6 +78,8 @@ pub fn client_from(local: Ipv4Addr) -> reqwest::Client {
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub dev: Option<DevNetwork>,
+    /// The paywall, to reach its store (a purge now, say).
+    pub paywall: std::sync::Arc<plannt_gateway::Paywall>,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<std::io::Result<()>>>,
@@ -106,6 +111,7 @@ pub async fn serve(gateway: Gateway) -> TestGateway {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let dev = gateway.dev_network.clone();
+    let paywall = gateway.paywall().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let served = tokio::spawn(gateway.serve(listener, async {
         let _ = rx.await;
@@ -113,6 +119,7 @@ pub async fn serve(gateway: Gateway) -> TestGateway {
     TestGateway {
         addr,
         dev,
+        paywall,
         http: client(),
         shutdown: Some(tx),
         served: Some(served),
@@ -344,4 +351,104 @@ pub fn now() -> u64 {
 /// Whether the tests run under CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+/// A `redis-server` of the test's own on a free loopback port, without persistence; killed
+/// when dropped. (A copy of the helper in the store tests, which `tests/` cannot reach.)
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one, or returns `None` after a loud notice where `redis-server` is not
+    /// installed. Under `CI=true` a missing `redis-server` fails the test.
+    pub fn start() -> Option<Self> {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let spawned = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match spawned {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let message = "redis-server is not installed (Debian: apt-get install \
+                                   redis-server; scripts/test installs it)";
+                    assert!(
+                        !in_ci(),
+                        "{message}: CI=true, so the Redis tests cannot be skipped"
+                    );
+                    eprintln!("\n!!! SKIPPED a Redis test: {message}\n");
+                    return None;
+                }
+                Err(e) => panic!("cannot start redis-server: {e}"),
+            };
+            let mut server = RedisServer {
+                child,
+                port,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if !matches!(server.child.try_wait(), Ok(None)) {
+                    break; // exited: the port was taken in between; try another
+                }
+                if TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).is_ok() {
+                    return Some(server);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends raw bytes on a fresh connection (an HTTP client would normalise the path first) and
+/// reads the whole answer until the server closes: `(status, head and body as text)`.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    (status, text)
+}
+
+/// The macaroon (base64) with `caveat` appended, as any holder may.
+pub fn attenuate(macaroon: &str, caveat: &str) -> String {
+    let mut macaroon = Macaroon::from_base64(macaroon).unwrap();
+    macaroon.add_first_party_caveat(caveat.as_bytes());
+    macaroon.to_base64()
 }
