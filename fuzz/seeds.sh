@@ -109,3 +109,10 @@ printf '%s' "${FAKEWALLET/#lnbc/lntb}" | seed invoice other_network
 printf '%s' "${DEV_MEMO/#lnbcrt10n/lnbcrt1000p}" | seed invoice other_amount_unit
 
 echo "seeds written under $(pwd)/corpus"
+
+# Request paths: plain, every spelling the gateway rewrites, and every one it refuses.
+for p in /v1/search /v1/searc%68 /v1/%73earch //v1///search// /a%2a /caf%c3%a9 /v1/search.json \
+    /docs/../api /docs/%2e%2E/api /docs/..%2fapi '/docs\..' /v1/search\;x /docs/..\;/api \
+    /v1/searc%2568 /v1/a%00 /a%zz /%c0%ae%c0%ae/api; do
+    printf '%s' "$p" | seed path "$(printf '%s' "$p" | sha256sum | cut -c1-12)"
+done

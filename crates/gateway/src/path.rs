@@ -89,7 +89,7 @@ pub fn canonical(path: &str) -> Result<Cow<'_, str>, PathError> {
     if is_canonical(bytes) {
         return Ok(Cow::Borrowed(path));
     }
-    Ok(Cow::Owned(rewrite(bytes)))
+    Ok(Cow::Owned(rewrite(path)))
 }
 
 /// True when `path` has no escape of an unreserved character, no lowercase escape and no `//`.
@@ -118,8 +118,9 @@ fn is_canonical(bytes: &[u8]) -> bool {
 
 /// Decodes escaped unreserved characters, uppercases the other escapes, merges `//`. Only
 /// called on a path [`canonical`] has checked.
-fn rewrite(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+fn rewrite(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -127,22 +128,25 @@ fn rewrite(bytes: &[u8]) -> String {
                 let (hi, lo) = (bytes[i + 1], bytes[i + 2]);
                 let byte = hex(hi).zip(hex(lo)).map_or(0, |(h, l)| h << 4 | l);
                 if is_unreserved(byte) {
-                    out.push(char::from(byte));
+                    out.push(byte);
                 } else {
-                    out.push('%');
-                    out.push(char::from(hi.to_ascii_uppercase()));
-                    out.push(char::from(lo.to_ascii_uppercase()));
+                    out.extend_from_slice(&[
+                        b'%',
+                        hi.to_ascii_uppercase(),
+                        lo.to_ascii_uppercase(),
+                    ]);
                 }
                 i += 3;
             }
-            b'/' if out.ends_with('/') => i += 1,
+            b'/' if out.last() == Some(&b'/') => i += 1,
             byte => {
-                out.push(char::from(byte));
+                out.push(byte);
                 i += 1;
             }
         }
     }
-    out
+    // Only ASCII was replaced by ASCII: the rest is the input's own UTF-8.
+    String::from_utf8(out).expect("a rewritten path stays UTF-8")
 }
 
 fn hex(byte: u8) -> Option<u8> {
@@ -187,6 +191,7 @@ mod tests {
             ("/a%2a", "/a%2A"),
             ("/%7e%2D%5f", "/~-_"),
             ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/v1\u{fffd}searc%68", "/v1\u{fffd}search"),
         ] {
             assert_eq!(canonical(path).unwrap(), want, "{path}");
             // The canonical form is a fixed point.
