@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use plannt_client::{
-    Client, ClientError, Event, Ledger, Options, Outcome, Request, Settings, default_path,
+    Client, ClientError, Event, Ledger, Options, Outcome, Policy, Request, Settings, WalletApi,
+    default_path,
 };
 use plannt_lightning::{BackendUri, Context};
 use serde_json::json;
@@ -34,9 +35,9 @@ pub mod exit {
     pub const NETWORK_ERROR: u8 = 7;
 }
 
-const EXIT_CODES: &str = "Exit status: 0 success; 1 bad usage or setup; 3 over budget (nothing paid); 4 an invoice check refused the payment (nothing paid); 5 the payment failed; 6 the server answered an HTTP error; 7 the server could not be reached.
+const EXIT_CODES: &str = "Exit status: 0 success; 1 bad usage or setup; 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed; 6 the server answered an HTTP error; 7 the server could not be reached.
 
-Budgets come from ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), wallet (PLANNT_WALLET). Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`.";
+Budgets come from ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`.";
 
 #[derive(clap::Args)]
 #[command(after_help = EXIT_CODES)]
@@ -61,9 +62,22 @@ pub struct Args {
     /// No progress or notes on stderr (errors still show).
     #[arg(short = 's', long)]
     silent: bool,
-    /// Follow redirects.
+    /// Follow redirects (up to 10). Each hop is checked as the URL given is (allowed hosts, the
+    /// wallet's API, private addresses); the host that asks for payment is the one checked and paid.
     #[arg(short = 'L', long)]
     location: bool,
+    /// Refuse loopback, private and link-local addresses (after DNS, and on every redirect), as
+    /// `plannt mcp` does by default.
+    #[arg(long)]
+    no_private_networks: bool,
+    /// Pay a challenge that came over plain http from a host that is not loopback (anyone on the
+    /// path could have written it).
+    #[arg(long)]
+    allow_insecure_http: bool,
+    /// Use ADDRESS for HOST, as curl's --resolve (HOST:PORT:ADDRESS; the port is ignored). The
+    /// address is checked as a resolved one is.
+    #[arg(long, value_name = "HOST:PORT:ADDRESS")]
+    resolve: Vec<String>,
     /// Pay at most this many sats for this request (lowers the configured cap, never raises it).
     #[arg(long)]
     max_sats: Option<u64>,
@@ -87,23 +101,52 @@ pub fn settings() -> Result<Settings, String> {
     Settings::load(&default_path(&env), &env).map_err(|e| e.to_string())
 }
 
+/// How to open the client: the wallet, the policy, and what a command adds.
+pub struct Setup<'a> {
+    /// The wallet URI given on the command line, if any.
+    pub wallet: Option<&'a str>,
+    /// The policy.
+    pub policy: Policy,
+    /// The most redirects to follow (0: none).
+    pub redirects: usize,
+    /// Host names pinned to addresses.
+    pub pins: Vec<(String, Vec<std::net::IpAddr>)>,
+}
+
 /// Opens the wallet, the ledger and the client, and finishes any payment a crash left pending.
-pub async fn open_client(wallet: Option<&str>, follow: bool) -> Result<Client, String> {
-    let settings = settings()?;
-    let wallet = wallet.unwrap_or(&settings.wallet);
+/// The client never sends a request to the wallet's own API.
+pub async fn open_client(settings: &Settings, setup: Setup<'_>) -> Result<Client, String> {
+    let wallet = setup.wallet.unwrap_or(&settings.wallet);
     let uri: BackendUri = wallet.parse().map_err(|e| format!("{e}"))?;
     let data_dir = paths::data_dir();
     let wallet =
         plannt_lightning::open(&uri, &Context::new(data_dir.clone())).map_err(|e| e.to_string())?;
     let ledger = Ledger::open(&data_dir.join("ledger.sqlite")).map_err(|e| e.to_string())?;
-    let redirect = if follow {
-        reqwest::redirect::Policy::limited(10)
-    } else {
-        reqwest::redirect::Policy::none()
-    };
-    let client = Client::with_http(wallet, ledger, settings.policy, redirect);
+    let mut builder = Client::builder(wallet, ledger, setup.policy)
+        .wallet_api(WalletApi::of(&uri))
+        .follow_redirects(setup.redirects);
+    for (host, addresses) in &setup.pins {
+        builder = builder.resolve(host, addresses);
+    }
+    let client = builder.build();
     client.recover().await.map_err(|e| e.to_string())?;
     Ok(client)
+}
+
+/// `HOST:PORT:ADDRESS` (the address may be in brackets) as curl's `--resolve` takes it.
+fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
+    let bad = || format!("--resolve {text:?}: expected HOST:PORT:ADDRESS");
+    let (host, rest) = text.split_once(':').ok_or_else(bad)?;
+    let (_port, address) = rest.split_once(':').ok_or_else(bad)?;
+    let addresses = address
+        .split(',')
+        .map(|a| a.trim_start_matches('[').trim_end_matches(']').parse())
+        .collect::<Result<Vec<std::net::IpAddr>, _>>()
+        .map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), addresses))
 }
 
 fn read_body(data: &Option<String>) -> Result<Vec<u8>, String> {
@@ -217,9 +260,28 @@ fn error_code(e: &ClientError) -> u8 {
 async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, String)> {
     let setup = |e: String| (1u8, e);
     let request = build_request(args, default_method).map_err(setup)?;
-    let client = open_client(args.wallet.as_deref(), args.location)
-        .await
+    let settings = settings().map_err(setup)?;
+    // A person typed this URL: private addresses are theirs to reach unless they say otherwise.
+    let mut policy = settings.policy_for(true);
+    policy.allow_private_networks &= !args.no_private_networks;
+    policy.allow_insecure_http |= args.allow_insecure_http;
+    let pins = args
+        .resolve
+        .iter()
+        .map(|r| parse_resolve(r))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(setup)?;
+    let client = open_client(
+        &settings,
+        Setup {
+            wallet: args.wallet.as_deref(),
+            policy,
+            redirects: if args.location { 10 } else { 0 },
+            pins,
+        },
+    )
+    .await
+    .map_err(setup)?;
     let started = Instant::now();
     let verbose = args.verbose && !args.silent;
     let spinner_ok = std::io::stderr().is_terminal() && !args.silent;
@@ -293,7 +355,7 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
                 "payment_hash": hex::encode(quote.invoice.payment_hash),
                 "payee": hex::encode(quote.invoice.payee),
                 "invoice_expires_at": quote.invoice.expires_at(),
-                "checks_passed": ["invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired", "host allowed"],
+                "checks_passed": ["host allowed", "https or a loopback host", "invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired"],
                 "would_reserve_sats": quote.amount_sats() + client.policy().max_fee_sats,
             });
             if args.json {
@@ -389,4 +451,35 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
         return Ok(ExitCode::from(exit::HTTP_ERROR));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_resolve;
+
+    #[test]
+    fn resolve_takes_curls_form() {
+        assert_eq!(
+            parse_resolve("api.example:443:127.0.0.1").unwrap(),
+            (
+                "api.example".to_string(),
+                vec!["127.0.0.1".parse().unwrap()]
+            )
+        );
+        assert_eq!(
+            parse_resolve("api.example:80:[::1],10.0.0.1").unwrap().1,
+            [
+                "::1".parse::<std::net::IpAddr>().unwrap(),
+                "10.0.0.1".parse().unwrap()
+            ]
+        );
+        for bad in [
+            "api.example",
+            "api.example:80",
+            ":80:127.0.0.1",
+            "a:80:not-an-ip",
+        ] {
+            assert!(parse_resolve(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -16,7 +16,7 @@ const AFTER_HELP: &str = "Add it to Claude Code:
 
 Tools: fetch (call a URL, paying its L402 price within the policy), discover (a server's prices, free), balance, spending.
 
-The policy is the operator's, never the agent's: ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS), confirm_above_sats (PLANNT_CONFIRM_ABOVE_SATS, default 100: above it a human confirms through the MCP client, and a client that cannot ask is refused). A tool's max_sats argument only lowers the cap. Payments are recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR), shared with `plannt get` and `plannt ledger`.";
+The policy is the operator's, never the agent's: ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS: every request, paid or not), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS, default false: loopback, private, link-local and cloud-metadata addresses are refused, after DNS too; proxies are then not used), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host), confirm_above_sats (PLANNT_CONFIRM_ABOVE_SATS, default 100: above it a human confirms through the MCP client, and a client that cannot ask is refused). A tool's max_sats argument only lowers the cap. No tool call ever reaches the wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address), whatever the settings. Payments are recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR), shared with `plannt get` and `plannt ledger`.";
 
 #[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
@@ -72,7 +72,17 @@ pub async fn run(args: &Args) -> Result<(), String> {
         ));
     }
     let settings = get::settings()?;
-    let client = get::open_client(args.wallet.as_deref(), false).await?;
+    // An agent chose these URLs: private addresses only if the operator allows them.
+    let client = get::open_client(
+        &settings,
+        get::Setup {
+            wallet: args.wallet.as_deref(),
+            policy: settings.policy_for(false),
+            redirects: 0,
+            pins: Vec::new(),
+        },
+    )
+    .await?;
     if client.wallet().name() == "dev" {
         tracing::warn!("{}", plannt_lightning::dev::WARNING);
     }

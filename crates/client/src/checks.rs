@@ -1,8 +1,11 @@
-//! The checks made before any payment, each refusing with its own error and paying nothing.
+//! The checks made before any payment, each refusing with its own error and paying nothing; and
+//! the refusals of where a request may go, made before anything is sent (see `guard`).
 
 use plannt_l402::{Challenge, Identifier, IdentifierError, Macaroon};
 use plannt_lightning::{DecodedInvoice, InvoiceError, Network, decode_invoice};
+use url::Url;
 
+use crate::guard::is_loopback_host;
 use crate::policy::Policy;
 
 /// A challenge that passed every check: what paying it would cost.
@@ -23,7 +26,8 @@ impl Quote {
     }
 }
 
-/// Why a challenge is refused. Nothing was paid.
+/// Why a challenge, or a request, is refused. Nothing was paid; for the refusals of where a
+/// request may go ([`Refusal::before_sending`]), nothing was sent either.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The invoice does not decode or its signature does not verify.
@@ -82,6 +86,36 @@ pub enum Refusal {
     /// The host is not in the allowed list.
     #[error("{0} is not an allowed host (see allowed_hosts)")]
     HostNotAllowed(String),
+    /// The request would go to a loopback, private, link-local or otherwise non-public address.
+    #[error(
+        "{}: Plannt sends nothing to loopback, private or link-local addresses unless allow_private_networks is set (PLANNT_ALLOW_PRIVATE_NETWORKS=true)",
+        private_address(host, address, kind)
+    )]
+    PrivateNetwork {
+        /// The host asked for.
+        host: String,
+        /// The address it is, or resolved to.
+        address: String,
+        /// `loopback`, `private`, `link-local`, …
+        kind: String,
+    },
+    /// The request would reach the wallet's own API.
+    #[error(
+        "{target} leads to the wallet's own API ({place}){how}: Plannt never sends a request there, whatever the settings"
+    )]
+    WalletApi {
+        /// What was asked for: a URL without its query, or a host name.
+        target: String,
+        /// Where the wallet's API lives.
+        place: String,
+        /// How it leads there, when it is not the place itself.
+        how: String,
+    },
+    /// The challenge came over plain `http` from a host that is not loopback.
+    #[error(
+        "the challenge came over plain http from {0}, which is not a loopback host, so anyone on the path could have written it; use https, or allow it with allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP=true, or plannt get --allow-insecure-http)"
+    )]
+    InsecureHttp(String),
 }
 
 impl Refusal {
@@ -97,20 +131,53 @@ impl Refusal {
             Refusal::Expired { .. } => "expired",
             Refusal::PriceChanged { .. } => "price_changed",
             Refusal::HostNotAllowed(_) => "host_not_allowed",
+            Refusal::PrivateNetwork { .. } => "private_network",
+            Refusal::WalletApi { .. } => "wallet_api",
+            Refusal::InsecureHttp(_) => "insecure_http",
         }
+    }
+
+    /// Whether this refuses where a request may go, before anything is sent; the others refuse
+    /// a challenge, before anything is paid.
+    pub fn before_sending(&self) -> bool {
+        matches!(
+            self,
+            Refusal::HostNotAllowed(_) | Refusal::PrivateNetwork { .. } | Refusal::WalletApi { .. }
+        )
     }
 }
 
-/// Runs every check on a challenge from `host`, for a wallet on `network`, at unix time `now`.
+/// "10.0.0.1 is a private address", "metadata.example is 169.254.169.254, a link-local address".
+fn private_address(host: &str, address: &str, kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == address {
+        format!("{host} is {article} {kind} address")
+    } else {
+        format!("{host} is {address}, {article} {kind} address")
+    }
+}
+
+/// Runs every check on a challenge that came from `url`, for a wallet on `network`, at unix
+/// time `now`.
 pub fn check(
     challenge: &Challenge,
-    host: &str,
+    url: &Url,
     policy: &Policy,
     network: Network,
     now: u64,
 ) -> Result<Quote, Refusal> {
+    let host = url.host_str().unwrap_or_default();
     if !policy.host_allowed(host) {
         return Err(Refusal::HostNotAllowed(host.to_string()));
+    }
+    // Over plain http, anyone on the path can write the challenge (and read the credential).
+    if url.scheme() == "http" && !policy.allow_insecure_http && !is_loopback_host(url) {
+        return Err(Refusal::InsecureHttp(host.to_string()));
     }
     let invoice = decode_invoice(&challenge.invoice)?;
     let identifier = Identifier::decode(challenge.macaroon.identifier())?;

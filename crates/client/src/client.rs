@@ -8,7 +8,13 @@
 //! ```
 //! One challenge is paid at most once: its payment hash is the ledger's key, so a second attempt
 //! (another process, a retry after a crash) finds it pending or paid and looks it up instead.
+//!
+//! Every request, paid or not, first passes the checks of where it may go (`guard`): never the
+//! wallet's own API, only `allowed_hosts`, and no loopback, private or link-local address unless
+//! the policy allows them; on each redirect hop and on each address a name resolves to as well.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use crate::checks::{Quote, Refusal, check};
+use crate::guard::{Blocked, Guard, Resolver, WalletApi, blocked_in, shown};
 use crate::ledger::{Ledger, LedgerError, OverBudget, Reservation, Reserved, StoredToken};
 use crate::policy::Policy;
 
@@ -161,8 +168,9 @@ pub enum ClientError {
     /// The server cannot be reached or the connection broke.
     #[error("network error: {0}")]
     Network(#[source] reqwest::Error),
-    /// A check refused the invoice. Nothing was paid.
-    #[error("refused to pay: {0}")]
+    /// A check refused the invoice, or where the request would go. Nothing was paid (nor sent,
+    /// for a refusal of where it would go).
+    #[error("{}{}", if .0.before_sending() { "refused to send the request: " } else { "refused to pay: " }, .0)]
     Refused(#[from] Refusal),
     /// Paying would exceed a budget. Nothing was paid.
     #[error("over budget: the {window} budget of {limit} sats has {left} sats left{renew}", window = .0.window, limit = .0.limit_sats, left = .0.left_sats, renew = .0.renews_in_secs.map(|s| format!(", more frees up in {s} s")).unwrap_or_default())]
@@ -190,6 +198,9 @@ pub enum ClientError {
 /// The paying client.
 pub struct Client {
     http: reqwest::Client,
+    /// For a host name that may resolve to the wallet's address: its resolver refuses it.
+    strict_http: reqwest::Client,
+    guard: Arc<Guard>,
     wallet: Arc<dyn Payer>,
     ledger: Ledger,
     policy: Policy,
@@ -198,32 +209,117 @@ pub struct Client {
 /// How much of a 402 body we read looking for a challenge.
 const MAX_CHALLENGE_BODY: usize = 64 * 1024;
 
-impl Client {
-    /// A client paying with `wallet`, recording in `ledger`, under `policy`.
-    pub fn new(wallet: Arc<dyn Payer>, ledger: Ledger, policy: Policy) -> Self {
-        Self::with_http(wallet, ledger, policy, reqwest::redirect::Policy::none())
+/// How to build a [`Client`]: [`Client::builder`].
+pub struct ClientBuilder {
+    wallet: Arc<dyn Payer>,
+    ledger: Ledger,
+    policy: Policy,
+    redirects: usize,
+    wallet_api: WalletApi,
+    pins: HashMap<String, Vec<IpAddr>>,
+}
+
+impl ClientBuilder {
+    /// Follow up to `max` redirects (none by default). Each hop is checked as the first request
+    /// is: wallet API, allowed hosts, private addresses.
+    pub fn follow_redirects(mut self, max: usize) -> Self {
+        self.redirects = max;
+        self
     }
 
-    /// The same, following redirects by `redirect`.
-    pub fn with_http(
-        wallet: Arc<dyn Payer>,
-        ledger: Ledger,
-        policy: Policy,
-        redirect: reqwest::redirect::Policy,
-    ) -> Self {
+    /// Where the wallet's own API lives ([`WalletApi::of`] its backend URI): no request is ever
+    /// sent there.
+    pub fn wallet_api(mut self, api: WalletApi) -> Self {
+        self.wallet_api = api;
+        self
+    }
+
+    /// Resolves `host` to `addresses` instead of asking DNS, as curl's `--resolve` does. The
+    /// addresses are checked as resolved ones are.
+    pub fn resolve(mut self, host: &str, addresses: &[IpAddr]) -> Self {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.pins.insert(host, addresses.to_vec());
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
         plannt_lightning::install_tls_provider();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(plannt_lightning::tls_config())
-            .redirect(redirect)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("plannt/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's static configuration is valid");
+        let guard = Arc::new(Guard {
+            policy: self.policy.clone(),
+            wallet: self.wallet_api,
+            pins: self.pins,
+        });
         Client {
-            http,
+            http: http_client(&guard, false, self.redirects),
+            strict_http: http_client(&guard, true, self.redirects),
+            guard,
+            wallet: self.wallet,
+            ledger: self.ledger,
+            policy: self.policy,
+        }
+    }
+}
+
+/// Too many redirects.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {0} redirects")]
+struct TooManyRedirects(usize);
+
+fn http_client(guard: &Arc<Guard>, strict: bool, redirects: usize) -> reqwest::Client {
+    let redirect = if redirects == 0 {
+        reqwest::redirect::Policy::none()
+    } else {
+        let guard = guard.clone();
+        reqwest::redirect::Policy::custom(move |attempt| {
+            // `previous` starts with the URL first asked for.
+            if attempt.previous().len() > redirects {
+                return attempt.error(TooManyRedirects(redirects));
+            }
+            match guard.check(attempt.url(), strict) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => {
+                    let url = Some(attempt.url().clone());
+                    attempt.error(Blocked { refusal, url })
+                }
+            }
+        })
+    };
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(plannt_lightning::tls_config())
+        .redirect(redirect)
+        .dns_resolver(Resolver {
+            guard: guard.clone(),
+            strict,
+        })
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("plannt/", env!("CARGO_PKG_VERSION")));
+    // A proxy resolves names where the resolver cannot check them: connect directly whenever
+    // an address could be refused.
+    if strict || !guard.policy.allow_private_networks {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .expect("the HTTP client's static configuration is valid")
+}
+
+impl Client {
+    /// A client paying with `wallet`, recording in `ledger`, under `policy`; no redirects, and
+    /// no wallet API known (see [`Client::builder`]).
+    pub fn new(wallet: Arc<dyn Payer>, ledger: Ledger, policy: Policy) -> Self {
+        Self::builder(wallet, ledger, policy).build()
+    }
+
+    /// A client to configure: redirects, the wallet's API, pinned addresses.
+    pub fn builder(wallet: Arc<dyn Payer>, ledger: Ledger, policy: Policy) -> ClientBuilder {
+        ClientBuilder {
             wallet,
             ledger,
             policy,
+            redirects: 0,
+            wallet_api: WalletApi::none(),
+            pins: HashMap::new(),
         }
     }
 
@@ -271,12 +367,33 @@ impl Client {
         }
     }
 
+    /// Sends a request once, after checking where it goes; never pays and never presents a
+    /// stored token. A 402 is an answer like any other.
+    pub async fn send_unpaid(&self, request: &Request) -> Result<Response, ClientError> {
+        let response = self.send_once(request, None, &Options::default()).await?;
+        Ok(Response {
+            status: response.status(),
+            headers: response.headers().clone(),
+            receipt: None,
+            body: response,
+        })
+    }
+
     async fn send_once(
         &self,
         request: &Request,
         credential: Option<&str>,
         options: &Options<'_>,
     ) -> Result<reqwest::Response, ClientError> {
+        let strict = self.guard.needs_strict(&request.url);
+        if let Err(refusal) = self.guard.check(&request.url, strict) {
+            return Err(self.refused_at(&request.url, refusal)?);
+        }
+        let http = if strict {
+            &self.strict_http
+        } else {
+            &self.http
+        };
         if let Some(on) = options.on_event {
             on(&Event::Request {
                 method: &request.method,
@@ -291,14 +408,23 @@ impl Client {
             })?;
             headers.insert(AUTHORIZATION, value);
         }
-        let response = self
-            .http
+        let sent = http
             .request(request.method.clone(), request.url.clone())
             .headers(headers)
             .body(request.body.clone())
             .send()
-            .await
-            .map_err(ClientError::Network)?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            // A redirect hop or a resolved address was refused: nothing went there.
+            Err(e) => match blocked_in(&e) {
+                Some(blocked) => {
+                    let at = blocked.url.as_ref().unwrap_or(&request.url);
+                    return Err(self.refused_at(at, blocked.refusal.clone())?);
+                }
+                None => return Err(ClientError::Network(e)),
+            },
+        };
         if let Some(on) = options.on_event {
             on(&Event::Response {
                 status: response.status(),
@@ -365,7 +491,6 @@ impl Client {
         let origin = challenged.origin().ascii_serialization();
         let path = challenged.path().to_string();
         let challenge = read_challenge(response).await?;
-        let host = challenged.host_str().unwrap_or_default().to_string();
         let policy = self.policy.capped(options.max_sats);
         let macaroon = challenge.macaroon.to_base64();
         if let Some(on) = options.on_event {
@@ -380,7 +505,7 @@ impl Client {
             });
         }
         let now = unix_now();
-        let quote = match check(&challenge, &host, &policy, self.wallet.network(), now) {
+        let quote = match check(&challenge, &challenged, &policy, self.wallet.network(), now) {
             Ok(quote) => quote,
             Err(refusal) => return Err(self.refused(&origin, &path, refusal)?),
         };
@@ -417,6 +542,12 @@ impl Client {
             receipt.fee_msat = payment.fee_msat;
         }
         Ok(Outcome::Response(out))
+    }
+
+    /// Records a refusal of a request to `url` and turns it into the error to return.
+    fn refused_at(&self, url: &Url, refusal: Refusal) -> Result<ClientError, ClientError> {
+        tracing::debug!(url = %shown(url), check = refusal.check(), "refused");
+        self.refused(&url.origin().ascii_serialization(), url.path(), refusal)
     }
 
     /// Records a refusal in the ledger and turns it into the error to return.

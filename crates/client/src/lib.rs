@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! Client::send(request)
+//!   -> where it goes: not the wallet's own API, an allowed host, no private address unless
+//!      allowed (checked again on each redirect hop and each resolved address)
 //!   -> 402 with a challenge
-//!   -> checks: invoice signature, payment hash = macaroon's, an amount within the cap,
-//!      the wallet's network, not expired, host allowed
+//!   -> checks: host allowed, https (or loopback), invoice signature, payment hash =
+//!      macaroon's, an amount within the cap, the wallet's network, not expired
 //!   -> reserve against the hourly, daily and total budgets, recorded pending (SQLite, shared
 //!      by every process of the user)
 //!   -> pay, check sha256(preimage), record paid
@@ -14,12 +16,16 @@
 
 mod checks;
 mod client;
+mod guard;
 mod ledger;
 mod policy;
 mod settings;
 
 pub use checks::{Quote, Refusal, check};
-pub use client::{Client, ClientError, Event, Options, Outcome, Receipt, Request, Response};
+pub use client::{
+    Client, ClientBuilder, ClientError, Event, Options, Outcome, Receipt, Request, Response,
+};
+pub use guard::WalletApi;
 pub use ledger::{
     Ledger, LedgerError, OverBudget, QUOTE_SECS, Record, RefusalRecord, Reservation, Reserved,
     StoredToken, Totals, WindowUse,

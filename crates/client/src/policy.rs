@@ -51,8 +51,14 @@ pub struct Policy {
     pub budget: Budget,
     /// The most to pay in routing fees per payment, in sats.
     pub max_fee_sats: u64,
-    /// Hosts the client may pay (exact names, or `*.example.com`); empty means any.
+    /// Hosts the client may send requests to and pay (exact names, or `*.example.com`); empty
+    /// means any.
     pub allowed_hosts: Vec<String>,
+    /// Whether requests may go to loopback, private, link-local and other non-public addresses.
+    pub allow_private_networks: bool,
+    /// Whether a challenge that came over plain `http` from a host that is not loopback may be
+    /// paid.
+    pub allow_insecure_http: bool,
 }
 
 impl Default for Policy {
@@ -61,12 +67,14 @@ impl Default for Policy {
             budget: Budget::default(),
             max_fee_sats: 10,
             allowed_hosts: Vec::new(),
+            allow_private_networks: false,
+            allow_insecure_http: false,
         }
     }
 }
 
 impl Policy {
-    /// Whether `host` may be paid.
+    /// Whether `host` may be sent requests and paid.
     pub fn host_allowed(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.allowed_hosts.is_empty()

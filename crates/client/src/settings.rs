@@ -11,7 +11,14 @@
 //! max_fee_sats = 10                                 # PLANNT_MAX_FEE_SATS
 //! allowed_hosts = ["api.example.com", "*.plannt.com"]   # PLANNT_ALLOWED_HOSTS (comma-separated)
 //! confirm_above_sats = 100                          # PLANNT_CONFIRM_ABOVE_SATS (MCP: ask a human)
+//! allow_private_networks = false                    # PLANNT_ALLOW_PRIVATE_NETWORKS (default: false
+//!                                                   #   for plannt mcp, true for plannt get)
+//! allow_insecure_http = false                       # PLANNT_ALLOW_INSECURE_HTTP
 //! ```
+//!
+//! `allowed_hosts` and `allow_private_networks` bind every request, paid or free; the wallet's
+//! own API is never reachable, whatever the settings. `allow_insecure_http` lets a challenge that
+//! came over plain `http` from a host that is not loopback be paid.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +36,9 @@ pub struct Settings {
     pub policy: Policy,
     /// Above this many sats, the MCP server asks a human first.
     pub confirm_above_sats: Option<u64>,
+    /// Whether requests may reach loopback, private and link-local addresses, when set; each
+    /// command has its own default ([`Settings::policy_for`]).
+    pub allow_private_networks: Option<bool>,
 }
 
 impl Default for Settings {
@@ -44,8 +54,25 @@ impl Default for Settings {
                 },
                 max_fee_sats: 10,
                 allowed_hosts: Vec::new(),
+                allow_private_networks: false,
+                allow_insecure_http: false,
             },
             confirm_above_sats: Some(100),
+            allow_private_networks: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The policy for a command whose default for private addresses is
+    /// `private_networks_by_default`: `plannt get` (a person typed the URL) allows them,
+    /// `plannt mcp` (an agent chose it) does not. `allow_private_networks`, when set, decides.
+    pub fn policy_for(&self, private_networks_by_default: bool) -> Policy {
+        Policy {
+            allow_private_networks: self
+                .allow_private_networks
+                .unwrap_or(private_networks_by_default),
+            ..self.policy.clone()
         }
     }
 }
@@ -74,7 +101,7 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(home).join(".config/plannt/config.toml")
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 10] = [
     "wallet",
     "max_sats_per_request",
     "budget_hourly_sats",
@@ -83,6 +110,8 @@ const KEYS: [&str; 8] = [
     "max_fee_sats",
     "allowed_hosts",
     "confirm_above_sats",
+    "allow_private_networks",
+    "allow_insecure_http",
 ];
 
 impl Settings {
@@ -142,6 +171,14 @@ impl Settings {
                         .list()
                         .ok_or_else(|| bad("expected a list of host names"))?
                 }
+                "allow_private_networks" => {
+                    settings.allow_private_networks =
+                        Some(value.flag().ok_or_else(|| bad("expected true or false"))?)
+                }
+                "allow_insecure_http" => {
+                    settings.policy.allow_insecure_http =
+                        value.flag().ok_or_else(|| bad("expected true or false"))?
+                }
                 _ => {
                     let limit = value
                         .limit()
@@ -191,6 +228,19 @@ impl Value {
                 .iter()
                 .map(|i| i.as_str().map(str::to_string))
                 .collect(),
+            Value::Toml(_) => None,
+        }
+    }
+
+    /// `true` or `false` (also `1`/`0`, `yes`/`no` in the environment).
+    fn flag(&self) -> Option<bool> {
+        match self {
+            Value::Env(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" => Some(false),
+                _ => None,
+            },
+            Value::Toml(toml::Value::Boolean(b)) => Some(*b),
             Value::Toml(_) => None,
         }
     }
@@ -249,6 +299,31 @@ mod tests {
         assert_eq!(s.policy.budget.total_sats, None);
         assert_eq!(s.policy.max_fee_sats, u64::MAX);
         assert_eq!(s.policy.allowed_hosts, ["a.example"]);
+    }
+
+    #[test]
+    fn private_networks_default_per_command_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.allow_private_networks, None);
+        assert!(s.policy_for(true).allow_private_networks);
+        assert!(!s.policy_for(false).allow_private_networks);
+        assert!(!s.policy.allow_insecure_http);
+
+        std::fs::write(
+            &path,
+            "allow_private_networks = false\nallow_insecure_http = true\n",
+        )
+        .unwrap();
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert!(!s.policy_for(true).allow_private_networks);
+        assert!(s.policy_for(true).allow_insecure_http);
+        let s = Settings::load(&path, &env(&[("PLANNT_ALLOW_PRIVATE_NETWORKS", "true")])).unwrap();
+        assert!(s.policy_for(false).allow_private_networks);
+        let e =
+            Settings::load(&path, &env(&[("PLANNT_ALLOW_INSECURE_HTTP", "maybe")])).unwrap_err();
+        assert_eq!(e.key, "allow_insecure_http");
     }
 
     #[test]

@@ -24,12 +24,9 @@ async fn redirector(target: url::Url) -> url::Url {
 fn following(server: &Hostile, ledger: Ledger, allowed: &[&str]) -> Client {
     let mut policy = open_policy(1_000);
     policy.allowed_hosts = allowed.iter().map(|h| h.to_string()).collect();
-    Client::with_http(
-        Arc::new(server.network().wallet("payer")),
-        ledger,
-        policy,
-        reqwest::redirect::Policy::limited(5),
-    )
+    Client::builder(Arc::new(server.network().wallet("payer")), ledger, policy)
+        .follow_redirects(5)
+        .build()
 }
 
 #[tokio::test]

@@ -290,7 +290,7 @@ pub fn refused(r: &Refusal, policy: &Policy, max_sats: Option<u64>) -> CallToolR
     let check = r.check();
     let next = match r {
         Refusal::HostNotAllowed(_) => format!(
-            "Do not retry: the operator allows paying only {}. Tell the user, who can add the host to allowed_hosts (PLANNT_ALLOWED_HOSTS).",
+            "Do not retry: the operator lets the agent reach and pay only {}. Tell the user, who can add the host to allowed_hosts (PLANNT_ALLOWED_HOSTS).",
             if policy.allowed_hosts.is_empty() {
                 "no host".to_string()
             } else {
@@ -323,6 +323,15 @@ pub fn refused(r: &Refusal, policy: &Policy, max_sats: Option<u64>) -> CallToolR
         | Refusal::NoAmount => {
             "Do not retry and do not pay this server by other means: its payment request is not safe to pay. Tell the user.".to_string()
         }
+        Refusal::PrivateNetwork { .. } => {
+            "Do not retry, and do not try another name or spelling of this address: the operator keeps the agent off loopback, private and link-local networks (the operator's own machine, its network, cloud metadata). Tell the user, who can set allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS=true) if this address is meant to be reached.".to_string()
+        }
+        Refusal::WalletApi { .. } => {
+            "Do not retry, and do not try another spelling or a redirect to it: no tool call may reach the wallet's own API, whatever the settings. If a payment is needed, fetch the URL of the API that asks for it. Tell the user if you were asked to call this.".to_string()
+        }
+        Refusal::InsecureHttp(_) => {
+            "Do not retry over http: call the https:// URL of this API if it has one. Tell the user, who can allow paying over plain http with allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP=true) if the network path is trusted.".to_string()
+        }
     };
     let mut details = json!({"paid": false, "check": check});
     if let Refusal::OverCap {
@@ -341,16 +350,22 @@ pub fn refused(r: &Refusal, policy: &Policy, max_sats: Option<u64>) -> CallToolR
         details["quoted_sats"] = json!(quoted_sats);
         details["price_sats"] = json!(amount_sats);
     }
-    let code = if check == "host_not_allowed" {
-        "host_not_allowed"
+    // Where a request may not go has its own code; a challenge that fails a check is `refused`.
+    let (code, message) = if r.before_sending() {
+        details["sent"] = json!(false);
+        (
+            check,
+            format!(
+                "Refused to send the request (check {check}): {r}. Nothing was sent or paid. {next}"
+            ),
+        )
     } else {
-        "refused"
+        (
+            "refused",
+            format!("Refused to pay (check {check}): {r}. Nothing was paid. {next}"),
+        )
     };
-    error(
-        code,
-        format!("Refused to pay (check {check}): {r}. Nothing was paid. {next}"),
-        details,
-    )
+    error(code, message, details)
 }
 
 /// Any other client failure. `token_kept` names the payment hash of a token paid for this
@@ -461,6 +476,7 @@ mod tests {
             },
             max_fee_sats: 0,
             allowed_hosts: vec!["api.example.com".into()],
+            ..Policy::default()
         };
         let over = OverBudget {
             window: "day",

@@ -1,8 +1,11 @@
 //! Discovery: a server's catalog at `/.well-known/l402.json` (the L402 discovery manifest,
-//! lightninglabs/L402 PR #27) read into a price list, free and without paying anything.
+//! lightninglabs/L402 PR #27) read into a price list, free and without paying anything, through
+//! the paying client so that where it goes is checked as for every other request.
 
 use std::time::Duration;
 
+use plannt_client::{Client, ClientError, Request};
+use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -21,39 +24,34 @@ pub fn catalog_url(url: &Url) -> Url {
     catalog
 }
 
-/// A client for catalogs: no redirects, short timeouts.
-pub fn http() -> reqwest::Client {
-    plannt_lightning::install_tls_provider();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(plannt_lightning::tls_config())
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("plannt-mcp/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the catalog client's static configuration is valid")
-}
+/// How long a catalog may take to arrive.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Fetches the catalog; `None` when the server has none (or not one we can read).
-pub async fn fetch_catalog(http: &reqwest::Client, url: &Url) -> Option<Value> {
-    let mut response = http
-        .get(url.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.ok()? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_CATALOG_BYTES {
-            return None;
+/// Fetches the catalog through `client`, which checks where the request may go and never pays:
+/// `Ok(None)` when the server has none (or not one we can read, or not in time), `Err` when the
+/// request was refused.
+pub async fn fetch_catalog(client: &Client, url: &Url) -> Result<Option<Value>, ClientError> {
+    let mut request = Request::get(url.clone());
+    request
+        .headers
+        .insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let fetched = tokio::time::timeout(CATALOG_TIMEOUT, async {
+        let mut response = client.send_unpaid(&request).await?;
+        if !response.status.is_success() {
+            return Ok(None);
         }
-    }
-    let catalog: Value = serde_json::from_slice(&body).ok()?;
-    catalog["services"].is_array().then_some(catalog)
+        Ok(response.bytes(MAX_CATALOG_BYTES).await.ok())
+    })
+    .await;
+    let body = match fetched {
+        Ok(Ok(Some(body))) => body,
+        Ok(Err(ClientError::Refused(refusal))) => return Err(ClientError::Refused(refusal)),
+        _ => return Ok(None),
+    };
+    let Ok(catalog) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(None);
+    };
+    Ok(catalog["services"].is_array().then_some(catalog))
 }
 
 /// The catalog as a price list: one entry per endpoint, with its full URL, method and price.

@@ -108,7 +108,7 @@ const FETCH: &str = "Send an HTTP request and, when the server asks for payment 
 
 Returns the status, content type, headers and body (text, or base64 for binary; cut at a size, and the result says so) and, when something was paid, the receipt: sats paid, routing fee, payment hash and preimage (the proof of payment).
 
-Cost: what the server asks, in sats, every time: tokens are single-use, so each call pays again. Call discover first when the price is unknown, and do not repeat a paid call without need. The operator's policy bounds every payment and no argument can loosen it: max_sats only lowers the per-request cap for this call. Over a budget, on a host that is not allowed, or when an invoice fails a check, nothing is paid and the result (isError) says what to do next. Above a threshold a human is asked to confirm before anything is paid.";
+Cost: what the server asks, in sats, every time: tokens are single-use, so each call pays again. Call discover first when the price is unknown, and do not repeat a paid call without need. The operator's policy bounds every payment and no argument can loosen it: max_sats only lowers the per-request cap for this call. A request to a host that is not allowed, to the wallet's own API, or (unless the operator allows them) to a loopback or private address is not sent; over a budget, or when an invoice fails a check, nothing is paid; the result (isError) says what to do next. Above a threshold a human is asked to confirm before anything is paid.";
 
 const DISCOVER: &str = "Find out what an L402 server sells and at what price, without paying anything. Give any URL on the server: returns its catalog (/.well-known/l402.json) as a price list, each endpoint's method, full URL and price in sats, and which entry serves the URL you gave. A server without a catalog is asked for the URL itself without paying (a dry run), and the result gives that URL's price or says it is free. Free; use it before fetch whenever the price is unknown.";
 
@@ -130,7 +130,6 @@ struct Inner {
     client: Client,
     config: Config,
     pending: Pending,
-    catalogs: reqwest::Client,
 }
 
 fn limit_text(limit: Option<u64>) -> String {
@@ -148,8 +147,13 @@ fn policy_text(policy: &Policy, confirm_above_sats: Option<u64>) -> String {
         Some(t) => format!("a human confirms any payment above {t} sats"),
         None => "no payment needs a human's confirmation".to_string(),
     };
+    let private = if policy.allow_private_networks {
+        ""
+    } else {
+        " (never loopback, private or link-local addresses)"
+    };
     format!(
-        "\n\nThe operator's limits: at most {} sats per request (plus up to {} sats of routing fees); budgets of {} per hour, {} per day and {} in total; payments to {hosts}; {confirm}. The spending tool shows what is left.",
+        "\n\nThe operator's limits: at most {} sats per request (plus up to {} sats of routing fees); budgets of {} per hour, {} per day and {} in total; requests and payments to {hosts}{private}; {confirm}. The spending tool shows what is left.",
         policy.budget.per_request_sats,
         policy.max_fee_sats,
         limit_text(policy.budget.hourly_sats),
@@ -328,7 +332,6 @@ impl PlanntMcp {
                 client,
                 config,
                 pending: Pending::default(),
-                catalogs: discover::http(),
             }),
             tool_router,
         }
@@ -426,7 +429,12 @@ impl PlanntMcp {
             "host_allowed": policy.host_allowed(host),
         });
         let catalog_url = discover::catalog_url(&url);
-        if let Some(catalog) = discover::fetch_catalog(&self.inner.catalogs, &catalog_url).await {
+        // Through the paying client (which never pays here), so where it may go is checked.
+        let catalog = match discover::fetch_catalog(self.client(), &catalog_url).await {
+            Ok(catalog) => catalog,
+            Err(e) => return Ok(self.failed(&Request::get(catalog_url), &e, None)),
+        };
+        if let Some(catalog) = catalog {
             let list = discover::price_list(&catalog, &url);
             let matched = discover::matching(&list, &url).cloned();
             let note = match &matched {
@@ -474,7 +482,7 @@ impl PlanntMcp {
                     "payment_hash": hex::encode(quote.invoice.payment_hash),
                     "invoice_expires_at": answer::when(quote.invoice.expires_at()),
                     "needs_confirmation": confirm,
-                    "checks_passed": ["invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired", "host allowed"],
+                    "checks_passed": ["host allowed", "https or a loopback host", "invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired"],
                     "policy": policy_json,
                     "note": format!(
                         "No catalog at {catalog_url}. GET {url} asks {price} sats; every check passed and nothing was paid.{}",
@@ -621,6 +629,8 @@ impl PlanntMcp {
             "max_sats_per_request": policy.budget.per_request_sats,
             "max_fee_sats": policy.max_fee_sats,
             "allowed_hosts": if policy.allowed_hosts.is_empty() { json!("any") } else { json!(policy.allowed_hosts) },
+            "allow_private_networks": policy.allow_private_networks,
+            "allow_insecure_http": policy.allow_insecure_http,
             "confirm_above_sats": self.inner.config.confirm_above_sats,
             "recent_payments": receipts,
             "recent_refusals": refused,
@@ -1072,6 +1082,10 @@ mod tests {
         assert!(text.contains("at most 1000 sats per request"), "{text}");
         assert!(text.contains("above 100 sats"), "{text}");
         assert!(text.contains("any host"), "{text}");
+        assert!(
+            text.contains("never loopback, private or link-local addresses"),
+            "{text}"
+        );
         let text = policy_text(
             &Policy {
                 allowed_hosts: vec!["api.example.com".into()],

@@ -5,7 +5,8 @@
 //! client must catch. Invoices the dev network cannot issue (amountless, mainnet, expired) are
 //! built by hand with `lightning-invoice` and signed by a throwaway key. A credential is
 //! verified for real (signature, caveats, `sha256(preimage)`), so a 200 means the client paid.
-//! The dev network is served beside it (`/_plannt/dev/*`) for `dev+http://` wallets.
+//! The dev network is served beside it (`/_plannt/dev/*`) for `dev+http://` wallets, and every
+//! request that reaches the server is counted.
 
 #![allow(dead_code)]
 
@@ -80,6 +81,8 @@ pub struct Shared {
     pub bare_requests: AtomicU64,
     /// Requests that carried a credential that verified.
     pub paid_requests: AtomicU64,
+    /// Every request that reached the server, its dev network's API included.
+    pub requests: AtomicU64,
     uses: Mutex<HashMap<[u8; 32], u32>>,
     spent: Mutex<HashSet<[u8; 32]>>,
     fixed: Mutex<Option<(String, String)>>,
@@ -132,6 +135,7 @@ impl Hostile {
             challenges: AtomicU64::new(0),
             bare_requests: AtomicU64::new(0),
             paid_requests: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             uses: Mutex::new(HashMap::new()),
             spent: Mutex::new(HashSet::new()),
             fixed: Mutex::new(None),
@@ -140,7 +144,8 @@ impl Hostile {
         let router = Router::new()
             .fallback(handle)
             .with_state(shared.clone())
-            .merge(network.router());
+            .merge(network.router())
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), count));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -158,9 +163,13 @@ impl Hostile {
     }
 }
 
-/// A policy with no budget windows and no routing fee: only the per-request cap binds.
+/// A policy with no budget windows and no routing fee: only the per-request cap binds. The
+/// servers of these tests are on loopback, so it allows private networks.
 pub fn open_policy(per_request_sats: u64) -> Policy {
-    let mut policy = Policy::default();
+    let mut policy = Policy {
+        allow_private_networks: true,
+        ..Policy::default()
+    };
     policy.budget.per_request_sats = per_request_sats;
     policy.budget.hourly_sats = None;
     policy.budget.daily_sats = None;
@@ -327,6 +336,15 @@ fn paid(s: &Shared, spent: bool, method: &Method, path: &str, request_body: Byte
         builder = builder.header("x-l402", "spent");
     }
     builder.body(Body::from(body)).unwrap()
+}
+
+async fn count(
+    State(s): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    next.run(request).await
 }
 
 async fn handle(
