@@ -20,7 +20,23 @@ fn assert_refused(server: &Server, home: &Home, env: &[(&str, &str)], check: &st
     assert_eq!(code(&output), REFUSED, "{}", describe(&output));
     assert!(output.stdout.is_empty(), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("refused to pay"), "{stderr}");
+    // Where a request may go is checked before it is sent; the challenge, before paying.
+    let refused = if check == "host_not_allowed" {
+        "refused to send the request"
+    } else {
+        "refused to pay"
+    };
+    assert!(stderr.contains(refused), "{stderr}");
+    if check == "host_not_allowed" {
+        assert_eq!(
+            server
+                .shared()
+                .requests
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a request reached a host that is not allowed"
+        );
+    }
 
     assert_eq!(server.balance(), START_MSAT, "the wallet paid");
     assert_eq!(server.paid_count(), 0);
