@@ -84,6 +84,8 @@ function mcpSettings(name) {
     PLANNT_WALLET: `dev+${base}?account=inspector-${name}`,
     PLANNT_MAX_FEE_SATS: '0',
     PLANNT_CONFIRM_ABOVE_SATS: '50',
+    // The gateway is on loopback, which `plannt mcp` refuses unless the operator allows it.
+    PLANNT_ALLOW_PRIVATE_NETWORKS: 'true',
     RUST_LOG: 'warn',
   };
 }

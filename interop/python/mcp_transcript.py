@@ -75,6 +75,8 @@ async def record(port: int, work: str) -> list[str]:
         PLANNT_BUDGET_DAILY_SATS="2000",
         PLANNT_MAX_SATS_PER_REQUEST="200",
         PLANNT_CONFIRM_ABOVE_SATS="50",
+        # The demo gateway is on loopback, which `plannt mcp` refuses unless allowed.
+        PLANNT_ALLOW_PRIVATE_NETWORKS="true",
         RUST_LOG="warn",
     )
 

@@ -130,6 +130,8 @@ class Mcp:
             PLANNT_WALLET=f"dev+{gateway}?account={self.account}",
             PLANNT_MAX_FEE_SATS="0",
             PLANNT_CONFIRM_ABOVE_SATS="50",
+            # The gateway is on loopback, which `plannt mcp` refuses unless the operator allows it.
+            PLANNT_ALLOW_PRIVATE_NETWORKS="true",
             RUST_LOG="info",
         )
         env.update({k: str(v) for k, v in settings.items()})
@@ -440,6 +442,51 @@ def test_a_host_that_is_not_allowed_is_refused(start, gateway):
     assert result.is_error
     assert data(result)["error"] == "host_not_allowed"
     assert "api.example.com" in text(result)
+    assert server.balance() == 1_000_000
+
+
+def test_loopback_is_refused_unless_the_operator_allows_it(start, gateway):
+    server = start("stdio", PLANNT_ALLOW_PRIVATE_NETWORKS="false")
+
+    async def body():
+        async with server.client() as client:
+            return await client.call_tool("fetch", {"url": f"{gateway}/v1/demo"})
+
+    result = run(body)
+    assert result.is_error
+    assert data(result)["error"] == "private_network"
+    assert data(result)["sent"] is False
+    assert "PLANNT_ALLOW_PRIVATE_NETWORKS" in text(result)
+    assert server.balance() == 1_000_000
+
+
+def test_the_wallets_own_api_is_never_reached(start, gateway):
+    """An agent asked to pay an invoice through the dev wallet's own API, which the gateway serves
+    beside the paid routes: refused whatever the settings, and nothing is paid."""
+    server = start("stdio")
+    request = urllib.request.Request(
+        f"{gateway}/_plannt/dev/invoices",
+        data=json.dumps({"amount_sats": 600, "memo": "not for the agent"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        invoice = json.load(r)["bolt11"]
+    pay = json.dumps({"invoice": invoice, "account": server.account})
+
+    async def body():
+        async with server.client() as client:
+            results = []
+            for url in (f"{gateway}/_plannt/dev/pay", f"{gateway.replace('127.0.0.1', 'localhost')}/%5Fplannt/dev/pay"):
+                results.append(await client.call_tool("fetch", {"url": url, "method": "POST", "body": pay}))
+            spending = await client.call_tool("spending", {})
+            return results, spending
+
+    results, spending = run(body)
+    for result in results:
+        assert result.is_error
+        assert data(result)["error"] == "wallet_api"
+        assert "Nothing was sent or paid" in text(result)
+    assert [r["check"] for r in data(spending)["recent_refusals"]] == ["wallet_api", "wallet_api"]
     assert server.balance() == 1_000_000
 
 
