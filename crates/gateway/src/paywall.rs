@@ -45,7 +45,7 @@ use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
 use crate::routes::{Route, RouteTable};
-use crate::store::{Claim, SPENT_MARGIN, SpentStore, Ticket};
+use crate::store::{Claim, SpentStore, Ticket};
 
 /// How the paywall prices time.
 #[derive(Debug, Clone)]
@@ -264,8 +264,8 @@ impl Paywall {
         };
         // The spent entry must outlive every macaroon of this payment hash: the holder may
         // append an earlier expiry to one copy and keep another, so the entry lives until the
-        // expiry we minted, never the one presented (plus a margin for replicas' clocks).
-        let keep_until = minted_until.saturating_add(SPENT_MARGIN.as_secs());
+        // expiry we minted, never the one presented.
+        let keep_until = minted_until;
         let hash = verified.payment_hash;
         let ticket = match self.store.claim(&hash, keep_until).await {
             Ok(Claim::Won(ticket)) => ticket,

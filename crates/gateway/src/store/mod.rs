@@ -8,7 +8,7 @@
 //! A claim that is neither committed nor released (the gateway died mid-request) does not strand
 //! the payment: it lapses after [`PENDING_TTL`] (Redis) or at the next start (SQLite, memory),
 //! because its response never reached the client. A committed entry lives until the expiry the
-//! token was minted with (plus [`SPENT_MARGIN`]), after which every macaroon of that payment
+//! token was minted with, after which every macaroon of that payment
 //! hash fails verification anyway and the entry may be purged: the set is bounded by request
 //! rate × token lifetime. Never until an expiry the holder chose: a holder may append an
 //! earlier one to a copy of the macaroon and keep the original.
@@ -32,16 +32,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::redis::{CLOCK_MARGIN, RedisOptions, RedisStore};
 pub use self::sqlite::SqliteStore;
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);
-
-/// How long a spent entry outlives the expiry its token was minted with: gateway replicas and
-/// a Redis whose clocks differ by less than this never forget a token one of them would still
-/// accept.
-pub const SPENT_MARGIN: Duration = Duration::from_secs(300);
 
 /// The outcome of a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +72,7 @@ impl Default for Ticket {
 pub struct StoreError(pub String);
 
 /// The spent set. Keys are payment hashes; `until` (unix seconds) is when the entry may go: the
-/// token's minted expiry plus [`SPENT_MARGIN`].
+/// token's minted expiry.
 #[async_trait]
 pub trait SpentStore: Send + Sync + 'static {
     /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.

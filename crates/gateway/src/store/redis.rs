@@ -4,7 +4,7 @@
 //! - **claim** is `SET key <ticket hex> NX EX 300`: exactly one replica's `SET` creates the key.
 //!   The pending claim expires after [`PENDING_TTL`], so a claim whose replica died mid-request
 //!   lapses by itself and the token works again.
-//! - **commit** is `SET key committed EXAT <until>`, unconditionally: the response is on its way
+//! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]): the response is on its way
 //!   to the client, so the token must end up spent whatever the key holds by then. It may be
 //!   missing (our pending claim lapsed because the upstream took longer than [`PENDING_TTL`], or
 //!   Redis lost it) or hold another request's claim (made after ours lapsed). A commit that
@@ -32,6 +32,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use super::{Claim, PENDING_TTL, SpentStore, StoreError, Ticket};
+
+/// How long a committed key outlives its `until`: Redis expires keys by its own clock, and
+/// replicas verify tokens by theirs, so clocks that differ by less than this never let a key go
+/// while a replica would still accept its token.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(300);
 
 /// The value of a committed key.
 const COMMITTED: &str = "committed";
@@ -204,7 +209,11 @@ impl SpentStore for RedisStore {
         cmd.arg(self.key(payment_hash))
             .arg(COMMITTED)
             .arg("EXAT")
-            .arg(until.clamp(1, MAX_EXAT));
+            .arg(
+                until
+                    .saturating_add(CLOCK_MARGIN.as_secs())
+                    .clamp(1, MAX_EXAT),
+            );
         let mut conn = self.conn.clone();
         self.bounded("a commit (SET EXAT)", cmd.exec_async(&mut conn))
             .await
