@@ -713,3 +713,39 @@ fn oldest_since(conn: &Connection, since: Option<u64>) -> Result<Option<u64>, ru
     )
     .map(|v| v.map(|t| t as u64))
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_ledger_and_its_wal_and_shm_files_are_the_users_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let ledger = Ledger::open(&path).unwrap();
+        let hash = [9u8; 32];
+        let reservation = Reservation {
+            payment_hash: &hash,
+            origin: "http://a.example",
+            path: "/",
+            bolt11: "lnbcrt1",
+            macaroon: "AgE",
+            amount_msat: 1_000,
+            max_fee_msat: 0,
+        };
+        ledger
+            .reserve(&reservation, &Budget::default(), 1_800_000_000)
+            .unwrap()
+            .unwrap();
+        ledger.mark_paid(&hash, &[1; 32], 0, 1_800_000_000).unwrap();
+        // While it is open, SQLite keeps its write-ahead log and shared memory beside it.
+        for name in ["ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+}
