@@ -39,7 +39,8 @@ fn check(credential: &Credential) {
     let _ = RING.verify(credential, &REQUEST);
 
     // The same caveats under a genuine signature and a paid identifier.
-    let payment_hash: [u8; 32] = Sha256::digest(credential.preimage).into();
+    let payment_hash =
+        plannt_l402::PaymentHash(Sha256::digest(credential.preimage.as_bytes()).into());
     let key = RING.get(KEY_ID).unwrap();
     let macaroons: Vec<Macaroon> = credential
         .macaroons

@@ -8,7 +8,6 @@ use plannt_l402::{
 };
 use plannt_lightning::decode_invoice;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -78,7 +77,7 @@ pub fn decode(input: &str) -> Result<Value, String> {
     }
     if has_scheme || header.as_deref() == Some("authorization") {
         let credential = Credential::parse(text).map_err(|e| format!("cannot decode: {e}"))?;
-        let paid_hash: [u8; 32] = Sha256::digest(credential.preimage).into();
+        let paid_hash = credential.preimage.hash();
         let macaroons: Vec<Value> = credential.macaroons.iter().map(macaroon_json).collect();
         let matches = credential.macaroons.iter().any(|m| {
             Identifier::decode(m.identifier()).is_ok_and(|id| id.payment_hash == paid_hash)
@@ -87,7 +86,7 @@ pub fn decode(input: &str) -> Result<Value, String> {
             "kind": "credential",
             "scheme": credential.scheme.as_str(),
             "macaroons": macaroons,
-            "preimage": hex::encode(credential.preimage),
+            "preimage": credential.preimage.to_hex(),
             "preimage_hash": hex::encode(paid_hash),
             "preimage_matches": matches,
         }));

@@ -135,7 +135,7 @@ pub async fn run() -> Result<(), String> {
     let status = replay.status();
     let reason = replay
         .headers()
-        .get("x-l402-reason")
+        .get(plannt_l402::wire::X_L402_REASON)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("(none)")
         .to_string();

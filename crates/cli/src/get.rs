@@ -355,7 +355,7 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
                 "payment_hash": hex::encode(quote.invoice.payment_hash),
                 "payee": hex::encode(quote.invoice.payee),
                 "invoice_expires_at": quote.invoice.expires_at(),
-                "checks_passed": ["host allowed", "https or a loopback host", "invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired"],
+                "checks_passed": plannt_client::CHECKS,
                 "would_reserve_sats": quote.amount_sats() + client.policy().max_fee_sats,
             });
             if args.json {

@@ -103,7 +103,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
                 println!(
                     "{}",
                     json!({"payment_hash": hex::encode(payment.payment_hash),
-                           "preimage": hex::encode(payment.preimage),
+                           "preimage": payment.preimage.to_hex(),
                            "amount_msat": payment.amount_msat, "fee_msat": payment.fee_msat})
                 );
             } else {
@@ -113,7 +113,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
                     payment.amount_msat.div_ceil(1000),
                     payment.fee_msat
                 );
-                println!("{}", hex::encode(payment.preimage));
+                println!("{}", payment.preimage.to_hex());
             }
         }
         Command::Invoice { sats, memo, expiry } => {
@@ -137,10 +137,8 @@ pub async fn run(args: &Args) -> Result<(), String> {
             }
         }
         Command::Lookup { payment_hash } => {
-            let hash: [u8; 32] = hex::decode(payment_hash.trim())
-                .ok()
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or("the payment hash must be 64 hex digits")?;
+            let hash = plannt_l402::PaymentHash::from_hex(payment_hash.trim())
+                .map_err(|_| "the payment hash must be 64 hex digits")?;
             let found = wallet
                 .lookup_payment(&hash)
                 .await
@@ -149,7 +147,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
                 PaymentLookup::Succeeded(payment) => (
                     "paid",
                     json!({"state": "paid", "payment_hash": hex::encode(payment.payment_hash),
-                           "preimage": hex::encode(payment.preimage),
+                           "preimage": payment.preimage.to_hex(),
                            "amount_msat": payment.amount_msat, "fee_msat": payment.fee_msat}),
                 ),
                 PaymentLookup::Pending => ("pending", json!({"state": "pending"})),
@@ -167,7 +165,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
                             payment.amount_msat.div_ceil(1000),
                             payment.fee_msat
                         );
-                        println!("{}", hex::encode(payment.preimage));
+                        println!("{}", payment.preimage.to_hex());
                     }
                     PaymentLookup::Failed(why) => println!("failed: {why}"),
                     _ => println!("{}", state.replace('_', " ")),

@@ -162,6 +162,18 @@ fn private_address(host: &str, address: &str, kind: &str) -> String {
     }
 }
 
+/// What [`check`] verifies of a challenge, in its order, for people: a dry run that passed says
+/// it passed each of these.
+pub const CHECKS: [&str; 7] = [
+    "host allowed",
+    "https or a loopback host",
+    "invoice signature",
+    "payment hash matches the macaroon",
+    "amount within the per-request cap",
+    "network matches the wallet",
+    "not expired",
+];
+
 /// Runs every check on a challenge that came from `url`, for a wallet on `network`, at unix
 /// time `now`.
 pub fn check(

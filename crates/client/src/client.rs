@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use plannt_l402::{Challenge, Credential, Macaroon};
+use plannt_l402::{Challenge, Credential, Macaroon, PaymentHash, Preimage, TokenState, wire};
 use plannt_lightning::invoice::unix_now;
 use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
@@ -352,7 +352,7 @@ impl Client {
 
     /// Looks a pending payment up. `Some` when it is now paid; `None` when it failed (its
     /// reservation released) or is still in flight.
-    async fn settle_pending(&self, hash: &[u8; 32]) -> Result<Option<Payment>, ClientError> {
+    async fn settle_pending(&self, hash: &PaymentHash) -> Result<Option<Payment>, ClientError> {
         match self.wallet.lookup_payment(hash).await {
             Ok(PaymentLookup::Succeeded(payment)) => {
                 self.ledger
@@ -430,7 +430,7 @@ impl Client {
                 status: response.status(),
                 l402: response
                     .headers()
-                    .get("x-l402")
+                    .get(wire::X_L402)
                     .and_then(|v| v.to_str().ok()),
             });
         }
@@ -639,7 +639,7 @@ impl Client {
                     .mark_paid(&hash, &payment.preimage, payment.fee_msat, unix_now())?;
                 if let Some(on) = options.on_event {
                     on(&Event::Paid {
-                        preimage: hex::encode(payment.preimage),
+                        preimage: payment.preimage.to_hex(),
                         fee_msat: payment.fee_msat,
                     });
                 }
@@ -670,18 +670,16 @@ impl Client {
         token: &StoredToken,
         reused: bool,
     ) -> Result<Outcome, ClientError> {
-        let spent = response
+        let state = response
             .headers()
-            .get("x-l402")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"spent"));
-        let released = response
-            .headers()
-            .get("x-l402")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"released"));
+            .get(wire::X_L402)
+            .and_then(|v| TokenState::parse(v.as_bytes()));
+        let spent = state == Some(TokenState::Spent);
+        let released = state == Some(TokenState::Released);
         // A 401 that names an L402 reason refuses the token itself; a plain 401 may be the API's
         // own authentication failing, and the paid token is kept for the next try.
         let refused = response.status() == StatusCode::UNAUTHORIZED
-            && response.headers().contains_key("x-l402-reason");
+            && response.headers().contains_key(wire::X_L402_REASON);
         if response.status() == StatusCode::PAYMENT_REQUIRED || spent || refused {
             // A Plannt gateway spent it, or the server refused it: it cannot be used again.
             self.ledger.drop_token(&token.payment_hash)?;
@@ -693,7 +691,7 @@ impl Client {
             amount_sats: 0,
             fee_msat: 0,
             payment_hash: hex::encode(token.payment_hash),
-            preimage: hex::encode(token.preimage),
+            preimage: token.preimage.to_hex(),
             reused_token: reused,
         };
         Ok(Outcome::Response(Response {
@@ -705,7 +703,7 @@ impl Client {
     }
 }
 
-fn credential_header(macaroon: &str, preimage: &[u8; 32]) -> Result<String, ClientError> {
+fn credential_header(macaroon: &str, preimage: &Preimage) -> Result<String, ClientError> {
     let macaroon = Macaroon::from_base64(macaroon)
         .map_err(|e| ClientError::BadChallenge(format!("a stored macaroon is unreadable: {e}")))?;
     Ok(Credential::new(macaroon, *preimage).to_header_value())

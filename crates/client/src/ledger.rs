@@ -19,6 +19,7 @@
 //! `<ledger>.owners/`; the operating system releases the lock when the process ends, however it
 //! ends, and that is how the others tell an owner that died from one still at work.
 
+use plannt_l402::{PaymentHash, Preimage};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -88,11 +89,11 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
     /// The payment hash it is bound to.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// The macaroon, base64.
     pub macaroon: String,
     /// The preimage.
-    pub preimage: [u8; 32],
+    pub preimage: Preimage,
     /// Whether it was presented before (the server let it be reused).
     pub used: bool,
 }
@@ -236,7 +237,7 @@ pub struct RefusalRecord {
 /// A payment to reserve.
 pub struct Reservation<'a> {
     /// Its payment hash.
-    pub payment_hash: &'a [u8; 32],
+    pub payment_hash: &'a PaymentHash,
     /// Where it is for.
     pub origin: &'a str,
     /// The path.
@@ -259,7 +260,7 @@ pub enum Reserved {
     /// This payment hash is already pending: look it up, never pay it again.
     AlreadyPending,
     /// This payment hash was already paid: here is its preimage.
-    AlreadyPaid([u8; 32]),
+    AlreadyPaid(Preimage),
 }
 
 impl Ledger {
@@ -335,7 +336,7 @@ impl Ledger {
             match existing {
                 Some((status, _)) if status == "pending" => return Ok(Ok(Reserved::AlreadyPending)),
                 Some((status, Some(preimage))) if status == "paid" => {
-                    let preimage = plannt_l402::hex32(&preimage).unwrap_or([0; 32]);
+                    let preimage = read_preimage(&preimage);
                     return Ok(Ok(Reserved::AlreadyPaid(preimage)));
                 }
                 _ => {}
@@ -377,13 +378,13 @@ impl Ledger {
     /// when it was paid.
     pub fn mark_paid(
         &self,
-        payment_hash: &[u8; 32],
-        preimage: &[u8; 32],
+        payment_hash: &PaymentHash,
+        preimage: &Preimage,
         fee_msat: u64,
         now: u64,
     ) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        let preimage = hex::encode(preimage);
+        let preimage = preimage.to_hex();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
@@ -401,7 +402,7 @@ impl Ledger {
     }
 
     /// Marks a payment failed: nothing was paid, its reservation is released.
-    pub fn mark_failed(&self, payment_hash: &[u8; 32], now: u64) -> Result<(), LedgerError> {
+    pub fn mark_failed(&self, payment_hash: &PaymentHash, now: u64) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
         self.with(|conn| {
             conn.execute(
@@ -429,9 +430,9 @@ impl Ledger {
                     let hash: String = row.get(0)?;
                     let preimage: String = row.get(2)?;
                     let token = StoredToken {
-                        payment_hash: plannt_l402::hex32(&hash).unwrap_or([0; 32]),
+                        payment_hash: read_hash(&hash),
                         macaroon: row.get(1)?,
-                        preimage: plannt_l402::hex32(&preimage).unwrap_or([0; 32]),
+                        preimage: read_preimage(&preimage),
                         used: row.get::<_, i64>(3)? != 0,
                     };
                     Ok((hash, token, row.get::<_, Option<String>>(4)?))
@@ -459,7 +460,7 @@ impl Ledger {
     }
 
     /// The server accepted the token and lets it be reused: keep it, marked used.
-    pub fn token_used(&self, payment_hash: &[u8; 32]) -> Result<(), LedgerError> {
+    pub fn token_used(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
         self.with(|conn| {
             conn.execute(
@@ -471,7 +472,7 @@ impl Ledger {
     }
 
     /// The token is spent (or refused): forget it.
-    pub fn drop_token(&self, payment_hash: &[u8; 32]) -> Result<(), LedgerError> {
+    pub fn drop_token(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
         self.with(|conn| {
             conn.execute("DELETE FROM tokens WHERE payment_hash = ?1", params![hash])
@@ -480,14 +481,14 @@ impl Ledger {
     }
 
     /// Payments still pending: a crash interrupted them. Look each up before anything else.
-    pub fn pending(&self) -> Result<Vec<(String, [u8; 32])>, LedgerError> {
+    pub fn pending(&self) -> Result<Vec<(String, PaymentHash)>, LedgerError> {
         self.with(|conn| {
             let mut stmt =
                 conn.prepare("SELECT payment_hash, bolt11 FROM payments WHERE status = 'pending'")?;
             let rows = stmt.query_map([], |row| {
                 let hash: String = row.get(0)?;
                 let bolt11: String = row.get(1)?;
-                Ok((bolt11, plannt_l402::hex32(&hash).unwrap_or([0; 32])))
+                Ok((bolt11, read_hash(&hash)))
             })?;
             rows.collect()
         })
@@ -495,7 +496,7 @@ impl Ledger {
 
     /// Pending payments to look up: those of this ledger, and those whose owner died (a crash
     /// interrupted them). A payment another open ledger is making is left to it.
-    pub fn pending_to_recover(&self) -> Result<Vec<[u8; 32]>, LedgerError> {
+    pub fn pending_to_recover(&self) -> Result<Vec<PaymentHash>, LedgerError> {
         let owner = &self.owner;
         self.with(|conn| {
             let mut stmt =
@@ -509,7 +510,7 @@ impl Ledger {
                 if held_by.is_some_and(|id| id != owner.id && owner.alive(&id)) {
                     continue;
                 }
-                out.push(plannt_l402::hex32(&hash).unwrap_or([0; 32]));
+                out.push(read_hash(&hash));
             }
             Ok(out)
         })
@@ -652,6 +653,17 @@ impl Ledger {
     }
 }
 
+/// A payment hash as the ledger stores it: hex it wrote itself (all zeros if the file was
+/// edited into something else, which matches no real payment).
+fn read_hash(text: &str) -> PaymentHash {
+    PaymentHash::from_hex(text).unwrap_or(PaymentHash([0; 32]))
+}
+
+/// A preimage as the ledger stores it (all zeros, which pays nothing, if unreadable).
+fn read_preimage(text: &str) -> Preimage {
+    Preimage::from_hex(text).unwrap_or(Preimage::new([0; 32]))
+}
+
 /// Adds the `owner` columns to a ledger written before they existed.
 fn add_owner_columns(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -724,7 +736,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.sqlite");
         let ledger = Ledger::open(&path).unwrap();
-        let hash = [9u8; 32];
+        let hash = PaymentHash([9u8; 32]);
         let reservation = Reservation {
             payment_hash: &hash,
             origin: "http://a.example",
@@ -738,7 +750,9 @@ mod tests {
             .reserve(&reservation, &Budget::default(), 1_800_000_000)
             .unwrap()
             .unwrap();
-        ledger.mark_paid(&hash, &[1; 32], 0, 1_800_000_000).unwrap();
+        ledger
+            .mark_paid(&hash, &Preimage::new([1; 32]), 0, 1_800_000_000)
+            .unwrap();
         // While it is open, SQLite keeps its write-ahead log and shared memory beside it.
         for name in ["ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"] {
             let mode = std::fs::metadata(dir.path().join(name))

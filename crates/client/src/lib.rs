@@ -21,7 +21,7 @@ mod ledger;
 mod policy;
 mod settings;
 
-pub use checks::{Quote, Refusal, check};
+pub use checks::{CHECKS, Quote, Refusal, check};
 pub use client::{
     Client, ClientBuilder, ClientError, Event, Options, Outcome, Receipt, Request, Response,
 };

@@ -52,7 +52,7 @@ fn a_ledger_without_owners_is_upgraded_in_place() {
     assert_eq!(ledger.recent(10).unwrap().len(), 2);
 
     // New payments are recorded as before, and a second open finds the columns in place.
-    let hash = [7u8; 32];
+    let hash = plannt_client::l402::PaymentHash([7u8; 32]);
     let reservation = Reservation {
         payment_hash: &hash,
         origin: "http://new.example",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use plannt_client::l402::Challenge;
+use plannt_client::l402::{Challenge, PaymentHash};
 use plannt_client::lightning::dev::DevWallet;
 use plannt_client::lightning::invoice::unix_now;
 use plannt_client::lightning::{
@@ -25,7 +25,7 @@ const START_MSAT: u64 = 1_000_000_000;
 struct Challenged {
     bolt11: String,
     macaroon: String,
-    hash: [u8; 32],
+    hash: PaymentHash,
     amount_msat: u64,
 }
 
@@ -69,7 +69,7 @@ fn reserve(ledger: &Ledger, server: &Hostile, c: &Challenged, budget: &Budget) {
     assert_eq!(status_of(ledger, &c.hash), "pending");
 }
 
-fn status_of(ledger: &Ledger, hash: &[u8; 32]) -> String {
+fn status_of(ledger: &Ledger, hash: &PaymentHash) -> String {
     ledger
         .recent(100)
         .unwrap()
@@ -318,7 +318,7 @@ impl Payer for LostAnswer {
         self.inner.balance().await
     }
 
-    async fn lookup_payment(&self, hash: &[u8; 32]) -> Result<PaymentLookup, LightningError> {
+    async fn lookup_payment(&self, hash: &PaymentHash) -> Result<PaymentLookup, LightningError> {
         if self.answers.load(Ordering::SeqCst) {
             self.inner.lookup_payment(hash).await
         } else {
@@ -351,7 +351,7 @@ async fn a_payment_whose_outcome_is_unknown_stays_pending_and_is_finished_later(
     let ClientError::PaymentPending(hash) = &error else {
         panic!("expected a pending payment, got {error}");
     };
-    let hash = plannt_client::l402::hex32(hash).unwrap();
+    let hash = PaymentHash::from_hex(hash).unwrap();
     assert_eq!(status_of(&ledger, &hash), "pending");
     assert_eq!(network.paid_count(), 1);
     // Still unknown: recovery leaves it pending.
@@ -376,7 +376,7 @@ async fn a_payment_whose_outcome_is_unknown_stays_pending_and_is_finished_later(
     assert_eq!(network.balance(PAYER), START_MSAT - 21_000);
 }
 
-fn sha256(bytes: [u8; 32]) -> [u8; 32] {
+fn sha256(bytes: [u8; 32]) -> PaymentHash {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
+    PaymentHash(sha2::Sha256::digest(bytes).into())
 }

@@ -5,13 +5,12 @@
 //! The Redis group starts a `redis-server` of its own on a free loopback port, and is skipped
 //! (with a notice) where none is installed.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use plannt_gateway::l402::PaymentHash;
 use plannt_gateway::store::{Claim, MemoryStore, RedisStore, SpentStore, SqliteStore};
 use tokio::runtime::Runtime;
 
@@ -21,11 +20,11 @@ const FAR: u64 = 4_000_000_000;
 const TASKS: u64 = 64;
 
 /// A payment hash no earlier claim of this run used.
-fn fresh(counter: &AtomicU64) -> [u8; 32] {
+fn fresh(counter: &AtomicU64) -> PaymentHash {
     let n = counter.fetch_add(1, Ordering::Relaxed);
     let mut hash = [0xa5u8; 32];
     hash[..8].copy_from_slice(&n.to_be_bytes());
-    hash
+    PaymentHash(hash)
 }
 
 async fn claim_fresh(store: &dyn SpentStore, counter: &AtomicU64) {
@@ -79,78 +78,12 @@ fn benches(c: &mut Criterion) {
     let sqlite = SqliteStore::open(dir.path().join("spent.sqlite")).unwrap();
     bench_store(c, &runtime, Arc::new(sqlite));
 
-    match RedisServer::start() {
-        Some(server) => {
-            let store = runtime
-                .block_on(RedisStore::connect(&server.url()))
-                .unwrap();
-            bench_store(c, &runtime, Arc::new(store));
-        }
-        None => eprintln!(
-            "\n!!! SKIPPED the Redis benchmarks: redis-server is not installed \
-             (Debian: apt-get install redis-server)\n"
-        ),
-    }
-}
-
-/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> Option<Self> {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = match Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-                Err(e) => panic!("cannot start redis-server: {e}"),
-            };
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if !matches!(server.child.try_wait(), Ok(None)) {
-                    break;
-                }
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                    return Some(server);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    // Without redis-server the Redis group is skipped, with a notice.
+    if let Some(server) = plannt_testkit::Redis::start() {
+        let store = runtime
+            .block_on(RedisStore::connect(&server.url()))
+            .unwrap();
+        bench_store(c, &runtime, Arc::new(store));
     }
 }
 

@@ -32,7 +32,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use plannt_l402::{
-    Challenge, Credential, KeyRing, MintRequest, NoConditions, Reason, Request as L402Request,
+    Challenge, Credential, KeyRing, MintRequest, NoConditions, PaymentHash, Reason,
+    Request as L402Request, TokenState, wire,
 };
 use plannt_lightning::{InvoiceRequest, Receiver};
 use serde_json::json;
@@ -290,11 +291,10 @@ impl Paywall {
         // and an idempotency key (draft-ietf-httpapi-idempotency-key-header) that is the same
         // for every retry of this payment.
         strip_l402_authorization(request.headers_mut());
-        let hash_hex = hex::encode(hash);
-        if let Ok(value) = HeaderValue::from_str(&hash_hex) {
+        if let Ok(value) = HeaderValue::from_str(&hash.to_hex()) {
             request.headers_mut().insert(PAYMENT_HASH, value);
         }
-        if let Ok(value) = HeaderValue::from_str(&format!("\"{hash_hex}\"")) {
+        if let Ok(value) = HeaderValue::from_str(&wire::idempotency_key(&hash)) {
             request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         }
         let paid = Paid {
@@ -385,8 +385,12 @@ impl Paywall {
         };
         let headers = response.headers_mut();
         drop_l402_headers(headers);
-        let state = if release { "released" } else { "spent" };
-        headers.insert(X_L402, HeaderValue::from_static(state));
+        let state = if release {
+            TokenState::Released
+        } else {
+            TokenState::Spent
+        };
+        headers.insert(X_L402, HeaderValue::from_static(state.as_str()));
         response
     }
 
@@ -504,10 +508,10 @@ impl Paywall {
     }
 }
 
-const X_L402: HeaderName = HeaderName::from_static("x-l402");
-const X_L402_REASON: HeaderName = HeaderName::from_static("x-l402-reason");
-const PAYMENT_HASH: HeaderName = HeaderName::from_static("x-l402-payment-hash");
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const X_L402: HeaderName = HeaderName::from_static(wire::X_L402);
+const X_L402_REASON: HeaderName = HeaderName::from_static(wire::X_L402_REASON);
+const PAYMENT_HASH: HeaderName = HeaderName::from_static(wire::X_L402_PAYMENT_HASH);
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(wire::IDEMPOTENCY_KEY);
 
 /// Headers that let a request be priced as one method and served as another.
 const METHOD_OVERRIDES: [HeaderName; 3] = [
@@ -526,17 +530,11 @@ fn scrub(headers: &mut HeaderMap) {
 }
 
 fn drop_l402_headers(headers: &mut HeaderMap) {
-    if !headers
-        .keys()
-        .any(|name| name.as_str().starts_with("x-l402"))
-    {
+    let ours = |name: &HeaderName| name.as_str().starts_with(wire::X_L402);
+    if !headers.keys().any(ours) {
         return;
     }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-l402"))
-        .cloned()
-        .collect();
+    let names: Vec<HeaderName> = headers.keys().filter(|n| ours(n)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
@@ -619,7 +617,7 @@ pub(crate) enum Unanswered {
 
 /// What settling a paid request needs.
 struct Paid {
-    hash: [u8; 32],
+    hash: PaymentHash,
     ticket: Ticket,
     keep_until: u64,
     releases: bool,
@@ -741,7 +739,10 @@ mod tests {
         let paywall = paywall(options);
         let store = paywall.store().clone();
         // One token spent until a moment already past, one still valid.
-        for (hash, until) in [([1; 32], unix_now() - 1), ([2; 32], unix_now() + 3_600)] {
+        for (hash, until) in [
+            (PaymentHash([1; 32]), unix_now() - 1),
+            (PaymentHash([2; 32]), unix_now() + 3_600),
+        ] {
             let Claim::Won(ticket) = store.claim(&hash, until).await.unwrap() else {
                 panic!("a fresh hash is won");
             };

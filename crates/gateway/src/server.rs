@@ -337,7 +337,7 @@ impl Gateway {
 
         let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
         let mut router = Router::new()
-            .route("/.well-known/l402.json", get(catalog_handler))
+            .route(plannt_l402::CATALOG_PATH, get(catalog_handler))
             .route("/metrics", get(metrics_handler))
             .with_state(shared.clone())
             .fallback_service(paywall.layer().layer(dispatch));
@@ -427,8 +427,8 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .expose_headers([
             header::WWW_AUTHENTICATE,
-            HeaderName::from_static("x-l402"),
-            HeaderName::from_static("x-l402-reason"),
+            HeaderName::from_static(plannt_l402::wire::X_L402),
+            HeaderName::from_static(plannt_l402::wire::X_L402_REASON),
             header::RETRY_AFTER,
         ])
         .max_age(Duration::from_secs(600)))

@@ -7,13 +7,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
-use plannt_l402::{Credential, KeyRing, MintRequest, NoConditions, Request, RootKey};
+use plannt_l402::{Credential, KeyRing, MintRequest, NoConditions, PaymentHash, Request, RootKey};
 use sha2::{Digest, Sha256};
 
 fn bench(c: &mut Criterion) {
     let keys = KeyRing::single(RootKey::new([7; 32]));
     let preimage = [42u8; 32];
-    let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
+    let payment_hash = PaymentHash(Sha256::digest(preimage).into());
     let macaroon = keys
         .mint(&MintRequest {
             payment_hash,
@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
                 mac.update(black_box(caveat));
                 sig = mac.finalize().into_bytes().into();
             }
-            let hash: [u8; 32] = Sha256::digest(black_box(preimage)).into();
+            let hash = PaymentHash(Sha256::digest(black_box(preimage)).into());
             (sig, hash)
         })
     });

@@ -19,7 +19,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use plannt_l402::{
-    Credential, KeyRing, Macaroon, MintRequest, NoConditions, Reason, Request, RootKey, hex32,
+    Credential, KeyRing, Macaroon, MintRequest, NoConditions, PaymentHash, Preimage, Reason,
+    Request, RootKey,
 };
 
 const USAGE: &str = "usage:
@@ -41,7 +42,7 @@ fn mint(key: &str, route: &str, payment_hash: &str, valid_until: &str) -> ExitCo
         Ok(keys) => keys,
         Err(e) => return usage(&e.to_string()),
     };
-    let Some(payment_hash) = hex32(payment_hash) else {
+    let Ok(payment_hash) = PaymentHash::from_hex(payment_hash) else {
         return usage("the payment hash must be 64 hex characters");
     };
     let Ok(valid_until) = valid_until.parse::<u64>() else {
@@ -67,7 +68,7 @@ fn verify(key: &str, macaroon: &str, preimage: &str, route: &str) -> ExitCode {
         Ok(key) => key,
         Err(e) => return usage(&e.to_string()),
     };
-    let Some(preimage) = hex32(preimage) else {
+    let Ok(preimage) = Preimage::from_hex(preimage) else {
         return usage("the preimage must be 64 hex characters");
     };
     let macaroon = match Macaroon::from_base64(macaroon) {

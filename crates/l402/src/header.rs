@@ -5,9 +5,9 @@
 //! `macaroon=` or the 2026 `token=`, quoted or not, extra parameters, other schemes beside it,
 //! and several header values.
 
+use crate::Preimage;
 use std::fmt;
 
-use crate::encoding;
 use crate::macaroon::{Macaroon, MacaroonError};
 
 /// The longest header value we read. Real ones are a few kilobytes.
@@ -290,8 +290,8 @@ pub struct Credential {
     pub scheme: Scheme,
     /// One or more macaroons (the spec allows several, comma-separated).
     pub macaroons: Vec<Macaroon>,
-    /// The 32-byte payment preimage.
-    pub preimage: [u8; 32],
+    /// The preimage that pays for them.
+    pub preimage: Preimage,
 }
 
 /// Why an `Authorization` value is not a usable L402 credential.
@@ -333,11 +333,11 @@ pub enum CredentialError {
 
 impl Credential {
     /// A credential for one macaroon.
-    pub fn new(macaroon: Macaroon, preimage: [u8; 32]) -> Self {
+    pub fn new(macaroon: Macaroon, preimage: impl Into<Preimage>) -> Self {
         Credential {
             scheme: Scheme::L402,
             macaroons: vec![macaroon],
-            preimage,
+            preimage: preimage.into(),
         }
     }
 
@@ -348,7 +348,7 @@ impl Credential {
             "{} {}:{}",
             self.scheme.as_str(),
             macaroons.join(","),
-            hex::encode(self.preimage)
+            self.preimage.to_hex()
         )
     }
 
@@ -356,7 +356,8 @@ impl Credential {
     pub fn parse(value: &str) -> Result<Self, CredentialError> {
         let (scheme, rest) = split_scheme(value)?;
         let (macaroons, preimage) = rest.rsplit_once(':').ok_or(CredentialError::NoColon)?;
-        let preimage = encoding::hex32(preimage.trim()).ok_or(CredentialError::BadPreimage)?;
+        let preimage =
+            Preimage::from_hex(preimage.trim()).map_err(|_| CredentialError::BadPreimage)?;
         let macaroons = macaroons.trim();
         if macaroons.is_empty() {
             return Err(CredentialError::NoMacaroon);

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::PaymentHash;
+
 /// The length of an identifier in bytes.
 pub const IDENTIFIER_LEN: usize = 66;
 
@@ -16,7 +18,7 @@ pub const IDENTIFIER_LEN: usize = 66;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Identifier {
     /// The payment hash of the invoice that buys the token.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// A random id that tells tokens for the same payment apart.
     pub token_id: [u8; 32],
 }
@@ -40,7 +42,7 @@ impl Identifier {
     pub fn encode(&self) -> [u8; IDENTIFIER_LEN] {
         let mut out = [0u8; IDENTIFIER_LEN];
         out[..2].copy_from_slice(&Self::VERSION.to_be_bytes());
-        out[2..34].copy_from_slice(&self.payment_hash);
+        out[2..34].copy_from_slice(self.payment_hash.as_bytes());
         out[34..].copy_from_slice(&self.token_id);
         out
     }
@@ -55,10 +57,10 @@ impl Identifier {
             return Err(IdentifierError::UnknownVersion(version));
         }
         let mut id = Identifier {
-            payment_hash: [0; 32],
+            payment_hash: PaymentHash([0; 32]),
             token_id: [0; 32],
         };
-        id.payment_hash.copy_from_slice(&bytes[2..34]);
+        id.payment_hash.0.copy_from_slice(&bytes[2..34]);
         id.token_id.copy_from_slice(&bytes[34..]);
         Ok(id)
     }
@@ -81,7 +83,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let id = Identifier {
-            payment_hash: [7; 32],
+            payment_hash: PaymentHash([7; 32]),
             token_id: [9; 32],
         };
         let bytes = id.encode();

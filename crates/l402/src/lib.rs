@@ -8,12 +8,13 @@
 //! again) or 401 (refused).
 //!
 //! ```
-//! use plannt_l402::{Challenge, Credential, KeyRing, MintRequest, NoConditions, Request, RootKey};
-//! use sha2::{Digest, Sha256};
+//! use plannt_l402::{
+//!     Challenge, Credential, KeyRing, MintRequest, NoConditions, Preimage, Request, RootKey,
+//! };
 //!
 //! let keys = KeyRing::single(RootKey::new([7; 32]));
-//! let preimage = [42u8; 32];
-//! let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
+//! let preimage = Preimage::new([42; 32]);
+//! let payment_hash = preimage.hash();
 //! let macaroon = keys
 //!     .mint(&MintRequest { payment_hash, route: "demo", valid_until: 2_000_000_000, conditions: &[] })
 //!     .unwrap();
@@ -26,19 +27,24 @@
 //! assert_eq!(verified.payment_hash, payment_hash);
 //! ```
 
+pub mod catalog;
 mod caveat;
 mod encoding;
+mod hash;
 mod header;
 mod identifier;
 mod key;
 mod macaroon;
 mod verify;
+pub mod wire;
 
+pub use catalog::{CATALOG_PATH, Catalog};
 pub use caveat::{
     Caveat, CaveatError, CaveatFailure, Conditions, Grant, NoConditions, Service, check_caveats,
     is_condition_name, is_route_id,
 };
 pub use encoding::{base64_decode, base64_encode, hex32};
+pub use hash::{HexError, PaymentHash, Preimage};
 pub use header::{
     Challenge, ChallengeError, Credential, CredentialError, MAX_HEADER_LEN, MAX_MACAROONS, Scheme,
 };
@@ -46,3 +52,4 @@ pub use identifier::{IDENTIFIER_LEN, Identifier, IdentifierError};
 pub use key::{KeyError, KeyRing, RootKey};
 pub use macaroon::{CaveatPacket, MAX_CAVEATS, MAX_MACAROON_BYTES, Macaroon, MacaroonError};
 pub use verify::{MintError, MintRequest, Reason, Request, Verified, VerifyError};
+pub use wire::TokenState;

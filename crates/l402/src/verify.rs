@@ -4,8 +4,7 @@
 //! route requested, and `sha256(preimage) == payment_hash`. Whether the token was already spent
 //! is the store's business, outside this crate; [`Reason::Spent`] is here so all codes live together.
 
-use sha2::{Digest, Sha256};
-
+use crate::PaymentHash;
 use crate::caveat::{self, CaveatFailure, Conditions};
 use crate::header::{Credential, CredentialError};
 use crate::identifier::{Identifier, IdentifierError};
@@ -128,7 +127,7 @@ impl VerifyError {
 #[derive(Debug, Clone, Copy)]
 pub struct MintRequest<'a> {
     /// The payment hash of the invoice the backend issued.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// The route id the token buys.
     pub route: &'a str,
     /// Unix seconds from which the token is refused.
@@ -167,7 +166,7 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The payment hash: the key of the spent set.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// The token id.
     pub token_id: [u8; 32],
     /// The id of the key that minted the token.
@@ -223,7 +222,7 @@ impl KeyRing {
         credential: &Credential,
         request: &Request<'_>,
     ) -> Result<Verified, VerifyError> {
-        let paid_hash: [u8; 32] = Sha256::digest(credential.preimage).into();
+        let paid_hash = credential.preimage.hash();
         let mut paid_error = None;
         let mut identifier_error = None;
         let mut any_identifier = false;

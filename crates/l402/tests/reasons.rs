@@ -9,8 +9,8 @@
 use hmac::{Hmac, Mac};
 use plannt_l402::{
     Caveat, CaveatFailure, Conditions, Credential, CredentialError, Identifier, IdentifierError,
-    KeyRing, Macaroon, MintRequest, NoConditions, Reason, Request, RootKey, Scheme, Service,
-    Verified, VerifyError,
+    KeyRing, Macaroon, MintRequest, NoConditions, PaymentHash, Preimage, Reason, Request, RootKey,
+    Scheme, Service, Verified, VerifyError,
 };
 use sha2::{Digest, Sha256};
 
@@ -18,8 +18,8 @@ const NOW: u64 = 1_800_000_000;
 const UNTIL: u64 = NOW + 600;
 const PREIMAGE: [u8; 32] = [42; 32];
 
-fn hash(preimage: [u8; 32]) -> [u8; 32] {
-    Sha256::digest(preimage).into()
+fn hash(preimage: [u8; 32]) -> PaymentHash {
+    PaymentHash(Sha256::digest(preimage).into())
 }
 
 fn ring() -> KeyRing {
@@ -241,7 +241,7 @@ fn bad_signature_when_the_signature_or_identifier_is_tampered_with() {
     }
     // A holder who swaps in the payment hash of a preimage they know still cannot pass.
     let mine = [9u8; 32];
-    let tampered = tamper(&m, &hash(PREIMAGE), &hash(mine));
+    let tampered = tamper(&m, hash(PREIMAGE).as_bytes(), hash(mine).as_bytes());
     let err = verify(&ring, &tampered, mine, &at("demo", NOW)).unwrap_err();
     assert_eq!(err, VerifyError::BadSignature);
     assert_reason(&err, Reason::BadSignature);
@@ -263,7 +263,7 @@ fn bad_signature_when_signed_by_another_key_under_the_same_id() {
 fn bad_preimage() {
     let ring = ring();
     let m = mint(&ring, "demo", PREIMAGE);
-    for wrong in [[0u8; 32], [41; 32], hash(PREIMAGE)] {
+    for wrong in [[0u8; 32], [41; 32], hash(PREIMAGE).0] {
         let err = verify(&ring, &m, wrong, &at("demo", NOW)).unwrap_err();
         assert_eq!(err, VerifyError::BadPreimage);
         assert_reason(&err, Reason::BadPreimage);
@@ -511,7 +511,7 @@ fn with_several_macaroons_the_paid_one_is_used_and_the_others_ignored() {
         let cred = Credential {
             scheme: Scheme::L402,
             macaroons,
-            preimage: PREIMAGE,
+            preimage: Preimage::new(PREIMAGE),
         };
         let v = ring.verify(&cred, &at("demo", NOW)).unwrap();
         assert_eq!(v.payment_hash, want.payment_hash);
@@ -531,7 +531,7 @@ fn with_several_macaroons_the_paid_one_is_used_and_the_others_ignored() {
             foreign.clone(),
             bad_identifier.clone(),
         ],
-        preimage: PREIMAGE,
+        preimage: Preimage::new(PREIMAGE),
     };
     let err = ring.verify(&cred, &at("demo", NOW)).unwrap_err();
     assert_eq!(err, VerifyError::BadPreimage);
@@ -541,7 +541,7 @@ fn with_several_macaroons_the_paid_one_is_used_and_the_others_ignored() {
     let cred = Credential {
         scheme: Scheme::L402,
         macaroons: vec![bad_identifier],
-        preimage: PREIMAGE,
+        preimage: Preimage::new(PREIMAGE),
     };
     let err = ring.verify(&cred, &at("demo", NOW)).unwrap_err();
     assert_eq!(
@@ -563,7 +563,7 @@ fn with_several_paid_macaroons_the_first_that_verifies_wins_else_the_first_error
     let cred = Credential {
         scheme: Scheme::L402,
         macaroons: vec![tampered.clone(), for_data.clone(), good.clone()],
-        preimage: PREIMAGE,
+        preimage: Preimage::new(PREIMAGE),
     };
     let v = ring.verify(&cred, &at("demo", NOW)).unwrap();
     assert_eq!(
@@ -574,7 +574,7 @@ fn with_several_paid_macaroons_the_first_that_verifies_wins_else_the_first_error
     let cred = Credential {
         scheme: Scheme::L402,
         macaroons: vec![for_data, tampered],
-        preimage: PREIMAGE,
+        preimage: Preimage::new(PREIMAGE),
     };
     let err = ring.verify(&cred, &at("demo", NOW)).unwrap_err();
     assert_reason(&err, Reason::WrongRoute);

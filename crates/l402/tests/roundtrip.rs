@@ -9,7 +9,8 @@
 
 use plannt_l402::{
     Caveat, CaveatFailure, Challenge, Credential, IDENTIFIER_LEN, Identifier, KeyRing, MintRequest,
-    NoConditions, Request, RootKey, Scheme, Service, VerifyError, base64_encode,
+    NoConditions, PaymentHash, Preimage, Request, RootKey, Scheme, Service, VerifyError,
+    base64_encode,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -320,7 +321,7 @@ proptest! {
 proptest! {
     #[test]
     fn identifiers_round_trip(payment_hash in any::<[u8; 32]>(), token_id in any::<[u8; 32]>()) {
-        let id = Identifier { payment_hash, token_id };
+        let id = Identifier { payment_hash: PaymentHash(payment_hash), token_id };
         let bytes = id.encode();
         prop_assert_eq!(bytes.len(), IDENTIFIER_LEN);
         prop_assert_eq!(&bytes[..2], &[0u8, 0][..]);
@@ -358,7 +359,7 @@ fn credential() -> impl Strategy<Value = Credential> {
     (vec(any_macaroon(), 1..=8), any::<[u8; 32]>()).prop_map(|(macaroons, preimage)| Credential {
         scheme: Scheme::L402,
         macaroons,
-        preimage,
+        preimage: Preimage::new(preimage),
     })
 }
 
@@ -376,7 +377,7 @@ proptest! {
         prop_assert_eq!(parsed.to_header_value(), header.clone());
 
         let (head, preimage_hex) = header.rsplit_once(':').unwrap();
-        prop_assert_eq!(preimage_hex, hex::encode(cred.preimage));
+        prop_assert_eq!(preimage_hex, cred.preimage.to_hex());
         let body = head.strip_prefix("L402 ").unwrap();
         let list: Vec<String> = cred.macaroons.iter().map(|m| m.to_base64()).collect();
 
@@ -416,7 +417,7 @@ proptest! {
 
     #[test]
     fn credential_debug_never_shows_the_preimage(cred in credential()) {
-        let hex = hex::encode(cred.preimage);
+        let hex = cred.preimage.to_hex();
         for text in [format!("{cred:?}"), format!("{cred:#?}")] {
             prop_assert!(!text.contains(&hex));
             prop_assert!(!text.contains(&hex.to_uppercase()));
@@ -516,7 +517,7 @@ proptest! {
         after in any::<u64>(),
     ) {
         let ring = ring_for(key);
-        let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
+        let payment_hash = PaymentHash(Sha256::digest(preimage).into());
         let macaroon = ring
             .mint(&MintRequest { payment_hash, route: &route, valid_until, conditions: &[] })
             .unwrap();
@@ -591,7 +592,7 @@ proptest! {
         satisfied in any::<bool>(),
     ) {
         let ring = ring_for(key);
-        let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
+        let payment_hash = PaymentHash(Sha256::digest(preimage).into());
         let conditions = [(name.as_str(), value.as_str())];
         let macaroon = ring
             .mint(&MintRequest { payment_hash, route: &route, valid_until: 2_000_000_000, conditions: &conditions })

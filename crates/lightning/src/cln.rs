@@ -18,6 +18,7 @@
 //!   failed | complete`, the preimage in `preimage`), never sent again.
 //! - Balance: `listfunds`, the sum of `our_amount_msat` over channels in `CHANNELD_NORMAL`.
 
+use plannt_l402::PaymentHash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
@@ -237,7 +237,7 @@ impl Cln {
     /// Reads an invoice this node issued, by payment hash.
     pub async fn lookup_invoice(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<InvoiceState, LightningError> {
         let value = self
             .call(
@@ -254,21 +254,8 @@ impl Cln {
         };
         Ok(match invoice.get("status").and_then(Value::as_str) {
             Some("paid") => {
-                let preimage = invoice
-                    .get("payment_preimage")
-                    .and_then(Value::as_str)
-                    .and_then(plannt_l402::hex32)
-                    .ok_or_else(|| {
-                        LightningError::Backend(
-                            "cln: a paid invoice without a 64-hex payment_preimage".into(),
-                        )
-                    })?;
-                let hashed: [u8; 32] = Sha256::digest(preimage).into();
-                if &hashed != payment_hash {
-                    return Err(LightningError::Backend(
-                        "cln returned a preimage that does not hash to the payment hash".into(),
-                    ));
-                }
+                let text = invoice.get("payment_preimage").and_then(Value::as_str);
+                let preimage = crate::types::checked_preimage("cln", text, payment_hash)?;
                 InvoiceState::Settled {
                     preimage,
                     amount_received_msat: msat(invoice.get("amount_received_msat")).unwrap_or(0),
@@ -287,7 +274,7 @@ impl Cln {
     /// A payment from a `payment_preimage`, `amount_msat` and `amount_sent_msat` answer.
     fn payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
         preimage: Option<&str>,
         amount_msat: Option<u64>,
         sent_msat: Option<u64>,
@@ -460,7 +447,7 @@ impl Payer for Cln {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         let value = self
             .call(

@@ -1,6 +1,7 @@
 //! BOLT11 invoices: decoded and signature-checked with `lightning-invoice`, in a form the
 //! client's checks, `plannt decode` and the backends share.
 
+use plannt_l402::PaymentHash;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -129,7 +130,7 @@ pub struct DecodedInvoice {
     /// The amount in millisatoshis; `None` for an amountless invoice.
     pub amount_msat: Option<u64>,
     /// The payment hash.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// The payee's node id (33-byte compressed public key).
     pub payee: [u8; 33],
     /// Unix seconds when it was created.
@@ -235,7 +236,7 @@ fn decode_featureless(text: &str) -> Result<DecodedInvoice, InvoiceError> {
     };
     let payment_hash = raw
         .payment_hash()
-        .map(|h| *AsRef::<[u8; 32]>::as_ref(&h.0))
+        .map(|h| PaymentHash(*AsRef::<[u8; 32]>::as_ref(&h.0)))
         .ok_or_else(|| malformed(Bolt11SemanticError::NoPaymentHash))?;
     Ok(DecodedInvoice {
         bolt11: signed.to_string(),
@@ -266,7 +267,7 @@ pub(crate) fn from_parsed(invoice: &Bolt11Invoice) -> DecodedInvoice {
         bolt11: invoice.to_string(),
         network: invoice.currency().into(),
         amount_msat: invoice.amount_milli_satoshis(),
-        payment_hash: *AsRef::<[u8; 32]>::as_ref(invoice.payment_hash()),
+        payment_hash: PaymentHash(*AsRef::<[u8; 32]>::as_ref(invoice.payment_hash())),
         payee: invoice.get_payee_pub_key().serialize(),
         created_at,
         expiry_secs: invoice.expiry_time().as_secs(),

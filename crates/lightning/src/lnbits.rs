@@ -8,6 +8,7 @@
 //! fee limit, so the fee is checked after the fact and reported.
 
 use async_trait::async_trait;
+use plannt_l402::{PaymentHash, Preimage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
@@ -130,9 +131,9 @@ impl LnBits {
         let bad = |what: &str| {
             LightningError::Backend(format!("lnbits: {what} is not 64 hex characters"))
         };
-        let hash = plannt_l402::hex32(hash).ok_or_else(|| bad("the payment hash"))?;
+        let hash = PaymentHash::from_hex(hash).map_err(|_| bad("the payment hash"))?;
         let preimage = preimage
-            .and_then(plannt_l402::hex32)
+            .and_then(|p| Preimage::from_hex(p).ok())
             .ok_or_else(|| bad("the preimage"))?;
         Payment::checked("lnbits", hash, preimage, amount_msat, fee_msat)
     }
@@ -273,7 +274,7 @@ impl Payer for LnBits {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         let hash = hex::encode(payment_hash);
         let value = match self

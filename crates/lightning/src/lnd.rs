@@ -24,6 +24,7 @@
 //!   certificate in the file, whatever the host (name or IP address) and validity dates say.
 //!   The handshake signature is still verified against it.
 
+use plannt_l402::{PaymentHash, Preimage};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +40,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -67,7 +67,7 @@ pub enum InvoiceState {
     /// Paid. The preimage hashes to the payment hash: checked.
     Settled {
         /// The preimage.
-        preimage: [u8; 32],
+        preimage: Preimage,
         /// What the node received, in millisatoshis.
         amount_received_msat: u64,
     },
@@ -361,7 +361,7 @@ impl Lnd {
     /// Reads an invoice this node issued, by payment hash.
     pub async fn lookup_invoice(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<InvoiceState, LightningError> {
         let path = format!("/v1/invoice/{}", hex::encode(payment_hash));
         let (status, bytes) = self.send(self.http.get(self.url(&path))).await?;
@@ -378,11 +378,11 @@ impl Lnd {
                     .decode(invoice.r_preimage.as_bytes())
                     .ok()
                     .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .map(Preimage::new)
                     .ok_or_else(|| {
                         LightningError::Backend("lnd: r_preimage is not 32 base64 bytes".into())
                     })?;
-                let hashed: [u8; 32] = Sha256::digest(preimage).into();
-                if &hashed != payment_hash {
+                if !preimage.pays(payment_hash) {
                     return Err(LightningError::Backend(
                         "lnd returned a preimage that does not hash to the payment hash".into(),
                     ));
@@ -403,7 +403,7 @@ impl Lnd {
     }
 
     /// The current state of an outgoing payment: `/v2/router/track/{hash}` sends it first.
-    async fn track(&self, payment_hash: &[u8; 32]) -> Result<Tracked, LightningError> {
+    async fn track(&self, payment_hash: &PaymentHash) -> Result<Tracked, LightningError> {
         let path = format!(
             "/v2/router/track/{}?no_inflight_updates=false",
             URL_SAFE.encode(payment_hash)
@@ -438,7 +438,7 @@ impl Lnd {
     fn tracked(
         &self,
         body: PaymentBody,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<Tracked, LightningError> {
         if !body
             .payment_hash
@@ -450,7 +450,7 @@ impl Lnd {
         }
         Ok(match body.status.as_str() {
             "SUCCEEDED" => {
-                let preimage = plannt_l402::hex32(&body.payment_preimage).ok_or_else(|| {
+                let preimage = Preimage::from_hex(&body.payment_preimage).map_err(|_| {
                     LightningError::Backend("lnd: payment_preimage is not 64 hex characters".into())
                 })?;
                 Tracked::Succeeded(Payment::checked(
@@ -475,7 +475,7 @@ impl Lnd {
     /// the outcome stays unknown (`error`, or `Timeout`) and the caller looks it up later.
     async fn after_interruption(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
         error: LightningError,
     ) -> Result<Payment, LightningError> {
         let unknown = if error.outcome_unknown() {
@@ -776,7 +776,7 @@ impl Receiver for Lnd {
         let r_hash = STANDARD
             .decode(added.r_hash.as_bytes())
             .map_err(|_| LightningError::Backend("lnd: r_hash is not base64".into()))?;
-        if r_hash != decoded.payment_hash {
+        if r_hash != decoded.payment_hash.as_bytes() {
             return Err(LightningError::Backend(
                 "lnd: the invoice's payment hash differs from r_hash".into(),
             ));
@@ -912,7 +912,7 @@ impl Payer for Lnd {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         Ok(match self.track(payment_hash).await? {
             Tracked::Succeeded(payment) => PaymentLookup::Succeeded(payment),

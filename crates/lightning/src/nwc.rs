@@ -37,6 +37,7 @@
 //!   up once by payment hash (`lookup_invoice`). Still unknown, it is reported as an error
 //!   whose outcome is unknown ([`LightningError::outcome_unknown`]), never sent again.
 
+use plannt_l402::PaymentHash;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -487,7 +488,10 @@ impl Nwc {
     }
 
     /// The wallet's transaction for `payment_hash`, or `None` when it answers `NOT_FOUND`.
-    async fn lookup(&self, payment_hash: &[u8; 32]) -> Result<Option<Transaction>, LightningError> {
+    async fn lookup(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<Option<Transaction>, LightningError> {
         let params = json!({ "payment_hash": hex::encode(payment_hash) });
         match self
             .call("lookup_invoice", params, self.request_timeout)
@@ -504,7 +508,7 @@ impl Nwc {
     /// Reads an invoice this wallet issued, by payment hash (`lookup_invoice`).
     pub async fn lookup_invoice(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<InvoiceState, LightningError> {
         let Some(tx) = self.lookup(payment_hash).await? else {
             return Ok(InvoiceState::NotFound);
@@ -661,7 +665,7 @@ impl Payer for Nwc {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         let Some(tx) = self.lookup(payment_hash).await? else {
             return Ok(PaymentLookup::NotFound);

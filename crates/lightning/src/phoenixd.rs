@@ -19,6 +19,7 @@
 //!   neither), never sent again.
 //! - Balance: `GET /getbalance` → `balanceSat` (the fee credit is not spendable).
 
+use plannt_l402::PaymentHash;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -242,7 +243,7 @@ impl Phoenixd {
     /// Reads an invoice this node issued, by payment hash.
     pub async fn lookup_invoice(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<InvoiceState, LightningError> {
         let path = format!("/payments/incoming/{}", hex::encode(payment_hash));
         let value = match self.get(&path).await {
@@ -390,7 +391,7 @@ impl Payer for Phoenixd {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         let path = format!("/payments/outgoingbyhash/{}", hex::encode(payment_hash));
         let value = match self.get(&path).await {

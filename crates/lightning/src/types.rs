@@ -1,7 +1,7 @@
 //! The two sides of the boundary, as traits, and the values that cross it.
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
+use plannt_l402::{PaymentHash, Preimage};
 
 use crate::{LightningError, Network};
 
@@ -37,7 +37,7 @@ pub struct IssuedInvoice {
     /// The BOLT11 string.
     pub bolt11: String,
     /// Its payment hash: what the macaroon is bound to.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// Unix seconds at which it expires.
     pub expires_at: u64,
 }
@@ -46,9 +46,9 @@ pub struct IssuedInvoice {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Payment {
     /// The payment hash.
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
     /// The preimage: the proof of payment.
-    pub preimage: [u8; 32],
+    pub preimage: Preimage,
     /// The amount paid to the payee, in millisatoshis.
     pub amount_msat: u64,
     /// The routing fee, in millisatoshis.
@@ -59,8 +59,8 @@ impl Payment {
     /// A payment, if the preimage hashes to the payment hash; the error names the backend.
     pub fn checked(
         backend: &str,
-        payment_hash: [u8; 32],
-        preimage: [u8; 32],
+        payment_hash: PaymentHash,
+        preimage: Preimage,
         amount_msat: u64,
         fee_msat: u64,
     ) -> Result<Self, LightningError> {
@@ -77,11 +77,10 @@ impl Payment {
 /// Fails unless `preimage` hashes to `payment_hash`; the error names the backend.
 fn check_preimage(
     backend: &str,
-    preimage: &[u8; 32],
-    payment_hash: &[u8; 32],
+    preimage: &Preimage,
+    payment_hash: &PaymentHash,
 ) -> Result<(), LightningError> {
-    let hashed: [u8; 32] = Sha256::digest(preimage).into();
-    if &hashed != payment_hash {
+    if !preimage.pays(payment_hash) {
         return Err(LightningError::Backend(format!(
             "{backend} returned a preimage that does not hash to the payment hash"
         )));
@@ -90,10 +89,11 @@ fn check_preimage(
 }
 
 /// A preimage a backend sent as hex (not yet checked against its hash).
-pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<[u8; 32], LightningError> {
-    text.and_then(plannt_l402::hex32).ok_or_else(|| {
-        LightningError::Backend(format!("{backend}: the preimage is not 64 hex characters"))
-    })
+pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<Preimage, LightningError> {
+    text.and_then(|t| Preimage::from_hex(t).ok())
+        .ok_or_else(|| {
+            LightningError::Backend(format!("{backend}: the preimage is not 64 hex characters"))
+        })
 }
 
 /// A preimage a backend sent as hex, checked against the payment hash: for what an invoice or
@@ -101,8 +101,8 @@ pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<[u8; 32]
 pub(crate) fn checked_preimage(
     backend: &str,
     text: Option<&str>,
-    payment_hash: &[u8; 32],
-) -> Result<[u8; 32], LightningError> {
+    payment_hash: &PaymentHash,
+) -> Result<Preimage, LightningError> {
     let preimage = hex_preimage(backend, text)?;
     check_preimage(backend, &preimage, payment_hash)?;
     Ok(preimage)
@@ -124,7 +124,7 @@ pub(crate) fn report_fee_over_limit(backend: &str, fee_msat: u64, max_fee_msat: 
 impl std::fmt::Debug for Payment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Payment")
-            .field("payment_hash", &hex::encode(self.payment_hash))
+            .field("payment_hash", &self.payment_hash)
             .field("preimage", &"<redacted>")
             .field("amount_msat", &self.amount_msat)
             .field("fee_msat", &self.fee_msat)
@@ -174,7 +174,7 @@ pub trait Payer: Send + Sync {
     /// Looks an outgoing payment up, so an interrupted one is finished instead of paid twice.
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError>;
     /// The network whose invoices this wallet pays.
     fn network(&self) -> Network;
@@ -192,7 +192,7 @@ impl<T: Receiver + Payer> Wallet for T {}
 /// `Timeout`), so the caller looks the payment up later instead of paying again.
 pub(crate) async fn after_interruption<P: Payer + ?Sized>(
     payer: &P,
-    payment_hash: &[u8; 32],
+    payment_hash: &PaymentHash,
     error: LightningError,
 ) -> Result<Payment, LightningError> {
     let unknown = if error.outcome_unknown() {

@@ -2,6 +2,7 @@
 
 mod fake;
 
+use plannt_l402::PaymentHash;
 use std::time::Duration;
 
 use fake::{request, sha};
@@ -89,7 +90,7 @@ async fn issues_invoices_with_unique_labels_and_reads_them_back() {
     else {
         panic!("settled")
     };
-    assert_eq!(sha(&preimage), first.payment_hash);
+    assert_eq!(sha(preimage.as_bytes()), first.payment_hash);
     assert_eq!(amount_received_msat, 21_000);
     setup.fake.expire(&second.payment_hash);
     assert_eq!(
@@ -97,7 +98,7 @@ async fn issues_invoices_with_unique_labels_and_reads_them_back() {
         InvoiceState::Expired
     );
     assert_eq!(
-        cln.lookup_invoice(&[3; 32]).await.unwrap(),
+        cln.lookup_invoice(&PaymentHash([3; 32])).await.unwrap(),
         InvoiceState::NotFound
     );
 }
@@ -142,7 +143,7 @@ async fn pays_with_xpay_and_checks_the_preimage() {
     let bolt11 = fake::payable(&setup.network, 1_000);
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     let payment = cln.pay(&bolt11, 5_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.amount_msat, 1_000_000);
     assert_eq!(payment.fee_msat, 1_500);
     let xpay = setup.calls("xpay");
@@ -171,7 +172,7 @@ async fn falls_back_to_pay_when_the_node_has_no_xpay() {
     let bolt11 = fake::payable(&setup.network, 300);
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     let payment = cln.pay(&bolt11, 4_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.fee_msat, 1_500);
     let pays = setup.calls("pay");
     assert_eq!(pays[0]["bolt11"], bolt11.as_str());
@@ -207,7 +208,7 @@ async fn failures_are_typed() {
     }
     assert_eq!(setup.network.paid_count(), 0);
     assert_eq!(
-        cln.lookup_payment(&[4; 32]).await.unwrap(),
+        cln.lookup_payment(&PaymentHash([4; 32])).await.unwrap(),
         PaymentLookup::NotFound
     );
     // A failed attempt is listed as failed.
@@ -266,7 +267,7 @@ async fn an_unreachable_node_is_reported() {
     for error in [
         cln.health().await.unwrap_err(),
         cln.pay(&bolt11, 5_000).await.unwrap_err(),
-        cln.lookup_payment(&[1; 32]).await.unwrap_err(),
+        cln.lookup_payment(&PaymentHash([1; 32])).await.unwrap_err(),
     ] {
         assert_eq!(error.code(), "unreachable", "{error}");
     }
@@ -296,7 +297,7 @@ async fn a_stalled_payment_is_looked_up_and_paid_once() {
     let PaymentLookup::Succeeded(payment) = cln.lookup_payment(&hash).await.unwrap() else {
         panic!("the released payment succeeded")
     };
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.amount_msat, 70_000);
     assert_eq!(payment.fee_msat, 1_500);
     assert_eq!(setup.fake.state().payments_started, 1);
@@ -312,7 +313,7 @@ async fn a_malformed_answer_leaves_the_outcome_to_the_node() {
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     // Paid, then an unreadable answer: listpays finds it complete.
     let payment = cln.pay(&bolt11, 5_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(setup.calls("listpays").len(), 1);
     assert_eq!(setup.network.paid_count(), 1);
 
@@ -345,7 +346,7 @@ async fn health_checks_the_network_and_opens_from_a_uri() {
         .pay(&fake::payable(&setup.network, 5), 5_000)
         .await
         .unwrap();
-    assert_eq!(sha(&payment.preimage), payment.payment_hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), payment.payment_hash);
 
     let mainnet = Cln::new(
         setup.server.url.clone(),

@@ -13,6 +13,7 @@
 //! `pays_looks_up_and_refuses_to_pay_twice` makes payments that succeed, so the balances it
 //! checks move by its own payment alone while the other tests run beside it.
 
+use plannt_l402::PaymentHash;
 use std::io::Write;
 use std::net::TcpListener;
 
@@ -166,7 +167,7 @@ async fn pays_looks_up_and_refuses_to_pay_twice() {
 
     let payment = payer.pay(&issued.bolt11, 10_000).await.expect("it pays");
     // Payment::checked made sure of this; check anyway, against the invoice.
-    let hashed: [u8; 32] = Sha256::digest(payment.preimage).into();
+    let hashed = PaymentHash(Sha256::digest(payment.preimage.as_bytes()).into());
     assert_eq!(hashed, issued.payment_hash);
     assert_eq!(payment.payment_hash, issued.payment_hash);
     assert_eq!(payment.amount_msat, 21_000);

@@ -3,6 +3,7 @@
 
 mod fake;
 
+use plannt_l402::PaymentHash;
 use std::time::Duration;
 
 use fake::{LND_TLS_CERT, OTHER_TLS_CERT, request, sha};
@@ -97,7 +98,7 @@ async fn issues_invoices_and_reads_them_back() {
     else {
         panic!("settled")
     };
-    assert_eq!(sha(&preimage), issued.payment_hash);
+    assert_eq!(sha(preimage.as_bytes()), issued.payment_hash);
     assert_eq!(amount_received_msat, 21_000);
 
     let other = lnd.create_invoice(&request(5, "")).await.unwrap();
@@ -107,7 +108,7 @@ async fn issues_invoices_and_reads_them_back() {
         InvoiceState::Expired
     );
     assert_eq!(
-        lnd.lookup_invoice(&[7; 32]).await.unwrap(),
+        lnd.lookup_invoice(&PaymentHash([7; 32])).await.unwrap(),
         InvoiceState::NotFound
     );
     // LND would issue an invoice without an amount for 0.
@@ -138,7 +139,7 @@ async fn pays_with_a_fee_limit_and_checks_the_preimage() {
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     let payment = lnd.pay(&bolt11, 5_000).await.unwrap();
     assert_eq!(payment.payment_hash, hash);
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.amount_msat, 1_000_000);
     assert_eq!(payment.fee_msat, 1_000);
     let sent = setup.posted("/v2/router/send");
@@ -195,7 +196,7 @@ async fn failures_are_typed() {
         assert!(!error.outcome_unknown(), "{error}");
     }
     assert_eq!(setup.network.paid_count(), 0);
-    let lookup = lnd.lookup_payment(&[9; 32]).await.unwrap();
+    let lookup = lnd.lookup_payment(&PaymentHash([9; 32])).await.unwrap();
     assert_eq!(lookup, PaymentLookup::NotFound);
 }
 
@@ -204,12 +205,12 @@ async fn tracks_a_payment_by_its_base64url_hash() {
     let setup = Setup::new().await;
     let lnd = setup.wallet();
     // In standard base64 this hash is full of '/' and '+', which break a URL path.
-    let hash = [0xfb; 32];
+    let hash = PaymentHash([0xfb; 32]);
     assert_eq!(
         lnd.lookup_payment(&hash).await.unwrap(),
         PaymentLookup::NotFound
     );
-    assert_eq!(setup.fake.state().tracked, vec![hash]);
+    assert_eq!(setup.fake.state().tracked, vec![hash.0]);
 }
 
 #[tokio::test]
@@ -227,7 +228,7 @@ async fn a_wrong_or_missing_macaroon_is_unauthorized_and_never_shown() {
         lnd.create_invoice(&request(1, "x")).await.unwrap_err(),
         lnd.pay(&bolt11, 1_000).await.unwrap_err(),
         lnd.balance().await.unwrap_err(),
-        lnd.lookup_payment(&[1; 32]).await.unwrap_err(),
+        lnd.lookup_payment(&PaymentHash([1; 32])).await.unwrap_err(),
     ];
     for error in errors {
         assert_eq!(error.code(), "unauthorized", "{error}");
@@ -288,7 +289,7 @@ async fn a_stalled_payment_is_looked_up_and_paid_once() {
     let PaymentLookup::Succeeded(payment) = lnd.lookup_payment(&hash).await.unwrap() else {
         panic!("the released payment succeeded")
     };
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.amount_msat, 50_000);
     assert_eq!(
         lnd.pay(&bolt11, 5_000).await.unwrap_err(),
@@ -307,7 +308,7 @@ async fn a_malformed_answer_leaves_the_outcome_to_the_node() {
     let bolt11 = fake::payable(&setup.network, 30);
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     let payment = lnd.pay(&bolt11, 5_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(setup.fake.state().payments_started, 1);
     assert_eq!(setup.network.paid_count(), 1);
 
@@ -455,5 +456,5 @@ async fn opens_lnd_over_plain_http() {
     wallet.health().await.unwrap();
     let bolt11 = fake::payable(&setup.network, 2);
     let payment = wallet.pay(&bolt11, 2_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), payment.payment_hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), payment.payment_hash);
 }

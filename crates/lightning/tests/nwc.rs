@@ -4,6 +4,7 @@
 //! real: it publishes its info event, decrypts NIP-44 or NIP-04 requests as each one is
 //! tagged, and signs and encrypts its replies.
 
+use plannt_l402::PaymentHash;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,7 @@ enum Mode {
 struct Seen {
     requests: Vec<(String, NwcEncryption)>,
     /// Invoices it issued: payment hash → amount in msat.
-    issued: HashMap<[u8; 32], u64>,
+    issued: HashMap<PaymentHash, u64>,
 }
 
 impl Seen {
@@ -276,7 +277,7 @@ impl Handler {
                 let invoice = params["invoice"].as_str().unwrap_or_default();
                 match self.network.pay(ACCOUNT, invoice) {
                     Ok(payment) => ok(json!({
-                        "preimage": hex::encode(payment.preimage),
+                        "preimage": payment.preimage.to_hex(),
                         "fees_paid": payment.fee_msat,
                     })),
                     Err(LightningError::InsufficientBalance(why)) => {
@@ -315,8 +316,7 @@ impl Handler {
             "lookup_invoice" => {
                 let Some(hash) = params["payment_hash"]
                     .as_str()
-                    .and_then(|h| hex::decode(h).ok())
-                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .and_then(|h| PaymentHash::from_hex(h).ok())
                 else {
                     return error("OTHER", "no payment_hash");
                 };
@@ -325,7 +325,7 @@ impl Handler {
                     return match self.network.lookup(PAYER, &hash) {
                         PaymentLookup::Succeeded(p) => ok(json!({
                             "type": "incoming", "state": "settled", "payment_hash": hex::encode(hash),
-                            "preimage": hex::encode(p.preimage), "amount": amount, "settled_at": 1,
+                            "preimage": p.preimage.to_hex(), "amount": amount, "settled_at": 1,
                         })),
                         _ => ok(json!({
                             "type": "incoming", "state": "pending", "payment_hash": hex::encode(hash),
@@ -336,7 +336,7 @@ impl Handler {
                 match self.network.lookup(ACCOUNT, &hash) {
                     PaymentLookup::Succeeded(p) => ok(json!({
                         "type": "outgoing", "state": "settled", "payment_hash": hex::encode(hash),
-                        "preimage": hex::encode(p.preimage), "amount": p.amount_msat,
+                        "preimage": p.preimage.to_hex(), "amount": p.amount_msat,
                         "fees_paid": 0, "settled_at": 1,
                     })),
                     _ => error("NOT_FOUND", "no such payment"),
@@ -355,8 +355,8 @@ fn error(code: &str, message: &str) -> Value {
     json!({ "error": { "code": code, "message": message }, "result": null })
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+fn sha256(bytes: &[u8]) -> PaymentHash {
+    PaymentHash(Sha256::digest(bytes).into())
 }
 
 const LONG: Duration = Duration::from_secs(10);
@@ -383,7 +383,7 @@ async fn nip44_when_offered_pays_and_reads_the_balance_through_open() {
     let payment = opened.pay(&bolt11, 0).await.unwrap();
     let decoded = decode_invoice(&bolt11).unwrap();
     assert_eq!(payment.payment_hash, decoded.payment_hash);
-    assert_eq!(sha256(&payment.preimage), decoded.payment_hash);
+    assert_eq!(sha256(payment.preimage.as_bytes()), decoded.payment_hash);
     assert_eq!(payment.amount_msat, 2_100_000);
     assert_eq!(network.balance(ACCOUNT), (STARTING_SATS - 2_100) * 1000);
     assert_eq!(
@@ -396,7 +396,7 @@ async fn nip44_when_offered_pays_and_reads_the_balance_through_open() {
         other => panic!("expected the payment, got {other:?}"),
     }
     assert_eq!(
-        opened.lookup_payment(&[7; 32]).await.unwrap(),
+        opened.lookup_payment(&PaymentHash([7; 32])).await.unwrap(),
         PaymentLookup::NotFound
     );
     opened.health().await.unwrap();
@@ -420,7 +420,7 @@ async fn nip04_when_the_info_event_names_no_encryption() {
     let bolt11 = wallet.invoice(500);
     let payment = nwc.pay(&bolt11, 0).await.unwrap();
     assert_eq!(
-        sha256(&payment.preimage),
+        sha256(payment.preimage.as_bytes()),
         decode_invoice(&bolt11).unwrap().payment_hash
     );
     assert_eq!(
@@ -483,7 +483,7 @@ async fn makes_and_looks_up_invoices() {
         other => panic!("expected a settled invoice, got {other:?}"),
     }
     assert_eq!(
-        nwc.lookup_invoice(&[9; 32]).await.unwrap(),
+        nwc.lookup_invoice(&PaymentHash([9; 32])).await.unwrap(),
         InvoiceState::NotFound
     );
     assert_eq!(wallet.count("make_invoice"), 1);
@@ -565,11 +565,11 @@ async fn maps_the_wallets_error_codes() {
         .expect("a wallet that answers NOT_IMPLEMENTED is up");
     wallet.set_mode(Mode::Fail("NOT_FOUND"));
     assert_eq!(
-        nwc.lookup_payment(&[1; 32]).await.unwrap(),
+        nwc.lookup_payment(&PaymentHash([1; 32])).await.unwrap(),
         PaymentLookup::NotFound
     );
     assert_eq!(
-        nwc.lookup_invoice(&[1; 32]).await.unwrap(),
+        nwc.lookup_invoice(&PaymentHash([1; 32])).await.unwrap(),
         InvoiceState::NotFound
     );
     wallet.set_mode(Mode::Fail("QUOTA_EXCEEDED"));
@@ -613,7 +613,7 @@ async fn a_payment_whose_reply_never_came_is_found_by_lookup() {
     let bolt11 = wallet.invoice(300);
     let payment = nwc.pay(&bolt11, 0).await.unwrap();
     assert_eq!(
-        sha256(&payment.preimage),
+        sha256(payment.preimage.as_bytes()),
         decode_invoice(&bolt11).unwrap().payment_hash
     );
     assert_eq!(payment.amount_msat, 300_000);
@@ -837,7 +837,7 @@ async fn works_through_a_relay_that_sends_no_ok() {
     let bolt11 = wallet.invoice(42);
     let payment = nwc.pay(&bolt11, 0).await.unwrap();
     assert_eq!(
-        sha256(&payment.preimage),
+        sha256(payment.preimage.as_bytes()),
         decode_invoice(&bolt11).unwrap().payment_hash
     );
     assert_eq!(wallet.count("pay_invoice"), 1);
@@ -865,7 +865,7 @@ async fn concurrent_requests_each_get_their_own_reply() {
         nwc.balance(),
         nwc.pay(&bolt11, 0),
         nwc.health(),
-        nwc.lookup_invoice(&[3; 32]),
+        nwc.lookup_invoice(&PaymentHash([3; 32])),
     );
     // The balance was read before or after the payment, never mixed with another reply.
     let balance = balance.unwrap().msat;
@@ -873,7 +873,7 @@ async fn concurrent_requests_each_get_their_own_reply() {
         balance == STARTING_SATS * 1000 || balance == (STARTING_SATS - 5) * 1000,
         "{balance}"
     );
-    assert_eq!(sha256(&payment.unwrap().preimage), hash);
+    assert_eq!(sha256(payment.unwrap().preimage.as_bytes()), hash);
     info.unwrap();
     assert_eq!(missing.unwrap(), InvoiceState::NotFound);
 }

@@ -2,6 +2,7 @@
 
 mod fake;
 
+use plannt_l402::PaymentHash;
 use std::time::Duration;
 
 use fake::{request, sha};
@@ -96,10 +97,13 @@ async fn issues_invoices_with_a_form_and_reads_them_back() {
     else {
         panic!("settled")
     };
-    assert_eq!(sha(&preimage), issued.payment_hash);
+    assert_eq!(sha(preimage.as_bytes()), issued.payment_hash);
     assert_eq!(amount_received_msat, 21_000);
     assert_eq!(
-        phoenixd.lookup_invoice(&[5; 32]).await.unwrap(),
+        phoenixd
+            .lookup_invoice(&PaymentHash([5; 32]))
+            .await
+            .unwrap(),
         InvoiceState::NotFound
     );
     // phoenixd takes at most 128 characters of description: refused before asking.
@@ -120,7 +124,7 @@ async fn pays_and_decides_on_the_preimage() {
     let bolt11 = fake::payable(&setup.network, 1_000);
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     let payment = phoenixd.pay(&bolt11, 10_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.amount_msat, 1_000_000);
     assert_eq!(payment.fee_msat, 4_000);
     assert_eq!(setup.posted("/payinvoice")["invoice"], bolt11);
@@ -224,7 +228,10 @@ async fn an_unreachable_node_is_reported() {
     for error in [
         phoenixd.health().await.unwrap_err(),
         phoenixd.pay(&bolt11, 5_000).await.unwrap_err(),
-        phoenixd.lookup_payment(&[1; 32]).await.unwrap_err(),
+        phoenixd
+            .lookup_payment(&PaymentHash([1; 32]))
+            .await
+            .unwrap_err(),
     ] {
         assert_eq!(error.code(), "unreachable", "{error}");
     }
@@ -255,7 +262,7 @@ async fn a_stalled_payment_is_looked_up_and_paid_once() {
     let PaymentLookup::Succeeded(payment) = phoenixd.lookup_payment(&hash).await.unwrap() else {
         panic!("the released payment succeeded")
     };
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(payment.amount_msat, 60_000);
     assert_eq!(payment.fee_msat, 4_000);
     assert_eq!(setup.fake.state().payments_started, 1);
@@ -270,7 +277,7 @@ async fn a_malformed_answer_leaves_the_outcome_to_the_node() {
     let bolt11 = fake::payable(&setup.network, 40);
     let hash = decode_invoice(&bolt11).unwrap().payment_hash;
     let payment = phoenixd.pay(&bolt11, 10_000).await.unwrap();
-    assert_eq!(sha(&payment.preimage), hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), hash);
     assert_eq!(setup.network.paid_count(), 1);
 
     setup.fake.state().broken.insert("/getbalance");
@@ -294,7 +301,7 @@ async fn health_checks_the_network_and_opens_from_a_uri() {
         .pay(&fake::payable(&setup.network, 5), 10_000)
         .await
         .unwrap();
-    assert_eq!(sha(&payment.preimage), payment.payment_hash);
+    assert_eq!(sha(payment.preimage.as_bytes()), payment.payment_hash);
 
     let mainnet = Phoenixd::new(
         setup.server.url.clone(),

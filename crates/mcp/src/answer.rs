@@ -183,8 +183,9 @@ pub fn finished(f: Finished<'_>) -> CallToolResult {
     if status.is_client_error() || status.is_server_error() {
         let released = f
             .headers
-            .get("x-l402")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"released"));
+            .get(plannt_client::l402::wire::X_L402)
+            .and_then(|v| plannt_client::l402::TokenState::parse(v.as_bytes()))
+            == Some(plannt_client::l402::TokenState::Released);
         let (code, message) = if paid || (released && f.receipt.is_some()) {
             let retry = if released {
                 "The server released the token (x-l402: released), so calling again with the same arguments presents it and pays nothing more: retry once the error looks fixed."

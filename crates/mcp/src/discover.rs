@@ -1,16 +1,15 @@
 //! Discovery: a server's catalog at `/.well-known/l402.json` (the L402 discovery manifest,
 //! lightninglabs/L402 PR #27) read into a price list, free and without paying anything, through
-//! the paying client so that where it goes is checked as for every other request.
+//! the paying client so that where it goes is checked as for every other request. The catalog's
+//! types are [`plannt_client::l402::catalog`]'s, the ones a Plannt gateway writes it with.
 
 use std::time::Duration;
 
+use plannt_client::l402::catalog::{CATALOG_PATH, Catalog, Match};
 use plannt_client::{Client, ClientError, Request};
 use reqwest::header::{ACCEPT, HeaderValue};
-use serde_json::{Value, json};
+use serde::Serialize;
 use url::Url;
-
-/// The catalog's place on a server.
-pub const CATALOG_PATH: &str = "/.well-known/l402.json";
 
 /// The most of a catalog we read.
 const MAX_CATALOG_BYTES: usize = 1024 * 1024;
@@ -30,7 +29,7 @@ const CATALOG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Fetches the catalog through `client`, which checks where the request may go and never pays:
 /// `Ok(None)` when the server has none (or not one we can read, or not in time), `Err` when the
 /// request was refused.
-pub async fn fetch_catalog(client: &Client, url: &Url) -> Result<Option<Value>, ClientError> {
+pub async fn fetch_catalog(client: &Client, url: &Url) -> Result<Option<Catalog>, ClientError> {
     let mut request = Request::get(url.clone());
     request
         .headers
@@ -48,47 +47,62 @@ pub async fn fetch_catalog(client: &Client, url: &Url) -> Result<Option<Value>, 
         Ok(Err(ClientError::Refused(refusal))) => return Err(ClientError::Refused(refusal)),
         _ => return Ok(None),
     };
-    let Ok(catalog) = serde_json::from_slice::<Value>(&body) else {
-        return Ok(None);
-    };
-    Ok(catalog["services"].is_array().then_some(catalog))
+    Ok(serde_json::from_slice::<Catalog>(&body).ok())
 }
 
-/// The catalog as a price list: one entry per endpoint, with its full URL, method and price.
-pub fn price_list(catalog: &Value, base: &Url) -> Vec<Value> {
+/// One endpoint of the price list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The service (route) it belongs to.
+    pub service: String,
+    /// What it does.
+    pub description: String,
+    /// Its method, or `*`.
+    pub method: String,
+    /// Its full URL.
+    pub url: String,
+    /// `exact` or `prefix`.
+    #[serde(rename = "match")]
+    pub matching: Match,
+    /// Its price in sats, when the catalog gives one (0 when free).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_sats: Option<u64>,
+    /// True for a free endpoint.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub free: bool,
+    /// What the price buys (`request`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per: Option<String>,
+    /// True when each token buys one request.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub single_use_token: bool,
+}
+
+/// The catalog as a price list: one entry per endpoint that names a path, with its full URL,
+/// method and price.
+pub fn price_list(catalog: &Catalog, base: &Url) -> Vec<Entry> {
     let mut out = Vec::new();
-    for service in catalog["services"].as_array().into_iter().flatten() {
-        let pricing = &service["pricing"];
-        let price = pricing["amount_sats"].as_u64().or_else(|| {
-            service["tiers"]
-                .as_array()
-                .and_then(|t| t.first())
-                .and_then(|t| t["amount_sats"].as_u64())
-        });
-        let free = pricing["model"] == "free";
-        for endpoint in service["endpoints"].as_array().into_iter().flatten() {
-            let Some(path) = endpoint["path"].as_str() else {
-                continue;
-            };
-            let full = base.join(path).map(|u| u.to_string()).unwrap_or_default();
-            let mut entry = json!({
-                "service": service["name"],
-                "description": service["description"],
-                "method": endpoint["method"].as_str().unwrap_or("*"),
-                "url": full,
-                "match": endpoint["match"].as_str().unwrap_or("exact"),
+    for service in &catalog.services {
+        let free = service.is_free();
+        for endpoint in service.endpoints.iter().filter(|e| !e.path.is_empty()) {
+            out.push(Entry {
+                service: service.name.clone(),
+                description: service.description.clone(),
+                method: endpoint.method.clone(),
+                url: base
+                    .join(&endpoint.path)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                matching: endpoint.matching,
+                price_sats: service.price_sats(),
+                free,
+                per: if free {
+                    None
+                } else {
+                    service.pricing.as_ref().and_then(|p| p.per.clone())
+                },
+                single_use_token: service.single_use(),
             });
-            if free {
-                entry["price_sats"] = json!(0);
-                entry["free"] = json!(true);
-            } else if let Some(sats) = price {
-                entry["price_sats"] = json!(sats);
-                entry["per"] = pricing["per"].clone();
-            }
-            if service["token"]["single_use"] == true {
-                entry["single_use_token"] = json!(true);
-            }
-            out.push(entry);
         }
     }
     out
@@ -96,19 +110,14 @@ pub fn price_list(catalog: &Value, base: &Url) -> Vec<Value> {
 
 /// The entry of `list` that serves `url`'s path, if any: an exact match first, then the
 /// longest prefix.
-pub fn matching<'a>(list: &'a [Value], url: &Url) -> Option<&'a Value> {
+pub fn matching<'a>(list: &'a [Entry], url: &Url) -> Option<&'a Entry> {
     let path = url.path();
-    let entry_path = |e: &Value| {
-        e["url"]
-            .as_str()
-            .and_then(|u| Url::parse(u).ok())
-            .map(|u| u.path().to_string())
-    };
+    let entry_path = |e: &Entry| Url::parse(&e.url).ok().map(|u| u.path().to_string());
     list.iter()
-        .find(|e| e["match"] == "exact" && entry_path(e).as_deref() == Some(path))
+        .find(|e| e.matching == Match::Exact && entry_path(e).as_deref() == Some(path))
         .or_else(|| {
             list.iter()
-                .filter(|e| e["match"] == "prefix")
+                .filter(|e| e.matching == Match::Prefix)
                 .filter_map(|e| entry_path(e).map(|p| (e, p)))
                 .filter(|(_, p)| path.starts_with(p.as_str()))
                 .max_by_key(|(_, p)| p.len())
@@ -119,9 +128,10 @@ pub fn matching<'a>(list: &'a [Value], url: &Url) -> Option<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn catalog() -> Value {
-        json!({
+    fn catalog() -> Catalog {
+        serde_json::from_value(json!({
             "l402_version": "0",
             "services": [
                 {"name": "demo", "description": "Demo", "pricing": {"model": "fixed", "amount_sats": 21, "per": "request"},
@@ -133,7 +143,8 @@ mod tests {
                  "endpoints": [{"method": "GET", "path": "/status", "match": "exact"}]},
                 {"name": "broken", "endpoints": [{"method": "GET"}]}
             ]
-        })
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -145,15 +156,18 @@ mod tests {
         );
         let list = price_list(&catalog(), &base);
         assert_eq!(list.len(), 3);
-        assert_eq!(list[0]["url"], "http://127.0.0.1:8402/v1/demo");
-        assert_eq!(list[0]["price_sats"], 21);
-        assert_eq!(list[0]["single_use_token"], true);
-        assert_eq!(list[1]["price_sats"], 5);
-        assert_eq!(list[2]["free"], true);
+        assert_eq!(list[0].url, "http://127.0.0.1:8402/v1/demo");
+        assert_eq!(list[0].price_sats, Some(21));
+        assert!(list[0].single_use_token);
+        assert_eq!(list[1].price_sats, Some(5));
+        assert!(list[2].free);
+        let json = serde_json::to_value(&list[0]).unwrap();
+        assert_eq!(json["match"], "exact");
+        assert_eq!(json["per"], "request");
 
-        let at = |u: &str| matching(&list, &Url::parse(u).unwrap()).map(|e| e["service"].clone());
-        assert_eq!(at("http://127.0.0.1:8402/v1/demo"), Some(json!("demo")));
-        assert_eq!(at("http://127.0.0.1:8402/api/v2/x"), Some(json!("api")));
+        let at = |u: &str| matching(&list, &Url::parse(u).unwrap()).map(|e| e.service.clone());
+        assert_eq!(at("http://127.0.0.1:8402/v1/demo"), Some("demo".into()));
+        assert_eq!(at("http://127.0.0.1:8402/api/v2/x"), Some("api".into()));
         assert_eq!(at("http://127.0.0.1:8402/v1/demo/more"), None);
     }
 }

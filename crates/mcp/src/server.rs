@@ -441,9 +441,8 @@ impl PlanntMcp {
                 Some(m) => format!(
                     "{} is served by {} ({}). Prices are per request; fetch pays them. Nothing was paid.",
                     url,
-                    m["service"].as_str().unwrap_or("?"),
-                    m.get("price_sats")
-                        .and_then(Value::as_u64)
+                    m.service,
+                    m.price_sats
                         .map_or("price not given".into(), |p| format!("{p} sats")),
                 ),
                 None => format!(
@@ -455,8 +454,8 @@ impl PlanntMcp {
                 "url": url.as_str(),
                 "source": "catalog",
                 "catalog_url": catalog_url.as_str(),
-                "provider": catalog["provider"],
-                "network": catalog["payment"]["network"],
+                "provider": catalog.provider,
+                "network": catalog.payment.and_then(|p| p.network),
                 "services": list,
                 "match": matched,
                 "policy": policy_json,
@@ -482,7 +481,7 @@ impl PlanntMcp {
                     "payment_hash": hex::encode(quote.invoice.payment_hash),
                     "invoice_expires_at": answer::when(quote.invoice.expires_at()),
                     "needs_confirmation": confirm,
-                    "checks_passed": ["host allowed", "https or a loopback host", "invoice signature", "payment hash matches the macaroon", "amount within the per-request cap", "network matches the wallet", "not expired"],
+                    "checks_passed": plannt_client::CHECKS,
                     "policy": policy_json,
                     "note": format!(
                         "No catalog at {catalog_url}. GET {url} asks {price} sats; every check passed and nothing was paid.{}",

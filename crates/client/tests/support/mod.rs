@@ -26,7 +26,7 @@ use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use lightning_invoice::{Currency, InvoiceBuilder, PaymentSecret};
 use plannt_client::Policy;
 use plannt_client::l402::{
-    Challenge, KeyRing, MintRequest, NoConditions, Request as L402Request, RootKey,
+    Challenge, KeyRing, MintRequest, NoConditions, PaymentHash, Request as L402Request, RootKey,
 };
 use plannt_client::lightning::InvoiceRequest;
 use plannt_client::lightning::dev::DevNetwork;
@@ -83,8 +83,8 @@ pub struct Shared {
     pub paid_requests: AtomicU64,
     /// Every request that reached the server, its dev network's API included.
     pub requests: AtomicU64,
-    uses: Mutex<HashMap<[u8; 32], u32>>,
-    spent: Mutex<HashSet<[u8; 32]>>,
+    uses: Mutex<HashMap<PaymentHash, u32>>,
+    spent: Mutex<HashSet<PaymentHash>>,
     fixed: Mutex<Option<(String, String)>>,
     body: Mutex<Vec<u8>>,
 }
@@ -196,7 +196,7 @@ fn unix_now() -> u64 {
 pub fn forged_invoice(
     currency: Currency,
     amount_msat: Option<u64>,
-    payment_hash: [u8; 32],
+    payment_hash: PaymentHash,
     created_at: u64,
     expiry_secs: u64,
 ) -> String {
@@ -208,7 +208,7 @@ pub fn forged_invoice(
     };
     let builder = InvoiceBuilder::new(currency)
         .description("hostile".into())
-        .payment_hash(sha256::Hash::from_byte_array(payment_hash))
+        .payment_hash(sha256::Hash::from_byte_array(payment_hash.0))
         .payment_secret(PaymentSecret(random32()))
         .timestamp(UNIX_EPOCH + Duration::from_secs(created_at))
         .expiry_time(Duration::from_secs(expiry_secs))
@@ -223,7 +223,7 @@ pub fn forged_invoice(
         .to_string()
 }
 
-fn dev_invoice(network: &DevNetwork, sats: u64) -> (String, [u8; 32]) {
+fn dev_invoice(network: &DevNetwork, sats: u64) -> (String, PaymentHash) {
     let issued = network
         .create_invoice(&InvoiceRequest {
             amount_sats: sats,
@@ -240,7 +240,7 @@ fn challenge(s: &Shared, reason: Option<&str>) -> Response {
     let price = s.price.load(Ordering::SeqCst);
     let scenario = *s.scenario.lock().unwrap();
     let now = unix_now();
-    let mint = |hash: [u8; 32]| {
+    let mint = |hash: PaymentHash| {
         s.keys
             .mint(&MintRequest {
                 payment_hash: hash,
@@ -265,20 +265,20 @@ fn challenge(s: &Shared, reason: Option<&str>) -> Response {
         }
         Scenario::HashMismatch => {
             let (bolt11, _) = dev_invoice(&s.network, price);
-            (bolt11, mint(random32()))
+            (bolt11, mint(PaymentHash(random32())))
         }
         Scenario::Amountless => {
-            let hash = random32();
+            let hash = PaymentHash(random32());
             let bolt11 = forged_invoice(Currency::Regtest, None, hash, now, 600);
             (bolt11, mint(hash))
         }
         Scenario::Mainnet => {
-            let hash = random32();
+            let hash = PaymentHash(random32());
             let bolt11 = forged_invoice(Currency::Bitcoin, Some(price * 1000), hash, now, 600);
             (bolt11, mint(hash))
         }
         Scenario::Expired => {
-            let hash = random32();
+            let hash = PaymentHash(random32());
             let bolt11 = forged_invoice(
                 Currency::Regtest,
                 Some(price * 1000),

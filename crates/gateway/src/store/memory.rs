@@ -1,6 +1,7 @@
 //! The in-memory spent set: for tests, benchmarks and single-process gateways that may forget
 //! spent tokens on restart.
 
+use plannt_l402::PaymentHash;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
@@ -35,7 +36,7 @@ type Quick = BuildHasherDefault<FirstBytes>;
 #[derive(Default)]
 struct Shard {
     spent: HashMap<[u8; 16], u32, Quick>,
-    pending: HashMap<[u8; 32], (Ticket, u64), Quick>,
+    pending: HashMap<PaymentHash, (Ticket, u64), Quick>,
 }
 
 /// A spent set in a sharded hash map.
@@ -63,15 +64,15 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn shard(&self, hash: &[u8; 32]) -> &Mutex<Shard> {
+    fn shard(&self, hash: &PaymentHash) -> &Mutex<Shard> {
         // The last byte picks the shard, the first ones hash within it: independent bits.
-        &self.shards[hash[31] as usize % SHARDS]
+        &self.shards[hash.0[31] as usize % SHARDS]
     }
 }
 
-fn short(hash: &[u8; 32]) -> [u8; 16] {
+fn short(hash: &PaymentHash) -> [u8; 16] {
     let mut out = [0u8; 16];
-    out.copy_from_slice(&hash[..16]);
+    out.copy_from_slice(&hash.0[..16]);
     out
 }
 
@@ -81,7 +82,7 @@ fn until32(until: u64) -> u32 {
 
 #[async_trait]
 impl SpentStore for MemoryStore {
-    async fn claim(&self, payment_hash: &[u8; 32], until: u64) -> Result<Claim, StoreError> {
+    async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError> {
         let mut shard = self.shard(payment_hash).lock().expect("store lock");
         if shard.spent.contains_key(&short(payment_hash))
             || shard.pending.contains_key(payment_hash)
@@ -95,7 +96,7 @@ impl SpentStore for MemoryStore {
 
     async fn commit(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
         _ticket: &Ticket,
         until: u64,
     ) -> Result<(), StoreError> {
@@ -105,7 +106,7 @@ impl SpentStore for MemoryStore {
         Ok(())
     }
 
-    async fn release(&self, payment_hash: &[u8; 32], ticket: &Ticket) -> Result<(), StoreError> {
+    async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
         let mut shard = self.shard(payment_hash).lock().expect("store lock");
         if shard
             .pending

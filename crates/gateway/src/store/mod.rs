@@ -27,6 +27,7 @@ mod memory;
 mod redis;
 mod sqlite;
 
+use plannt_l402::PaymentHash;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,17 +77,17 @@ pub struct StoreError(pub String);
 #[async_trait]
 pub trait SpentStore: Send + Sync + 'static {
     /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.
-    async fn claim(&self, payment_hash: &[u8; 32], until: u64) -> Result<Claim, StoreError>;
+    async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError>;
     /// Marks a won claim as spent for good, until `until`.
     async fn commit(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
         ticket: &Ticket,
         until: u64,
     ) -> Result<(), StoreError>;
     /// Gives a won claim back, so the token can be used again. Removes only this ticket's
     /// pending claim, never a committed one or another request's.
-    async fn release(&self, payment_hash: &[u8; 32], ticket: &Ticket) -> Result<(), StoreError>;
+    async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError>;
     /// Drops entries whose `until` is before `now`; returns how many went.
     async fn purge(&self, now: u64) -> Result<u64, StoreError>;
     /// How many entries the set holds (pending and committed).

@@ -24,6 +24,7 @@
 //!
 //! TLS (`rediss://`) is not built in; reach a remote Redis over a private network or a tunnel.
 
+use plannt_l402::PaymentHash;
 use std::future::Future;
 use std::time::Duration;
 
@@ -146,7 +147,7 @@ impl RedisStore {
         &self.prefix
     }
 
-    fn key(&self, payment_hash: &[u8; 32]) -> String {
+    fn key(&self, payment_hash: &PaymentHash) -> String {
         format!("{}{}", self.prefix, hex::encode(payment_hash))
     }
 
@@ -177,7 +178,7 @@ impl RedisStore {
 
 #[async_trait]
 impl SpentStore for RedisStore {
-    async fn claim(&self, payment_hash: &[u8; 32], _until: u64) -> Result<Claim, StoreError> {
+    async fn claim(&self, payment_hash: &PaymentHash, _until: u64) -> Result<Claim, StoreError> {
         let ticket = Ticket::new();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(payment_hash))
@@ -201,7 +202,7 @@ impl SpentStore for RedisStore {
 
     async fn commit(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
         _ticket: &Ticket,
         until: u64,
     ) -> Result<(), StoreError> {
@@ -219,7 +220,7 @@ impl SpentStore for RedisStore {
             .await
     }
 
-    async fn release(&self, payment_hash: &[u8; 32], ticket: &Ticket) -> Result<(), StoreError> {
+    async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
         let mut invocation = self.release.prepare_invoke();
         invocation
             .key(self.key(payment_hash))

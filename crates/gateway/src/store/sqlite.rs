@@ -21,6 +21,7 @@
 //! is durable. If the transaction fails, every job in it gets a [`StoreError`] (nothing of it was
 //! written), and the gateway fails closed.
 
+use plannt_l402::PaymentHash;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -67,16 +68,16 @@ pub struct SqliteStore {
 
 enum Op {
     Claim {
-        hash: [u8; 32],
+        hash: PaymentHash,
         until: u64,
         ticket: Ticket,
     },
     Commit {
-        hash: [u8; 32],
+        hash: PaymentHash,
         until: u64,
     },
     Release {
-        hash: [u8; 32],
+        hash: PaymentHash,
         ticket: Ticket,
     },
     Purge {
@@ -303,7 +304,7 @@ fn run_op(conn: &Connection, op: &Op) -> rusqlite::Result<Answer> {
             ticket,
         } => {
             let inserted = conn.prepare_cached(CLAIM)?.execute(params![
-                &hash[..],
+                &hash.0[..],
                 sql_time(*until),
                 &ticket.0[..]
             ])?;
@@ -315,12 +316,12 @@ fn run_op(conn: &Connection, op: &Op) -> rusqlite::Result<Answer> {
         }
         Op::Commit { hash, until } => {
             conn.prepare_cached(COMMIT)?
-                .execute(params![&hash[..], sql_time(*until)])?;
+                .execute(params![&hash.0[..], sql_time(*until)])?;
             Answer::Done
         }
         Op::Release { hash, ticket } => {
             conn.prepare_cached(RELEASE)?
-                .execute(params![&hash[..], &ticket.0[..]])?;
+                .execute(params![&hash.0[..], &ticket.0[..]])?;
             Answer::Done
         }
         Op::Purge { now } => Answer::Count(
@@ -372,7 +373,7 @@ fn unexpected(op: &str) -> StoreError {
 
 #[async_trait]
 impl SpentStore for SqliteStore {
-    async fn claim(&self, payment_hash: &[u8; 32], until: u64) -> Result<Claim, StoreError> {
+    async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError> {
         match self
             .run(Op::Claim {
                 hash: *payment_hash,
@@ -388,7 +389,7 @@ impl SpentStore for SqliteStore {
 
     async fn commit(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
         _ticket: &Ticket,
         until: u64,
     ) -> Result<(), StoreError> {
@@ -400,7 +401,7 @@ impl SpentStore for SqliteStore {
         .map(drop)
     }
 
-    async fn release(&self, payment_hash: &[u8; 32], ticket: &Ticket) -> Result<(), StoreError> {
+    async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
         self.run(Op::Release {
             hash: *payment_hash,
             ticket: *ticket,

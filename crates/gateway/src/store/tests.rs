@@ -1,13 +1,14 @@
 //! One suite that every spent store must pass.
 
+use plannt_l402::PaymentHash;
 use std::sync::Arc;
 
 use super::{Claim, SpentStore, Ticket};
 
-fn hash(n: u8) -> [u8; 32] {
-    let mut h = [0u8; 32];
-    h[0] = n;
-    h[31] = n.wrapping_mul(7);
+fn hash(n: u8) -> PaymentHash {
+    let mut h = PaymentHash([0u8; 32]);
+    h.0[0] = n;
+    h.0[31] = n.wrapping_mul(7);
     h
 }
 
@@ -80,10 +81,6 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_suite() {
     suite(Arc::new(super::MemoryStore::new())).await;
-}
-
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
 }
 
 mod sqlite {
@@ -228,125 +225,16 @@ mod sqlite {
 }
 
 mod redis {
-    use std::net::{Ipv4Addr, TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
+    use std::process::Command;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use super::super::{Claim, RedisOptions, RedisStore, SpentStore};
-    use super::{hash, in_ci, suite, won};
+    use super::{hash, suite, won};
 
     const FAR: u64 = 4_000_000_000;
 
-    /// A `redis-server` of the test's own on a free loopback port, without persistence; killed
-    /// when dropped.
-    struct RedisServer {
-        child: Option<Child>,
-        port: u16,
-        dir: tempfile::TempDir,
-    }
-
-    impl RedisServer {
-        /// Starts one, or returns `None` (after a loud notice) where `redis-server` is not
-        /// installed. Under `CI=true` a missing `redis-server` fails the test.
-        fn start() -> Option<Self> {
-            let mut dir = tempfile::tempdir().unwrap();
-            for _ in 0..5 {
-                let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port();
-                let mut server = RedisServer {
-                    child: None,
-                    port,
-                    dir,
-                };
-                match server.spawn() {
-                    Ok(()) => {
-                        if server.wait_ready() {
-                            return Some(server);
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        let message = "redis-server is not installed (Debian: apt-get install \
-                                       redis-server; scripts/test installs it)";
-                        assert!(
-                            !in_ci(),
-                            "{message}: CI=true, so the Redis tests cannot be skipped"
-                        );
-                        eprintln!("\n!!! SKIPPED a Redis test: {message}\n");
-                        return None;
-                    }
-                    Err(e) => panic!("cannot start redis-server: {e}"),
-                }
-                // The port was taken in between: try another one.
-                dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-            }
-            panic!("redis-server did not start on any of 5 free ports");
-        }
-
-        fn spawn(&mut self) -> std::io::Result<()> {
-            let child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(self.dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
-            self.child = Some(child);
-            Ok(())
-        }
-
-        /// Waits until the server accepts connections; false if it exited.
-        fn wait_ready(&mut self) -> bool {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(child) = self.child.as_mut()
-                    && !matches!(child.try_wait(), Ok(None))
-                {
-                    self.child = None;
-                    return false;
-                }
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            false
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        fn stop(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        /// Starts it again on the same port.
-        fn restart(&mut self) {
-            self.stop();
-            self.spawn().unwrap();
-            assert!(
-                self.wait_ready(),
-                "redis-server did not restart on port {}",
-                self.port
-            );
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
+    use plannt_testkit::Redis as RedisServer;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn passes_the_suite() {
@@ -498,7 +386,7 @@ mod redis {
         won(&store, 1, FAR).await;
 
         // A stopped process keeps its socket open and never answers, like a network partition.
-        let pid = server.child.as_ref().unwrap().id().to_string();
+        let pid = server.pid().unwrap().to_string();
         let signal = |name: &str| {
             let status = Command::new("kill").args([name, &pid]).status().unwrap();
             assert!(status.success(), "kill {name} {pid}");
@@ -534,11 +422,7 @@ mod redis {
 
     #[tokio::test]
     async fn connecting_to_nothing_fails_with_a_clear_error() {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = plannt_testkit::dead_port();
         let url = format!("redis://:hunter2@127.0.0.1:{port}");
         let error = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(&url))
             .await

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use plannt_gateway::l402::{KeyRing, Macaroon, RootKey};
+use plannt_gateway::l402::{KeyRing, Macaroon, PaymentHash, Preimage, RootKey};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -31,7 +31,7 @@ fn assert_refused(answer: &Answer, reason: &str) {
 
 /// Asserts a 402 that refuses a genuine credential: the reason, and a fresh challenge whose
 /// payment hash differs from `old_hash`.
-fn assert_pay_again(answer: &Answer, reason: &str, old_hash: [u8; 32]) -> Challenge {
+fn assert_pay_again(answer: &Answer, reason: &str, old_hash: PaymentHash) -> Challenge {
     let challenge = Challenge::of(answer);
     assert_eq!(answer.reason(), Some(reason), "{answer:?}");
     assert_eq!(answer.header("x-l402-reason"), Some(reason));
@@ -151,8 +151,8 @@ async fn a_credential_that_does_not_parse_is_malformed() {
     for value in [
         "L402 !!!not-base64!!!:00".to_string(),
         format!("L402 {macaroon}"),
-        format!("L402 {macaroon}:{}", &hex::encode(preimage)[..62]),
-        format!("L402 :{}", hex::encode(preimage)),
+        format!("L402 {macaroon}:{}", &preimage.to_hex()[..62]),
+        format!("L402 :{}", preimage.to_hex()),
         // A macaroon that decodes but whose identifier is not Aperture's 66 bytes.
         format!(
             "L402 {}:{}",
@@ -162,7 +162,7 @@ async fn a_credential_that_does_not_parse_is_malformed() {
                 b"short"
             )
             .to_base64(),
-            hex::encode(preimage)
+            preimage.to_hex()
         ),
     ] {
         let answer = gateway.get("/v1/demo", Some(&value)).await;
@@ -240,7 +240,7 @@ async fn a_preimage_that_does_not_pay_the_token_is_a_bad_preimage() {
     let answer = gateway
         .get(
             "/v1/demo",
-            Some(&authorization(&challenge.macaroon, &[7; 32])),
+            Some(&authorization(&challenge.macaroon, &Preimage::new([7; 32]))),
         )
         .await;
     assert_refused(&answer, "bad_preimage");
@@ -301,7 +301,7 @@ async fn a_token_expires_with_the_configured_lifetimes() {
     let answer = gateway
         .get("/v1/demo", Some(&authorization(&macaroon, &preimage)))
         .await;
-    assert_pay_again(&answer, "expired", [0; 32]);
+    assert_pay_again(&answer, "expired", PaymentHash([0; 32]));
 }
 
 #[tokio::test]
@@ -356,46 +356,39 @@ async fn a_caveat_we_did_not_mint_is_refused_with_a_fresh_challenge() {
 }
 
 /// Writes a credential header from a macaroon (standard base64) and a preimage.
-type Spelling = Box<dyn Fn(&str, &[u8; 32]) -> String>;
+type Spelling = Box<dyn Fn(&str, &Preimage) -> String>;
 
 #[tokio::test]
 async fn every_scheme_spelling_and_base64_flavour_is_accepted() {
     let gateway = start(config("memory")).await;
     let url_safe = |m: &str| m.replace('+', "-").replace('/', "_");
     let cases: Vec<(&str, Spelling)> = vec![
-        (
-            "LSAT",
-            Box::new(|m, p| format!("LSAT {m}:{}", hex::encode(p))),
-        ),
+        ("LSAT", Box::new(|m, p| format!("LSAT {m}:{}", p.to_hex()))),
         (
             "lowercase l402",
-            Box::new(|m, p| format!("l402 {m}:{}", hex::encode(p))),
+            Box::new(|m, p| format!("l402 {m}:{}", p.to_hex())),
         ),
         (
             "lowercase lsat",
-            Box::new(|m, p| format!("lsat {m}:{}", hex::encode(p))),
+            Box::new(|m, p| format!("lsat {m}:{}", p.to_hex())),
         ),
         (
             "URL-safe base64",
-            Box::new(move |m, p| format!("L402 {}:{}", url_safe(m), hex::encode(p))),
+            Box::new(move |m, p| format!("L402 {}:{}", url_safe(m), p.to_hex())),
         ),
         (
             "URL-safe base64 without padding",
             Box::new(move |m, p| {
-                format!(
-                    "L402 {}:{}",
-                    url_safe(m).trim_end_matches('='),
-                    hex::encode(p)
-                )
+                format!("L402 {}:{}", url_safe(m).trim_end_matches('='), p.to_hex())
             }),
         ),
         (
             "standard base64 without padding",
-            Box::new(|m, p| format!("L402 {}:{}", m.trim_end_matches('='), hex::encode(p))),
+            Box::new(|m, p| format!("L402 {}:{}", m.trim_end_matches('='), p.to_hex())),
         ),
         (
             "uppercase preimage",
-            Box::new(|m, p| format!("L402 {m}:{}", hex::encode_upper(p))),
+            Box::new(|m, p| format!("L402 {m}:{}", p.to_hex().to_uppercase())),
         ),
     ];
     for (name, spell) in cases {
@@ -413,7 +406,7 @@ async fn of_several_macaroons_the_paid_one_is_used() {
     let gateway = start(config("memory")).await;
     let (stranger, _) = gateway.token("/v1/demo").await;
     let (macaroon, preimage) = gateway.token("/v1/demo").await;
-    let value = format!("L402 {stranger},{macaroon}:{}", hex::encode(preimage));
+    let value = format!("L402 {stranger},{macaroon}:{}", preimage.to_hex());
     let answer = gateway.get("/v1/demo", Some(&value)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     // The other macaroon was not spent by that.

@@ -1,13 +1,12 @@
 //! A gateway on a loopback port, a client, the dev network to pay with, and small upstreams.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plannt_gateway::config::RouteConfig;
-use plannt_gateway::l402::{Identifier, KeyRing, Macaroon, RootKey};
+use plannt_gateway::l402::{Identifier, KeyRing, Macaroon, PaymentHash, Preimage, RootKey};
 use plannt_gateway::lightning::dev::DevNetwork;
 use plannt_gateway::{Config, Gateway};
 use reqwest::header::HeaderMap;
@@ -166,7 +165,7 @@ impl Answer {
 pub struct Challenge {
     pub macaroon: String,
     pub invoice: String,
-    pub payment_hash: [u8; 32],
+    pub payment_hash: PaymentHash,
 }
 
 static CHALLENGE_SHAPE: OnceLock<regex::Regex> = OnceLock::new();
@@ -211,7 +210,7 @@ impl Challenge {
 }
 
 /// The payment hash a macaroon (base64) is bound to.
-pub fn payment_hash(macaroon: &str) -> [u8; 32] {
+pub fn payment_hash(macaroon: &str) -> PaymentHash {
     let macaroon = Macaroon::from_base64(macaroon).unwrap();
     Identifier::decode(macaroon.identifier())
         .unwrap()
@@ -219,8 +218,8 @@ pub fn payment_hash(macaroon: &str) -> [u8; 32] {
 }
 
 /// `L402 <macaroon>:<preimage hex>`.
-pub fn authorization(macaroon: &str, preimage: &[u8; 32]) -> String {
-    format!("L402 {macaroon}:{}", hex::encode(preimage))
+pub fn authorization(macaroon: &str, preimage: &Preimage) -> String {
+    format!("L402 {macaroon}:{}", preimage.to_hex())
 }
 
 impl TestGateway {
@@ -256,19 +255,19 @@ impl TestGateway {
     }
 
     /// Pays an invoice from the `tester` dev account; returns the preimage.
-    pub fn pay(&self, invoice: &str) -> [u8; 32] {
+    pub fn pay(&self, invoice: &str) -> Preimage {
         let network = self.dev.as_ref().expect("the gateway runs the dev network");
         network.pay("tester", invoice).unwrap().preimage
     }
 
     /// Pays a challenge for `path`: `(payment hash, preimage)`, to mint tokens of one's own for.
-    pub async fn paid_hash(&self, path: &str) -> ([u8; 32], [u8; 32]) {
+    pub async fn paid_hash(&self, path: &str) -> (PaymentHash, Preimage) {
         let challenge = self.challenge(path).await;
         (challenge.payment_hash, self.pay(&challenge.invoice))
     }
 
     /// A paid, unused token for `path` (method GET): `(macaroon, preimage)`.
-    pub async fn token(&self, path: &str) -> (String, [u8; 32]) {
+    pub async fn token(&self, path: &str) -> (String, Preimage) {
         self.token_for(Method::GET, path, None).await
     }
 
@@ -278,7 +277,7 @@ impl TestGateway {
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> (String, [u8; 32]) {
+    ) -> (String, Preimage) {
         let answer = self.send(method, path, None, body).await;
         let challenge = Challenge::of(&answer);
         let preimage = self.pay(&challenge.invoice);
@@ -322,17 +321,8 @@ pub async fn serve_upstream(router: axum::Router) -> SocketAddr {
     addr
 }
 
-/// A loopback port nothing listens on (it was free a moment ago).
-pub fn dead_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Mints a token with `keys` for `route`, bound to `payment_hash`, in base64.
-pub fn mint(keys: &KeyRing, route: &str, payment_hash: [u8; 32], valid_until: u64) -> String {
+pub fn mint(keys: &KeyRing, route: &str, payment_hash: PaymentHash, valid_until: u64) -> String {
     keys.mint(&plannt_gateway::l402::MintRequest {
         payment_hash,
         route,
@@ -348,83 +338,8 @@ pub fn now() -> u64 {
     plannt_gateway::lightning::invoice::unix_now()
 }
 
-/// Whether the tests run under CI, where nothing may be skipped.
-pub fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
-}
-
-/// A `redis-server` of the test's own on a free loopback port, without persistence; killed
-/// when dropped. (A copy of the helper in the store tests, which `tests/` cannot reach.)
-pub struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    /// Starts one, or returns `None` after a loud notice where `redis-server` is not
-    /// installed. Under `CI=true` a missing `redis-server` fails the test.
-    pub fn start() -> Option<Self> {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match spawned {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let message = "redis-server is not installed (Debian: apt-get install \
-                                   redis-server; scripts/test installs it)";
-                    assert!(
-                        !in_ci(),
-                        "{message}: CI=true, so the Redis tests cannot be skipped"
-                    );
-                    eprintln!("\n!!! SKIPPED a Redis test: {message}\n");
-                    return None;
-                }
-                Err(e) => panic!("cannot start redis-server: {e}"),
-            };
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if !matches!(server.child.try_wait(), Ok(None)) {
-                    break; // exited: the port was taken in between; try another
-                }
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).is_ok() {
-                    return Some(server);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use plannt_testkit::Redis as RedisServer;
+pub use plannt_testkit::dead_port;
 
 /// Sends raw bytes on a fresh connection (an HTTP client would normalise the path first) and
 /// reads the whole answer until the server closes: `(status, head and body as text)`.

@@ -17,6 +17,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use plannt_l402::{PaymentHash, Preimage};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -126,8 +127,8 @@ impl IntoResponse for ApiError {
 
 fn payment_body(p: &Payment) -> PaymentBody {
     PaymentBody {
-        payment_hash: hex::encode(p.payment_hash),
-        preimage: hex::encode(p.preimage),
+        payment_hash: p.payment_hash.to_hex(),
+        preimage: p.preimage.to_hex(),
         amount_msat: p.amount_msat,
         fee_msat: p.fee_msat,
     }
@@ -229,7 +230,7 @@ async fn lookup(
     Query(query): Query<AccountQuery>,
 ) -> Result<Json<LookupBody>, ApiError> {
     check_account(&query.account)?;
-    let hash = plannt_l402::hex32(&hash).ok_or_else(|| {
+    let hash = PaymentHash::from_hex(&hash).map_err(|_| {
         ApiError(LightningError::Backend(
             "a payment hash is 64 hex characters".into(),
         ))
@@ -292,8 +293,8 @@ impl DevHttp {
     fn payment(body: PaymentBody) -> Result<Payment, LightningError> {
         let bad =
             || LightningError::Backend("dev: a hash or preimage is not 64 hex characters".into());
-        let hash = plannt_l402::hex32(&body.payment_hash).ok_or_else(bad)?;
-        let preimage = plannt_l402::hex32(&body.preimage).ok_or_else(bad)?;
+        let hash = PaymentHash::from_hex(&body.payment_hash).map_err(|_| bad())?;
+        let preimage = Preimage::from_hex(&body.preimage).map_err(|_| bad())?;
         Payment::checked("dev", hash, preimage, body.amount_msat, body.fee_msat)
     }
 }
@@ -317,8 +318,8 @@ impl Receiver for DevHttp {
                 .await,
         )
         .await?;
-        let payment_hash = plannt_l402::hex32(&issued.payment_hash)
-            .ok_or_else(|| LightningError::Backend("dev: bad payment hash".into()))?;
+        let payment_hash = PaymentHash::from_hex(&issued.payment_hash)
+            .map_err(|_| LightningError::Backend("dev: bad payment hash".into()))?;
         Ok(IssuedInvoice {
             bolt11: issued.bolt11,
             payment_hash,
@@ -363,7 +364,7 @@ impl Payer for DevHttp {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         let body: LookupBody = Self::read(
             self.http

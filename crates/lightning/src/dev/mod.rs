@@ -13,6 +13,7 @@
 
 pub mod http;
 
+use plannt_l402::{PaymentHash, Preimage};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use bitcoin::hashes::{Hash, sha256};
 use bitcoin::secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 use hmac::{Hmac, Mac};
 use lightning_invoice::{Bolt11Invoice, Currency, InvoiceBuilder, PaymentSecret};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::invoice::unix_now;
@@ -61,13 +62,13 @@ struct Inner {
 #[derive(Default)]
 struct State {
     accounts: HashMap<String, u64>,
-    paid: HashMap<[u8; 32], Paid>,
+    paid: HashMap<PaymentHash, Paid>,
     inserts_since_purge: usize,
 }
 
 struct Paid {
     payer: String,
-    preimage: [u8; 32],
+    preimage: Preimage,
     amount_msat: u64,
     expires_at: u64,
 }
@@ -115,11 +116,11 @@ impl DevNetwork {
         }
     }
 
-    fn preimage(&self, payment_secret: &[u8; 32]) -> [u8; 32] {
+    fn preimage(&self, payment_secret: &[u8; 32]) -> Preimage {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.inner.preimage_key[..]).expect("any key");
         mac.update(payment_secret);
-        mac.finalize().into_bytes().into()
+        Preimage::new(mac.finalize().into_bytes().into())
     }
 
     /// Issues a regtest invoice signed by the node key.
@@ -141,12 +142,12 @@ impl DevNetwork {
         }
         let payment_secret = random32();
         let preimage = self.preimage(&payment_secret);
-        let payment_hash: [u8; 32] = Sha256::digest(preimage).into();
+        let payment_hash = preimage.hash();
         let inner = &self.inner;
         let invoice = InvoiceBuilder::new(Currency::Regtest)
             .description(request.memo.clone())
             .amount_milli_satoshis(amount_msat)
-            .payment_hash(sha256::Hash::from_byte_array(payment_hash))
+            .payment_hash(sha256::Hash::from_byte_array(payment_hash.0))
             .payment_secret(PaymentSecret(payment_secret))
             .timestamp(SystemTime::now())
             .min_final_cltv_expiry_delta(144)
@@ -196,7 +197,7 @@ impl DevNetwork {
                     .into(),
             )
         })?;
-        let payment_hash = invoice.payment_hash().to_byte_array();
+        let payment_hash = PaymentHash(invoice.payment_hash().to_byte_array());
         let preimage = self.preimage(&invoice.payment_secret().0);
         let payment = Payment::checked("dev", payment_hash, preimage, amount_msat, 0)?;
         let expires_at = invoice.expires_at().map_or(u64::MAX, |d| d.as_secs());
@@ -253,7 +254,7 @@ impl DevNetwork {
     }
 
     /// What `account` paid for `payment_hash`, if anything.
-    pub fn lookup(&self, account: &str, payment_hash: &[u8; 32]) -> PaymentLookup {
+    pub fn lookup(&self, account: &str, payment_hash: &PaymentHash) -> PaymentLookup {
         let state = self.inner.state.lock().expect("dev state lock");
         match state.paid.get(payment_hash) {
             Some(p) if p.payer == account => PaymentLookup::Succeeded(Payment {
@@ -307,7 +308,7 @@ impl Payer for DevWallet {
 
     async fn lookup_payment(
         &self,
-        payment_hash: &[u8; 32],
+        payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         Ok(self.network.lookup(&self.account, payment_hash))
     }

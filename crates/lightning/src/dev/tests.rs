@@ -67,7 +67,7 @@ fn paying_moves_sats_and_returns_the_preimage() {
         PaymentLookup::NotFound
     );
     let payment = net.pay("alice", &issued.bolt11).unwrap();
-    let hashed: [u8; 32] = Sha256::digest(payment.preimage).into();
+    let hashed = PaymentHash(Sha256::digest(payment.preimage.as_bytes()).into());
     assert_eq!(hashed, issued.payment_hash);
     assert_eq!(payment.amount_msat, 21_000);
     assert_eq!(net.balance("alice"), 979_000);
@@ -245,7 +245,7 @@ fn the_node_key_persists_and_preimages_survive_a_restart() {
     drop(first);
     let second = DevNetwork::open(&dir, 100).unwrap();
     let payment = second.pay("alice", &issued.bolt11).unwrap();
-    let hashed: [u8; 32] = Sha256::digest(payment.preimage).into();
+    let hashed = PaymentHash(Sha256::digest(payment.preimage.as_bytes()).into());
     assert_eq!(hashed, issued.payment_hash);
     #[cfg(unix)]
     {

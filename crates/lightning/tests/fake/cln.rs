@@ -34,6 +34,7 @@
 //! - Test switches: `hold` keeps payments pending until [`Cln::release`] (the call answers
 //!   then); `broken` methods answer 201 with a body that is not JSON (after doing their work).
 
+use plannt_l402::PaymentHash;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -159,24 +160,26 @@ impl Cln {
     }
 
     /// A payer paid the invoice with this hash.
-    pub fn settle(&self, hash: &[u8; 32]) {
+    pub fn settle(&self, hash: &PaymentHash) {
+        let hash = &hash.0;
         let mut state = self.state();
         let invoice = state
             .invoices
             .iter_mut()
-            .find(|i| &fake::sha(&i.preimage) == hash)
+            .find(|i| &fake::sha(&i.preimage).0 == hash)
             .expect("an invoice we issued");
         invoice.status = "paid";
         invoice.paid_at = fake::now();
     }
 
     /// The invoice with this hash expired unpaid.
-    pub fn expire(&self, hash: &[u8; 32]) {
+    pub fn expire(&self, hash: &PaymentHash) {
+        let hash = &hash.0;
         let mut state = self.state();
         let invoice = state
             .invoices
             .iter_mut()
-            .find(|i| &fake::sha(&i.preimage) == hash)
+            .find(|i| &fake::sha(&i.preimage).0 == hash)
             .expect("an invoice we issued");
         invoice.status = "expired";
     }
@@ -217,7 +220,7 @@ fn complete(state: &mut Node, index: usize) -> Result<(), (i64, String)> {
     match network.pay(NODE_ACCOUNT, &pay.bolt11) {
         Ok(paid) => {
             pay.status = "complete";
-            pay.preimage = Some(paid.preimage);
+            pay.preimage = Some(*paid.preimage.as_bytes());
             pay.amount_msat = paid.amount_msat;
             pay.amount_sent_msat = paid.amount_msat + fee;
             pay.completed_at = fake::now();
@@ -259,7 +262,7 @@ fn pay_json(pay: &Pay) -> Value {
 }
 
 fn invoice_json(invoice: &Invoice) -> Value {
-    let hash = fake::sha(&invoice.preimage);
+    let hash = fake::sha(&invoice.preimage).0;
     let mut value = json!({
         "label": invoice.label,
         "bolt11": invoice.bolt11,
@@ -466,7 +469,7 @@ fn listinvoices(fake: &Cln, params: &Value) -> Value {
     let invoices: Vec<Value> = state
         .invoices
         .iter()
-        .filter(|i| wanted.is_none_or(|h| fake::sha(&i.preimage) == h))
+        .filter(|i| wanted.is_none_or(|h| fake::sha(&i.preimage).0 == h))
         .map(invoice_json)
         .collect();
     json!({ "invoices": invoices })

@@ -32,6 +32,7 @@
 //! - Test switches: `hold` keeps new payments in flight until [`Lnd::release`]; `broken` paths
 //!   answer 200 with a body that is not JSON (a `send` still makes its payment first).
 
+use plannt_l402::PaymentHash;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -179,7 +180,8 @@ impl Lnd {
     }
 
     /// A payer paid the invoice with this hash.
-    pub fn settle(&self, hash: &[u8; 32]) {
+    pub fn settle(&self, hash: &PaymentHash) {
+        let hash = &hash.0;
         let mut state = self.state();
         state.settle_index += 1;
         let index = state.settle_index;
@@ -191,7 +193,8 @@ impl Lnd {
     }
 
     /// The invoice with this hash was canceled (LND cancels expired invoices).
-    pub fn cancel(&self, hash: &[u8; 32]) {
+    pub fn cancel(&self, hash: &PaymentHash) {
+        let hash = &hash.0;
         let mut state = self.state();
         state
             .invoices
@@ -232,7 +235,7 @@ fn complete(state: &mut Node, hash: &[u8; 32]) {
     match network.pay(NODE_ACCOUNT, &payment.bolt11) {
         Ok(paid) => {
             payment.status = "SUCCEEDED";
-            payment.preimage = Some(paid.preimage);
+            payment.preimage = Some(*paid.preimage.as_bytes());
             payment.value_msat = paid.amount_msat;
             payment.fee_msat = fee;
             state.spent_msat += paid.amount_msat + fee;
@@ -420,7 +423,7 @@ async fn add_invoice(State(fake): State<Lnd>, headers: HeaderMap, body: Bytes) -
         },
         _ => fake::random32(),
     };
-    let hash = fake::sha(&preimage);
+    let hash = fake::sha(&preimage).0;
     let mut state = fake.state();
     if state.invoices.contains_key(&hash) {
         return error(

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+use plannt_l402::PaymentHash;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -196,9 +197,9 @@ pub fn random32() -> [u8; 32] {
     out
 }
 
-/// `sha256(preimage)`.
-pub fn sha(preimage: &[u8; 32]) -> [u8; 32] {
-    Sha256::digest(preimage).into()
+/// `sha256(preimage)`, computed here rather than by the code under test.
+pub fn sha(preimage: &[u8; 32]) -> PaymentHash {
+    PaymentHash(Sha256::digest(preimage).into())
 }
 
 /// Seconds since 1970.
@@ -251,7 +252,7 @@ impl NodeKey {
     ) -> String {
         let builder = InvoiceBuilder::new(Currency::Regtest)
             .description(memo.to_string())
-            .payment_hash(sha256::Hash::from_byte_array(sha(preimage)))
+            .payment_hash(sha256::Hash::from_byte_array(sha(preimage).0))
             .payment_secret(PaymentSecret(random32()))
             .timestamp(created)
             .min_final_cltv_expiry_delta(144)

@@ -31,6 +31,7 @@
 //! - Test switches: `hold` keeps payments pending until [`Phoenixd::release`]; `broken` paths
 //!   answer 200 with a body that is not JSON (after doing their work).
 
+use plannt_l402::PaymentHash;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -177,7 +178,8 @@ impl Phoenixd {
     }
 
     /// A payer paid the invoice with this hash.
-    pub fn settle(&self, hash: &[u8; 32]) {
+    pub fn settle(&self, hash: &PaymentHash) {
+        let hash = &hash.0;
         let mut state = self.state();
         let incoming = state.incoming.get_mut(hash).expect("an invoice we issued");
         incoming.paid = true;
@@ -208,7 +210,7 @@ fn complete(state: &mut Node, index: usize) {
     match network.pay(NODE_ACCOUNT, &payment.invoice) {
         Ok(paid) => {
             payment.status = "succeeded";
-            payment.preimage = Some(paid.preimage);
+            payment.preimage = Some(*paid.preimage.as_bytes());
             payment.fee_msat = fee_sat * 1000;
             payment.completed_at_ms = Some(now_ms());
             state.spent_sat += paid.amount_msat / 1000 + fee_sat;
@@ -331,7 +333,7 @@ async fn createinvoice(State(fake): State<Phoenixd>, headers: HeaderMap, body: B
         }
     };
     let preimage = fake::random32();
-    let hash = fake::sha(&preimage);
+    let hash = fake::sha(&preimage).0;
     let mut state = fake.state();
     let invoice = state.node.invoice(
         &preimage,

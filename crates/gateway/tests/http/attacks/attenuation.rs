@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode};
-use plannt_gateway::l402::{KeyRing, RootKey};
+use plannt_gateway::l402::{KeyRing, Preimage, RootKey};
 use plannt_gateway::lightning::dev::DevNetwork;
 use plannt_gateway::store::{MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore};
 use plannt_gateway::{Clock, Paywall, PaywallOptions, Route, RouteTable, Target};
@@ -174,7 +174,7 @@ impl Bench {
     }
 
     /// A paid token: `(macaroon, preimage, minted expiry)`.
-    async fn token(&self) -> (String, [u8; 32], u64) {
+    async fn token(&self) -> (String, Preimage, u64) {
         let challenge = self.get(None).await;
         assert_eq!(challenge.status(), StatusCode::PAYMENT_REQUIRED);
         let body = axum::body::to_bytes(challenge.into_body(), 1 << 16)

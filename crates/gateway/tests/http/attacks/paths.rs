@@ -125,7 +125,7 @@ async fn a_paid_variant_reaches_the_upstream_as_it_was_priced() {
     let credential = format!(
         "L402 {}:{}",
         challenge["macaroon"].as_str().unwrap(),
-        hex::encode(preimage)
+        preimage.to_hex()
     );
     let (status, body) = send(
         gateway.addr,
@@ -156,7 +156,7 @@ async fn a_method_override_cannot_turn_a_cheap_get_into_a_dear_post() {
     let credential = format!(
         "L402 {}:{}",
         challenge["macaroon"].as_str().unwrap(),
-        hex::encode(preimage)
+        preimage.to_hex()
     );
     let mut headers = overrides.to_vec();
     headers.push(("Authorization", &credential));

@@ -1,0 +1,258 @@
+//! The catalog at `/.well-known/l402.json`: what a server sells and at what price, free to read.
+//!
+//! It follows the compact JSON profile of the L402 discovery proposal (lightninglabs/L402 PR
+//! #27): a version, the provider, the payment scheme, and services, each with its endpoints, its
+//! price and the caveats its tokens carry. A Plannt gateway writes it with these types and
+//! Plannt's client reads it with them, so writer and reader cannot drift apart. Reading is
+//! lenient where other servers differ: unknown fields are ignored, and most fields may be
+//! missing.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a server serves its catalog.
+pub const CATALOG_PATH: &str = "/.well-known/l402.json";
+
+/// The catalog document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// `"0"`.
+    #[serde(default)]
+    pub l402_version: String,
+    /// Who serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+    /// How to pay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentTerms>,
+    /// What it sells.
+    pub services: Vec<Service>,
+}
+
+/// The server's provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// A name for people.
+    #[serde(default)]
+    pub name: String,
+    /// The software, e.g. `plannt/0.1.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
+}
+
+/// How the server is paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentTerms {
+    /// `L402`.
+    #[serde(default)]
+    pub scheme: String,
+    /// The Lightning network: `mainnet`, `regtest`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The credential's form, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+    /// The challenge's form, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+}
+
+/// One service: a route of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Its name: the route id its tokens are minted for.
+    #[serde(default)]
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// Where it is served.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// Its price; `None` when the catalog does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    /// Prices per tier (Plannt sells tier 0 only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<Tier>,
+    /// The caveats its tokens carry, e.g. `services=demo:0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
+    /// How its tokens may be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenTerms>,
+    /// `proxy` for a route forwarded to an upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl Service {
+    /// The price of one request in sats: the fixed amount, else the first tier's; `Some(0)` for
+    /// a free service; `None` when the catalog gives none.
+    pub fn price_sats(&self) -> Option<u64> {
+        match &self.pricing {
+            Some(pricing) if pricing.is_free() => Some(0),
+            Some(Pricing {
+                amount_sats: Some(sats),
+                ..
+            }) => Some(*sats),
+            _ => self.tiers.first().map(|t| t.amount_sats),
+        }
+    }
+
+    /// Whether it is free.
+    pub fn is_free(&self) -> bool {
+        self.pricing.as_ref().is_some_and(Pricing::is_free)
+    }
+
+    /// Whether each token buys one request.
+    pub fn single_use(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| t.single_use)
+    }
+}
+
+/// A place a service is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The method, or `*` for any.
+    #[serde(default = "any_method")]
+    pub method: String,
+    /// The path; empty when the catalog gives none (such an endpoint cannot be called).
+    #[serde(default)]
+    pub path: String,
+    /// How the path matches.
+    #[serde(rename = "match", default)]
+    pub matching: Match,
+}
+
+fn any_method() -> String {
+    "*".to_string()
+}
+
+/// How an endpoint's path matches a request's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Match {
+    /// The request path is this path.
+    #[default]
+    Exact,
+    /// The request path starts with this path.
+    Prefix,
+}
+
+/// A service's price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pricing {
+    /// `fixed` or `free`, or a model another server names.
+    pub model: String,
+    /// The price in sats, for `fixed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_sats: Option<u64>,
+    /// What the price buys: `request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<String>,
+}
+
+impl Pricing {
+    /// `amount_sats` for each request.
+    pub fn per_request(amount_sats: u64) -> Pricing {
+        Pricing {
+            model: "fixed".into(),
+            amount_sats: Some(amount_sats),
+            per: Some("request".into()),
+        }
+    }
+
+    /// No price.
+    pub fn free() -> Pricing {
+        Pricing {
+            model: "free".into(),
+            amount_sats: None,
+            per: None,
+        }
+    }
+
+    /// Whether it is the free model.
+    pub fn is_free(&self) -> bool {
+        self.model == "free"
+    }
+}
+
+/// The price of a tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    /// The tier, as in `services=<name>:<tier>`.
+    pub tier: u8,
+    /// Its price in sats.
+    pub amount_sats: u64,
+}
+
+/// How a service's tokens may be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenTerms {
+    /// True when a token buys one request.
+    #[serde(default)]
+    pub single_use: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_other_servers_write_and_skips_what_it_does_not_know() {
+        let text = r#"{
+            "l402_version": "0",
+            "services": [
+                {"name": "demo", "pricing": {"model": "fixed", "amount_sats": 21, "per": "request"},
+                 "token": {"single_use": true}, "extra": [1, 2],
+                 "endpoints": [{"method": "GET", "path": "/v1/demo", "match": "exact"}]},
+                {"name": "api", "tiers": [{"tier": 0, "amount_sats": 5}],
+                 "endpoints": [{"path": "/api/", "match": "prefix"}]},
+                {"name": "status", "pricing": {"model": "free"}, "endpoints": [{"method": "GET"}]}
+            ]
+        }"#;
+        let catalog: Catalog = serde_json::from_str(text).unwrap();
+        let [demo, api, status] = &catalog.services[..] else {
+            panic!("three services")
+        };
+        assert_eq!((demo.price_sats(), demo.single_use()), (Some(21), true));
+        assert_eq!((api.price_sats(), api.single_use()), (Some(5), false));
+        assert_eq!(api.endpoints[0].method, "*");
+        assert_eq!(api.endpoints[0].matching, Match::Prefix);
+        assert_eq!((status.price_sats(), status.is_free()), (Some(0), true));
+        assert_eq!(status.endpoints[0].path, "");
+        assert!(catalog.provider.is_none());
+    }
+
+    #[test]
+    fn what_it_writes_reads_back_equal() {
+        let catalog = Catalog {
+            l402_version: "0".into(),
+            provider: Some(Provider {
+                name: "Plannt gateway".into(),
+                software: Some("plannt/0.1.0".into()),
+            }),
+            payment: None,
+            services: vec![Service {
+                name: "demo".into(),
+                description: "Demo".into(),
+                endpoints: vec![Endpoint {
+                    method: "GET".into(),
+                    path: "/v1/demo".into(),
+                    matching: Match::Exact,
+                }],
+                pricing: Some(Pricing::per_request(21)),
+                tiers: vec![Tier {
+                    tier: 0,
+                    amount_sats: 21,
+                }],
+                caveats: vec!["services=demo:0".into()],
+                token: Some(TokenTerms { single_use: true }),
+                kind: None,
+            }],
+        };
+        let text = serde_json::to_string(&catalog).unwrap();
+        assert!(text.contains(r#""match":"exact""#), "{text}");
+        assert_eq!(serde_json::from_str::<Catalog>(&text).unwrap(), catalog);
+    }
+}

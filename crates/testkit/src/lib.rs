@@ -1,0 +1,37 @@
+//! What Plannt's tests share, written once: the `CI` switch that turns a skipped test into a
+//! failure, free and dead loopback ports, and a `redis-server` of the test's own ([`Redis`]).
+//!
+//! A test that needs something this machine may lack (redis-server, a service) calls
+//! [`skip`]: outside CI it prints a loud notice and the test returns early; under `CI=true` it
+//! fails, so nothing is skipped where it matters.
+
+mod redis;
+
+use std::net::{Ipv4Addr, TcpListener};
+
+pub use redis::Redis;
+
+/// Whether the tests run under CI (`CI=true` or `CI=1`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+/// Skips the calling test because `why`: a notice outside CI, a failure under it.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "{why}: CI=true, so this test cannot be skipped");
+    eprintln!("\n!!! SKIPPED: {why}\n");
+}
+
+/// A loopback port that was free a moment ago (another process may take it before it is bound).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("a free loopback port")
+        .local_addr()
+        .expect("a bound address")
+        .port()
+}
+
+/// A loopback port nothing listens on: connections to it are refused.
+pub fn dead_port() -> u16 {
+    free_port()
+}
