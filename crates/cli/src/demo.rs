@@ -8,14 +8,14 @@
 use std::sync::{Arc, Mutex};
 
 use plannt_client::{Client, Event, Ledger, Options, Outcome, Request};
-use plannt_gateway::{Config, Gateway};
+use plannt_serve::{Config, Gateway};
 use plannt_l402::{Credential, Macaroon};
 
 pub async fn run() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("a valid address"),
-        store: "memory".into(),
+        store: plannt_serve::config::Store::Memory,
         ..Config::default()
     };
     let gateway = Gateway::build(config, dir.path().to_path_buf())

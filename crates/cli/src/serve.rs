@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use plannt_gateway::{Config, Gateway};
+use plannt_serve::{Config, Gateway};
 
 use crate::paths;
 
@@ -16,10 +16,10 @@ pub struct Args {
     listen: Option<std::net::SocketAddr>,
     /// The Lightning backend URI [env: PLANNT_LIGHTNING] [default: dev].
     #[arg(long)]
-    lightning: Option<String>,
+    lightning: Option<plannt_lightning::BackendUri>,
     /// The spent-token store: sqlite, sqlite:PATH, memory, redis://… [env: PLANNT_STORE] [default: sqlite].
     #[arg(long)]
-    store: Option<String>,
+    store: Option<plannt_serve::config::Store>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "PLANNT_LOG_JSON")]
     log_json: bool,
@@ -38,6 +38,9 @@ pub async fn run(args: &Args) -> Result<(), String> {
     if let Some(store) = &args.store {
         config.store = store.clone();
     }
+    config
+        .check("the command line")
+        .map_err(|e| e.to_string())?;
     let data_dir = config.data_dir.clone().unwrap_or_else(paths::data_dir);
     let listen = config.listen;
     let gateway = Gateway::build(config, data_dir)

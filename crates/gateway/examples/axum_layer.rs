@@ -36,14 +36,13 @@ use plannt_gateway::{Paywall, PaywallOptions, Route, RouteTable, Target};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The prices. `Target` tells `plannt serve` where a route goes; behind the layer, your own
-    // router decides, so it only names the handler here.
+    // The prices. Behind the layer your own router answers: the target is the service itself.
     let routes = RouteTable::new(vec![Route::paid(
         "hello",
         Method::GET,
         "/hello",
         10,
-        Target::Builtin("hello".into()),
+        Target::Service,
     )])?;
 
     // Tokens are minted and verified with this key; keep it (e.g. in a file) to keep tokens

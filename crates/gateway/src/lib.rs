@@ -1,12 +1,17 @@
-//! The gateway: the route table and prices, the L402 tower layer, the spent-token stores, the
-//! reverse proxy, the built-in demo routes, the catalog, status and metrics.
+//! The gateway library a Rust service embeds: the L402 paywall as a tower layer, the route table
+//! and its prices, the spent-token stores, the challenge rate limiter, the reverse proxy, the
+//! metrics, and connection serving within bounds.
 //!
-//! Use [`Paywall::layer`] in front of any axum service, or run the whole server with `plannt serve`.
+//! Put [`Paywall::layer`] in front of any axum service (and start [`Paywall::spawn_purger`]);
+//! `plannt serve` (the `plannt-serve` crate) is this library assembled with a configuration, a
+//! Lightning backend and the demo handlers.
+//!
+//! ```text
+//! request -> paywall (path, price, challenge | verify -> claim) -> your service | Proxy
+//!                                          commit or release <- the answer
+//! ```
 
-mod builtin;
-mod catalog;
 mod clock;
-pub mod config;
 mod conn;
 mod forwarded;
 mod limiter;
@@ -15,16 +20,14 @@ pub mod path;
 mod paywall;
 mod proxy;
 pub mod routes;
-mod server;
 pub mod store;
 
 pub use clock::Clock;
-pub use config::{Config, ConfigError};
-pub use conn::{ConnectionLimits, default_max_connections};
+pub use conn::{ConnectionLimits, default_max_connections, serve};
 pub use forwarded::TrustedProxies;
-pub use paywall::{L402Layer, L402Service, Paywall, PaywallOptions};
+pub use paywall::{L402Layer, L402Service, Paywall, PaywallOptions, Unanswered};
+pub use proxy::Proxy;
 pub use routes::{OnUpstreamFailure, Route, RouteError, RouteTable, Target};
-pub use server::{Gateway, StartError};
 
 pub use plannt_l402 as l402;
 pub use plannt_lightning as lightning;

@@ -343,7 +343,9 @@ mod tests {
         let metrics = Metrics::new(["demo"]);
         metrics.set_spent_tokens(5);
         metrics
-            .refresh_spent_tokens(true, || async { Err(StoreError("down".into())) })
+            .refresh_spent_tokens(true, || async {
+                Err(StoreError::Unexpected("down".into()))
+            })
             .await;
         assert_eq!(gauge(&metrics), Some(5));
     }

@@ -603,10 +603,12 @@ fn strip_l402_authorization(headers: &mut HeaderMap) {
     }
 }
 
-/// Marks a response the gateway made because the upstream gave no answer of its own, with
-/// what happened; the paywall words the body with what became of the token.
-#[derive(Debug, Clone)]
-pub(crate) enum Unanswered {
+/// Marks a response (in its extensions) that the service behind the paywall made because its
+/// upstream gave no answer of its own, with what happened; the paywall words the body with what
+/// became of the token. A response without it is the upstream's answer: a 5xx is an upstream
+/// failure, anything else buys what the token paid for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unanswered {
     /// The upstream never received the request, or refused it before doing any work (it could
     /// not be reached; the request body failed on its way in): the token is always given back.
     NotServed(String),

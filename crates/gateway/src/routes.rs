@@ -9,15 +9,17 @@ use url::Url;
 /// Where a route's requests go once paid for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// Forwarded to this upstream URL (the request path is appended to its path).
+    /// Forwarded to this upstream URL (the request path is appended to its path) by a
+    /// [`crate::Proxy`].
     Upstream(Url),
-    /// Answered by a built-in handler: `demo`, `data`, `generate`, `status`.
-    Builtin(String),
+    /// Answered by the service the paywall layer wraps (in `plannt serve`, a built-in handler).
+    Service,
 }
 
 /// What an upstream failure (a 5xx answer, or no answer in time) does to the token, when the
 /// upstream received the request and may have acted on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnUpstreamFailure {
     /// The token is given back (`x-l402: released`): the client retries with it.
     Release,
@@ -257,7 +259,7 @@ mod tests {
             prefix,
             price_sats: Some(1),
             description: String::new(),
-            target: Target::Builtin("demo".into()),
+            target: Target::Service,
             unavailable: None,
             on_upstream_failure: None,
         }

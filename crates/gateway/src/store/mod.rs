@@ -28,6 +28,7 @@ mod redis;
 mod sqlite;
 
 use plannt_l402::PaymentHash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,10 +68,89 @@ impl Default for Ticket {
     }
 }
 
-/// A store that cannot answer. The gateway then refuses paid requests (fails closed) with 503.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("spent-token store unavailable: {0}")]
-pub struct StoreError(pub String);
+/// A store that cannot answer, and why. The gateway then refuses paid requests (fails closed)
+/// with 503.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed on the file: not a database, corrupt, locked, read-only, disk full…
+    #[error("SQLite: {doing} {path}: {source}{hint}")]
+    Sqlite {
+        /// What was being done: `cannot open`, `cannot write to`, …
+        doing: &'static str,
+        /// The file.
+        path: String,
+        /// What to do about it, when that is known.
+        hint: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    /// Another process holds the SQLite file.
+    #[error(
+        "the spent set {path} is in use by another process (it holds {lock}): stop it, or give this gateway its own file"
+    )]
+    InUse {
+        /// The file.
+        path: String,
+        /// Its lock file.
+        lock: String,
+    },
+    /// A file, folder or thread the store needs could not be made.
+    #[error("{doing} {path}: {source}")]
+    Io {
+        /// What was being done.
+        doing: &'static str,
+        /// The file or folder.
+        path: String,
+        /// The error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The store's worker has stopped: the gateway is shutting down.
+    #[error("the SQLite worker for {0} has stopped")]
+    Stopped(String),
+    /// A Redis URL that cannot be used.
+    #[error("bad Redis URL {url}: {why}")]
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// Why, and what is expected.
+        why: String,
+    },
+    /// Redis could not be reached.
+    #[error("cannot connect to Redis at {url}: {why}")]
+    Unreachable {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// Redis failed a command.
+    #[error("Redis at {url} failed {what}: {source}")]
+    Redis {
+        /// The URL, without its password.
+        url: String,
+        /// The command, for people: `a claim (SET NX)`.
+        what: &'static str,
+        /// Redis's error.
+        #[source]
+        source: Arc<::redis::RedisError>,
+    },
+    /// Redis did not answer a command in time.
+    #[error("Redis at {url} did not answer {what} within {timeout:?}")]
+    Timeout {
+        /// The URL, without its password.
+        url: String,
+        /// The command.
+        what: &'static str,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// The store answered something it should not have.
+    #[error("{0}")]
+    Unexpected(String),
+}
 
 /// The spent set. Keys are payment hashes; `until` (unix seconds) is when the entry may go: the
 /// token's minted expiry.

@@ -102,7 +102,10 @@ impl RedisStore {
             } else {
                 " (expected redis://host:port[/db])"
             };
-            StoreError(format!("bad Redis URL {shown}: {e}{hint}"))
+            StoreError::BadUrl {
+                url: shown.clone(),
+                why: format!("{e}{hint}"),
+            }
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
@@ -120,15 +123,16 @@ impl RedisStore {
         {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
-                return Err(StoreError(format!(
-                    "cannot connect to Redis at {shown}: {e}"
-                )));
+                return Err(StoreError::Unreachable {
+                    url: shown,
+                    why: e.to_string(),
+                });
             }
             Err(_) => {
-                return Err(StoreError(format!(
-                    "cannot connect to Redis at {shown}: no answer within {:?}",
-                    options.timeout
-                )));
+                return Err(StoreError::Unreachable {
+                    url: shown,
+                    why: format!("no answer within {:?}", options.timeout),
+                });
             }
         };
         let store = RedisStore {
@@ -154,24 +158,24 @@ impl RedisStore {
     /// Runs one Redis call under the timeout, naming `what` in the error.
     async fn bounded<T>(
         &self,
-        what: &str,
+        what: &'static str,
         call: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
+        let timed_out = || StoreError::Timeout {
+            url: self.shown.clone(),
+            what,
+            timeout: self.timeout,
+        };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             // The client's own response timeout, the same bound as ours.
-            Ok(Err(e)) if e.is_timeout() => Err(StoreError(format!(
-                "Redis at {} did not answer {what} within {:?}",
-                self.shown, self.timeout
-            ))),
-            Ok(Err(e)) => Err(StoreError(format!(
-                "Redis at {} failed {what}: {e}",
-                self.shown
-            ))),
-            Err(_) => Err(StoreError(format!(
-                "Redis at {} did not answer {what} within {:?}",
-                self.shown, self.timeout
-            ))),
+            Ok(Err(e)) if e.is_timeout() => Err(timed_out()),
+            Ok(Err(e)) => Err(StoreError::Redis {
+                url: self.shown.clone(),
+                what,
+                source: std::sync::Arc::new(e),
+            }),
+            Err(_) => Err(timed_out()),
         }
     }
 }
@@ -193,7 +197,7 @@ impl SpentStore for RedisStore {
         match reply {
             Value::Okay => Ok(Claim::Won(ticket)),
             Value::Nil => Ok(Claim::Spent),
-            other => Err(StoreError(format!(
+            other => Err(StoreError::Unexpected(format!(
                 "Redis at {} answered a claim (SET NX) with {other:?}",
                 self.shown
             ))),
@@ -271,7 +275,7 @@ impl SpentStore for RedisStore {
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(StoreError(format!(
+            Err(StoreError::Unexpected(format!(
                 "Redis at {} answered PING with {pong:?}",
                 self.shown
             )))

@@ -24,7 +24,7 @@
 use plannt_l402::PaymentHash;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -108,11 +108,10 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError(format!(
-                    "cannot create the folder {} for the spent set: {e}",
-                    parent.display()
-                ))
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Io {
+                doing: "cannot create the folder for the spent set",
+                path: parent.display().to_string(),
+                source: Arc::new(e),
             })?;
         }
         let lock = lock_file(&path)?;
@@ -129,7 +128,11 @@ impl SqliteStore {
         let worker = std::thread::Builder::new()
             .name("plannt-sqlite".into())
             .spawn(move || work(conn, lock, queue, shown))
-            .map_err(|e| StoreError(format!("cannot start the SQLite worker thread: {e}")))?;
+            .map_err(|e| StoreError::Io {
+                doing: "cannot start the SQLite worker thread for",
+                path: path.display().to_string(),
+                source: Arc::new(e),
+            })?;
         Ok(SqliteStore {
             jobs: Some(jobs),
             worker: Some(worker),
@@ -144,12 +147,7 @@ impl SqliteStore {
 
     async fn run(&self, op: Op) -> Result<Answer, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let stopped = || {
-            StoreError(format!(
-                "the SQLite worker for {} has stopped",
-                self.path.display()
-            ))
-        };
+        let stopped = || StoreError::Stopped(self.path.display().to_string());
         self.jobs
             .as_ref()
             .ok_or_else(stopped)?
@@ -180,24 +178,22 @@ fn lock_file(path: &Path) -> Result<File, StoreError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| {
-            StoreError(format!(
-                "cannot open the lock file {}: {e}",
-                lock_path.display()
-            ))
+        .map_err(|e| StoreError::Io {
+            doing: "cannot open the lock file",
+            path: lock_path.display().to_string(),
+            source: Arc::new(e),
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError(format!(
-            "the spent set {} is in use by another process (it holds {}): stop it, or give this \
-             gateway its own file",
-            path.display(),
-            lock_path.display()
-        ))),
-        Err(TryLockError::Error(e)) => Err(StoreError(format!(
-            "cannot lock {}: {e}",
-            lock_path.display()
-        ))),
+        Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.display().to_string(),
+            lock: lock_path.display().to_string(),
+        }),
+        Err(TryLockError::Error(e)) => Err(StoreError::Io {
+            doing: "cannot lock",
+            path: lock_path.display().to_string(),
+            source: Arc::new(e),
+        }),
     }
 }
 
@@ -347,7 +343,7 @@ fn sql_time(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-fn sql_error(path: &str, doing: &str, e: rusqlite::Error) -> StoreError {
+fn sql_error(path: &str, doing: &'static str, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => {
             " (this file is not a SQLite database: point the spent set at a new file)"
@@ -364,11 +360,18 @@ fn sql_error(path: &str, doing: &str, e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DiskFull) => " (the disk is full)",
         _ => "",
     };
-    StoreError(format!("SQLite: {doing} {path}: {e}{hint}"))
+    StoreError::Sqlite {
+        doing,
+        path: path.to_string(),
+        hint,
+        source: Arc::new(e),
+    }
 }
 
 fn unexpected(op: &str) -> StoreError {
-    StoreError(format!("SQLite worker gave an unexpected answer to {op}"))
+    StoreError::Unexpected(format!(
+        "the SQLite worker gave an unexpected answer to {op}"
+    ))
 }
 
 #[async_trait]

@@ -132,8 +132,11 @@ mod sqlite {
         let error = SqliteStore::open(&path)
             .err()
             .expect("a text file is refused");
-        assert!(error.0.contains("not a SQLite database"), "{error}");
-        assert!(error.0.contains("notes.txt"), "{error}");
+        assert!(
+            error.to_string().contains("not a SQLite database"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("notes.txt"), "{error}");
     }
 
     #[tokio::test]
@@ -147,7 +150,7 @@ mod sqlite {
         let error = SqliteStore::open(&path)
             .err()
             .expect("a foreign table is refused");
-        assert!(error.0.contains("did not make"), "{error}");
+        assert!(error.to_string().contains("did not make"), "{error}");
     }
 
     #[tokio::test]
@@ -158,7 +161,7 @@ mod sqlite {
         let error = SqliteStore::open(&path)
             .err()
             .expect("a second open is refused");
-        assert!(error.0.contains("in use"), "{error}");
+        assert!(error.to_string().contains("in use"), "{error}");
         // The first one works on, and the file is free once it is gone.
         won(&store, 1, FAR).await;
         drop(store);
@@ -344,10 +347,12 @@ mod redis {
                 .await
                 .expect("a claim hangs while Redis is down");
             let error = claim.expect_err("a claim cannot win while Redis is down");
-            assert!(error.0.contains("Redis at redis://127.0.0.1:"), "{error}");
+            assert!(
+                error.to_string().contains("Redis at redis://127.0.0.1:"),
+                "{error}"
+            );
             eprintln!(
-                "claim with Redis down: {:?} after {:?}",
-                error.0,
+                "claim with Redis down: {error} after {:?}",
                 started.elapsed()
             );
         }
@@ -396,7 +401,7 @@ mod redis {
             .await
             .expect("a claim hangs while Redis is stalled");
         let error = claim.expect_err("a claim cannot win while Redis is stalled");
-        assert!(error.0.contains("500ms"), "{error}");
+        assert!(error.to_string().contains("500ms"), "{error}");
         signal("-CONT");
 
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -429,13 +434,19 @@ mod redis {
             .expect("connect hangs")
             .err()
             .expect("nothing listens there");
-        assert!(error.0.contains("cannot connect to Redis at"), "{error}");
-        assert!(!error.0.contains("hunter2"), "the password leaks: {error}");
+        assert!(
+            error.to_string().contains("cannot connect to Redis at"),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains("hunter2"),
+            "the password leaks: {error}"
+        );
 
         let error = RedisStore::connect("http://example.invalid")
             .await
             .err()
             .unwrap();
-        assert!(error.0.contains("bad Redis URL"), "{error}");
+        assert!(error.to_string().contains("bad Redis URL"), "{error}");
     }
 }

@@ -2,12 +2,21 @@
 //! environment variable (and some by flags), each with a documented default.
 //!
 //! A bad configuration names the file or variable, the key, and what was expected; the server
-//! does not start.
+//! does not start. Every value is typed once, when it is read: the backend URI, the store, each
+//! route's method, match, upstream, handler and failure policy.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use serde::Deserialize;
+use axum::http::Method;
+use plannt_gateway::OnUpstreamFailure;
+use plannt_lightning::BackendUri;
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::builtin::Handler;
 
 /// Where a setting came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,32 +58,121 @@ pub struct KeyConfig {
     pub key: String,
 }
 
+/// How a route's path matches a request's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchKind {
+    /// The request path is the route's (or a spelling of it an upstream may resolve to it).
+    #[default]
+    Exact,
+    /// The request path starts with the route's.
+    Prefix,
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// The id minted into tokens; defaults to the path with `/` turned into `-`.
     pub id: Option<String>,
-    /// The method; any when left out.
-    pub method: Option<String>,
+    /// The method (any case); any when left out.
+    #[serde(default, deserialize_with = "method")]
+    pub method: Option<Method>,
     /// The path.
     pub path: String,
     /// `exact` (the default) or `prefix`.
-    #[serde(rename = "match")]
-    pub match_: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matching: MatchKind,
     /// The price in sats; a route without one is public.
     pub price_sats: Option<u64>,
     /// What it does, for the catalog.
     #[serde(default)]
     pub description: String,
-    /// The upstream URL to forward to.
-    pub upstream: Option<String>,
+    /// The upstream to forward to: an `http://` or `https://` URL.
+    #[serde(default, deserialize_with = "upstream")]
+    pub upstream: Option<Url>,
     /// A built-in handler: `demo`, `data`, `generate`, `status`.
-    pub handler: Option<String>,
+    pub handler: Option<Handler>,
     /// What a 5xx, or no answer in time, from an upstream that received the request does to
     /// the token: `release` (given back) or `spend`. Default: `release` for GET, HEAD, OPTIONS,
     /// TRACE, PUT and DELETE, which can run again harmlessly; `spend` for the others.
-    pub on_upstream_failure: Option<String>,
+    pub on_upstream_failure: Option<OnUpstreamFailure>,
+}
+
+fn method<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Method>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes())
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("method {text:?} is not an HTTP method")))
+}
+
+fn upstream<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Url>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let url: Url = text
+        .parse()
+        .map_err(|e| serde::de::Error::custom(format!("upstream {text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(serde::de::Error::custom(format!(
+            "upstream {text:?} must be an http:// or https:// URL"
+        )));
+    }
+    Ok(Some(url))
+}
+
+/// Where spent tokens are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// In memory: forgotten on restart (tests and benchmarks).
+    Memory,
+    /// A SQLite file: the given one, or `spent.sqlite` under the data directory.
+    Sqlite(Option<PathBuf>),
+    /// A Redis shared by replicas, by its URL.
+    Redis(String),
+}
+
+impl FromStr for Store {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Store, String> {
+        let text = text.trim();
+        match text {
+            "memory" => Ok(Store::Memory),
+            "sqlite" | "sqlite:" => Ok(Store::Sqlite(None)),
+            _ if text.starts_with("sqlite:") => Ok(Store::Sqlite(Some(PathBuf::from(&text[7..])))),
+            _ if text.starts_with("redis://") || text.starts_with("rediss://") => {
+                Ok(Store::Redis(text.to_string()))
+            }
+            _ => Err(format!(
+                "expected memory, sqlite, sqlite:PATH or redis://HOST:PORT, got {text:?}"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Store {
+    // A Redis URL may hold a password: only its scheme is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Store::Memory => f.write_str("memory"),
+            Store::Sqlite(None) => f.write_str("sqlite"),
+            Store::Sqlite(Some(path)) => write!(f, "sqlite:{}", path.display()),
+            Store::Redis(_) => f.write_str("redis"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Store {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn backend<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BackendUri, D::Error> {
+    String::deserialize(deserializer)?
+        .parse()
+        .map_err(|e: plannt_lightning::UriError| serde::de::Error::custom(e.to_string()))
 }
 
 /// The whole configuration. Field docs give each key's default.
@@ -84,10 +182,11 @@ pub struct Config {
     /// `listen`, `PLANNT_LISTEN`: the address to serve on. Default `127.0.0.1:8402`.
     pub listen: SocketAddr,
     /// `lightning`, `PLANNT_LIGHTNING`: the backend URI. Default `dev`.
-    pub lightning: String,
+    #[serde(deserialize_with = "backend")]
+    pub lightning: BackendUri,
     /// `store`, `PLANNT_STORE`: `sqlite:PATH`, `sqlite` (under the data directory), `memory` or
     /// `redis://HOST:PORT`. Default `sqlite`.
-    pub store: String,
+    pub store: Store,
     /// `root_key`, `PLANNT_ROOT_KEY`: one root key, 64 hex characters. Default: a key generated
     /// once into `root.key` (mode 0600) under the data directory.
     pub root_key: Option<String>,
@@ -141,8 +240,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8402".parse().expect("a valid address"),
-            lightning: "dev".into(),
-            store: "sqlite".into(),
+            lightning: "dev".parse().expect("`dev` is a backend URI"),
+            store: Store::Sqlite(None),
             root_key: None,
             root_keys: Vec::new(),
             data_dir: None,
@@ -170,6 +269,10 @@ impl Default for Config {
 #[derive(Clone, Copy)]
 enum Kind {
     Text,
+    /// Text that must parse as a backend URI.
+    Backend,
+    /// Text that must parse as a [`Store`].
+    Store,
     Integer,
     Float,
     Bool,
@@ -179,8 +282,8 @@ enum Kind {
 /// Every key an environment variable can set, and its type.
 const ENV_KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Text),
-    ("lightning", Kind::Text),
-    ("store", Kind::Text),
+    ("lightning", Kind::Backend),
+    ("store", Kind::Store),
     ("root_key", Kind::Text),
     ("data_dir", Kind::Text),
     ("invoice_expiry_secs", Kind::Integer),
@@ -225,6 +328,17 @@ impl Config {
             let bad = |what: &str| error(&var, Some(key), format!("expected {what}, got {text:?}"));
             let value = match kind {
                 Kind::Text => toml::Value::String(text.clone()),
+                // Checked here, so that an error names the variable.
+                Kind::Backend => {
+                    let uri: Result<BackendUri, _> = text.parse();
+                    uri.map_err(|e| error(&var, Some(key), e.to_string()))?;
+                    toml::Value::String(text.clone())
+                }
+                Kind::Store => {
+                    let store: Result<Store, _> = text.parse();
+                    store.map_err(|e| error(&var, Some(key), e))?;
+                    toml::Value::String(text.clone())
+                }
                 Kind::Integer => {
                     toml::Value::Integer(text.trim().parse().map_err(|_| bad("a whole number"))?)
                 }
@@ -252,7 +366,10 @@ impl Config {
         Ok(config)
     }
 
-    fn check(&self, source: &str) -> Result<(), ConfigError> {
+    /// Checks what the types alone do not: ranges, and settings that must agree. `source`
+    /// names where the settings came from, for the error. [`Config::load`] calls it; call it
+    /// again after changing a loaded configuration (from command-line flags, say).
+    pub fn check(&self, source: &str) -> Result<(), ConfigError> {
         if self.invoice_expiry_secs == 0 {
             return Err(error(
                 source,
@@ -274,12 +391,12 @@ impl Config {
                 "must be 0 or more",
             ));
         }
-        if let Err(e) = crate::forwarded::TrustedProxies::parse(&self.trusted_proxies) {
+        if let Err(e) = plannt_gateway::TrustedProxies::parse(&self.trusted_proxies) {
             return Err(error(source, Some("trusted_proxies"), e));
         }
         // A Redis claim lapses after PENDING_TTL: a request still in flight then must not lose it.
-        let lapse = crate::store::PENDING_TTL.as_secs();
-        if self.store.starts_with("redis") && self.upstream_timeout_secs + 30 > lapse {
+        let lapse = plannt_gateway::store::PENDING_TTL.as_secs();
+        if matches!(self.store, Store::Redis(_)) && self.upstream_timeout_secs + 30 > lapse {
             return Err(error(
                 source,
                 Some("upstream_timeout_secs"),
@@ -336,26 +453,6 @@ impl Config {
                     ));
                 }
                 _ => {}
-            }
-            if let Some(m) = &route.match_
-                && m != "exact"
-                && m != "prefix"
-            {
-                return Err(error(
-                    source,
-                    Some(&key),
-                    format!("match must be exact or prefix, not {m:?}"),
-                ));
-            }
-            if let Some(p) = &route.on_upstream_failure
-                && p != "release"
-                && p != "spend"
-            {
-                return Err(error(
-                    source,
-                    Some(&key),
-                    format!("on_upstream_failure must be release or spend, not {p:?}"),
-                ));
             }
         }
         Ok(())
@@ -424,6 +521,60 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
         assert_eq!(config.challenge_burst, 3);
         assert_eq!(config.cors_origins, ["https://a", "https://b"]);
+    }
+
+    #[test]
+    fn values_are_typed_when_read_and_bad_ones_say_what() {
+        let f = file(
+            "store = \"sqlite:/tmp/x.sqlite\"\nlightning = \"dev?account=a\"\n[[routes]]\npath = \"/x\"\nmethod = \"post\"\nmatch = \"prefix\"\nprice_sats = 5\nupstream = \"http://127.0.0.1:9000/base\"\non_upstream_failure = \"release\"\n[[routes]]\npath = \"/d\"\nhandler = \"demo\"\n",
+        );
+        let config = Config::load(Some(&f.0), env(&[])).unwrap();
+        assert_eq!(config.store, Store::Sqlite(Some("/tmp/x.sqlite".into())));
+        assert_eq!(config.lightning.backend(), "dev");
+        let [x, d] = &config.routes[..] else {
+            panic!("two routes")
+        };
+        assert_eq!(x.method, Some(Method::POST));
+        assert_eq!(x.matching, MatchKind::Prefix);
+        assert_eq!(x.upstream.as_ref().unwrap().path(), "/base");
+        assert_eq!(x.on_upstream_failure, Some(OnUpstreamFailure::Release));
+        assert_eq!(
+            (d.handler, d.matching),
+            (Some(Handler::Demo), MatchKind::Exact)
+        );
+        let env_store = Config::load(None, env(&[("PLANNT_STORE", "redis://127.0.0.1:1")]));
+        assert_eq!(
+            env_store.unwrap().store,
+            Store::Redis("redis://127.0.0.1:1".into())
+        );
+
+        for (text, says) in [
+            ("store = \"mongo\"\n", "expected memory, sqlite"),
+            ("lightning = \"lnd+http://x\"\n", "lightning"),
+            (
+                "[[routes]]\npath = \"/x\"\nmethod = \"G T\"\nhandler = \"demo\"\n",
+                "not an HTTP method",
+            ),
+            ("[[routes]]\npath = \"/x\"\nhandler = \"dmeo\"\n", "dmeo"),
+            (
+                "[[routes]]\npath = \"/x\"\nmatch = \"regex\"\nhandler = \"demo\"\n",
+                "regex",
+            ),
+            (
+                "[[routes]]\npath = \"/x\"\nupstream = \"ftp://h\"\n",
+                "http:// or https://",
+            ),
+            (
+                "[[routes]]\npath = \"/x\"\nhandler = \"demo\"\non_upstream_failure = \"maybe\"\n",
+                "maybe",
+            ),
+        ] {
+            let f = file(text);
+            let e = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+        let e = Config::load(None, env(&[("PLANNT_STORE", "mongo")])).unwrap_err();
+        assert_eq!(e.source, "PLANNT_STORE");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use plannt_l402::catalog::{
     Catalog, Endpoint, Match, PaymentTerms, Pricing, Provider, Service, Tier, TokenTerms,
 };
 
-use crate::routes::{RouteTable, Target};
+use plannt_gateway::{RouteTable, Target};
 
 /// The catalog document.
 pub fn catalog(routes: &RouteTable, network: &str) -> Catalog {

@@ -136,13 +136,7 @@ impl Bench {
             clock: Clock::from_fn(move || read.load(Ordering::SeqCst)),
             ..PaywallOptions::default()
         };
-        let route = Route::paid(
-            "demo",
-            Method::GET,
-            "/v1/demo",
-            21,
-            Target::Builtin("demo".into()),
-        );
+        let route = Route::paid("demo", Method::GET, "/v1/demo", 21, Target::Service);
         let paywall = Arc::new(Paywall::new(
             KeyRing::single(RootKey::new([9; 32])),
             Arc::new(network.wallet("gateway")),

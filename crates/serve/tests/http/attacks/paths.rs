@@ -13,6 +13,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::any;
 use serde_json::{Value, json};
 
+use plannt_serve::config::MatchKind;
+
 use crate::support::{TestGateway, config, raw, serve_upstream, start, upstream_route};
 
 /// The example's gateway, in front of an upstream that records the method and path it got
@@ -39,8 +41,12 @@ async fn example() -> (TestGateway, Arc<Mutex<Vec<(String, String)>>>) {
     let upstream = format!("http://{}", serve_upstream(upstream).await);
     let route = |id: &str, method: Option<&str>, path: &str, prefix: bool, price: u64| {
         let mut route = upstream_route(id, path, price, &upstream);
-        route.method = method.map(str::to_string);
-        route.match_ = Some(if prefix { "prefix" } else { "exact" }.to_string());
+        route.method = method.map(|m| m.parse().unwrap());
+        route.matching = if prefix {
+            MatchKind::Prefix
+        } else {
+            MatchKind::Exact
+        };
         route
     };
     let mut config = config("memory");

@@ -1,6 +1,6 @@
 //! The gateway over real HTTP on loopback, paid through the dev Lightning network.
 //!
-//! Each test builds a [`plannt_gateway::Gateway`] from a [`plannt_gateway::Config`], serves it
+//! Each test builds a [`plannt_serve::Gateway`] from a [`plannt_serve::Config`], serves it
 //! on a fresh loopback port with its data in a temporary folder, and talks to it with reqwest.
 
 mod attacks;

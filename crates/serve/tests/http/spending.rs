@@ -347,7 +347,7 @@ async fn shutdown_lets_a_paid_request_finish_and_its_token_stays_spent() {
     // handle on the store, so the SQLite file may still be held briefly: wait for it.
     let deadline = Instant::now() + Duration::from_secs(10);
     let restarted = loop {
-        match plannt_gateway::Gateway::build(make_config(), dir.path().to_path_buf()).await {
+        match plannt_serve::Gateway::build(make_config(), dir.path().to_path_buf()).await {
             Ok(built) => break serve(built).await,
             Err(e) if e.to_string().contains("in use") && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

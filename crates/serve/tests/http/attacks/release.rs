@@ -15,6 +15,7 @@ use axum::Router;
 use axum::http::{Method as AxumMethod, StatusCode as AxumStatus};
 use axum::response::IntoResponse;
 use axum::routing::{any, post};
+use plannt_gateway::OnUpstreamFailure;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -42,11 +43,15 @@ async fn upstream(
 }
 
 /// A gateway whose route `/jobs/` (50 sats) forwards to `upstream`; upstreams get 1 s.
-async fn gateway(store: &str, upstream: &str, on_failure: Option<&str>) -> TestGateway {
+async fn gateway(
+    store: &str,
+    upstream: &str,
+    on_failure: Option<OnUpstreamFailure>,
+) -> TestGateway {
     let mut config = config(store);
     config.upstream_timeout_secs = 1;
     let mut route = upstream_route("jobs", "/jobs/", 50, upstream);
-    route.on_upstream_failure = on_failure.map(str::to_string);
+    route.on_upstream_failure = on_failure;
     config.routes = vec![route];
     start(config).await
 }
@@ -170,7 +175,7 @@ async fn a_5xx_spends_a_post_unless_its_route_gives_tokens_back() {
     );
 
     // An upstream that recognises retries by their Idempotency-Key can take them.
-    let releasing = gateway("memory", &url, Some("release")).await;
+    let releasing = gateway("memory", &url, Some(OnUpstreamFailure::Release)).await;
     let credential = paid(&releasing, Method::POST).await;
     for _ in 0..2 {
         let failed = send(&releasing, Method::POST, &credential).await;

@@ -485,7 +485,9 @@ async fn a_challenge_flood_is_limited_per_client_address() {
 #[tokio::test]
 async fn a_lightning_backend_that_is_down_gives_503_and_no_invoice() {
     let mut config = config("memory");
-    config.lightning = format!("lnbits+http://127.0.0.1:{}?key=x", dead_port());
+    config.lightning = format!("lnbits+http://127.0.0.1:{}?key=x", dead_port())
+        .parse()
+        .unwrap();
     let gateway = start(config).await;
     for (method, path) in [(Method::GET, "/v1/demo"), (Method::GET, "/v1/data")] {
         let answer = gateway.send(method, path, None, None).await;

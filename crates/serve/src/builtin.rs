@@ -6,14 +6,45 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
+use plannt_gateway::Unanswered;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::paywall::Unanswered;
 use crate::server::Shared;
 
-/// The names a route's `handler` may take.
-pub const HANDLERS: [&str; 4] = ["demo", "data", "generate", "status"];
+/// A built-in handler, as a route's `handler` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handler {
+    /// `{"result":"verified"}`: the product page's demo.
+    Demo,
+    /// A protected payload.
+    Data,
+    /// A prompt to an OpenAI-compatible model (`openai_base_url`).
+    Generate,
+    /// Health: backend, store, uptime.
+    Status,
+}
+
+impl Handler {
+    /// Every handler, for messages.
+    pub const ALL: [Handler; 4] = [
+        Handler::Demo,
+        Handler::Data,
+        Handler::Generate,
+        Handler::Status,
+    ];
+
+    /// Its name in the configuration.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Handler::Demo => "demo",
+            Handler::Data => "data",
+            Handler::Generate => "generate",
+            Handler::Status => "status",
+        }
+    }
+}
 
 /// The OpenAI-compatible upstream of `/v1/generate`.
 #[derive(Clone)]
@@ -26,10 +57,11 @@ pub struct OpenAi {
     pub model: String,
 }
 
-pub async fn handle(name: &str, shared: &Shared, request: Request<Body>) -> Response {
-    match name {
-        "demo" => axum::Json(json!({ "result": "verified" })).into_response(),
-        "data" => axum::Json(json!({
+/// Answers `request` with `handler`.
+pub async fn handle(handler: Handler, shared: &Shared, request: Request<Body>) -> Response {
+    match handler {
+        Handler::Demo => axum::Json(json!({ "result": "verified" })).into_response(),
+        Handler::Data => axum::Json(json!({
             "result": "verified",
             "data": {
                 "series": "lightning-network-capacity-btc",
@@ -39,13 +71,8 @@ pub async fn handle(name: &str, shared: &Shared, request: Request<Body>) -> Resp
             "note": "a protected payload: you paid for exactly this one response",
         }))
         .into_response(),
-        "generate" => generate(shared, request).await,
-        "status" => status(shared).await,
-        other => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({ "error": "Internal Server Error", "message": format!("no built-in handler {other:?}") })),
-        )
-            .into_response(),
+        Handler::Generate => generate(shared, request).await,
+        Handler::Status => status(shared).await,
     }
 }
 

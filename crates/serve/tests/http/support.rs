@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use plannt_gateway::config::RouteConfig;
 use plannt_gateway::l402::{Identifier, KeyRing, Macaroon, PaymentHash, Preimage, RootKey};
 use plannt_gateway::lightning::dev::DevNetwork;
-use plannt_gateway::{Config, Gateway};
+use plannt_serve::config::{MatchKind, RouteConfig};
+use plannt_serve::{Config, Gateway};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -35,7 +35,7 @@ pub fn key_id() -> String {
 pub fn config(store: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        store: store.to_string(),
+        store: store.parse().unwrap(),
         root_key: Some(ROOT_KEY.to_string()),
         challenges_per_second: 0.0,
         ..Config::default()
@@ -48,10 +48,10 @@ pub fn upstream_route(id: &str, prefix: &str, price_sats: u64, upstream: &str) -
         id: Some(id.to_string()),
         method: None,
         path: prefix.to_string(),
-        match_: Some("prefix".to_string()),
+        matching: MatchKind::Prefix,
         price_sats: Some(price_sats),
         description: format!("{id}, forwarded"),
-        upstream: Some(upstream.to_string()),
+        upstream: Some(upstream.parse().unwrap()),
         handler: None,
         on_upstream_failure: None,
     }

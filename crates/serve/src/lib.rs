@@ -1,0 +1,24 @@
+//! `plannt serve`: the gateway library ([`plannt_gateway`]) assembled from a configuration, with
+//! a Lightning backend, a spent store, the demo service's built-in handlers, the catalog,
+//! `/status` and `/metrics`.
+//!
+//! ```text
+//! Config::load (file, then PLANNT_* variables)      typed once, at parse time
+//!   -> Gateway::build: root keys, backend, store, routes, handlers
+//!   -> Gateway::serve: connections within bounds, until shutdown; paid requests drained
+//! ```
+
+mod builtin;
+mod catalog;
+pub mod config;
+mod error;
+mod keys;
+mod routes;
+mod server;
+
+pub use builtin::Handler;
+pub use config::{Config, ConfigError};
+pub use error::StartError;
+pub use server::Gateway;
+
+pub use plannt_gateway as gateway;

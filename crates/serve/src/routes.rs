@@ -1,0 +1,137 @@
+//! The route table `plannt serve` runs: the configured `[[routes]]`, or the demo service of the
+//! product page, each with the built-in handler that answers it (if not an upstream).
+
+use std::collections::HashMap;
+
+use axum::http::Method;
+use plannt_gateway::{Route, RouteTable, Target};
+
+use crate::builtin::Handler;
+use crate::config::{Config, MatchKind, RouteConfig};
+use crate::error::StartError;
+
+/// Why `/v1/generate` cannot be offered.
+const NO_INFERENCE: &str = "no inference upstream is configured (set PLANNT_OPENAI_BASE_URL)";
+
+/// The routes, and which built-in handler answers each route (by id) that has one.
+pub struct Routes {
+    /// The table the paywall prices with.
+    pub table: RouteTable,
+    /// Route id to handler.
+    pub handlers: HashMap<String, Handler>,
+}
+
+/// The routes of `config`.
+pub fn from_config(config: &Config) -> Result<Routes, StartError> {
+    let openai = config.openai_base_url.is_some();
+    let routes: Vec<(Route, Option<Handler>)> = if config.routes.is_empty() {
+        demo(openai)
+    } else {
+        config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, rc)| configured(i, rc, openai))
+            .collect::<Result<_, _>>()?
+    };
+    let handlers = routes
+        .iter()
+        .filter_map(|(route, handler)| handler.map(|h| (route.id.clone(), h)))
+        .collect();
+    let table = RouteTable::new(routes.into_iter().map(|(route, _)| route).collect())?;
+    Ok(Routes { table, handlers })
+}
+
+/// The demo service of the product page.
+fn demo(openai: bool) -> Vec<(Route, Option<Handler>)> {
+    let route = |id: &str, method, path: &str, price, handler, description: &str| {
+        let route = Route {
+            id: id.into(),
+            method: Some(method),
+            path: path.into(),
+            prefix: false,
+            price_sats: price,
+            description: description.into(),
+            target: Target::Service,
+            unavailable: None,
+            on_upstream_failure: None,
+        };
+        (route, Some(handler))
+    };
+    let mut generate = route(
+        "generate",
+        Method::POST,
+        "/v1/generate",
+        Some(250),
+        Handler::Generate,
+        "Submits a prompt, returns an inference from an OpenAI-compatible model",
+    );
+    if !openai {
+        generate.0.unavailable = Some(NO_INFERENCE.into());
+    }
+    vec![
+        route(
+            "demo",
+            Method::GET,
+            "/v1/demo",
+            Some(21),
+            Handler::Demo,
+            "Issues a 402 with an invoice and an L402 token; answers {\"result\":\"verified\"} once paid",
+        ),
+        route(
+            "data",
+            Method::GET,
+            "/v1/data",
+            Some(100),
+            Handler::Data,
+            "Returns a protected payload on a valid token",
+        ),
+        generate,
+        route(
+            "status",
+            Method::GET,
+            "/status",
+            None,
+            Handler::Status,
+            "Health check",
+        ),
+    ]
+}
+
+/// One `[[routes]]` entry (its values were typed and checked when the configuration was read).
+fn configured(
+    index: usize,
+    rc: &RouteConfig,
+    openai: bool,
+) -> Result<(Route, Option<Handler>), StartError> {
+    let id = rc.id.clone().unwrap_or_else(|| {
+        let id: String = rc.path.trim_matches('/').replace('/', "-");
+        if id.is_empty() { "root".into() } else { id }
+    });
+    let target = match &rc.upstream {
+        Some(url) => Target::Upstream(url.clone()),
+        None if rc.handler.is_some() => Target::Service,
+        None => {
+            return Err(StartError::Route {
+                index,
+                path: rc.path.clone(),
+                why: "needs an upstream or a handler".into(),
+            });
+        }
+    };
+    let handler = rc.upstream.is_none().then_some(rc.handler).flatten();
+    let unavailable =
+        (handler == Some(Handler::Generate) && !openai).then(|| NO_INFERENCE.to_string());
+    let route = Route {
+        id,
+        method: rc.method.clone(),
+        path: rc.path.clone(),
+        prefix: rc.matching == MatchKind::Prefix,
+        price_sats: rc.price_sats,
+        description: rc.description.clone(),
+        target,
+        unavailable,
+        on_upstream_failure: rc.on_upstream_failure,
+    };
+    Ok((route, handler))
+}

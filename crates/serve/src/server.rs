@@ -1,0 +1,282 @@
+//! The gateway assembled and served: the paywall over the dispatcher (a built-in handler or the
+//! proxy, by route), the catalog and `/metrics` beside it, and the dev network mounted under
+//! `/_plannt/dev` on loopback so a `dev+http://` wallet in another process can pay.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use plannt_gateway::store::{MemoryStore, RedisStore, SpentStore, SqliteStore};
+use plannt_gateway::{
+    Clock, ConnectionLimits, Paywall, PaywallOptions, Proxy, Target, TrustedProxies,
+};
+use plannt_lightning::dev::DevNetwork;
+use serde_json::json;
+use tower::Layer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::builtin::{self, Handler, OpenAi};
+use crate::catalog::catalog;
+use crate::config::{Config, Store};
+use crate::error::StartError;
+use crate::{keys, routes};
+
+/// What the handlers share.
+pub struct Shared {
+    pub(crate) paywall: Arc<Paywall>,
+    pub(crate) proxy: Proxy,
+    pub(crate) handlers: HashMap<String, Handler>,
+    pub(crate) openai: Option<OpenAi>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) lightning_name: String,
+    pub(crate) network: String,
+    pub(crate) dev: bool,
+    pub(crate) started: Instant,
+    pub(crate) max_body_bytes: usize,
+    /// The last `/status` check: when, and what it found.
+    pub(crate) status: tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>,
+}
+
+/// A gateway ready to serve.
+pub struct Gateway {
+    router: Router,
+    shared: Arc<Shared>,
+    limits: ConnectionLimits,
+    /// The dev network, when it is the backend.
+    pub dev_network: Option<DevNetwork>,
+}
+
+/// Opens the configured spent store.
+async fn open_store(store: &Store, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
+    let failed = |source| StartError::Store {
+        store: store.to_string(),
+        source,
+    };
+    Ok(match store {
+        Store::Memory => Arc::new(MemoryStore::new()),
+        Store::Sqlite(path) => {
+            let path = path
+                .clone()
+                .unwrap_or_else(|| data_dir.join("spent.sqlite"));
+            Arc::new(SqliteStore::open(&path).map_err(failed)?)
+        }
+        Store::Redis(url) => Arc::new(RedisStore::connect(url).await.map_err(failed)?),
+    })
+}
+
+impl Gateway {
+    /// Builds the gateway: keys, backend, store, routes, handlers.
+    pub async fn build(config: Config, data_dir: PathBuf) -> Result<Gateway, StartError> {
+        let keys = keys::load(&config, &data_dir)?;
+        let openai = config.openai_base_url.clone().map(|base_url| OpenAi {
+            base_url,
+            api_key: config.openai_api_key.clone(),
+            model: config.openai_model.clone(),
+        });
+        let routes = routes::from_config(&config)?;
+        let mut context = plannt_lightning::Context::new(data_dir.clone());
+        context.dev_starting_balance_sats = config.dev_starting_balance_sats;
+        let opened =
+            plannt_lightning::open(&config.lightning, &context).map_err(StartError::Lightning)?;
+        let network = opened.wallet.network().to_string();
+        let dev_network = opened.dev;
+        if dev_network.is_some() && !config.listen.ip().is_loopback() && !config.dev_allow_remote {
+            return Err(StartError::Setting {
+                key: "dev_allow_remote",
+                why: format!(
+                    "the dev network would be served on {}, which is not loopback: anyone reaching it could move test sats (set dev_allow_remote = true to do it anyway, or listen on 127.0.0.1)",
+                    config.listen
+                ),
+            });
+        }
+        let store = open_store(&config.store, &data_dir).await?;
+        let trusted =
+            TrustedProxies::parse(&config.trusted_proxies).map_err(|why| StartError::Setting {
+                key: "trusted_proxies",
+                why,
+            })?;
+        let options = PaywallOptions {
+            invoice_expiry_secs: config.invoice_expiry_secs,
+            token_lifetime_secs: config.token_lifetime_secs,
+            invoice_timeout: Duration::from_secs(10),
+            challenges_per_second: config.challenges_per_second,
+            challenge_burst: config.challenge_burst,
+            trusted_proxies: trusted.clone(),
+            clock: Clock::system(),
+        };
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(plannt_gateway::default_max_connections),
+            max_per_address: config.max_connections_per_address,
+            trusted_proxies: trusted.clone(),
+        };
+        let paywall = Arc::new(Paywall::new(
+            keys,
+            opened.wallet,
+            store,
+            routes.table,
+            options,
+        ));
+        let timeout = Duration::from_secs(config.upstream_timeout_secs);
+        plannt_lightning::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(plannt_lightning::tls_config())
+            .timeout(timeout)
+            .build()
+            .map_err(StartError::Http)?;
+        let shared = Arc::new(Shared {
+            paywall: paywall.clone(),
+            proxy: Proxy::new(timeout, trusted),
+            handlers: routes.handlers,
+            openai,
+            http,
+            lightning_name: config.lightning.backend().to_string(),
+            network,
+            dev: dev_network.is_some(),
+            started: Instant::now(),
+            max_body_bytes: config.max_body_bytes,
+            status: tokio::sync::Mutex::new(None),
+        });
+
+        let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
+        let mut router = Router::new()
+            .route(plannt_l402::CATALOG_PATH, get(catalog_handler))
+            .route("/metrics", get(metrics_handler))
+            .with_state(shared.clone())
+            .fallback_service(paywall.layer().layer(dispatch));
+        if let Some(network) = &dev_network {
+            router = router.merge(network.router());
+        }
+        let router = router
+            .layer(cors(&config.cors_origins)?)
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
+        Ok(Gateway {
+            router,
+            shared,
+            limits,
+            dev_network,
+        })
+    }
+
+    /// The router, for tests or embedding.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The paywall.
+    pub fn paywall(&self) -> &Arc<Paywall> {
+        &self.shared.paywall
+    }
+
+    /// Serves on `listener`, within the configured connection limits, until `shutdown`
+    /// resolves, then lets in-flight requests finish: each claim ends committed or released,
+    /// including those of clients that hung up. Expired spent entries are purged meanwhile
+    /// ([`Paywall::spawn_purger`]).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let purger = self.shared.paywall.spawn_purger();
+        // Ask the backend once at start: an operator learns at once that it does not answer, and
+        // a backend with a connection to set up (an NWC relay) has it ready for the first 402.
+        let receiver = self.shared.paywall.receiver().clone();
+        let backend = self.shared.lightning_name.clone();
+        let warm_up = tokio::spawn(async move {
+            match receiver.health().await {
+                Ok(()) => {
+                    tracing::info!(backend, "the Lightning backend answers")
+                }
+                Err(e) => tracing::warn!(
+                    backend,
+                    error = %e,
+                    "the Lightning backend does not answer; challenges get 503 until it does"
+                ),
+            }
+        });
+        let result = plannt_gateway::serve(listener, self.router, self.limits, shutdown).await;
+        self.shared.paywall.drain().await;
+        purger.abort();
+        warm_up.abort();
+        // The purge task holds the store: let it go before returning, so the file is free.
+        let _ = purger.await;
+        result
+    }
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| StartError::Setting {
+                    key: "cors_origins",
+                    why: format!("{o:?} is not a valid origin"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods(tower_http::cors::Any)
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static(plannt_l402::wire::X_L402),
+            HeaderName::from_static(plannt_l402::wire::X_L402_REASON),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600)))
+}
+
+/// Answers a request behind the paywall: the route's built-in handler, or its upstream.
+async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
+    let route = shared
+        .paywall
+        .routes()
+        .find(request.method(), request.uri().path());
+    match route.map(|r| (&r.target, shared.handlers.get(&r.id).copied())) {
+        Some((Target::Upstream(url), _)) => {
+            let url = url.clone();
+            shared.proxy.forward(&url, request).await
+        }
+        Some((Target::Service, Some(handler))) => builtin::handle(handler, &shared, request).await,
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": "Not Found", "message": "no route here; see /.well-known/l402.json" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(catalog(shared.paywall.routes(), &shared.network)).into_response()
+}
+
+async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
+    let store = shared.paywall.store();
+    shared
+        .paywall
+        .metrics()
+        .refresh_spent_tokens(false, || store.len())
+        .await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.paywall.metrics().render(),
+    )
+        .into_response()
+}
