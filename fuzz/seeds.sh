@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes a small seed corpus for every fuzz target into fuzz/corpus/<target>/ (gitignored), from
-# the real Aperture token of DESIGN.md, hand-written headers and caveats, a URI of every Lightning
+# a real token minted by Aperture, hand-written headers and caveats, a URI of every Lightning
 # backend, and invoices the dev network and LNbits issued. Safe to run again: it only adds files.
 # Needs only coreutils.
 set -euo pipefail

@@ -175,6 +175,7 @@ fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
 
 /// Why a route table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// Two routes claim the same requests.
     #[error(

@@ -50,6 +50,7 @@ pub enum Caveat {
 
 /// Why a caveat is not readable, or why a name or value cannot be minted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaveatError {
     /// Not UTF-8, no `=`, or a part that does not fit its grammar.
     #[error("caveat {caveat:?} is not readable: {why}")]
@@ -244,6 +245,7 @@ impl<F: Fn(&str, &str) -> Option<bool>> Conditions for F {
 
 /// Why the caveats of a genuine token do not let it buy this request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaveatFailure {
     /// The route requested is not among the token's services.
     #[error("the token buys {granted}, not {requested}")]

@@ -59,6 +59,7 @@ pub struct Challenge {
 
 /// Why no usable challenge was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChallengeError {
     /// No `L402`/`LSAT` challenge in any header value.
     #[error("no L402 or LSAT challenge in WWW-Authenticate")]
@@ -296,6 +297,7 @@ pub struct Credential {
 
 /// Why an `Authorization` value is not a usable L402 credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CredentialError {
     /// The value does not start with `L402` or `LSAT`.
     #[error("the Authorization scheme is not L402 or LSAT")]

@@ -25,6 +25,7 @@ pub struct Identifier {
 
 /// Why bytes are not an identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdentifierError {
     /// The identifier is not exactly 66 bytes.
     #[error("the macaroon identifier is {0} bytes, expected {IDENTIFIER_LEN}")]

@@ -19,6 +19,7 @@ pub struct RootKey {
 
 /// Why a key or key id cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The hex text is not 64 hex characters.
     #[error("a root key is 64 hex characters (32 bytes); got {0} characters that are not that")]

@@ -80,6 +80,7 @@ pub struct Macaroon {
 
 /// Why bytes are not a V2 macaroon.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MacaroonError {
     /// The input was empty.
     #[error("the macaroon is empty")]

@@ -87,6 +87,7 @@ impl std::fmt::Display for Reason {
 
 /// Why verification failed, with the detail for a human. [`VerifyError::reason`] gives the code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The header does not parse.
     #[error("malformed credential: {0}")]
@@ -138,6 +139,7 @@ pub struct MintRequest<'a> {
 
 /// Why a token could not be minted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MintError {
     /// No key, or no randomness.
     #[error(transparent)]

@@ -1,4 +1,4 @@
-//! The wire protocol of DESIGN.md against a real gateway on loopback: the five steps of the
+//! The wire protocol of docs/protocol.md against a real gateway on loopback: the five steps of the
 //! product page, every reason code, the schemes and encodings clients send, the rate limit, a
 //! Lightning backend that is down, the free endpoints and CORS.
 
@@ -13,7 +13,7 @@ use crate::support::{
     payment_hash, start,
 };
 
-/// Asserts a 401 of DESIGN.md: the reason in the body and the header, no invoice.
+/// Asserts a 401 of docs/protocol.md (2.4): the reason in the body and the header, no invoice.
 fn assert_refused(answer: &Answer, reason: &str) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     assert_eq!(answer.json["error"], "Unauthorized", "{answer:?}");

@@ -172,7 +172,7 @@ static CHALLENGE_SHAPE: OnceLock<regex::Regex> = OnceLock::new();
 
 impl Challenge {
     /// Reads the challenge of a 402, asserting the header and the body agree and have the
-    /// shape of DESIGN.md.
+    /// shape of docs/protocol.md (2.1).
     pub fn of(answer: &Answer) -> Challenge {
         assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED, "{answer:?}");
         let header = answer
