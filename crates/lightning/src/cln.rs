@@ -28,13 +28,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
+use crate::backend::{
+    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
+};
+use crate::http::{Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
-use crate::lnd::{InvoiceState, check_network};
-use crate::types::hex_preimage;
 use crate::{
-    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
-    Receiver, Secret,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
+    PaymentLookup, Receiver, Secret,
 };
 
 /// How long CLN keeps retrying routes (`retry_for`); shorter than our own pay timeout.
@@ -255,7 +256,7 @@ impl Cln {
         Ok(match invoice.get("status").and_then(Value::as_str) {
             Some("paid") => {
                 let text = invoice.get("payment_preimage").and_then(Value::as_str);
-                let preimage = crate::types::checked_preimage("cln", text, payment_hash)?;
+                let preimage = checked_preimage("cln", text, payment_hash)?;
                 InvoiceState::Settled {
                     preimage,
                     amount_received_msat: msat(invoice.get("amount_received_msat")).unwrap_or(0),
@@ -370,24 +371,18 @@ impl Receiver for Cln {
 #[async_trait]
 impl Payer for Cln {
     async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let decoded =
-            decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
-        let Some(invoice_msat) = decoded.amount_msat else {
-            return Err(LightningError::InvalidInvoice(
-                "the invoice has no amount; Plannt pays only invoices that name one".into(),
-            ));
-        };
+        let (decoded, invoice_msat) = invoice_to_pay(bolt11)?;
         let hash = decoded.payment_hash;
         let answer = match self.send_payment(&decoded.bolt11, max_fee_msat).await {
             Ok(answer) => answer,
             Err(Failure::NotSent(error)) => return Err(error),
             Err(Failure::Transport(error)) => {
-                return crate::types::after_interruption(self, &hash, error).await;
+                return crate::backend::after_interruption(self, &hash, error).await;
             }
             Err(failure) => {
                 let error = failure.into_pay_error();
                 if error.outcome_unknown() {
-                    return crate::types::after_interruption(self, &hash, error).await;
+                    return crate::backend::after_interruption(self, &hash, error).await;
                 }
                 return Err(error);
             }
@@ -402,7 +397,7 @@ impl Payer for Cln {
             }
             Some(_) => {
                 let error = LightningError::Backend("cln: the payment is still pending".into());
-                return crate::types::after_interruption(self, &hash, error).await;
+                return crate::backend::after_interruption(self, &hash, error).await;
             }
         }
         let payment = self.payment(
@@ -422,7 +417,7 @@ impl Payer for Cln {
                 }
                 Ok(payment)
             }
-            Err(error) => crate::types::after_interruption(self, &hash, error).await,
+            Err(error) => crate::backend::after_interruption(self, &hash, error).await,
         }
     }
 

@@ -14,11 +14,11 @@
 //! Every backend checks `sha256(preimage) == payment_hash` itself before it reports a payment
 //! as made: a backend's word is never enough.
 
+mod backend;
+mod cln;
 pub mod dev;
 mod error;
 mod http;
-pub use http::{install_tls_provider, tls_config};
-mod cln;
 pub mod invoice;
 mod lnbits;
 mod lnd;
@@ -26,6 +26,7 @@ mod nwc;
 mod open;
 mod phoenixd;
 mod secret;
+mod tls;
 mod types;
 pub mod uri;
 
@@ -33,12 +34,14 @@ pub use cln::Cln;
 pub use error::LightningError;
 pub use invoice::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 pub use lnbits::LnBits;
-pub use lnd::{InvoiceState, Lnd};
+pub use lnd::Lnd;
 pub use nwc::{Nwc, NwcEncryption};
 pub use open::{Context, OpenError, open};
 pub use phoenixd::Phoenixd;
 pub use secret::Secret;
+pub use tls::{install_tls_provider, tls_config};
 pub use types::{
-    Balance, InvoiceRequest, IssuedInvoice, Payer, Payment, PaymentLookup, Receiver, Wallet,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, Payer, Payment, PaymentLookup, Receiver,
+    Wallet,
 };
 pub use uri::{BackendUri, UriError};

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::http::{PAY_TIMEOUT, client, transport_error};
+use crate::backend::{PAY_TIMEOUT, report_fee_over_limit};
+use crate::http::{client, transport_error};
 use crate::invoice::decode_invoice;
-use crate::types::report_fee_over_limit;
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
     Receiver, Secret,

@@ -27,13 +27,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, Unanswered, client, excerpt, exchange};
+use crate::backend::{
+    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
+    report_fee_over_limit,
+};
+use crate::http::{Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
-use crate::lnd::{InvoiceState, check_network};
-use crate::types::{checked_preimage, hex_preimage, report_fee_over_limit};
 use crate::{
-    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
-    Receiver, Secret,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
+    PaymentLookup, Receiver, Secret,
 };
 
 /// The user name sent with the password; phoenixd ignores it.
@@ -324,13 +326,7 @@ impl Receiver for Phoenixd {
 #[async_trait]
 impl Payer for Phoenixd {
     async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let decoded =
-            decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
-        let Some(amount_msat) = decoded.amount_msat else {
-            return Err(LightningError::InvalidInvoice(
-                "the invoice has no amount; Plannt pays only invoices that name one".into(),
-            ));
-        };
+        let (decoded, amount_msat) = invoice_to_pay(bolt11)?;
         let hash = decoded.payment_hash;
         let form = [("invoice", decoded.bolt11.as_str())];
         let answer = match self
@@ -343,10 +339,10 @@ impl Payer for Phoenixd {
             Ok(answer) => answer,
             Err(Failure::NotSent(error)) => return Err(error),
             Err(Failure::Transport(error)) => {
-                return crate::types::after_interruption(self, &hash, error).await;
+                return crate::backend::after_interruption(self, &hash, error).await;
             }
             Err(failure @ Failure::Http { status: 500.., .. }) => {
-                return crate::types::after_interruption(self, &hash, failure.into_error()).await;
+                return crate::backend::after_interruption(self, &hash, failure.into_error()).await;
             }
             Err(failure) => return Err(failure.into_error()),
         };
@@ -354,7 +350,7 @@ impl Payer for Phoenixd {
             Ok(answer) => answer,
             Err(_) => {
                 let error = LightningError::Backend("phoenixd: unreadable payment answer".into());
-                return crate::types::after_interruption(self, &hash, error).await;
+                return crate::backend::after_interruption(self, &hash, error).await;
             }
         };
         if let Some(reported) = &answer.payment_hash
@@ -370,7 +366,7 @@ impl Payer for Phoenixd {
                 None => LightningError::Backend("phoenixd: neither a preimage nor a reason".into()),
             };
             if error.outcome_unknown() {
-                return crate::types::after_interruption(self, &hash, error).await;
+                return crate::backend::after_interruption(self, &hash, error).await;
             }
             return Err(error);
         };

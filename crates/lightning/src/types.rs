@@ -75,7 +75,7 @@ impl Payment {
 }
 
 /// Fails unless `preimage` hashes to `payment_hash`; the error names the backend.
-fn check_preimage(
+pub(crate) fn check_preimage(
     backend: &str,
     preimage: &Preimage,
     payment_hash: &PaymentHash,
@@ -86,39 +86,6 @@ fn check_preimage(
         )));
     }
     Ok(())
-}
-
-/// A preimage a backend sent as hex (not yet checked against its hash).
-pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<Preimage, LightningError> {
-    text.and_then(|t| Preimage::from_hex(t).ok())
-        .ok_or_else(|| {
-            LightningError::Backend(format!("{backend}: the preimage is not 64 hex characters"))
-        })
-}
-
-/// A preimage a backend sent as hex, checked against the payment hash: for what an invoice or
-/// payment lookup reports. (A [`Payment`] is checked by [`Payment::checked`].)
-pub(crate) fn checked_preimage(
-    backend: &str,
-    text: Option<&str>,
-    payment_hash: &PaymentHash,
-) -> Result<Preimage, LightningError> {
-    let preimage = hex_preimage(backend, text)?;
-    check_preimage(backend, &preimage, payment_hash)?;
-    Ok(preimage)
-}
-
-/// For a backend that takes no fee limit (LNbits, phoenixd, NWC): a fee above the limit can
-/// only be reported, after the payment.
-pub(crate) fn report_fee_over_limit(backend: &str, fee_msat: u64, max_fee_msat: u64) {
-    if fee_msat > max_fee_msat {
-        tracing::warn!(
-            backend,
-            fee_msat,
-            max_fee_msat,
-            "the backend charged more routing fee than allowed: it takes no fee limit"
-        );
-    }
 }
 
 impl std::fmt::Debug for Payment {
@@ -143,6 +110,42 @@ pub enum PaymentLookup {
     Failed(String),
     /// The backend has no record of it.
     NotFound,
+}
+
+/// What a node says of an invoice it issued, looked up by payment hash.
+#[derive(Clone, PartialEq, Eq)]
+pub enum InvoiceState {
+    /// Issued and not paid yet (LND: also `ACCEPTED`, held but not settled).
+    Open,
+    /// Paid. The preimage hashes to the payment hash: checked.
+    Settled {
+        /// The preimage.
+        preimage: Preimage,
+        /// What the node received, in millisatoshis.
+        amount_received_msat: u64,
+    },
+    /// Expired or canceled without being paid: it can no longer be paid.
+    Expired,
+    /// The node has no invoice with this payment hash.
+    NotFound,
+}
+
+impl std::fmt::Debug for InvoiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvoiceState::Open => f.write_str("Open"),
+            InvoiceState::Settled {
+                amount_received_msat,
+                ..
+            } => f
+                .debug_struct("Settled")
+                .field("preimage", &"<redacted>")
+                .field("amount_received_msat", amount_received_msat)
+                .finish(),
+            InvoiceState::Expired => f.write_str("Expired"),
+            InvoiceState::NotFound => f.write_str("NotFound"),
+        }
+    }
 }
 
 /// A wallet's spendable balance.
@@ -186,23 +189,3 @@ pub trait Payer: Send + Sync {
 pub trait Wallet: Receiver + Payer {}
 
 impl<T: Receiver + Payer> Wallet for T {}
-
-/// After a payment call broke off, or answered something unreadable: what the backend's own
-/// record says decides. If it has no final word yet, the outcome stays unknown (`error`, or
-/// `Timeout`), so the caller looks the payment up later instead of paying again.
-pub(crate) async fn after_interruption<P: Payer + ?Sized>(
-    payer: &P,
-    payment_hash: &PaymentHash,
-    error: LightningError,
-) -> Result<Payment, LightningError> {
-    let unknown = if error.outcome_unknown() {
-        error
-    } else {
-        LightningError::Timeout
-    };
-    match payer.lookup_payment(payment_hash).await {
-        Ok(PaymentLookup::Succeeded(payment)) => Ok(payment),
-        Ok(PaymentLookup::Failed(why)) => Err(LightningError::PaymentFailed(why)),
-        Ok(PaymentLookup::Pending | PaymentLookup::NotFound) | Err(_) => Err(unknown),
-    }
-}

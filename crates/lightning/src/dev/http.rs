@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{DevNetwork, WARNING};
-use crate::http::{PAY_TIMEOUT, client, transport_error};
+use crate::backend::PAY_TIMEOUT;
+use crate::http::{client, transport_error};
 use crate::uri::DEFAULT_DEV_ACCOUNT;
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,

@@ -26,74 +26,37 @@
 
 use plannt_l402::{PaymentHash, Preimage};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use reqwest::header::HeaderValue;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::http::{PAY_TIMEOUT, REQUEST_TIMEOUT, builder, client, install_tls_provider};
+use crate::backend::{PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, invoice_to_pay};
+use crate::http::{builder, client};
 use crate::invoice::decode_invoice;
+use crate::tls::pinned_tls_config;
 use crate::uri::MacaroonSource;
 use crate::{
-    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
-    Receiver, Secret,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
+    PaymentLookup, Receiver, Secret,
 };
+use wire::{
+    AddInvoiceBody, ChannelBalanceBody, InfoBody, InvoiceBody, Lines, PaymentBody, Update, failure,
+    failure_reason, json_answer, parse_line,
+};
+
+mod wire;
 
 /// The header LND's REST proxy reads the macaroon from.
 const MACAROON_HEADER: &str = "Grpc-Metadata-macaroon";
 /// How long LND keeps trying routes (`timeout_seconds`); shorter than our own pay timeout, so
 /// LND gives up on routing before we give up on the answer.
 const ROUTING_TIMEOUT_SECS: u64 = 60;
-/// The longest line of a payment stream we read (a payment with many HTLC attempts is long).
-const MAX_LINE_BYTES: usize = 4 << 20;
-
-/// What a node says of an invoice it issued, looked up by payment hash.
-#[derive(Clone, PartialEq, Eq)]
-pub enum InvoiceState {
-    /// Issued and not paid yet (LND: also `ACCEPTED`, held but not settled).
-    Open,
-    /// Paid. The preimage hashes to the payment hash: checked.
-    Settled {
-        /// The preimage.
-        preimage: Preimage,
-        /// What the node received, in millisatoshis.
-        amount_received_msat: u64,
-    },
-    /// Expired or canceled without being paid: it can no longer be paid.
-    Expired,
-    /// The node has no invoice with this payment hash.
-    NotFound,
-}
-
-impl std::fmt::Debug for InvoiceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InvoiceState::Open => f.write_str("Open"),
-            InvoiceState::Settled {
-                amount_received_msat,
-                ..
-            } => f
-                .debug_struct("Settled")
-                .field("preimage", &"<redacted>")
-                .field("amount_received_msat", amount_received_msat)
-                .finish(),
-            InvoiceState::Expired => f.write_str("Expired"),
-            InvoiceState::NotFound => f.write_str("NotFound"),
-        }
-    }
-}
 
 /// An LND node, through its REST API.
 pub struct Lnd {
@@ -114,112 +77,6 @@ impl std::fmt::Debug for Lnd {
             .field("tls_cert_pinned", &self.pinned)
             .field("network", &self.network)
             .finish()
-    }
-}
-
-/// `lnrpc.Payment`, as `/v2/router/send` and `/v2/router/track` stream it.
-#[derive(Deserialize)]
-struct PaymentBody {
-    payment_hash: String,
-    #[serde(default)]
-    payment_preimage: String,
-    status: String,
-    #[serde(default, deserialize_with = "int64")]
-    value_msat: u64,
-    #[serde(default, deserialize_with = "int64")]
-    fee_msat: u64,
-    #[serde(default)]
-    failure_reason: String,
-}
-
-/// One line of a grpc-gateway stream.
-#[derive(Deserialize)]
-struct StreamLine {
-    #[serde(default)]
-    result: Option<PaymentBody>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-/// `lnrpc.AddInvoiceResponse`.
-#[derive(Deserialize)]
-struct AddInvoiceBody {
-    r_hash: String,
-    payment_request: String,
-}
-
-/// The fields of `lnrpc.Invoice` we read.
-#[derive(Deserialize)]
-struct InvoiceBody {
-    state: String,
-    #[serde(default)]
-    r_preimage: String,
-    #[serde(default, deserialize_with = "int64")]
-    amt_paid_msat: u64,
-}
-
-/// `lnrpc.Amount`.
-#[derive(Deserialize)]
-struct AmountBody {
-    #[serde(deserialize_with = "int64")]
-    msat: u64,
-}
-
-/// `lnrpc.ChannelBalanceResponse`.
-#[derive(Deserialize)]
-struct ChannelBalanceBody {
-    local_balance: AmountBody,
-}
-
-#[derive(Deserialize)]
-struct ChainBody {
-    #[serde(default)]
-    network: String,
-}
-
-/// The fields of `lnrpc.GetInfoResponse` we read.
-#[derive(Deserialize)]
-struct InfoBody {
-    #[serde(default)]
-    chains: Vec<ChainBody>,
-}
-
-/// An int64/uint64 the way protojson writes it (a string), or a plain number.
-fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    match Value::deserialize(deserializer)? {
-        Value::String(text) => text.parse().map_err(serde::de::Error::custom),
-        Value::Number(number) => number
-            .as_u64()
-            .ok_or_else(|| serde::de::Error::custom("not a non-negative integer")),
-        other => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {other}"
-        ))),
-    }
-}
-
-/// The network a node reports by name (LND `chains[].network`, CLN `network`, phoenixd `chain`).
-pub(crate) fn network_named(name: &str) -> Option<Network> {
-    match name.to_ascii_lowercase().as_str() {
-        "bitcoin" | "mainnet" => Some(Network::Bitcoin),
-        "testnet" | "testnet3" | "testnet4" => Some(Network::Testnet),
-        "signet" => Some(Network::Signet),
-        "regtest" => Some(Network::Regtest),
-        "simnet" => Some(Network::Simnet),
-        _ => None,
-    }
-}
-
-/// An error for a node on another network than the URI names.
-pub(crate) fn check_network(
-    backend: &str,
-    reported: &str,
-    ours: Network,
-) -> Result<(), LightningError> {
-    match network_named(reported) {
-        Some(theirs) if theirs != ours => Err(LightningError::Backend(format!(
-            "{backend}: the node is on {theirs}, but the URI names {ours} (add ?network={theirs})"
-        ))),
-        _ => Ok(()),
     }
 }
 
@@ -282,29 +139,16 @@ impl Lnd {
 
     /// Accepts only a server that presents one of the certificates in `pem` (LND's `tls.cert`).
     pub fn pin_tls_cert(mut self, pem: &[u8]) -> std::io::Result<Self> {
-        let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
-        let certs = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(format!("not a PEM certificate: {e}")))?;
-        if certs.is_empty() {
-            return Err(invalid("no CERTIFICATE block in the PEM file".into()));
-        }
-        install_tls_provider();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = PinnedCert {
-            certs,
-            provider: provider.clone(),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| invalid(format!("TLS configuration: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        let config = pinned_tls_config(pem)?;
         self.http = builder()
             .tls_backend_preconfigured(config)
             .build()
-            .map_err(|e| invalid(format!("TLS configuration: {e}")))?;
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("TLS configuration: {e}"),
+                )
+            })?;
         self.pinned = true;
         Ok(self)
     }
@@ -491,15 +335,6 @@ impl Lnd {
     }
 }
 
-/// A JSON answer, or the error LND answered instead.
-fn json_answer(status: u16, bytes: &[u8]) -> Result<Value, LightningError> {
-    if (200..300).contains(&status) {
-        return serde_json::from_slice(bytes)
-            .map_err(|_| LightningError::Backend("lnd: the answer is not JSON".into()));
-    }
-    Err(failure(status, bytes))
-}
-
 /// Reads a macaroon file: binary as LND writes it (hex-encoded here), or already hex.
 fn read_macaroon(path: &Path) -> std::io::Result<Secret> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
@@ -520,237 +355,6 @@ fn read_macaroon(path: &Path) -> std::io::Result<Secret> {
         ));
     }
     Ok(Secret::new(hex::encode(&bytes[..])))
-}
-
-/// Maps an LND error answer (`{"code","message"}`, or `{"error":{…}}` from a stream).
-fn failure(status: u16, body: &[u8]) -> LightningError {
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let inner = value
-        .get("error")
-        .filter(|e| e.is_object())
-        .unwrap_or(&value);
-    let code = inner.get("code").and_then(Value::as_i64);
-    let message = inner
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.trim().chars().take(200).collect();
-            if text.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                text
-            }
-        });
-    map_error(status, code, &message)
-}
-
-/// LND's errors by gRPC code and message: most are gRPC `Unknown` (HTTP 500) with a message.
-fn map_error(status: u16, code: Option<i64>, message: &str) -> LightningError {
-    let lower = message.to_ascii_lowercase();
-    let unauthorized = matches!(status, 401 | 403)
-        || matches!(code, Some(7 | 16))
-        || lower.contains("macaroon")
-        || lower.contains("verification failed")
-        || lower.contains("permission denied")
-        || lower.contains("root key with id");
-    if unauthorized {
-        return LightningError::Unauthorized(format!("lnd: {message}"));
-    }
-    if lower.contains("wallet locked") || lower.contains("in the process of starting") {
-        return LightningError::Unreachable(format!("lnd: {message}"));
-    }
-    // AlreadyExists: "invoice is already paid", "payment is in transition", "payment already
-    // exists" (initiated, not yet in flight).
-    if lower.contains("already paid") {
-        return LightningError::AlreadyPaid;
-    }
-    if code == Some(6) || status == 409 {
-        return LightningError::Backend(format!(
-            "lnd: {message}: a payment of this invoice is in flight; look it up, do not pay again"
-        ));
-    }
-    if lower.contains("invoice expired") {
-        return LightningError::InvoiceExpired;
-    }
-    if lower.contains("invalid bech32")
-        || lower.contains("checksum")
-        || lower.contains("not for current active network")
-        || lower.contains("amount must be specified")
-        || lower.contains("zero-amount")
-    {
-        return LightningError::InvalidInvoice(format!("lnd: {message}"));
-    }
-    if status == 404 {
-        return LightningError::Backend(format!(
-            "lnd: {message} (HTTP 404: is this LND's REST port?)"
-        ));
-    }
-    LightningError::Backend(format!("lnd: {message} (HTTP {status})"))
-}
-
-/// `lnrpc.PaymentFailureReason`: a failed payment paid nothing.
-fn failure_reason(reason: &str) -> LightningError {
-    match reason {
-        "FAILURE_REASON_NO_ROUTE" => {
-            LightningError::NoRoute("lnd: no route to the payee within the fee limit".into())
-        }
-        "FAILURE_REASON_INSUFFICIENT_BALANCE" => {
-            LightningError::InsufficientBalance("lnd: not enough outbound liquidity".into())
-        }
-        "FAILURE_REASON_TIMEOUT" => {
-            LightningError::PaymentFailed("lnd: no route found before the payment timeout".into())
-        }
-        "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS" => LightningError::PaymentFailed(
-            "lnd: the payee refused the payment (unknown payment hash or wrong amount)".into(),
-        ),
-        "FAILURE_REASON_CANCELED" => {
-            LightningError::PaymentFailed("lnd: the payment was canceled".into())
-        }
-        other => LightningError::PaymentFailed(format!("lnd: {other}")),
-    }
-}
-
-enum Update {
-    Payment(PaymentBody),
-    Error(u16, Value),
-}
-
-fn parse_line(line: &[u8]) -> Result<Update, LightningError> {
-    let unreadable = || LightningError::Backend("lnd: unreadable payment update".into());
-    let parsed: StreamLine = serde_json::from_slice(line).map_err(|_| unreadable())?;
-    match (parsed.result, parsed.error) {
-        (_, Some(error)) => {
-            // The stream's HTTP status is already 200: take it from the gRPC code.
-            let status = match error.get("code").and_then(Value::as_i64) {
-                Some(5) => 404,
-                Some(6) => 409,
-                Some(7) => 403,
-                Some(16) => 401,
-                _ => 500,
-            };
-            Ok(Update::Error(status, json!({ "error": error })))
-        }
-        (Some(payment), None) => Ok(Update::Payment(payment)),
-        (None, None) => Err(unreadable()),
-    }
-}
-
-/// The lines of a newline-delimited JSON stream.
-struct Lines {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-    done: bool,
-}
-
-impl Lines {
-    fn new(response: reqwest::Response) -> Self {
-        Lines {
-            response,
-            buffer: Vec::new(),
-            done: false,
-        }
-    }
-
-    /// The next non-empty line, `None` at the end of the stream.
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, LightningError> {
-        loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Ok(Some(line));
-            }
-            if self.done {
-                if self.buffer.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
-                }
-                return Ok(Some(std::mem::take(&mut self.buffer)));
-            }
-            match self
-                .response
-                .chunk()
-                .await
-                .map_err(|e| crate::http::transport_error("lnd", e))?
-            {
-                Some(chunk) => {
-                    self.buffer.extend_from_slice(&chunk);
-                    if self.buffer.len() > MAX_LINE_BYTES {
-                        return Err(LightningError::Backend(
-                            "lnd: a payment update longer than we read".into(),
-                        ));
-                    }
-                }
-                None => self.done = true,
-            }
-        }
-    }
-}
-
-/// Accepts exactly the pinned certificates; checks the handshake signature with their keys.
-#[derive(Debug)]
-struct PinnedCert {
-    certs: Vec<CertificateDer<'static>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self
-            .certs
-            .iter()
-            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
-        {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[async_trait]
@@ -810,13 +414,7 @@ impl Receiver for Lnd {
 #[async_trait]
 impl Payer for Lnd {
     async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let decoded =
-            decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
-        if decoded.amount_msat.is_none() {
-            return Err(LightningError::InvalidInvoice(
-                "the invoice has no amount; Plannt pays only invoices that name one".into(),
-            ));
-        }
+        let (decoded, _) = invoice_to_pay(bolt11)?;
         let hash = decoded.payment_hash;
         let body = json!({
             "payment_request": decoded.bolt11,
@@ -928,84 +526,5 @@ impl Payer for Lnd {
 
     fn name(&self) -> &'static str {
         "lnd"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The answers lnd gives, as grpc-gateway writes them.
-    #[test]
-    fn maps_the_errors_lnd_answers() {
-        let cases: [(u16, &str, &str); 9] = [
-            (
-                500,
-                r#"{"code":2,"message":"verification failed: signature mismatch after caveat verification","details":[]}"#,
-                "unauthorized",
-            ),
-            (
-                500,
-                r#"{"code":2,"message":"expected 1 macaroon, got 0","details":[]}"#,
-                "unauthorized",
-            ),
-            (
-                409,
-                r#"{"error":{"code":6,"message":"invoice is already paid","details":[]}}"#,
-                "already_paid",
-            ),
-            (
-                409,
-                r#"{"error":{"code":6,"message":"payment is in transition","details":[]}}"#,
-                "backend",
-            ),
-            (
-                500,
-                r#"{"error":{"code":2,"message":"invoice expired. Valid until 2026-01-01 00:00:00 +0000 UTC","details":[]}}"#,
-                "invoice_expired",
-            ),
-            (
-                500,
-                r#"{"code":2,"message":"invoice not for current active network 'regtest'","details":[]}"#,
-                "invalid_invoice",
-            ),
-            (
-                503,
-                r#"{"code":2,"message":"wallet locked, unlock it to enable full RPC access","details":[]}"#,
-                "unreachable",
-            ),
-            (
-                404,
-                r#"{"code":5,"message":"Not Found","details":[]}"#,
-                "backend",
-            ),
-            (502, "<html>Bad Gateway</html>", "backend"),
-        ];
-        for (status, body, code) in cases {
-            assert_eq!(failure(status, body.as_bytes()).code(), code, "{body}");
-        }
-        // A payment in flight must be looked up, not paid again.
-        assert!(
-            failure(409, br#"{"code":6,"message":"payment is in transition"}"#).outcome_unknown()
-        );
-    }
-
-    #[test]
-    fn reads_int64_as_strings_and_numbers() {
-        let body: AmountBody = serde_json::from_str(r#"{"msat":"1234"}"#).unwrap();
-        assert_eq!(body.msat, 1234);
-        let body: AmountBody = serde_json::from_str(r#"{"msat":99}"#).unwrap();
-        assert_eq!(body.msat, 99);
-        assert!(serde_json::from_str::<AmountBody>(r#"{"msat":"-5"}"#).is_err());
-    }
-
-    #[test]
-    fn names_networks_as_the_nodes_do() {
-        assert_eq!(network_named("mainnet"), Some(Network::Bitcoin));
-        assert_eq!(network_named("testnet4"), Some(Network::Testnet));
-        assert_eq!(network_named("regtest"), Some(Network::Regtest));
-        assert_eq!(network_named("liquid"), None);
-        assert!(check_network("lnd", "regtest", Network::Bitcoin).is_err());
-        assert!(check_network("lnd", "mainnet", Network::Bitcoin).is_ok());
     }
 }
