@@ -5,7 +5,7 @@ use plannt_l402::{Challenge, Identifier, IdentifierError, Macaroon};
 use plannt_lightning::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 use url::Url;
 
-use crate::guard::is_loopback_host;
+use crate::address::is_loopback_host;
 use crate::policy::Policy;
 
 /// A challenge that passed every check: what paying it would cost.
@@ -29,6 +29,7 @@ impl Quote {
 /// Why a challenge, or a request, is refused. Nothing was paid; for the refusals of where a
 /// request may go ([`Refusal::before_sending`]), nothing was sent either.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The invoice does not decode or its signature does not verify.
     #[error("the invoice is invalid: {0}")]

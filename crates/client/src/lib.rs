@@ -14,24 +14,26 @@
 //!   -> retry with Authorization: L402 <macaroon>:<preimage>
 //! ```
 
+mod address;
+mod call;
 mod checks;
 mod client;
 mod guard;
 mod ledger;
 mod policy;
 mod settings;
+mod wallet_api;
 
+pub use call::{ClientError, Event, Options, Outcome, Receipt, Request, Response};
 pub use checks::{CHECKS, Quote, Refusal, check};
-pub use client::{
-    Client, ClientBuilder, ClientError, Event, Options, Outcome, Receipt, Request, Response,
-};
-pub use guard::WalletApi;
+pub use client::{Client, ClientBuilder};
 pub use ledger::{
     Ledger, LedgerError, OverBudget, QUOTE_SECS, Record, RefusalRecord, Reservation, Reserved,
     StoredToken, Totals, WindowUse,
 };
-pub use policy::{Budget, Policy};
+pub use policy::{Budget, Policy, Window};
 pub use settings::{DEFAULT_WALLET, Settings, SettingsError, default_path};
+pub use wallet_api::WalletApi;
 
 pub use plannt_l402 as l402;
 pub use plannt_lightning as lightning;

@@ -24,23 +24,77 @@ impl Default for Budget {
     }
 }
 
+/// A budget window: the last hour, the last 24 hours, or all time. It reads (and serializes) as
+/// `hour`, `day` or `total`, the words of the ledger, `plannt ledger` and the MCP tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// The last hour, rolling.
+    Hour,
+    /// The last 24 hours, rolling.
+    Day,
+    /// All time: it never renews.
+    Total,
+}
+
+impl Window {
+    /// Every window, in the order budgets are checked.
+    pub const ALL: [Window; 3] = [Window::Hour, Window::Day, Window::Total];
+
+    /// `hour`, `day` or `total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::Hour => "hour",
+            Window::Day => "day",
+            Window::Total => "total",
+        }
+    }
+
+    /// Its length in seconds; `None` for `total`, which is not rolling.
+    pub fn secs(self) -> Option<u64> {
+        match self {
+            Window::Hour => Some(3_600),
+            Window::Day => Some(86_400),
+            Window::Total => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl serde::Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl Budget {
-    /// Each window: its name, its limit and the unix second it starts at (`None`: all time).
-    pub fn windows(&self, now: u64) -> [(&'static str, Option<u64>, Option<u64>); 3] {
-        [
-            ("hour", self.hourly_sats, Some(now.saturating_sub(3_600))),
-            ("day", self.daily_sats, Some(now.saturating_sub(86_400))),
-            ("total", self.total_sats, None),
-        ]
+    /// Its limit in `window`, if any.
+    pub fn limit(&self, window: Window) -> Option<u64> {
+        match window {
+            Window::Hour => self.hourly_sats,
+            Window::Day => self.daily_sats,
+            Window::Total => self.total_sats,
+        }
+    }
+
+    /// Each window: the window, its limit and the unix second it starts at (`None`: all time).
+    pub fn windows(&self, now: u64) -> [(Window, Option<u64>, Option<u64>); 3] {
+        Window::ALL.map(|w| {
+            (
+                w,
+                self.limit(w),
+                w.secs().map(|secs| now.saturating_sub(secs)),
+            )
+        })
     }
 
     /// The length of a window in seconds (0 for `total`).
-    pub fn window_secs(&self, window: &str) -> u64 {
-        match window {
-            "hour" => 3_600,
-            "day" => 86_400,
-            _ => 0,
-        }
+    pub fn window_secs(&self, window: Window) -> u64 {
+        window.secs().unwrap_or(0)
     }
 }
 
@@ -114,6 +168,25 @@ mod tests {
         assert!(!policy.host_allowed("evilplannt.com"));
         assert!(!policy.host_allowed("example.com"));
         assert!(Policy::default().host_allowed("anything"));
+    }
+
+    #[test]
+    fn windows_read_as_the_ledgers_words() {
+        let budget = Budget::default();
+        let windows = budget.windows(100_000);
+        assert_eq!(
+            windows.map(|(w, _, _)| w.to_string()),
+            ["hour", "day", "total"]
+        );
+        assert_eq!(windows[0].2, Some(100_000 - 3_600));
+        assert_eq!(windows[2].2, None);
+        assert_eq!(budget.window_secs(Window::Day), 86_400);
+        assert_eq!(budget.window_secs(Window::Total), 0);
+        assert_eq!(
+            serde_json::to_value(Window::Hour).unwrap(),
+            serde_json::json!("hour")
+        );
+        assert_eq!(format!("{:<6}|", Window::Day), "day   |");
     }
 
     #[test]

@@ -19,93 +19,27 @@
 //! `<ledger>.owners/`; the operating system releases the lock when the process ends, however it
 //! ends, and that is how the others tell an owner that died from one still at work.
 
-use plannt_l402::{PaymentHash, Preimage};
-use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
+mod error;
+mod owner;
+mod records;
+mod schema;
+
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use plannt_l402::{PaymentHash, Preimage};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::policy::Budget;
+use error::{io, open};
+use owner::Owner;
+use schema::{SCHEMA, add_charged_at, add_owner_columns};
 
-/// A ledger error: the file cannot be opened or written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the payment ledger is unusable: {0}")]
-pub struct LedgerError(pub String);
-
-fn db(e: rusqlite::Error) -> LedgerError {
-    LedgerError(e.to_string())
-}
-
-/// Why a reservation was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverBudget {
-    /// The window that would be exceeded: `hour`, `day` or `total`.
-    pub window: &'static str,
-    /// Its limit in sats.
-    pub limit_sats: u64,
-    /// What it has left in sats.
-    pub left_sats: u64,
-    /// Seconds until enough of it renews (none for `total`).
-    pub renews_in_secs: Option<u64>,
-}
-
-/// What a window has used and has left.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct WindowUse {
-    /// `hour`, `day` or `total`.
-    pub window: &'static str,
-    /// Its limit in sats, if any.
-    pub limit_sats: Option<u64>,
-    /// Sats spent or reserved in it (fees included).
-    pub used_sats: u64,
-    /// Sats left, if limited.
-    pub left_sats: Option<u64>,
-}
-
-/// One payment as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Record {
-    /// Hex payment hash.
-    pub payment_hash: String,
-    /// Scheme, host and port of the server.
-    pub origin: String,
-    /// The path requested.
-    pub path: String,
-    /// Sats paid to the server.
-    pub amount_sats: u64,
-    /// Routing fee in millisatoshis.
-    pub fee_msat: u64,
-    /// `pending`, `paid` or `failed`.
-    pub status: String,
-    /// Hex preimage once paid.
-    pub preimage: Option<String>,
-    /// Unix seconds when it was first reserved.
-    pub created_at: u64,
-}
-
-/// A paid token waiting to be presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredToken {
-    /// The payment hash it is bound to.
-    pub payment_hash: PaymentHash,
-    /// The macaroon, base64.
-    pub macaroon: String,
-    /// The preimage.
-    pub preimage: Preimage,
-    /// Whether it was presented before (the server let it be reused).
-    pub used: bool,
-}
-
-/// `(key, payments, sats)` rows, per host and per UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Totals {
-    /// Per origin.
-    pub hosts: Vec<(String, u64, u64)>,
-    /// Per `YYYY-MM-DD`.
-    pub days: Vec<(String, u64, u64)>,
-}
+pub use error::LedgerError;
+pub use records::{
+    OverBudget, Record, RefusalRecord, Reservation, Reserved, StoredToken, Totals, WindowUse,
+};
 
 /// The ledger. Cheap to clone.
 #[derive(Clone)]
@@ -114,161 +48,14 @@ pub struct Ledger {
     owner: Arc<Owner>,
 }
 
-/// This open ledger's claim on what it has in flight: a lock file held while it is open.
-struct Owner {
-    id: String,
-    dir: PathBuf,
-    _file: File,
-}
-
-impl Owner {
-    fn take(dir: PathBuf) -> Result<Owner, LedgerError> {
-        let io = |e: std::io::Error| LedgerError(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| LedgerError(format!("no randomness for the ledger's owner id: {e}")))?;
-        let id = hex::encode(bytes);
-        let file = File::create(dir.join(format!("{id}.lock"))).map_err(io)?;
-        file.lock().map_err(io)?;
-        Ok(Owner {
-            id,
-            dir,
-            _file: file,
-        })
-    }
-
-    /// Whether the owner `id` is this ledger or another that is still open.
-    fn alive(&self, id: &str) -> bool {
-        if id == self.id {
-            return true;
-        }
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return false;
-        }
-        let path = self.dir.join(format!("{id}.lock"));
-        let file = match File::options().read(true).write(true).open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-            // Cannot tell: treat it as alive, which never pays or presents anything twice.
-            Err(_) => return true,
-        };
-        match file.try_lock() {
-            Ok(()) => {
-                // Its process is gone: tidy up after it.
-                let _ = std::fs::remove_file(&path);
-                false
-            }
-            // Held by its process; or it cannot be told, and alive is the safe answer.
-            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => true,
-        }
-    }
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join(format!("{}.lock", self.id)));
-    }
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS payments (
-    payment_hash TEXT PRIMARY KEY,
-    origin       TEXT NOT NULL,
-    path         TEXT NOT NULL,
-    bolt11       TEXT NOT NULL,
-    macaroon     TEXT NOT NULL,
-    amount_msat  INTEGER NOT NULL,
-    max_fee_msat INTEGER NOT NULL,
-    fee_msat     INTEGER NOT NULL DEFAULT 0,
-    status       TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
-    preimage     TEXT,
-    created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL,
-    owner        TEXT,
-    charged_at   INTEGER
-);
-CREATE INDEX IF NOT EXISTS payments_created ON payments (created_at);
-CREATE TABLE IF NOT EXISTS tokens (
-    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash),
-    origin       TEXT NOT NULL,
-    path         TEXT NOT NULL,
-    macaroon     TEXT NOT NULL,
-    preimage     TEXT NOT NULL,
-    used         INTEGER NOT NULL DEFAULT 0,
-    created_at   INTEGER NOT NULL,
-    owner        TEXT
-);
-CREATE INDEX IF NOT EXISTS tokens_place ON tokens (origin, path);
-CREATE TABLE IF NOT EXISTS quotes (
-    origin      TEXT NOT NULL,
-    path        TEXT NOT NULL,
-    amount_msat INTEGER NOT NULL,
-    quoted_at   INTEGER NOT NULL,
-    PRIMARY KEY (origin, path)
-);
-CREATE TABLE IF NOT EXISTS refusals (
-    origin     TEXT NOT NULL,
-    path       TEXT NOT NULL,
-    check_name TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    at         INTEGER NOT NULL
-);
-";
-
 /// How long a dry run's price binds the next real call to the same place.
 pub const QUOTE_SECS: u64 = 3_600;
-
-/// A refused challenge, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RefusalRecord {
-    /// Scheme, host and port.
-    pub origin: String,
-    /// The path.
-    pub path: String,
-    /// The check that refused: `hash_mismatch`, `over_cap`, `over_budget`, …
-    pub check: String,
-    /// What it said.
-    pub detail: String,
-    /// Unix seconds.
-    pub at: u64,
-}
-
-/// A payment to reserve.
-pub struct Reservation<'a> {
-    /// Its payment hash.
-    pub payment_hash: &'a PaymentHash,
-    /// Where it is for.
-    pub origin: &'a str,
-    /// The path.
-    pub path: &'a str,
-    /// The invoice.
-    pub bolt11: &'a str,
-    /// The macaroon the server sent with it.
-    pub macaroon: &'a str,
-    /// The invoice amount.
-    pub amount_msat: u64,
-    /// The most it may cost in fees (reserved too).
-    pub max_fee_msat: u64,
-}
-
-/// The outcome of a reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reserved {
-    /// Recorded as pending: pay it now.
-    New,
-    /// This payment hash is already pending: look it up, never pay it again.
-    AlreadyPending,
-    /// This payment hash was already paid: here is its preimage.
-    AlreadyPaid(Preimage),
-}
 
 impl Ledger {
     /// Opens (or creates) the ledger file.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| LedgerError(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         // The ledger holds paid tokens not yet used: readable by the user alone. (SQLite gives
         // its -wal and -shm files the database file's permissions.)
@@ -280,20 +67,15 @@ impl Ledger {
                 .append(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+                .map_err(io(path))?;
         }
-        let mut conn =
-            Connection::open(path).map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
-        add_owner_columns(&mut conn)
-            .map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
-        add_charged_at(&mut conn).map_err(|e| LedgerError(format!("{}: {e}", path.display())))?;
+        let mut conn = Connection::open(path).map_err(open(path))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA).map_err(open(path))?;
+        add_owner_columns(&mut conn).map_err(open(path))?;
+        add_charged_at(&mut conn).map_err(open(path))?;
         let name = path
             .file_name()
             .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
@@ -308,11 +90,8 @@ impl Ledger {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, LedgerError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| LedgerError("a ledger call panicked".into()))?;
-        f(&mut conn).map_err(db)
+        let mut conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
+        Ok(f(&mut conn)?)
     }
 
     /// Reserves a payment against the budget and records it as pending, atomically across
@@ -662,41 +441,6 @@ fn read_hash(text: &str) -> PaymentHash {
 /// A preimage as the ledger stores it (all zeros, which pays nothing, if unreadable).
 fn read_preimage(text: &str) -> Preimage {
     Preimage::from_hex(text).unwrap_or(Preimage::new([0; 32]))
-}
-
-/// Adds the `owner` columns to a ledger written before they existed.
-fn add_owner_columns(conn: &mut Connection) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for table in ["payments", "tokens"] {
-        let has: i64 = tx.query_row(
-            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = 'owner'"),
-            [],
-            |row| row.get(0),
-        )?;
-        if has == 0 {
-            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN owner TEXT"))?;
-        }
-    }
-    tx.commit()
-}
-
-/// Adds `charged_at` to a ledger written before it existed: until then payments were counted in
-/// the budget windows from `created_at`, so that is where the old ones stay.
-fn add_charged_at(conn: &mut Connection) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let has: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('payments') WHERE name = 'charged_at'",
-        [],
-        |row| row.get(0),
-    )?;
-    if has == 0 {
-        tx.execute_batch("ALTER TABLE payments ADD COLUMN charged_at INTEGER")?;
-    }
-    tx.execute_batch(
-        "UPDATE payments SET charged_at = created_at WHERE charged_at IS NULL;
-         CREATE INDEX IF NOT EXISTS payments_charged ON payments (charged_at);",
-    )?;
-    tx.commit()
 }
 
 /// When a payment counts in the budget windows: when it was last reserved, or when it was paid.

@@ -2,13 +2,11 @@
 //! `Refusal`, nothing is paid (the dev wallet's balance does not move and the ledger holds no
 //! payment), and the ledger records the refusal under the check's name.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{Hostile, Scenario, open_policy};
 use plannt_client::lightning::Network;
 use plannt_client::{Client, ClientError, Ledger, Options, Outcome, Policy, Refusal, Request};
-use support::{Hostile, Scenario, open_policy};
 
 const PAYER: &str = "payer";
 

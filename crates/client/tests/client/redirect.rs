@@ -1,13 +1,11 @@
 //! Redirects: the host that asks for payment is the host checked and paid, not the one first
 //! asked; and the credential goes straight to the host that challenged.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{Hostile, Scenario, open_policy};
 use axum::http::{StatusCode, header};
 use plannt_client::{Client, ClientError, Ledger, Options, Outcome, Refusal, Request};
-use support::{Hostile, Scenario, open_policy};
 
 /// A server on `localhost` that redirects every request to `target`.
 async fn redirector(target: url::Url) -> url::Url {

@@ -2,13 +2,11 @@
 //! `x-l402: spent`) gets it presented again until it answers 402, and only then is paid again;
 //! a server that spends tokens (`x-l402: spent`) is paid for every request.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::support::{Hostile, Scenario, open_policy};
 use plannt_client::{Client, Ledger, Options, Outcome, Receipt, Request};
-use support::{Hostile, Scenario, open_policy};
 
 const PAYER: &str = "payer";
 const START_MSAT: u64 = 1_000_000_000;

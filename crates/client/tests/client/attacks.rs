@@ -10,20 +10,18 @@
 //! - loopback, private and cloud-metadata addresses, literal or behind a name;
 //! - a challenge injected into plain `http` from a host that is not loopback.
 
-mod support;
-
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
+use crate::support::{Hostile, Scenario, open_policy};
 use axum::http::{StatusCode, header};
 use plannt_client::l402::Challenge;
 use plannt_client::lightning::invoice::unix_now;
 use plannt_client::lightning::{BackendUri, Context, InvoiceRequest, decode_invoice};
 use plannt_client::{
     Client, ClientError, Ledger, Options, Outcome, Policy, Refusal, Request, Reservation, Reserved,
-    WalletApi,
+    WalletApi, Window,
 };
-use support::{Hostile, Scenario, open_policy};
 
 const PAYER: &str = "payer";
 const START_MSAT: u64 = 1_000_000_000;
@@ -45,8 +43,9 @@ fn payer(
     let uri: BackendUri = format!("dev+http://{}?account={PAYER}", server.addr)
         .parse()
         .unwrap();
-    let wallet =
-        plannt_client::lightning::open(&uri, &Context::new(dir.path().to_path_buf())).unwrap();
+    let wallet = plannt_client::lightning::open(&uri, &Context::new(dir.path().to_path_buf()))
+        .unwrap()
+        .wallet;
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
     let builder = Client::builder(wallet, ledger.clone(), policy).wallet_api(WalletApi::of(&uri));
     Payer {
@@ -174,7 +173,7 @@ async fn a_failed_invoice_served_again_later_is_charged_in_the_window_it_is_paid
     assert_eq!(response.status, 200);
     assert_eq!(response.receipt.as_ref().unwrap().amount_sats, 300);
     let hour = &p.ledger.usage(&policy.budget, unix_now()).unwrap()[0];
-    assert_eq!((hour.window, hour.used_sats), ("hour", 300));
+    assert_eq!((hour.window, hour.used_sats), (Window::Hour, 300));
     // The receipt still says when the invoice was first tried.
     assert_eq!(p.ledger.recent(1).unwrap()[0].created_at, then);
 
@@ -186,7 +185,7 @@ async fn a_failed_invoice_served_again_later_is_charged_in_the_window_it_is_paid
         .await;
     match over {
         Err(ClientError::OverBudget(o)) => {
-            assert_eq!((o.window, o.left_sats), ("hour", 100));
+            assert_eq!((o.window, o.left_sats), (Window::Hour, 100));
             assert!(o.renews_in_secs.is_some_and(|s| s > 3_000), "{o:?}");
         }
         Err(e) => panic!("expected over budget, got {e}"),

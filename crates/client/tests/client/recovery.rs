@@ -1,11 +1,10 @@
 //! Payments a crash left `pending` in the ledger: each is looked up, then finished (its token
 //! used by the next request) or failed (its reservation released), and never paid twice.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::support::{Hostile, Scenario, open_policy};
 use async_trait::async_trait;
 use plannt_client::l402::{Challenge, PaymentHash};
 use plannt_client::lightning::dev::DevWallet;
@@ -14,9 +13,8 @@ use plannt_client::lightning::{
     Balance, LightningError, Network, Payer, Payment, PaymentLookup, decode_invoice,
 };
 use plannt_client::{
-    Budget, Client, ClientError, Ledger, Options, Outcome, Reservation, Reserved, Response,
+    Budget, Client, ClientError, Ledger, Options, Outcome, Reservation, Reserved, Response, Window,
 };
-use support::{Hostile, Scenario, open_policy};
 
 const PAYER: &str = "payer";
 const START_MSAT: u64 = 1_000_000_000;
@@ -160,7 +158,7 @@ async fn a_pending_payment_never_made_is_failed_and_its_reservation_released() {
             .usage(&policy.budget, unix_now())
             .unwrap()
             .into_iter()
-            .find(|w| w.window == "day")
+            .find(|w| w.window == Window::Day)
             .unwrap()
     };
     assert_eq!(day(&ledger).left_sats, Some(0));

@@ -1,0 +1,119 @@
+//! What the ledger records and answers: payments, paid tokens, refusals, totals, and the use of
+//! each budget window.
+
+use plannt_l402::{PaymentHash, Preimage};
+
+use crate::policy::Window;
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    /// The window that would be exceeded.
+    pub window: Window,
+    /// Its limit in sats.
+    pub limit_sats: u64,
+    /// What it has left in sats.
+    pub left_sats: u64,
+    /// Seconds until enough of it renews (none for `total`).
+    pub renews_in_secs: Option<u64>,
+}
+
+/// What a window has used and has left.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WindowUse {
+    /// The window (`hour`, `day` or `total` in JSON).
+    pub window: Window,
+    /// Its limit in sats, if any.
+    pub limit_sats: Option<u64>,
+    /// Sats spent or reserved in it (fees included).
+    pub used_sats: u64,
+    /// Sats left, if limited.
+    pub left_sats: Option<u64>,
+}
+
+/// One payment as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    /// Hex payment hash.
+    pub payment_hash: String,
+    /// Scheme, host and port of the server.
+    pub origin: String,
+    /// The path requested.
+    pub path: String,
+    /// Sats paid to the server.
+    pub amount_sats: u64,
+    /// Routing fee in millisatoshis.
+    pub fee_msat: u64,
+    /// `pending`, `paid` or `failed`.
+    pub status: String,
+    /// Hex preimage once paid.
+    pub preimage: Option<String>,
+    /// Unix seconds when it was first reserved.
+    pub created_at: u64,
+}
+
+/// A paid token waiting to be presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// The payment hash it is bound to.
+    pub payment_hash: PaymentHash,
+    /// The macaroon, base64.
+    pub macaroon: String,
+    /// The preimage.
+    pub preimage: Preimage,
+    /// Whether it was presented before (the server let it be reused).
+    pub used: bool,
+}
+
+/// `(key, payments, sats)` rows, per host and per UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Per origin.
+    pub hosts: Vec<(String, u64, u64)>,
+    /// Per `YYYY-MM-DD`.
+    pub days: Vec<(String, u64, u64)>,
+}
+
+/// A refused challenge, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusalRecord {
+    /// Scheme, host and port.
+    pub origin: String,
+    /// The path.
+    pub path: String,
+    /// The check that refused: `hash_mismatch`, `over_cap`, `over_budget`, …
+    pub check: String,
+    /// What it said.
+    pub detail: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// A payment to reserve.
+pub struct Reservation<'a> {
+    /// Its payment hash.
+    pub payment_hash: &'a PaymentHash,
+    /// Where it is for.
+    pub origin: &'a str,
+    /// The path.
+    pub path: &'a str,
+    /// The invoice.
+    pub bolt11: &'a str,
+    /// The macaroon the server sent with it.
+    pub macaroon: &'a str,
+    /// The invoice amount.
+    pub amount_msat: u64,
+    /// The most it may cost in fees (reserved too).
+    pub max_fee_msat: u64,
+}
+
+/// The outcome of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Recorded as pending: pay it now.
+    New,
+    /// This payment hash is already pending: look it up, never pay it again.
+    AlreadyPending,
+    /// This payment hash was already paid: here is its preimage.
+    AlreadyPaid(Preimage),
+}

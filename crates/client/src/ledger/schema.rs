@@ -1,0 +1,83 @@
+//! The ledger's tables, and the upgrades of a file an older Plannt wrote.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS payments (
+    payment_hash TEXT PRIMARY KEY,
+    origin       TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    bolt11       TEXT NOT NULL,
+    macaroon     TEXT NOT NULL,
+    amount_msat  INTEGER NOT NULL,
+    max_fee_msat INTEGER NOT NULL,
+    fee_msat     INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
+    preimage     TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    owner        TEXT,
+    charged_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS payments_created ON payments (created_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash),
+    origin       TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    macaroon     TEXT NOT NULL,
+    preimage     TEXT NOT NULL,
+    used         INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    owner        TEXT
+);
+CREATE INDEX IF NOT EXISTS tokens_place ON tokens (origin, path);
+CREATE TABLE IF NOT EXISTS quotes (
+    origin      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    amount_msat INTEGER NOT NULL,
+    quoted_at   INTEGER NOT NULL,
+    PRIMARY KEY (origin, path)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    origin     TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    at         INTEGER NOT NULL
+);
+";
+
+/// Adds the `owner` columns to a ledger written before they existed.
+pub(super) fn add_owner_columns(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for table in ["payments", "tokens"] {
+        let has: i64 = tx.query_row(
+            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = 'owner'"),
+            [],
+            |row| row.get(0),
+        )?;
+        if has == 0 {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN owner TEXT"))?;
+        }
+    }
+    tx.commit()
+}
+
+/// Adds `charged_at` to a ledger written before it existed: until then payments were counted in
+/// the budget windows from `created_at`, so that is where the old ones stay.
+pub(super) fn add_charged_at(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('payments') WHERE name = 'charged_at'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has == 0 {
+        tx.execute_batch("ALTER TABLE payments ADD COLUMN charged_at INTEGER")?;
+    }
+    tx.execute_batch(
+        "UPDATE payments SET charged_at = created_at WHERE charged_at IS NULL;
+         CREATE INDEX IF NOT EXISTS payments_charged ON payments (charged_at);",
+    )?;
+    tx.commit()
+}

@@ -1,0 +1,17 @@
+//! The paying client's tests, in one binary: each module against real components (a hostile
+//! L402 server on loopback, the dev network's wallet, a SQLite ledger).
+//!
+//! - `attacks`: the attacks of the security review, each a named test;
+//! - `checks`: every check before a payment, each refusing with its own error;
+//! - `ledger_upgrade`: a ledger an older Plannt wrote opens and keeps working;
+//! - `recovery`: payments a crash left pending are finished, never paid twice;
+//! - `redirect`: the host that asks for payment is the one checked and paid;
+//! - `tokens`: tokens kept between requests, reused or paid again.
+
+mod attacks;
+mod checks;
+mod ledger_upgrade;
+mod recovery;
+mod redirect;
+mod support;
+mod tokens;
