@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use plannt_client::{ClientError, OverBudget, Policy, Receipt, Refusal};
+use plannt_client::{ClientError, OverBudget, Policy, Receipt, Refusal, Window};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -234,11 +234,11 @@ pub fn when(unix_secs: u64) -> String {
 }
 
 /// Which setting (and variable) sets a window's budget.
-fn budget_setting(window: &str) -> &'static str {
+fn budget_setting(window: Window) -> &'static str {
     match window {
-        "hour" => "budget_hourly_sats (PLANNT_BUDGET_HOURLY_SATS)",
-        "day" => "budget_daily_sats (PLANNT_BUDGET_DAILY_SATS)",
-        _ => "budget_total_sats (PLANNT_BUDGET_TOTAL_SATS)",
+        Window::Hour => "budget_hourly_sats (PLANNT_BUDGET_HOURLY_SATS)",
+        Window::Day => "budget_daily_sats (PLANNT_BUDGET_DAILY_SATS)",
+        Window::Total => "budget_total_sats (PLANNT_BUDGET_TOTAL_SATS)",
     }
 }
 
@@ -253,13 +253,13 @@ pub fn over_budget(o: &OverBudget, policy: &Policy, now: u64) -> CallToolResult 
         String::new()
     };
     let renew = match o.renews_in_secs {
-        Some(secs) if o.window != "total" => format!(
+        Some(secs) if o.window != Window::Total => format!(
             "Sats start to free up in {} (at {}), as older payments leave the rolling {} window.",
             duration(secs),
             when(now + secs),
             o.window
         ),
-        _ if o.window == "total" => "The total budget never renews.".to_string(),
+        _ if o.window == Window::Total => "The total budget never renews.".to_string(),
         _ => format!(
             "The {} window is rolling: sats free up as payments age out of it.",
             o.window
@@ -281,7 +281,7 @@ pub fn over_budget(o: &OverBudget, policy: &Policy, now: u64) -> CallToolResult 
             "limit_sats": o.limit_sats,
             "left_sats": o.left_sats,
             "renews_in_secs": o.renews_in_secs,
-            "renews_at": o.renews_in_secs.filter(|_| o.window != "total").map(|s| when(now + s)),
+            "renews_at": o.renews_in_secs.filter(|_| o.window != Window::Total).map(|s| when(now + s)),
         }),
     )
 }
@@ -333,6 +333,8 @@ pub fn refused(r: &Refusal, policy: &Policy, max_sats: Option<u64>) -> CallToolR
         Refusal::InsecureHttp(_) => {
             "Do not retry over http: call the https:// URL of this API if it has one. Tell the user, who can allow paying over plain http with allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP=true) if the network path is trusted.".to_string()
         }
+        // A check this server does not know yet: what it said is all there is to tell.
+        _ => "Do not retry: tell the user what was refused.".to_string(),
     };
     let mut details = json!({"paid": false, "check": check});
     if let Refusal::OverCap {
@@ -430,6 +432,8 @@ pub fn client_error(
             format!("The body is larger than {limit} bytes."),
             json!({}),
         ),
+        // A failure this server does not know yet: what the client said is all there is to tell.
+        other => error("client_error", format!("{other}."), json!({})),
     }
 }
 
@@ -480,7 +484,7 @@ mod tests {
             ..Policy::default()
         };
         let over = OverBudget {
-            window: "day",
+            window: Window::Day,
             limit_sats: 30,
             left_sats: 9,
             renews_in_secs: Some(600),

@@ -12,12 +12,16 @@
 //! ```
 //!
 //! The policy (per-request cap, budgets, allowed hosts, confirmation threshold) comes from the
-//! operator's settings file and environment; see [`server`] for the tools.
+//! operator's settings file and environment; see [`server`] for the server and [`tools`] for
+//! the tools, one file each.
 
 mod answer;
+mod ask;
+mod catalog;
 pub mod confirm;
-mod discover;
+mod pay;
 pub mod server;
+pub mod tools;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,20 +33,37 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 
 pub use plannt_client as client;
 pub use server::{Config, DEFAULT_MAX_BODY_BYTES, PlanntMcp};
+pub use tools::{discover::DiscoverArgs, fetch::FetchArgs, spending::SpendingArgs};
 
 /// The path the streamable HTTP transport serves.
 pub const HTTP_PATH: &str = "/mcp";
 
+/// Why serving MCP stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The session on stdio did not start (the client's first messages were not an MCP
+    /// initialization).
+    #[error("the MCP session on stdio did not start: {0}")]
+    Start(#[source] Box<rmcp::service::ServerInitializeError>),
+    /// The session on stdio ended with an error.
+    #[error("the MCP session on stdio ended with an error: {0}")]
+    Session(#[source] tokio::task::JoinError),
+    /// The listener of the HTTP transport has no local address.
+    #[error("the listener has no address: {0}")]
+    Address(#[source] std::io::Error),
+    /// The HTTP server failed.
+    #[error("the MCP HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
 /// Serves MCP on standard input and output until the client closes it.
-pub async fn serve_stdio(server: PlanntMcp) -> Result<(), String> {
+pub async fn serve_stdio(server: PlanntMcp) -> Result<(), ServeError> {
     let running = server
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| format!("the MCP session on stdio did not start: {e}"))?;
-    running
-        .waiting()
-        .await
-        .map_err(|e| format!("the MCP session on stdio ended with an error: {e}"))?;
+        .map_err(|e| ServeError::Start(Box::new(e)))?;
+    running.waiting().await.map_err(ServeError::Session)?;
     Ok(())
 }
 
@@ -54,10 +75,8 @@ pub async fn serve_http(
     server: PlanntMcp,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let local: SocketAddr = listener
-        .local_addr()
-        .map_err(|e| format!("the listener has no address: {e}"))?;
+) -> Result<(), ServeError> {
+    let local: SocketAddr = listener.local_addr().map_err(ServeError::Address)?;
     let mut hosts = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -80,5 +99,5 @@ pub async fn serve_http(
             stop.cancel();
         })
         .await
-        .map_err(|e| format!("the MCP HTTP server failed: {e}"))
+        .map_err(ServeError::Http)
 }

@@ -1,0 +1,334 @@
+//! `fetch`: send a request and, when the server asks for payment, check the invoice, pay it
+//! and send the request again, all in one call.
+//!
+//! ```text
+//! arguments -> a request (or bad_argument)
+//!   an answer from the human (protocol 2026-07-28)?  -> ask::answered
+//!   no threshold                                     -> pay
+//!   dry run: free?                                   -> the answer
+//!            price <= confirm_above_sats             -> pay, capped at the price seen
+//!            price >  confirm_above_sats             -> ask a human (ask)
+//! ```
+
+use std::collections::BTreeMap;
+
+use plannt_client::{Options, Outcome, Policy, Request};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResponse;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::answer;
+use crate::confirm::{self, Answer};
+use crate::server::PlanntMcp;
+use crate::tools::arguments::parse_url;
+
+/// The arguments of `fetch`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchArgs {
+    /// The URL to request, http:// or https://.
+    pub url: String,
+    /// The HTTP method: GET (the default), POST, PUT, PATCH, DELETE, HEAD or OPTIONS.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub method: Option<String>,
+    /// Request headers, as an object: {"Accept": "application/json"}.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The request body, as text. A JSON body is sent as application/json unless a Content-Type header says otherwise.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub body: Option<String>,
+    /// The most this call may pay, in sats. It can only lower the operator's per-request cap, never raise it.
+    #[serde(default)]
+    #[schemars(with = "u64")]
+    pub max_sats: Option<u64>,
+}
+
+const FETCH: &str = "Send an HTTP request and, when the server asks for payment (HTTP 402 with an L402 Lightning invoice), check the invoice, pay it from the operator's wallet and send the request again, all in this one call. Use it for APIs that charge per request over Lightning (L402), and for any plain URL (a free URL costs nothing).
+
+Returns the status, content type, headers and body (text, or base64 for binary; cut at a size, and the result says so) and, when something was paid, the receipt: sats paid, routing fee, payment hash and preimage (the proof of payment).
+
+Cost: what the server asks, in sats, every time: tokens are single-use, so each call pays again. Call discover first when the price is unknown, and do not repeat a paid call without need. The operator's policy bounds every payment and no argument can loosen it: max_sats only lowers the per-request cap for this call. A request to a host that is not allowed, to the wallet's own API, or (unless the operator allows them) to a loopback or private address is not sent; over a budget, or when an invoice fails a check, nothing is paid; the result (isError) says what to do next. Above a threshold a human is asked to confirm before anything is paid.";
+
+fn limit_text(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "no limit".to_string(), |l| format!("{l} sats"))
+}
+
+/// The operator's limits in a sentence, for the fetch description.
+fn policy_text(policy: &Policy, confirm_above_sats: Option<u64>) -> String {
+    let hosts = if policy.allowed_hosts.is_empty() {
+        "any host".to_string()
+    } else {
+        format!("only {}", policy.allowed_hosts.join(", "))
+    };
+    let confirm = match confirm_above_sats {
+        Some(t) => format!("a human confirms any payment above {t} sats"),
+        None => "no payment needs a human's confirmation".to_string(),
+    };
+    let private = if policy.allow_private_networks {
+        ""
+    } else {
+        " (never loopback, private or link-local addresses)"
+    };
+    format!(
+        "\n\nThe operator's limits: at most {} sats per request (plus up to {} sats of routing fees); budgets of {} per hour, {} per day and {} in total; requests and payments to {hosts}{private}; {confirm}. The spending tool shows what is left.",
+        policy.budget.per_request_sats,
+        policy.max_fee_sats,
+        limit_text(policy.budget.hourly_sats),
+        limit_text(policy.budget.daily_sats),
+        limit_text(policy.budget.total_sats),
+    )
+}
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Turns `fetch`'s arguments into a request, or says which argument is wrong.
+fn build_request(args: &FetchArgs) -> Result<Request, String> {
+    let url = parse_url(&args.url)?;
+    let method = args
+        .method
+        .as_deref()
+        .map(|m| m.trim().to_ascii_uppercase())
+        .unwrap_or_else(|| "GET".into());
+    if !METHODS.contains(&method.as_str()) {
+        return Err(format!(
+            "method {method:?} is not one of {}",
+            METHODS.join(", ")
+        ));
+    }
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("method {method:?} is not an HTTP method"))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in args.headers.iter().flatten() {
+        let header = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("header name {name:?} is not valid"))?;
+        if matches!(
+            header.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection"
+        ) {
+            return Err(format!(
+                "header {name:?} is set by the HTTP client and cannot be given"
+            ));
+        }
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("the value of header {name:?} is not valid in a header"))?;
+        headers.append(header, value);
+    }
+    let body = args.body.clone().unwrap_or_default();
+    if args.body.is_some() && !headers.contains_key(CONTENT_TYPE) {
+        let json =
+            serde_json::from_str::<Value>(&body).is_ok_and(|v| v.is_object() || v.is_array());
+        let kind = if json {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    }
+    Ok(Request {
+        method,
+        url,
+        headers,
+        body: body.into_bytes().into(),
+    })
+}
+
+/// What a confirmation binds to: everything the request would send, and the agent's cap.
+fn fingerprint(request: &Request, max_sats: Option<u64>) -> [u8; 32] {
+    let mut headers: Vec<String> = request
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    headers.sort();
+    let max = max_sats.map(|m| m.to_string()).unwrap_or_default();
+    confirm::fingerprint(&[
+        request.method.as_str(),
+        request.url.as_str(),
+        &headers.join("\n"),
+        &String::from_utf8_lossy(&request.body),
+        &max,
+    ])
+}
+
+#[tool_router(router = fetch_router, vis = "pub(crate)")]
+impl PlanntMcp {
+    #[tool(
+        description = FETCH,
+        annotations(
+            title = "Fetch a URL, paying its L402 price",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn fetch(
+        &self,
+        Parameters(args): Parameters<FetchArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let request = match build_request(&args) {
+            Ok(request) => request,
+            Err(message) => return Ok(answer::bad_argument(message).into()),
+        };
+        let print = fingerprint(&request, args.max_sats);
+        // The client calls again with the human's answer (protocol 2026-07-28).
+        if let Some(handle) = state {
+            let answer = responses
+                .as_ref()
+                .and_then(|r| r.get("confirm"))
+                .map_or(Answer::No, confirm::answer);
+            return Ok(self
+                .answered(&handle, answer, print, &request, args.max_sats)
+                .await
+                .into());
+        }
+        let Some(threshold) = self.config().confirm_above_sats else {
+            return Ok(self.pay(&request, args.max_sats, None).await.into());
+        };
+        // Learn the price first: every check runs, nothing is paid.
+        let dry_run = Options {
+            dry_run: true,
+            max_sats: args.max_sats,
+            on_event: None,
+        };
+        let quote = match self.client().send(&request, &dry_run).await {
+            Ok(Outcome::DryRun(quote)) => quote,
+            // Free: the server answered, and that answer is the result.
+            Ok(Outcome::Response(response)) => {
+                return Ok(self.finish(&request, response).await.into());
+            }
+            Err(e) => return Ok(self.failed(&request, &e, args.max_sats).into()),
+        };
+        let price = quote.amount_sats();
+        if !confirm::needs_confirmation(price, Some(threshold)) {
+            let cap = confirm::pay_cap(price, args.max_sats);
+            return Ok(self.pay(&request, Some(cap), Some(price)).await.into());
+        }
+        Ok(self
+            .ask(&request, price, threshold, print, args.max_sats, &context)
+            .await)
+    }
+}
+
+impl PlanntMcp {
+    /// The router of `fetch`, its description ending with the operator's limits.
+    pub(crate) fn fetch_router_for(
+        policy: &Policy,
+        confirm_above_sats: Option<u64>,
+    ) -> ToolRouter<PlanntMcp> {
+        let mut router = Self::fetch_router();
+        let limits = policy_text(policy, confirm_above_sats);
+        if let Some(route) = router.map.get_mut("fetch") {
+            route.attr.description = Some(format!("{FETCH}{limits}").into());
+        }
+        router
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(json: Value) -> FetchArgs {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn fetch_arguments_become_a_request() {
+        let r = build_request(&args(json!({
+            "url": "http://127.0.0.1:8402/v1/demo",
+            "method": "post",
+            "headers": {"X-Test": "1"},
+            "body": "{\"a\":1}"
+        })))
+        .unwrap();
+        assert_eq!(r.method, reqwest::Method::POST);
+        assert_eq!(r.headers["x-test"], "1");
+        assert_eq!(r.headers[CONTENT_TYPE], "application/json");
+        assert_eq!(&r.body[..], b"{\"a\":1}");
+
+        let r = build_request(&args(json!({"url": "https://a.example/x", "body": "hi"}))).unwrap();
+        assert_eq!(r.method, reqwest::Method::GET);
+        assert_eq!(r.headers[CONTENT_TYPE], "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn bad_fetch_arguments_say_which() {
+        let bad = |v: Value| build_request(&args(v)).unwrap_err();
+        assert!(bad(json!({"url": "ftp://a.example/"})).contains("only http://"));
+        assert!(bad(json!({"url": "not a url"})).contains("is not a URL"));
+        assert!(bad(json!({"url": "http://a.example/", "method": "BREW"})).contains("BREW"));
+        assert!(
+            bad(json!({"url": "http://a.example/", "headers": {"bad name": "x"}}))
+                .contains("bad name")
+        );
+        assert!(
+            bad(json!({"url": "http://a.example/", "headers": {"Host": "x"}})).contains("Host")
+        );
+        // An unknown argument is refused rather than ignored: a misspelt max_sats must not
+        // leave the cap where it was.
+        assert!(
+            serde_json::from_value::<FetchArgs>(json!({"url": "http://a/", "maxSats": 1})).is_err()
+        );
+    }
+
+    #[test]
+    fn a_confirmation_binds_to_the_whole_call() {
+        let base = json!({"url": "http://a.example/x", "body": "1"});
+        let print =
+            |v: Value, max: Option<u64>| fingerprint(&build_request(&args(v)).unwrap(), max);
+        let one = print(base.clone(), None);
+        assert_eq!(one, print(base.clone(), None));
+        assert_ne!(one, print(base.clone(), Some(5)));
+        assert_ne!(
+            one,
+            print(json!({"url": "http://a.example/y", "body": "1"}), None)
+        );
+        assert_ne!(
+            one,
+            print(json!({"url": "http://a.example/x", "body": "2"}), None)
+        );
+        assert_ne!(
+            one,
+            print(
+                json!({"url": "http://a.example/x", "body": "1", "method": "POST"}),
+                None
+            )
+        );
+    }
+    #[test]
+    fn the_fetch_description_states_the_operators_limits() {
+        let policy = Policy::default();
+        let text = policy_text(&policy, Some(100));
+        assert!(text.contains("at most 1000 sats per request"), "{text}");
+        assert!(text.contains("above 100 sats"), "{text}");
+        assert!(text.contains("any host"), "{text}");
+        assert!(
+            text.contains("never loopback, private or link-local addresses"),
+            "{text}"
+        );
+        let text = policy_text(
+            &Policy {
+                allowed_hosts: vec!["api.example.com".into()],
+                ..Policy::default()
+            },
+            None,
+        );
+        assert!(text.contains("only api.example.com"), "{text}");
+        assert!(text.contains("no payment needs"), "{text}");
+    }
+}
