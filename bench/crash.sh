@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash safety under load, the long run: crates/cli/tests/crash_load.rs in release mode for
+# Crash safety under load, the long run: crates/cli/tests/cli/crash_load.rs in release mode for
 # minutes and many kills, then a Markdown table of its counts.
 #
 #   bench/crash.sh        3 minutes of load and 20 kills per test, the tests one after the other
@@ -31,9 +31,9 @@ if ! git diff --quiet HEAD -- crates 2>/dev/null; then
     revision="$revision (with uncommitted changes under crates/)"
 fi
 
-echo "==> cargo test --release --locked -p plannt --test crash_load ($PLANNT_CRASH_SECONDS s, $PLANNT_CRASH_KILLS kills per test)" >&2
+echo "==> cargo test --release --locked -p plannt --test cli crash_load:: ($PLANNT_CRASH_SECONDS s, $PLANNT_CRASH_KILLS kills per test)" >&2
 set +e
-cargo test --release --locked -p plannt --test crash_load -- --nocapture --test-threads=1 2>&1 |
+cargo test --release --locked -p plannt --test cli crash_load:: -- --nocapture --test-threads=1 2>&1 |
     tee "$log" >&2
 status=${PIPESTATUS[0]}
 set -e

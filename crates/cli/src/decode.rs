@@ -9,6 +9,8 @@ use plannt_l402::{
 use plannt_lightning::decode_invoice;
 use serde_json::{Value, json};
 
+use crate::error::Error;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The string to decode; `-` reads it from standard input.
@@ -18,11 +20,11 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: &Args) -> Result<(), String> {
+pub fn run(args: &Args) -> Result<(), Error> {
     let input = if args.input == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
+            .map_err(|e| Error::failed("cannot read standard input", e))?;
         text
     } else {
         args.input.clone()
@@ -40,10 +42,12 @@ pub fn run(args: &Args) -> Result<(), String> {
 }
 
 /// Decodes any of the forms into one JSON value; the text output is rendered from it.
-pub fn decode(input: &str) -> Result<Value, String> {
+pub fn decode(input: &str) -> Result<Value, Error> {
     let mut text = input.trim();
     if text.is_empty() {
-        return Err("nothing to decode: give a macaroon, a credential or a challenge".into());
+        return Err(Error::Usage(
+            "nothing to decode: give a macaroon, a credential or a challenge".into(),
+        ));
     }
     let mut header = None;
     if let Some((name, rest)) = text.split_once(':') {
@@ -66,7 +70,7 @@ pub fn decode(input: &str) -> Result<Value, String> {
         || lower.contains("invoice=");
     let has_scheme = lower.starts_with("l402 ") || lower.starts_with("lsat ");
     if is_challenge {
-        let challenge = Challenge::parse([text]).map_err(|e| format!("cannot decode: {e}"))?;
+        let challenge = Challenge::parse([text]).map_err(|e| Error::failed("cannot decode", e))?;
         return Ok(json!({
             "kind": "challenge",
             "scheme": challenge.scheme.as_str(),
@@ -76,7 +80,7 @@ pub fn decode(input: &str) -> Result<Value, String> {
         }));
     }
     if has_scheme || header.as_deref() == Some("authorization") {
-        let credential = Credential::parse(text).map_err(|e| format!("cannot decode: {e}"))?;
+        let credential = Credential::parse(text).map_err(|e| Error::failed("cannot decode", e))?;
         let paid_hash = credential.preimage.hash();
         let macaroons: Vec<Value> = credential.macaroons.iter().map(macaroon_json).collect();
         let matches = credential.macaroons.iter().any(|m| {
@@ -91,12 +95,12 @@ pub fn decode(input: &str) -> Result<Value, String> {
             "preimage_matches": matches,
         }));
     }
-    let macaroon = parse_macaroon(text).map_err(|e| format!("cannot decode: {e}"))?;
+    let macaroon = parse_macaroon(text).map_err(|e| Error::failed("cannot decode", e))?;
     Ok(macaroon_json(&macaroon))
 }
 
-fn invoice_json(text: &str) -> Result<Value, String> {
-    let invoice = decode_invoice(text).map_err(|e| format!("cannot decode: {e}"))?;
+fn invoice_json(text: &str) -> Result<Value, Error> {
+    let invoice = decode_invoice(text).map_err(|e| Error::failed("cannot decode", e))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

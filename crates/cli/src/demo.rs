@@ -8,11 +8,16 @@
 use std::sync::{Arc, Mutex};
 
 use plannt_client::{Client, Event, Ledger, Options, Outcome, Request};
-use plannt_serve::{Config, Gateway};
 use plannt_l402::{Credential, Macaroon};
+use plannt_serve::{Config, Gateway};
 
-pub async fn run() -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+use crate::error::Error;
+
+/// Runs the demo. A failure of the client is an error of the demo (exit status 1), not of a
+/// paying request.
+pub async fn run() -> Result<(), Error> {
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::failed("cannot make a temporary directory", e))?;
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("a valid address"),
         store: plannt_serve::config::Store::Memory,
@@ -20,15 +25,15 @@ pub async fn run() -> Result<(), String> {
     };
     let gateway = Gateway::build(config, dir.path().to_path_buf())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::other)?;
     let network = gateway
         .dev_network
         .clone()
         .expect("the demo runs on the dev network");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| Error::failed("cannot listen on loopback", e))?;
+    let addr = listener.local_addr().map_err(Error::other)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.serve(listener, async {
         let _ = stopped.await;
@@ -36,8 +41,8 @@ pub async fn run() -> Result<(), String> {
 
     println!("Plannt demo: a gateway on http://{addr} with the dev Lightning network");
     println!("({})\n", plannt_lightning::dev::WARNING);
-    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).map_err(|e| e.to_string())?;
-    let settings = crate::get::settings()?;
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))?;
+    let settings = crate::setup::settings()?;
     // The demo's gateway is on loopback, in this process: whatever allow_private_networks says.
     let client = Client::new(
         Arc::new(network.wallet("demo")),
@@ -110,28 +115,29 @@ pub async fn run() -> Result<(), String> {
     let outcome = client
         .send(&Request::get(url.clone()), &options)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::other)?;
     let Outcome::Response(mut response) = outcome else {
-        return Err("the demo expected a response".into());
+        return Err(Error::Usage("the demo expected a response".into()));
     };
-    let body = response.bytes(1 << 20).await.map_err(|e| e.to_string())?;
+    let body = response.bytes(1 << 20).await.map_err(Error::other)?;
     println!("   {}\n", String::from_utf8_lossy(&body));
     let receipt = response
         .receipt
         .clone()
-        .ok_or("the demo expected a receipt")?;
+        .ok_or_else(|| Error::Usage("the demo expected a receipt".into()))?;
 
     // Replay the spent credential by hand: a single-use token buys nothing twice.
     let macaroon =
-        Macaroon::from_base64(&macaroon.lock().expect("demo lock")).map_err(|e| e.to_string())?;
-    let preimage = plannt_l402::hex32(&receipt.preimage).ok_or("bad preimage in the receipt")?;
+        Macaroon::from_base64(&macaroon.lock().expect("demo lock")).map_err(Error::other)?;
+    let preimage = plannt_l402::hex32(&receipt.preimage)
+        .ok_or_else(|| Error::Usage("bad preimage in the receipt".into()))?;
     let credential = Credential::new(macaroon, preimage).to_header_value();
     let replay = reqwest::Client::new()
         .get(url.as_str())
         .header("Authorization", &credential)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::other)?;
     let status = replay.status();
     let reason = replay
         .headers()

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use plannt_lightning::dev::{DEFAULT_STARTING_BALANCE_SATS, DevNetwork, WARNING};
 
-use crate::paths;
+use crate::error::Error;
+use crate::setup;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,24 +23,24 @@ pub struct Args {
     allow_remote: bool,
 }
 
-pub async fn run(args: &Args) -> Result<(), String> {
+pub async fn run(args: &Args) -> Result<(), Error> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
-        return Err(format!(
+        return Err(Error::Usage(format!(
             "refusing to serve the dev network on {}: it is not a loopback address (pass --allow-remote to do it anyway)",
             args.listen
-        ));
+        )));
     }
-    let data_dir = paths::data_dir();
+    let data_dir = setup::data_dir();
     let network = DevNetwork::open(&data_dir, args.starting_balance).map_err(|e| {
-        format!(
-            "cannot open the dev network under {}: {e}",
-            data_dir.display()
+        Error::failed(
+            format!("cannot open the dev network under {}", data_dir.display()),
+            e,
         )
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| Error::failed(format!("cannot listen on {}", args.listen), e))?;
+    let addr = listener.local_addr().map_err(Error::other)?;
     eprintln!("{WARNING}");
     eprintln!("node {}", network.node_id());
     eprintln!("listening on http://{addr}  (wallet URI: dev+http://{addr})");
@@ -48,5 +49,5 @@ pub async fn run(args: &Args) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(Error::other)
 }

@@ -12,28 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use plannt_client::{
-    Client, ClientError, Event, Ledger, Options, Outcome, Policy, Request, Settings, WalletApi,
-    default_path,
-};
-use plannt_lightning::{BackendUri, Context};
+use plannt_client::{Event, Options, Outcome, Request};
 use serde_json::json;
 
-use crate::paths;
-
-/// Exit statuses, written in `--help` and the README.
-pub mod exit {
-    /// The request was refused for going over a budget. Nothing was paid.
-    pub const OVER_BUDGET: u8 = 3;
-    /// A check refused the invoice. Nothing was paid.
-    pub const REFUSED: u8 = 4;
-    /// The payment failed (or is still in flight and will be finished by the next run).
-    pub const PAYMENT_FAILED: u8 = 5;
-    /// The server answered with an HTTP error (4xx or 5xx).
-    pub const HTTP_ERROR: u8 = 6;
-    /// The server could not be reached.
-    pub const NETWORK_ERROR: u8 = 7;
-}
+use crate::error::{Error, exit};
+use crate::setup::{self, Setup};
 
 const EXIT_CODES: &str = "Exit status: 0 success; 1 bad usage or setup; 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed; 6 the server answered an HTTP error; 7 the server could not be reached.
 
@@ -95,47 +78,9 @@ pub struct Args {
     wallet: Option<String>,
 }
 
-/// The user's settings: the config file, then the environment.
-pub fn settings() -> Result<Settings, String> {
-    let env = |k: &str| std::env::var(k).ok();
-    Settings::load(&default_path(&env), &env).map_err(|e| e.to_string())
-}
-
-/// How to open the client: the wallet, the policy, and what a command adds.
-pub struct Setup<'a> {
-    /// The wallet URI given on the command line, if any.
-    pub wallet: Option<&'a str>,
-    /// The policy.
-    pub policy: Policy,
-    /// The most redirects to follow (0: none).
-    pub redirects: usize,
-    /// Host names pinned to addresses.
-    pub pins: Vec<(String, Vec<std::net::IpAddr>)>,
-}
-
-/// Opens the wallet, the ledger and the client, and finishes any payment a crash left pending.
-/// The client never sends a request to the wallet's own API.
-pub async fn open_client(settings: &Settings, setup: Setup<'_>) -> Result<Client, String> {
-    let wallet = setup.wallet.unwrap_or(&settings.wallet);
-    let uri: BackendUri = wallet.parse().map_err(|e| format!("{e}"))?;
-    let data_dir = paths::data_dir();
-    let wallet =
-        plannt_lightning::open(&uri, &Context::new(data_dir.clone())).map_err(|e| e.to_string())?;
-    let ledger = Ledger::open(&data_dir.join("ledger.sqlite")).map_err(|e| e.to_string())?;
-    let mut builder = Client::builder(wallet, ledger, setup.policy)
-        .wallet_api(WalletApi::of(&uri))
-        .follow_redirects(setup.redirects);
-    for (host, addresses) in &setup.pins {
-        builder = builder.resolve(host, addresses);
-    }
-    let client = builder.build();
-    client.recover().await.map_err(|e| e.to_string())?;
-    Ok(client)
-}
-
 /// `HOST:PORT:ADDRESS` (the address may be in brackets) as curl's `--resolve` takes it.
-fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
-    let bad = || format!("--resolve {text:?}: expected HOST:PORT:ADDRESS");
+fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), Error> {
+    let bad = || Error::Usage(format!("--resolve {text:?}: expected HOST:PORT:ADDRESS"));
     let (host, rest) = text.split_once(':').ok_or_else(bad)?;
     let (_port, address) = rest.split_once(':').ok_or_else(bad)?;
     let addresses = address
@@ -149,30 +94,35 @@ fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), String> 
     Ok((host.to_string(), addresses))
 }
 
-fn read_body(data: &Option<String>) -> Result<Vec<u8>, String> {
+fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
     match data.as_deref() {
         None => Ok(Vec::new()),
         Some("-") => {
             let mut body = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut body)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
+                .map_err(|e| Error::failed("cannot read standard input", e))?;
             Ok(body)
         }
         Some(text) => match text.strip_prefix('@') {
-            Some(path) => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),
+            Some(path) => {
+                std::fs::read(path).map_err(|e| Error::failed(format!("cannot read {path}"), e))
+            }
             None => Ok(text.as_bytes().to_vec()),
         },
     }
 }
 
-fn build_request(args: &Args, default_method: &str) -> Result<Request, String> {
+fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
     let url: url::Url = args
         .url
         .parse()
-        .map_err(|e| format!("{:?} is not a URL: {e}", args.url))?;
+        .map_err(|e| Error::Usage(format!("{:?} is not a URL: {e}", args.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{:?}: only http:// and https:// URLs", args.url));
+        return Err(Error::Usage(format!(
+            "{:?}: only http:// and https:// URLs",
+            args.url
+        )));
     }
     let body = read_body(&args.data)?;
     let method = match &args.method {
@@ -181,16 +131,16 @@ fn build_request(args: &Args, default_method: &str) -> Result<Request, String> {
         None => default_method.into(),
     };
     let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+        .map_err(|_| Error::Usage(format!("{method:?} is not an HTTP method")))?;
     let mut headers = reqwest::header::HeaderMap::new();
     for h in &args.headers {
         let (name, value) = h
             .split_once(':')
-            .ok_or_else(|| format!("header {h:?} must be \"Name: value\""))?;
+            .ok_or_else(|| Error::Usage(format!("header {h:?} must be \"Name: value\"")))?;
         let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("bad header name in {h:?}"))?;
+            .map_err(|_| Error::Usage(format!("bad header name in {h:?}")))?;
         let value = reqwest::header::HeaderValue::from_str(value.trim())
-            .map_err(|_| format!("bad header value in {h:?}"))?;
+            .map_err(|_| Error::Usage(format!("bad header value in {h:?}")))?;
         headers.append(name, value);
     }
     if args.data.is_some() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
@@ -236,31 +186,11 @@ impl Spinner {
     }
 }
 
-pub async fn run(args: &Args, default_method: &str) -> ExitCode {
-    match run_inner(args, default_method).await {
-        Ok(code) => code,
-        Err((code, message)) => {
-            eprintln!("plannt: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-fn error_code(e: &ClientError) -> u8 {
-    match e {
-        ClientError::OverBudget(_) => exit::OVER_BUDGET,
-        ClientError::Refused(_) => exit::REFUSED,
-        ClientError::PaymentFailed(_) | ClientError::PaymentPending(_) => exit::PAYMENT_FAILED,
-        ClientError::Network(_) => exit::NETWORK_ERROR,
-        ClientError::BadChallenge(_) => exit::HTTP_ERROR,
-        ClientError::Ledger(_) | ClientError::TooLarge(_) => 1,
-    }
-}
-
-async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, String)> {
-    let setup = |e: String| (1u8, e);
-    let request = build_request(args, default_method).map_err(setup)?;
-    let settings = settings().map_err(setup)?;
+/// Sends the request, paying if asked; the exit status of an answer (0, or 6 for an HTTP
+/// error), or the error.
+pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
+    let request = build_request(args, default_method)?;
+    let settings = setup::settings()?;
     // A person typed this URL: private addresses are theirs to reach unless they say otherwise.
     let mut policy = settings.policy_for(true);
     policy.allow_private_networks &= !args.no_private_networks;
@@ -269,9 +199,8 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
         .resolve
         .iter()
         .map(|r| parse_resolve(r))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(setup)?;
-    let client = open_client(
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = setup::open_client(
         &settings,
         Setup {
             wallet: args.wallet.as_deref(),
@@ -280,8 +209,7 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
             pins,
         },
     )
-    .await
-    .map_err(setup)?;
+    .await?;
     let started = Instant::now();
     let verbose = args.verbose && !args.silent;
     let spinner_ok = std::io::stderr().is_terminal() && !args.silent;
@@ -345,7 +273,7 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
     };
     let outcome = client.send(&request, &options).await;
     stop_spinner();
-    let outcome = outcome.map_err(|e| (error_code(&e), e.to_string()))?;
+    let outcome = outcome?;
     let mut response = match outcome {
         Outcome::DryRun(quote) => {
             let summary = json!({
@@ -377,16 +305,13 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             std::fs::File::create(path)
-                .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?,
+                .map_err(|e| Error::failed(format!("cannot write {}", path.display()), e))?,
         ),
         None => Box::new(std::io::stdout().lock()),
     };
-    let write_err = |e: std::io::Error| (1u8, format!("cannot write the body: {e}"));
+    let write_err = |e: std::io::Error| Error::failed("cannot write the body", e);
     if args.json {
-        let body = response
-            .bytes(64 * 1024 * 1024)
-            .await
-            .map_err(|e| (error_code(&e), e.to_string()))?;
+        let body = response.bytes(64 * 1024 * 1024).await?;
         let receipt = response.receipt.clone();
         let mut summary = json!({
             "status": status.as_u16(),
@@ -420,11 +345,7 @@ async fn run_inner(args: &Args, default_method: &str) -> Result<ExitCode, (u8, S
                 .write_all(head.as_bytes())
                 .map_err(write_err)?;
         }
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| (error_code(&e), e.to_string()))?
-        {
+        while let Some(chunk) = response.chunk().await? {
             out.write_all(&chunk).map_err(write_err)?;
         }
         out.flush().map_err(write_err)?;

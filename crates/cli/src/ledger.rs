@@ -5,7 +5,8 @@ use plannt_client::Ledger;
 use plannt_lightning::invoice::unix_now;
 use serde_json::json;
 
-use crate::paths;
+use crate::error::Error;
+use crate::setup;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,10 +18,9 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: &Args) -> Result<(), String> {
-    let settings = crate::get::settings()?;
-    let ledger =
-        Ledger::open(&paths::data_dir().join("ledger.sqlite")).map_err(|e| e.to_string())?;
+pub fn run(args: &Args) -> Result<(), Error> {
+    let settings = setup::settings()?;
+    let ledger = setup::open_ledger()?;
     print(&ledger, &settings.policy.budget, args.limit, args.json)
 }
 
@@ -30,12 +30,12 @@ pub fn print(
     budget: &plannt_client::Budget,
     limit: usize,
     as_json: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let now = unix_now();
-    let usage = ledger.usage(budget, now).map_err(|e| e.to_string())?;
-    let totals = ledger.totals().map_err(|e| e.to_string())?;
-    let receipts = ledger.recent(limit).map_err(|e| e.to_string())?;
-    let refusals = ledger.refusals(limit).map_err(|e| e.to_string())?;
+    let usage = ledger.usage(budget, now)?;
+    let totals = ledger.totals()?;
+    let receipts = ledger.recent(limit)?;
+    let refusals = ledger.refusals(limit)?;
     if as_json {
         let value = json!({
             "budgets": usage,

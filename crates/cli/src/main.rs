@@ -5,17 +5,20 @@
 mod decode;
 mod demo;
 mod dev;
+mod error;
 mod get;
 mod ledger;
 mod logging;
 mod mcp;
-mod paths;
 mod serve;
+mod setup;
 mod wallet;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use error::Error;
 
 /// Plannt: pay-per-request APIs over Lightning, for agents.
 ///
@@ -63,43 +66,35 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let paying = match &cli.command {
-        Command::Get(args) => Some((args, "GET")),
-        Command::Post(args) => Some((args, "POST")),
-        Command::Request(args) => Some((args, "GET")),
-        _ => None,
-    };
-    if let Some((args, method)) = paying {
-        return match runtime() {
-            Ok(rt) => rt.block_on(get::run(args, method)),
-            Err(e) => {
-                eprintln!("plannt: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let result = match &cli.command {
-        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
-        Command::Decode(args) => decode::run(args),
-        Command::Ledger(args) => ledger::run(args),
-        Command::Demo => runtime().and_then(|rt| rt.block_on(demo::run())),
-        Command::Wallet(args) => runtime().and_then(|rt| rt.block_on(wallet::run(args))),
-        Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::run(args))),
-        Command::Mcp(args) => runtime().and_then(|rt| rt.block_on(mcp::run(args))),
-        Command::Get(_) | Command::Post(_) | Command::Request(_) => unreachable!("handled above"),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("plannt: {message}");
-            ExitCode::FAILURE
+    match run(&cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("plannt: {e}");
+            e.exit_code()
         }
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+/// Runs a command: its exit status, or the error that stopped it.
+fn run(command: &Command) -> Result<ExitCode, Error> {
+    let done = |()| ExitCode::SUCCESS;
+    match command {
+        Command::Get(args) => runtime()?.block_on(get::run(args, "GET")),
+        Command::Post(args) => runtime()?.block_on(get::run(args, "POST")),
+        Command::Request(args) => runtime()?.block_on(get::run(args, "GET")),
+        Command::Serve(args) => runtime()?.block_on(serve::run(args)).map(done),
+        Command::Decode(args) => decode::run(args).map(done),
+        Command::Ledger(args) => ledger::run(args).map(done),
+        Command::Demo => runtime()?.block_on(demo::run()).map(done),
+        Command::Wallet(args) => runtime()?.block_on(wallet::run(args)).map(done),
+        Command::Dev(args) => runtime()?.block_on(dev::run(args)).map(done),
+        Command::Mcp(args) => runtime()?.block_on(mcp::run(args)).map(done),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .map_err(|e| Error::failed("cannot start the async runtime", e))
 }

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 
 use plannt_mcp::{Config, HTTP_PATH, PlanntMcp};
 
-use crate::get;
+use crate::error::Error;
+use crate::setup::{self, Setup};
 
 const AFTER_HELP: &str = "Add it to Claude Code:
   claude mcp add plannt -e PLANNT_WALLET=… -e PLANNT_BUDGET_DAILY_SATS=2000 -- plannt mcp
@@ -38,44 +39,28 @@ pub struct Args {
     log_json: bool,
 }
 
-/// Logs on stderr, as `plannt serve` does, but with the MCP SDK's per-session chatter at
+/// The default log filter: as `plannt serve`, but with the MCP SDK's per-session chatter at
 /// `warn` unless `RUST_LOG` asks for it.
-fn init_logs(json: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
+const LOG_FILTER: &str = "info,rmcp=warn";
 
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
-    };
-}
-
-pub async fn run(args: &Args) -> Result<(), String> {
-    init_logs(args.log_json);
+pub async fn run(args: &Args) -> Result<(), Error> {
+    crate::logging::init_with(args.log_json, LOG_FILTER);
     if args.max_body_bytes == 0 {
-        return Err("--max-body-bytes must be at least 1".into());
+        return Err(Error::Usage("--max-body-bytes must be at least 1".into()));
     }
     if let Some(addr) = args.http
         && !addr.ip().is_loopback()
         && !args.allow_remote
     {
-        return Err(format!(
+        return Err(Error::Usage(format!(
             "--http {addr} is not a loopback address: anyone who reaches it could spend the budget. Use 127.0.0.1, or add --allow-remote behind your own authentication."
-        ));
+        )));
     }
-    let settings = get::settings()?;
+    let settings = setup::settings()?;
     // An agent chose these URLs: private addresses only if the operator allows them.
-    let client = get::open_client(
+    let client = setup::open_client(
         &settings,
-        get::Setup {
+        Setup {
             wallet: args.wallet.as_deref(),
             policy: settings.policy_for(false),
             redirects: 0,
@@ -96,20 +81,20 @@ pub async fn run(args: &Args) -> Result<(), String> {
     match args.http {
         None => {
             tracing::info!("plannt mcp on stdio");
-            plannt_mcp::serve_stdio(server).await
+            Ok(plannt_mcp::serve_stdio(server).await?)
         }
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                .map_err(|e| Error::failed(format!("cannot listen on {addr}"), e))?;
             let local = listener
                 .local_addr()
-                .map_err(|e| format!("the listener has no address: {e}"))?;
+                .map_err(|e| Error::failed("the listener has no address", e))?;
             tracing::info!(addr = %local, url = %format!("http://{local}{HTTP_PATH}"), "plannt mcp listening");
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            plannt_mcp::serve_http(server, listener, shutdown).await
+            Ok(plannt_mcp::serve_http(server, listener, shutdown).await?)
         }
     }
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use plannt_serve::{Config, Gateway};
 
-use crate::paths;
+use crate::error::Error;
+use crate::setup;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,10 +26,10 @@ pub struct Args {
     log_json: bool,
 }
 
-pub async fn run(args: &Args) -> Result<(), String> {
+pub async fn run(args: &Args) -> Result<(), Error> {
     crate::logging::init(args.log_json);
-    let mut config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())
-        .map_err(|e| e.to_string())?;
+    let mut config =
+        Config::load(args.config.as_deref(), |k| std::env::var(k).ok()).map_err(Error::other)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -38,18 +39,16 @@ pub async fn run(args: &Args) -> Result<(), String> {
     if let Some(store) = &args.store {
         config.store = store.clone();
     }
-    config
-        .check("the command line")
-        .map_err(|e| e.to_string())?;
-    let data_dir = config.data_dir.clone().unwrap_or_else(paths::data_dir);
+    config.check("the command line").map_err(Error::other)?;
+    let data_dir = config.data_dir.clone().unwrap_or_else(setup::data_dir);
     let listen = config.listen;
     let gateway = Gateway::build(config, data_dir)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::other)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| Error::failed(format!("cannot listen on {listen}"), e))?;
+    let addr = listener.local_addr().map_err(Error::other)?;
     if gateway.dev_network.is_some() {
         tracing::warn!("{}", plannt_lightning::dev::WARNING);
         tracing::info!(wallet = %format!("dev+http://{addr}"), "pay with: plannt get --wallet dev+http://{addr} http://{addr}/v1/demo");
@@ -69,7 +68,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     gateway
         .serve(listener, shutdown_signal())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::other)?;
     tracing::info!("stopped");
     Ok(())
 }

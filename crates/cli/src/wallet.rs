@@ -1,15 +1,12 @@
 //! `plannt wallet`: the balance, paying one invoice, issuing one, and looking a payment up,
 //! through any backend URI.
 
-use std::sync::Arc;
-
 use clap::Subcommand;
-use plannt_lightning::{
-    BackendUri, Context, InvoiceRequest, PaymentLookup, Wallet, decode_invoice, open,
-};
+use plannt_lightning::{InvoiceRequest, PaymentLookup, decode_invoice};
 use serde_json::json;
 
-use crate::paths;
+use crate::error::Error;
+use crate::setup;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,14 +52,9 @@ enum Command {
     },
 }
 
-fn open_wallet(uri: &str) -> Result<Arc<dyn Wallet>, String> {
-    let uri: BackendUri = uri.parse().map_err(|e| format!("{e}"))?;
-    open(&uri, &Context::new(paths::data_dir())).map_err(|e| e.to_string())
-}
-
-pub async fn run(args: &Args) -> Result<(), String> {
-    let settings = crate::get::settings()?;
-    let wallet = open_wallet(args.wallet.as_deref().unwrap_or(&settings.wallet))?;
+pub async fn run(args: &Args) -> Result<(), Error> {
+    let settings = setup::settings()?;
+    let wallet = setup::open_wallet(&setup::wallet_uri(args.wallet.as_deref(), &settings)?)?;
     let dev = wallet.name() == "dev";
     let say_dev = || {
         if dev {
@@ -71,7 +63,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     };
     match &args.command {
         Command::Balance => {
-            let balance = wallet.balance().await.map_err(|e| e.to_string())?;
+            let balance = wallet.balance().await.map_err(Error::other)?;
             if args.json {
                 println!(
                     "{}",
@@ -87,18 +79,19 @@ pub async fn run(args: &Args) -> Result<(), String> {
             invoice,
             max_fee_sats,
         } => {
-            let decoded = decode_invoice(invoice).map_err(|e| format!("refusing to pay: {e}"))?;
+            let decoded =
+                decode_invoice(invoice).map_err(|e| Error::failed("refusing to pay", e))?;
             if decoded.network != wallet.network() {
-                return Err(format!(
+                return Err(Error::Usage(format!(
                     "refusing to pay: a {} invoice, and this wallet pays {} invoices",
                     decoded.network,
                     wallet.network()
-                ));
+                )));
             }
             let payment = wallet
                 .pay(invoice, max_fee_sats.saturating_mul(1000))
                 .await
-                .map_err(|e| format!("payment failed: {e}"))?;
+                .map_err(|e| Error::failed("payment failed", e))?;
             if args.json {
                 println!(
                     "{}",
@@ -124,7 +117,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
                     expiry_secs: *expiry,
                 })
                 .await
-                .map_err(|e| format!("cannot issue an invoice: {e}"))?;
+                .map_err(|e| Error::failed("cannot issue an invoice", e))?;
             if args.json {
                 println!(
                     "{}",
@@ -138,11 +131,11 @@ pub async fn run(args: &Args) -> Result<(), String> {
         }
         Command::Lookup { payment_hash } => {
             let hash = plannt_l402::PaymentHash::from_hex(payment_hash.trim())
-                .map_err(|_| "the payment hash must be 64 hex digits")?;
+                .map_err(|_| Error::Usage("the payment hash must be 64 hex digits".into()))?;
             let found = wallet
                 .lookup_payment(&hash)
                 .await
-                .map_err(|e| format!("cannot look the payment up: {e}"))?;
+                .map_err(|e| Error::failed("cannot look the payment up", e))?;
             let (state, json) = match &found {
                 PaymentLookup::Succeeded(payment) => (
                     "paid",

@@ -3,21 +3,25 @@
 //! by field): the balance is the node's, a credential that cannot read it is refused with a clear
 //! error, and no secret reaches the output.
 
-#[path = "../../lightning/tests/fake/mod.rs"]
+#[path = "../../../lightning/tests/fake/mod.rs"]
 mod fake;
 #[allow(dead_code)]
-#[path = "../../lightning/tests/fake/cln.rs"]
+#[path = "../../../lightning/tests/fake/cln.rs"]
 mod fake_cln;
 #[allow(dead_code)]
-#[path = "../../lightning/tests/fake/lnd.rs"]
+#[path = "../../../lightning/tests/fake/lnd.rs"]
 mod fake_lnd;
 #[allow(dead_code)]
-#[path = "../../lightning/tests/fake/phoenixd.rs"]
+#[path = "../../../lightning/tests/fake/phoenixd.rs"]
 mod fake_phoenixd;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use plannt_testkit::process::clean_command;
 
 use serde_json::Value;
+
+use crate::PLANNT;
 
 /// `plannt wallet --wallet URI balance --json`, with none of the caller's settings.
 async fn balance(uri: String) -> Output {
@@ -29,19 +33,13 @@ async fn wallet(uri: String, args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let home = tempfile::tempdir().unwrap();
     tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_plannt"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("PLANNT_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = clean_command(PLANNT);
         command
             .env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("PLANNT_DATA_DIR", home.path())
             .args(["wallet", "--wallet", &uri])
             .args(&args)
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     })

@@ -2,11 +2,9 @@
 //! ten payments: ten pay, the other ten exit 3 (over budget) having paid nothing. The count is
 //! checked in the ledger and in what the dev network received.
 
-mod support;
-
 use std::process::Stdio;
 
-use support::{Home, Scenario, Server, code, describe};
+use crate::support::{Home, Scenario, Server, code, describe};
 
 const PRICE: u64 = 21;
 const PROCESSES: usize = 20;

@@ -4,14 +4,12 @@
 //! exit status or tool error, that no sat moved, that no request reached the server when none
 //! should, and what the ledger recorded.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::atomic::Ordering;
 
+use crate::support::{Home, PAYER, START_MSAT, Scenario, Server, code, describe};
 use serde_json::{Value, json};
-use support::{Home, PAYER, START_MSAT, Scenario, Server, code, describe};
 
 const REFUSED: i32 = 4;
 

@@ -2,15 +2,13 @@
 //! `-d @file` and `-d -`, `-L`, `--dry-run`, exit 6 for an HTTP error and 7 for an unreachable
 //! server, then `plannt ledger --json` and `plannt demo`.
 
-mod support;
-
 use std::io::Write;
 use std::process::Stdio;
 
+use crate::support::{Home, START_MSAT, Scenario, Server, code, describe, random32};
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{Home, START_MSAT, Scenario, Server, code, describe, random32};
 
 /// Every byte value, then 64 KiB of random bytes.
 fn binary_body() -> Vec<u8> {

@@ -26,8 +26,6 @@
 //! test); `bench/crash.sh` runs it long. `PLANNT_CRASH_SEED` repeats the kill schedule of a run.
 //! Each test prints its counts as a Markdown table row, on a line starting with `crash-row `.
 
-mod cluster;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -37,7 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cluster::{Serve, free_port};
+use crate::cluster::Serve;
+use plannt_testkit::free_port;
 use serde_json::{Value, json};
 
 /// The root key of every start of the gateway.

@@ -1,65 +1,34 @@
-//! What the multi-process gateway tests share: `plannt serve` processes on loopback ports, a
-//! `redis-server` of the test's own, and an HTTP client that reads the gateway's answers.
-
-#![allow(dead_code)]
+//! What the `plannt serve` tests share: `plannt serve` processes on loopback ports, and an HTTP
+//! client that reads the gateway's answers (a `redis-server` of the test's own is the test
+//! kit's).
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use plannt_testkit::free_port;
+use plannt_testkit::process::clean_command;
 use serde_json::Value;
 
-pub const PLANNT: &str = env!("CARGO_BIN_EXE_plannt");
+use crate::PLANNT;
 
-/// A free loopback port (free when asked; a process may take it before we bind it).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// `plannt …` with none of the caller's `PLANNT_*` settings, its files under `data_dir`.
+/// `plannt …` with none of the caller's `PLANNT_*` settings, its files under `data_dir`, and
+/// challenges not rate-limited.
 pub fn plannt(data_dir: &Path) -> Command {
-    let mut command = Command::new(PLANNT);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PLANNT_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = clean_command(PLANNT);
     command
         .env("PLANNT_DATA_DIR", data_dir)
         .env("XDG_CONFIG_HOME", data_dir.join("config"))
         .env("XDG_DATA_HOME", data_dir.join("data"))
-        .env("PLANNT_CHALLENGES_PER_SECOND", "0")
-        .stdin(Stdio::null());
+        .env("PLANNT_CHALLENGES_PER_SECOND", "0");
     command
 }
 
 /// Runs a short command to its end (at most 60 s, then killed and failed).
-pub fn run(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+pub fn run(command: Command, what: &str) -> Output {
+    plannt_testkit::process::run(command, Duration::from_secs(60), what)
 }
 
 /// `plannt decode --json TOKEN`.
@@ -281,103 +250,4 @@ pub async fn token(client: &reqwest::Client, serve: &Serve, path: &str) -> Strin
     let (macaroon, invoice) = challenge.challenge();
     let preimage = pay(client, serve, &invoice).await;
     format!("L402 {macaroon}:{preimage}")
-}
-
-/// A `redis-server` of the test's own on a loopback port, without persistence; killed when
-/// dropped. It can be stopped and started again on the same port.
-pub struct Redis {
-    child: Option<Child>,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    /// Starts one on a free port, or returns `None` after a loud notice where `redis-server` is
-    /// not installed. Under `CI=true` a missing `redis-server` fails the test.
-    pub fn start() -> Option<Redis> {
-        for _ in 0..5 {
-            let mut redis = Redis {
-                child: None,
-                port: free_port(),
-                dir: tempfile::tempdir().unwrap(),
-            };
-            match redis.spawn() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let message = "redis-server is not installed (Debian: apt-get install \
-                                   redis-server; scripts/test installs it)";
-                    assert!(
-                        !in_ci(),
-                        "{message}: CI=true, so the Redis tests cannot be skipped"
-                    );
-                    eprintln!("\n!!! SKIPPED a Redis test: {message}\n");
-                    return None;
-                }
-                Err(e) => panic!("cannot start redis-server: {e}"),
-                Ok(()) => {}
-            }
-            if redis.wait_listening() {
-                return Some(redis);
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    fn spawn(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// Whether it listens within 10 s (false if it exited: the port was taken).
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let child = self.child.as_mut().unwrap();
-            if !matches!(child.try_wait(), Ok(None)) {
-                return false;
-            }
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills it (SIGKILL) and waits until the port refuses connections.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port, with an empty data set (no persistence).
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn().unwrap();
-        assert!(
-            self.wait_listening(),
-            "redis-server did not start again on port {}",
-            self.port
-        );
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -5,12 +5,11 @@
 //! Each replica runs its own embedded dev network, so each invoice is paid at the replica that
 //! issued it.
 
-mod cluster;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster::{Redis, Serve, client, get, token};
+use crate::cluster::{Serve, client, get, token};
+use plannt_testkit::Redis;
 
 /// The root key every replica shares.
 const ROOT_KEY: &str = "5a5f2f0b9e8c7d6a5b4c3d2e1f00112233445566778899aabbccddeeff001122";

@@ -1,24 +1,22 @@
-//! A few seconds of the load harness (bench/load, included) against two real `plannt serve`:
+//! A few seconds of the load harness (`plannt-load`, bench/load) against two real `plannt serve`:
 //! paid traffic beside replays, a challenge flood and garbage credentials, each from a loopback
 //! address of its own. Asserts what each gets (200 exactly once, 402 spent, 429 after the burst,
 //! 401) and that the `plannt_spent_tokens` gauge falls back to zero once the short-lived tokens
 //! are purged: behaviour only, never a time or a throughput (bench/flood.sh and bench/soak.sh
 //! measure those).
 
-#[allow(dead_code)]
-#[path = "../../../bench/load/src/lib.rs"]
-mod load;
-
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use load::{Client, Kind, Plan, Role, Supply};
+use plannt_load::{Client, Kind, Plan, Role, Supply};
+use plannt_testkit::process::clean_command;
 
-const PLANNT: &str = env!("CARGO_BIN_EXE_plannt");
+use crate::PLANNT;
+
 /// The root key both gateways share, so the mint's tokens verify on the gateway under load.
 const ROOT_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
@@ -34,12 +32,7 @@ impl Gateway {
         let data = dir.join(name);
         std::fs::create_dir_all(&data).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let mut command = Command::new(PLANNT);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PLANNT_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = clean_command(PLANNT);
         command
             .args([
                 "serve",
@@ -56,7 +49,6 @@ impl Gateway {
             .env("PLANNT_TOKEN_LIFETIME_SECS", "1")
             .env("RUST_LOG", "warn,plannt=info")
             .envs(envs.iter().copied())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap());
         let mut child = command.spawn().unwrap();
@@ -142,7 +134,7 @@ fn paid_traffic_beside_replays_a_flood_and_garbage() {
     };
     let began = Instant::now();
     let pid = gateway.child.id();
-    let (outcome, samples) = runtime.block_on(load::run_sampled(
+    let (outcome, samples) = runtime.block_on(plannt_load::run_sampled(
         &plan,
         Some(pid),
         Duration::from_millis(250),
@@ -242,7 +234,7 @@ fn paid_traffic_beside_replays_a_flood_and_garbage() {
     let fell = runtime.block_on(async {
         let mut client = Client::new(Ipv4Addr::LOCALHOST, gateway.addr);
         for _ in 0..120 {
-            if load::spent_gauge(&mut client).await == Some(0) {
+            if plannt_load::spent_gauge(&mut client).await == Some(0) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

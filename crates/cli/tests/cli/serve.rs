@@ -3,136 +3,20 @@
 //! spent. Also: a bad configuration stops it with an error naming the file and the key, and
 //! `plannt decode` reads a real Aperture token.
 
-use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use plannt_testkit::free_port;
 use serde_json::Value;
 
-const PLANNT: &str = env!("CARGO_BIN_EXE_plannt");
+use crate::cluster::{Serve, plannt, run};
 
-/// The real Aperture token of DESIGN.md (service `meme`, tier 0).
+/// A real Aperture token (service `meme`, tier 0).
 const APERTURE_TOKEN: &str = "AgEEbHNhdAJCAAAwpHpumws6ufQoDwiTLNcge0QPUIWA0+tVY+tKPYAJ/zSfmEGlIpNm3VzxuzCqLhEp5KGiyPLUM9L+kcB7uzS+AAIPc2VydmljZXM9bWVtZTowAAISbWVtZV9jYXBhYmlsaXRpZXM9AAAGILA1VCEIExukt4nG+XR9tX8WJ2BVMiHG3UNt1uYJ+NRD";
 
-/// `plannt …` with none of the caller's `PLANNT_*` settings, its files under `data_dir`.
-fn plannt(data_dir: &Path) -> Command {
-    let mut command = Command::new(PLANNT);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PLANNT_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("PLANNT_DATA_DIR", data_dir)
-        .env("XDG_CONFIG_HOME", data_dir.join("config"))
-        .env("XDG_DATA_HOME", data_dir.join("data"))
-        .stdin(Stdio::null());
-    command
-}
-
-/// Waits for a process, killing it and failing the test after `limit`.
-fn wait(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs a short command to its end (at most 60 s).
-fn run(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Outputs are small: they fit the pipes while we wait.
-    wait(&mut child, Duration::from_secs(60), what);
-    child.wait_with_output().unwrap()
-}
-
-/// A `plannt serve` process on a fixed loopback port, its log in the data directory.
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(data_dir: &Path, port: u16) -> Server {
-        let log = unique(data_dir.join("serve.log"));
-        let child = plannt(data_dir)
-            .args(["serve", "--store", "sqlite"])
-            .env("PLANNT_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = Server { child, port, log };
-        server.wait_ready();
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until /status answers; fails with the log if the process exits first.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("plannt serve exited ({status}):\n{}", self.log());
-            }
-            let answered = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
-                && get(&self.url("/status"), None).is_some_and(|(status, _, _)| status == 200);
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "plannt serve did not answer /status within 60 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no destructor, no graceful shutdown, no flush.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unique(path: PathBuf) -> PathBuf {
-    let mut n = 0;
-    let mut candidate = path.clone();
-    while candidate.exists() {
-        n += 1;
-        candidate = path.with_extension(format!("{n}.log"));
-    }
-    candidate
+/// `plannt serve` on the SQLite store at `port`, its files under `data_dir`.
+fn serve(data_dir: &Path, port: u16) -> Serve {
+    Serve::start_at(data_dir, port, &["--store", "sqlite"], &[])
 }
 
 /// A GET on a runtime of its own: `(status, headers, JSON body)`, or `None` if the connection
@@ -159,14 +43,6 @@ fn get(url: &str, authorization: Option<&str>) -> Option<(u16, reqwest::header::
         let body = response.json().await.unwrap_or(Value::Null);
         Some((status, headers, body))
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Pays `invoice` with `plannt wallet` through the server's dev network; returns the preimage.
@@ -203,7 +79,7 @@ fn a_token_paid_through_plannt_wallet_stays_spent_after_kill_9() {
     std::fs::create_dir_all(&data_dir).unwrap();
     std::fs::create_dir_all(&wallet_dir).unwrap();
     let port = free_port();
-    let mut server = Server::start(&data_dir, port);
+    let mut server = serve(&data_dir, port);
 
     let (status, headers, challenge) = get(&server.url("/v1/demo"), None).unwrap();
     assert_eq!(status, 402, "{challenge}");
@@ -235,8 +111,9 @@ fn a_token_paid_through_plannt_wallet_stays_spent_after_kill_9() {
     ]);
     assert!(!run(again, "a second payment").status.success());
 
-    server.kill_9();
-    let restarted = Server::start(&data_dir, port);
+    // SIGKILL: no destructor, no graceful shutdown, no flush.
+    server.stop();
+    let restarted = serve(&data_dir, port);
 
     let (status, headers, body) = get(&restarted.url("/v1/demo"), Some(&credential)).unwrap();
     assert_eq!(status, 402, "{body}");

@@ -2,12 +2,10 @@
 //! answers the retry; the process is killed once the ledger shows the payment paid. The next run
 //! of the same URL presents the stored token, gets the answer, and pays nothing more.
 
-mod support;
-
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 
-use support::{Home, START_MSAT, Scenario, Server, code, describe, wait_until};
+use crate::support::{Home, START_MSAT, Scenario, Server, code, describe, wait_until};
 
 #[test]
 fn the_next_run_finishes_with_the_token_a_killed_run_paid_for() {

@@ -1,18 +1,15 @@
-//! What the `plannt` binary's tests share: the hostile L402 server (the client's tests' own,
-//! included from `crates/client/tests/support`), run on a runtime of its own so a test can run the binary
-//! synchronously, and a home for each test (config, data and ledger in a temporary folder).
-
-#![allow(dead_code)]
-
-#[path = "../../../client/tests/support/mod.rs"]
-mod hostile;
+//! What the `plannt get` tests share: the test kit's hostile L402 server, run on a runtime of
+//! its own so a test can run the binary synchronously, and a home for each test (config, data
+//! and ledger in a temporary folder).
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use hostile::*;
 use plannt_client::Ledger;
+pub use plannt_testkit::hostile::{Hostile, Scenario, Shared, random32};
+
+use crate::PLANNT;
 
 /// The dev account `plannt` pays from in these tests.
 pub const PAYER: &str = "cli";
@@ -22,7 +19,8 @@ pub const START_MSAT: u64 = 1_000_000_000;
 /// A hostile server on a runtime of its own.
 pub struct Server {
     pub hostile: Hostile,
-    runtime: tokio::runtime::Runtime,
+    /// Runs the server: kept for as long as the server is used.
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl Server {
@@ -33,7 +31,10 @@ impl Server {
             .build()
             .unwrap();
         let hostile = runtime.block_on(Hostile::start(scenario, price_sats));
-        Server { hostile, runtime }
+        Server {
+            hostile,
+            _runtime: runtime,
+        }
     }
 
     /// A URL on the server, as text.
@@ -97,7 +98,7 @@ impl Home {
 
     /// `plannt ARGS` with a clean environment: this home, no proxy, no inherited `PLANNT_*`.
     pub fn plannt(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_plannt"));
+        let mut command = Command::new(PLANNT);
         command
             .args(args)
             .env_clear()
@@ -141,13 +142,6 @@ pub fn describe(output: &Output) -> String {
 
 /// Waits until `done` holds, for at most a minute (a generous bound on a loaded machine; no
 /// time is asserted).
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gave up waiting: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    plannt_testkit::process::wait_until(what, Duration::from_secs(60), done);
 }

@@ -2,11 +2,9 @@
 //! by `--config` files: `root_keys = [k1]`, then `[k1, k2]` (k2 mints, both verify), then `[k2]`.
 //! The key that minted a token travels in it as the macaroon's location (`plannt decode`).
 
-mod cluster;
-
 use std::path::Path;
 
-use cluster::{Serve, client, decode, get, pay, token};
+use crate::cluster::{Serve, client, decode, get, pay, token};
 
 const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const K2: &str = "2f2e2d2c2b2a292827262524232221201f1e1d1c1b1a19181716151413121110";

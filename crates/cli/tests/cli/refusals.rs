@@ -2,10 +2,8 @@
 //! (the dev wallet's balance is unchanged), writes nothing to stdout, and the ledger (read by the
 //! library and by `plannt ledger --json`) records the check that refused.
 
-mod support;
-
+use crate::support::{Home, START_MSAT, Scenario, Server, code, describe};
 use serde_json::Value;
-use support::{Home, START_MSAT, Scenario, Server, code, describe};
 
 const REFUSED: i32 = 4;
 

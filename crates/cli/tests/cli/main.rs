@@ -1,0 +1,26 @@
+//! The `plannt` binary's tests, in one binary: each module runs the binary as a user would.
+//!
+//! - `curl`, `refusals`, `attacks`, `concurrency`, `crash`: `plannt get` (and `plannt mcp` over
+//!   stdio) against the test kit's hostile L402 server, paying through its dev network;
+//! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
+//!   restarted, sharing a Redis, under load;
+//! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs.
+//!
+//! `support` holds what the `plannt get` tests share, `cluster` what the `plannt serve` tests do.
+
+mod attacks;
+mod cluster;
+mod concurrency;
+mod crash;
+mod crash_load;
+mod curl;
+mod load;
+mod refusals;
+mod replicas;
+mod rotation;
+mod serve;
+mod support;
+mod wallets;
+
+/// The `plannt` binary cargo built for these tests.
+pub const PLANNT: &str = env!("CARGO_BIN_EXE_plannt");
