@@ -10,52 +10,8 @@ use plannt_gateway::Unanswered;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::server::Shared;
-
-/// A built-in handler, as a route's `handler` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Handler {
-    /// `{"result":"verified"}`: the product page's demo.
-    Demo,
-    /// A protected payload.
-    Data,
-    /// A prompt to an OpenAI-compatible model (`openai_base_url`).
-    Generate,
-    /// Health: backend, store, uptime.
-    Status,
-}
-
-impl Handler {
-    /// Every handler, for messages.
-    pub const ALL: [Handler; 4] = [
-        Handler::Demo,
-        Handler::Data,
-        Handler::Generate,
-        Handler::Status,
-    ];
-
-    /// Its name in the configuration.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Handler::Demo => "demo",
-            Handler::Data => "data",
-            Handler::Generate => "generate",
-            Handler::Status => "status",
-        }
-    }
-}
-
-/// The OpenAI-compatible upstream of `/v1/generate`.
-#[derive(Clone)]
-pub struct OpenAi {
-    /// Base URL, e.g. `https://api.openai.com/v1`.
-    pub base_url: String,
-    /// API key, if the upstream needs one.
-    pub api_key: Option<String>,
-    /// The model to ask.
-    pub model: String,
-}
+use crate::handler::Handler;
+use crate::state::Shared;
 
 /// Answers `request` with `handler`.
 pub async fn handle(handler: Handler, shared: &Shared, request: Request<Body>) -> Response {

@@ -16,7 +16,7 @@ use plannt_lightning::BackendUri;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-use crate::builtin::Handler;
+use crate::handler::Handler;
 
 /// Where a setting came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,13 +12,15 @@ mod builtin;
 mod catalog;
 pub mod config;
 mod error;
+mod handler;
 mod keys;
 mod routes;
 mod server;
+mod state;
 
-pub use builtin::Handler;
 pub use config::{Config, ConfigError};
 pub use error::StartError;
+pub use handler::Handler;
 pub use server::Gateway;
 
 pub use plannt_gateway as gateway;

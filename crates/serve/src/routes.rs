@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use axum::http::Method;
 use plannt_gateway::{Route, RouteTable, Target};
 
-use crate::builtin::Handler;
 use crate::config::{Config, MatchKind, RouteConfig};
 use crate::error::StartError;
+use crate::handler::Handler;
 
 /// Why `/v1/generate` cannot be offered.
 const NO_INFERENCE: &str = "no inference upstream is configured (set PLANNT_OPENAI_BASE_URL)";

@@ -2,7 +2,6 @@
 //! proxy, by route), the catalog and `/metrics` beside it, and the dev network mounted under
 //! `/_plannt/dev` on loopback so a `dev+http://` wallet in another process can pay.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,27 +23,12 @@ use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::builtin::{self, Handler, OpenAi};
+use crate::builtin;
 use crate::catalog::catalog;
 use crate::config::{Config, Store};
 use crate::error::StartError;
+use crate::state::{OpenAi, Shared};
 use crate::{keys, routes};
-
-/// What the handlers share.
-pub struct Shared {
-    pub(crate) paywall: Arc<Paywall>,
-    pub(crate) proxy: Proxy,
-    pub(crate) handlers: HashMap<String, Handler>,
-    pub(crate) openai: Option<OpenAi>,
-    pub(crate) http: reqwest::Client,
-    pub(crate) lightning_name: String,
-    pub(crate) network: String,
-    pub(crate) dev: bool,
-    pub(crate) started: Instant,
-    pub(crate) max_body_bytes: usize,
-    /// The last `/status` check: when, and what it found.
-    pub(crate) status: tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>,
-}
 
 /// A gateway ready to serve.
 pub struct Gateway {

@@ -20,22 +20,16 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use plannt_l402::{
-    Challenge, Credential, KeyRing, MintRequest, NoConditions, PaymentHash, Reason,
-    Request as L402Request, TokenState, wire,
-};
-use plannt_lightning::{InvoiceRequest, Receiver};
+use plannt_l402::{Credential, KeyRing, NoConditions, Reason, Request as L402Request, wire};
+use plannt_lightning::Receiver;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 use tower::{Layer, Service, ServiceExt};
@@ -45,8 +39,19 @@ use crate::forwarded::TrustedProxies;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
-use crate::routes::{Route, RouteTable};
-use crate::store::{Claim, SpentStore, Ticket};
+use crate::routes::RouteTable;
+use crate::store::{Claim, SpentStore};
+
+mod answers;
+mod headers;
+mod settle;
+
+pub(crate) use answers::gateway_error;
+use answers::unavailable;
+pub(crate) use headers::peer_ip;
+use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_l402_authorization};
+pub use settle::Unanswered;
+use settle::{Paid, SettleOnUnwind};
 
 /// How the paywall prices time.
 #[derive(Debug, Clone)]
@@ -216,9 +221,9 @@ impl Paywall {
             }
         };
         if let Some(canonical) = rewritten
-            && let Err(response) = set_path(&mut request, &canonical)
+            && !set_path(&mut request, &canonical)
         {
-            return *response;
+            return gateway_error(StatusCode::BAD_REQUEST, "the path cannot be read");
         }
         let route = match self.routes.find(request.method(), request.uri().path()) {
             Some(route) if !route.is_public() => route,
@@ -330,330 +335,6 @@ impl Paywall {
             ),
         }
     }
-
-    /// Commits or releases a paid request's claim by what the upstream did, and says which.
-    async fn settle(&self, paid: &Paid, response: Response) -> Response {
-        let failure = response.extensions().get::<Unanswered>().cloned();
-        let status = response.status();
-        let release = match &failure {
-            Some(Unanswered::NotServed(_)) => true,
-            Some(Unanswered::NoAnswer(_)) => paid.releases,
-            None => status.is_server_error() && paid.releases,
-        };
-        let mut response = if release {
-            if let Err(e) = self.store.release(&paid.hash, &paid.ticket).await {
-                tracing::error!(error = %e, "could not release a claim after an upstream failure");
-            }
-            self.metrics.released();
-            let why = match &failure {
-                Some(Unanswered::NotServed(why) | Unanswered::NoAnswer(why)) => why.clone(),
-                None => format!("the upstream failed ({status})"),
-            };
-            // Never the upstream's body: a failure that carries data must not be served again
-            // with every retry of one token.
-            let mut released = gateway_error(
-                status,
-                &format!("{why}; your token was not used: send the same credential again"),
-            );
-            if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
-                released
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry.clone());
-            }
-            released
-        } else {
-            if let Err(e) = self
-                .store
-                .commit(&paid.hash, &paid.ticket, paid.keep_until)
-                .await
-            {
-                // The upstream has answered: the client gets what it paid for. The pending claim
-                // still refuses the token until it lapses.
-                tracing::error!(error = %e, "could not commit a spent token");
-            }
-            self.metrics.accepted(&paid.route, paid.price);
-            match failure {
-                Some(Unanswered::NoAnswer(why)) => gateway_error(
-                    status,
-                    &format!(
-                        "{why}; your token is spent: the upstream received this {} and may have acted on it",
-                        paid.method
-                    ),
-                ),
-                _ => response,
-            }
-        };
-        let headers = response.headers_mut();
-        drop_l402_headers(headers);
-        let state = if release {
-            TokenState::Released
-        } else {
-            TokenState::Spent
-        };
-        headers.insert(X_L402, HeaderValue::from_static(state.as_str()));
-        response
-    }
-
-    /// A 402 with a fresh invoice and macaroon for `route`.
-    async fn challenge(
-        &self,
-        route: &Route,
-        client: IpAddr,
-        reason: Option<(Reason, String)>,
-    ) -> Response {
-        if let Err(wait) = self.limiter.check(client) {
-            self.metrics.rate_limited();
-            let secs = wait.as_secs().max(1);
-            let body = json!({
-                "error": "Too Many Requests",
-                "message": format!("too many payment challenges from your address; retry in {secs} s"),
-                "retry_after": secs,
-            });
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return response;
-        }
-        let price = route.price_sats.unwrap_or(0);
-        let memo = format!(
-            "{} {} via Plannt",
-            route.method.as_ref().map_or("ANY", |m| m.as_str()),
-            route.path
-        );
-        let invoice_request = InvoiceRequest {
-            amount_sats: price,
-            memo: memo.chars().take(120).collect(),
-            expiry_secs: self.options.invoice_expiry_secs,
-        };
-        let issue = self.receiver.create_invoice(&invoice_request);
-        let invoice = match tokio::time::timeout(self.options.invoice_timeout, issue).await {
-            Ok(Ok(invoice)) => invoice,
-            Ok(Err(e)) => {
-                self.metrics.invoice_failure();
-                tracing::error!(error = %e, "the Lightning backend could not issue an invoice");
-                return unavailable(
-                    "lightning_unavailable",
-                    "the gateway cannot issue an invoice right now; nothing was charged, retry shortly",
-                );
-            }
-            Err(_) => {
-                self.metrics.invoice_failure();
-                tracing::error!("the Lightning backend did not issue an invoice in time");
-                return unavailable(
-                    "lightning_unavailable",
-                    "the gateway cannot issue an invoice right now; nothing was charged, retry shortly",
-                );
-            }
-        };
-        let valid_until = self.options.clock.now()
-            + self.options.invoice_expiry_secs
-            + self.options.token_lifetime_secs;
-        let minted = self.keys.mint(&MintRequest {
-            payment_hash: invoice.payment_hash,
-            route: &route.id,
-            valid_until,
-            conditions: &[],
-        });
-        let macaroon = match minted {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot mint a token");
-                return unavailable(
-                    "mint_failed",
-                    "the gateway cannot mint tokens; its operator must check the root keys",
-                );
-            }
-        };
-        self.metrics.challenge(&route.id);
-        let expires_at = UNIX_EPOCH + Duration::from_secs(invoice.expires_at.min(253_402_300_799));
-        let mut body = json!({
-            "error": "Payment Required",
-            "invoice": invoice.bolt11,
-            "macaroon": macaroon.to_base64(),
-            "payment_hash": hex::encode(invoice.payment_hash),
-            "amount_sats": price,
-            "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(),
-            "format": "L402 <macaroon>:<preimage>",
-        });
-        if let Some((reason, message)) = &reason {
-            body["reason"] = json!(reason.code());
-            body["message"] = json!(message);
-        }
-        let header_value = Challenge::new(macaroon, invoice.bolt11).to_header_value();
-        let mut response = (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response();
-        let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&header_value) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
-        }
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some((reason, _)) = reason {
-            headers.insert(X_L402_REASON, HeaderValue::from_static(reason.code()));
-        }
-        response
-    }
-
-    /// A 401 for a credential that is not genuine: no invoice.
-    fn refuse(&self, reason: Reason, message: &str) -> Response {
-        self.metrics.rejected(reason);
-        let body = json!({ "error": "Unauthorized", "reason": reason.code(), "message": message });
-        let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(X_L402_REASON, HeaderValue::from_static(reason.code()));
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-    }
-}
-
-const X_L402: HeaderName = HeaderName::from_static(wire::X_L402);
-const X_L402_REASON: HeaderName = HeaderName::from_static(wire::X_L402_REASON);
-const PAYMENT_HASH: HeaderName = HeaderName::from_static(wire::X_L402_PAYMENT_HASH);
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(wire::IDEMPOTENCY_KEY);
-
-/// Headers that let a request be priced as one method and served as another.
-const METHOD_OVERRIDES: [HeaderName; 3] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-];
-
-/// Removes what a client must not say to the upstream: `x-l402-*` headers (only the gateway
-/// sets them, and an upstream may trust `x-l402-payment-hash`) and method overrides.
-fn scrub(headers: &mut HeaderMap) {
-    drop_l402_headers(headers);
-    for name in &METHOD_OVERRIDES {
-        headers.remove(name);
-    }
-}
-
-fn drop_l402_headers(headers: &mut HeaderMap) {
-    let ours = |name: &HeaderName| name.as_str().starts_with(wire::X_L402);
-    if !headers.keys().any(ours) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| ours(n)).cloned().collect();
-    for name in names {
-        headers.remove(name);
-    }
-}
-
-/// Puts `path` in place of the request's path, keeping its query.
-fn set_path(request: &mut Request<Body>, path: &str) -> Result<(), Box<Response>> {
-    let with_query = match request.uri().query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
-    };
-    let mut parts = request.uri().clone().into_parts();
-    parts.path_and_query = PathAndQuery::try_from(with_query).ok();
-    match Uri::from_parts(parts) {
-        Ok(uri) => {
-            *request.uri_mut() = uri;
-            Ok(())
-        }
-        Err(_) => Err(Box::new(gateway_error(
-            StatusCode::BAD_REQUEST,
-            "the path cannot be read",
-        ))),
-    }
-}
-
-/// An error answer of the gateway's own: `{"error": <reason phrase>, "message": …}`.
-fn gateway_error(status: StatusCode, message: &str) -> Response {
-    let body = json!({
-        "error": status.canonical_reason().unwrap_or("Error"),
-        "message": message,
-    });
-    (status, axum::Json(body)).into_response()
-}
-
-fn unavailable(reason: &'static str, message: &str) -> Response {
-    let body = json!({ "error": "Service Unavailable", "reason": reason, "message": message });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
-}
-
-/// The address the connection comes from.
-pub(crate) fn peer_ip(request: &Request<Body>) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
-}
-
-fn strip_l402_authorization(headers: &mut HeaderMap) {
-    let keep: Vec<HeaderValue> = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter(|v| {
-            let b = v.as_bytes();
-            !(b.len() >= 4
-                && (b[..4].eq_ignore_ascii_case(b"L402") || b[..4].eq_ignore_ascii_case(b"LSAT")))
-        })
-        .cloned()
-        .collect();
-    headers.remove(header::AUTHORIZATION);
-    for value in keep {
-        headers.append(header::AUTHORIZATION, value);
-    }
-}
-
-/// Marks a response (in its extensions) that the service behind the paywall made because its
-/// upstream gave no answer of its own, with what happened; the paywall words the body with what
-/// became of the token. A response without it is the upstream's answer: a 5xx is an upstream
-/// failure, anything else buys what the token paid for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unanswered {
-    /// The upstream never received the request, or refused it before doing any work (it could
-    /// not be reached; the request body failed on its way in): the token is always given back.
-    NotServed(String),
-    /// The upstream received the request and gave no answer (too slow, or the connection
-    /// broke): the route's failure policy decides.
-    NoAnswer(String),
-}
-
-/// What settling a paid request needs.
-struct Paid {
-    hash: PaymentHash,
-    ticket: Ticket,
-    keep_until: u64,
-    releases: bool,
-    method: Method,
-    route: String,
-    price: u64,
-}
-
-/// Settles a claim as a failure if the task forwarding its request unwinds (a handler
-/// panicked), so it is neither stranded nor, for a POST, given back.
-struct SettleOnUnwind {
-    paywall: Arc<Paywall>,
-    paid: Option<Paid>,
-}
-
-impl SettleOnUnwind {
-    fn disarm(mut self) -> Paid {
-        self.paid.take().expect("armed until disarmed")
-    }
-}
-
-impl Drop for SettleOnUnwind {
-    fn drop(&mut self) {
-        let Some(paid) = self.paid.take() else {
-            return;
-        };
-        let paywall = self.paywall.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let failed = gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "the handler failed");
-                paywall.settle(&paid, failed).await;
-            });
-        }
-    }
 }
 
 /// The tower layer. Build it with [`Paywall::layer`].
@@ -706,7 +387,7 @@ where
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-    use plannt_l402::RootKey;
+    use plannt_l402::{PaymentHash, RootKey};
     use plannt_lightning::dev::DevNetwork;
     use plannt_lightning::invoice::unix_now;
 
