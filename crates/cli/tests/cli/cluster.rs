@@ -193,6 +193,15 @@ impl Answer {
     }
 }
 
+/// The value of the header `name` of a response, if it is there and text.
+pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// A GET with an optional `Authorization` value; panics if the gateway does not answer.
 pub async fn get(client: &reqwest::Client, url: &str, authorization: Option<&str>) -> Answer {
     let mut request = client.get(url);
@@ -203,18 +212,11 @@ pub async fn get(client: &reqwest::Client, url: &str, authorization: Option<&str
         .send()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
     let status = response.status().as_u16();
-    let x_l402 = header("x-l402");
-    let reason_header = header("x-l402-reason");
-    let www_authenticate = header("www-authenticate");
-    let retry_after = header("retry-after");
+    let x_l402 = header(&response, "x-l402");
+    let reason_header = header(&response, "x-l402-reason");
+    let www_authenticate = header(&response, "www-authenticate");
+    let retry_after = header(&response, "retry-after");
     let body = response.json().await.unwrap_or(Value::Null);
     Answer {
         status,
