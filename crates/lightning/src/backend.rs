@@ -4,12 +4,20 @@
 
 use std::time::Duration;
 
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 use plannt_l402::{PaymentHash, Preimage};
 
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 use crate::types::check_preimage;
-use crate::{
-    DecodedInvoice, LightningError, Network, Payer, Payment, PaymentLookup, decode_invoice,
-};
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
+use crate::{DecodedInvoice, LightningError, Network, decode_invoice};
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
+use crate::{Payer, Payment, PaymentLookup};
 
 /// How long to wait for a connection (TCP, or a relay's WebSocket).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +27,12 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const PAY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The network a node reports by name (LND `chains[].network`, CLN `network`, phoenixd `chain`).
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
 pub(crate) fn network_named(name: &str) -> Option<Network> {
     match name.to_ascii_lowercase().as_str() {
         "bitcoin" | "mainnet" => Some(Network::Bitcoin),
@@ -31,6 +45,12 @@ pub(crate) fn network_named(name: &str) -> Option<Network> {
 }
 
 /// An error for a node on another network than the URI names.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
 pub(crate) fn check_network(
     backend: &str,
     reported: &str,
@@ -46,6 +66,12 @@ pub(crate) fn check_network(
 
 /// Decodes an invoice to pay. Plannt pays only invoices that name an amount: an amountless one
 /// would let the payer choose what to send. Answers the invoice and its amount in millisatoshis.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
 pub(crate) fn invoice_to_pay(bolt11: &str) -> Result<(DecodedInvoice, u64), LightningError> {
     let decoded =
         decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
@@ -58,6 +84,7 @@ pub(crate) fn invoice_to_pay(bolt11: &str) -> Result<(DecodedInvoice, u64), Ligh
 }
 
 /// A preimage a backend sent as hex (not yet checked against its hash).
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<Preimage, LightningError> {
     text.and_then(|t| Preimage::from_hex(t).ok())
         .ok_or_else(|| {
@@ -67,6 +94,7 @@ pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<Preimage
 
 /// A preimage a backend sent as hex, checked against the payment hash: for what an invoice or
 /// payment lookup reports. (A [`Payment`] is checked by [`Payment::checked`].)
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 pub(crate) fn checked_preimage(
     backend: &str,
     text: Option<&str>,
@@ -79,6 +107,7 @@ pub(crate) fn checked_preimage(
 
 /// For a backend that takes no fee limit (LNbits, phoenixd, NWC): a fee above the limit can
 /// only be reported, after the payment.
+#[cfg(any(feature = "lnbits", feature = "phoenixd", feature = "nwc"))]
 pub(crate) fn report_fee_over_limit(backend: &str, fee_msat: u64, max_fee_msat: u64) {
     if fee_msat > max_fee_msat {
         tracing::warn!(
@@ -93,6 +122,7 @@ pub(crate) fn report_fee_over_limit(backend: &str, fee_msat: u64, max_fee_msat: 
 /// After a payment call broke off, or answered something unreadable: what the backend's own
 /// record says decides. If it has no final word yet, the outcome stays unknown (`error`, or
 /// `Timeout`), so the caller looks the payment up later instead of paying again.
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 pub(crate) async fn after_interruption<P: Payer + ?Sized>(
     payer: &P,
     payment_hash: &PaymentHash,
@@ -111,6 +141,12 @@ pub(crate) async fn after_interruption<P: Payer + ?Sized>(
 }
 
 #[cfg(test)]
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
 mod tests {
     use super::*;
 

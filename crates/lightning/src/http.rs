@@ -37,6 +37,7 @@ pub(crate) fn transport_error(backend: &str, error: reqwest::Error) -> Lightning
 }
 
 /// Why an exchange has no whole answer.
+#[cfg(any(feature = "cln", feature = "phoenixd"))]
 pub(crate) enum Unanswered {
     /// No connection was made: nothing was sent, so nothing happened.
     NotSent(LightningError),
@@ -45,6 +46,7 @@ pub(crate) enum Unanswered {
 }
 
 /// Sends `request` and reads its whole answer: the status and the body.
+#[cfg(any(feature = "cln", feature = "phoenixd"))]
 pub(crate) async fn exchange(
     backend: &str,
     request: reqwest::RequestBuilder,
@@ -65,6 +67,7 @@ pub(crate) async fn exchange(
 }
 
 /// The start of an error answer's text, for a message, or `HTTP <status>` when it has none.
+#[cfg(any(feature = "cln", feature = "phoenixd"))]
 pub(crate) fn excerpt(status: u16, body: &[u8]) -> String {
     let text: String = String::from_utf8_lossy(body)
         .trim()

@@ -13,30 +13,62 @@
 //!
 //! Every backend checks `sha256(preimage) == payment_hash` itself before it reports a payment
 //! as made: a backend's word is never enough.
+//!
+//! Each backend is a cargo feature, all on by default (`backends` names them all): `lnd`, `cln`,
+//! `phoenixd`, `lnbits`, `nwc` (the only one that needs nostr-sdk) and `dev-http` (the dev
+//! network's HTTP router and the `dev+http://` wallet). The embedded dev network
+//! ([`dev::DevNetwork`]) is always built. A service that embeds only the gateway's layer needs
+//! none of them. Without its feature a backend's URI still parses, and [`open`] answers
+//! [`OpenError::Unsupported`] naming the feature to enable.
 
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "lnbits",
+    feature = "nwc",
+    feature = "dev-http"
+))]
 mod backend;
+#[cfg(feature = "cln")]
 mod cln;
 pub mod dev;
 mod error;
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "lnbits",
+    feature = "dev-http"
+))]
 mod http;
 pub mod invoice;
+#[cfg(feature = "lnbits")]
 mod lnbits;
+#[cfg(feature = "lnd")]
 mod lnd;
+#[cfg(feature = "nwc")]
 mod nwc;
 mod open;
+#[cfg(feature = "phoenixd")]
 mod phoenixd;
 mod secret;
 mod tls;
 mod types;
 pub mod uri;
 
+#[cfg(feature = "cln")]
 pub use cln::Cln;
 pub use error::LightningError;
 pub use invoice::{DecodedInvoice, InvoiceError, Network, decode_invoice};
+#[cfg(feature = "lnbits")]
 pub use lnbits::LnBits;
+#[cfg(feature = "lnd")]
 pub use lnd::Lnd;
+#[cfg(feature = "nwc")]
 pub use nwc::{Nwc, NwcEncryption};
 pub use open::{Context, OpenError, open};
+#[cfg(feature = "phoenixd")]
 pub use phoenixd::Phoenixd;
 pub use secret::Secret;
 pub use tls::{install_tls_provider, tls_config};

@@ -5,7 +5,10 @@
 use std::sync::{Arc, Once, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::CryptoProvider;
+#[cfg(feature = "lnd")]
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
+#[cfg(feature = "lnd")]
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -103,6 +106,7 @@ pub fn tls_config() -> rustls::ClientConfig {
 /// A TLS configuration that accepts only a server presenting one of the certificates in `pem`,
 /// whatever the host (name or IP address) and validity dates say. The handshake signature is
 /// still verified against the certificate.
+#[cfg(feature = "lnd")]
 pub(crate) fn pinned_tls_config(pem: &[u8]) -> std::io::Result<rustls::ClientConfig> {
     let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -126,12 +130,14 @@ pub(crate) fn pinned_tls_config(pem: &[u8]) -> std::io::Result<rustls::ClientCon
 }
 
 /// Accepts exactly the pinned certificates; checks the handshake signature with their keys.
+#[cfg(feature = "lnd")]
 #[derive(Debug)]
 struct PinnedCert {
     certs: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
 }
 
+#[cfg(feature = "lnd")]
 impl ServerCertVerifier for PinnedCert {
     fn verify_server_cert(
         &self,

@@ -11,6 +11,7 @@
 //! hashes (paying twice must fail), and an entry is dropped once its invoice has expired, when
 //! paying it fails anyway: the state is bounded by payment rate × invoice lifetime.
 
+#[cfg(feature = "dev-http")]
 pub mod http;
 
 use plannt_l402::{PaymentHash, Preimage};
