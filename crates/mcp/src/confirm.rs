@@ -77,6 +77,7 @@ pub fn fingerprint(parts: &[&str]) -> [u8; 32] {
 
 /// Why a returned confirmation cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stale {
     /// Unknown, already used, or lapsed.
     Unknown,
