@@ -1,24 +1,12 @@
-//! `plannt wallet balance` (and `pay`, `lookup`) with each node backend's URI form, against the fakes of LND, Core
-//! Lightning and phoenixd that plannt-lightning's tests use (each follows its node's API field
-//! by field): the balance is the node's, a credential that cannot read it is refused with a clear
-//! error, and no secret reaches the output.
-
-#[path = "../../../lightning/tests/fake/mod.rs"]
-mod fake;
-#[allow(dead_code)]
-#[path = "../../../lightning/tests/fake/cln.rs"]
-mod fake_cln;
-#[allow(dead_code)]
-#[path = "../../../lightning/tests/fake/lnd.rs"]
-mod fake_lnd;
-#[allow(dead_code)]
-#[path = "../../../lightning/tests/fake/phoenixd.rs"]
-mod fake_phoenixd;
+//! `plannt wallet balance` (and `pay`, `lookup`) with each node backend's URI form, against the
+//! test kit's fakes of LND, Core Lightning and phoenixd, which plannt-lightning's tests use too
+//! (each follows its node's API field by field): the balance is the node's, a credential that
+//! cannot read it is refused with a clear error, and no secret reaches the output.
 
 use std::process::Output;
 
+use plannt_testkit::fakes;
 use plannt_testkit::process::clean_command;
-
 use serde_json::Value;
 
 use crate::PLANNT;
@@ -69,12 +57,12 @@ fn refused(output: &Output, secret: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lnd_with_a_pinned_cert_and_a_macaroon_file_or_hex() {
-    let node = fake_lnd::Lnd::new(fake::network());
+    let node = fakes::lnd::Lnd::new(fakes::network());
     let server = node.serve_tls().await;
     let port = server.url.port().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("tls.cert");
-    std::fs::write(&cert, fake::LND_TLS_CERT).unwrap();
+    std::fs::write(&cert, fakes::LND_TLS_CERT).unwrap();
     let admin = node.state().admin_macaroon.clone();
     let file = dir.path().join("admin.macaroon");
     std::fs::write(&file, hex::decode(&admin).unwrap()).unwrap();
@@ -86,7 +74,7 @@ async fn lnd_with_a_pinned_cert_and_a_macaroon_file_or_hex() {
         );
         assert_eq!(
             balance_msat(&balance(uri).await),
-            fake_lnd::CHANNEL_BALANCE_MSAT
+            fakes::lnd::CHANNEL_BALANCE_MSAT
         );
     }
 
@@ -106,7 +94,7 @@ async fn lnd_with_a_pinned_cert_and_a_macaroon_file_or_hex() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn core_lightning_with_a_rune() {
-    let node = fake_cln::Cln::new(fake::network());
+    let node = fakes::cln::Cln::new(fakes::network());
     let server = node.serve().await;
     let port = server.url.port().unwrap();
     let rune = node.state().rune.clone();
@@ -115,7 +103,7 @@ async fn core_lightning_with_a_rune() {
     assert_eq!(balance_msat(&balance(uri.clone()).await), 700_000_321);
 
     // Pay, then look the payment up by its hash: `listpays` has it, with the same preimage.
-    let bolt11 = fake::payable(&node.state().network, 9);
+    let bolt11 = fakes::payable(&node.state().network, 9);
     let paid = wallet(uri.clone(), &["pay", "--json", &bolt11]).await;
     assert!(
         paid.status.success(),
@@ -149,14 +137,14 @@ async fn core_lightning_with_a_rune() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn phoenixd_with_its_password() {
-    let node = fake_phoenixd::Phoenixd::new(fake::network());
+    let node = fakes::phoenixd::Phoenixd::new(fakes::network());
     let server = node.serve().await;
     let port = server.url.port().unwrap();
     let password = node.state().full_password.clone();
     let uri = format!("phoenixd+http://127.0.0.1:{port}?password={password}&network=regtest");
     assert_eq!(
         balance_msat(&balance(uri).await),
-        fake_phoenixd::BALANCE_SAT * 1000
+        fakes::phoenixd::BALANCE_SAT * 1000
     );
 
     let wrong = "not-the-password-0123456789";
