@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -29,6 +29,8 @@ use plannt_l402::{
 use plannt_lightning::InvoiceRequest;
 use plannt_lightning::dev::DevNetwork;
 use serde_json::json;
+
+use crate::fakes::{now, random32};
 
 /// The route id minted into every token.
 pub const ROUTE: &str = "hostile";
@@ -161,20 +163,6 @@ impl Hostile {
     }
 }
 
-/// 32 random bytes.
-pub fn random32() -> [u8; 32] {
-    let mut out = [0u8; 32];
-    getrandom::fill(&mut out).unwrap();
-    out
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// A BOLT11 invoice signed by a throwaway key: any network, with or without an amount, created
 /// at `created_at` and valid for `expiry_secs`.
 pub fn forged_invoice(
@@ -223,7 +211,7 @@ fn challenge(s: &Shared, reason: Option<&str>) -> Response {
     let n = s.challenges.fetch_add(1, Ordering::SeqCst);
     let price = s.price.load(Ordering::SeqCst);
     let scenario = *s.scenario.lock().unwrap();
-    let now = unix_now();
+    let now = now();
     let mint = |hash: PaymentHash| {
         s.keys
             .mint(&MintRequest {
@@ -357,7 +345,7 @@ async fn handle(
         auth,
         &L402Request {
             route: ROUTE,
-            now: unix_now(),
+            now: now(),
             conditions: &NoConditions,
         },
     );

@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use plannt_client::Ledger;
-pub use plannt_testkit::hostile::{Hostile, Scenario, Shared, random32};
+pub use plannt_testkit::fakes::random32;
+pub use plannt_testkit::hostile::{Hostile, Scenario, Shared};
 
 use crate::PLANNT;
 
