@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod process;
 mod redis;
 
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 
 pub use redis::Redis;
@@ -24,7 +25,8 @@ pub fn in_ci() -> bool {
 /// Skips the calling test because `why`: a notice outside CI, a failure under it.
 pub fn skip(why: &str) {
     assert!(!in_ci(), "{why}: CI=true, so this test cannot be skipped");
-    eprintln!("\n!!! SKIPPED: {why}\n");
+    // Straight to stderr: the test harness captures `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {why}\n");
 }
 
 /// A loopback port that was free a moment ago (another process may take it before it is bound).
