@@ -1,21 +1,22 @@
-//! The Lnd backend against a fake LND REST API ([`fake_lnd`]), over plain HTTP and over TLS
-//! with a pinned `tls.cert`.
-
-mod fake;
+//! The Lnd backend against the test kit's fake LND REST API ([`fake_lnd`]), over plain HTTP and
+//! over TLS with a pinned `tls.cert`: its subject for the conformance suite, and what is LND's
+//! own (protojson, the macaroons, the fee limit, the payment stream, the pinned certificate).
 
 use plannt_l402::PaymentHash;
+use std::sync::Arc;
 use std::time::Duration;
 
-use fake::{LND_TLS_CERT, OTHER_TLS_CERT, request, sha};
+use lightning_invoice::Currency;
 use plannt_lightning::{
     BackendUri, Context, InvoiceState, LightningError, Lnd, Network, OpenError, Payer,
-    PaymentLookup, Receiver, Secret, decode_invoice, open,
+    PaymentLookup, Receiver, Secret, Wallet, decode_invoice,
 };
+use plannt_testkit::fakes::lnd as fake_lnd;
+use plannt_testkit::fakes::{self as fake, LND_TLS_CERT, OTHER_TLS_CERT, request, sha};
 use serde_json::Value;
 
-#[path = "fake/lnd.rs"]
-mod fake_lnd;
-
+use crate::conformance::{Payee, Subject};
+use crate::support::{amountless_invoice, open_uri, open_wallet};
 use fake_lnd::CHANNEL_BALANCE_MSAT;
 
 struct Setup {
@@ -67,6 +68,43 @@ impl Setup {
             .expect("a request to the path");
         body.clone()
     }
+}
+
+/// An `lnd+http://` URI of the node at `port`, with a macaroon.
+fn uri(port: u16, macaroon: &str) -> String {
+    format!("lnd+http://127.0.0.1:{port}?macaroon={macaroon}&network=regtest")
+}
+
+/// LND in the conformance suite: a gateway's invoice macaroon issues, the admin macaroon pays
+/// into the rest of the network.
+pub async fn subject() -> Option<Subject> {
+    let setup = Setup::new().await;
+    let port = setup.server.url.port().unwrap();
+    let (admin, invoice) = {
+        let state = setup.fake.state();
+        (state.admin_macaroon.clone(), state.invoice_macaroon.clone())
+    };
+    let context = Context::new(std::env::temp_dir());
+    Some(Subject {
+        name: "lnd",
+        network: Network::Regtest,
+        receiver: open_uri(&uri(port, &invoice), &context),
+        payer: open_uri(&uri(port, &admin), &context),
+        stranger: open_uri(&uri(port, &"0123456789abcdef".repeat(4)), &context),
+        payee: Payee::Network(setup.network.clone()),
+        amountless: amountless_invoice(Currency::Regtest, None),
+        balance_moves: true,
+        _alive: vec![Box::new(setup)],
+    })
+}
+
+/// LND where nothing answers.
+pub fn unreachable() -> Arc<dyn Wallet> {
+    let port = plannt_testkit::dead_port();
+    open_uri(
+        &uri(port, &"00".repeat(20)),
+        &Context::new(std::env::temp_dir()),
+    )
 }
 
 #[tokio::test]
@@ -246,21 +284,6 @@ async fn a_wrong_or_missing_macaroon_is_unauthorized_and_never_shown() {
 }
 
 #[tokio::test]
-async fn an_unreachable_node_is_reported_and_paid_nothing() {
-    let url = fake::closed_url("http").await;
-    let lnd = Lnd::new(url, Secret::new("00".repeat(20)), Network::Regtest);
-    let network = fake::network();
-    let bolt11 = fake::payable(&network, 10);
-    for error in [
-        lnd.health().await.unwrap_err(),
-        lnd.pay(&bolt11, 1_000).await.unwrap_err(),
-        lnd.balance().await.unwrap_err(),
-    ] {
-        assert_eq!(error.code(), "unreachable", "{error}");
-    }
-}
-
-#[tokio::test]
 async fn a_stalled_payment_is_looked_up_and_paid_once() {
     let setup = Setup::new().await;
     setup.fake.state().hold = true;
@@ -415,7 +438,7 @@ async fn opens_from_a_uri_with_a_macaroon_file_and_a_cert_file() {
     );
     let uri: BackendUri = text.parse().unwrap();
     let context = Context::new(dir.path().to_path_buf());
-    let wallet = open(&uri, &context).unwrap();
+    let wallet = open_wallet(&uri, &context).unwrap();
     assert_eq!(wallet.name(), "lnd");
     assert_eq!(wallet.network(), Network::Regtest);
     wallet.health().await.unwrap();
@@ -433,28 +456,18 @@ async fn opens_from_a_uri_with_a_macaroon_file_and_a_cert_file() {
     )
     .parse()
     .unwrap();
-    assert!(matches!(open(&plain, &context), Err(OpenError::Io(_))));
+    assert!(matches!(
+        open_wallet(&plain, &context),
+        Err(OpenError::Io(_))
+    ));
     let missing: BackendUri = format!(
         "lnd+https://127.0.0.1:1?macaroon={}",
         dir.path().join("nope.macaroon").display()
     )
     .parse()
     .unwrap();
-    assert!(matches!(open(&missing, &context), Err(OpenError::Io(_))));
-}
-
-#[tokio::test]
-async fn opens_lnd_over_plain_http() {
-    let setup = Setup::new().await;
-    let text = format!(
-        "lnd+http://127.0.0.1:{}?macaroon={}&network=regtest",
-        setup.server.url.port().unwrap(),
-        setup.macaroon()
-    );
-    let uri: BackendUri = text.parse().unwrap();
-    let wallet = open(&uri, &Context::new(std::env::temp_dir())).unwrap();
-    wallet.health().await.unwrap();
-    let bolt11 = fake::payable(&setup.network, 2);
-    let payment = wallet.pay(&bolt11, 2_000).await.unwrap();
-    assert_eq!(sha(payment.preimage.as_bytes()), payment.payment_hash);
+    assert!(matches!(
+        open_wallet(&missing, &context),
+        Err(OpenError::Io(_))
+    ));
 }

@@ -1,11 +1,10 @@
 //! The TLS every REST backend uses (all but LND's pinned one): a certificate the platform's roots
 //! do not vouch for is refused, though the roots are only read at the first handshake.
 
-mod fake;
-
 use axum::Router;
 use axum::routing::get;
 use plannt_lightning::{LightningError, LnBits, Network, Receiver, Secret};
+use plannt_testkit::fakes as fake;
 
 fn wallet_api() -> Router {
     Router::new().route(

@@ -1,19 +1,22 @@
-//! The Cln backend against a fake Core Lightning `clnrest` ([`fake_cln`]).
-
-mod fake;
+//! The Cln backend against the test kit's fake Core Lightning `clnrest` ([`fake_cln`]): its
+//! subject for the conformance suite, and what is CLN's own (labels, runes, xpay and pay, the
+//! error codes, listfunds).
 
 use plannt_l402::PaymentHash;
+use std::sync::Arc;
 use std::time::Duration;
 
-use fake::{request, sha};
+use lightning_invoice::Currency;
 use plannt_lightning::{
-    BackendUri, Cln, Context, InvoiceState, LightningError, Network, Payer, PaymentLookup,
-    Receiver, Secret, decode_invoice, open,
+    Cln, Context, InvoiceState, LightningError, Network, Payer, PaymentLookup, Receiver, Secret,
+    Wallet, decode_invoice,
 };
+use plannt_testkit::fakes::cln as fake_cln;
+use plannt_testkit::fakes::{self as fake, request, sha};
 use serde_json::Value;
 
-#[path = "fake/cln.rs"]
-mod fake_cln;
+use crate::conformance::{Payee, Subject};
+use crate::support::{amountless_invoice, open_uri};
 
 struct Setup {
     fake: fake_cln::Cln,
@@ -54,6 +57,41 @@ impl Setup {
             .map(|(_, params)| params.clone())
             .collect()
     }
+}
+
+/// A `cln+http://` URI of the node at `port`, with a rune.
+fn uri(port: u16, rune: &str) -> String {
+    format!("cln+http://127.0.0.1:{port}?rune={rune}&network=regtest")
+}
+
+/// Core Lightning in the conformance suite: a rune limited to invoices issues, the node's full
+/// rune pays into the rest of the network. The fake's listfunds is fixed: its balance does not
+/// move.
+pub async fn subject() -> Option<Subject> {
+    let setup = Setup::new().await;
+    let port = setup.server.url.port().unwrap();
+    let (rune, invoice_rune) = {
+        let state = setup.fake.state();
+        (state.rune.clone(), state.invoice_rune.clone())
+    };
+    let context = Context::new(std::env::temp_dir());
+    Some(Subject {
+        name: "cln",
+        network: Network::Regtest,
+        receiver: open_uri(&uri(port, &invoice_rune), &context),
+        payer: open_uri(&uri(port, &rune), &context),
+        stranger: open_uri(&uri(port, &"SeCrEtRuNe-".repeat(5)), &context),
+        payee: Payee::Network(setup.network.clone()),
+        amountless: amountless_invoice(Currency::Regtest, None),
+        balance_moves: false,
+        _alive: vec![Box::new(setup)],
+    })
+}
+
+/// Core Lightning where nothing answers.
+pub fn unreachable() -> Arc<dyn Wallet> {
+    let port = plannt_testkit::dead_port();
+    open_uri(&uri(port, "rune"), &Context::new(std::env::temp_dir()))
 }
 
 #[tokio::test]
@@ -257,23 +295,6 @@ async fn a_missing_or_wrong_rune_is_unauthorized_and_never_shown() {
 }
 
 #[tokio::test]
-async fn an_unreachable_node_is_reported() {
-    let cln = Cln::new(
-        fake::closed_url("http").await,
-        Secret::new("rune"),
-        Network::Regtest,
-    );
-    let bolt11 = fake::payable(&fake::network(), 10);
-    for error in [
-        cln.health().await.unwrap_err(),
-        cln.pay(&bolt11, 5_000).await.unwrap_err(),
-        cln.lookup_payment(&PaymentHash([1; 32])).await.unwrap_err(),
-    ] {
-        assert_eq!(error.code(), "unreachable", "{error}");
-    }
-}
-
-#[tokio::test]
 async fn a_stalled_payment_is_looked_up_and_paid_once() {
     let setup = Setup::new().await;
     setup.fake.state().hold = true;
@@ -329,25 +350,9 @@ async fn the_balance_counts_open_channels_only() {
 }
 
 #[tokio::test]
-async fn health_checks_the_network_and_opens_from_a_uri() {
+async fn health_checks_the_network() {
     let setup = Setup::new().await;
-    let text = format!(
-        "cln+http://127.0.0.1:{}?rune={}&network=regtest",
-        setup.server.url.port().unwrap(),
-        setup.rune()
-    );
-    let uri: BackendUri = text.parse().unwrap();
-    assert!(!uri.to_string().contains(&setup.rune()));
-    let wallet = open(&uri, &Context::new(std::env::temp_dir())).unwrap();
-    assert_eq!(wallet.name(), "cln");
-    assert_eq!(wallet.network(), Network::Regtest);
-    wallet.health().await.unwrap();
-    let payment = wallet
-        .pay(&fake::payable(&setup.network, 5), 5_000)
-        .await
-        .unwrap();
-    assert_eq!(sha(payment.preimage.as_bytes()), payment.payment_hash);
-
+    setup.wallet().health().await.unwrap();
     let mainnet = Cln::new(
         setup.server.url.clone(),
         Secret::new(setup.rune()),

@@ -1,19 +1,21 @@
-//! The Phoenixd backend against a fake phoenixd HTTP API ([`fake_phoenixd`]).
-
-mod fake;
+//! The Phoenixd backend against the test kit's fake phoenixd HTTP API ([`fake_phoenixd`]): its
+//! subject for the conformance suite, and what is phoenixd's own (forms, the two passwords,
+//! failures answered 200, a fee it takes no limit for).
 
 use plannt_l402::PaymentHash;
+use std::sync::Arc;
 use std::time::Duration;
 
-use fake::{request, sha};
+use lightning_invoice::Currency;
 use plannt_lightning::{
-    BackendUri, Context, InvoiceState, LightningError, Network, Payer, PaymentLookup, Phoenixd,
-    Receiver, Secret, decode_invoice, open,
+    Context, InvoiceState, LightningError, Network, Payer, PaymentLookup, Phoenixd, Receiver,
+    Secret, Wallet, decode_invoice,
 };
+use plannt_testkit::fakes::phoenixd as fake_phoenixd;
+use plannt_testkit::fakes::{self as fake, request, sha};
 
-#[path = "fake/phoenixd.rs"]
-mod fake_phoenixd;
-
+use crate::conformance::{Payee, Subject};
+use crate::support::{amountless_invoice, open_uri};
 use fake_phoenixd::BALANCE_SAT;
 
 struct Setup {
@@ -65,6 +67,40 @@ impl Setup {
             .map(|(_, form)| form.clone())
             .expect("a post to the path")
     }
+}
+
+/// A `phoenixd+http://` URI of the node at `port`, with a password.
+fn uri(port: u16, password: &str) -> String {
+    format!("phoenixd+http://127.0.0.1:{port}?password={password}&network=regtest")
+}
+
+/// phoenixd in the conformance suite: the limited password issues, the full one pays into the
+/// rest of the network.
+pub async fn subject() -> Option<Subject> {
+    let setup = Setup::new().await;
+    let port = setup.server.url.port().unwrap();
+    let (full, limited) = {
+        let state = setup.fake.state();
+        (state.full_password.clone(), state.limited_password.clone())
+    };
+    let context = Context::new(std::env::temp_dir());
+    Some(Subject {
+        name: "phoenixd",
+        network: Network::Regtest,
+        receiver: open_uri(&uri(port, &limited), &context),
+        payer: open_uri(&uri(port, &full), &context),
+        stranger: open_uri(&uri(port, "hunter2-but-longer"), &context),
+        payee: Payee::Network(setup.network.clone()),
+        amountless: amountless_invoice(Currency::Regtest, None),
+        balance_moves: true,
+        _alive: vec![Box::new(setup)],
+    })
+}
+
+/// phoenixd where nothing answers.
+pub fn unreachable() -> Arc<dyn Wallet> {
+    let port = plannt_testkit::dead_port();
+    open_uri(&uri(port, "pw"), &Context::new(std::env::temp_dir()))
 }
 
 #[tokio::test]
@@ -218,26 +254,6 @@ async fn a_wrong_password_is_unauthorized_and_the_limited_one_cannot_pay() {
 }
 
 #[tokio::test]
-async fn an_unreachable_node_is_reported() {
-    let phoenixd = Phoenixd::new(
-        fake::closed_url("http").await,
-        Secret::new("pw"),
-        Network::Regtest,
-    );
-    let bolt11 = fake::payable(&fake::network(), 10);
-    for error in [
-        phoenixd.health().await.unwrap_err(),
-        phoenixd.pay(&bolt11, 5_000).await.unwrap_err(),
-        phoenixd
-            .lookup_payment(&PaymentHash([1; 32]))
-            .await
-            .unwrap_err(),
-    ] {
-        assert_eq!(error.code(), "unreachable", "{error}");
-    }
-}
-
-#[tokio::test]
 async fn a_stalled_payment_is_looked_up_and_paid_once() {
     let setup = Setup::new().await;
     setup.fake.state().hold = true;
@@ -285,24 +301,9 @@ async fn a_malformed_answer_leaves_the_outcome_to_the_node() {
 }
 
 #[tokio::test]
-async fn health_checks_the_network_and_opens_from_a_uri() {
+async fn health_checks_the_network() {
     let setup = Setup::new().await;
-    let text = format!(
-        "phoenixd+http://127.0.0.1:{}?password={}&network=regtest",
-        setup.server.url.port().unwrap(),
-        setup.password()
-    );
-    let uri: BackendUri = text.parse().unwrap();
-    let wallet = open(&uri, &Context::new(std::env::temp_dir())).unwrap();
-    assert_eq!(wallet.name(), "phoenixd");
-    assert_eq!(wallet.network(), Network::Regtest);
-    wallet.health().await.unwrap();
-    let payment = wallet
-        .pay(&fake::payable(&setup.network, 5), 10_000)
-        .await
-        .unwrap();
-    assert_eq!(sha(payment.preimage.as_bytes()), payment.payment_hash);
-
+    setup.wallet().health().await.unwrap();
     let mainnet = Phoenixd::new(
         setup.server.url.clone(),
         Secret::new(setup.password()),

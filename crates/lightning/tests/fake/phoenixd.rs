@@ -1,3 +1,0 @@
-//! Re-exports `plannt_testkit::fakes::phoenixd` for the tests that still include it by path.
-
-pub use plannt_testkit::fakes::phoenixd::*;

@@ -1,0 +1,310 @@
+//! One suite that every backend runs, each against what stands in for its node: the dev network
+//! (embedded, and over HTTP), a real LNbits, the fakes of LND, Core Lightning and phoenixd, and
+//! an NWC wallet service on an in-process relay. Each backend is opened from its URI, as Plannt
+//! opens it, and must behave alike: it answers health, issues invoices that read back as asked,
+//! refuses to issue one for nothing, pays an invoice once with a preimage that hashes to its
+//! payment hash, finds that payment again by its hash, refuses to pay it twice, refuses an
+//! invoice without an amount and one that is not an invoice, knows no payment of an unknown
+//! hash, and says it is unreachable when nothing answers.
+//!
+//! What each backend does its own way (wire formats, credentials, quirks) is tested in its own
+//! module.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use plannt_l402::PaymentHash;
+use plannt_lightning::dev::DevNetwork;
+use plannt_lightning::{
+    IssuedInvoice, LightningError, Network, PaymentLookup, Wallet, decode_invoice,
+};
+
+use crate::support::{random32, request, sha256};
+
+/// What the invoices the suite pays are for.
+const SATS: u64 = 21;
+/// The fee limit of every payment: above what any of the stand-ins charges.
+const MAX_FEE_MSAT: u64 = 10_000;
+
+/// A backend under test, and what stands in for its node.
+pub struct Subject {
+    /// The name it answers (`Payer::name`).
+    pub name: &'static str,
+    /// The network its URI names.
+    pub network: Network,
+    /// Issues invoices, opened from the URI a gateway would be given (the least it needs).
+    pub receiver: Arc<dyn Wallet>,
+    /// Pays, opened from the URI a client would be given.
+    pub payer: Arc<dyn Wallet>,
+    /// The same backend with credentials that are not the payer's: it must not see the payer's
+    /// payments as its own.
+    pub stranger: Arc<dyn Wallet>,
+    /// Who issues the invoices the payer pays.
+    pub payee: Payee,
+    /// An invoice without an amount, that the payer would otherwise reach.
+    pub amountless: String,
+    /// Whether the balance shows what a payment spent (a fake whose balance is fixed does not).
+    pub balance_moves: bool,
+    /// What must live as long as the subject: servers, relays, folders.
+    pub _alive: Vec<Box<dyn Any>>,
+}
+
+/// Who issues the invoices the payer pays.
+pub enum Payee {
+    /// The receiver: one network holds both (the dev network, LNbits' wallets).
+    Receiver,
+    /// The rest of the network, which the node pays into.
+    #[cfg_attr(
+        not(any(feature = "lnd", feature = "cln", feature = "phoenixd", feature = "nwc")),
+        allow(dead_code)
+    )]
+    Network(DevNetwork),
+}
+
+impl Subject {
+    /// An invoice of `sats` that the payer can pay, and whether the receiver issued it.
+    async fn payable(&self, sats: u64) -> IssuedInvoice {
+        match &self.payee {
+            Payee::Receiver => self
+                .receiver
+                .create_invoice(&request(sats, "plannt conformance: paid"))
+                .await
+                .expect("the receiver issues an invoice to pay"),
+            Payee::Network(network) => network
+                .create_invoice(&request(sats, "plannt conformance: paid"))
+                .expect("the rest of the network issues an invoice"),
+        }
+    }
+}
+
+/// Both wallets answer health, under the backend's name and network.
+pub async fn answers_health(subject: Subject) {
+    for wallet in [&subject.receiver, &subject.payer] {
+        wallet.health().await.expect("healthy");
+        assert_eq!(wallet.name(), subject.name);
+        assert_eq!(wallet.network(), subject.network);
+    }
+}
+
+/// An issued invoice decodes, signature checked, into what was asked; each has its own hash.
+pub async fn issues_invoices_that_read_back(subject: Subject) {
+    let memo = "plannt conformance: issued";
+    let issued = subject
+        .receiver
+        .create_invoice(&request(SATS, memo))
+        .await
+        .expect("an invoice");
+    let decoded = decode_invoice(&issued.bolt11).expect("it decodes and its signature verifies");
+    assert_eq!(decoded.payment_hash, issued.payment_hash);
+    assert_eq!(decoded.network, subject.network);
+    assert_eq!(decoded.amount_msat, Some(SATS * 1000));
+    assert_eq!(decoded.description.as_deref(), Some(memo));
+    assert_eq!(decoded.expiry_secs, 600);
+    assert_eq!(decoded.expires_at(), issued.expires_at);
+    let again = subject
+        .receiver
+        .create_invoice(&request(SATS, memo))
+        .await
+        .expect("another invoice");
+    assert_ne!(again.payment_hash, issued.payment_hash);
+}
+
+/// An invoice for nothing would let the payer choose the amount: refused.
+pub async fn refuses_to_issue_an_invoice_for_nothing(subject: Subject) {
+    let error = subject
+        .receiver
+        .create_invoice(&request(0, "plannt conformance: free"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+}
+
+/// Pays once: the preimage hashes to the invoice's payment hash, the payment is found again by
+/// that hash, only by the payer, and a second payment is refused with nothing spent.
+pub async fn pays_once_and_finds_the_payment_again(subject: Subject) {
+    let invoice = subject.payable(SATS).await;
+    let hash = invoice.payment_hash;
+    let payer = &subject.payer;
+    assert_eq!(
+        payer.lookup_payment(&hash).await.unwrap(),
+        PaymentLookup::NotFound,
+        "not paid yet"
+    );
+    let payer_before = payer.balance().await.unwrap().msat;
+    let receiver_before = match subject.payee {
+        Payee::Receiver => Some(subject.receiver.balance().await.unwrap().msat),
+        Payee::Network(_) => None,
+    };
+
+    let payment = payer
+        .pay(&invoice.bolt11, MAX_FEE_MSAT)
+        .await
+        .expect("it pays");
+    assert_eq!(payment.payment_hash, hash);
+    assert_eq!(sha256(payment.preimage.as_bytes()), hash);
+    assert_eq!(payment.amount_msat, SATS * 1000);
+    assert!(payment.fee_msat <= MAX_FEE_MSAT, "{payment:?}");
+
+    assert_eq!(
+        payer.lookup_payment(&hash).await.unwrap(),
+        PaymentLookup::Succeeded(payment.clone())
+    );
+    let spent = payment.amount_msat + payment.fee_msat;
+    let payer_after = payer.balance().await.unwrap().msat;
+    if subject.balance_moves {
+        assert_eq!(
+            payer_after,
+            payer_before - spent,
+            "the payer pays amount and fee"
+        );
+    }
+    match subject.stranger.lookup_payment(&hash).await {
+        Ok(PaymentLookup::NotFound) | Err(LightningError::Unauthorized(_)) => {}
+        other => panic!("another wallet must not see the payment as its own: {other:?}"),
+    }
+    if let Some(before) = receiver_before {
+        let receiver_after = subject.receiver.balance().await.unwrap().msat;
+        assert_eq!(
+            receiver_after,
+            before + payment.amount_msat,
+            "the receiver is paid"
+        );
+        assert_eq!(
+            subject.receiver.lookup_payment(&hash).await.unwrap(),
+            PaymentLookup::NotFound,
+            "the receiver was paid; it made no payment"
+        );
+    }
+
+    let again = payer.pay(&invoice.bolt11, MAX_FEE_MSAT).await.unwrap_err();
+    assert_eq!(again, LightningError::AlreadyPaid);
+    assert_eq!(payer.balance().await.unwrap().msat, payer_after);
+}
+
+/// An invoice without an amount is refused, and nothing is paid.
+pub async fn refuses_an_invoice_without_an_amount(subject: Subject) {
+    let error = subject
+        .payer
+        .pay(&subject.amountless, MAX_FEE_MSAT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert!(!error.outcome_unknown(), "{error}");
+    let hash = decode_invoice(&subject.amountless).unwrap().payment_hash;
+    assert_eq!(
+        subject.payer.lookup_payment(&hash).await.unwrap(),
+        PaymentLookup::NotFound
+    );
+}
+
+/// What is not an invoice is an invalid invoice.
+pub async fn refuses_what_is_not_an_invoice(subject: Subject) {
+    let error = subject
+        .payer
+        .pay("lnbc1notaninvoice", MAX_FEE_MSAT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+}
+
+/// A hash nothing paid has no payment.
+pub async fn knows_no_payment_of_an_unknown_hash(subject: Subject) {
+    assert_eq!(
+        subject
+            .payer
+            .lookup_payment(&PaymentHash(random32()))
+            .await
+            .unwrap(),
+        PaymentLookup::NotFound
+    );
+}
+
+/// Where nothing answers, every call says the backend is unreachable. (`wallet`: the backend
+/// opened from a URI that names a port nothing listens on.)
+pub async fn says_when_it_is_unreachable(wallet: Arc<dyn Wallet>) {
+    let invoice = DevNetwork::ephemeral(0)
+        .create_invoice(&request(1, "plannt conformance: unreachable"))
+        .unwrap();
+    let errors = [
+        wallet.health().await.unwrap_err(),
+        wallet.pay(&invoice.bolt11, MAX_FEE_MSAT).await.unwrap_err(),
+        wallet.balance().await.unwrap_err(),
+        wallet
+            .lookup_payment(&invoice.payment_hash)
+            .await
+            .unwrap_err(),
+    ];
+    for error in errors {
+        assert_eq!(error.code(), "unreachable", "{error}");
+    }
+}
+
+/// The suite for one backend. `$subject` is an async fn answering `Option<Subject>` (`None`
+/// when what stands in for the node is missing: a loud notice outside CI, a failure under it);
+/// `$unreachable`, where there is a node to be unreachable, a fn answering the backend opened
+/// where nothing answers.
+macro_rules! suite {
+    ($backend:ident, $subject:path $(, unreachable = $unreachable:path)?) => {
+        mod $backend {
+            suite!(@test $subject, answers_health);
+            suite!(@test $subject, issues_invoices_that_read_back);
+            suite!(@test $subject, refuses_to_issue_an_invoice_for_nothing);
+            suite!(@test $subject, pays_once_and_finds_the_payment_again);
+            suite!(@test $subject, refuses_an_invoice_without_an_amount);
+            suite!(@test $subject, refuses_what_is_not_an_invoice);
+            suite!(@test $subject, knows_no_payment_of_an_unknown_hash);
+            $(
+                #[tokio::test]
+                async fn says_when_it_is_unreachable() {
+                    super::says_when_it_is_unreachable($unreachable()).await;
+                }
+            )?
+        }
+    };
+    (@test $subject:path, $check:ident) => {
+        #[tokio::test]
+        async fn $check() {
+            if let Some(subject) = $subject().await {
+                super::$check(subject).await;
+            }
+        }
+    };
+}
+
+suite!(dev, crate::dev::subject);
+#[cfg(feature = "dev-http")]
+suite!(
+    dev_http,
+    crate::dev::http_subject,
+    unreachable = crate::dev::http_unreachable
+);
+#[cfg(feature = "lnbits")]
+suite!(
+    lnbits,
+    crate::lnbits::subject,
+    unreachable = crate::lnbits::unreachable
+);
+#[cfg(feature = "lnd")]
+suite!(
+    lnd,
+    crate::lnd::subject,
+    unreachable = crate::lnd::unreachable
+);
+#[cfg(feature = "cln")]
+suite!(
+    cln,
+    crate::cln::subject,
+    unreachable = crate::cln::unreachable
+);
+#[cfg(feature = "phoenixd")]
+suite!(
+    phoenixd,
+    crate::phoenixd::subject,
+    unreachable = crate::phoenixd::unreachable
+);
+#[cfg(feature = "nwc")]
+suite!(
+    nwc,
+    crate::nwc::subject,
+    unreachable = crate::nwc::unreachable
+);
