@@ -67,7 +67,7 @@ pub use lnbits::LnBits;
 pub use lnd::Lnd;
 #[cfg(feature = "nwc")]
 pub use nwc::{Nwc, NwcEncryption};
-pub use open::{Context, OpenError, open};
+pub use open::{Context, OpenError, Opened, open};
 #[cfg(feature = "phoenixd")]
 pub use phoenixd::Phoenixd;
 pub use secret::Secret;

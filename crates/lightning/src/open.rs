@@ -58,13 +58,26 @@ pub enum OpenError {
     Io(#[from] std::io::Error),
 }
 
+/// A backend opened from its URI.
+pub struct Opened {
+    /// The wallet: issues invoices and pays them.
+    pub wallet: Arc<dyn Wallet>,
+    /// The embedded dev network, when the URI named it (`dev`): a gateway serves it to wallets
+    /// in other processes (`dev+http://`).
+    pub dev: Option<DevNetwork>,
+}
+
 /// Opens the backend a URI names, as a wallet that can issue and pay.
-pub fn open(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, OpenError> {
-    match uri {
-        BackendUri::Dev { account } => {
-            let network = DevNetwork::open(&context.data_dir, context.dev_starting_balance_sats)?;
-            Ok(Arc::new(network.wallet(account)))
-        }
+pub fn open(uri: &BackendUri, context: &Context) -> Result<Opened, OpenError> {
+    if let BackendUri::Dev { account } = uri {
+        let network = DevNetwork::open(&context.data_dir, context.dev_starting_balance_sats)?;
+        return Ok(Opened {
+            wallet: Arc::new(network.wallet(account)),
+            dev: Some(network),
+        });
+    }
+    let wallet: Result<Arc<dyn Wallet>, OpenError> = match uri {
+        BackendUri::Dev { .. } => unreachable!("opened above"),
         #[cfg(feature = "dev-http")]
         BackendUri::DevHttp { url, account } => Ok(Arc::new(DevHttp::new(url.clone(), account))),
         #[cfg(feature = "lnbits")]
@@ -114,7 +127,11 @@ pub fn open(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, Open
             let (backend, feature) = feature_of(other);
             Err(OpenError::Unsupported { backend, feature })
         }
-    }
+    };
+    Ok(Opened {
+        wallet: wallet?,
+        dev: None,
+    })
 }
 
 /// The backend a URI names, and the cargo feature that builds it.
