@@ -32,7 +32,7 @@ pub fn random32() -> [u8; 32] {
 
 /// Opens the backend a URI names, as Plannt does, and answers its wallet.
 pub fn open_wallet(uri: &BackendUri, context: &Context) -> Result<Arc<dyn Wallet>, OpenError> {
-    plannt_lightning::open(uri, context)
+    plannt_lightning::open(uri, context).map(|opened| opened.wallet)
 }
 
 /// Parses `text` as a backend URI and opens it; panics if either fails.
