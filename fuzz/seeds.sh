@@ -88,7 +88,7 @@ printf 'lnd+https://h:8080?macaroon=%s&network=moon' "$MACAROON" | seed backend_
 
 # invoice: real invoices, issued by `plannt wallet --wallet dev invoice …` (regtest, a payee
 # field, a payment secret and features) and by LNbits 1.6.2's FakeWallet (mainnet, a payment
-# secret and no feature field; from crates/lightning/tests/lnbits.rs), then mutated. To make
+# secret and no feature field; from crates/lightning/tests/lightning/lnbits.rs), then mutated. To make
 # more: cargo build -p plannt, then
 #   PLANNT_DATA_DIR=$(mktemp -d) target/debug/plannt wallet --wallet dev invoice 21 --json
 DEV_21='lnbcrt210n1p4s0gz6dq2wpkxzmnwwspp5uheer045dxl5gtsp7m3dsp7ss9e7xvjysffawscenzv0826wlgxssp5g27z7rs9qqp0hw8nsm29edzrgqnpcl4gc0dmvy9qhr8mgq2je63q9qrsgqcqzysxqrrssnp4qt0yta0hlvcls3jqp4a9vm3n9z5psmvmnphmts3fgdt0n6cyngn5cpszy8k2y3fkmcm0vw28cjavd7dnk567e9nspr8pku3dhcjjz4z7p5gzcdjccrk5ys9dapqw3j0wxczrt6a2nszr57we74c527fyy0sqqmgr2uq'

@@ -17,7 +17,7 @@
 // sdk 7's service replies with no `p` tag (only `e`), and the relay is not asked for an `OK`:
 // Plannt waits for the reply by author and `#e`. The gateway never looks invoices up (a
 // credential's preimage is checked against its payment hash), so `lookup_invoice` is covered
-// by crates/lightning/tests/nwc.rs, not here.
+// by crates/lightning/tests/lightning/nwc/, not here.
 //
 // The plannt binary comes from PLANNT_BIN (default `target/debug/plannt`). Without the relay
 // example these tests fail under CI=true and are skipped, loudly, elsewhere.

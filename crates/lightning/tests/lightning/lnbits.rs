@@ -110,7 +110,10 @@ fn uri(url: &Url, key: &str) -> String {
 }
 
 /// LNbits in the conformance suite: the payee's invoice key issues, the payer's admin key pays
-/// the payee's invoices; both are LNbits wallets, so one payment moves both balances.
+/// the payee's invoices; both are LNbits wallets, so one payment moves both balances. The
+/// stranger is a key no wallet has: LNbits tells anyone the preimage of a paid hash (it answers
+/// `/api/v1/payments/<hash>` even with no key), but only the owning wallet gets the payment's
+/// details, so a wrong key must not pass for the payer.
 pub async fn subject() -> Option<Subject> {
     let service = Service::get("the LNbits conformance suite")?;
     let context = Context::new(std::env::temp_dir());
