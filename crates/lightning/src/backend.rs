@@ -7,15 +7,23 @@ use std::time::Duration;
 #[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 use plannt_l402::{PaymentHash, Preimage};
 
-#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
-use crate::types::check_preimage;
 #[cfg(any(
     feature = "lnd",
     feature = "cln",
     feature = "phoenixd",
     feature = "nwc"
 ))]
-use crate::{DecodedInvoice, LightningError, Network, decode_invoice};
+use crate::Network;
+#[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
+use crate::types::check_preimage;
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "lnbits",
+    feature = "nwc"
+))]
+use crate::{DecodedInvoice, IssuedInvoice, LightningError, decode_invoice};
 #[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 use crate::{Payer, Payment, PaymentLookup};
 
@@ -61,6 +69,49 @@ pub(crate) fn check_network(
             "{backend}: the node is on {theirs}, but the URI names {ours} (add ?network={theirs})"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Reads back an invoice a node issued, before it is handed out: it must decode with a valid
+/// signature, and carry the payment hash the node reported beside it (hex), if it reported one.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "lnbits",
+    feature = "nwc"
+))]
+pub(crate) fn read_back(
+    backend: &str,
+    bolt11: &str,
+    reported_hash: Option<&str>,
+) -> Result<DecodedInvoice, LightningError> {
+    let decoded = decode_invoice(bolt11).map_err(|e| {
+        LightningError::Backend(format!("{backend}: issued an invalid invoice: {e}"))
+    })?;
+    if let Some(reported) = reported_hash
+        && !reported.eq_ignore_ascii_case(&hex::encode(decoded.payment_hash))
+    {
+        return Err(LightningError::Backend(format!(
+            "{backend}: the invoice's payment hash differs from the one reported"
+        )));
+    }
+    Ok(decoded)
+}
+
+/// What a backend hands out for an invoice it read back.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "lnbits",
+    feature = "nwc"
+))]
+pub(crate) fn issued(decoded: &DecodedInvoice) -> IssuedInvoice {
+    IssuedInvoice {
+        bolt11: decoded.bolt11.clone(),
+        payment_hash: decoded.payment_hash,
+        expires_at: decoded.expires_at(),
     }
 }
 
@@ -119,6 +170,22 @@ pub(crate) fn report_fee_over_limit(backend: &str, fee_msat: u64, max_fee_msat: 
     }
 }
 
+/// What a payment call that broke off reports while its outcome is unknown: `error` when it says
+/// so, else `Timeout`, so the caller looks the payment up before paying again.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
+pub(crate) fn still_unknown(error: LightningError) -> LightningError {
+    if error.outcome_unknown() {
+        error
+    } else {
+        LightningError::Timeout
+    }
+}
+
 /// After a payment call broke off, or answered something unreadable: what the backend's own
 /// record says decides. If it has no final word yet, the outcome stays unknown (`error`, or
 /// `Timeout`), so the caller looks the payment up later instead of paying again.
@@ -128,11 +195,7 @@ pub(crate) async fn after_interruption<P: Payer + ?Sized>(
     payment_hash: &PaymentHash,
     error: LightningError,
 ) -> Result<Payment, LightningError> {
-    let unknown = if error.outcome_unknown() {
-        error
-    } else {
-        LightningError::Timeout
-    };
+    let unknown = still_unknown(error);
     match payer.lookup_payment(payment_hash).await {
         Ok(PaymentLookup::Succeeded(payment)) => Ok(payment),
         Ok(PaymentLookup::Failed(why)) => Err(LightningError::PaymentFailed(why)),

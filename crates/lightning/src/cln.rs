@@ -30,9 +30,9 @@ use url::Url;
 
 use crate::backend::{
     PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
+    issued, read_back,
 };
 use crate::http::{Unanswered, client, excerpt, exchange};
-use crate::invoice::decode_invoice;
 use crate::{
     Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
     PaymentLookup, Receiver, Secret,
@@ -331,21 +331,8 @@ impl Receiver for Cln {
         let value = self.call("invoice", params).await?;
         let created: InvoiceBody = serde_json::from_value(value)
             .map_err(|e| LightningError::Backend(format!("cln: unreadable invoice: {e}")))?;
-        let decoded = decode_invoice(&created.bolt11)
-            .map_err(|e| LightningError::Backend(format!("cln: issued an invalid invoice: {e}")))?;
-        if !created
-            .payment_hash
-            .eq_ignore_ascii_case(&hex::encode(decoded.payment_hash))
-        {
-            return Err(LightningError::Backend(
-                "cln: the invoice's payment hash differs from the one reported".into(),
-            ));
-        }
-        Ok(IssuedInvoice {
-            bolt11: decoded.bolt11.clone(),
-            payment_hash: decoded.payment_hash,
-            expires_at: decoded.expires_at(),
-        })
+        let decoded = read_back("cln", &created.bolt11, Some(&created.payment_hash))?;
+        Ok(issued(&decoded))
     }
 
     async fn health(&self) -> Result<(), LightningError> {

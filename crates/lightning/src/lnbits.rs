@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::backend::{PAY_TIMEOUT, report_fee_over_limit};
+use crate::backend::{PAY_TIMEOUT, issued, read_back, report_fee_over_limit};
 use crate::http::{client, transport_error};
 use crate::invoice::decode_invoice;
 use crate::{
@@ -194,18 +194,10 @@ impl Receiver for LnBits {
             LightningError::Backend("lnbits: no payment_request in the answer".into())
         })?;
         // Read back what we will hand out: it must be a valid signed invoice for this hash.
-        let decoded = decode_invoice(&bolt11).map_err(|e| {
-            LightningError::Backend(format!("lnbits: issued an invalid invoice: {e}"))
-        })?;
-        if hex::encode(decoded.payment_hash) != created.payment_hash.to_ascii_lowercase() {
-            return Err(LightningError::Backend(
-                "lnbits: the invoice's payment hash differs from the one reported".into(),
-            ));
-        }
+        let decoded = read_back("lnbits", &bolt11, Some(&created.payment_hash))?;
         Ok(IssuedInvoice {
             bolt11,
-            payment_hash: decoded.payment_hash,
-            expires_at: decoded.expires_at(),
+            ..issued(&decoded)
         })
     }
 

@@ -29,7 +29,7 @@ use url::Url;
 
 use crate::backend::{
     PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
-    report_fee_over_limit,
+    issued, read_back, report_fee_over_limit,
 };
 use crate::http::{Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
@@ -297,22 +297,8 @@ impl Receiver for Phoenixd {
             .map_err(Failure::into_error)?;
         let created: GeneratedInvoice = serde_json::from_value(value)
             .map_err(|e| LightningError::Backend(format!("phoenixd: unreadable invoice: {e}")))?;
-        let decoded = decode_invoice(&created.serialized).map_err(|e| {
-            LightningError::Backend(format!("phoenixd: issued an invalid invoice: {e}"))
-        })?;
-        if !created
-            .payment_hash
-            .eq_ignore_ascii_case(&hex::encode(decoded.payment_hash))
-        {
-            return Err(LightningError::Backend(
-                "phoenixd: the invoice's payment hash differs from the one reported".into(),
-            ));
-        }
-        Ok(IssuedInvoice {
-            bolt11: decoded.bolt11.clone(),
-            payment_hash: decoded.payment_hash,
-            expires_at: decoded.expires_at(),
-        })
+        let decoded = read_back("phoenixd", &created.serialized, Some(&created.payment_hash))?;
+        Ok(issued(&decoded))
     }
 
     async fn health(&self) -> Result<(), LightningError> {

@@ -207,13 +207,17 @@ fn base_url(backend: &str, url: &Url, inner_scheme: &str) -> Result<Url, UriErro
     Url::parse(&text).map_err(|e| err(backend, "host", e.to_string()))
 }
 
-fn check_account(backend: &str, account: &str) -> Result<String, UriError> {
-    let ok = !account.is_empty()
+/// Whether `account` is a dev account's name: 1 to 64 characters of A-Z a-z 0-9 - _ .
+pub(crate) fn is_account_name(account: &str) -> bool {
+    !account.is_empty()
         && account.len() <= 64
         && account
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_account(backend: &str, account: &str) -> Result<String, UriError> {
+    if is_account_name(account) {
         Ok(account.to_string())
     } else {
         Err(err(

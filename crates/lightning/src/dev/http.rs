@@ -24,7 +24,7 @@ use url::Url;
 use super::{DevNetwork, WARNING};
 use crate::backend::PAY_TIMEOUT;
 use crate::http::{client, transport_error};
-use crate::uri::DEFAULT_DEV_ACCOUNT;
+use crate::uri::{DEFAULT_DEV_ACCOUNT, is_account_name};
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
     Receiver,
@@ -136,12 +136,7 @@ fn payment_body(p: &Payment) -> PaymentBody {
 }
 
 fn check_account(account: &str) -> Result<(), ApiError> {
-    let ok = !account.is_empty()
-        && account.len() <= 64
-        && account
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if is_account_name(account) {
         Ok(())
     } else {
         Err(ApiError(LightningError::Backend(

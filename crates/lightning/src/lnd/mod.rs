@@ -36,9 +36,10 @@ use serde_json::{Value, json};
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::backend::{PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, invoice_to_pay};
+use crate::backend::{
+    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, invoice_to_pay, issued, read_back, still_unknown,
+};
 use crate::http::{builder, client};
-use crate::invoice::decode_invoice;
 use crate::tls::pinned_tls_config;
 use crate::uri::MacaroonSource;
 use crate::{
@@ -322,11 +323,7 @@ impl Lnd {
         payment_hash: &PaymentHash,
         error: LightningError,
     ) -> Result<Payment, LightningError> {
-        let unknown = if error.outcome_unknown() {
-            error
-        } else {
-            LightningError::Timeout
-        };
+        let unknown = still_unknown(error);
         match self.track(payment_hash).await {
             Ok(Tracked::Succeeded(payment)) => Ok(payment),
             Ok(Tracked::Failed(why)) => Err(why),
@@ -375,8 +372,7 @@ impl Receiver for Lnd {
             .await?;
         let added: AddInvoiceBody = serde_json::from_value(value)
             .map_err(|e| LightningError::Backend(format!("lnd: unreadable invoice: {e}")))?;
-        let decoded = decode_invoice(&added.payment_request)
-            .map_err(|e| LightningError::Backend(format!("lnd: issued an invalid invoice: {e}")))?;
+        let decoded = read_back("lnd", &added.payment_request, None)?;
         let r_hash = STANDARD
             .decode(added.r_hash.as_bytes())
             .map_err(|_| LightningError::Backend("lnd: r_hash is not base64".into()))?;
@@ -385,11 +381,7 @@ impl Receiver for Lnd {
                 "lnd: the invoice's payment hash differs from r_hash".into(),
             ));
         }
-        Ok(IssuedInvoice {
-            bolt11: decoded.bolt11.clone(),
-            payment_hash: decoded.payment_hash,
-            expires_at: decoded.expires_at(),
-        })
+        Ok(issued(&decoded))
     }
 
     async fn health(&self) -> Result<(), LightningError> {

@@ -49,7 +49,7 @@ use url::Url;
 
 use crate::backend::{
     PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
-    report_fee_over_limit,
+    issued, read_back, report_fee_over_limit,
 };
 use crate::invoice::{decode_invoice, unix_now};
 use crate::{
@@ -249,15 +249,7 @@ impl Receiver for Nwc {
         let text = tx.invoice.ok_or_else(|| {
             LightningError::Backend("nwc: make_invoice returned no invoice".into())
         })?;
-        let decoded = decode_invoice(&text)
-            .map_err(|e| LightningError::Backend(format!("nwc: issued an invalid invoice: {e}")))?;
-        if let Some(hash) = &tx.payment_hash
-            && !hash.eq_ignore_ascii_case(&hex::encode(decoded.payment_hash))
-        {
-            return Err(LightningError::Backend(
-                "nwc: the invoice's payment hash differs from the one reported".into(),
-            ));
-        }
+        let decoded = read_back("nwc", &text, tx.payment_hash.as_deref())?;
         if decoded.amount_msat != Some(amount_msat) {
             return Err(LightningError::Backend(format!(
                 "nwc: asked for an invoice of {amount_msat} msat, got one of {:?}",
@@ -270,11 +262,7 @@ impl Receiver for Nwc {
                 decoded.network, self.network, decoded.network
             )));
         }
-        Ok(IssuedInvoice {
-            bolt11: decoded.bolt11.clone(),
-            payment_hash: decoded.payment_hash,
-            expires_at: decoded.expires_at(),
-        })
+        Ok(issued(&decoded))
     }
 
     /// The relays answer, the wallet published its info event, and it answers `get_info`
