@@ -55,7 +55,12 @@ pub enum Payee {
     Receiver,
     /// The rest of the network, which the node pays into.
     #[cfg_attr(
-        not(any(feature = "lnd", feature = "cln", feature = "phoenixd", feature = "nwc")),
+        not(any(
+            feature = "lnd",
+            feature = "cln",
+            feature = "phoenixd",
+            feature = "nwc"
+        )),
         allow(dead_code)
     )]
     Network(DevNetwork),
