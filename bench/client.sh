@@ -18,75 +18,35 @@
 # Settings (environment): BENCH_RUNS (200), BENCH_WARMUP (10), BENCH_RSS_RUNS (10),
 # BENCH_KEEP=1 keeps the work folder (logs, hyperfine JSON).
 set -euo pipefail
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 runs=${BENCH_RUNS:-200}
 warmup=${BENCH_WARMUP:-10}
 rss_runs=${BENCH_RSS_RUNS:-10}
 
-die() {
-    echo "bench/client.sh: $*" >&2
-    exit 1
-}
+require hyperfine node npm curl /usr/bin/time
 
-for tool in hyperfine node npm curl; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (hyperfine: apt-get install hyperfine)"
-done
-[[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (apt-get install time)"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-bench-client.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    if [[ ${BENCH_KEEP:-} == 1 ]]; then
-        echo "work folder kept: $work" >&2
-    else
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
-
-echo "==> cargo build --release --locked -p plannt" >&2
-cargo build --release --locked -p plannt >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-bin=$target_dir/release/plannt
+build plannt
+plannt=$release/plannt
 
 if [[ ! -d interop/node/node_modules/@getalby/lightning-tools ]]; then
     echo "==> npm ci (interop/node)" >&2
     (cd interop/node && npm ci --no-audit --no-fund >&2)
 fi
 
-echo "==> plannt serve on 127.0.0.1 (dev network, memory store, no challenge rate limit)" >&2
-mkdir -p "$work/gateway" "$work/config"
-env -u PLANNT_CONFIG PLANNT_DATA_DIR="$work/gateway" PLANNT_CHALLENGES_PER_SECOND=0 \
-    RUST_LOG=info "$bin" serve --listen 127.0.0.1:0 --store memory --log-json \
-    2>"$work/serve.log" &
-pids+=($!)
-addr=""
-for _ in $(seq 1 600); do
-    addr=$(grep 'plannt gateway listening' "$work/serve.log" |
-        grep -o '"addr":"[^"]*"' | head -1 | cut -d'"' -f4) || true
-    [[ -n $addr ]] && break
-    kill -0 "${pids[0]}" 2>/dev/null || die "plannt serve exited: $(cat "$work/serve.log")"
-    sleep 0.1
-done
-[[ -n $addr ]] || die "plannt serve did not say where it listens: $(cat "$work/serve.log")"
+start gateway PLANNT_CHALLENGES_PER_SECOND=0 -- --store memory
 url="http://$addr/v1/demo"
-echo "gateway: http://$addr" >&2
 
 # The client's settings: a config folder of its own (no file in it), a fresh ledger, no budget
 # windows (a run pays 21 sats; hundreds of runs would meet the default hourly budget).
+mkdir -p "$work/config"
 export PLANNT_CONFIG_DIR=$work/config
 export PLANNT_DATA_DIR=$work/client
 export PLANNT_BUDGET_HOURLY_SATS=none
 export PLANNT_BUDGET_DAILY_SATS=none
 unset PLANNT_WALLET PLANNT_ALLOWED_HOSTS PLANNT_MAX_SATS_PER_REQUEST
-plannt_cmd=("$bin" get -s --wallet "dev+http://$addr?account=bench-plannt" "$url")
+plannt_cmd=("$plannt" get -s --wallet "dev+http://$addr?account=bench-plannt" "$url")
 node_cmd=(node "$repo/bench/fetch-l402.mjs" "$url" "http://$addr" bench-node)
 
 # Both must actually pay and get the answer before they are timed.
@@ -95,7 +55,7 @@ for cmd in plannt node; do
     [[ $out == '{"result":"verified"}' ]] || die "$cmd did not get the paid answer: $out"
 done
 
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+load_start=$(load_average)
 echo "==> hyperfine: $runs runs each after $warmup warm-up runs" >&2
 quote() { printf '%q ' "$@"; }
 hyperfine -N --warmup "$warmup" --runs "$runs" \
@@ -118,7 +78,7 @@ plannt_rss=$(peak "${plannt_cmd[@]}")
 node_rss=$(peak "${node_cmd[@]}")
 
 # Every run must have paid: the receipts in plannt's ledger and the node account's balance.
-paid=$("$bin" ledger --json --limit 100000 | grep -c '"status": "paid"' || true)
+paid=$("$plannt" ledger --json --limit 100000 | grep -c '"status": "paid"' || true)
 node_sats=$(curl -s "http://$addr/_plannt/dev/balance?account=bench-node" |
     grep -o '"balance_sats":[0-9]*' | cut -d: -f2)
 
@@ -137,7 +97,7 @@ console.log(`\nplannt is ${(n.mean / p.mean).toFixed(1)}x faster (mean), ${(medi
 console.log(`paid: ${paid} plannt receipts in its ledger; the node account holds ${nodeSats} sats of 1000000.`);
 EOF
 echo
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
-echo "versions: $("$bin" --version), node $(node --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-echo "load average (1, 5, 15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "machine: $(nproc) CPUs, $(cpu_model), $(uname -sr)"
+echo "versions: $("$plannt" --version), node $(node --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  revision: $revision"
+echo "load average (1, 5, 15 min): $load_start at the start, $(load_average) at the end"

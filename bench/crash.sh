@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Crash safety under load, the long run: crates/cli/tests/cli/crash_load.rs in release mode for
-# minutes and many kills, then a Markdown table of its counts.
+# Crash safety under load, the long run: the crash_load tests of crates/cli/tests/cli in release
+# mode for minutes and many kills, then a Markdown table of their counts.
 #
 #   bench/crash.sh        3 minutes of load and 20 kills per test, the tests one after the other
 #
@@ -12,21 +12,18 @@
 # between its commit and its status line.
 #
 # Settings (environment): PLANNT_CRASH_SECONDS (180), PLANNT_CRASH_KILLS (20), PLANNT_CRASH_SEED
-# (a seed printed by an earlier run, to repeat its kill schedule).
+# (a seed printed by an earlier run, to repeat its kill schedule), BENCH_KEEP=1 keeps the work
+# folder (the tests' output).
 set -euo pipefail
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 export PLANNT_CRASH_SECONDS=${PLANNT_CRASH_SECONDS:-180}
 export PLANNT_CRASH_KILLS=${PLANNT_CRASH_KILLS:-20}
+require cargo
 
-log=$(mktemp "${TMPDIR:-/tmp}/plannt-crash.XXXXXX")
-trap 'rm -f "$log"' EXIT
-
+log=$work/test.log
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet HEAD -- crates 2>/dev/null; then
     revision="$revision (with uncommitted changes under crates/)"
 fi
@@ -41,7 +38,7 @@ set -e
 cat <<EOF
 
 Command: \`PLANNT_CRASH_SECONDS=$PLANNT_CRASH_SECONDS PLANNT_CRASH_KILLS=$PLANNT_CRASH_KILLS bench/crash.sh\`
-Machine: $(nproc) cores, Linux $(uname -r); started $started, load average $load_before at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; revision $revision.
+Machine: $(nproc) cores, Linux $(uname -r); started $started, load average $load_before at the start, $(load_average) at the end; revision $revision.
 Seeds: $(grep -o 'crash load, [^:]*: .*PLANNT_CRASH_SEED=[0-9]*' "$log" | sed 's/^crash load, //' | paste -sd ';' | sed 's/;/; /g')
 
 | run | load | kills (+ the final one) | tokens paid | 200 in the load | 5xx, released | requests cut by a kill | pending claims released at restart | 200 after the load | refused as spent on replay | spent, answer cut off by a kill | upstream answers ok / failed |
@@ -50,6 +47,6 @@ EOF
 grep '^crash-row ' "$log" | sed 's/^crash-row //'
 
 if ((status != 0)); then
-    echo "bench/crash.sh: the test failed (exit $status); its output is above" >&2
+    echo "$script: the test failed (exit $status); its output is above" >&2
 fi
 exit "$status"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8, item 4: paid traffic beside a challenge flood and garbage credentials.
+# Paid traffic beside a challenge flood and garbage credentials.
 #
 #   bench/flood.sh              build --release once, run both phases, print a Markdown report
 #
@@ -22,9 +22,9 @@
 # takes no CPU from the gateway, as when they run on other machines), BENCH_KEEP=1 keeps the work
 # folder (logs).
 set -euo pipefail
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+die_status=2 # 1 is a missed goal
 
 secs=${FLOOD_SECS:-20}
 paid_rate=${FLOOD_PAID_RATE:-1000}
@@ -34,12 +34,13 @@ flood_rate=${FLOOD_RATE:-0}
 store=${FLOOD_STORE:-memory}
 harness_cpu=()
 if [[ ${FLOOD_PIN:-} == 1 ]]; then
-    command -v taskset >/dev/null 2>&1 || { echo "bench/flood.sh: FLOOD_PIN=1 needs taskset" >&2; exit 2; }
+    require taskset
     harness_cpu=(taskset -c 1)
 fi
 
-# shellcheck source=bench/common.sh
-source bench/common.sh
+build plannt
+build plannt-load
+load=$release/plannt-load
 
 [[ ${FLOOD_PIN:-} == 1 ]] && serve_prefix=(taskset -c 1)
 start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
@@ -60,7 +61,7 @@ cat <<EOF_REPORT
 
 ## Flood, $(date -u +%Y-%m-%dT%H:%MZ)
 
-Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
+Machine: $(nproc) cores, $(cpu_model), Linux $(uname -r); load average at the start: $load_before, at the end: $(load_average).
 Revision: $revision$(git diff --quiet HEAD -- crates bench/load Cargo.lock 2>/dev/null || echo " with local changes"); $(rustc --version).
 Command: \`bench/flood.sh\` (FLOOD_SECS=$secs, paid $paid_rate req/s over $paid_connections connections, flood and garbage $connections connections each at $( ((flood_rate == 0)) && echo "full speed" || echo "$flood_rate req/s"), $store store; $( [[ ${FLOOD_PIN:-} == 1 ]] && echo "the gateway pinned to CPU 0, the harness and the mint to CPU 1" || echo "the load generator and the gateway share the cores")).
 

@@ -27,9 +27,8 @@
 # BENCH_PY_WORKERS (2), BENCH_MAX_TOKENS (1,500,000), BENCH_KEEP=1 keeps the work folder (logs,
 # tokens), BENCH_REVISION names the revision measured when this is not a git checkout.
 set -euo pipefail
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cache=${PLANNT_CACHE:-$repo/.cache}
 
 duration=${BENCH_DURATION:-10s}
@@ -39,46 +38,14 @@ py_workers=${BENCH_PY_WORKERS:-2}
 max_tokens=${BENCH_MAX_TOKENS:-1500000}
 secs=${duration%s}
 
-die() {
-    echo "bench/side-by-side.sh: $*" >&2
-    exit 1
-}
-
-for tool in wrk node curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (wrk: apt-get install wrk)"
-done
-
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-side-by-side.XXXXXX")
-# Every process started here runs in a process group of its own (setsid): stopping the group
-# stops uvicorn's workers with their supervisor.
-groups=()
-cleanup() {
-    for pgid in "${groups[@]}"; do
-        kill -TERM -- "-$pgid" 2>/dev/null || true
-    done
-    if [[ ${BENCH_KEEP:-} == 1 ]]; then
-        echo "work folder kept: $work" >&2
-    else
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
+require wrk node curl python3
 
 # --- builds and installs ---------------------------------------------------------------------
 
-echo "==> cargo build --release --locked -p plannt" >&2
-cargo build --release --locked -p plannt >&2
-echo "==> cargo build --release --locked -p plannt-gateway --example bare_proxy --example demo_upstream" >&2
-cargo build --release --locked -p plannt-gateway --example bare_proxy --example demo_upstream >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-plannt=$target_dir/release/plannt
-bare_proxy=$target_dir/release/examples/bare_proxy
-demo_upstream=$target_dir/release/examples/demo_upstream
-for bin in "$plannt" "$bare_proxy" "$demo_upstream"; do
-    [[ -x $bin ]] || die "no binary at $bin"
-done
+build plannt
+build plannt-gateway --example bare_proxy --example demo_upstream
+bare_proxy=$release/examples/bare_proxy
+demo_upstream=$release/examples/demo_upstream
 
 venv=$cache/bench-venv
 stamp=$( (cat bench/python/requirements.txt; python3 -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)
@@ -95,9 +62,7 @@ from importlib.metadata import version as v
 print(", ".join(f"{p} {v(p)}" for p in ("l402kit", "lightning-toll", "fastapi", "uvicorn", "uvloop", "httptools")))')
 py_version=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
 
-root_key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-
-# --- starting and stopping ---------------------------------------------------------------------
+# --- starting the Python apps ------------------------------------------------------------------
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -114,58 +79,9 @@ wait_for() {
     die "$name did not answer in 60 s: $(cat "$log")"
 }
 
-# start_plannt NAME [ENV=VALUE…] -- [ARGS…]: plannt serve on a free loopback port, a data folder
-# of its own; sets $addr and $pid.
-start_plannt() {
-    local name=$1
-    shift
-    local envs=()
-    while [[ $1 != -- ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    local dir=$work/$name
-    mkdir -p "$dir/data"
-    setsid env -u PLANNT_CONFIG -u PLANNT_STORE -u PLANNT_LIGHTNING -u PLANNT_LISTEN \
-        PLANNT_DATA_DIR="$dir/data" PLANNT_ROOT_KEY="$root_key" RUST_LOG=warn,plannt=info \
-        "${envs[@]}" \
-        "$plannt" serve --listen 127.0.0.1:0 --log-json "$@" 2>"$dir/log" &
-    pid=$!
-    groups+=("$pid")
-    addr=""
-    for _ in $(seq 600); do
-        addr=$(grep -o '"message":"plannt gateway listening","addr":"[^"]*"' "$dir/log" |
-            cut -d'"' -f8 || true)
-        [[ -n $addr ]] && break
-        kill -0 "$pid" 2>/dev/null || die "$name: plannt serve exited: $(cat "$dir/log")"
-        sleep 0.1
-    done
-    [[ -n $addr ]] || die "$name: plannt serve did not start in 60 s: $(cat "$dir/log")"
-    echo "==> $name: plannt serve $* on $addr (pid $pid)" >&2
-}
-
-# start_example NAME BINARY [ENV=VALUE…]: an example that prints `listening on http://ADDR`;
-# sets $addr and $pid.
-start_example() {
-    local name=$1 bin=$2
-    shift 2
-    local log=$work/$name.log
-    setsid env PORT=0 "$@" "$bin" 2>"$log" &
-    pid=$!
-    groups+=("$pid")
-    addr=""
-    for _ in $(seq 600); do
-        addr=$(sed -n 's|^listening on http://||p' "$log")
-        [[ -n $addr ]] && break
-        kill -0 "$pid" 2>/dev/null || die "$name exited: $(cat "$log")"
-        sleep 0.1
-    done
-    [[ -n $addr ]] || die "$name did not start in 60 s: $(cat "$log")"
-    echo "==> $name: $(basename "$bin") on $addr (pid $pid)" >&2
-}
-
-# start_python NAME MODULE [ENV=VALUE…]: a bench/python app under uvicorn; sets $addr and $pid.
+# start_python NAME MODULE [ENV=VALUE…]: a bench/python app under uvicorn, in a process group of
+# its own (setsid) so that stopping it stops uvicorn's workers with their supervisor; sets $addr
+# and $pid.
 start_python() {
     local name=$1 module=$2
     shift 2
@@ -175,50 +91,22 @@ start_python() {
         --host 127.0.0.1 --port "$port" --workers "$py_workers" --loop uvloop --http httptools \
         --no-access-log --log-level warning 2>"$log" &
     pid=$!
-    groups+=("$pid")
+    pids+=("$pid")
     addr=127.0.0.1:$port
     wait_for "$name" "http://$addr/v1/free" "$log"
     echo "==> $name: uvicorn $module:app, $py_workers workers, on $addr (pid $pid)" >&2
 }
 
-# stop NAME: stops the process group started last.
-stop() {
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    echo "==> $1: stopped" >&2
-}
-
 # --- measuring -------------------------------------------------------------------------------
-
-# load NAME URL EXPECT [TOKENS_FILE]: runs wrk; sets the result variables r_*.
-load() {
-    local name=$1 url=$2 expect=$3 tokens=${4:-}
-    local out=$work/$name.wrk
-    local args=("$expect")
-    [[ -n $tokens ]] && args+=("$tokens" "$threads")
-    echo "==> $name: wrk -t $threads -c $connections -d $duration --latency $url" >&2
-    wrk -t "$threads" -c "$connections" -d "$duration" --latency \
-        -s bench/wrk.lua "$url" -- "${args[@]}" >"$out"
-    sed 's/^/    /' "$out" >&2
-    local line
-    line=$(grep '^RESULT ' "$out") || die "$name: wrk printed no RESULT line"
-    for field in requests duration_us expected other other_status reused errors p50_us p90_us p99_us max_us; do
-        printf -v "r_$field" '%s' "$(sed -n "s/.* $field=\([^ ]*\).*/\1/p" <<<"$line")"
-    done
-    r_rps=$(awk -v n="$r_requests" -v us="$r_duration_us" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
-}
 
 rows=()
 other_total=0
-# row WHAT SERVER EXPECT: a table row from the last load.
+# row WHAT SERVER EXPECT: a table row from the last wrk_load.
 row() {
     local other=$r_other
     [[ $r_other != 0 ]] && other="**$r_other** ($r_other_status)"
     other_total=$((other_total + r_other + r_errors))
     rows+=("| $1 | $2 | $3 | $r_requests | $r_rps | $r_expected | $other | $r_reused | $r_errors | $(us "$r_p50_us") | $(us "$r_p99_us") |")
-}
-us() {
-    awk -v us="$1" 'BEGIN { if (us >= 1000) printf "%.2f ms", us / 1000; else printf "%d µs", us }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 ratio2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -242,7 +130,7 @@ method = "GET"
 path = "/v1/demo"
 handler = "demo"
 EOF
-start_plannt calibration -- --store memory --config "$work/public.toml"
+start calibration -- --store memory --config "$work/public.toml"
 wrk -t "$threads" -c "$connections" -d 3s -s bench/wrk.lua "http://$addr/v1/demo" -- 200 \
     >"$work/calibration.wrk"
 stop calibration
@@ -253,7 +141,7 @@ calib_rps=$(awk -v n="$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$calibratio
 plannt_tokens=$(tokens_for "$calib_rps")
 echo "==> calibration: the public route at $calib_rps req/s; buying $plannt_tokens tokens" >&2
 
-start_plannt mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
+start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
 began=$SECONDS
 node bench/mint.mjs "http://$addr" "$plannt_tokens" 16 "$work/plannt-tokens.txt"
 plannt_mint_secs=$((SECONDS - began))
@@ -264,15 +152,15 @@ stop mint
 # memory). Their unprotected route, measured first, sizes their token supply.
 start_python l402kit l402kit_app
 l402kit_addr=$addr l402kit_pid=$pid
-start_python toll toll_app TOLL_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+start_python toll toll_app TOLL_SECRET="$(random_hex)"
 toll_addr=$addr toll_pid=$pid
 l402kit_label="l402kit (DevProvider), uvicorn × $py_workers"
 toll_label="lightning-toll (mock wallet), uvicorn × $py_workers"
 
-load l402kit-free "http://$l402kit_addr/v1/free" 200
+wrk_load l402kit-free "http://$l402kit_addr/v1/free" 200
 row "bare route (no paywall)" "$l402kit_label" 200
 free_l402kit=$r_rps
-load toll-free "http://$toll_addr/v1/free" 200
+wrk_load toll-free "http://$toll_addr/v1/free" 200
 row "bare route (no paywall)" "$toll_label" 200
 free_toll=$r_rps
 
@@ -288,35 +176,35 @@ done
 
 # --- challenges --------------------------------------------------------------------------------------
 
-start_plannt plannt-challenges PLANNT_CHALLENGES_PER_SECOND=0 -- --store memory
-load plannt-challenges "http://$addr/v1/demo" 402
+start plannt-challenges PLANNT_CHALLENGES_PER_SECOND=0 -- --store memory
+wrk_load plannt-challenges "http://$addr/v1/demo" 402
 stop plannt-challenges
 row "challenges" "plannt serve (dev network)" 402
 ch_plannt=$r_rps
 
-load l402kit-challenges "http://$l402kit_addr/v1/demo" 402
+wrk_load l402kit-challenges "http://$l402kit_addr/v1/demo" 402
 row "challenges" "$l402kit_label" 402
 ch_l402kit=$r_rps
 
-load toll-challenges "http://$toll_addr/v1/demo" 402
+wrk_load toll-challenges "http://$toll_addr/v1/demo" 402
 row "challenges" "$toll_label" 402
 ch_toll=$r_rps
 
 # --- paid --------------------------------------------------------------------------------------------
 
-start_plannt plannt-paid -- --store memory
-load plannt-paid "http://$addr/v1/demo" 200 "$work/plannt-tokens.txt"
+start plannt-paid -- --store memory
+wrk_load plannt-paid "http://$addr/v1/demo" 200 "$work/plannt-tokens.txt"
 stop plannt-paid
 row "paid" "plannt serve (memory store, built-in handler)" 200
 paid_plannt=$r_rps
 
-load l402kit-paid "http://$l402kit_addr/v1/demo" 200 "$work/l402kit-tokens.txt"
+wrk_load l402kit-paid "http://$l402kit_addr/v1/demo" 200 "$work/l402kit-tokens.txt"
 row "paid" "$l402kit_label" 200
 paid_l402kit=$r_rps
 pid=$l402kit_pid
 stop l402kit
 
-load toll-paid "http://$toll_addr/v1/demo" 200 "$work/toll-tokens.txt"
+wrk_load toll-paid "http://$toll_addr/v1/demo" 200 "$work/toll-tokens.txt"
 row "paid" "$toll_label" 200
 paid_toll=$r_rps
 pid=$toll_pid
@@ -326,11 +214,11 @@ stop toll
 
 start_example upstream "$demo_upstream"
 upstream_addr=$addr upstream_pid=$pid
-load upstream "http://$upstream_addr/v1/demo" 200 "$work/plannt-tokens.txt"
+wrk_load upstream "http://$upstream_addr/v1/demo" 200 "$work/plannt-tokens.txt"
 row "upstream alone" "examples/demo_upstream" 200
 
 start_example bare-proxy "$bare_proxy" UPSTREAM="http://$upstream_addr"
-load bare-proxy "http://$addr/v1/demo" 200 "$work/plannt-tokens.txt"
+wrk_load bare-proxy "http://$addr/v1/demo" 200 "$work/plannt-tokens.txt"
 stop bare-proxy
 row "proxy, no paywall (the limit)" "examples/bare_proxy → upstream" 200
 proxy_bare=$r_rps
@@ -343,8 +231,8 @@ path = "/v1/demo"
 price_sats = 21
 upstream = "http://$upstream_addr"
 EOF
-start_plannt plannt-proxy -- --store memory --config "$work/proxy.toml"
-load plannt-proxy "http://$addr/v1/demo" 200 "$work/plannt-tokens.txt"
+start plannt-proxy -- --store memory --config "$work/proxy.toml"
+wrk_load plannt-proxy "http://$addr/v1/demo" 200 "$work/plannt-tokens.txt"
 stop plannt-proxy
 row "paid, proxied" "plannt serve (memory store) → upstream" 200
 proxy_plannt=$r_rps
@@ -359,8 +247,8 @@ cat <<EOF
 
 ## Side by side, $(date -u +%Y-%m-%dT%H:%MZ)
 
-Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) memory, Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
-Revision: ${BENCH_REVISION:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}; $(rustc --version); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); Python $py_version: $py_versions.
+Machine: $(nproc) cores, $(cpu_model), $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) memory, Linux $(uname -r); load average at the start: $load_before, at the end: $(load_average).
+Revision: ${BENCH_REVISION:-$revision}; $(rustc --version); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); Python $py_version: $py_versions.
 Command: \`bench/side-by-side.sh\` (wrk -t $threads -c $connections -d $duration --latency for every run, loopback; wrk and the servers share the cores).
 Tokens bought beforehand, each sent once: plannt $plannt_tokens in $plannt_mint_secs s; $(IFS=';'; echo "${py_mint[*]}" | sed 's/;/; /g').
 

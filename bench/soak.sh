@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8, item 5: a soak of `plannt serve` under mixed traffic, with its RSS and spent-set size
-# over time.
+# A soak of `plannt serve` under mixed traffic, with its RSS and spent-set size over time.
 #
 #   bench/soak.sh               10 minutes; SOAK_SECS=60 bench/soak.sh for a minute
 #
@@ -20,9 +19,9 @@
 # third (by more than 10 % and 20 %), or a role answered otherwise than it should; 2 on failure.
 # BENCH_KEEP=1 keeps the work folder (logs, CSV).
 set -euo pipefail
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+die_status=2 # 1 is a run that did not stay flat
 
 secs=${SOAK_SECS:-600}
 paid_rate=${SOAK_PAID_RATE:-300}
@@ -31,9 +30,11 @@ sample_secs=${SOAK_SAMPLE_SECS:-5}
 store=${SOAK_STORE:-sqlite}
 plot=${SOAK_PLOT-docs/soak.png}
 cache=${PLANNT_CACHE:-.cache}
+[[ -z $plot ]] || require python3
 
-# shellcheck source=bench/common.sh
-source bench/common.sh
+build plannt
+build plannt-load
+load=$release/plannt-load
 
 # Tokens valid 30 s, so that purging shows within the run.
 short_lived=(PLANNT_INVOICE_EXPIRY_SECS=10 PLANNT_TOKEN_LIFETIME_SECS=20)
@@ -93,7 +94,7 @@ cat <<EOF_REPORT
 
 ## Soak, $(date -u +%Y-%m-%dT%H:%MZ)
 
-Machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), Linux $(uname -r); load average at the start: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg).
+Machine: $(nproc) cores, $(cpu_model), Linux $(uname -r); load average at the start: $load_before, at the end: $(load_average).
 Revision: $revision$(git diff --quiet HEAD -- crates bench/load Cargo.lock 2>/dev/null || echo " with local changes"); $(rustc --version).
 Command: \`bench/soak.sh\` (SOAK_SECS=$secs; paid $paid_rate req/s, flood and garbage $flood_rate req/s each, replays 4 req/s; $store store; tokens valid 30 s; samples every $sample_secs s, CSV kept in $cache/soak.csv).
 

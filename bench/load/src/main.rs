@@ -1,7 +1,7 @@
 //! `plannt-load`: the command bench/flood.sh and bench/soak.sh run against a `plannt serve` they
 //! started. `flood` measures paid traffic alone, then beside a challenge flood and garbage
-//! credentials, and says whether the goals of issue 8 (item 4) hold; `soak` runs mixed traffic
-//! for a while and writes the gateway's RSS and spent-set size over time to a CSV (item 5).
+//! credentials, and says whether its goals hold (bench/flood.sh lists them); `soak` runs mixed
+//! traffic for a while and writes the gateway's RSS and spent-set size over time to a CSV.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
