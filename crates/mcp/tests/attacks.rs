@@ -150,7 +150,9 @@ async fn session(
     let uri: BackendUri = format!("dev+http://127.0.0.1:{}?account={PAYER}", api.port)
         .parse()
         .unwrap();
-    let wallet = plannt_lightning::open(&uri, &Context::new(dir.path().to_path_buf())).unwrap();
+    let wallet = plannt_lightning::open(&uri, &Context::new(dir.path().to_path_buf()))
+        .unwrap()
+        .wallet;
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
     let builder = Client::builder(wallet, ledger, policy).wallet_api(WalletApi::of(&uri));
     let server = PlanntMcp::new(
