@@ -23,5 +23,6 @@ fuzz_target!(|data: &[u8]| {
             assert_ne!(version, Identifier::VERSION);
             assert_eq!(version, u16::from_be_bytes([data[0], data[1]]));
         }
+        Err(other) => panic!("an error no identifier should give: {other}"),
     }
 });
