@@ -1,5 +1,6 @@
 //! The LnBits backend against a real LNbits (FakeWallet funding source: real signed invoices,
-//! instant settlement between its wallets).
+//! instant settlement between its wallets): its wallets for the conformance suite, and what is
+//! LNbits' own (its two keys, its answers to a failed payment, FakeWallet's invoices).
 //!
 //! `scripts/test` starts one (interop/lnbits/service.py) with a payee wallet and a funded payer
 //! wallet, and exports where it listens and their keys:
