@@ -186,11 +186,6 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// A loopback URL nothing listens on.
-pub async fn closed_url(scheme: &str) -> Url {
-    Url::parse(&format!("{scheme}://127.0.0.1:{}", crate::dead_port())).expect("url")
-}
-
 /// 32 random bytes.
 pub fn random32() -> [u8; 32] {
     let mut out = [0u8; 32];
