@@ -52,6 +52,7 @@ use tokio::sync::watch;
 
 use super::{self as fake, NODE_ACCOUNT, NodeKey, Server};
 
+/// An invoice the node issued (`invoice`, `listinvoices`).
 pub struct Invoice {
     label: String,
     description: String,
@@ -64,6 +65,7 @@ pub struct Invoice {
     created_index: u64,
 }
 
+/// A payment the node made (`xpay`, `pay`, `listpays`).
 pub struct Pay {
     hash: [u8; 32],
     bolt11: String,
@@ -80,19 +82,26 @@ pub struct Pay {
     error: Option<(i64, String)>,
 }
 
+/// What the fake node knows and how it behaves: tests read and set it through [`Cln::state`].
 pub struct Node {
+    /// A rune that may call every method.
     pub rune: String,
     /// A rune restricted to `[["method=invoice","method=listinvoices"]]`.
     pub invoice_rune: String,
     node: NodeKey,
+    /// The dev network whose invoices the node pays.
     pub network: DevNetwork,
     invoices: Vec<Invoice>,
     pays: Vec<Pay>,
     /// Payments started (`xpay`/`pay` calls that reached the network).
     pub payments_started: usize,
+    /// Whether the node has `xpay` (CLN 24.11 and later); without it, `pay` is used.
     pub xpay: bool,
+    /// Keep new payments pending until released.
     pub hold: bool,
+    /// The routing fee each payment costs.
     pub route_fee_msat: u64,
+    /// Methods that answer a body that is not JSON.
     pub broken: HashSet<&'static str>,
     /// Every call: method and parameters.
     pub calls: Vec<(String, Value)>,
@@ -103,6 +112,7 @@ struct Inner {
     changed: watch::Sender<u64>,
 }
 
+/// A fake Core Lightning node's `clnrest`.
 #[derive(Clone)]
 pub struct Cln {
     inner: Arc<Inner>,
@@ -125,6 +135,7 @@ impl IntoResponse for RpcError {
 }
 
 impl Cln {
+    /// A node paying on `network`, with fresh runes.
     pub fn new(network: DevNetwork) -> Self {
         let state = Node {
             rune: format!("{}==", hex::encode(fake::random32())),
@@ -148,10 +159,12 @@ impl Cln {
         }
     }
 
+    /// Its state, to read or change.
     pub fn state(&self) -> MutexGuard<'_, Node> {
         self.inner.state.lock().expect("fake cln state")
     }
 
+    /// Serves `clnrest` on a free loopback port.
     pub async fn serve(&self) -> Server {
         let router = Router::new()
             .route("/v1/{method}", post(rpc))

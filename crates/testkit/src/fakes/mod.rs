@@ -267,11 +267,17 @@ impl NodeKey {
 
 /// What a fake node knows of a BOLT11 it is asked to pay.
 pub struct Bolt11 {
+    /// Its payment hash.
     pub payment_hash: [u8; 32],
+    /// Its amount; `None` for an amountless invoice.
     pub amount_msat: Option<u64>,
+    /// Whether it has expired.
     pub expired: bool,
+    /// Unix seconds when it expires.
     pub expires_at: u64,
+    /// Whether it is for regtest, the only network the fakes pay on.
     pub currency_regtest: bool,
+    /// The payee's node id, hex.
     pub payee: String,
 }
 

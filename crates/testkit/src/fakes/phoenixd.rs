@@ -49,8 +49,10 @@ use tokio::sync::watch;
 
 use super::{self as fake, NODE_ACCOUNT, NodeKey, Server};
 
+/// The balance the node starts with, in sats.
 pub const BALANCE_SAT: u64 = 500_000;
 
+/// An invoice the node issued.
 pub struct Incoming {
     preimage: [u8; 32],
     description: String,
@@ -63,6 +65,7 @@ pub struct Incoming {
     completed_at_ms: Option<u64>,
 }
 
+/// A payment the node made.
 pub struct Outgoing {
     id: String,
     hash: [u8; 32],
@@ -76,17 +79,26 @@ pub struct Outgoing {
     completed_at_ms: Option<u64>,
 }
 
+/// What the fake node knows and how it behaves: tests read and set it through
+/// [`Phoenixd::state`].
 pub struct Node {
+    /// The password that may do everything.
     pub full_password: String,
+    /// The password limited to issuing and reading invoices.
     pub limited_password: String,
     node: NodeKey,
+    /// The dev network whose invoices the node pays.
     pub network: DevNetwork,
     incoming: HashMap<[u8; 32], Incoming>,
     outgoing: Vec<Outgoing>,
     spent_sat: u64,
+    /// Payments started (`payinvoice` calls that reached the network).
     pub payments_started: usize,
+    /// Keep new payments pending until released.
     pub hold: bool,
+    /// The routing fee each payment costs.
     pub routing_fee_sat: u64,
+    /// Paths that answer a body that is not JSON.
     pub broken: HashSet<&'static str>,
     /// The form fields of every POST, by path.
     pub posted: Vec<(&'static str, HashMap<String, String>)>,
@@ -99,6 +111,7 @@ struct Inner {
     changed: watch::Sender<u64>,
 }
 
+/// A fake phoenixd's HTTP API.
 #[derive(Clone)]
 pub struct Phoenixd {
     inner: Arc<Inner>,
@@ -137,6 +150,7 @@ fn not_json() -> Response {
 }
 
 impl Phoenixd {
+    /// A node paying on `network`, with fresh passwords.
     pub fn new(network: DevNetwork) -> Self {
         let state = Node {
             full_password: hex::encode(fake::random32()),
@@ -161,10 +175,12 @@ impl Phoenixd {
         }
     }
 
+    /// Its state, to read or change.
     pub fn state(&self) -> MutexGuard<'_, Node> {
         self.inner.state.lock().expect("fake phoenixd state")
     }
 
+    /// Serves the HTTP API on a free loopback port.
     pub async fn serve(&self) -> Server {
         let router = Router::new()
             .route("/getinfo", get(getinfo))

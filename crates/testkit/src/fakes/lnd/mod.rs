@@ -59,6 +59,7 @@ use pay::{complete, send_payment, track_payment};
 /// The balance the node's channels start with, in msat.
 pub const CHANNEL_BALANCE_MSAT: u64 = 800_000_123;
 
+/// An invoice the node issued.
 pub struct Invoice {
     memo: String,
     preimage: [u8; 32],
@@ -74,6 +75,7 @@ pub struct Invoice {
     payment_addr: [u8; 32],
 }
 
+/// A payment the node made.
 pub struct Outgoing {
     bolt11: String,
     value_msat: u64,
@@ -86,10 +88,14 @@ pub struct Outgoing {
     payment_index: u64,
 }
 
+/// What the fake node knows and how it behaves: tests read and set it through [`Lnd::state`].
 pub struct Node {
+    /// The admin macaroon, hex: may do everything.
     pub admin_macaroon: String,
+    /// The invoice macaroon, hex: issues and reads invoices only.
     pub invoice_macaroon: String,
     node: NodeKey,
+    /// The dev network whose invoices the node pays.
     pub network: DevNetwork,
     invoices: HashMap<[u8; 32], Invoice>,
     add_index: u64,
@@ -101,6 +107,7 @@ pub struct Node {
     pub payments_started: usize,
     /// Keep new payments in flight until released.
     pub hold: bool,
+    /// The routing fee each payment costs.
     pub route_fee_msat: u64,
     /// Paths that answer a body that is not JSON.
     pub broken: HashSet<&'static str>,
@@ -128,6 +135,7 @@ enum Macaroon {
 }
 
 impl Lnd {
+    /// A node paying on `network`, with fresh macaroons.
     pub fn new(network: DevNetwork) -> Self {
         let state = Node {
             admin_macaroon: hex::encode(fake::random32()),
@@ -155,6 +163,7 @@ impl Lnd {
         }
     }
 
+    /// Its state, to read or change.
     pub fn state(&self) -> MutexGuard<'_, Node> {
         self.inner.state.lock().expect("fake lnd state")
     }
@@ -163,10 +172,12 @@ impl Lnd {
         self.inner.changed.send_modify(|n| *n += 1);
     }
 
+    /// Serves the REST API on a free loopback port, over plain HTTP.
     pub async fn serve(&self) -> Server {
         fake::serve(self.router()).await
     }
 
+    /// Serves the REST API over TLS, with a self-signed certificate to pin.
     pub async fn serve_tls(&self) -> Server {
         fake::serve_tls(self.router()).await
     }
