@@ -4,7 +4,7 @@
 //! `unknown_key`, `caveat_failed`, and `spent`, which only the spent-token store produces), each
 //! checking the typed error, `reason()`, `code()`, `status()` and `pay_again()`. Also: key
 //! rotation, credentials carrying several macaroons, secrets kept out of `Debug` and `Display`,
-//! and the real Aperture token from the design notes.
+//! and a real token minted by Aperture.
 
 use hmac::{Hmac, Mac};
 use plannt_l402::{
