@@ -11,7 +11,8 @@
 //     serving two connections: a paying wallet, whose info event is the sdk's own
 //     (`encryption: nip04 nip44_v2`, so Plannt speaks NIP-44 v2 to it), and a receiving wallet
 //     whose info event names no encryption (a legacy wallet, so Plannt speaks NIP-04);
-//   - `plannt serve --lightning nostr+walletconnect://…` (the receiving wallet) and
+//   - `plannt serve --lightning nostr+walletconnect://… --demo-routes` (the receiving wallet,
+//     selling the demo service, which a backend other than dev sells only when asked) and
 //     `plannt get` / `plannt wallet` with `--wallet nostr+walletconnect://…` (the paying one).
 //
 // sdk 7's service replies with no `p` tag (only `e`), and the relay is not asked for an `OK`:
@@ -254,7 +255,7 @@ before(async () => {
   await service.relay.publish(legacy);
 
   gatewayBase = await startChild('plannt serve', BIN,
-    ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json', '--lightning', uri(receiver)],
+    ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json', '--lightning', uri(receiver), '--demo-routes'],
     { PLANNT_DATA_DIR: join(dir, 'gateway'), RUST_LOG: 'info' }, 'stderr', (line) => {
       try {
         const entry = JSON.parse(line);

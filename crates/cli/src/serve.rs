@@ -21,6 +21,11 @@ pub struct Args {
     /// The spent-token store: sqlite, sqlite:PATH, memory, redis://… [env: PLANNT_STORE] [default: sqlite].
     #[arg(long)]
     store: Option<plannt_serve::config::Store>,
+    /// Sell the demo service (/v1/demo, /v1/data, /v1/generate) through a real backend when the
+    /// configuration gives no [[routes]] [env: PLANNT_DEMO_ROUTES=true]. Without it such a
+    /// gateway refuses to start.
+    #[arg(long)]
+    demo_routes: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "PLANNT_LOG_JSON")]
     log_json: bool,
@@ -39,19 +44,28 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     if let Some(store) = &args.store {
         config.store = store.clone();
     }
+    config.demo_routes |= args.demo_routes;
     config.check("the command line").map_err(Error::other)?;
     let data_dir = config.data_dir.clone().unwrap_or_else(setup::data_dir);
     let listen = config.listen;
-    let gateway = Gateway::build(config, data_dir)
-        .await
-        .map_err(Error::other)?;
+    // Listen first: an address in use stops the start before anything (a root key) is written.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::failed(format!("cannot listen on {listen}"), e))?;
     let addr = listener.local_addr().map_err(Error::other)?;
+    let gateway = Gateway::build(config, data_dir)
+        .await
+        .map_err(Error::other)?;
     if gateway.dev_network.is_some() {
         tracing::warn!("{}", plannt_lightning::dev::WARNING);
-        tracing::info!(wallet = %format!("dev+http://{addr}"), "pay with: plannt get --wallet dev+http://{addr} http://{addr}/v1/demo");
+        let wallet = format!("dev+http://{addr}");
+        match try_path(gateway.paywall().routes()) {
+            Some(path) => tracing::info!(
+                %wallet,
+                "pay with: plannt get --wallet {wallet} http://{addr}{path}"
+            ),
+            None => tracing::info!(%wallet, "pay with: plannt get --wallet {wallet} URL"),
+        }
     }
     for route in gateway.paywall().routes().routes() {
         match (&route.unavailable, route.price_sats) {
@@ -71,6 +85,22 @@ pub async fn run(args: &Args) -> Result<(), Error> {
         .map_err(Error::other)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A path to try `plannt get` on: the first paid route that is offered and answers a GET (a
+/// prefix route by its prefix), or none.
+fn try_path(routes: &plannt_serve::gateway::RouteTable) -> Option<String> {
+    routes
+        .routes()
+        .iter()
+        .find(|r| {
+            r.price_sats.is_some()
+                && r.unavailable.is_none()
+                && r.method
+                    .as_ref()
+                    .is_none_or(|m| m == axum::http::Method::GET)
+        })
+        .map(|r| r.path.clone())
 }
 
 async fn shutdown_signal() {

@@ -234,6 +234,10 @@ pub struct Config {
     pub openai_model: String,
     /// `routes`: the priced routes; when empty, the demo service.
     pub routes: Vec<RouteConfig>,
+    /// `demo_routes`, `PLANNT_DEMO_ROUTES`: sell the demo service (`/v1/demo`, `/v1/data`,
+    /// `/v1/generate`) through a real backend, one that is not `dev`, when no `routes` are
+    /// given. Default false: such a gateway refuses to start rather than sell them unasked.
+    pub demo_routes: bool,
 }
 
 impl Default for Config {
@@ -262,6 +266,7 @@ impl Default for Config {
             openai_api_key: None,
             openai_model: "gpt-4o-mini".into(),
             routes: Vec::new(),
+            demo_routes: false,
         }
     }
 }
@@ -302,6 +307,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("openai_base_url", Kind::Text),
     ("openai_api_key", Kind::Text),
     ("openai_model", Kind::Text),
+    ("demo_routes", Kind::Bool),
 ];
 
 impl Config {

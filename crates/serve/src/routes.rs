@@ -21,10 +21,27 @@ pub struct Routes {
     pub handlers: HashMap<String, Handler>,
 }
 
-/// The routes of `config`.
+/// The routes of `config`: its `[[routes]]`, or the demo service when there are none. A real
+/// backend (not `dev`) sells the demo service only when `demo_routes` says so: else the gateway
+/// does not start, rather than sell `/v1/demo` for real sats that nobody priced.
 pub fn from_config(config: &Config) -> Result<Routes, StartError> {
     let openai = config.openai_base_url.is_some();
     let routes: Vec<(Route, Option<Handler>)> = if config.routes.is_empty() {
+        let backend = config.lightning.backend();
+        if backend != "dev" {
+            if !config.demo_routes {
+                return Err(StartError::Setting {
+                    key: "routes",
+                    why: format!(
+                        "none are configured, and without them the gateway sells its demo service (/v1/demo, /v1/data, /v1/generate) for real sats through {backend}. Give your own [[routes]] in a configuration file (--config plannt.toml; see docs/gateway.md), or set demo_routes = true (PLANNT_DEMO_ROUTES=true, --demo-routes) to sell the demo service anyway"
+                    ),
+                });
+            }
+            tracing::warn!(
+                backend,
+                "selling the demo service (/v1/demo, /v1/data, /v1/generate) through a real backend, as demo_routes asks"
+            );
+        }
         demo(openai)
     } else {
         config

@@ -58,9 +58,9 @@ async fn open_store(store: &Store, data_dir: &Path) -> Result<Arc<dyn SpentStore
 }
 
 impl Gateway {
-    /// Builds the gateway: keys, backend, store, routes, handlers.
+    /// Builds the gateway: routes, backend, store, handlers, and the root keys last, so that a
+    /// configuration that cannot start never leaves a generated `root.key` behind.
     pub async fn build(config: Config, data_dir: PathBuf) -> Result<Gateway, StartError> {
-        let keys = keys::load(&config, &data_dir)?;
         let openai = config.openai_base_url.clone().map(|base_url| OpenAi {
             base_url,
             api_key: config.openai_api_key.clone(),
@@ -105,13 +105,7 @@ impl Gateway {
             max_per_address: config.max_connections_per_address,
             trusted_proxies: trusted.clone(),
         };
-        let paywall = Arc::new(Paywall::new(
-            keys,
-            opened.wallet,
-            store,
-            routes.table,
-            options,
-        ));
+        let cors = cors(&config.cors_origins)?;
         let timeout = Duration::from_secs(config.upstream_timeout_secs);
         plannt_lightning::install_tls_provider();
         let http = reqwest::Client::builder()
@@ -119,6 +113,14 @@ impl Gateway {
             .timeout(timeout)
             .build()
             .map_err(StartError::Http)?;
+        let keys = keys::load(&config, &data_dir)?;
+        let paywall = Arc::new(Paywall::new(
+            keys,
+            opened.wallet,
+            store,
+            routes.table,
+            options,
+        ));
         let shared = Arc::new(Shared {
             paywall: paywall.clone(),
             proxy: Proxy::new(timeout, trusted),
@@ -143,7 +145,7 @@ impl Gateway {
             router = router.merge(network.router());
         }
         let router = router
-            .layer(cors(&config.cors_origins)?)
+            .layer(cors)
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
         Ok(Gateway {
             router,

@@ -178,3 +178,126 @@ fn decode_reads_the_aperture_token() {
     assert_eq!(decoded["caveats"][0]["services"][0]["name"], "meme");
     assert_eq!(decoded["caveats"][0]["services"][0]["tier"], 0);
 }
+
+/// The log line that tells how to pay the dev network's gateway.
+fn pay_with(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("pay with: "))
+        .unwrap_or_else(|| panic!("no pay with line: {log}"))
+}
+
+#[test]
+fn serve_suggests_a_route_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo service: its own /v1/demo.
+    let demo = Serve::start(&dir.path().join("demo"), &["--store", "memory"], &[]);
+    let wallet = format!("dev+http://127.0.0.1:{}", demo.port);
+    assert!(
+        demo.log().contains(&format!(
+            "pay with: plannt get --wallet {wallet} {}",
+            demo.url("/v1/demo")
+        )),
+        "{}",
+        demo.log()
+    );
+
+    // Routes of one's own: the first paid route a GET reaches, never the demo's.
+    let config = dir.path().join("plannt.toml");
+    std::fs::write(
+        &config,
+        "[[routes]]\npath = \"/status\"\nhandler = \"status\"\n\n[[routes]]\nmethod = \"POST\"\npath = \"/v2/submit\"\nprice_sats = 9\nhandler = \"demo\"\n\n[[routes]]\npath = \"/paid/\"\nmatch = \"prefix\"\nprice_sats = 5\nhandler = \"demo\"\n",
+    )
+    .unwrap();
+    let custom = Serve::start(
+        &dir.path().join("custom"),
+        &["--store", "memory", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    let log = custom.log();
+    let line = pay_with(&log);
+    assert!(line.contains(&custom.url("/paid/")), "{line}");
+    assert!(
+        !line.contains("/v1/demo") && !line.contains("/v2/submit"),
+        "{line}"
+    );
+
+    // Nothing a GET can buy: no URL is made up.
+    std::fs::write(
+        &config,
+        "[[routes]]\npath = \"/status\"\nhandler = \"status\"\n",
+    )
+    .unwrap();
+    let free = Serve::start(
+        &dir.path().join("free"),
+        &["--store", "memory", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    let log = free.log();
+    let line = pay_with(&log);
+    assert!(
+        line.contains("pay with: plannt get --wallet dev+http://"),
+        "{line}"
+    );
+    assert!(!line.contains(&free.url("/")), "{line}");
+}
+
+#[test]
+fn serve_on_an_address_in_use_stops_before_writing_a_root_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let mut command = plannt(dir.path());
+    command.args(["serve", "--listen", &listen]);
+    let output = run(command, "plannt serve on an address in use");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {listen}")),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("root.key").exists(), "{stderr}");
+    assert!(!dir.path().join("dev-node.key").exists(), "{stderr}");
+}
+
+#[test]
+fn a_real_backend_without_routes_starts_only_with_demo_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lnbits = format!(
+        "lnbits+http://127.0.0.1:{}?key=x",
+        plannt_testkit::dead_port()
+    );
+    let mut command = plannt(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0", "--lightning", &lnbits]);
+    let output = run(command, "plannt serve with a real backend and no routes");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/v1/demo") && stderr.contains("--demo-routes"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("root.key").exists(), "{stderr}");
+
+    // Asked for: it starts, and says loudly what it sells.
+    let log = dir.path().join("serve.log");
+    let mut command = plannt(dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo-routes"])
+        .env("PLANNT_LIGHTNING", &lnbits)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = command.spawn().unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    plannt_testkit::process::wait_until(
+        "plannt serve --demo-routes listening",
+        Duration::from_secs(60),
+        || read().contains("plannt gateway listening") || child.try_wait().unwrap().is_some(),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = read();
+    assert!(text.contains("plannt gateway listening"), "{text}");
+    assert!(
+        text.contains("WARN") && text.contains("selling the demo service"),
+        "{text}"
+    );
+}

@@ -8,4 +8,5 @@ mod generate;
 mod hostile;
 mod protocol;
 mod spending;
+mod startup;
 mod support;

@@ -488,6 +488,7 @@ async fn a_lightning_backend_that_is_down_gives_503_and_no_invoice() {
     config.lightning = format!("lnbits+http://127.0.0.1:{}?key=x", dead_port())
         .parse()
         .unwrap();
+    config.demo_routes = true;
     let gateway = start(config).await;
     for (method, path) in [(Method::GET, "/v1/demo"), (Method::GET, "/v1/data")] {
         let answer = gateway.send(method, path, None, None).await;
