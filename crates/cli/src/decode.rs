@@ -10,6 +10,7 @@ use plannt_lightning::decode_invoice;
 use serde_json::{Value, json};
 
 use crate::error::Error;
+use crate::out::{out, outln};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,12 +32,12 @@ pub fn run(args: &Args) -> Result<(), Error> {
     };
     let value = decode(&input)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("JSON values serialize")
-        );
+        )?;
     } else {
-        print!("{}", render(&value));
+        out!("{}", render(&value))?;
     }
     Ok(())
 }
@@ -244,7 +245,10 @@ fn render(value: &Value) -> String {
             out += &field(
                 "amount",
                 match value["amount_msat"].as_u64() {
-                    Some(msat) => format!("{} sats ({msat} msat)", value["amount_sats"]),
+                    Some(msat) => format!(
+                        "{} ({msat} msat)",
+                        crate::out::sats(value["amount_sats"].as_u64().unwrap_or_default())
+                    ),
                     None => "none (amountless: Plannt never pays these)".to_string(),
                 },
             );

@@ -12,6 +12,7 @@ use plannt_l402::{Credential, Macaroon};
 use plannt_serve::{Config, Gateway};
 
 use crate::error::Error;
+use crate::out::{outln, sats};
 
 /// Runs the demo. A failure of the client is an error of the demo (exit status 1), not of a
 /// paying request.
@@ -39,8 +40,8 @@ pub async fn run() -> Result<(), Error> {
         let _ = stopped.await;
     }));
 
-    println!("Plannt demo: a gateway on http://{addr} with the dev Lightning network");
-    println!("({})\n", plannt_lightning::dev::WARNING);
+    outln!("Plannt demo: a gateway on http://{addr} with the dev Lightning network")?;
+    outln!("({})\n", plannt_lightning::dev::WARNING)?;
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))?;
     let settings = crate::setup::settings()?;
     // The demo's gateway is on loopback, in this process: whatever allow_private_networks says.
@@ -58,6 +59,7 @@ pub async fn run() -> Result<(), Error> {
 
     let step = Mutex::new(0);
     let macaroon = Mutex::new(String::new());
+    // A closed standard output is ignored here; the next write after the request ends the demo.
     let on_event = |event: &Event<'_>| {
         let mut n = step.lock().expect("demo lock");
         match event {
@@ -67,7 +69,7 @@ pub async fn run() -> Result<(), Error> {
                 credential: false,
             } => {
                 *n += 1;
-                println!(
+                let _ = outln!(
                     "{}. {method} {}\n   Authorization: (none)\n",
                     *n,
                     url.path()
@@ -80,14 +82,15 @@ pub async fn run() -> Result<(), Error> {
             } => {
                 *n += 1;
                 *macaroon.lock().expect("demo lock") = m.to_string();
-                println!(
-                    "{}. 402 Payment Required: {amount_sats} sats\n   invoice:  {invoice}\n   macaroon: {m}\n",
-                    *n
+                let _ = outln!(
+                    "{}. 402 Payment Required: {}\n   invoice:  {invoice}\n   macaroon: {m}\n",
+                    *n,
+                    sats(*amount_sats)
                 );
             }
             Event::Paid { preimage, .. } => {
                 *n += 1;
-                println!("{}. lightning.pay()\n   <- preimage: {preimage}\n", *n);
+                let _ = outln!("{}. lightning.pay()\n   <- preimage: {preimage}\n", *n);
             }
             Event::Request {
                 method,
@@ -95,7 +98,7 @@ pub async fn run() -> Result<(), Error> {
                 credential: true,
             } => {
                 *n += 1;
-                println!(
+                let _ = outln!(
                     "{}. {method} {}\n   Authorization: L402 <macaroon>:<preimage>\n",
                     *n,
                     url.path()
@@ -103,7 +106,7 @@ pub async fn run() -> Result<(), Error> {
             }
             Event::Response { status, l402 } if status.is_success() => {
                 *n += 1;
-                println!("{}. {status}\n   x-l402: {}", *n, l402.unwrap_or("(none)"));
+                let _ = outln!("{}. {status}\n   x-l402: {}", *n, l402.unwrap_or("(none)"));
             }
             _ => {}
         }
@@ -117,20 +120,20 @@ pub async fn run() -> Result<(), Error> {
         .await
         .map_err(Error::other)?;
     let Outcome::Response(mut response) = outcome else {
-        return Err(Error::Usage("the demo expected a response".into()));
+        return Err(Error::other("the demo expected a response"));
     };
     let body = response.bytes(1 << 20).await.map_err(Error::other)?;
-    println!("   {}\n", String::from_utf8_lossy(&body));
+    outln!("   {}\n", String::from_utf8_lossy(&body))?;
     let receipt = response
         .receipt
         .clone()
-        .ok_or_else(|| Error::Usage("the demo expected a receipt".into()))?;
+        .ok_or_else(|| Error::other("the demo expected a receipt"))?;
 
     // Replay the spent credential by hand: a single-use token buys nothing twice.
     let macaroon =
         Macaroon::from_base64(&macaroon.lock().expect("demo lock")).map_err(Error::other)?;
     let preimage = plannt_l402::hex32(&receipt.preimage)
-        .ok_or_else(|| Error::Usage("bad preimage in the receipt".into()))?;
+        .ok_or_else(|| Error::other("bad preimage in the receipt"))?;
     let credential = Credential::new(macaroon, preimage).to_header_value();
     let replay = reqwest::Client::new()
         .get(url.as_str())
@@ -146,9 +149,9 @@ pub async fn run() -> Result<(), Error> {
         .unwrap_or("(none)")
         .to_string();
     let fresh: serde_json::Value = replay.json().await.unwrap_or_default();
-    println!("Replay of the same credential:");
-    println!("   {status}, reason: {reason}");
-    println!(
+    outln!("Replay of the same credential:")?;
+    outln!("   {status}, reason: {reason}")?;
+    outln!(
         "   a fresh invoice for a new payment: {}…\n",
         fresh["invoice"]
             .as_str()
@@ -156,12 +159,13 @@ pub async fn run() -> Result<(), Error> {
             .chars()
             .take(40)
             .collect::<String>()
-    );
+    )?;
 
-    println!(
-        "The ledger of this demo ({} sats paid, payment hash {}):",
-        receipt.amount_sats, receipt.payment_hash
-    );
+    outln!(
+        "The ledger of this demo ({} paid, payment hash {}):",
+        sats(receipt.amount_sats),
+        receipt.payment_hash
+    )?;
     crate::ledger::print(&ledger, &settings.policy.budget, 5, false)?;
 
     let _ = stop.send(());

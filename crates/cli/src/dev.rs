@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use plannt_lightning::dev::{DEFAULT_STARTING_BALANCE_SATS, DevNetwork, WARNING};
 
 use crate::error::Error;
+use crate::out::errln;
 use crate::setup;
 
 #[derive(clap::Args)]
@@ -41,9 +42,9 @@ pub async fn run(args: &Args) -> Result<(), Error> {
         .await
         .map_err(|e| Error::failed(format!("cannot listen on {}", args.listen), e))?;
     let addr = listener.local_addr().map_err(Error::other)?;
-    eprintln!("{WARNING}");
-    eprintln!("node {}", network.node_id());
-    eprintln!("listening on http://{addr}  (wallet URI: dev+http://{addr})");
+    errln!("{WARNING}");
+    errln!("node {}", network.node_id());
+    errln!("listening on http://{addr}  (wallet URI: dev+http://{addr})");
     axum::serve(listener, network.router())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -1,22 +1,40 @@
 //! The CLI's one error type: what a command says when it fails (`plannt: …` on stderr) and the
-//! exit status it leaves, written in `plannt get --help` and the README:
+//! exit status it leaves. The table is `exit_status!()`, shown by `plannt --help` and
+//! `plannt get --help` and copied in the README:
 //!
 //! ```text
-//! 1  bad usage or setup: an argument, the settings, the wallet, the ledger, a file, a port
+//! 0  success; also a closed standard output (`plannt ledger | head`)   Error::Closed
+//! 1  setup or other failure: the settings, the wallet, the ledger, a file, a port
+//! 2  bad usage: an argument (clap's own errors, and Error::Usage)
 //! 3  over budget (nothing paid)                      ClientError::OverBudget
-//! 4  a check refused the request or the payment      ClientError::Refused
-//! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending
+//! 4  a check refused the request or the payment      ClientError::Refused, Error::Refused
+//! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending,
+//!                                                    Error::PaymentFailed
 //! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
 //!                                                    own answer of a 4xx or 5xx)
 //! 7  the server could not be reached                 ClientError::Network
 //! ```
+//!
+//! 2 for bad usage is what clap exits with, as grep, diff, ls and Python's argparse do: a
+//! script can tell "the command line is wrong" (2) from "the command could not do its work" (1).
 
 use std::process::ExitCode;
 
 use plannt_client::{ClientError, LedgerError, SettingsError};
 
+/// The exit statuses, as `plannt --help`, `plannt get --help` and the README give them: a
+/// literal, for `concat!` in the commands' help.
+macro_rules! exit_status {
+    () => {
+        "Exit status: 0 success (also when the reader of standard output goes away early, as `head` does: the command ends quietly); 1 setup or other failure (the settings, the wallet, the ledger, a file, a port); 2 bad usage (an unknown or malformed argument); 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed, or is still in flight; 6 the server answered an HTTP error; 7 the server could not be reached."
+    };
+}
+pub(crate) use exit_status;
+
 /// Exit statuses beyond 0 and 1.
 pub mod exit {
+    /// Bad usage: an unknown or malformed argument. clap exits with it too.
+    pub const USAGE: u8 = 2;
     /// The request was refused for going over a budget. Nothing was paid.
     pub const OVER_BUDGET: u8 = 3;
     /// A check refused the invoice. Nothing was paid.
@@ -32,9 +50,18 @@ pub mod exit {
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A bad argument or a setting that cannot be used, in words.
+    /// A bad argument, in words (exit status 2, as clap's own errors).
     #[error("{0}")]
     Usage(String),
+    /// Standard output was closed by its reader: the command ends quietly, with exit status 0.
+    #[error("standard output is closed")]
+    Closed,
+    /// A check refused to pay, in words: nothing was paid.
+    #[error("refusing to pay: {0}")]
+    Refused(String),
+    /// A payment the command made failed.
+    #[error("payment failed: {0}")]
+    PaymentFailed(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Something failed underneath: what the command was doing, and why.
     #[error("{context}: {source}")]
     Failed {
@@ -82,6 +109,10 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Client(e) => ExitCode::from(client_status(e)),
+            Error::Usage(_) => ExitCode::from(exit::USAGE),
+            Error::Closed => ExitCode::SUCCESS,
+            Error::Refused(_) => ExitCode::from(exit::REFUSED),
+            Error::PaymentFailed(_) => ExitCode::from(exit::PAYMENT_FAILED),
             _ => ExitCode::FAILURE,
         }
     }
@@ -114,12 +145,16 @@ mod tests {
         let pending = Error::from(ClientError::PaymentPending("ab".into()));
         assert_eq!(pending.exit_code(), ExitCode::from(exit::PAYMENT_FAILED));
         let usage = Error::Usage("--max-body-bytes must be at least 1".into());
-        assert_eq!(usage.exit_code(), ExitCode::FAILURE);
+        assert_eq!(usage.exit_code(), ExitCode::from(exit::USAGE));
         assert_eq!(usage.to_string(), "--max-body-bytes must be at least 1");
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
         let failed = Error::failed("cannot read body.json", io);
         assert_eq!(failed.to_string(), "cannot read body.json: gone");
         assert!(std::error::Error::source(&failed).is_some());
         assert_eq!(failed.exit_code(), ExitCode::FAILURE);
+        assert_eq!(Error::Closed.exit_code(), ExitCode::SUCCESS);
+        let refused = Error::Refused("a bitcoin invoice".into());
+        assert_eq!(refused.exit_code(), ExitCode::from(exit::REFUSED));
+        assert_eq!(refused.to_string(), "refusing to pay: a bitcoin invoice");
     }
 }

@@ -16,16 +16,21 @@ use plannt_client::{Event, Options, Outcome, Request};
 use serde_json::json;
 
 use crate::error::{Error, exit};
+use crate::out::{self, errln, outln, sats};
 use crate::setup::{self, Setup};
 
-const EXIT_CODES: &str = "Exit status: 0 success; 1 bad usage or setup; 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed; 6 the server answered an HTTP error; 7 the server could not be reached.
+const EXIT_CODES: &str = concat!(
+    crate::error::exit_status!(),
+    "
 
-Budgets come from ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`.";
+Budgets come from the paying side's config.toml (~/.config/plannt/config.toml, unless PLANNT_CONFIG_DIR or XDG_CONFIG_HOME move it: see plannt --help), each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`."
+);
 
 #[derive(clap::Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct Args {
-    /// The URL.
+    /// The URL. Without a scheme (`localhost:8402/v1/demo`, `api.example.com/v1/x`) it is
+    /// http:// for a loopback host and https:// for any other.
     url: String,
     /// The method [default: GET, or POST for `plannt post` and with -d].
     #[arg(short = 'X', long = "request")]
@@ -113,17 +118,39 @@ fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
     }
 }
 
-fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
-    let url: url::Url = args
-        .url
-        .parse()
-        .map_err(|e| Error::Usage(format!("{:?} is not a URL: {e}", args.url)))?;
+/// The URL, read as curl reads one, but for the scheme it adds to `host[:port][/path]`:
+/// `http://` for a loopback host (`localhost`, 127.0.0.0/8, `::1`), `https://` for any other,
+/// since a challenge that came over plain http is paid only from loopback.
+fn parse_url(text: &str) -> Result<url::Url, Error> {
+    let not_a_url = |e: url::ParseError| Error::Usage(format!("{text:?} is not a URL: {e}"));
+    let with_scheme;
+    let full = if text.contains("://") {
+        text
+    } else {
+        let probe: url::Url = format!("http://{text}").parse().map_err(not_a_url)?;
+        let loopback = match probe.host() {
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        with_scheme = format!("{}://{text}", if loopback { "http" } else { "https" });
+        &with_scheme
+    };
+    let url: url::Url = full.parse().map_err(not_a_url)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Usage(format!(
-            "{:?}: only http:// and https:// URLs",
-            args.url
+            "{text:?}: only http:// and https:// URLs"
         )));
     }
+    Ok(url)
+}
+
+fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
+    let url = parse_url(&args.url)?;
     let body = read_body(&args.data)?;
     let method = match &args.method {
         Some(m) => m.to_ascii_uppercase(),
@@ -157,7 +184,13 @@ fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
     })
 }
 
-/// A spinner on stderr while a payment is in flight, on a terminal only.
+/// What the progress line says while a payment is in flight: `paying 21 sats to host…`.
+fn paying(amount_sats: u64, host: &str) -> String {
+    format!("paying {} to {host}…", sats(amount_sats))
+}
+
+/// A progress line on stderr while a payment is in flight (a spinner, then the line cleared),
+/// on a terminal only and not with `-s`.
 struct Spinner {
     running: Arc<AtomicBool>,
 }
@@ -170,13 +203,11 @@ impl Spinner {
             let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
             let mut i = 0;
             while flag.load(Ordering::Relaxed) {
-                eprint!("\r{} {message}", frames[i % frames.len()]);
-                let _ = std::io::stderr().flush();
+                out::eprint(format_args!("\r{} {message}", frames[i % frames.len()]));
                 i += 1;
                 std::thread::sleep(Duration::from_millis(80));
             }
-            eprint!("\r\x1b[2K");
-            let _ = std::io::stderr().flush();
+            out::eprint(format_args!("\r\x1b[2K"));
         });
         Spinner { running }
     }
@@ -220,11 +251,17 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
             std::thread::sleep(Duration::from_millis(90));
         }
     };
+    // The host of the last request sent: the one that asked for the payment.
+    let host = std::sync::Mutex::new(String::new());
     let on_event = |event: &Event<'_>| {
         match event {
+            Event::Request { url, .. } => {
+                *host.lock().expect("host lock") = url.host_str().unwrap_or_default().to_string();
+            }
             Event::Paying { amount_sats } if spinner_ok => {
+                let host = host.lock().expect("host lock").clone();
                 *spinner.lock().expect("spinner lock") =
-                    Some(Spinner::start(format!("paying {amount_sats} sats…")));
+                    Some(Spinner::start(paying(*amount_sats, &host)));
             }
             Event::Paid { .. } | Event::Response { .. } => stop_spinner(),
             _ => {}
@@ -243,26 +280,28 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 } else {
                     "Authorization: (none)"
                 };
-                eprintln!("> {method} {url}\n>   {auth}");
+                errln!("> {method} {url}\n>   {auth}");
             }
             Event::Challenge {
                 invoice,
                 macaroon,
                 amount_sats,
             } => {
-                eprintln!(
-                    "< 402 Payment Required: {amount_sats} sats\n<   invoice:  {invoice}\n<   macaroon: {macaroon}"
+                // The status line was printed with the response.
+                errln!(
+                    "<   price:    {}\n<   invoice:  {invoice}\n<   macaroon: {macaroon}",
+                    sats(*amount_sats)
                 );
             }
             Event::Paying { amount_sats } => {
-                eprintln!("* paying {amount_sats} sats over Lightning")
+                errln!("* paying {} over Lightning", sats(*amount_sats))
             }
-            Event::Paid { preimage, fee_msat } => eprintln!(
+            Event::Paid { preimage, fee_msat } => errln!(
                 "* paid: preimage {preimage} (fee {fee_msat} msat)\n* retrying with the credential"
             ),
             Event::Response { status, l402 } => match l402 {
-                Some(v) => eprintln!("< {status} (x-l402: {v})"),
-                None => eprintln!("< {status}"),
+                Some(v) => errln!("< {status} (x-l402: {v})"),
+                None => errln!("< {status}"),
             },
         }
     };
@@ -287,12 +326,12 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 "would_reserve_sats": quote.amount_sats() + client.policy().max_fee_sats,
             });
             if args.json {
-                println!("{summary}");
+                outln!("{summary}")?;
             } else if !args.silent {
-                eprintln!(
-                    "dry run: {} costs {} sats (invoice on {}, payment hash {}); every check passed; nothing was paid",
+                errln!(
+                    "dry run: {} costs {} (invoice on {}, payment hash {}); every check passed; nothing was paid",
                     request.url,
-                    quote.amount_sats(),
+                    sats(quote.amount_sats()),
                     quote.invoice.network,
                     hex::encode(quote.invoice.payment_hash)
                 );
@@ -309,7 +348,8 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         ),
         None => Box::new(std::io::stdout().lock()),
     };
-    let write_err = |e: std::io::Error| Error::failed("cannot write the body", e);
+    // A reader of standard output gone (`| head`) is Error::Closed: the command ends quietly.
+    let write_err = |e: std::io::Error| out::write_failed("cannot write the body", e);
     if args.json {
         let body = response.bytes(64 * 1024 * 1024).await?;
         let receipt = response.receipt.clone();
@@ -333,41 +373,46 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 }
             },
         }
-        println!("{summary}");
+        outln!("{summary}")?;
     } else {
-        if args.include {
-            let mut head = format!("HTTP/1.1 {status}\r\n");
-            for (name, value) in &response.headers {
-                head += &format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes()));
+        // The body, or why it stopped: the receipt is told either way, once paid.
+        let written = async {
+            if args.include {
+                let mut head = format!("HTTP/1.1 {status}\r\n");
+                for (name, value) in &response.headers {
+                    head += &format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes()));
+                }
+                head += "\r\n";
+                out::print_bytes(head.as_bytes())?;
             }
-            head += "\r\n";
-            std::io::stdout()
-                .write_all(head.as_bytes())
-                .map_err(write_err)?;
+            while let Some(chunk) = response.chunk().await? {
+                out.write_all(&chunk).map_err(write_err)?;
+            }
+            out.flush().map_err(write_err)
         }
-        while let Some(chunk) = response.chunk().await? {
-            out.write_all(&chunk).map_err(write_err)?;
-        }
-        out.flush().map_err(write_err)?;
+        .await;
         if !args.silent
             && let Some(r) = &response.receipt
         {
             if r.reused_token {
-                eprintln!(
+                errln!(
                     "plannt: presented a token paid earlier (payment hash {})",
                     r.payment_hash
                 );
             } else {
-                eprintln!(
-                    "plannt: paid {} sats (fee {} msat), payment hash {}",
-                    r.amount_sats, r.fee_msat, r.payment_hash
+                errln!(
+                    "plannt: paid {} (fee {} msat), payment hash {}",
+                    sats(r.amount_sats),
+                    r.fee_msat,
+                    r.payment_hash
                 );
             }
         }
+        written?;
     }
     if status.is_client_error() || status.is_server_error() {
         if !args.silent && !args.json {
-            eprintln!("plannt: the server answered {status}");
+            errln!("plannt: the server answered {status}");
         }
         return Ok(ExitCode::from(exit::HTTP_ERROR));
     }
@@ -376,7 +421,46 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_resolve;
+    use super::{parse_resolve, parse_url, paying};
+
+    #[test]
+    fn a_url_without_a_scheme_gets_the_one_plannt_can_pay_over() {
+        for (typed, url) in [
+            ("localhost:8402/v1/demo", "http://localhost:8402/v1/demo"),
+            ("LOCALHOST.:8402", "http://localhost.:8402/"),
+            ("api.localhost/x", "http://api.localhost/x"),
+            ("127.0.0.2:80/x", "http://127.0.0.2/x"),
+            ("[::1]:8402/x", "http://[::1]:8402/x"),
+            (
+                "api.example.com/v1/x?q=1",
+                "https://api.example.com/v1/x?q=1",
+            ),
+            ("10.0.0.1:8080", "https://10.0.0.1:8080/"),
+            ("http://api.example.com/x", "http://api.example.com/x"),
+            ("https://127.0.0.1/x", "https://127.0.0.1/x"),
+        ] {
+            assert_eq!(parse_url(typed).unwrap().as_str(), url, "{typed}");
+        }
+        for bad in [
+            "",
+            "ftp://example.com/x",
+            "no such/host:x",
+            "http://",
+            "a:b:c",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(matches!(e, crate::error::Error::Usage(_)), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_progress_line_names_the_price_and_the_host() {
+        assert_eq!(
+            paying(21, "api.example.com"),
+            "paying 21 sats to api.example.com…"
+        );
+        assert_eq!(paying(1, "127.0.0.1"), "paying 1 sat to 127.0.0.1…");
+    }
 
     #[test]
     fn resolve_takes_curls_form() {

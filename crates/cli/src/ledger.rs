@@ -6,6 +6,7 @@ use plannt_lightning::invoice::unix_now;
 use serde_json::json;
 
 use crate::error::Error;
+use crate::out::{outln, plural, sats};
 use crate::setup;
 
 #[derive(clap::Args)]
@@ -44,57 +45,84 @@ pub fn print(
             "receipts": receipts,
             "refusals": refusals,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("JSON values serialize")
-        );
+        )?;
         return Ok(());
     }
-    println!(
-        "budgets (per request at most {} sats)",
-        budget.per_request_sats
-    );
+    outln!(
+        "budgets (per request at most {})",
+        sats(budget.per_request_sats)
+    )?;
     for w in &usage {
         match (w.limit_sats, w.left_sats) {
-            (Some(limit), Some(left)) => println!(
-                "  {:<6} {:>8} of {:>8} sats used, {left} left",
-                w.window, w.used_sats, limit
-            ),
-            _ => println!("  {:<6} {:>8} sats used, no limit", w.window, w.used_sats),
+            (Some(limit), Some(left)) => outln!(
+                "  {:<6} {:>8} of {:>8} {} used, {} left",
+                w.window,
+                w.used_sats,
+                limit,
+                plural(limit, "sat", "sats"),
+                sats(left)
+            )?,
+            _ => outln!(
+                "  {:<6} {:>8} {} used, no limit",
+                w.window,
+                w.used_sats,
+                plural(w.used_sats, "sat", "sats")
+            )?,
         }
     }
-    println!("paid per host");
-    for (host, count, sats) in &totals.hosts {
-        println!("  {host:<40} {count:>5} payments {sats:>9} sats");
+    outln!("paid per host")?;
+    for (host, count, paid) in &totals.hosts {
+        outln!("  {host:<40} {}", count_and_sats(*count, *paid))?;
     }
-    println!("paid per day (UTC)");
-    for (day, count, sats) in &totals.days {
-        println!("  {day:<40} {count:>5} payments {sats:>9} sats");
+    outln!("paid per day (UTC)")?;
+    for (day, count, paid) in &totals.days {
+        outln!("  {day:<40} {}", count_and_sats(*count, *paid))?;
     }
-    println!("latest payments");
+    outln!("latest payments")?;
     if receipts.is_empty() {
-        println!("  (none)");
+        outln!("  (none)")?;
     }
     for r in &receipts {
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.created_at),
         );
-        println!(
-            "  {when}  {:<7} {:>6} sats  fee {:>5} msat  {}{}  hash {}",
-            r.status, r.amount_sats, r.fee_msat, r.origin, r.path, r.payment_hash
-        );
+        outln!(
+            "  {when}  {:<7} {:>6} {:<4}  fee {:>5} msat  {}{}  hash {}",
+            r.status,
+            r.amount_sats,
+            plural(r.amount_sats, "sat", "sats"),
+            r.fee_msat,
+            r.origin,
+            r.path,
+            r.payment_hash
+        )?;
     }
     if !refusals.is_empty() {
-        println!("latest refusals (nothing paid)");
+        outln!("latest refusals (nothing paid)")?;
         for r in &refusals {
             let when = humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.at),
             );
-            println!(
+            outln!(
                 "  {when}  {:<16} {}{}: {}",
-                r.check, r.origin, r.path, r.detail
-            );
+                r.check,
+                r.origin,
+                r.path,
+                r.detail
+            )?;
         }
     }
     Ok(())
+}
+
+/// `    1 payment        21 sats`, in columns.
+fn count_and_sats(count: u64, paid: u64) -> String {
+    format!(
+        "{count:>5} {:<8} {paid:>9} {}",
+        plural(count, "payment", "payments"),
+        plural(paid, "sat", "sats")
+    )
 }

@@ -14,9 +14,12 @@ pub fn init(json: bool) {
 /// Logs filtered by `RUST_LOG`, or by `default` when it is not set.
 pub fn init_with(json: bool, default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A closed standard error loses the logs, and nothing else: the subscriber would report
+    // its failed write with `eprintln!`, which panics on a closed standard error.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if json {
         builder.json().try_init()
     } else {

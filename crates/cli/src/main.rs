@@ -9,16 +9,31 @@ mod error;
 mod get;
 mod ledger;
 mod logging;
+mod manual;
 mod mcp;
+mod out;
 mod serve;
 mod setup;
 mod wallet;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use error::Error;
+use out::errln;
+
+/// Where each side's settings live, shown by `plannt --help` (and told in the README's
+/// "Configuration").
+macro_rules! configuration {
+    () => {
+        "Configuration, the same story for every command: built-in defaults, then a TOML file, then PLANNT_<KEY> environment variables, then flags (each wins over the ones before it).
+  plannt serve (the gateway): the file named by --config or PLANNT_CONFIG (e.g. plannt.toml; none by default: the demo service on the dev network). Keys: docs/gateway.md.
+  get, post, request, ledger, wallet, mcp (the paying side): config.toml in $PLANNT_CONFIG_DIR, else $XDG_CONFIG_HOME/plannt, else ~/.config/plannt (a missing file is fine). Keys: plannt get --help.
+  Files both keep (the ledger; the gateway's root.key and spent.sqlite): $PLANNT_DATA_DIR, else $XDG_DATA_HOME/plannt, else ~/.local/share/plannt.
+  Logs: RUST_LOG (e.g. RUST_LOG=debug)."
+    };
+}
 
 /// Plannt: pay-per-request APIs over Lightning, for agents.
 ///
@@ -29,7 +44,8 @@ use error::Error;
     name = "plannt",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = concat!(configuration!(), "\n\n", error::exit_status!())
 )]
 struct Cli {
     #[command(subcommand)]
@@ -62,14 +78,20 @@ enum Command {
     Dev(dev::Args),
     /// Run the MCP server (stdio, or --http ADDR): tools for an agent to discover, pay for and call L402 APIs within your budgets.
     Mcp(mcp::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page (roff): `plannt man | man -l -`.
+    Man(manual::ManArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli.command) {
         Ok(code) => code,
+        // The reader of standard output is gone (`plannt ledger | head`): nothing to say.
+        Err(Error::Closed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("plannt: {e}");
+            errln!("plannt: {e}");
             e.exit_code()
         }
     }
@@ -89,6 +111,8 @@ fn run(command: &Command) -> Result<ExitCode, Error> {
         Command::Wallet(args) => runtime()?.block_on(wallet::run(args)).map(done),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)).map(done),
         Command::Mcp(args) => runtime()?.block_on(mcp::run(args)).map(done),
+        Command::Completions(args) => manual::completions(args, Cli::command()).map(done),
+        Command::Man(args) => manual::man(args, Cli::command()).map(done),
     }
 }
 

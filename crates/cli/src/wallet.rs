@@ -6,6 +6,7 @@ use plannt_lightning::{InvoiceRequest, PaymentLookup, decode_invoice};
 use serde_json::json;
 
 use crate::error::Error;
+use crate::out::{errln, outln, sats};
 use crate::setup;
 
 #[derive(clap::Args)]
@@ -58,32 +59,31 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     let dev = wallet.name() == "dev";
     let say_dev = || {
         if dev {
-            eprintln!("note: {}", plannt_lightning::dev::WARNING);
+            errln!("note: {}", plannt_lightning::dev::WARNING);
         }
     };
     match &args.command {
         Command::Balance => {
             let balance = wallet.balance().await.map_err(Error::other)?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"backend": wallet.name(), "network": wallet.network().as_str(),
                            "balance_msat": balance.msat, "balance_sats": balance.msat / 1000})
-                );
+                )?;
             } else {
                 say_dev();
-                println!("{} sats", balance.msat / 1000);
+                outln!("{}", sats(balance.msat / 1000))?;
             }
         }
         Command::Pay {
             invoice,
             max_fee_sats,
         } => {
-            let decoded =
-                decode_invoice(invoice).map_err(|e| Error::failed("refusing to pay", e))?;
+            let decoded = decode_invoice(invoice).map_err(|e| Error::Refused(e.to_string()))?;
             if decoded.network != wallet.network() {
-                return Err(Error::Usage(format!(
-                    "refusing to pay: a {} invoice, and this wallet pays {} invoices",
+                return Err(Error::Refused(format!(
+                    "a {} invoice, and this wallet pays {} invoices",
                     decoded.network,
                     wallet.network()
                 )));
@@ -91,22 +91,22 @@ pub async fn run(args: &Args) -> Result<(), Error> {
             let payment = wallet
                 .pay(invoice, max_fee_sats.saturating_mul(1000))
                 .await
-                .map_err(|e| Error::failed("payment failed", e))?;
+                .map_err(|e| Error::PaymentFailed(e.into()))?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"payment_hash": hex::encode(payment.payment_hash),
                            "preimage": payment.preimage.to_hex(),
                            "amount_msat": payment.amount_msat, "fee_msat": payment.fee_msat})
-                );
+                )?;
             } else {
                 say_dev();
-                eprintln!(
-                    "paid {} sats (fee {} msat)",
-                    payment.amount_msat.div_ceil(1000),
+                errln!(
+                    "paid {} (fee {} msat)",
+                    sats(payment.amount_msat.div_ceil(1000)),
                     payment.fee_msat
                 );
-                println!("{}", payment.preimage.to_hex());
+                outln!("{}", payment.preimage.to_hex())?;
             }
         }
         Command::Invoice { sats, memo, expiry } => {
@@ -119,14 +119,14 @@ pub async fn run(args: &Args) -> Result<(), Error> {
                 .await
                 .map_err(|e| Error::failed("cannot issue an invoice", e))?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"bolt11": issued.bolt11, "payment_hash": hex::encode(issued.payment_hash),
                            "expires_at": issued.expires_at})
-                );
+                )?;
             } else {
                 say_dev();
-                println!("{}", issued.bolt11);
+                outln!("{}", issued.bolt11)?;
             }
         }
         Command::Lookup { payment_hash } => {
@@ -148,20 +148,20 @@ pub async fn run(args: &Args) -> Result<(), Error> {
                 PaymentLookup::NotFound => ("not_found", json!({"state": "not_found"})),
             };
             if args.json {
-                println!("{json}");
+                outln!("{json}")?;
             } else {
                 say_dev();
                 match &found {
                     PaymentLookup::Succeeded(payment) => {
-                        eprintln!(
-                            "paid {} sats (fee {} msat)",
-                            payment.amount_msat.div_ceil(1000),
+                        errln!(
+                            "paid {} (fee {} msat)",
+                            sats(payment.amount_msat.div_ceil(1000)),
                             payment.fee_msat
                         );
-                        println!("{}", payment.preimage.to_hex());
+                        outln!("{}", payment.preimage.to_hex())?;
                     }
-                    PaymentLookup::Failed(why) => println!("failed: {why}"),
-                    _ => println!("{}", state.replace('_', " ")),
+                    PaymentLookup::Failed(why) => outln!("failed: {why}")?,
+                    _ => outln!("{}", state.replace('_', " "))?,
                 }
             }
         }

@@ -4,7 +4,9 @@
 //!   stdio) against the test kit's hostile L402 server, paying through its dev network;
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
 //!   restarted, sharing a Redis, under load;
-//! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs.
+//! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
+//! - `exits`, `pipes`, `texts`: the exit statuses, a closed standard output, and what a new
+//!   user reads (help, completions, the manual page, `-v`, plurals).
 //!
 //! `support` holds what the `plannt get` tests share, `cluster` what the `plannt serve` tests do.
 
@@ -14,12 +16,15 @@ mod concurrency;
 mod crash;
 mod crash_load;
 mod curl;
+mod exits;
 mod load;
+mod pipes;
 mod refusals;
 mod replicas;
 mod rotation;
 mod serve;
 mod support;
+mod texts;
 mod wallets;
 
 /// The `plannt` binary cargo built for these tests.
