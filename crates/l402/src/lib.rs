@@ -29,21 +29,27 @@
 
 pub mod catalog;
 mod caveat;
+pub mod dialect;
 mod encoding;
 mod hash;
 mod header;
 mod identifier;
+pub mod jcs;
 mod key;
 mod macaroon;
+pub mod mpp;
+mod time;
 mod verify;
 pub mod wire;
+pub mod x402;
 
 pub use catalog::{CATALOG_PATH, Catalog};
 pub use caveat::{
     Caveat, CaveatError, CaveatFailure, Conditions, Grant, NoConditions, Service, check_caveats,
     is_condition_name, is_route_id,
 };
-pub use encoding::{base64_decode, base64_encode, hex32};
+pub use dialect::{Dialect, InvoiceFacts, Network, Offer, Offers, PayCheckError};
+pub use encoding::{base64_decode, base64_encode, base64url_decode, base64url_encode, hex32};
 pub use hash::{HexError, PaymentHash, Preimage};
 pub use header::{
     Challenge, ChallengeError, Credential, CredentialError, MAX_HEADER_LEN, MAX_MACAROONS, Scheme,
