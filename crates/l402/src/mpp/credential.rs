@@ -1,6 +1,7 @@
 //! The `Authorization: Payment` credential, the server key that binds challenge ids, minting a
 //! Lightning charge challenge and verifying a credential against it, with no state.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use hmac::{Hmac, Mac};
@@ -13,7 +14,7 @@ use super::{
     CURRENCY_SAT, ChargeRequest, INTENT_CHARGE, METHOD_LIGHTNING, MethodDetails, PaymentChallenge,
     SCHEME,
 };
-use crate::dialect::Network;
+use crate::dialect::{Network, parse_amount};
 use crate::encoding::{base64url_decode, base64url_encode};
 use crate::header::MAX_HEADER_LEN;
 use crate::key::{KeyRing, RootKey};
@@ -75,6 +76,33 @@ fn split_scheme(value: &str) -> Result<&str, CredentialError> {
     Ok(rest.trim_matches([' ', '\t']))
 }
 
+/// The base64url token of a `Payment` `Authorization` value.
+fn credential_token(value: &str) -> Result<&str, CredentialError> {
+    if value.len() > MAX_HEADER_LEN {
+        return Err(CredentialError::TooLong(value.len()));
+    }
+    let token = split_scheme(value)?;
+    if token.is_empty() {
+        return Err(CredentialError::Empty);
+    }
+    Ok(token)
+}
+
+fn check_required(challenge: &Echo<'_>) -> Result<(), CredentialError> {
+    for (name, value) in [
+        ("challenge.id", challenge.id),
+        ("challenge.realm", challenge.realm),
+        ("challenge.method", challenge.method),
+        ("challenge.intent", challenge.intent),
+        ("challenge.request", challenge.request),
+    ] {
+        if value.is_empty() {
+            return Err(CredentialError::Missing(name));
+        }
+    }
+    Ok(())
+}
+
 impl PaymentCredential {
     /// The credential for a paid Lightning charge: every parameter of `challenge` echoed, the
     /// preimage as lowercase hex.
@@ -96,28 +124,11 @@ impl PaymentCredential {
 
     /// Parses one `Authorization` value. The scheme is read in any case.
     pub fn parse(value: &str) -> Result<Self, CredentialError> {
-        if value.len() > MAX_HEADER_LEN {
-            return Err(CredentialError::TooLong(value.len()));
-        }
-        let token = split_scheme(value)?;
-        if token.is_empty() {
-            return Err(CredentialError::Empty);
-        }
+        let token = credential_token(value)?;
         let json = base64url_decode(token).ok_or(CredentialError::NotBase64url)?;
         let credential: PaymentCredential =
             serde_json::from_slice(&json).map_err(|e| CredentialError::NotJson(e.to_string()))?;
-        let c = &credential.challenge;
-        for (name, value) in [
-            ("challenge.id", &c.id),
-            ("challenge.realm", &c.realm),
-            ("challenge.method", &c.method),
-            ("challenge.intent", &c.intent),
-            ("challenge.request", &c.request),
-        ] {
-            if value.is_empty() {
-                return Err(CredentialError::Missing(name));
-            }
-        }
+        check_required(&Echo::from(&credential.challenge))?;
         Ok(credential)
     }
 
@@ -175,16 +186,20 @@ impl fmt::Debug for PaymentCredential {
 }
 
 /// The secret challenge ids are HMACs under. `Debug` prints `<redacted>`.
+///
+/// It is kept as HMAC-SHA256's keyed state (the key already hashed into the inner and outer
+/// pads), which verification clones instead of hashing the key again: as secret as the key, and
+/// like the derived macaroon key it lives as long as the process.
 #[derive(Clone)]
 pub struct ChallengeKey {
-    secret: Zeroizing<Vec<u8>>,
+    keyed: Hmac<Sha256>,
 }
 
 impl ChallengeKey {
     /// A key of these bytes, of any length.
     pub fn from_secret(secret: &[u8]) -> Self {
         ChallengeKey {
-            secret: Zeroizing::new(secret.to_vec()),
+            keyed: Hmac::<Sha256>::new_from_slice(secret).expect("any key length"),
         }
     }
 
@@ -194,22 +209,23 @@ impl ChallengeKey {
     pub fn derive(root: &RootKey) -> Self {
         let mut mac = Hmac::<Sha256>::new_from_slice(root.derived()).expect("any key length");
         mac.update(b"plannt mpp challenge id v1");
-        ChallengeKey {
-            secret: Zeroizing::new(mac.finalize().into_bytes().to_vec()),
-        }
+        let secret = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+        ChallengeKey::from_secret(&secret[..])
     }
 
-    fn mac(&self, challenge: &PaymentChallenge) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-        let slot = |v: &Option<String>| v.as_deref().unwrap_or("").as_bytes().to_vec();
+    fn mac(&self, challenge: &Echo<'_>) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        fn slot(v: Option<&str>) -> &[u8] {
+            v.unwrap_or("").as_bytes()
+        }
         let slots: [&[u8]; 7] = [
             challenge.realm.as_bytes(),
             challenge.method.as_bytes(),
             challenge.intent.as_bytes(),
             challenge.request.as_bytes(),
-            &slot(&challenge.expires),
-            &slot(&challenge.digest),
-            &slot(&challenge.opaque),
+            slot(challenge.expires),
+            slot(challenge.digest),
+            slot(challenge.opaque),
         ];
         for (i, part) in slots.iter().enumerate() {
             if i > 0 {
@@ -223,14 +239,23 @@ impl ChallengeKey {
     /// The id of a challenge: base64url, unpadded, of the HMAC of
     /// [`PaymentChallenge::hmac_input`].
     pub fn challenge_id(&self, challenge: &PaymentChallenge) -> String {
-        base64url_encode(&self.mac(challenge))
+        base64url_encode(&self.mac(&Echo::from(challenge)))
     }
 
     /// Whether the challenge's id is its HMAC under this key, compared in constant time.
     pub fn verifies(&self, challenge: &PaymentChallenge) -> bool {
-        let expected = self.challenge_id(challenge);
-        // Slices of different lengths compare unequal.
-        expected.as_bytes().ct_eq(challenge.id.as_bytes()).into()
+        self.verifies_echo(&Echo::from(challenge))
+    }
+
+    fn verifies_echo(&self, challenge: &Echo<'_>) -> bool {
+        // The id is ours only in its unpadded base64url spelling: 43 characters.
+        let mut given = [0u8; 32];
+        let decoded = challenge.id.len() == 43
+            && base64url_decode(challenge.id).is_some_and(|bytes| {
+                given.copy_from_slice(&bytes);
+                true
+            });
+        decoded & bool::from(given.ct_eq(&self.mac(challenge)))
     }
 }
 
@@ -470,24 +495,72 @@ impl ChallengeKeys {
         credential: &PaymentCredential,
         expect: &ChargeExpect<'_>,
     ) -> Result<ChargeVerified, VerifyError> {
-        let challenge = &credential.challenge;
-        if !challenge.is_lightning_charge() {
+        self.verify_echo(
+            &Echo::from(&credential.challenge),
+            credential.preimage(),
+            expect,
+        )
+    }
+
+    /// Parses an `Authorization` value and verifies it: [`PaymentCredential::parse`] then
+    /// [`ChallengeKeys::verify_charge`], the same refusals in the same order, without copying
+    /// the credential's strings.
+    pub fn verify_header(
+        &self,
+        value: &str,
+        expect: &ChargeExpect<'_>,
+    ) -> Result<ChargeVerified, VerifyError> {
+        let token = credential_token(value)?;
+        let json = base64url_decode(token).ok_or(CredentialError::NotBase64url)?;
+        let wire: WireCredential<'_> =
+            serde_json::from_slice(&json).map_err(|e| CredentialError::NotJson(e.to_string()))?;
+        let c = &wire.challenge;
+        let echo = Echo {
+            id: &c.id,
+            realm: &c.realm,
+            method: &c.method,
+            intent: &c.intent,
+            request: &c.request,
+            expires: c.expires.as_deref(),
+            digest: c.digest.as_deref(),
+            opaque: c.opaque.as_deref(),
+        };
+        check_required(&echo)?;
+        let preimage = wire
+            .payload
+            .preimage
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .and_then(|hex| Preimage::from_hex(hex).ok());
+        self.verify_echo(&echo, preimage, expect)
+    }
+
+    fn verify_echo(
+        &self,
+        challenge: &Echo<'_>,
+        preimage: Option<Preimage>,
+        expect: &ChargeExpect<'_>,
+    ) -> Result<ChargeVerified, VerifyError> {
+        if challenge.method != METHOD_LIGHTNING || challenge.intent != INTENT_CHARGE {
             return Err(VerifyError::Unsupported {
-                method: challenge.method.clone(),
-                intent: challenge.intent.clone(),
+                method: challenge.method.to_string(),
+                intent: challenge.intent.to_string(),
             });
         }
-        let preimage = credential.preimage().ok_or(VerifyError::NoPreimage)?;
-        if !self.keys.iter().any(|key| key.verifies(challenge)) {
+        let preimage = preimage.ok_or(VerifyError::NoPreimage)?;
+        if !self.keys.iter().any(|key| key.verifies_echo(challenge)) {
             return Err(VerifyError::UnknownChallenge);
         }
-        let request = challenge
-            .charge_request()
-            .map_err(|e| VerifyError::BadRequest(e.to_string()))?;
+        let bytes = base64url_decode(challenge.request)
+            .ok_or_else(|| VerifyError::BadRequest("not base64url".into()))?;
+        let request: RequestView<'_> =
+            serde_json::from_slice(&bytes).map_err(|e| VerifyError::BadRequest(e.to_string()))?;
         let payment_hash = request
-            .payment_hash()
+            .method_details
+            .payment_hash
+            .and_then(|h| PaymentHash::from_hex(&h).ok())
             .ok_or_else(|| VerifyError::BadRequest("no paymentHash".into()))?;
-        let amount_sats = match (request.currency.as_str(), request.amount_sats()) {
+        let amount_sats = match (&*request.currency, parse_amount(&request.amount)) {
             (CURRENCY_SAT, Some(sats)) => sats,
             _ => {
                 return Err(VerifyError::BadRequest(
@@ -500,7 +573,6 @@ impl ChallengeKeys {
         }
         let expired_at = challenge
             .expires
-            .as_deref()
             .map(|e| parse_rfc3339(e).ok_or(VerifyError::NoExpiry))
             .transpose()?
             .ok_or(VerifyError::NoExpiry)?;
@@ -509,7 +581,9 @@ impl ChallengeKeys {
         }
         let issued_for = request.external_id.unwrap_or_default();
         if issued_for != expect.route {
-            return Err(VerifyError::WrongRoute { issued_for });
+            return Err(VerifyError::WrongRoute {
+                issued_for: issued_for.into_owned(),
+            });
         }
         if amount_sats < expect.price_sats {
             return Err(VerifyError::Underpaid {
@@ -519,18 +593,126 @@ impl ChallengeKeys {
         }
         Ok(ChargeVerified {
             payment_hash,
-            challenge_id: challenge.id.clone(),
+            challenge_id: challenge.id.to_string(),
             valid_until: expired_at,
             amount_sats,
         })
     }
+}
 
-    /// Parses an `Authorization` value and verifies it.
-    pub fn verify_header(
-        &self,
-        value: &str,
-        expect: &ChargeExpect<'_>,
-    ) -> Result<ChargeVerified, VerifyError> {
-        self.verify_charge(&PaymentCredential::parse(value)?, expect)
+/// The fields of a charge request that verification reads, borrowed from the decoded bytes where
+/// they need no unescaping. Other fields are skipped.
+#[derive(Deserialize)]
+struct RequestView<'a> {
+    #[serde(borrow)]
+    amount: Cow<'a, str>,
+    #[serde(borrow)]
+    currency: Cow<'a, str>,
+    #[serde(borrow, default, rename = "externalId")]
+    external_id: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "methodDetails")]
+    method_details: DetailsView<'a>,
+}
+
+/// The Lightning part: an invoice must be there, the payment hash is what is read.
+#[derive(Deserialize)]
+struct DetailsView<'a> {
+    #[serde(borrow, rename = "invoice")]
+    _invoice: Cow<'a, str>,
+    #[serde(borrow, default, rename = "paymentHash")]
+    payment_hash: Option<Cow<'a, str>>,
+}
+
+/// A challenge's parameters, borrowed: from a [`PaymentChallenge`] or straight from the JSON.
+struct Echo<'a> {
+    id: &'a str,
+    realm: &'a str,
+    method: &'a str,
+    intent: &'a str,
+    request: &'a str,
+    expires: Option<&'a str>,
+    digest: Option<&'a str>,
+    opaque: Option<&'a str>,
+}
+
+impl<'a> From<&'a PaymentChallenge> for Echo<'a> {
+    fn from(c: &'a PaymentChallenge) -> Self {
+        Echo {
+            id: &c.id,
+            realm: &c.realm,
+            method: &c.method,
+            intent: &c.intent,
+            request: &c.request,
+            expires: c.expires.as_deref(),
+            digest: c.digest.as_deref(),
+            opaque: c.opaque.as_deref(),
+        }
+    }
+}
+
+/// A credential as [`PaymentCredential`] reads it (the same fields, types and order, so the
+/// same JSON is accepted), its strings borrowed where they need no unescaping.
+#[derive(Deserialize)]
+struct WireCredential<'a> {
+    #[serde(borrow)]
+    challenge: WireChallenge<'a>,
+    #[serde(borrow, default, rename = "source")]
+    _source: Option<Cow<'a, str>>,
+    payload: WirePayload,
+}
+
+#[derive(Deserialize)]
+struct WireChallenge<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    realm: Cow<'a, str>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    intent: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Cow<'a, str>,
+    #[serde(borrow, default)]
+    expires: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "description")]
+    _description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    opaque: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    digest: Option<Cow<'a, str>>,
+}
+
+/// A payload object, of which only `preimage` is kept (the last one, as a map keeps it).
+struct WirePayload {
+    preimage: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for WirePayload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = WirePayload;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<WirePayload, A::Error> {
+                let mut preimage = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "preimage" {
+                        preimage = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(WirePayload { preimage })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }

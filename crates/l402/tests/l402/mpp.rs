@@ -1106,3 +1106,59 @@ fn neither_keys_nor_preimages_print() {
         "the field name shows"
     );
 }
+
+#[test]
+fn verify_header_refuses_exactly_as_parse_then_verify_charge() {
+    let preimage = Preimage::new([42; 32]);
+    let (challenge, good) = paid(&preimage);
+    let c = serde_json::to_value(&challenge).unwrap();
+    let hex = preimage.to_hex();
+    let json = |v: Value| format!("Payment {}", base64url_encode(v.to_string().as_bytes()));
+    let escaped = format!(
+        r#"{{"challenge":{},"payload":{{"preimage":"{}\u0061"}}}}"#,
+        c,
+        &hex[..63]
+    );
+    let inputs = vec![
+        good.clone(),
+        good.to_lowercase(),
+        format!("  {good}\t"),
+        json(
+            serde_json::json!({"challenge": c, "payload": {"preimage": hex, "x": [1, {"y": null}]}}),
+        ),
+        json(serde_json::json!({"challenge": c, "payload": {"preimage": 7}})),
+        json(serde_json::json!({"challenge": c, "payload": [hex]})),
+        json(serde_json::json!({"challenge": c, "payload": {}, "source": "did:x"})),
+        json(serde_json::json!({"challenge": c, "payload": {"preimage": hex}, "source": 5})),
+        json(
+            serde_json::json!({"challenge": [c["id"], c["realm"], c["method"], c["intent"], c["request"], c["expires"]], "payload": {"preimage": hex}}),
+        ),
+        json(serde_json::json!({"challenge": c, "payload": {"preimage": hex}, "extra": true})),
+        format!("Payment {}", base64url_encode(escaped.as_bytes())),
+        format!(
+            "Payment {}",
+            base64url_encode(
+                format!(r#"{{"challenge":{c},"payload":{{"preimage":"{hex}","preimage":"00"}}}}"#)
+                    .as_bytes()
+            )
+        ),
+        "Payment e30".into(),
+        "Basic x".into(),
+        "Payment".into(),
+    ];
+    for input in inputs {
+        let slow = PaymentCredential::parse(&input)
+            .map_err(VerifyError::from)
+            .and_then(|c| keys().verify_charge(&c, &expect(NOW)));
+        let fast = keys().verify_header(&input, &expect(NOW));
+        match (&slow, &fast) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{input}"),
+            (
+                Err(VerifyError::Malformed(CredentialError::NotJson(_))),
+                Err(VerifyError::Malformed(CredentialError::NotJson(_))),
+            ) => {}
+            _ => assert_eq!(slow, fast, "{input}"),
+        }
+    }
+    assert!(keys().verify_header(&good, &expect(NOW)).is_ok());
+}
