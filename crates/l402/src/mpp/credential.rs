@@ -88,6 +88,13 @@ fn credential_token(value: &str) -> Result<&str, CredentialError> {
     Ok(token)
 }
 
+/// The decoded token as text. Checked whole, before reading: serde_json checks the UTF-8 of a
+/// string only where it keeps it, so a field one reader skips and another keeps would otherwise
+/// be refused by one and not the other.
+fn utf8(json: &[u8]) -> Result<&str, CredentialError> {
+    std::str::from_utf8(json).map_err(|e| CredentialError::NotJson(e.to_string()))
+}
+
 fn check_required(challenge: &Echo<'_>) -> Result<(), CredentialError> {
     for (name, value) in [
         ("challenge.id", challenge.id),
@@ -126,8 +133,8 @@ impl PaymentCredential {
     pub fn parse(value: &str) -> Result<Self, CredentialError> {
         let token = credential_token(value)?;
         let json = base64url_decode(token).ok_or(CredentialError::NotBase64url)?;
-        let credential: PaymentCredential =
-            serde_json::from_slice(&json).map_err(|e| CredentialError::NotJson(e.to_string()))?;
+        let credential: PaymentCredential = serde_json::from_str(utf8(&json)?)
+            .map_err(|e| CredentialError::NotJson(e.to_string()))?;
         check_required(&Echo::from(&credential.challenge))?;
         Ok(credential)
     }
@@ -512,8 +519,8 @@ impl ChallengeKeys {
     ) -> Result<ChargeVerified, VerifyError> {
         let token = credential_token(value)?;
         let json = base64url_decode(token).ok_or(CredentialError::NotBase64url)?;
-        let wire: WireCredential<'_> =
-            serde_json::from_slice(&json).map_err(|e| CredentialError::NotJson(e.to_string()))?;
+        let wire: WireCredential<'_> = serde_json::from_str(utf8(&json)?)
+            .map_err(|e| CredentialError::NotJson(e.to_string()))?;
         let c = &wire.challenge;
         let echo = Echo {
             id: &c.id,

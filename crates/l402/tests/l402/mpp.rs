@@ -1143,6 +1143,30 @@ fn verify_header_refuses_exactly_as_parse_then_verify_charge() {
             )
         ),
         "Payment e30".into(),
+        // Found by the mpp_credential fuzz target: bytes that are not UTF-8 in a field only one
+        // of the two readers keeps.
+        format!(
+            "Payment {}",
+            base64url_encode(
+                &[
+                    format!(r#"{{"challenge":{c},"payload":{{"x":""#).as_bytes(),
+                    b"\xf8\xd3",
+                    br#""}}"#,
+                ]
+                .concat()
+            )
+        ),
+        format!(
+            "Payment {}",
+            base64url_encode(
+                &[
+                    br#"{"challenge":{"id":"i","realm":"r","method":"m","intent":"c","request":"q","x":""#.as_slice(),
+                    b"\xff",
+                    br#""},"payload":{}}"#,
+                ]
+                .concat()
+            )
+        ),
         "Basic x".into(),
         "Payment".into(),
     ];
