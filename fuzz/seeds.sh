@@ -108,6 +108,37 @@ printf '%s' "${DEV_21%?}" | seed invoice truncated
 printf '%s' "${FAKEWALLET/#lnbc/lntb}" | seed invoice other_network
 printf '%s' "${DEV_MEMO/#lnbcrt10n/lnbcrt1000p}" | seed invoice other_amount_unit
 
+# MPP: a charge challenge, Aperture's credential and receipt vectors, and a credential that
+# the harness re-signs (route demo, 21 sats, preimage 32 bytes 0x2a, which is `*`, expires 2027).
+MPP_REQUEST=$(printf '{"amount":"21","currency":"sat","externalId":"demo","methodDetails":{"invoice":"lnbcrt210n1p","network":"regtest","paymentHash":"%s"}}' \
+    "$(printf '*%.0s' $(seq 32) | sha256sum | cut -c1-64)" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+printf 'Payment id="x7Tg2pLqR9mKvNwY3hBcZa", realm="api.example.com", method="lightning", intent="charge", request="%s", expires="2027-01-15T08:10:00Z"' \
+    "$MPP_REQUEST" | seed mpp_challenge charge
+printf 'Payment id="a", realm="r", method="lightning", intent="charge", request="cQ", Payment id="b", realm="r\\"x", method="lightning", intent="session", request="cQ"\nBasic realm="x", L402 macaroon="%s", invoice="%s"' \
+    "$TOKEN" "$INVOICE" | seed mpp_challenge two_challenges_and_l402
+MPP_CREDENTIAL=$(printf '{"challenge":{"id":"x","realm":"api.example.com","method":"lightning","intent":"charge","request":"%s","expires":"2027-01-15T08:10:00Z"},"payload":{"preimage":"%s"}}' \
+    "$MPP_REQUEST" "$PREIMAGE" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+printf 'Payment %s' "$MPP_CREDENTIAL" | seed mpp_credential charge
+printf 'Bearer x\nPayment %s\npayment %s' "$MPP_CREDENTIAL" "$MPP_CREDENTIAL" | seed mpp_credential several_headers
+printf 'Payment eyJjaGFsbGVuZ2UiOnsiaWQiOiJrTTl4UHFXdlQybkpySHNZNGFEZkViIiwicmVhbG0iOiJhcGkuZXhhbXBsZS5jb20iLCJtZXRob2QiOiJsaWdodG5pbmciLCJpbnRlbnQiOiJjaGFyZ2UiLCJyZXF1ZXN0IjoiZXlKaGJXOTFiblFpT2lJeE1EQWlmUSIsImV4cGlyZXMiOiIyMDI2LTAzLTE1VDEyOjA1OjAwWiJ9LCJwYXlsb2FkIjp7InByZWltYWdlIjoiYTNmMWUyZDRiNWM2YTdlOCJ9fQ' \
+    | seed mpp_credential aperture_vector
+printf 'eyJzdGF0dXMiOiJzdWNjZXNzIiwibWV0aG9kIjoibGlnaHRuaW5nIiwidGltZXN0YW1wIjoiMjAyNi0wMy0xMFQyMTowMDowMFoiLCJyZWZlcmVuY2UiOiJiYzIzMDg0N2FiY2RlZjEyMzQ1Njc4OTAiLCJjaGFsbGVuZ2VJZCI6ImtNOXhQcVd2VDJuSnJIc1k0YURmRWIifQ' \
+    | seed mpp_receipt aperture_vector
+printf '{"status":"success","method":"lightning","timestamp":"2026-03-10T21:00:00Z","reference":"%s"}' "$PREIMAGE" \
+    | seed mpp_receipt json
+
+# x402: PAYMENT-REQUIRED, PAYMENT-SIGNATURE and PAYMENT-RESPONSE, as base64 and as bare JSON.
+X402_ACCEPTED='{"scheme":"exact","network":"bip122:0f9188f13cb7b2c71f2a335e3a4fc328","amount":"21000","asset":"BTC","payTo":"anonymous","maxTimeoutSeconds":600,"extra":{"paymentMethod":"lightning","invoice":"lnbcrt210n1p","paymentHash":"00","plannt":{"route":"demo","validUntil":1800000600,"tag":"AAAA"}}}'
+printf '{"x402Version":2,"resource":{"url":"https://a.example/v1/demo"},"accepts":[%s]}' "$X402_ACCEPTED" | seed x402 required_json
+printf '{"x402Version":2,"resource":{"url":"https://a.example/v1/demo"},"accepts":[%s]}' "$X402_ACCEPTED" | base64 -w0 | seed x402 required
+printf '{"x402Version":2,"scheme":"exact","network":"bip122:0f9188f13cb7b2c71f2a335e3a4fc328","payload":{"invoice":"lnbcrt210n1p"},"accepted":%s}' "$X402_ACCEPTED" | seed x402 signature_json
+printf '{"success":true,"transaction":"%s","network":"bip122:0f9188f13cb7b2c71f2a335e3a4fc328","payer":"anonymous","extra":{"invoice":"lnbcrt210n1p","settledAt":1800000000}}' "$PREIMAGE" | seed x402 response_json
+
+# JSON for the canonicalizer: Aperture's hardest canonicalization inputs.
+printf '{"\\ue000":1,"\\ud800\\udc00":2,"\\uffff":3,"\\ud7ff":4}' | seed jcs surrogate_order
+printf '{"a":1e-6,"b":1e-7,"c":1e21,"d":5e-324,"e":1.7976931348623157e308,"f":-0.0,"g":36028797018963968}' | seed jcs numbers
+printf '{"s":"\\b\\f\\n\\r\\t\\u0000\\u001f\\u007f\\u2028 Q&A <b>","n":[true,false,null,[],{}]}' | seed jcs strings
+
 echo "seeds written under $(pwd)/corpus"
 
 # Request paths: plain, every spelling the gateway rewrites, and every one it refuses.

@@ -25,7 +25,7 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    fn parse(text: &str) -> Option<Scheme> {
+    pub(crate) fn parse(text: &str) -> Option<Scheme> {
         if text.eq_ignore_ascii_case("L402") {
             Some(Scheme::L402)
         } else if text.eq_ignore_ascii_case("LSAT") {
@@ -150,7 +150,10 @@ impl Challenge {
         lsat.ok_or(first_error.unwrap_or(ChallengeError::Missing))
     }
 
-    fn from_params(scheme: Scheme, params: &[(&str, String)]) -> Result<Self, ChallengeError> {
+    pub(crate) fn from_params(
+        scheme: Scheme,
+        params: &[(&str, String)],
+    ) -> Result<Self, ChallengeError> {
         let get = |name: &str| {
             params
                 .iter()
@@ -188,9 +191,21 @@ impl fmt::Debug for Challenge {
     }
 }
 
-struct RawChallenge<'a> {
-    scheme: &'a str,
-    params: Vec<(&'a str, String)>,
+/// One challenge of a `WWW-Authenticate` value: its scheme and its parameters, unquoted, in order.
+pub(crate) struct RawChallenge<'a> {
+    pub(crate) scheme: &'a str,
+    pub(crate) params: Vec<(&'a str, String)>,
+}
+
+impl RawChallenge<'_> {
+    /// The first parameter of this name, in any case (RFC 9110 leaves a repeated name undefined;
+    /// the first denies an on-path element appending its own value).
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -198,7 +213,7 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// A lenient reader of RFC 9110 challenges: `scheme param=value, param="value", scheme2 …`.
-fn parse_auth_header(value: &str) -> Result<Vec<RawChallenge<'_>>, ChallengeError> {
+pub(crate) fn parse_auth_header(value: &str) -> Result<Vec<RawChallenge<'_>>, ChallengeError> {
     let bytes = value.as_bytes();
     let mut pos = 0;
     let mut out: Vec<RawChallenge<'_>> = Vec::new();
