@@ -5,7 +5,8 @@
 //! 1  bad usage or setup: an argument, the settings, the wallet, the ledger, a file, a port
 //! 3  over budget (nothing paid)                      ClientError::OverBudget
 //! 4  a check refused the request or the payment      ClientError::Refused
-//! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending
+//! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending,
+//!                                                    PaymentTimedOut
 //! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
 //!                                                    own answer of a 4xx or 5xx)
 //! 7  the server could not be reached                 ClientError::Network
@@ -92,7 +93,9 @@ fn client_status(e: &ClientError) -> u8 {
     match e {
         ClientError::OverBudget(_) => exit::OVER_BUDGET,
         ClientError::Refused(_) => exit::REFUSED,
-        ClientError::PaymentFailed(_) | ClientError::PaymentPending(_) => exit::PAYMENT_FAILED,
+        ClientError::PaymentFailed(_)
+        | ClientError::PaymentPending(_)
+        | ClientError::PaymentTimedOut { .. } => exit::PAYMENT_FAILED,
         ClientError::Network(_) => exit::NETWORK_ERROR,
         ClientError::BadChallenge(_) => exit::HTTP_ERROR,
         _ => 1,

@@ -65,6 +65,7 @@ pub async fn run(args: &Args) -> Result<(), Error> {
             policy: settings.policy_for(false),
             redirects: 0,
             pins: Vec::new(),
+            timeouts: settings.timeouts,
         },
     )
     .await?;

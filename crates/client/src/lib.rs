@@ -24,7 +24,9 @@ mod policy;
 mod settings;
 mod wallet_api;
 
-pub use call::{ClientError, Event, Options, Outcome, Receipt, Request, Response};
+pub use call::{
+    ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
+};
 pub use checks::{CHECKS, Quote, Refusal, check};
 pub use client::{Client, ClientBuilder};
 pub use ledger::{
@@ -32,8 +34,9 @@ pub use ledger::{
     StoredToken, Totals, WindowUse,
 };
 pub use policy::{Budget, Policy, Window};
-pub use settings::{DEFAULT_WALLET, Settings, SettingsError, default_path};
+pub use settings::{DEFAULT_WALLET, Settings, SettingsError, Timeouts, default_path, timeout_secs};
 pub use wallet_api::WalletApi;
 
 pub use plannt_l402 as l402;
 pub use plannt_lightning as lightning;
+pub use plannt_lightning::NetworkCause;

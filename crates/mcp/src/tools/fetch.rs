@@ -210,7 +210,7 @@ impl PlanntMcp {
             Ok(Outcome::Response(response)) => {
                 return Ok(self.finish(&request, response).await.into());
             }
-            Err(e) => return Ok(self.failed(&request, &e, args.max_sats).into()),
+            Err(e) => return Ok(self.failed(&e, args.max_sats).into()),
         };
         let price = quote.amount_sats();
         if !confirm::needs_confirmation(price, Some(threshold)) {
