@@ -3,9 +3,14 @@
 //!
 //! The wallet, the budgets, the allowed hosts and the confirmation threshold come from the
 //! config file and the environment, as for `plannt get`; payments go in the same ledger.
-//! Standard output belongs to the protocol: logs go to standard error.
+//! Standard output belongs to the protocol: logs go to standard error. At start it asks the
+//! wallet for its balance (bounded by [`WALLET_CHECK`]) and logs what it answered; it serves
+//! even when the wallet cannot be reached, and says so. Started by hand on a terminal, it says
+//! what it is and how an MCP client starts it.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use plannt_mcp::{Config, HTTP_PATH, PlanntMcp};
 
@@ -43,6 +48,39 @@ pub struct Args {
 /// `warn` unless `RUST_LOG` asks for it.
 const LOG_FILTER: &str = "info,rmcp=warn";
 
+/// How long the wallet has to answer the check at start.
+const WALLET_CHECK: Duration = Duration::from_secs(5);
+
+/// What `plannt mcp` says when a person starts it on a terminal.
+const ON_A_TERMINAL: &str = "plannt mcp is an MCP server: it speaks JSON-RPC on standard input and output, and is meant to be started by an MCP client such as Claude Code or Cursor, for example:
+
+  claude mcp add plannt -e PLANNT_WALLET='lnbits+https://lnbits.example?key=…' -e PLANNT_BUDGET_DAILY_SATS=2000 -- plannt mcp
+
+docs/mcp.md shows the setup for each client, the tools and the policy. It is serving on this terminal now: press Ctrl-D to end it, or Ctrl-C.";
+
+/// Asks the wallet for its balance, within [`WALLET_CHECK`], and logs what it answered. An
+/// unreachable wallet is said, not fatal: the server starts, and a payment fails (paying
+/// nothing) until the wallet answers.
+async fn check_wallet(client: &plannt_client::Client, wallet: &str) {
+    match tokio::time::timeout(WALLET_CHECK, client.wallet().balance()).await {
+        Ok(Ok(balance)) => tracing::info!(
+            wallet,
+            balance_sats = balance.msat / 1000,
+            "the wallet answers"
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            wallet,
+            error = %e,
+            "the wallet cannot be reached or refused the check: plannt mcp serves anyway, and fetch pays nothing until the wallet answers"
+        ),
+        Err(_) => tracing::warn!(
+            wallet,
+            "the wallet did not answer within {} s: plannt mcp serves anyway, and fetch pays nothing until the wallet answers",
+            WALLET_CHECK.as_secs()
+        ),
+    }
+}
+
 pub async fn run(args: &Args) -> Result<(), Error> {
     crate::logging::init_with(args.log_json, LOG_FILTER);
     if args.max_body_bytes == 0 {
@@ -57,6 +95,9 @@ pub async fn run(args: &Args) -> Result<(), Error> {
         )));
     }
     let settings = setup::settings()?;
+    if args.http.is_none() && std::io::stdin().is_terminal() {
+        eprintln!("{ON_A_TERMINAL}");
+    }
     // An agent chose these URLs: private addresses only if the operator allows them.
     let client = setup::open_client(
         &settings,
@@ -72,6 +113,9 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     if client.wallet().name() == "dev" {
         tracing::warn!("{}", plannt_lightning::dev::WARNING);
     }
+    // The URI as logs may show it: every secret redacted.
+    let wallet = setup::wallet_uri(args.wallet.as_deref(), &settings)?.to_string();
+    check_wallet(&client, &wallet).await;
     let server = PlanntMcp::new(
         client,
         Config {
