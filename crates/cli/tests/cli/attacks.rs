@@ -4,12 +4,10 @@
 //! exit status or tool error, that no sat moved, that no request reached the server when none
 //! should, and what the ledger recorded.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::atomic::Ordering;
 
-use crate::support::{Home, PAYER, START_MSAT, Scenario, Server, code, describe};
-use serde_json::{Value, json};
+use crate::support::{Home, Mcp, PAYER, START_MSAT, Scenario, Server, code, describe};
+use serde_json::json;
 
 const REFUSED: i32 = 4;
 
@@ -140,83 +138,6 @@ fn plannt_get_pays_plain_http_from_a_remote_host_only_when_allowed() {
     assert_eq!(code(&output), 0, "{}", describe(&output));
     assert_eq!(output.stdout, b"{\"result\":\"paid\"}");
     assert_eq!(server.balance(), START_MSAT - 21_000);
-}
-
-/// `plannt mcp` on stdio, spoken to in JSON-RPC lines.
-struct Mcp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    next_id: u64,
-}
-
-impl Mcp {
-    fn start(home: &Home, env: &[(&str, &str)]) -> Mcp {
-        let mut command = home.plannt(&["mcp"]);
-        command
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = command.spawn().unwrap();
-        let mut mcp = Mcp {
-            stdin: child.stdin.take().unwrap(),
-            stdout: BufReader::new(child.stdout.take().unwrap()),
-            child,
-            next_id: 1,
-        };
-        let init = mcp.request(
-            "initialize",
-            json!({
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "attacks", "version": "1"}
-            }),
-        );
-        assert!(init["result"]["serverInfo"].is_object(), "{init}");
-        mcp.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        mcp
-    }
-
-    fn send(&mut self, message: &Value) {
-        writeln!(self.stdin, "{message}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "plannt mcp closed its output"
-            );
-            let message: Value = serde_json::from_str(&line).unwrap();
-            if message["id"] == id {
-                return message;
-            }
-        }
-    }
-
-    /// A tool's result: `structuredContent`, with `isError`.
-    fn call(&mut self, tool: &str, arguments: Value) -> (bool, Value) {
-        let answer = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
-        let result = &answer["result"];
-        assert!(result.is_object(), "{answer}");
-        (
-            result["isError"] == true,
-            result["structuredContent"].clone(),
-        )
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
