@@ -10,9 +10,13 @@
 //!      macaroon's, an amount within the cap, the wallet's network, not expired
 //!   -> reserve against the hourly, daily and total budgets, recorded pending (SQLite, shared
 //!      by every process of the user)
-//!   -> pay, check sha256(preimage), record paid
+//!   -> pay, check sha256(preimage), record paid (a wallet that could not be reached: failed,
+//!      the reservation released)
 //!   -> retry with Authorization: L402 <macaroon>:<preimage>
 //! ```
+//!
+//! All within the connect timeout and the max time ([`Timeouts`]); a request that gets no
+//! answer fails with a [`NetworkError`] that names its cause.
 
 mod address;
 mod call;
