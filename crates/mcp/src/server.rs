@@ -64,10 +64,12 @@ struct Inner {
 impl PlanntMcp {
     /// A server paying with `client` (its wallet, ledger and policy) under `config`.
     pub fn new(client: Client, config: Config) -> Self {
-        let tool_router = Self::fetch_router_for(client.policy(), config.confirm_above_sats)
-            + Self::discover_router()
-            + Self::balance_router()
-            + Self::spending_router();
+        let max_time = client.timeouts().max_time;
+        let tool_router =
+            Self::fetch_router_for(client.policy(), config.confirm_above_sats, max_time)
+                + Self::discover_router()
+                + Self::balance_router()
+                + Self::spending_router();
         PlanntMcp {
             inner: Arc::new(Inner {
                 client,
