@@ -165,6 +165,8 @@ pub enum Step {
     Request,
     /// Reading the answer's body.
     Body,
+    /// About to pay: the max time ran out before the payment began, so nothing was paid.
+    Pay,
 }
 
 /// A request that got no whole answer: why ([`NetworkCause`]), from which server, at which
@@ -212,12 +214,12 @@ impl NetworkError {
         }
     }
 
-    /// The max time ran out before a step could start, at `origin`.
-    pub(crate) fn out_of_time(origin: String, max_time: Duration) -> Self {
+    /// The max time ran out before `step` could start, at `origin`.
+    pub(crate) fn out_of_time(origin: String, max_time: Duration, step: Step) -> Self {
         NetworkError {
             cause: NetworkCause::Timeout,
             origin,
-            step: Step::Request,
+            step,
             limit: Some(max_time),
             detail: String::new(),
             token_kept: None,
@@ -282,10 +284,14 @@ impl std::fmt::Display for NetworkError {
                     self.detail()
                 )
             }
+            NetworkCause::Timeout if self.step == Step::Pay => write!(
+                f,
+                "timeout: the max time for the whole request ({limit}: --max-time, max_time_secs) ran out before paying {origin}; nothing was paid"
+            ),
             NetworkCause::Timeout => {
                 let what = match self.step {
-                    Step::Request => "did not answer",
                     Step::Body => "did not send the whole body",
+                    _ => "did not answer",
                 };
                 write!(
                     f,
@@ -374,5 +380,47 @@ fn payment_failed_hint(error: &LightningError) -> &'static str {
             ". Nothing was paid and the budget reservation is released: check that the wallet is running and that its URI (--wallet or PLANNT_WALLET) names the right host and port"
         }
         _ => ". Nothing was paid and the budget reservation is released",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_timeout_says_it_was_one_and_its_phase() {
+        let origin = "http://api.example:8080".to_string();
+        let mut e =
+            NetworkError::out_of_time(origin.clone(), Duration::from_secs(2), Step::Request);
+        assert_eq!(
+            e.to_string(),
+            "timeout: http://api.example:8080 did not answer within 2 s, the max time for the whole request (--max-time, max_time_secs)"
+        );
+        e.step = Step::Body;
+        assert!(
+            e.to_string()
+                .contains("did not send the whole body within 2 s"),
+            "{e}"
+        );
+        e.step = Step::Pay;
+        assert!(
+            e.to_string()
+                .contains("ran out before paying http://api.example:8080; nothing was paid"),
+            "{e}"
+        );
+        e.step = Step::Request;
+        e.cause = NetworkCause::ConnectTimeout;
+        e.limit = Some(Duration::from_millis(1_500));
+        assert!(
+            e.to_string()
+                .starts_with("timeout: no connection to http://api.example:8080 within 1.5 s (the connect timeout"),
+            "{e}"
+        );
+        e.token_kept = Some("ab".repeat(32));
+        assert!(
+            e.to_string()
+                .contains("a token paid for this request is kept"),
+            "{e}"
+        );
     }
 }

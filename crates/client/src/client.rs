@@ -273,6 +273,7 @@ impl Client {
             return Err(ClientError::Network(NetworkError::out_of_time(
                 request.url.origin().ascii_serialization(),
                 self.timeouts.max_time,
+                Step::Request,
             )));
         };
         let http = if strict {
@@ -520,6 +521,7 @@ impl Client {
                 return Err(ClientError::Network(NetworkError::out_of_time(
                     origin.to_string(),
                     self.timeouts.max_time,
+                    Step::Pay,
                 )));
             };
             match self

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use plannt_client::lightning::LightningError;
 use plannt_client::{
-    ClientError, NetworkCause, NetworkError, OverBudget, Policy, Receipt, Refusal, Window,
+    ClientError, NetworkCause, NetworkError, OverBudget, Policy, Receipt, Refusal, Step, Window,
 };
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -461,6 +461,11 @@ pub fn client_error(
                         details,
                     )
                 }
+                None if err.step == Step::Pay => error(
+                    "network_error",
+                    format!("{err}. {}", network_advice(err)),
+                    details(false),
+                ),
                 None => error(
                     "network_error",
                     format!(
