@@ -9,7 +9,7 @@
 //! 3  over budget (nothing paid)                      ClientError::OverBudget
 //! 4  a check refused the request or the payment      ClientError::Refused, Error::Refused
 //! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending,
-//!                                                    Error::PaymentFailed
+//!                                                    PaymentTimedOut, Error::PaymentFailed
 //! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
 //!                                                    own answer of a 4xx or 5xx)
 //! 7  the server could not be reached                 ClientError::Network
@@ -123,7 +123,9 @@ fn client_status(e: &ClientError) -> u8 {
     match e {
         ClientError::OverBudget(_) => exit::OVER_BUDGET,
         ClientError::Refused(_) => exit::REFUSED,
-        ClientError::PaymentFailed(_) | ClientError::PaymentPending(_) => exit::PAYMENT_FAILED,
+        ClientError::PaymentFailed(_)
+        | ClientError::PaymentPending(_)
+        | ClientError::PaymentTimedOut { .. } => exit::PAYMENT_FAILED,
         ClientError::Network(_) => exit::NETWORK_ERROR,
         ClientError::BadChallenge(_) => exit::HTTP_ERROR,
         _ => 1,

@@ -23,6 +23,8 @@ const EXIT_CODES: &str = concat!(
     crate::error::exit_status!(),
     "
 
+Timeouts: --connect-timeout (connect_timeout_secs, PLANNT_CONNECT_TIMEOUT_SECS, default 10 s) bounds each connection, --max-time (max_time_secs, PLANNT_MAX_TIME_SECS, default 120 s) the whole request, payment included. A network error (7) names its cause: connection refused, unknown host (DNS), TLS handshake, connect timeout, max time, connection reset. When the max time runs out while a payment is in flight, the exit is 5 and the payment stays pending; when it runs out after paying, the token is kept: run the same request again to finish either, never paying twice. A wallet that cannot be reached is a failed payment (5) that paid nothing and holds no budget. --dry-run runs every check a payment would, the budgets included, and reserves nothing.
+
 Budgets come from the paying side's config.toml (~/.config/plannt/config.toml, unless PLANNT_CONFIG_DIR or XDG_CONFIG_HOME move it: see plannt --help), each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`."
 );
 
@@ -66,10 +68,20 @@ pub struct Args {
     /// address is checked as a resolved one is.
     #[arg(long, value_name = "HOST:PORT:ADDRESS")]
     resolve: Vec<String>,
+    /// Give up connecting to a server after SECS seconds (fractions allowed) [default:
+    /// connect_timeout_secs, PLANNT_CONNECT_TIMEOUT_SECS, or 10].
+    #[arg(long, value_name = "SECS", value_parser = plannt_client::timeout_secs)]
+    connect_timeout: Option<Duration>,
+    /// Give up on the whole request after SECS seconds: the exchanges with the server, the
+    /// payment and the answer [default: max_time_secs, PLANNT_MAX_TIME_SECS, or 120]. A payment
+    /// in flight when it runs out stays pending, and the next run finishes it.
+    #[arg(short = 'm', long, value_name = "SECS", value_parser = plannt_client::timeout_secs)]
+    max_time: Option<Duration>,
     /// Pay at most this many sats for this request (lowers the configured cap, never raises it).
     #[arg(long)]
     max_sats: Option<u64>,
-    /// Show the price and what would be checked; pay nothing.
+    /// Show the price after every check a payment would pass, the budgets included; pay and
+    /// reserve nothing.
     #[arg(long)]
     dry_run: bool,
     /// Print a JSON summary (status, paid sats, fee, payment hash, preimage, time) to stdout.
@@ -231,6 +243,9 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         .iter()
         .map(|r| parse_resolve(r))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut timeouts = settings.timeouts;
+    timeouts.connect = args.connect_timeout.unwrap_or(timeouts.connect);
+    timeouts.max_time = args.max_time.unwrap_or(timeouts.max_time);
     let client = setup::open_client(
         &settings,
         Setup {
@@ -238,6 +253,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
             policy,
             redirects: if args.location { 10 } else { 0 },
             pins,
+            timeouts,
         },
     )
     .await?;
@@ -329,11 +345,12 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 outln!("{summary}")?;
             } else if !args.silent {
                 errln!(
-                    "dry run: {} costs {} (invoice on {}, payment hash {}); every check passed; nothing was paid",
+                    "dry run: {} costs {} (invoice on {}, payment hash {}); every check passed, the budgets included (paying reserves {}: the price plus the fee reserve); nothing was paid or reserved",
                     request.url,
                     sats(quote.amount_sats()),
                     quote.invoice.network,
-                    hex::encode(quote.invoice.payment_hash)
+                    hex::encode(quote.invoice.payment_hash),
+                    sats(quote.amount_sats() + client.policy().max_fee_sats)
                 );
             }
             return Ok(ExitCode::SUCCESS);

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use plannt_client::{Client, Ledger, Policy, Settings, WalletApi, default_path};
+use plannt_client::{Client, Ledger, Policy, Settings, Timeouts, WalletApi, default_path};
 use plannt_lightning::{BackendUri, Context, Wallet};
 
 use crate::error::Error;
@@ -59,6 +59,8 @@ pub struct Setup<'a> {
     pub redirects: usize,
     /// Host names pinned to addresses.
     pub pins: Vec<(String, Vec<IpAddr>)>,
+    /// How long a connection and a whole request may take.
+    pub timeouts: Timeouts,
 }
 
 /// Opens the wallet, the ledger and the client, and finishes any payment a crash left pending.
@@ -69,7 +71,8 @@ pub async fn open_client(settings: &Settings, setup: Setup<'_>) -> Result<Client
     let ledger = open_ledger()?;
     let mut builder = Client::builder(wallet, ledger, setup.policy)
         .wallet_api(WalletApi::of(&uri))
-        .follow_redirects(setup.redirects);
+        .follow_redirects(setup.redirects)
+        .timeouts(setup.timeouts);
     for (host, addresses) in &setup.pins {
         builder = builder.resolve(host, addresses);
     }

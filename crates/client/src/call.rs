@@ -1,9 +1,11 @@
 //! What a call to the paying client takes and gives back: the request, the options of one call,
 //! the steps it reports, the outcome (a response with its receipt, or a dry run's quote), and
-//! why it failed.
+//! why it failed: a network failure says its cause in plain words ([`NetworkError`]).
+
+use std::time::Duration;
 
 use bytes::Bytes;
-use plannt_lightning::LightningError;
+use plannt_lightning::{LightningError, NetworkCause};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use url::Url;
@@ -102,12 +104,25 @@ pub struct Response {
     /// The receipt, when a token was paid for or presented.
     pub receipt: Option<Receipt>,
     pub(crate) body: reqwest::Response,
+    /// What a failure to read the body reports.
+    pub(crate) limits: Limits,
+}
+
+/// The timeouts a request ran under, for what its failures say.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) connect: Duration,
+    pub(crate) max_time: Duration,
 }
 
 impl Response {
     /// The next piece of the body; `None` at the end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
-        self.body.chunk().await.map_err(ClientError::Network)
+        let limits = self.limits;
+        self.body
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Network(NetworkError::new(e, Step::Body, limits)))
     }
 
     /// The whole body, up to `limit` bytes; `Err` past it.
@@ -142,22 +157,190 @@ pub enum Outcome {
     DryRun(Quote),
 }
 
+/// What the client was doing with the server when a network failure stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Sending the request and waiting for the answer's status and headers.
+    Request,
+    /// Reading the answer's body.
+    Body,
+    /// About to pay: the max time ran out before the payment began, so nothing was paid.
+    Pay,
+}
+
+/// A request that got no whole answer: why ([`NetworkCause`]), from which server, at which
+/// step, and whether a paid token is kept for it. It shows the server's origin, never the path
+/// or query (which may carry a key).
+#[derive(Debug)]
+pub struct NetworkError {
+    /// Why.
+    pub cause: NetworkCause,
+    /// The server's origin: scheme, host and port.
+    pub origin: String,
+    /// The step it broke at.
+    pub step: Step,
+    /// For a timeout, the limit that ran out.
+    pub limit: Option<Duration>,
+    /// What the system, the resolver or the TLS library said underneath (no URL); may be empty.
+    pub detail: String,
+    /// The payment hash (hex) of a token paid for this request and kept unused, when the failure
+    /// came after paying (or while presenting a token paid earlier): the next request to the
+    /// same place presents it, and nothing more is paid.
+    pub token_kept: Option<String>,
+    source: Option<reqwest::Error>,
+}
+
+impl NetworkError {
+    pub(crate) fn new(error: reqwest::Error, step: Step, limits: Limits) -> Self {
+        let cause = NetworkCause::of(&error);
+        let origin = error
+            .url()
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|| "the server".into());
+        let limit = match cause {
+            NetworkCause::ConnectTimeout => Some(limits.connect),
+            NetworkCause::Timeout => Some(limits.max_time),
+            _ => None,
+        };
+        NetworkError {
+            cause,
+            origin,
+            step,
+            limit,
+            detail: plannt_lightning::network_detail(&error),
+            token_kept: None,
+            source: Some(error),
+        }
+    }
+
+    /// The max time ran out before `step` could start, at `origin`.
+    pub(crate) fn out_of_time(origin: String, max_time: Duration, step: Step) -> Self {
+        NetworkError {
+            cause: NetworkCause::Timeout,
+            origin,
+            step,
+            limit: Some(max_time),
+            detail: String::new(),
+            token_kept: None,
+            source: None,
+        }
+    }
+
+    /// Whether the server may have received the request: `false` when no connection was made.
+    pub fn may_have_been_sent(&self) -> bool {
+        self.cause.may_have_been_sent()
+    }
+
+    fn detail(&self) -> String {
+        if self.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.detail)
+        }
+    }
+}
+
+/// Seconds as a person reads them: `10 s`, `0.5 s`.
+pub(crate) fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
+impl std::fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = &self.origin;
+        let limit = self.limit.map(secs).unwrap_or_default();
+        match self.cause {
+            NetworkCause::UnknownHost if self.detail.is_empty() => write!(
+                f,
+                "the host name of {origin} does not resolve (DNS): check its spelling"
+            ),
+            NetworkCause::UnknownHost => write!(
+                f,
+                "the host name of {origin} does not resolve (DNS: {}): check its spelling",
+                self.detail
+            ),
+            NetworkCause::Refused => write!(
+                f,
+                "{origin} refused the connection: nothing listens on that port (is the server running, and is the port right?)"
+            ),
+            NetworkCause::Tls => write!(
+                f,
+                "the TLS handshake with {origin} failed{}: is it an https server, with a certificate that verifies?",
+                self.detail()
+            ),
+            NetworkCause::ConnectTimeout => write!(
+                f,
+                "timeout: no connection to {origin} within {limit} (the connect timeout: --connect-timeout, connect_timeout_secs)"
+            ),
+            NetworkCause::Connect => {
+                write!(
+                    f,
+                    "no connection could be made to {origin}{}",
+                    self.detail()
+                )
+            }
+            NetworkCause::Timeout if self.step == Step::Pay => write!(
+                f,
+                "timeout: the max time for the whole request ({limit}: --max-time, max_time_secs) ran out before paying {origin}; nothing was paid"
+            ),
+            NetworkCause::Timeout => {
+                let what = match self.step {
+                    Step::Body => "did not send the whole body",
+                    _ => "did not answer",
+                };
+                write!(
+                    f,
+                    "timeout: {origin} {what} within {limit}, the max time for the whole request (--max-time, max_time_secs)"
+                )
+            }
+            NetworkCause::Closed => write!(
+                f,
+                "the connection to {origin} was reset or closed before the answer was complete{}",
+                self.detail()
+            ),
+            _ => write!(f, "the request to {origin} failed{}", self.detail()),
+        }?;
+        if let Some(hash) = &self.token_kept {
+            write!(
+                f,
+                "; a token paid for this request is kept (payment hash {hash}): run the request again to present it, and nothing more is paid"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NetworkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The server cannot be reached or the connection broke.
+    /// The server cannot be reached, did not answer in time, or the connection broke: the cause
+    /// in plain words, and the server's origin.
     #[error("network error: {0}")]
-    Network(#[source] reqwest::Error),
+    Network(#[source] NetworkError),
     /// A check refused the invoice, or where the request would go. Nothing was paid (nor sent,
     /// for a refusal of where it would go).
     #[error("{}{}", if .0.before_sending() { "refused to send the request: " } else { "refused to pay: " }, .0)]
     Refused(#[from] Refusal),
     /// Paying would exceed a budget. Nothing was paid.
-    #[error("over budget: the {window} budget of {limit} sats has {left} sats left{renew}", window = .0.window, limit = .0.limit_sats, left = .0.left_sats, renew = .0.renews_in_secs.map(|s| format!(", more frees up in {s} s")).unwrap_or_default())]
+    #[error("over budget: the {window} budget of {limit} sats has {left} sats left, and this payment needs {cost} (its price plus the fee reserve){renew}", window = .0.window, limit = .0.limit_sats, left = .0.left_sats, cost = .0.cost_sats, renew = .0.renews_in_secs.map(|s| format!("; more frees up in {s} s")).unwrap_or_default())]
     OverBudget(OverBudget),
-    /// The payment failed. Nothing was paid.
-    #[error("payment failed: {0}")]
+    /// The payment failed. Nothing was paid, and its reservation is released. A wallet that
+    /// could not be reached ([`LightningError::Unreachable`]) was sent nothing.
+    #[error("payment failed: {0}{hint}", hint = payment_failed_hint(.0))]
     PaymentFailed(#[source] LightningError),
     /// The payment's outcome is unknown; it is recorded as pending and will be looked up, never
     /// paid again.
@@ -165,6 +348,19 @@ pub enum ClientError {
         "the payment {0} is still in flight; run the request again to finish it (it will not be paid twice)"
     )]
     PaymentPending(String),
+    /// The max time ran out while the payment was in flight: it stays pending in the ledger (and
+    /// the wallet's answer, if it comes while this process lives, is recorded), and is looked up
+    /// by the next run, never paid twice.
+    #[error(
+        "timeout: the max time of {} ran out while the payment {payment_hash} was in flight (--max-time, max_time_secs); it stays pending in the ledger: run the request again to finish it (it will not be paid twice)",
+        secs(*limit)
+    )]
+    PaymentTimedOut {
+        /// The payment hash, hex.
+        payment_hash: String,
+        /// The max time that ran out.
+        limit: Duration,
+    },
     /// The 402 carries no L402 challenge we can read.
     #[error("the server asked for payment without a usable L402 challenge: {0}")]
     BadChallenge(String),
@@ -174,4 +370,57 @@ pub enum ClientError {
     /// A body is larger than allowed.
     #[error("the body is larger than {0} bytes")]
     TooLarge(usize),
+}
+
+/// What a failed payment's message adds: nothing was paid; for a wallet that could not be
+/// reached, what to check.
+fn payment_failed_hint(error: &LightningError) -> &'static str {
+    match error {
+        LightningError::Unreachable(_) => {
+            ". Nothing was paid and the budget reservation is released: check that the wallet is running and that its URI (--wallet or PLANNT_WALLET) names the right host and port"
+        }
+        _ => ". Nothing was paid and the budget reservation is released",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_timeout_says_it_was_one_and_its_phase() {
+        let origin = "http://api.example:8080".to_string();
+        let mut e =
+            NetworkError::out_of_time(origin.clone(), Duration::from_secs(2), Step::Request);
+        assert_eq!(
+            e.to_string(),
+            "timeout: http://api.example:8080 did not answer within 2 s, the max time for the whole request (--max-time, max_time_secs)"
+        );
+        e.step = Step::Body;
+        assert!(
+            e.to_string()
+                .contains("did not send the whole body within 2 s"),
+            "{e}"
+        );
+        e.step = Step::Pay;
+        assert!(
+            e.to_string()
+                .contains("ran out before paying http://api.example:8080; nothing was paid"),
+            "{e}"
+        );
+        e.step = Step::Request;
+        e.cause = NetworkCause::ConnectTimeout;
+        e.limit = Some(Duration::from_millis(1_500));
+        assert!(
+            e.to_string()
+                .starts_with("timeout: no connection to http://api.example:8080 within 1.5 s (the connect timeout"),
+            "{e}"
+        );
+        e.token_kept = Some("ab".repeat(32));
+        assert!(
+            e.to_string()
+                .contains("a token paid for this request is kept"),
+            "{e}"
+        );
+    }
 }

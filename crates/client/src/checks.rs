@@ -163,9 +163,11 @@ fn private_address(host: &str, address: &str, kind: &str) -> String {
     }
 }
 
-/// What [`check`] verifies of a challenge, in its order, for people: a dry run that passed says
-/// it passed each of these.
-pub const CHECKS: [&str; 7] = [
+/// What a payment must pass before anything is paid, in order, for people: what [`check`]
+/// verifies of a challenge, then the budgets (every window must take the price plus the fee
+/// reserve, as the ledger's reservation decides). A dry run runs them all, reserving nothing;
+/// one that passed says it passed each of these.
+pub const CHECKS: [&str; 8] = [
     "host allowed",
     "https or a loopback host",
     "invoice signature",
@@ -173,6 +175,7 @@ pub const CHECKS: [&str; 7] = [
     "amount within the per-request cap",
     "network matches the wallet",
     "not expired",
+    "price plus fee reserve within the hourly, daily and total budgets",
 ];
 
 /// Runs every check on a challenge that came from `url`, for a wallet on `network`, at unix

@@ -12,6 +12,13 @@
 //! Every request, paid or not, first passes the checks of where it may go (`guard`): never the
 //! wallet's own API, only `allowed_hosts`, and no loopback, private or link-local address unless
 //! the policy allows them; on each redirect hop and on each address a name resolves to as well.
+//!
+//! A call runs within its timeouts ([`Timeouts`]): the connect timeout for each connection, the
+//! max time for the whole call. The payment runs in a task of its own that records its outcome
+//! in the ledger: when the max time runs out while it is in flight, the call returns and the
+//! payment stays pending (finished by this task if the process lives on, else looked up by the
+//! next run), never abandoned and never paid twice. A wallet that could not be reached was sent
+//! nothing: its payment is failed and its reservation released at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,11 +32,14 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use url::Url;
 
-use crate::call::{ClientError, Event, Options, Outcome, Receipt, Request, Response};
+use crate::call::{
+    ClientError, Event, Limits, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
+};
 use crate::checks::{Quote, Refusal, check};
 use crate::guard::{Blocked, Guard, Resolver, blocked_in, shown};
 use crate::ledger::{Ledger, Reservation, Reserved, StoredToken};
 use crate::policy::Policy;
+use crate::settings::Timeouts;
 use crate::wallet_api::WalletApi;
 
 /// The paying client.
@@ -41,6 +51,7 @@ pub struct Client {
     wallet: Arc<dyn Payer>,
     ledger: Ledger,
     policy: Policy,
+    timeouts: Timeouts,
 }
 
 /// How much of a 402 body we read looking for a challenge.
@@ -54,9 +65,16 @@ pub struct ClientBuilder {
     redirects: usize,
     wallet_api: WalletApi,
     pins: HashMap<String, Vec<IpAddr>>,
+    timeouts: Timeouts,
 }
 
 impl ClientBuilder {
+    /// How long a connection and a whole call may take ([`Timeouts::default`] unless set).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
     /// Follow up to `max` redirects (none by default). Each hop is checked as the first request
     /// is: wallet API, allowed hosts, private addresses.
     pub fn follow_redirects(mut self, max: usize) -> Self {
@@ -87,13 +105,15 @@ impl ClientBuilder {
             wallet: self.wallet_api,
             pins: self.pins,
         });
+        let connect = self.timeouts.connect;
         Client {
-            http: http_client(&guard, false, self.redirects),
-            strict_http: http_client(&guard, true, self.redirects),
+            http: http_client(&guard, false, self.redirects, connect),
+            strict_http: http_client(&guard, true, self.redirects, connect),
             guard,
             wallet: self.wallet,
             ledger: self.ledger,
             policy: self.policy,
+            timeouts: self.timeouts,
         }
     }
 }
@@ -103,7 +123,12 @@ impl ClientBuilder {
 #[error("more than {0} redirects")]
 struct TooManyRedirects(usize);
 
-fn http_client(guard: &Arc<Guard>, strict: bool, redirects: usize) -> reqwest::Client {
+fn http_client(
+    guard: &Arc<Guard>,
+    strict: bool,
+    redirects: usize,
+    connect_timeout: Duration,
+) -> reqwest::Client {
     let redirect = if redirects == 0 {
         reqwest::redirect::Policy::none()
     } else {
@@ -129,7 +154,7 @@ fn http_client(guard: &Arc<Guard>, strict: bool, redirects: usize) -> reqwest::C
             guard: guard.clone(),
             strict,
         })
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .user_agent(concat!("plannt/", env!("CARGO_PKG_VERSION")));
     // A proxy resolves names where the resolver cannot check them: connect directly whenever
     // an address could be refused.
@@ -157,6 +182,7 @@ impl Client {
             redirects: 0,
             wallet_api: WalletApi::none(),
             pins: HashMap::new(),
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -175,13 +201,32 @@ impl Client {
         &self.wallet
     }
 
+    /// The timeouts every call runs under.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            connect: self.timeouts.connect,
+            max_time: self.timeouts.max_time,
+        }
+    }
+
     /// Finishes payments a crash left pending: each is looked up, never paid again. Payments
-    /// another process is making right now are left to it.
+    /// another process is making right now are left to it. A payment the wallet does not know
+    /// (never sent) is failed, its reservation released. It takes at most the max time: what
+    /// is not looked up by then stays pending for the next run.
     pub async fn recover(&self) -> Result<usize, ClientError> {
+        let deadline = Deadline::start(self.timeouts.max_time);
         let mut finished = 0;
         for hash in self.ledger.pending_to_recover()? {
-            if self.settle_pending(&hash).await?.is_some() {
-                finished += 1;
+            let Some(remaining) = deadline.remaining() else {
+                break;
+            };
+            match tokio::time::timeout(remaining, self.settle_pending(&hash)).await {
+                Ok(settled) => finished += usize::from(settled?.is_some()),
+                Err(_) => break,
             }
         }
         Ok(finished)
@@ -190,30 +235,27 @@ impl Client {
     /// Looks a pending payment up. `Some` when it is now paid; `None` when it failed (its
     /// reservation released) or is still in flight.
     async fn settle_pending(&self, hash: &PaymentHash) -> Result<Option<Payment>, ClientError> {
-        match self.wallet.lookup_payment(hash).await {
-            Ok(PaymentLookup::Succeeded(payment)) => {
-                self.ledger
-                    .mark_paid(hash, &payment.preimage, payment.fee_msat, unix_now())?;
-                Ok(Some(payment))
-            }
-            Ok(PaymentLookup::Failed(_) | PaymentLookup::NotFound) => {
-                self.ledger.mark_failed(hash, unix_now())?;
-                Ok(None)
-            }
-            Ok(PaymentLookup::Pending) | Err(_) => Ok(None),
-        }
+        settle(&*self.wallet, &self.ledger, hash).await
     }
 
     /// Sends a request once, after checking where it goes; never pays and never presents a
     /// stored token. A 402 is an answer like any other.
     pub async fn send_unpaid(&self, request: &Request) -> Result<Response, ClientError> {
-        let response = self.send_once(request, None, &Options::default()).await?;
-        Ok(Response {
+        let deadline = Deadline::start(self.timeouts.max_time);
+        let response = self
+            .send_once(request, None, &Options::default(), &deadline)
+            .await?;
+        Ok(self.response(response, None))
+    }
+
+    fn response(&self, response: reqwest::Response, receipt: Option<Receipt>) -> Response {
+        Response {
             status: response.status(),
             headers: response.headers().clone(),
-            receipt: None,
+            receipt,
             body: response,
-        })
+            limits: self.limits(),
+        }
     }
 
     async fn send_once(
@@ -221,11 +263,19 @@ impl Client {
         request: &Request,
         credential: Option<&str>,
         options: &Options<'_>,
+        deadline: &Deadline,
     ) -> Result<reqwest::Response, ClientError> {
         let strict = self.guard.needs_strict(&request.url);
         if let Err(refusal) = self.guard.check(&request.url, strict) {
             return Err(self.refused_at(&request.url, refusal)?);
         }
+        let Some(remaining) = deadline.remaining() else {
+            return Err(ClientError::Network(NetworkError::out_of_time(
+                request.url.origin().ascii_serialization(),
+                self.timeouts.max_time,
+                Step::Request,
+            )));
+        };
         let http = if strict {
             &self.strict_http
         } else {
@@ -249,6 +299,7 @@ impl Client {
             .request(request.method.clone(), request.url.clone())
             .headers(headers)
             .body(request.body.clone())
+            .timeout(remaining)
             .send()
             .await;
         let response = match sent {
@@ -259,7 +310,13 @@ impl Client {
                     let at = blocked.url.as_ref().unwrap_or(&request.url);
                     return Err(self.refused_at(at, blocked.refusal.clone())?);
                 }
-                None => return Err(ClientError::Network(e)),
+                None => {
+                    return Err(ClientError::Network(NetworkError::new(
+                        e,
+                        Step::Request,
+                        self.limits(),
+                    )));
+                }
             },
         };
         if let Some(on) = options.on_event {
@@ -280,6 +337,7 @@ impl Client {
         request: &Request,
         options: &Options<'_>,
     ) -> Result<Outcome, ClientError> {
+        let deadline = Deadline::start(self.timeouts.max_time);
         let origin = request.url.origin().ascii_serialization();
         let path = request.url.path().to_string();
 
@@ -289,7 +347,10 @@ impl Client {
             && let Some(token) = self.ledger.token_for(&origin, &path)?
         {
             let credential = credential_header(&token.macaroon, &token.preimage)?;
-            let first = self.send_once(request, Some(&credential), options).await?;
+            let first = self
+                .send_once(request, Some(&credential), options, &deadline)
+                .await
+                .map_err(|e| kept(e, &token.payment_hash))?;
             if first.status() == StatusCode::PAYMENT_REQUIRED {
                 // Spent, expired, or refused: forget it and treat this 402 as the challenge.
                 self.ledger.drop_token(&token.payment_hash)?;
@@ -300,15 +361,10 @@ impl Client {
         }
         let response = match response {
             Some(r) => r,
-            None => self.send_once(request, None, options).await?,
+            None => self.send_once(request, None, options, &deadline).await?,
         };
         if response.status() != StatusCode::PAYMENT_REQUIRED {
-            return Ok(Outcome::Response(Response {
-                status: response.status(),
-                headers: response.headers().clone(),
-                receipt: None,
-                body: response,
-            }));
+            return Ok(Outcome::Response(self.response(response, None)));
         }
 
         // With redirects followed, the challenge comes from where they led: that host is the one
@@ -327,7 +383,7 @@ impl Client {
         };
         let origin = challenged.origin().ascii_serialization();
         let path = challenged.path().to_string();
-        let challenge = read_challenge(response).await?;
+        let challenge = read_challenge(response, self.limits()).await?;
         let policy = self.policy.capped(options.max_sats);
         let macaroon = challenge.macaroon.to_base64();
         if let Some(on) = options.on_event {
@@ -347,6 +403,14 @@ impl Client {
             Err(refusal) => return Err(self.refused(&origin, &path, refusal)?),
         };
         if options.dry_run {
+            // Every check the payment would run, the budgets included; nothing is reserved.
+            let cost = quote
+                .amount_msat
+                .saturating_add(policy.max_fee_sats.saturating_mul(1000));
+            let hash = quote.invoice.payment_hash;
+            if let Err(over) = self.ledger.fits(&hash, cost, &policy.budget, now)? {
+                return Err(self.over_budget(&origin, &path, over)?);
+            }
             self.ledger
                 .record_quote(&origin, &path, quote.amount_msat, now)?;
             return Ok(Outcome::DryRun(quote));
@@ -361,7 +425,9 @@ impl Client {
             return Err(self.refused(&origin, &path, refusal)?);
         }
         let payment = self
-            .pay(&quote, &origin, &path, &macaroon, &policy, options)
+            .pay(
+                &quote, &origin, &path, &macaroon, &policy, options, &deadline,
+            )
             .await?;
         let token = StoredToken {
             payment_hash: payment.payment_hash,
@@ -370,7 +436,11 @@ impl Client {
             used: false,
         };
         let credential = credential_header(&token.macaroon, &token.preimage)?;
-        let retried = self.send_once(request, Some(&credential), options).await?;
+        // Paid: a retry that gets no answer leaves the token for the next request.
+        let retried = self
+            .send_once(request, Some(&credential), options, &deadline)
+            .await
+            .map_err(|e| kept(e, &token.payment_hash))?;
         let Outcome::Response(mut out) = self.finish(retried, &token, false).await? else {
             unreachable!("finish always answers a response")
         };
@@ -385,6 +455,19 @@ impl Client {
     fn refused_at(&self, url: &Url, refusal: Refusal) -> Result<ClientError, ClientError> {
         tracing::debug!(url = %shown(url), check = refusal.check(), "refused");
         self.refused(&url.origin().ascii_serialization(), url.path(), refusal)
+    }
+
+    /// Records an over-budget refusal in the ledger and turns it into the error to return.
+    fn over_budget(
+        &self,
+        origin: &str,
+        path: &str,
+        over: crate::ledger::OverBudget,
+    ) -> Result<ClientError, ClientError> {
+        let error = ClientError::OverBudget(over);
+        self.ledger
+            .record_refusal(origin, path, "over_budget", &error.to_string(), unix_now())?;
+        Ok(error)
     }
 
     /// Records a refusal in the ledger and turns it into the error to return.
@@ -404,7 +487,10 @@ impl Client {
         Ok(ClientError::Refused(refusal))
     }
 
-    /// Reserves, pays and records one challenge; never pays a payment hash twice.
+    /// Reserves, pays and records one challenge; never pays a payment hash twice. The payment
+    /// runs in a task of its own, which records its outcome however long it takes; when the max
+    /// time runs out first, the payment stays pending and the call returns.
+    #[allow(clippy::too_many_arguments)]
     async fn pay(
         &self,
         quote: &Quote,
@@ -413,8 +499,13 @@ impl Client {
         macaroon: &str,
         policy: &Policy,
         options: &Options<'_>,
+        deadline: &Deadline,
     ) -> Result<Payment, ClientError> {
         let hash = quote.invoice.payment_hash;
+        let timed_out = || ClientError::PaymentTimedOut {
+            payment_hash: hex::encode(hash),
+            limit: self.timeouts.max_time,
+        };
         let reservation = Reservation {
             payment_hash: &hash,
             origin,
@@ -425,21 +516,19 @@ impl Client {
             max_fee_msat: policy.max_fee_sats.saturating_mul(1000),
         };
         loop {
+            // Nothing is reserved once the time is up: a payment that cannot run is not begun.
+            let Some(remaining) = deadline.remaining() else {
+                return Err(ClientError::Network(NetworkError::out_of_time(
+                    origin.to_string(),
+                    self.timeouts.max_time,
+                    Step::Pay,
+                )));
+            };
             match self
                 .ledger
                 .reserve(&reservation, &policy.budget, unix_now())?
             {
-                Err(over) => {
-                    let error = ClientError::OverBudget(over);
-                    self.ledger.record_refusal(
-                        origin,
-                        path,
-                        "over_budget",
-                        &error.to_string(),
-                        unix_now(),
-                    )?;
-                    return Err(error);
-                }
+                Err(over) => return Err(self.over_budget(origin, path, over)?),
                 Ok(Reserved::AlreadyPaid(preimage)) => {
                     return Ok(Payment {
                         payment_hash: hash,
@@ -448,14 +537,19 @@ impl Client {
                         fee_msat: 0,
                     });
                 }
-                Ok(Reserved::AlreadyPending) => match self.settle_pending(&hash).await? {
-                    Some(payment) => return Ok(payment),
-                    None if self.ledger.pending()?.iter().any(|(_, h)| *h == hash) => {
-                        return Err(ClientError::PaymentPending(hex::encode(hash)));
+                Ok(Reserved::AlreadyPending) => {
+                    let settled = tokio::time::timeout(remaining, self.settle_pending(&hash))
+                        .await
+                        .map_err(|_| timed_out())?;
+                    match settled? {
+                        Some(payment) => return Ok(payment),
+                        None if self.ledger.pending()?.iter().any(|(_, h)| *h == hash) => {
+                            return Err(ClientError::PaymentPending(hex::encode(hash)));
+                        }
+                        // It failed: reserve it again and pay.
+                        None => continue,
                     }
-                    // It failed: reserve it again and pay.
-                    None => continue,
-                },
+                }
                 Ok(Reserved::New) => break,
             }
         }
@@ -465,39 +559,33 @@ impl Client {
             });
         }
         let started = Instant::now();
-        let result = self
-            .wallet
-            .pay(&quote.invoice.bolt11, reservation.max_fee_msat)
-            .await;
+        let task = tokio::spawn(pay_and_record(
+            self.wallet.clone(),
+            self.ledger.clone(),
+            hash,
+            quote.invoice.bolt11.clone(),
+            reservation.max_fee_msat,
+        ));
+        let remaining = deadline.remaining().unwrap_or_default();
+        let result = match tokio::time::timeout(remaining, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // The runtime is shutting down: the payment stays pending for the next run.
+            Ok(Err(_)) => Err(ClientError::PaymentPending(hex::encode(hash))),
+            Err(_) => {
+                tracing::debug!(elapsed = ?started.elapsed(), "the max time ran out while paying");
+                Err(timed_out())
+            }
+        };
         tracing::debug!(elapsed = ?started.elapsed(), "payment attempt finished");
-        match result {
-            Ok(payment) => {
-                self.ledger
-                    .mark_paid(&hash, &payment.preimage, payment.fee_msat, unix_now())?;
-                if let Some(on) = options.on_event {
-                    on(&Event::Paid {
-                        preimage: payment.preimage.to_hex(),
-                        fee_msat: payment.fee_msat,
-                    });
-                }
-                Ok(payment)
-            }
-            Err(e) if e == LightningError::AlreadyPaid || e.outcome_unknown() => {
-                // Paid before (by us, in a run that died) or unknown: ask, never pay again.
-                match self.settle_pending(&hash).await? {
-                    Some(payment) => Ok(payment),
-                    // The wallet cannot say yet: it may have been paid, so it stays pending.
-                    None if self.ledger.pending()?.iter().any(|(_, h)| *h == hash) => {
-                        Err(ClientError::PaymentPending(hex::encode(hash)))
-                    }
-                    None => Err(ClientError::PaymentFailed(e)),
-                }
-            }
-            Err(e) => {
-                self.ledger.mark_failed(&hash, unix_now())?;
-                Err(ClientError::PaymentFailed(e))
-            }
+        let payment = result?;
+        if let Some(on) = options.on_event {
+            on(&Event::Paid {
+                preimage: payment.preimage.to_hex(),
+                fee_msat: payment.fee_msat,
+            });
         }
+        Ok(payment)
     }
 
     /// Records what the server did with a presented token, and wraps the response.
@@ -531,12 +619,90 @@ impl Client {
             preimage: token.preimage.to_hex(),
             reused_token: reused,
         };
-        Ok(Outcome::Response(Response {
-            status: response.status(),
-            headers: response.headers().clone(),
-            receipt: Some(receipt),
-            body: response,
-        }))
+        Ok(Outcome::Response(self.response(response, Some(receipt))))
+    }
+}
+
+/// When a call must end: its max time after it started.
+struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    fn start(max_time: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + max_time,
+        }
+    }
+
+    /// The time left, `None` once it is up.
+    fn remaining(&self) -> Option<Duration> {
+        Some(self.at.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+}
+
+/// A network failure while presenting a paid token: the token stays in the ledger, and the
+/// error says so.
+fn kept(error: ClientError, hash: &PaymentHash) -> ClientError {
+    match error {
+        ClientError::Network(mut e) => {
+            e.token_kept = Some(hex::encode(hash));
+            ClientError::Network(e)
+        }
+        other => other,
+    }
+}
+
+/// Looks a pending payment up. `Some` when it is now paid; `None` when it failed (its
+/// reservation released) or is still in flight.
+async fn settle(
+    wallet: &dyn Payer,
+    ledger: &Ledger,
+    hash: &PaymentHash,
+) -> Result<Option<Payment>, ClientError> {
+    match wallet.lookup_payment(hash).await {
+        Ok(PaymentLookup::Succeeded(payment)) => {
+            ledger.mark_paid(hash, &payment.preimage, payment.fee_msat, unix_now())?;
+            Ok(Some(payment))
+        }
+        Ok(PaymentLookup::Failed(_) | PaymentLookup::NotFound) => {
+            ledger.mark_failed(hash, unix_now())?;
+            Ok(None)
+        }
+        Ok(PaymentLookup::Pending) | Err(_) => Ok(None),
+    }
+}
+
+/// Pays a reserved payment and records its outcome: paid; failed (nothing was paid, the
+/// reservation is released: a wallet that could not be reached was sent nothing); or, when the
+/// outcome is unknown, looked up, and left pending while the wallet cannot say.
+async fn pay_and_record(
+    wallet: Arc<dyn Payer>,
+    ledger: Ledger,
+    hash: PaymentHash,
+    bolt11: String,
+    max_fee_msat: u64,
+) -> Result<Payment, ClientError> {
+    match wallet.pay(&bolt11, max_fee_msat).await {
+        Ok(payment) => {
+            ledger.mark_paid(&hash, &payment.preimage, payment.fee_msat, unix_now())?;
+            Ok(payment)
+        }
+        Err(e) if e == LightningError::AlreadyPaid || e.outcome_unknown() => {
+            // Paid before (by us, in a run that died) or unknown: ask, never pay again.
+            match settle(&*wallet, &ledger, &hash).await? {
+                Some(payment) => Ok(payment),
+                // The wallet cannot say yet: it may have been paid, so it stays pending.
+                None if ledger.pending()?.iter().any(|(_, h)| *h == hash) => {
+                    Err(ClientError::PaymentPending(hex::encode(hash)))
+                }
+                None => Err(ClientError::PaymentFailed(e)),
+            }
+        }
+        Err(e) => {
+            ledger.mark_failed(&hash, unix_now())?;
+            Err(ClientError::PaymentFailed(e))
+        }
     }
 }
 
@@ -547,7 +713,10 @@ fn credential_header(macaroon: &str, preimage: &Preimage) -> Result<String, Clie
 }
 
 /// Finds the challenge in a 402: the `WWW-Authenticate` values, else the JSON body.
-async fn read_challenge(response: reqwest::Response) -> Result<Challenge, ClientError> {
+async fn read_challenge(
+    response: reqwest::Response,
+    limits: Limits,
+) -> Result<Challenge, ClientError> {
     let values: Vec<String> = response
         .headers()
         .get_all(WWW_AUTHENTICATE)
@@ -561,7 +730,11 @@ async fn read_challenge(response: reqwest::Response) -> Result<Challenge, Client
     };
     let mut response = response;
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ClientError::Network)? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Network(NetworkError::new(e, Step::Body, limits)))?
+    {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_CHALLENGE_BODY {
             break;

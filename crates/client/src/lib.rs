@@ -10,9 +10,13 @@
 //!      macaroon's, an amount within the cap, the wallet's network, not expired
 //!   -> reserve against the hourly, daily and total budgets, recorded pending (SQLite, shared
 //!      by every process of the user)
-//!   -> pay, check sha256(preimage), record paid
+//!   -> pay, check sha256(preimage), record paid (a wallet that could not be reached: failed,
+//!      the reservation released)
 //!   -> retry with Authorization: L402 <macaroon>:<preimage>
 //! ```
+//!
+//! All within the connect timeout and the max time ([`Timeouts`]); a request that gets no
+//! answer fails with a [`NetworkError`] that names its cause.
 
 mod address;
 mod call;
@@ -24,7 +28,9 @@ mod policy;
 mod settings;
 mod wallet_api;
 
-pub use call::{ClientError, Event, Options, Outcome, Receipt, Request, Response};
+pub use call::{
+    ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
+};
 pub use checks::{CHECKS, Quote, Refusal, check};
 pub use client::{Client, ClientBuilder};
 pub use ledger::{
@@ -32,8 +38,9 @@ pub use ledger::{
     StoredToken, Totals, WindowUse,
 };
 pub use policy::{Budget, Policy, Window};
-pub use settings::{DEFAULT_WALLET, Settings, SettingsError, default_path};
+pub use settings::{DEFAULT_WALLET, Settings, SettingsError, Timeouts, default_path, timeout_secs};
 pub use wallet_api::WalletApi;
 
 pub use plannt_l402 as l402;
 pub use plannt_lightning as lightning;
+pub use plannt_lightning::NetworkCause;

@@ -14,15 +14,65 @@
 //! allow_private_networks = false                    # PLANNT_ALLOW_PRIVATE_NETWORKS (default: false
 //!                                                   #   for plannt mcp, true for plannt get)
 //! allow_insecure_http = false                       # PLANNT_ALLOW_INSECURE_HTTP
+//! connect_timeout_secs = 10                         # PLANNT_CONNECT_TIMEOUT_SECS
+//! max_time_secs = 120                               # PLANNT_MAX_TIME_SECS
 //! ```
 //!
 //! `allowed_hosts` and `allow_private_networks` bind every request, paid or free; the wallet's
 //! own API is never reachable, whatever the settings. `allow_insecure_http` lets a challenge that
-//! came over plain `http` from a host that is not loopback be paid.
+//! came over plain `http` from a host that is not loopback be paid. `connect_timeout_secs` and
+//! `max_time_secs` bound a request as curl's `--connect-timeout` and `--max-time` do (seconds,
+//! fractions allowed): the connection to the server, and the whole request, its payment and
+//! its answer included.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::policy::{Budget, Policy};
+
+/// How long a request may take, as curl's `--connect-timeout` and `--max-time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To connect to the server (TCP, and the TLS handshake).
+    pub connect: Duration,
+    /// The whole request: every exchange with the server, the payment, and reading the answer.
+    /// A payment already sent is not abandoned when it runs out: it stays pending in the ledger,
+    /// and is looked up by the next run, never paid twice.
+    pub max_time: Duration,
+}
+
+impl Timeouts {
+    /// The connect timeout when none is set: 10 s, time enough for any reachable server.
+    pub const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
+    /// The whole request when no limit is set: 120 s, beyond a Lightning payment's own 90 s.
+    pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(120);
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Self::DEFAULT_CONNECT,
+            max_time: Self::DEFAULT_MAX_TIME,
+        }
+    }
+}
+
+/// The most seconds a timeout may be set to (about 136 years): beyond it, a typo.
+const MAX_TIMEOUT_SECS: f64 = u32::MAX as f64;
+
+/// A number of seconds as a timeout: more than 0, fractions allowed (`0.5`).
+pub fn timeout_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    seconds(secs).ok_or_else(|| format!("{text:?}: expected more than 0 seconds"))
+}
+
+fn seconds(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS)
+        .then(|| Duration::from_secs_f64(secs))
+}
 
 /// The wallet used when none is configured: the dev network of a local `plannt serve`.
 pub const DEFAULT_WALLET: &str = "dev+http://127.0.0.1:8402";
@@ -39,6 +89,8 @@ pub struct Settings {
     /// Whether requests may reach loopback, private and link-local addresses, when set; each
     /// command has its own default ([`Settings::policy_for`]).
     pub allow_private_networks: Option<bool>,
+    /// How long a request may take.
+    pub timeouts: Timeouts,
 }
 
 impl Default for Settings {
@@ -59,6 +111,7 @@ impl Default for Settings {
             },
             confirm_above_sats: Some(100),
             allow_private_networks: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -101,7 +154,7 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(home).join(".config/plannt/config.toml")
 }
 
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 12] = [
     "wallet",
     "max_sats_per_request",
     "budget_hourly_sats",
@@ -112,6 +165,8 @@ const KEYS: [&str; 10] = [
     "confirm_above_sats",
     "allow_private_networks",
     "allow_insecure_http",
+    "connect_timeout_secs",
+    "max_time_secs",
 ];
 
 impl Settings {
@@ -179,6 +234,15 @@ impl Settings {
                     settings.policy.allow_insecure_http =
                         value.flag().ok_or_else(|| bad("expected true or false"))?
                 }
+                "connect_timeout_secs" | "max_time_secs" => {
+                    let timeout = value
+                        .seconds()
+                        .ok_or_else(|| bad("expected a number of seconds above 0"))?;
+                    match key {
+                        "connect_timeout_secs" => settings.timeouts.connect = timeout,
+                        _ => settings.timeouts.max_time = timeout,
+                    }
+                }
                 _ => {
                     let limit = value
                         .limit()
@@ -241,6 +305,16 @@ impl Value {
                 _ => None,
             },
             Value::Toml(toml::Value::Boolean(b)) => Some(*b),
+            Value::Toml(_) => None,
+        }
+    }
+
+    /// A timeout: seconds above 0, fractions allowed.
+    fn seconds(&self) -> Option<Duration> {
+        match self {
+            Value::Env(t) | Value::Toml(toml::Value::String(t)) => timeout_secs(t).ok(),
+            Value::Toml(toml::Value::Integer(n)) => seconds(*n as f64),
+            Value::Toml(toml::Value::Float(f)) => seconds(*f),
             Value::Toml(_) => None,
         }
     }
@@ -324,6 +398,31 @@ mod tests {
         let e =
             Settings::load(&path, &env(&[("PLANNT_ALLOW_INSECURE_HTTP", "maybe")])).unwrap_err();
         assert_eq!(e.key, "allow_insecure_http");
+    }
+
+    #[test]
+    fn timeouts_default_to_what_suits_an_agent_and_take_fractions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.timeouts.connect, Duration::from_secs(10));
+        assert_eq!(s.timeouts.max_time, Duration::from_secs(120));
+        std::fs::write(&path, "connect_timeout_secs = 3\nmax_time_secs = 2.5\n").unwrap();
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.timeouts.connect, Duration::from_secs(3));
+        assert_eq!(s.timeouts.max_time, Duration::from_millis(2_500));
+        let s = Settings::load(&path, &env(&[("PLANNT_MAX_TIME_SECS", "0.25")])).unwrap();
+        assert_eq!(s.timeouts.max_time, Duration::from_millis(250));
+        for bad in ["0", "-1", "soon", "nan", "inf"] {
+            let e =
+                Settings::load(&path, &env_one("PLANNT_CONNECT_TIMEOUT_SECS", bad)).unwrap_err();
+            assert_eq!(e.key, "connect_timeout_secs", "{bad}");
+        }
+        assert!(timeout_secs("1e12").is_err());
+    }
+
+    fn env_one(key: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |k| (k == key).then(|| value.to_string())
     }
 
     #[test]

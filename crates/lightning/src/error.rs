@@ -18,12 +18,19 @@ pub enum LightningError {
     /// The backend refused our credentials, or they do not allow this (an invoice-only key paying).
     #[error("the Lightning backend refused our credentials: {0}")]
     Unauthorized(String),
-    /// The backend cannot be reached.
+    /// The backend cannot be reached: no connection was made (refused, unknown host, TLS
+    /// handshake failed, no connection in time), or it answered that it cannot serve now (LND
+    /// locked or starting). Nothing was sent, so a payment that fails this way paid nothing. The
+    /// message names the backend and its host and port, never a secret.
     #[error("cannot reach the Lightning backend: {0}")]
     Unreachable(String),
     /// The backend did not answer in time. A payment may still complete: look it up by hash.
     #[error("the Lightning backend did not answer in time")]
     Timeout,
+    /// The request reached the backend, and its answer broke off (the connection was reset or
+    /// closed). A payment may still complete: look it up by hash.
+    #[error("the Lightning backend's answer broke off: {0}")]
+    Interrupted(String),
     /// The invoice is not one this backend can pay or issue.
     #[error("invalid invoice: {0}")]
     InvalidInvoice(String),
@@ -46,6 +53,7 @@ impl LightningError {
             LightningError::Unauthorized(_) => "unauthorized",
             LightningError::Unreachable(_) => "unreachable",
             LightningError::Timeout => "timeout",
+            LightningError::Interrupted(_) => "interrupted",
             LightningError::InvalidInvoice(_) => "invalid_invoice",
             LightningError::PaymentFailed(_) => "payment_failed",
             LightningError::Backend(_) => "backend",
@@ -62,17 +70,55 @@ impl LightningError {
             "unauthorized" => LightningError::Unauthorized(message),
             "unreachable" => LightningError::Unreachable(message),
             "timeout" => LightningError::Timeout,
+            "interrupted" => LightningError::Interrupted(message),
             "invalid_invoice" => LightningError::InvalidInvoice(message),
             "payment_failed" => LightningError::PaymentFailed(message),
             _ => LightningError::Backend(message),
         }
     }
 
-    /// True when the outcome of a payment is unknown and must be looked up before paying again.
+    /// True when the outcome of a payment is unknown and must be looked up before paying again:
+    /// the request was sent (or may have been) and no final answer came. A backend that could
+    /// not be reached ([`LightningError::Unreachable`]) was sent nothing: its outcome is known.
     pub fn outcome_unknown(&self) -> bool {
         matches!(
             self,
-            LightningError::Timeout | LightningError::Unreachable(_) | LightningError::Backend(_)
+            LightningError::Timeout | LightningError::Interrupted(_) | LightningError::Backend(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_reads_back_and_only_a_sent_request_leaves_the_outcome_unknown() {
+        let all = [
+            LightningError::InsufficientBalance("x".into()),
+            LightningError::NoRoute("x".into()),
+            LightningError::InvoiceExpired,
+            LightningError::AlreadyPaid,
+            LightningError::Unauthorized("x".into()),
+            LightningError::Unreachable("x".into()),
+            LightningError::Timeout,
+            LightningError::Interrupted("x".into()),
+            LightningError::InvalidInvoice("x".into()),
+            LightningError::PaymentFailed("x".into()),
+            LightningError::Backend("x".into()),
+        ];
+        for error in &all {
+            assert_eq!(
+                &LightningError::from_code(error.code(), "x".into()),
+                error,
+                "{error}"
+            );
+        }
+        let unknown: Vec<&str> = all
+            .iter()
+            .filter(|e| e.outcome_unknown())
+            .map(LightningError::code)
+            .collect();
+        assert_eq!(unknown, ["timeout", "interrupted", "backend"]);
     }
 }

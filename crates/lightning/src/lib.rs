@@ -60,6 +60,14 @@ pub mod uri;
 #[cfg(feature = "cln")]
 pub use cln::Cln;
 pub use error::LightningError;
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "lnbits",
+    feature = "dev-http"
+))]
+pub use http::{NetworkCause, host_and_port, network_detail};
 pub use invoice::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 #[cfg(feature = "lnbits")]
 pub use lnbits::LnBits;

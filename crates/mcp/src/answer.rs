@@ -5,7 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use plannt_client::{ClientError, OverBudget, Policy, Receipt, Refusal, Window};
+use plannt_client::lightning::LightningError;
+use plannt_client::{
+    ClientError, NetworkCause, NetworkError, OverBudget, Policy, Receipt, Refusal, Step, Window,
+};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -266,7 +269,8 @@ pub fn over_budget(o: &OverBudget, policy: &Policy, now: u64) -> CallToolResult 
         ),
     };
     let message = format!(
-        "Over budget: paying this request would exceed the {window} budget of {limit} sats, which has {left} sats left{fees}. Nothing was paid. {renew} Next: wait, choose a cheaper request (discover shows prices), or tell the user, who can raise {setting}. No tool argument can raise a budget.",
+        "Over budget: the {window} budget of {limit} sats has {left} sats left, and paying this request needs {cost} sats{fees}. Nothing was paid. {renew} Next: wait, choose a cheaper request (discover shows prices), or tell the user, who can raise {setting}. No tool argument can raise a budget.",
+        cost = o.cost_sats,
         window = o.window,
         limit = o.limit_sats,
         left = o.left_sats,
@@ -280,6 +284,7 @@ pub fn over_budget(o: &OverBudget, policy: &Policy, now: u64) -> CallToolResult 
             "window": o.window,
             "limit_sats": o.limit_sats,
             "left_sats": o.left_sats,
+            "cost_sats": o.cost_sats,
             "renews_in_secs": o.renews_in_secs,
             "renews_at": o.renews_in_secs.filter(|_| o.window != Window::Total).map(|s| when(now + s)),
         }),
@@ -371,18 +376,48 @@ pub fn refused(r: &Refusal, policy: &Policy, max_sats: Option<u64>) -> CallToolR
     error(code, message, details)
 }
 
-/// Any other client failure. `token_kept` names the payment hash of a token paid for this
-/// place and not yet used, when the failure came after paying.
+/// What an agent should do after a network failure of this cause.
+fn network_advice(e: &NetworkError) -> &'static str {
+    match e.cause {
+        NetworkCause::UnknownHost => {
+            "Check the host name's spelling; do not retry it unchanged. If it is right, the user's DNS may be failing: tell the user."
+        }
+        NetworkCause::Refused => {
+            "The server is down, or the URL's port is wrong: check the URL; retry later; tell the user if it persists."
+        }
+        NetworkCause::Tls => {
+            "Do not retry unchanged: the server's certificate does not verify, or it does not speak https on that port (a local test server may want http://). Tell the user; never work around a certificate that does not verify."
+        }
+        NetworkCause::ConnectTimeout | NetworkCause::Connect => {
+            "The host may be down or unreachable from here: retry later; tell the user if it persists."
+        }
+        NetworkCause::Timeout => {
+            "The server is slow or hung: retry later, or tell the user, who can raise max_time_secs (PLANNT_MAX_TIME_SECS). No tool argument can raise it."
+        }
+        NetworkCause::Closed => {
+            "Retry once; if it happens again, the server is failing: tell the user."
+        }
+        _ => "Check the URL; retry later.",
+    }
+}
+
+/// Any other client failure.
 pub fn client_error(
     e: &ClientError,
     policy: &Policy,
     max_sats: Option<u64>,
-    token_kept: Option<String>,
     now: u64,
 ) -> CallToolResult {
     match e {
         ClientError::OverBudget(o) => over_budget(o, policy, now),
         ClientError::Refused(r) => refused(r, policy, max_sats),
+        ClientError::PaymentFailed(err @ LightningError::Unreachable(_)) => error(
+            "wallet_unreachable",
+            format!(
+                "The operator's Lightning wallet could not be reached: {err}. Nothing was paid, and the budget reservation was released. Do not retry now: tell the user, who must start the wallet or fix its URI (PLANNT_WALLET)."
+            ),
+            json!({"paid": false}),
+        ),
         ClientError::PaymentFailed(err) => error(
             "payment_failed",
             format!(
@@ -397,22 +432,50 @@ pub fn client_error(
             ),
             json!({"paid": null, "payment_hash": hash}),
         ),
-        ClientError::Network(err) => match token_kept {
-            Some(hash) => error(
-                "network_error_after_payment",
-                format!(
-                    "The request was paid (payment hash {hash}), then the server could not be reached: {err}. The token is kept: call fetch again with the same arguments to use it; it will not be paid twice."
-                ),
-                json!({"paid": true, "payment_hash": hash}),
+        ClientError::PaymentTimedOut { payment_hash, .. } => error(
+            "payment_pending",
+            format!(
+                "{e}. Its outcome is not known yet. Call fetch again with the same arguments in a little while: the payment is looked up and never made twice."
             ),
-            None => error(
-                "network_error",
-                format!(
-                    "The server could not be reached: {err}. Nothing was paid. Check the URL; retry later."
+            json!({"paid": null, "payment_hash": payment_hash, "timeout": true}),
+        ),
+        ClientError::Network(err) => {
+            let details = |paid: bool| {
+                json!({
+                    "paid": paid,
+                    "cause": err.cause.code(),
+                    "origin": err.origin,
+                    "sent": err.may_have_been_sent(),
+                    "timeout_secs": err.limit.map(|l| l.as_secs_f64()),
+                })
+            };
+            match &err.token_kept {
+                Some(hash) => {
+                    let mut details = details(true);
+                    details["payment_hash"] = json!(hash);
+                    error(
+                        "network_error_after_payment",
+                        format!(
+                            "The request was paid, then no answer came: {err}. Call fetch again with the same arguments to use the token kept; it will not be paid twice."
+                        ),
+                        details,
+                    )
+                }
+                None if err.step == Step::Pay => error(
+                    "network_error",
+                    format!("{err}. {}", network_advice(err)),
+                    details(false),
                 ),
-                json!({"paid": false}),
-            ),
-        },
+                None => error(
+                    "network_error",
+                    format!(
+                        "No answer from the server: {err}. Nothing was paid. {}",
+                        network_advice(err)
+                    ),
+                    details(false),
+                ),
+            }
+        }
         ClientError::BadChallenge(detail) => error(
             "bad_challenge",
             format!(
@@ -488,6 +551,7 @@ mod tests {
             limit_sats: 30,
             left_sats: 9,
             renews_in_secs: Some(600),
+            cost_sats: 21,
         };
         let r = over_budget(&over, &policy, 0);
         assert_eq!(r.is_error, Some(true));

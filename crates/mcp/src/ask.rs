@@ -61,6 +61,7 @@ fn exceeded(usage: &[WindowUse], price_sats: u64, max_fee_sats: u64) -> Option<O
             limit_sats,
             left_sats,
             renews_in_secs: None,
+            cost_sats: cost,
         })
     })
 }

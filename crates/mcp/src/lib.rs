@@ -46,6 +46,11 @@ pub enum ServeError {
     /// initialization).
     #[error("the MCP session on stdio did not start: {0}")]
     Start(#[source] Box<rmcp::service::ServerInitializeError>),
+    /// Standard input closed before an MCP client initialised the session: nothing was asked.
+    #[error(
+        "standard input closed before an MCP client initialised the session, so nothing was asked and nothing was paid. plannt mcp speaks MCP on standard input and output: an MCP client (Claude Code, Cursor, …) starts it, e.g. `claude mcp add plannt -- plannt mcp`; see docs/mcp.md"
+    )]
+    ClosedBeforeInitialize,
     /// The session on stdio ended with an error.
     #[error("the MCP session on stdio ended with an error: {0}")]
     Session(#[source] tokio::task::JoinError),
@@ -62,7 +67,12 @@ pub async fn serve_stdio(server: PlanntMcp) -> Result<(), ServeError> {
     let running = server
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| ServeError::Start(Box::new(e)))?;
+        .map_err(|e| match e {
+            rmcp::service::ServerInitializeError::ConnectionClosed(_) => {
+                ServeError::ClosedBeforeInitialize
+            }
+            other => ServeError::Start(Box::new(other)),
+        })?;
     running.waiting().await.map_err(ServeError::Session)?;
     Ok(())
 }

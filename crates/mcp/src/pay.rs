@@ -55,7 +55,7 @@ impl PlanntMcp {
                 };
                 answer::refused(&changed, self.policy(), max_sats)
             }
-            Err(e) => self.failed(request, &e, max_sats),
+            Err(e) => self.failed(&e, max_sats),
         }
     }
 

@@ -64,10 +64,12 @@ struct Inner {
 impl PlanntMcp {
     /// A server paying with `client` (its wallet, ledger and policy) under `config`.
     pub fn new(client: Client, config: Config) -> Self {
-        let tool_router = Self::fetch_router_for(client.policy(), config.confirm_above_sats)
-            + Self::discover_router()
-            + Self::balance_router()
-            + Self::spending_router();
+        let max_time = client.timeouts().max_time;
+        let tool_router =
+            Self::fetch_router_for(client.policy(), config.confirm_above_sats, max_time)
+                + Self::discover_router()
+                + Self::balance_router()
+                + Self::spending_router();
         PlanntMcp {
             inner: Arc::new(Inner {
                 client,
@@ -95,37 +97,12 @@ impl PlanntMcp {
         &self.inner.pending
     }
 
-    pub(crate) fn failed(
-        &self,
-        request: &Request,
-        e: &ClientError,
-        max_sats: Option<u64>,
-    ) -> CallToolResult {
-        let token_kept = match e {
-            ClientError::Network(_) => self
-                .client()
-                .ledger()
-                .token_for(
-                    &request.url.origin().ascii_serialization(),
-                    request.url.path(),
-                )
-                .ok()
-                .flatten()
-                .filter(|t| !t.used)
-                .map(|t| hex::encode(t.payment_hash)),
-            _ => None,
-        };
-        answer::client_error(e, self.policy(), max_sats, token_kept, unix_now())
+    pub(crate) fn failed(&self, e: &ClientError, max_sats: Option<u64>) -> CallToolResult {
+        answer::client_error(e, self.policy(), max_sats, unix_now())
     }
 
     pub(crate) fn failed_ledger(&self, e: LedgerError) -> CallToolResult {
-        answer::client_error(
-            &ClientError::Ledger(e),
-            self.policy(),
-            None,
-            None,
-            unix_now(),
-        )
+        answer::client_error(&ClientError::Ledger(e), self.policy(), None, unix_now())
     }
 
     /// Records in the ledger that a payment was not made for want of a human's yes.

@@ -1,12 +1,14 @@
 //! What Plannt's tests share, written once: the `CI` switch that turns a skipped test into a
 //! failure, free and dead loopback ports, a `redis-server` of the test's own ([`Redis`]), a
-//! hostile L402 server ([`hostile`]), helpers to run processes with a deadline ([`process`]),
-//! and fakes of the Lightning nodes Plannt talks to ([`fakes`]: LND, Core Lightning, phoenixd).
+//! hostile L402 server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]),
+//! helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
+//! Plannt talks to ([`fakes`]: LND, Core Lightning, phoenixd).
 //!
 //! A test that needs something this machine may lack (redis-server, a service) calls
 //! [`skip`]: outside CI it prints a loud notice and the test returns early; under `CI=true` it
 //! fails, so nothing is skipped where it matters.
 
+pub mod broken;
 pub mod fakes;
 pub mod hostile;
 pub mod process;

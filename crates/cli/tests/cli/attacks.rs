@@ -4,12 +4,10 @@
 //! exit status or tool error, that no sat moved, that no request reached the server when none
 //! should, and what the ledger recorded.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::atomic::Ordering;
 
-use crate::support::{Home, PAYER, START_MSAT, Scenario, Server, code, describe};
-use serde_json::{Value, json};
+use crate::support::{Home, Mcp, PAYER, START_MSAT, Scenario, Server, code, describe};
+use serde_json::json;
 
 const REFUSED: i32 = 4;
 
@@ -142,83 +140,6 @@ fn plannt_get_pays_plain_http_from_a_remote_host_only_when_allowed() {
     assert_eq!(server.balance(), START_MSAT - 21_000);
 }
 
-/// `plannt mcp` on stdio, spoken to in JSON-RPC lines.
-struct Mcp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    next_id: u64,
-}
-
-impl Mcp {
-    fn start(home: &Home, env: &[(&str, &str)]) -> Mcp {
-        let mut command = home.plannt(&["mcp"]);
-        command
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = command.spawn().unwrap();
-        let mut mcp = Mcp {
-            stdin: child.stdin.take().unwrap(),
-            stdout: BufReader::new(child.stdout.take().unwrap()),
-            child,
-            next_id: 1,
-        };
-        let init = mcp.request(
-            "initialize",
-            json!({
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "attacks", "version": "1"}
-            }),
-        );
-        assert!(init["result"]["serverInfo"].is_object(), "{init}");
-        mcp.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        mcp
-    }
-
-    fn send(&mut self, message: &Value) {
-        writeln!(self.stdin, "{message}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "plannt mcp closed its output"
-            );
-            let message: Value = serde_json::from_str(&line).unwrap();
-            if message["id"] == id {
-                return message;
-            }
-        }
-    }
-
-    /// A tool's result: `structuredContent`, with `isError`.
-    fn call(&mut self, tool: &str, arguments: Value) -> (bool, Value) {
-        let answer = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
-        let result = &answer["result"];
-        assert!(result.is_object(), "{answer}");
-        (
-            result["isError"] == true,
-            result["structuredContent"].clone(),
-        )
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn plannt_mcp_cannot_pay_from_the_wallets_own_api_and_spending_shows_it() {
     let server = Server::start(Scenario::Honest, 21);
@@ -234,6 +155,8 @@ fn plannt_mcp_cannot_pay_from_the_wallets_own_api_and_spending_shows_it() {
             ("PLANNT_BUDGET_DAILY_SATS", "50"),
         ],
     );
+    // What reached the server so far: the wallet check at start, through the wallet's own API.
+    let at_start = requests(&server);
     let (error, result) = mcp.call(
         "fetch",
         json!({"url": server.url("/_plannt/dev/pay"), "method": "POST", "body": pay_body(&server)}),
@@ -250,7 +173,7 @@ fn plannt_mcp_cannot_pay_from_the_wallets_own_api_and_spending_shows_it() {
         "{spending}"
     );
     assert_eq!(spending["allow_private_networks"], false, "{spending}");
-    assert_eq!(requests(&server), 0, "a request reached the server");
+    assert_eq!(requests(&server), at_start, "a request reached the server");
     assert_eq!(server.balance(), START_MSAT, "the operator's account paid");
     assert_eq!(server.paid_count(), 0);
 }
@@ -261,8 +184,11 @@ fn plannt_mcp_refuses_loopback_unless_the_operator_allows_it() {
     let home = Home::new();
     let wallet = server.wallet();
     let url = server.url("/paid");
+    let at_start;
     {
         let mut mcp = Mcp::start(&home, &[("PLANNT_WALLET", &wallet)]);
+        // What reached the server so far: the wallet check at start, through the wallet's API.
+        at_start = requests(&server);
         let (error, result) = mcp.call("fetch", json!({"url": url}));
         assert!(error, "{result}");
         assert_eq!(result["error"], "private_network", "{result}");
@@ -270,7 +196,7 @@ fn plannt_mcp_refuses_loopback_unless_the_operator_allows_it() {
         assert!(error, "{result}");
         assert_eq!(result["error"], "private_network", "{result}");
     }
-    assert_eq!(requests(&server), 0, "a request reached the server");
+    assert_eq!(requests(&server), at_start, "a request reached the server");
     assert_eq!(server.balance(), START_MSAT);
 
     let mut mcp = Mcp::start(

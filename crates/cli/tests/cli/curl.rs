@@ -1,6 +1,6 @@
 //! `plannt get` as curl: the body on stdout byte for byte (or in `-o FILE`), `--json`, `-i`,
-//! `-d @file` and `-d -`, `-L`, `--dry-run`, exit 6 for an HTTP error and 7 for an unreachable
-//! server, then `plannt ledger --json` and `plannt demo`.
+//! `-d @file` and `-d -`, `-L`, `--dry-run` (the budgets checked too), exit 6 for an HTTP error
+//! and 7 for an unreachable server, then `plannt ledger --json` and `plannt demo`.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -191,6 +191,7 @@ fn a_dry_run_shows_the_price_and_pays_nothing() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("costs 21 sats"), "{stderr}");
+    assert!(stderr.contains("the budgets included"), "{stderr}");
     assert!(stderr.contains("nothing was paid"), "{stderr}");
 
     let output = home.run(&["get", "--dry-run", "--json", "--wallet", &wallet, &url]);
@@ -203,6 +204,54 @@ fn a_dry_run_shows_the_price_and_pays_nothing() {
 
     assert_eq!(server.balance(), START_MSAT);
     assert_eq!(server.paid_count(), 0);
+    assert!(home.ledger().recent(10).unwrap().is_empty());
+}
+
+#[test]
+fn a_dry_run_over_budget_exits_3_as_the_payment_would_and_reserves_nothing() {
+    let server = Server::start(Scenario::Honest, 21);
+    let home = Home::new();
+    let wallet = server.wallet();
+    let url = server.url("/paid");
+    // 21 sats plus the fee reserve of 10: 31, and the day allows 30.
+    let mut dry = home.plannt(&["get", "--dry-run", "--wallet", &wallet, &url]);
+    let output = dry.env("PLANNT_BUDGET_DAILY_SATS", "30").output().unwrap();
+    assert_eq!(code(&output), 3, "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("over budget: the day budget of 30 sats"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("needs 31"), "{stderr}");
+    assert!(!stderr.contains("every check passed"), "{stderr}");
+    let mut real = home.plannt(&["get", "--wallet", &wallet, &url]);
+    let output = real.env("PLANNT_BUDGET_DAILY_SATS", "30").output().unwrap();
+    assert_eq!(code(&output), 3, "{}", describe(&output));
+
+    // Nothing was reserved or paid; both refusals are in the ledger.
+    assert!(home.ledger().recent(10).unwrap().is_empty());
+    let checks: Vec<String> = home
+        .ledger()
+        .refusals(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.check)
+        .collect();
+    assert_eq!(checks, ["over_budget", "over_budget"]);
+    assert_eq!(server.paid_count(), 0);
+
+    let mut dry = home.plannt(&["get", "--dry-run", "--json", "--wallet", &wallet, &url]);
+    let output = dry.env("PLANNT_BUDGET_DAILY_SATS", "31").output().unwrap();
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let quote: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        quote["checks_passed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("budgets")),
+        "{quote}"
+    );
     assert!(home.ledger().recent(10).unwrap().is_empty());
 }
 

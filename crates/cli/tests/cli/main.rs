@@ -2,6 +2,8 @@
 //!
 //! - `curl`, `refusals`, `attacks`, `concurrency`, `crash`: `plannt get` (and `plannt mcp` over
 //!   stdio) against the test kit's hostile L402 server, paying through its dev network;
+//! - `failures`: `plannt get` and `plannt mcp` when the wallet or the server does not answer
+//!   (unreachable, each network cause, timeouts), and `plannt mcp` started by hand;
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
 //!   restarted, sharing a Redis, under load;
 //! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
@@ -17,6 +19,7 @@ mod crash;
 mod crash_load;
 mod curl;
 mod exits;
+mod failures;
 mod load;
 mod pipes;
 mod refusals;

@@ -1,14 +1,16 @@
 //! What the `plannt get` tests share: the test kit's hostile L402 server, run on a runtime of
-//! its own so a test can run the binary synchronously, and a home for each test (config, data
-//! and ledger in a temporary folder).
+//! its own so a test can run the binary synchronously, a home for each test (config, data and
+//! ledger in a temporary folder), and `plannt mcp` spoken to over stdio.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
 use plannt_client::Ledger;
 pub use plannt_testkit::fakes::random32;
 pub use plannt_testkit::hostile::{Hostile, Scenario, Shared};
+use serde_json::{Value, json};
 
 use crate::PLANNT;
 
@@ -145,4 +147,91 @@ pub fn describe(output: &Output) -> String {
 /// time is asserted).
 pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
     plannt_testkit::process::wait_until(what, Duration::from_secs(60), done);
+}
+
+/// `plannt mcp` on stdio, spoken to in JSON-RPC lines; what it writes on stderr goes to a file
+/// of the home ([`Mcp::stderr`]).
+pub struct Mcp {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    next_id: u64,
+    stderr: PathBuf,
+}
+
+impl Mcp {
+    /// Starts `plannt mcp` with `env` and initializes a session.
+    pub fn start(home: &Home, env: &[(&str, &str)]) -> Mcp {
+        let stderr = home.path().join("mcp-stderr.log");
+        let mut command = home.plannt(&["mcp"]);
+        command
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = command.spawn().unwrap();
+        let mut mcp = Mcp {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+            next_id: 1,
+            stderr,
+        };
+        let init = mcp.request(
+            "initialize",
+            json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "attacks", "version": "1"}
+            }),
+        );
+        assert!(init["result"]["serverInfo"].is_object(), "{init}");
+        mcp.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        mcp
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn send(&mut self, message: &Value) {
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "plannt mcp closed its output"
+            );
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+
+    /// A tool's result: `structuredContent`, with `isError`.
+    pub fn call(&mut self, tool: &str, arguments: Value) -> (bool, Value) {
+        let answer = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
+        let result = &answer["result"];
+        assert!(result.is_object(), "{answer}");
+        (
+            result["isError"] == true,
+            result["structuredContent"].clone(),
+        )
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

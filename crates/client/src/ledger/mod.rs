@@ -121,22 +121,8 @@ impl Ledger {
                 _ => {}
             }
             let cost = r.amount_msat.saturating_add(r.max_fee_msat);
-            for (window, limit, since) in budget.windows(now) {
-                let Some(limit) = limit else { continue };
-                let used = spent_since(&tx, since)?;
-                let limit_msat = limit.saturating_mul(1000);
-                if used.saturating_add(cost) > limit_msat {
-                    let renews_in_secs = match since {
-                        Some(_) => oldest_since(&tx, since)?.map(|t| (t + budget.window_secs(window)).saturating_sub(now)),
-                        None => None,
-                    };
-                    return Ok(Err(OverBudget {
-                        window,
-                        limit_sats: limit,
-                        left_sats: limit_msat.saturating_sub(used) / 1000,
-                        renews_in_secs,
-                    }));
-                }
+            if let Some(over) = over_budget(&tx, cost, budget, now)? {
+                return Ok(Err(over));
             }
             // A payment counts in the budget windows from the moment it is reserved: a failed
             // payment reserved again is charged now, not when it was first tried.
@@ -148,6 +134,35 @@ impl Ledger {
             )?;
             tx.commit()?;
             Ok(Ok(Reserved::New))
+        })
+    }
+
+    /// Whether a payment of `payment_hash` costing `cost_msat` (its amount plus its fee limit)
+    /// would fit every budget window now, as [`Ledger::reserve`] would decide, without reserving
+    /// anything: what a dry run checks. A payment hash already pending or paid costs nothing more.
+    pub fn fits(
+        &self,
+        payment_hash: &PaymentHash,
+        cost_msat: u64,
+        budget: &Budget,
+        now: u64,
+    ) -> Result<Result<(), OverBudget>, LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            let known: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM payments WHERE payment_hash = ?1 AND status IN ('pending', 'paid')",
+                    params![hash],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if known.is_some() {
+                return Ok(Ok(()));
+            }
+            Ok(match over_budget(conn, cost_msat, budget, now)? {
+                Some(over) => Err(over),
+                None => Ok(()),
+            })
         })
     }
 
@@ -458,6 +473,35 @@ fn spent_since(conn: &Connection, since: Option<u64>) -> Result<u64, rusqlite::E
         |row| row.get::<_, i64>(0),
     )
     .map(|v| v.max(0) as u64)
+}
+
+/// The first budget window that cannot take `cost` more millisatoshis now, if any.
+fn over_budget(
+    conn: &Connection,
+    cost: u64,
+    budget: &Budget,
+    now: u64,
+) -> Result<Option<OverBudget>, rusqlite::Error> {
+    for (window, limit, since) in budget.windows(now) {
+        let Some(limit) = limit else { continue };
+        let used = spent_since(conn, since)?;
+        let limit_msat = limit.saturating_mul(1000);
+        if used.saturating_add(cost) > limit_msat {
+            let renews_in_secs = match since {
+                Some(_) => oldest_since(conn, since)?
+                    .map(|t| (t + budget.window_secs(window)).saturating_sub(now)),
+                None => None,
+            };
+            return Ok(Some(OverBudget {
+                window,
+                limit_sats: limit,
+                left_sats: limit_msat.saturating_sub(used) / 1000,
+                renews_in_secs,
+                cost_sats: cost.div_ceil(1000),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 fn oldest_since(conn: &Connection, since: Option<u64>) -> Result<Option<u64>, rusqlite::Error> {

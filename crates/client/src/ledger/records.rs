@@ -16,6 +16,8 @@ pub struct OverBudget {
     pub left_sats: u64,
     /// Seconds until enough of it renews (none for `total`).
     pub renews_in_secs: Option<u64>,
+    /// What the payment needed: its price plus its fee reserve, in sats (rounded up).
+    pub cost_sats: u64,
 }
 
 /// What a window has used and has left.

@@ -1,6 +1,7 @@
 //! Every check before a payment, against a server that breaks it: each is refused with its own
 //! `Refusal`, nothing is paid (the dev wallet's balance does not move and the ledger holds no
-//! payment), and the ledger records the refusal under the check's name.
+//! payment), and the ledger records the refusal under the check's name. A dry run runs every
+//! check the payment would, the budgets included, and reserves nothing.
 
 use std::sync::Arc;
 
@@ -219,4 +220,55 @@ async fn a_dry_run_pays_nothing_and_the_same_price_is_then_paid() {
         1_000_000_000 - 21_000
     );
     assert!(setup.ledger.refusals(10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_the_budgets_and_reserves_nothing() {
+    // 21 sats and a fee reserve of 10: 31 to reserve, and the day has 30.
+    let mut policy = open_policy(1_000);
+    policy.max_fee_sats = 10;
+    policy.budget.daily_sats = Some(30);
+    let setup = setup(Scenario::Honest, 21, policy.clone()).await;
+    let request = Request::get(setup.server.url("/paid"));
+    let dry = Options {
+        dry_run: true,
+        ..Options::default()
+    };
+    let over = match setup.client.send(&request, &dry).await {
+        Err(ClientError::OverBudget(over)) => over,
+        Err(other) => panic!("expected over budget, got {other}"),
+        Ok(_) => panic!("a dry run passed that the payment would fail"),
+    };
+    assert_eq!(over.window, plannt_client::Window::Day);
+    assert_eq!((over.left_sats, over.cost_sats), (30, 31));
+    // Nothing was reserved, and the refusal is recorded as the payment's would be.
+    assert_refused_and_recorded(&setup, "over_budget");
+    let day = |ledger: &Ledger| {
+        ledger
+            .usage(
+                &policy.budget,
+                plannt_client::lightning::invoice::unix_now(),
+            )
+            .unwrap()[1]
+            .used_sats
+    };
+    assert_eq!(day(&setup.ledger), 0);
+    // The real call fails the same check.
+    assert!(matches!(
+        setup.client.send(&request, &Options::default()).await,
+        Err(ClientError::OverBudget(_))
+    ));
+
+    // With room for it, the dry run passes and still reserves nothing.
+    let mut roomy = policy.clone();
+    roomy.budget.daily_sats = Some(31);
+    let setup = self::setup(Scenario::Honest, 21, roomy).await;
+    let request = Request::get(setup.server.url("/paid"));
+    let Ok(Outcome::DryRun(quote)) = setup.client.send(&request, &dry).await else {
+        panic!("expected a quote from the dry run");
+    };
+    assert_eq!(quote.amount_sats(), 21);
+    assert_eq!(day(&setup.ledger), 0);
+    assert!(setup.ledger.recent(10).unwrap().is_empty());
+    assert_eq!(setup.server.network().paid_count(), 0);
 }

@@ -2,8 +2,11 @@
 //! L402 server on loopback, the dev network's wallet, a SQLite ledger).
 //!
 //! - `attacks`: the attacks of the security review, each a named test;
-//! - `checks`: every check before a payment, each refusing with its own error;
+//! - `checks`: every check before a payment, each refusing with its own error, and the dry run
+//!   that runs them all, the budgets included;
 //! - `ledger_upgrade`: a ledger an older Plannt wrote opens and keeps working;
+//! - `network`: a wallet that cannot be reached, each cause of a network failure named, the
+//!   timeouts, and payments a timeout interrupted, never paid twice;
 //! - `recovery`: payments a crash left pending are finished, never paid twice;
 //! - `redirect`: the host that asks for payment is the one checked and paid;
 //! - `tokens`: tokens kept between requests, reused or paid again.
@@ -11,6 +14,7 @@
 mod attacks;
 mod checks;
 mod ledger_upgrade;
+mod network;
 mod recovery;
 mod redirect;
 mod support;

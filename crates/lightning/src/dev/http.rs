@@ -23,7 +23,7 @@ use url::Url;
 
 use super::{DevNetwork, WARNING};
 use crate::backend::PAY_TIMEOUT;
-use crate::http::{client, transport_error};
+use crate::http::{client, host_and_port, transport_error};
 use crate::uri::{DEFAULT_DEV_ACCOUNT, is_account_name};
 use crate::{
     Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
@@ -265,6 +265,7 @@ impl DevHttp {
     }
 
     async fn read<T: serde::de::DeserializeOwned>(
+        &self,
         response: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T, LightningError> {
         let response = response.map_err(|e| transport_error("dev", e))?;
@@ -279,9 +280,11 @@ impl DevHttp {
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(LightningError::from_code(&body.error, body.message)),
-            Err(_) if status == StatusCode::NOT_FOUND => Err(LightningError::Unreachable(
-                "dev: no dev network at this address (is the gateway running with the dev backend?)".into(),
-            )),
+            Err(_) if status == StatusCode::NOT_FOUND => Err(LightningError::Unreachable(format!(
+                "dev at {}: no dev network at this address (is the gateway running with the dev \
+                 backend?); nothing was paid",
+                host_and_port(&self.base)
+            ))),
             Err(_) => Err(LightningError::Backend(format!("dev: HTTP {status}"))),
         }
     }
@@ -306,14 +309,15 @@ impl Receiver for DevHttp {
             memo: request.memo.clone(),
             expiry_secs: request.expiry_secs,
         };
-        let issued: IssuedBody = Self::read(
-            self.http
-                .post(self.url("/invoices"))
-                .json(&body)
-                .send()
-                .await,
-        )
-        .await?;
+        let issued: IssuedBody = self
+            .read(
+                self.http
+                    .post(self.url("/invoices"))
+                    .json(&body)
+                    .send()
+                    .await,
+            )
+            .await?;
         let payment_hash = PaymentHash::from_hex(&issued.payment_hash)
             .map_err(|_| LightningError::Backend("dev: bad payment hash".into()))?;
         Ok(IssuedInvoice {
@@ -324,7 +328,9 @@ impl Receiver for DevHttp {
     }
 
     async fn health(&self) -> Result<(), LightningError> {
-        let _: InfoBody = Self::read(self.http.get(self.url("/info")).send().await).await?;
+        let _: InfoBody = self
+            .read(self.http.get(self.url("/info")).send().await)
+            .await?;
         Ok(())
     }
 }
@@ -341,18 +347,19 @@ impl Payer for DevHttp {
             .post(self.url("/pay"))
             .timeout(PAY_TIMEOUT)
             .json(&body);
-        Self::payment(Self::read(request.send().await).await?)
+        Self::payment(self.read(request.send().await).await?)
     }
 
     async fn balance(&self) -> Result<Balance, LightningError> {
-        let body: BalanceBody = Self::read(
-            self.http
-                .get(self.url("/balance"))
-                .query(&[("account", &self.account)])
-                .send()
-                .await,
-        )
-        .await?;
+        let body: BalanceBody = self
+            .read(
+                self.http
+                    .get(self.url("/balance"))
+                    .query(&[("account", &self.account)])
+                    .send()
+                    .await,
+            )
+            .await?;
         Ok(Balance {
             msat: body.balance_msat,
         })
@@ -362,14 +369,15 @@ impl Payer for DevHttp {
         &self,
         payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
-        let body: LookupBody = Self::read(
-            self.http
-                .get(self.url(&format!("/payments/{}", hex::encode(payment_hash))))
-                .query(&[("account", &self.account)])
-                .send()
-                .await,
-        )
-        .await?;
+        let body: LookupBody = self
+            .read(
+                self.http
+                    .get(self.url(&format!("/payments/{}", hex::encode(payment_hash))))
+                    .query(&[("account", &self.account)])
+                    .send()
+                    .await,
+            )
+            .await?;
         match (body.status.as_str(), body.payment) {
             ("succeeded", Some(p)) => Ok(PaymentLookup::Succeeded(Self::payment(p)?)),
             ("not_found", _) => Ok(PaymentLookup::NotFound),

@@ -426,7 +426,9 @@ impl Payer for Lnd {
         let response = match sent {
             Ok(response) => response,
             // Nothing reached LND.
-            Err(e) if e.is_connect() => return Err(crate::http::transport_error("lnd", e)),
+            Err(e) if !crate::http::NetworkCause::of(&e).may_have_been_sent() => {
+                return Err(crate::http::transport_error("lnd", e));
+            }
             Err(e) => {
                 let error = crate::http::transport_error("lnd", e);
                 return self.after_interruption(&hash, error).await;
@@ -465,7 +467,9 @@ impl Payer for Lnd {
                 Update::Payment(body) => body,
                 Update::Error(status, body) => {
                     let error = failure(status, body.to_string().as_bytes());
-                    if error.outcome_unknown() {
+                    // The stream began: the payment may have started, whatever the error says
+                    // of the node now (a node that stops answers `Unreachable` words).
+                    if error.outcome_unknown() || matches!(error, LightningError::Unreachable(_)) {
                         return self.after_interruption(&hash, error).await;
                     }
                     return Err(error);

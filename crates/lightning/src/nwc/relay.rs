@@ -132,7 +132,10 @@ pub(super) fn wallet_error(code: &str, message: &str, paying: bool) -> Lightning
 
 fn unreachable(relays: &[Url], why: impl std::fmt::Display) -> LightningError {
     let names: Vec<&str> = relays.iter().map(Url::as_str).collect();
-    LightningError::Unreachable(format!("nwc relays {}: {why}", names.join(", ")))
+    LightningError::Unreachable(format!(
+        "nwc relays {}: {why}; nothing was sent",
+        names.join(", ")
+    ))
 }
 
 /// Whether an event refers to `request` with an `e` tag.

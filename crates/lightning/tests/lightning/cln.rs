@@ -88,10 +88,12 @@ pub async fn subject() -> Option<Subject> {
     })
 }
 
-/// Core Lightning where nothing answers.
-pub fn unreachable() -> Arc<dyn Wallet> {
-    let port = plannt_testkit::dead_port();
-    open_uri(&uri(port, "rune"), &Context::new(std::env::temp_dir()))
+/// Core Lightning at `127.0.0.1:port` (where nothing answers, or the answer breaks off), and
+/// its rune.
+pub fn unreachable(port: u16) -> (Arc<dyn Wallet>, String) {
+    let rune = "conformance-rune-secret";
+    let wallet = open_uri(&uri(port, rune), &Context::new(std::env::temp_dir()));
+    (wallet, rune.to_string())
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 //! refuses to issue one for nothing, pays an invoice once with a preimage that hashes to its
 //! payment hash, finds that payment again by its hash, refuses to pay it twice, refuses an
 //! invoice without an amount and one that is not an invoice, knows no payment of an unknown
-//! hash, and says it is unreachable when nothing answers.
+//! hash, says it is unreachable when nothing answers (a payment that then paid nothing, named by
+//! backend, host and port, never by its secret), and, where it speaks HTTP, says a payment's
+//! outcome is unknown when the connection breaks off after the request went out.
 //!
 //! What each backend does its own way (wire formats, credentials, quirks) is tested in its own
 //! module.
@@ -224,15 +226,24 @@ pub async fn knows_no_payment_of_an_unknown_hash(subject: Subject) {
     );
 }
 
-/// Where nothing answers, every call says the backend is unreachable. (`wallet`: the backend
-/// opened from a URI that names a port nothing listens on.)
-pub async fn says_when_it_is_unreachable(wallet: Arc<dyn Wallet>) {
+/// A backend opened from a URI that names `127.0.0.1:port`: the wallet, and the secret the URI
+/// carries.
+pub type OpenAt = fn(u16) -> (Arc<dyn Wallet>, String);
+
+/// Where nothing answers, every call says the backend is unreachable, naming the backend and
+/// where it was looked for, never the secret; a payment that fails so was never sent, so its
+/// outcome is known: nothing was paid.
+pub async fn says_when_it_is_unreachable(open: OpenAt) {
+    let port = plannt_testkit::dead_port();
+    let (wallet, secret) = open(port);
     let invoice = DevNetwork::ephemeral(0)
         .create_invoice(&request(1, "plannt conformance: unreachable"))
         .unwrap();
+    let paying = wallet.pay(&invoice.bolt11, MAX_FEE_MSAT).await.unwrap_err();
+    assert!(!paying.outcome_unknown(), "{paying}");
     let errors = [
         wallet.health().await.unwrap_err(),
-        wallet.pay(&invoice.bolt11, MAX_FEE_MSAT).await.unwrap_err(),
+        paying,
         wallet.balance().await.unwrap_err(),
         wallet
             .lookup_payment(&invoice.payment_hash)
@@ -241,15 +252,46 @@ pub async fn says_when_it_is_unreachable(wallet: Arc<dyn Wallet>) {
     ];
     for error in errors {
         assert_eq!(error.code(), "unreachable", "{error}");
+        let text = error.to_string();
+        assert!(text.contains(wallet.name()), "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(text.contains("nothing was sent"), "{text}");
+        assert!(!text.contains(&secret), "the secret shows in {text}");
     }
+}
+
+/// Where the request went out and the connection then closed without an answer, a payment's
+/// outcome is unknown: it may have been made, so it must be looked up, never paid again.
+pub async fn says_the_outcome_is_unknown_when_the_answer_breaks_off(open: OpenAt) {
+    let server = plannt_testkit::broken::Broken::hang_up().await;
+    let (wallet, secret) = open(server.addr.port());
+    let invoice = DevNetwork::ephemeral(0)
+        .create_invoice(&request(1, "plannt conformance: broken off"))
+        .unwrap();
+    let error = wallet.pay(&invoice.bolt11, MAX_FEE_MSAT).await.unwrap_err();
+    assert!(error.outcome_unknown(), "{error}");
+    assert_eq!(error.code(), "interrupted", "{error}");
+    assert!(!error.to_string().contains(&secret), "{error}");
 }
 
 /// The suite for one backend. `$subject` is an async fn answering `Option<Subject>` (`None`
 /// when what stands in for the node is missing: a loud notice outside CI, a failure under it);
-/// `$unreachable`, where there is a node to be unreachable, a fn answering the backend opened
-/// where nothing answers.
+/// `$unreachable`, where there is a node to be unreachable, an [`OpenAt`]; with `breaks_off`,
+/// that backend also meets a server that hangs up on its requests.
 macro_rules! suite {
+    ($backend:ident, $subject:path, unreachable = $unreachable:path, breaks_off) => {
+        suite!(@suite $backend, $subject, unreachable = $unreachable, {
+            #[tokio::test]
+            async fn says_the_outcome_is_unknown_when_the_answer_breaks_off() {
+                super::says_the_outcome_is_unknown_when_the_answer_breaks_off($unreachable)
+                    .await;
+            }
+        });
+    };
     ($backend:ident, $subject:path $(, unreachable = $unreachable:path)?) => {
+        suite!(@suite $backend, $subject $(, unreachable = $unreachable)?, {});
+    };
+    (@suite $backend:ident, $subject:path $(, unreachable = $unreachable:path)?, { $($more:tt)* }) => {
         mod $backend {
             suite!(@test $subject, answers_health);
             suite!(@test $subject, issues_invoices_that_read_back);
@@ -261,9 +303,10 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn says_when_it_is_unreachable() {
-                    super::says_when_it_is_unreachable($unreachable()).await;
+                    super::says_when_it_is_unreachable($unreachable).await;
                 }
             )?
+            $($more)*
         }
     };
     (@test $subject:path, $check:ident) => {
@@ -281,31 +324,36 @@ suite!(dev, crate::dev::subject);
 suite!(
     dev_http,
     crate::dev::http_subject,
-    unreachable = crate::dev::http_unreachable
+    unreachable = crate::dev::http_unreachable,
+    breaks_off
 );
 #[cfg(feature = "lnbits")]
 suite!(
     lnbits,
     crate::lnbits::subject,
-    unreachable = crate::lnbits::unreachable
+    unreachable = crate::lnbits::unreachable,
+    breaks_off
 );
 #[cfg(feature = "lnd")]
 suite!(
     lnd,
     crate::lnd::subject,
-    unreachable = crate::lnd::unreachable
+    unreachable = crate::lnd::unreachable,
+    breaks_off
 );
 #[cfg(feature = "cln")]
 suite!(
     cln,
     crate::cln::subject,
-    unreachable = crate::cln::unreachable
+    unreachable = crate::cln::unreachable,
+    breaks_off
 );
 #[cfg(feature = "phoenixd")]
 suite!(
     phoenixd,
     crate::phoenixd::subject,
-    unreachable = crate::phoenixd::unreachable
+    unreachable = crate::phoenixd::unreachable,
+    breaks_off
 );
 #[cfg(feature = "nwc")]
 suite!(

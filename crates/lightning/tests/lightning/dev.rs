@@ -66,9 +66,15 @@ pub async fn http_subject() -> Option<Subject> {
     })
 }
 
-/// A `dev+http://` wallet where nothing answers.
+/// A `dev+http://` wallet at `127.0.0.1:port` (where nothing answers, or the answer breaks
+/// off), and what stands in for a secret it has none of: its account, which no message shows.
 #[cfg(feature = "dev-http")]
-pub fn http_unreachable() -> std::sync::Arc<dyn plannt_lightning::Wallet> {
-    let dead = format!("dev+http://127.0.0.1:{}", plannt_testkit::dead_port());
-    crate::support::open_uri(&dead, &plannt_lightning::Context::new(std::env::temp_dir()))
+pub fn http_unreachable(port: u16) -> (std::sync::Arc<dyn plannt_lightning::Wallet>, String) {
+    let account = "conformance-account";
+    let uri = format!("dev+http://127.0.0.1:{port}?account={account}");
+    let context = plannt_lightning::Context::new(std::env::temp_dir());
+    (
+        crate::support::open_uri(&uri, &context),
+        account.to_string(),
+    )
 }

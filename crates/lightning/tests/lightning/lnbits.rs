@@ -131,10 +131,12 @@ pub async fn subject() -> Option<Subject> {
     })
 }
 
-/// LNbits where nothing answers: no LNbits needed.
-pub fn unreachable() -> Arc<dyn Wallet> {
-    let url = Url::parse(&format!("http://127.0.0.1:{}", plannt_testkit::dead_port())).unwrap();
-    open_uri(&uri(&url, WRONG_KEY), &Context::new(std::env::temp_dir()))
+/// LNbits at `127.0.0.1:port` (where nothing answers, or the answer breaks off), and its key:
+/// no LNbits needed.
+pub fn unreachable(port: u16) -> (Arc<dyn Wallet>, String) {
+    let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let wallet = open_uri(&uri(&url, WRONG_KEY), &Context::new(std::env::temp_dir()));
+    (wallet, WRONG_KEY.to_string())
 }
 
 #[tokio::test]

@@ -98,13 +98,11 @@ pub async fn subject() -> Option<Subject> {
     })
 }
 
-/// LND where nothing answers.
-pub fn unreachable() -> Arc<dyn Wallet> {
-    let port = plannt_testkit::dead_port();
-    open_uri(
-        &uri(port, &"00".repeat(20)),
-        &Context::new(std::env::temp_dir()),
-    )
+/// LND at `127.0.0.1:port` (where nothing answers, or the answer breaks off), and its macaroon.
+pub fn unreachable(port: u16) -> (Arc<dyn Wallet>, String) {
+    let macaroon = "0a1b2c3d".repeat(5);
+    let wallet = open_uri(&uri(port, &macaroon), &Context::new(std::env::temp_dir()));
+    (wallet, macaroon)
 }
 
 #[tokio::test]

@@ -97,10 +97,12 @@ pub async fn subject() -> Option<Subject> {
     })
 }
 
-/// phoenixd where nothing answers.
-pub fn unreachable() -> Arc<dyn Wallet> {
-    let port = plannt_testkit::dead_port();
-    open_uri(&uri(port, "pw"), &Context::new(std::env::temp_dir()))
+/// phoenixd at `127.0.0.1:port` (where nothing answers, or the answer breaks off), and its
+/// password.
+pub fn unreachable(port: u16) -> (Arc<dyn Wallet>, String) {
+    let password = "conformance-password-secret";
+    let wallet = open_uri(&uri(port, password), &Context::new(std::env::temp_dir()));
+    (wallet, password.to_string())
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! `discover`: what a server sells and at what price, without paying: its catalog at
 //! `/.well-known/l402.json` as a price list, else a dry run of the URL itself.
 
-use plannt_client::{Options, Outcome, Request};
+use plannt_client::{ClientError, Options, Outcome, Request};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
@@ -54,7 +54,7 @@ impl PlanntMcp {
         // Through the paying client (which never pays here), so where it may go is checked.
         let catalog = match catalog::fetch_catalog(self.client(), &catalog_url).await {
             Ok(catalog) => catalog,
-            Err(e) => return Ok(self.failed(&Request::get(catalog_url), &e, None)),
+            Err(e) => return Ok(self.failed(&e, None)),
         };
         if let Some(catalog) = catalog {
             let list = catalog::price_list(&catalog, &url);
@@ -104,9 +104,27 @@ impl PlanntMcp {
                     "needs_confirmation": confirm,
                     "checks_passed": plannt_client::CHECKS,
                     "policy": policy_json,
+                    "budget_ok": true,
                     "note": format!(
-                        "No catalog at {catalog_url}. GET {url} asks {price} sats; every check passed and nothing was paid.{}",
+                        "No catalog at {catalog_url}. GET {url} asks {price} sats; every check passed, the budgets included, and nothing was paid.{}",
                         if confirm { " Paying it needs a human's confirmation, which fetch asks for." } else { "" }
+                    ),
+                })))
+            }
+            // Every other check passed: the price is known, and the budgets cannot take it now.
+            Err(ClientError::OverBudget(over)) => {
+                let price = over.cost_sats.saturating_sub(policy.max_fee_sats);
+                Ok(answer::ok(json!({
+                    "url": url.as_str(),
+                    "source": "dry_run",
+                    "price_sats": price,
+                    "budget_ok": false,
+                    "window": over.window,
+                    "left_sats": over.left_sats,
+                    "policy": policy_json,
+                    "note": format!(
+                        "No catalog at {catalog_url}. GET {url} asks {price} sats, and its invoice passed every check; but the {} budget has {} sats left, less than the {} sats a payment reserves (its price plus the fee reserve), so fetch would refuse it now. Nothing was paid.",
+                        over.window, over.left_sats, over.cost_sats
                     ),
                 })))
             }
@@ -131,7 +149,7 @@ impl PlanntMcp {
                     "note": note,
                 })))
             }
-            Err(e) => Ok(self.failed(&request, &e, None)),
+            Err(e) => Ok(self.failed(&e, None)),
         }
     }
 }

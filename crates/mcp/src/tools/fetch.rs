@@ -11,6 +11,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use plannt_client::{Options, Outcome, Policy, Request};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -64,7 +65,7 @@ fn limit_text(limit: Option<u64>) -> String {
 }
 
 /// The operator's limits in a sentence, for the fetch description.
-fn policy_text(policy: &Policy, confirm_above_sats: Option<u64>) -> String {
+fn policy_text(policy: &Policy, confirm_above_sats: Option<u64>, max_time: Duration) -> String {
     let hosts = if policy.allowed_hosts.is_empty() {
         "any host".to_string()
     } else {
@@ -80,12 +81,13 @@ fn policy_text(policy: &Policy, confirm_above_sats: Option<u64>) -> String {
         " (never loopback, private or link-local addresses)"
     };
     format!(
-        "\n\nThe operator's limits: at most {} sats per request (plus up to {} sats of routing fees); budgets of {} per hour, {} per day and {} in total; requests and payments to {hosts}{private}; {confirm}. The spending tool shows what is left.",
+        "\n\nThe operator's limits: at most {} sats per request (plus up to {} sats of routing fees); budgets of {} per hour, {} per day and {} in total; requests and payments to {hosts}{private}; {confirm}; a call gives up after {} s. The spending tool shows what is left.",
         policy.budget.per_request_sats,
         policy.max_fee_sats,
         limit_text(policy.budget.hourly_sats),
         limit_text(policy.budget.daily_sats),
         limit_text(policy.budget.total_sats),
+        max_time.as_secs_f64(),
     )
 }
 
@@ -210,7 +212,7 @@ impl PlanntMcp {
             Ok(Outcome::Response(response)) => {
                 return Ok(self.finish(&request, response).await.into());
             }
-            Err(e) => return Ok(self.failed(&request, &e, args.max_sats).into()),
+            Err(e) => return Ok(self.failed(&e, args.max_sats).into()),
         };
         let price = quote.amount_sats();
         if !confirm::needs_confirmation(price, Some(threshold)) {
@@ -228,9 +230,10 @@ impl PlanntMcp {
     pub(crate) fn fetch_router_for(
         policy: &Policy,
         confirm_above_sats: Option<u64>,
+        max_time: Duration,
     ) -> ToolRouter<PlanntMcp> {
         let mut router = Self::fetch_router();
-        let limits = policy_text(policy, confirm_above_sats);
+        let limits = policy_text(policy, confirm_above_sats, max_time);
         if let Some(route) = router.map.get_mut("fetch") {
             route.attr.description = Some(format!("{FETCH}{limits}").into());
         }
@@ -313,10 +316,11 @@ mod tests {
     #[test]
     fn the_fetch_description_states_the_operators_limits() {
         let policy = Policy::default();
-        let text = policy_text(&policy, Some(100));
+        let text = policy_text(&policy, Some(100), Duration::from_secs(120));
         assert!(text.contains("at most 1000 sats per request"), "{text}");
         assert!(text.contains("above 100 sats"), "{text}");
         assert!(text.contains("any host"), "{text}");
+        assert!(text.contains("gives up after 120 s"), "{text}");
         assert!(
             text.contains("never loopback, private or link-local addresses"),
             "{text}"
@@ -327,8 +331,10 @@ mod tests {
                 ..Policy::default()
             },
             None,
+            Duration::from_millis(2_500),
         );
         assert!(text.contains("only api.example.com"), "{text}");
+        assert!(text.contains("gives up after 2.5 s"), "{text}");
         assert!(text.contains("no payment needs"), "{text}");
     }
 }

@@ -48,15 +48,14 @@ pub async fn subject() -> Option<Subject> {
     })
 }
 
-/// NWC through a relay where nothing answers.
-pub fn unreachable() -> Arc<dyn Wallet> {
+/// NWC through a relay at `127.0.0.1:port` (where nothing answers), and its secret.
+pub fn unreachable(port: u16) -> (Arc<dyn Wallet>, String) {
+    let secret = Keys::generate().secret_key().to_secret_hex();
     let uri = format!(
-        "nostr+walletconnect://{}?relay=ws%3A%2F%2F127.0.0.1%3A{}&secret={}&network=regtest",
+        "nostr+walletconnect://{}?relay=ws%3A%2F%2F127.0.0.1%3A{port}&secret={secret}&network=regtest",
         Keys::generate().public_key().to_hex(),
-        plannt_testkit::dead_port(),
-        Keys::generate().secret_key().to_secret_hex(),
     );
-    open_uri(&uri, &Context::new(std::env::temp_dir()))
+    (open_uri(&uri, &Context::new(std::env::temp_dir())), secret)
 }
 
 #[tokio::test]
