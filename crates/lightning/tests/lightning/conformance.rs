@@ -5,7 +5,8 @@
 //! refuses to issue one for nothing, pays an invoice once with a preimage that hashes to its
 //! payment hash, finds that payment again by its hash, refuses to pay it twice, refuses an
 //! invoice without an amount and one that is not an invoice, knows no payment of an unknown
-//! hash, and says it is unreachable when nothing answers.
+//! hash, looks up the invoices it issued (open, then settled once paid; an unknown hash is not
+//! found), and says it is unreachable when nothing answers.
 //!
 //! What each backend does its own way (wire formats, credentials, quirks) is tested in its own
 //! module.
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use plannt_l402::PaymentHash;
 use plannt_lightning::dev::DevNetwork;
 use plannt_lightning::{
-    IssuedInvoice, LightningError, Network, PaymentLookup, Wallet, decode_invoice,
+    InvoiceState, IssuedInvoice, LightningError, Network, PaymentLookup, Wallet, decode_invoice,
 };
 
 use crate::support::{random32, request, sha256};
@@ -45,9 +46,15 @@ pub struct Subject {
     pub amountless: String,
     /// Whether the balance shows what a payment spent (a fake whose balance is fixed does not).
     pub balance_moves: bool,
+    /// How an invoice the receiver issued gets paid: `None`, the payer pays it; else what
+    /// stands in for the rest of the network pays it.
+    pub settle: Option<Settle>,
     /// What must live as long as the subject: servers, relays, folders.
     pub _alive: Vec<Box<dyn Any>>,
 }
+
+/// Pays an invoice the receiver issued, as the rest of the network would.
+pub type Settle = Box<dyn Fn(&IssuedInvoice) + Send + Sync>;
 
 /// Who issues the invoices the payer pays.
 pub enum Payee {
@@ -224,6 +231,50 @@ pub async fn knows_no_payment_of_an_unknown_hash(subject: Subject) {
     );
 }
 
+/// The receiver looks up the invoices it issued: open once issued, settled (with a preimage
+/// that hashes to the payment hash, and the amount) once paid; a hash it never issued is not
+/// found.
+pub async fn looks_up_the_invoices_it_issued(subject: Subject) {
+    let receiver = &subject.receiver;
+    assert!(receiver.can_lookup_invoices(), "{}", subject.name);
+    let issued = receiver
+        .create_invoice(&request(SATS, "plannt conformance: looked up"))
+        .await
+        .expect("an invoice");
+    let hash = issued.payment_hash;
+    assert_eq!(
+        receiver.lookup_invoice(&hash).await.unwrap(),
+        InvoiceState::Open
+    );
+    match &subject.settle {
+        Some(settle) => settle(&issued),
+        None => {
+            subject
+                .payer
+                .pay(&issued.bolt11, MAX_FEE_MSAT)
+                .await
+                .expect("the payer pays the receiver's invoice");
+        }
+    }
+    match receiver.lookup_invoice(&hash).await.unwrap() {
+        InvoiceState::Settled {
+            preimage,
+            amount_received_msat,
+        } => {
+            assert_eq!(sha256(preimage.as_bytes()), hash);
+            assert_eq!(amount_received_msat, SATS * 1000);
+        }
+        other => panic!("a paid invoice reads as settled, not {other:?}"),
+    }
+    assert_eq!(
+        receiver
+            .lookup_invoice(&PaymentHash(random32()))
+            .await
+            .unwrap(),
+        InvoiceState::NotFound
+    );
+}
+
 /// Where nothing answers, every call says the backend is unreachable. (`wallet`: the backend
 /// opened from a URI that names a port nothing listens on.)
 pub async fn says_when_it_is_unreachable(wallet: Arc<dyn Wallet>) {
@@ -236,6 +287,10 @@ pub async fn says_when_it_is_unreachable(wallet: Arc<dyn Wallet>) {
         wallet.balance().await.unwrap_err(),
         wallet
             .lookup_payment(&invoice.payment_hash)
+            .await
+            .unwrap_err(),
+        wallet
+            .lookup_invoice(&invoice.payment_hash)
             .await
             .unwrap_err(),
     ];
@@ -258,6 +313,7 @@ macro_rules! suite {
             suite!(@test $subject, refuses_an_invoice_without_an_amount);
             suite!(@test $subject, refuses_what_is_not_an_invoice);
             suite!(@test $subject, knows_no_payment_of_an_unknown_hash);
+            suite!(@test $subject, looks_up_the_invoices_it_issued);
             $(
                 #[tokio::test]
                 async fn says_when_it_is_unreachable() {
