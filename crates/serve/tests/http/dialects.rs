@@ -19,7 +19,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::{
-    Answer, Challenge, TestGateway, authorization, config, serve_upstream, start, upstream_route,
+    Answer, Challenge, RedisServer, TestGateway, authorization, config, serve_upstream, start,
+    upstream_route,
 };
 
 /// Every challenge of one 402, read as a client reads them.
@@ -455,12 +456,20 @@ async fn a_race_across_dialects_gives_one_answer(store: &str) {
     assert_eq!(ok, 1, "one payment, one answer");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_race_across_dialects_gives_one_answer_memory() {
     a_race_across_dialects_gives_one_answer("memory").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_race_across_dialects_gives_one_answer_sqlite() {
     a_race_across_dialects_gives_one_answer("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_race_across_dialects_gives_one_answer_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    a_race_across_dialects_gives_one_answer(&redis.url()).await;
 }
