@@ -59,6 +59,26 @@ impl Paywall {
             .collect()
     }
 
+    /// Counts one request that costs the backend a call (an invoice, or an x402 lookup) against
+    /// the client's challenge rate: a 429 once it is over.
+    pub(super) fn rate_limit(&self, client: IpAddr) -> Result<(), Response> {
+        let Err(wait) = self.limiter.check(client) else {
+            return Ok(());
+        };
+        self.metrics.rate_limited();
+        let secs = wait.as_secs().max(1);
+        let body = json!({
+            "error": "Too Many Requests",
+            "message": format!("too many payment challenges from your address; retry in {secs} s"),
+            "retry_after": secs,
+        });
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Err(response)
+    }
+
     /// A 402 with a fresh invoice and, for it, a challenge in every dialect offered: the L402
     /// challenge first, then MPP's (both `WWW-Authenticate`), and x402's `PAYMENT-REQUIRED`.
     pub(super) async fn challenge(
@@ -67,19 +87,8 @@ impl Paywall {
         reason: Option<(Reason, String)>,
     ) -> Response {
         let route = at.route;
-        if let Err(wait) = self.limiter.check(at.client) {
-            self.metrics.rate_limited();
-            let secs = wait.as_secs().max(1);
-            let body = json!({
-                "error": "Too Many Requests",
-                "message": format!("too many payment challenges from your address; retry in {secs} s"),
-                "retry_after": secs,
-            });
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return response;
+        if let Err(too_many) = self.rate_limit(at.client) {
+            return too_many;
         }
         let price = route.price_sats.unwrap_or(0);
         let memo = format!(

@@ -122,6 +122,9 @@ impl Paywall {
             }
             Err(e) => return Err(self.refuse(e.reason(), &e.to_string())),
         };
+        // Each lookup is a call to the backend: it counts against the client's challenge rate,
+        // so one 402 cannot be turned into a flood of lookups.
+        self.rate_limit(at.client)?;
         let lookup = self.receiver.lookup_invoice(&verified.payment_hash);
         let state = match tokio::time::timeout(self.options.invoice_timeout, lookup).await {
             Ok(Ok(state)) => state,

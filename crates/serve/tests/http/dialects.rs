@@ -473,3 +473,20 @@ async fn a_race_across_dialects_gives_one_answer_redis() {
     };
     a_race_across_dialects_gives_one_answer(&redis.url()).await;
 }
+
+#[tokio::test]
+async fn x402_lookups_count_against_the_challenge_rate() {
+    let mut config = config("memory");
+    config.challenges_per_second = 0.01;
+    config.challenge_burst = 3;
+    let gateway = start(config).await;
+    let offers = offers(&gateway, "/v1/demo").await;
+    let payload = offers.x402_payload();
+    for _ in 0..2 {
+        let early = send_x402(&gateway, "/v1/demo", &payload).await;
+        assert_eq!(early.reason(), Some("not_paid"), "{early:?}");
+    }
+    let flood = send_x402(&gateway, "/v1/demo", &payload).await;
+    assert_eq!(flood.status, StatusCode::TOO_MANY_REQUESTS, "{flood:?}");
+    assert!(flood.header("retry-after").is_some());
+}
