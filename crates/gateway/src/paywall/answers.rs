@@ -60,10 +60,10 @@ impl Paywall {
     }
 
     /// Counts one request that costs the backend a call (an invoice, or an x402 lookup) against
-    /// the client's challenge rate: a 429 once it is over.
-    pub(super) fn rate_limit(&self, client: IpAddr) -> Result<(), Response> {
+    /// the client's challenge rate: `Some` 429 once it is over.
+    pub(super) fn rate_limit(&self, client: IpAddr) -> Option<Response> {
         let Err(wait) = self.limiter.check(client) else {
-            return Ok(());
+            return None;
         };
         self.metrics.rate_limited();
         let secs = wait.as_secs().max(1);
@@ -76,7 +76,7 @@ impl Paywall {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        Err(response)
+        Some(response)
     }
 
     /// A 402 with a fresh invoice and, for it, a challenge in every dialect offered: the L402
@@ -87,7 +87,7 @@ impl Paywall {
         reason: Option<(Reason, String)>,
     ) -> Response {
         let route = at.route;
-        if let Err(too_many) = self.rate_limit(at.client) {
+        if let Some(too_many) = self.rate_limit(at.client) {
             return too_many;
         }
         let price = route.price_sats.unwrap_or(0);

@@ -124,7 +124,9 @@ impl Paywall {
         };
         // Each lookup is a call to the backend: it counts against the client's challenge rate,
         // so one 402 cannot be turned into a flood of lookups.
-        self.rate_limit(at.client)?;
+        if let Some(too_many) = self.rate_limit(at.client) {
+            return Err(too_many);
+        }
         let lookup = self.receiver.lookup_invoice(&verified.payment_hash);
         let state = match tokio::time::timeout(self.options.invoice_timeout, lookup).await {
             Ok(Ok(state)) => state,
