@@ -292,3 +292,24 @@ pub(super) fn unavailable(reason: &'static str, message: &str) -> Response {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invoice_names_its_network_by_its_prefix() {
+        for (invoice, network) in [
+            ("lnbcrt210n1p4s0abc", Some(Network::Regtest)),
+            ("LNBCRT210N1P4S0ABC", Some(Network::Regtest)),
+            ("lntbs210n1p4s0abc", Some(Network::Signet)),
+            ("lntb210n1p4s0abc", Some(Network::Testnet)),
+            ("lnbc210n1p4s0abc", Some(Network::Mainnet)),
+            ("lnsb210n1p4s0abc", None),
+            ("lnbc", None),
+            ("", None),
+        ] {
+            assert_eq!(invoice_network(invoice), network, "{invoice}");
+        }
+    }
+}
