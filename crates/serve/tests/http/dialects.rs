@@ -490,3 +490,48 @@ async fn x402_lookups_count_against_the_challenge_rate() {
     assert_eq!(flood.status, StatusCode::TOO_MANY_REQUESTS, "{flood:?}");
     assert!(flood.header("retry-after").is_some());
 }
+
+/// A payment redeemed through MPP or x402 stays spent until the macaroon minted for the same
+/// invoice expires, the latest of the three expiries: a purge just before that moment keeps it,
+/// so the L402 credential of the same payment is still refused.
+async fn spent_until_the_macaroon_expires(store: &str, redeem_with_mpp: bool) {
+    let gateway = start(config(store)).await;
+    let challenged_at = crate::support::now();
+    let offers = offers(&gateway, "/v1/demo").await;
+    let preimage = gateway.pay(&offers.invoice());
+    let paid = if redeem_with_mpp {
+        gateway
+            .get("/v1/demo", Some(&offers.mpp_credential(&preimage)))
+            .await
+    } else {
+        send_x402(&gateway, "/v1/demo", &offers.x402_payload()).await
+    };
+    assert_eq!(paid.status, StatusCode::OK, "{paid:?}");
+    // The defaults: invoices live 600 s, tokens 3600 s more.
+    let macaroon_expires = challenged_at + 600 + 3600;
+    let purged = gateway
+        .paywall
+        .store()
+        .purge(macaroon_expires - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        purged, 0,
+        "nothing of this payment is purged before its macaroon expires"
+    );
+    let macaroon = &offers.l402.as_ref().unwrap().macaroon;
+    let l402 = gateway
+        .get("/v1/demo", Some(&authorization(macaroon, &preimage)))
+        .await;
+    assert_eq!(l402.reason(), Some("spent"), "{l402:?}");
+}
+
+#[tokio::test]
+async fn an_mpp_redemption_stays_spent_until_the_macaroon_expires_sqlite() {
+    spent_until_the_macaroon_expires("sqlite", true).await;
+}
+
+#[tokio::test]
+async fn an_x402_redemption_stays_spent_until_the_macaroon_expires_sqlite() {
+    spent_until_the_macaroon_expires("sqlite", false).await;
+}
