@@ -5,13 +5,25 @@
 // `{ payInvoice({ invoice }) -> { preimage } }` that pays through the dev network the gateway
 // serves on loopback (`POST /_plannt/dev/pay`), so nothing but the gateway is involved.
 //
+// Our 402 carries, for one invoice, `WWW-Authenticate: L402 …` (first), `WWW-Authenticate:
+// Payment …` (MPP, a second value) and `PAYMENT-REQUIRED` (x402). fetch() joins the two
+// WWW-Authenticate values into one string, `L402 macaroon="…", invoice="…", Payment id="…", …`.
+//
 // What lightning-tools 9.0.1 does, and these tests pin down:
 //   - the first call gets our 402, parses `WWW-Authenticate: L402 macaroon="…", invoice="…"`,
 //     pays, retries with `Authorization: L402 <macaroon>:<preimage>` and gets the 200;
 //   - it keeps no token between calls: a second call to the same URL pays a second invoice;
 //   - a credential handed back through `options.credentials` is sent as it is and never paid
 //     again: our tokens are single-use, so the gateway answers it 402 with `reason: spent` (and
-//     a fresh challenge) and the library returns that 402 to the caller.
+//     a fresh challenge) and the library returns that 402 to the caller;
+//   - `parseL402` reads the joined header: it collects every `key="value"` pair, and MPP's
+//     (`id`, `realm`, `method`, `intent`, `request`, `expires`) do not collide with L402's;
+//   - `fetch402` dispatches on the start of the joined header: L402 first, so it pays L402;
+//   - `fetchWithMpp` pays only when the joined header *starts* with `Payment`: with L402 first
+//     it hands the 402 back unpaid. A gateway whose routes offer MPP alone (`dialects =
+//     ["mpp"]`) is paid by it, and answers with a `Payment-Receipt`;
+//   - `fetchWithX402` reads `PAYMENT-REQUIRED` whatever comes first, pays, and sends
+//     `PAYMENT-SIGNATURE`; the gateway asks its node, and answers with a `PAYMENT-RESPONSE`.
 //
 // The binary comes from PLANNT_BIN (default `target/debug/plannt`, relative to the repository).
 // Run with `node --test` in this folder.
@@ -30,6 +42,8 @@ import {
   Fetch402InterruptedError,
   fetch402,
   fetchWithL402,
+  fetchWithMpp,
+  fetchWithX402,
   parseL402,
   parseL402Authorization,
 } from '@getalby/lightning-tools/402';
@@ -42,7 +56,9 @@ const PRICE_SATS = 21;
 
 let server;
 let base;
-let dataDir;
+let mppServer;
+let mppBase;
+const dataDirs = [];
 let serverLog = '';
 
 /** The environment without PLANNT_* settings, so the gateway runs on its defaults. */
@@ -50,12 +66,16 @@ function inheritedEnv() {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PLANNT_')));
 }
 
-/** Starts `plannt serve` on 127.0.0.1:0 and resolves with its address, read from its JSON log. */
-function startServer() {
+/**
+ * Starts `plannt serve` on 127.0.0.1:0 (with `settings`, PLANNT_* variables, on top of its
+ * defaults) and resolves with its address, read from its JSON log.
+ */
+function startServer(settings = {}) {
   assert.ok(existsSync(BIN), `${BIN} is missing: build it with \`cargo build -p plannt\` (or set PLANNT_BIN)`);
-  dataDir = mkdtempSync(join(tmpdir(), 'plannt-lightning-tools-'));
+  const dataDir = mkdtempSync(join(tmpdir(), 'plannt-lightning-tools-'));
+  dataDirs.push(dataDir);
   const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json'], {
-    env: { ...inheritedEnv(), PLANNT_DATA_DIR: dataDir, RUST_LOG: 'info' },
+    env: { ...inheritedEnv(), ...settings, PLANNT_DATA_DIR: dataDir, RUST_LOG: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   return new Promise((resolvePromise, reject) => {
@@ -100,20 +120,24 @@ before(async () => {
   const started = await startServer();
   server = started.child;
   base = `http://${started.addr}`;
+  const mppOnly = await startServer({ PLANNT_DIALECTS: 'mpp' });
+  mppServer = mppOnly.child;
+  mppBase = `http://${mppOnly.addr}`;
 });
 
 after(async () => {
   if (server) await stopServer(server);
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  if (mppServer) await stopServer(mppServer);
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A wallet in lightning-tools' shape that pays through the gateway's dev network. */
-function devWallet() {
+/** A wallet in lightning-tools' shape that pays through a gateway's dev network. */
+function devWallet(gateway = base) {
   const paid = [];
   return {
     paid,
     async payInvoice({ invoice }) {
-      const response = await fetch(`${base}/_plannt/dev/pay`, {
+      const response = await fetch(`${gateway}/_plannt/dev/pay`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ invoice, account: 'node-test' }),
@@ -190,8 +214,9 @@ test('a reused credential gets 402 spent, which the library hands back without p
 test('our WWW-Authenticate header parses with the library parser', async () => {
   const response = await fetch(`${base}/v1/demo`);
   assert.equal(response.status, 402);
+  // The L402 challenge first, then MPP's, joined by fetch() into one value.
   const header = response.headers.get('www-authenticate');
-  assert.match(header, /^L402 macaroon="[^"]+", invoice="[^"]+"$/);
+  assert.match(header, /^L402 macaroon="[^"]+", invoice="[^"]+", Payment id="[^"]+", realm="plannt", method="lightning", intent="charge", request="[^"]+", expires="[^"]+"$/);
   const body = await response.json();
   const parsed = parseL402(header);
   assert.equal(parsed.token, body.macaroon);
@@ -244,4 +269,58 @@ test('a credential that is not genuine gets 401 and no invoice to pay', async ()
   const body = await response.json();
   assert.equal(body.reason, 'bad_preimage');
   assert.equal(wallet.paid.length, 1);
+});
+
+test('fetchWithX402 pays our PAYMENT-REQUIRED offer; the gateway asks its node and answers PAYMENT-RESPONSE', async () => {
+  const wallet = devWallet();
+  const response = await fetchWithX402(`${base}/v1/demo`, {}, { wallet });
+  assert.equal(response.status, 200, await response.clone().text());
+  assert.deepEqual(await response.json(), { result: 'verified' });
+  assert.equal(response.headers.get('x-l402'), 'spent');
+  assert.equal(wallet.paid.length, 1);
+  const { invoice } = wallet.paid[0];
+  const settled = JSON.parse(Buffer.from(response.headers.get('payment-response'), 'base64').toString());
+  assert.equal(settled.success, true);
+  assert.equal(settled.transaction, new Invoice({ pr: invoice }).paymentHash);
+  assert.equal(response.payment.credentials.header, 'payment-signature');
+
+  // The same payment again through x402: spent, and the library does not pay again.
+  const again = await fetchWithX402(`${base}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  assert.equal(again.status, 402);
+  assert.equal((await again.json()).reason, 'spent');
+  assert.equal(wallet.paid.length, 1);
+});
+
+test('fetchWithMpp hands our 402 back unpaid while L402 comes first', async () => {
+  const wallet = devWallet();
+  const response = await fetchWithMpp(`${base}/v1/demo`, {}, { wallet });
+  assert.equal(response.status, 402);
+  assert.equal(wallet.paid.length, 0);
+});
+
+test('fetchWithMpp pays a route that offers MPP alone and gets a Payment-Receipt', async () => {
+  const wallet = devWallet(mppBase);
+  const response = await fetchWithMpp(`${mppBase}/v1/demo`, {}, { wallet });
+  assert.equal(response.status, 200, await response.clone().text());
+  assert.deepEqual(await response.json(), { result: 'verified' });
+  assert.equal(wallet.paid.length, 1);
+  const { invoice, preimage } = wallet.paid[0];
+  const receipt = JSON.parse(Buffer.from(response.headers.get('payment-receipt'), 'base64url').toString());
+  assert.equal(receipt.status, 'success');
+  assert.equal(receipt.reference, new Invoice({ pr: invoice }).paymentHash);
+  assert.equal(sha256hex(preimage), receipt.reference);
+  assert.match(response.payment.credentials.value, /^Payment [A-Za-z0-9_-]+$/);
+
+  // Single use: the credential handed back is refused as spent, as problem details.
+  const again = await fetchWithMpp(`${mppBase}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  assert.equal(again.status, 402);
+  assert.equal(again.headers.get('content-type'), 'application/problem+json');
+  assert.equal(again.headers.get('x-l402-reason'), 'spent');
+  assert.equal(wallet.paid.length, 1);
+
+  // fetch402 pays the MPP challenge too, when it is the only one.
+  const any = await fetch402(`${mppBase}/v1/demo`, {}, { wallet, maxAmount: PRICE_SATS });
+  assert.equal(any.status, 200);
+  assert.ok(any.headers.get('payment-receipt'));
+  assert.equal(wallet.paid.length, 2);
 });

@@ -4,6 +4,7 @@
 //! cannot drift apart.
 
 use axum::http::Method;
+use plannt_l402::Dialect;
 use url::Url;
 
 /// Where a route's requests go once paid for.
@@ -50,6 +51,10 @@ pub struct Route {
     /// What an upstream failure does to the token; `None`: decided by the method
     /// ([`Route::releases_on_failure`]).
     pub on_upstream_failure: Option<OnUpstreamFailure>,
+    /// The payment dialects the route's 402 offers and its requests are redeemed in; `None`:
+    /// the paywall's ([`crate::PaywallOptions::dialects`]). x402 is offered only when the
+    /// backend can look up invoices.
+    pub dialects: Option<Vec<Dialect>>,
 }
 
 /// How well a route matches a path: a higher rank wins.
@@ -76,6 +81,7 @@ impl Route {
             target,
             unavailable: None,
             on_upstream_failure: None,
+            dialects: None,
         }
     }
 
@@ -263,6 +269,7 @@ mod tests {
             target: Target::Service,
             unavailable: None,
             on_upstream_failure: None,
+            dialects: None,
         }
     }
 

@@ -83,6 +83,11 @@ pub struct Service {
     /// `proxy` for a route forwarded to an upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The payment dialects its 402 offers, by name (`l402`, `mpp`, `x402`), in the order the
+    /// 402 carries them; empty when the catalog does not say (then L402 alone). A Plannt
+    /// extension: readers that do not know it ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dialects: Vec<String>,
 }
 
 impl Service {
@@ -249,10 +254,12 @@ mod tests {
                 caveats: vec!["services=demo:0".into()],
                 token: Some(TokenTerms { single_use: true }),
                 kind: None,
+                dialects: vec!["l402".into(), "mpp".into()],
             }],
         };
         let text = serde_json::to_string(&catalog).unwrap();
         assert!(text.contains(r#""match":"exact""#), "{text}");
+        assert!(text.contains(r#""dialects":["l402","mpp"]"#), "{text}");
         assert_eq!(serde_json::from_str::<Catalog>(&text).unwrap(), catalog);
     }
 }

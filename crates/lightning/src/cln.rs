@@ -353,6 +353,17 @@ impl Receiver for Cln {
         }
         Ok(())
     }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Cln::lookup_invoice(self, payment_hash).await
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

@@ -16,9 +16,10 @@ use url::Url;
 use crate::backend::{PAY_TIMEOUT, issued, read_back, report_fee_over_limit};
 use crate::http::{client, transport_error};
 use crate::invoice::decode_invoice;
+use crate::types::check_preimage;
 use crate::{
-    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
-    Receiver, Secret,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
+    PaymentLookup, Receiver, Secret,
 };
 
 /// An LNbits wallet.
@@ -205,6 +206,59 @@ impl Receiver for LnBits {
         self.call(self.http.get(self.url("/api/v1/wallet")))
             .await
             .map(drop)
+    }
+
+    /// `GET /api/v1/payments/{hash}` with the wallet's key: an invoice it issued is the payment
+    /// whose `details.amount` is positive. `paid` (or status `success`) is settled, with the
+    /// preimage checked; `failed` (LNbits' word for an invoice that expired unpaid) is expired;
+    /// `pending` is open. No such payment (404), one without `details` (another wallet's) or an
+    /// outgoing one is not an invoice of ours.
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        let hash = hex::encode(payment_hash);
+        let value = match self
+            .call(self.http.get(self.url(&format!("/api/v1/payments/{hash}"))))
+            .await
+        {
+            Ok(v) => v,
+            Err(LightningError::InvalidInvoice(_)) => return Ok(InvoiceState::NotFound),
+            Err(e) => return Err(e),
+        };
+        let status: PaymentStatus = serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("lnbits: unreadable status: {e}")))?;
+        let Some(details) = status.details else {
+            return Ok(InvoiceState::NotFound);
+        };
+        if details.amount <= 0 {
+            return Ok(InvoiceState::NotFound);
+        }
+        let state = status.status.or(details.status);
+        if status.paid || state.as_deref() == Some("success") {
+            let preimage = status
+                .preimage
+                .or(details.preimage)
+                .and_then(|p| Preimage::from_hex(&p).ok())
+                .ok_or_else(|| {
+                    LightningError::Backend(
+                        "lnbits: a paid invoice without a preimage of 64 hex characters".into(),
+                    )
+                })?;
+            check_preimage("lnbits", &preimage, payment_hash)?;
+            return Ok(InvoiceState::Settled {
+                preimage,
+                amount_received_msat: details.amount.unsigned_abs(),
+            });
+        }
+        Ok(match state.as_deref() {
+            Some("failed") => InvoiceState::Expired,
+            _ => InvoiceState::Open,
+        })
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
     }
 }
 

@@ -307,6 +307,17 @@ impl Receiver for Phoenixd {
             .map_err(|e| LightningError::Backend(format!("phoenixd: unreadable getinfo: {e}")))?;
         check_network("phoenixd", &info.chain, self.network)
     }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Phoenixd::lookup_invoice(self, payment_hash).await
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

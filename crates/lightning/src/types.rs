@@ -165,6 +165,24 @@ pub trait Receiver: Send + Sync {
     ) -> Result<IssuedInvoice, LightningError>;
     /// Checks that the backend answers and accepts our credentials.
     async fn health(&self) -> Result<(), LightningError>;
+    /// Looks up an invoice this backend issued, by payment hash: open, settled (with the
+    /// preimage, checked against the hash), expired or canceled, or unknown. A backend that
+    /// cannot ([`can_lookup_invoices`](Self::can_lookup_invoices) is false) answers
+    /// [`LightningError::Backend`].
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        let _ = payment_hash;
+        Err(LightningError::Backend(
+            "this Lightning backend cannot look up the invoices it issued".into(),
+        ))
+    }
+    /// Whether [`lookup_invoice`](Self::lookup_invoice) works: a gateway offers only payments
+    /// it can check this way (x402, whose client presents no preimage) when it does.
+    fn can_lookup_invoices(&self) -> bool {
+        false
+    }
 }
 
 /// The client side: pay invoices.

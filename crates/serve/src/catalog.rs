@@ -6,10 +6,15 @@ use plannt_l402::catalog::{
     Catalog, Endpoint, Match, PaymentTerms, Pricing, Provider, Service, Tier, TokenTerms,
 };
 
-use plannt_gateway::{RouteTable, Target};
+use plannt_gateway::{Route, RouteTable, Target};
+use plannt_l402::Dialect;
 
-/// The catalog document.
-pub fn catalog(routes: &RouteTable, network: &str) -> Catalog {
+/// The catalog document. `dialects` says which payment dialects a paid route offers.
+pub fn catalog(
+    routes: &RouteTable,
+    network: &str,
+    dialects: impl Fn(&Route) -> Vec<Dialect>,
+) -> Catalog {
     let services = routes
         .routes()
         .iter()
@@ -33,6 +38,7 @@ pub fn catalog(routes: &RouteTable, network: &str) -> Catalog {
                 caveats: Vec::new(),
                 token: None,
                 kind: matches!(route.target, Target::Upstream(_)).then(|| "proxy".into()),
+                dialects: Vec::new(),
             };
             if let Some(sats) = route.price_sats {
                 service.pricing = Some(Pricing::per_request(sats));
@@ -45,6 +51,10 @@ pub fn catalog(routes: &RouteTable, network: &str) -> Catalog {
                     format!("{}_valid_until", route.id),
                 ];
                 service.token = Some(TokenTerms { single_use: true });
+                service.dialects = dialects(route)
+                    .iter()
+                    .map(|d| d.as_str().to_string())
+                    .collect();
             }
             service
         })

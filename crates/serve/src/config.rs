@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use axum::http::Method;
 use plannt_gateway::OnUpstreamFailure;
+use plannt_gateway::l402::Dialect;
 use plannt_lightning::BackendUri;
 use serde::{Deserialize, Deserializer};
 use url::Url;
@@ -97,6 +98,28 @@ pub struct RouteConfig {
     /// the token: `release` (given back) or `spend`. Default: `release` for GET, HEAD, OPTIONS,
     /// TRACE, PUT and DELETE, which can run again harmlessly; `spend` for the others.
     pub on_upstream_failure: Option<OnUpstreamFailure>,
+    /// The payment dialects its 402 offers: any of `l402`, `mpp`, `x402`. Default: the
+    /// top-level `dialects`.
+    #[serde(default, deserialize_with = "dialects")]
+    pub dialects: Option<Vec<Dialect>>,
+}
+
+/// Reads a list of dialect names: at least one, each known, none twice, in the order given.
+fn dialects<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Dialect>>, D::Error> {
+    let names = Vec::<String>::deserialize(deserializer)?;
+    let mut out: Vec<Dialect> = Vec::new();
+    for name in &names {
+        let dialect: Dialect = name.parse().map_err(serde::de::Error::custom)?;
+        if !out.contains(&dialect) {
+            out.push(dialect);
+        }
+    }
+    if out.is_empty() {
+        return Err(serde::de::Error::custom(
+            "dialects must name at least one of l402, mpp, x402",
+        ));
+    }
+    Ok(Some(out))
 }
 
 fn method<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Method>, D::Error> {
@@ -238,6 +261,14 @@ pub struct Config {
     /// `/v1/generate`) through a real backend, one that is not `dev`, when no `routes` are
     /// given. Default false: such a gateway refuses to start rather than sell them unasked.
     pub demo_routes: bool,
+    /// `dialects`, `PLANNT_DIALECTS`: the payment dialects every paid route's 402 offers, any
+    /// of `l402`, `mpp`, `x402` (a route's own `dialects` overrides it). Default: all three that
+    /// the backend supports (x402 needs a backend that looks up invoices; every built-in one
+    /// does).
+    #[serde(deserialize_with = "dialects")]
+    pub dialects: Option<Vec<Dialect>>,
+    /// `mpp_realm`, `PLANNT_MPP_REALM`: the `realm` of MPP challenges. Default `plannt`.
+    pub mpp_realm: String,
 }
 
 impl Default for Config {
@@ -267,6 +298,8 @@ impl Default for Config {
             openai_model: "gpt-4o-mini".into(),
             routes: Vec::new(),
             demo_routes: false,
+            dialects: None,
+            mpp_realm: "plannt".into(),
         }
     }
 }
@@ -308,6 +341,8 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("openai_api_key", Kind::Text),
     ("openai_model", Kind::Text),
     ("demo_routes", Kind::Bool),
+    ("dialects", Kind::List),
+    ("mpp_realm", Kind::Text),
 ];
 
 impl Config {
@@ -412,6 +447,16 @@ impl Config {
                 ),
             ));
         }
+        if self.mpp_realm.is_empty()
+            || self.mpp_realm.len() > 256
+            || self.mpp_realm.chars().any(|c| c.is_control() || c == '|')
+        {
+            return Err(error(
+                source,
+                Some("mpp_realm"),
+                "must be 1 to 256 characters, none a control character or |",
+            ));
+        }
         if self.upstream_timeout_secs == 0 {
             return Err(error(
                 source,
@@ -511,6 +556,35 @@ mod tests {
         let config = Config::load(None, env(&[])).unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "127.0.0.1:8402");
+    }
+
+    #[test]
+    fn dialects_are_read_once_globally_and_per_route() {
+        let f = file(
+            "dialects = [\"L402\", \"mpp\", \"l402\"]\n[[routes]]\npath = \"/x\"\nhandler = \"demo\"\ndialects = [\"x402\"]\n",
+        );
+        let config = Config::load(Some(&f.0), env(&[])).unwrap();
+        assert_eq!(config.dialects, Some(vec![Dialect::L402, Dialect::Mpp]));
+        assert_eq!(config.routes[0].dialects, Some(vec![Dialect::X402]));
+        let from_env = Config::load(None, env(&[("PLANNT_DIALECTS", "mpp, x402")])).unwrap();
+        assert_eq!(from_env.dialects, Some(vec![Dialect::Mpp, Dialect::X402]));
+        assert_eq!(
+            Config::default().dialects,
+            None,
+            "default: all the backend supports"
+        );
+        for (text, says) in [
+            (
+                "dialects = [\"bolt12\"]\n",
+                "unknown payment dialect \"bolt12\"",
+            ),
+            ("dialects = []\n", "at least one"),
+            ("mpp_realm = \"a|b\"\n", "mpp_realm"),
+        ] {
+            let f = file(text);
+            let error = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -72,6 +72,7 @@ fn demo(openai: bool) -> Vec<(Route, Option<Handler>)> {
             target: Target::Service,
             unavailable: None,
             on_upstream_failure: None,
+            dialects: None,
         };
         (route, Some(handler))
     };
@@ -149,6 +150,7 @@ fn configured(
         target,
         unavailable,
         on_upstream_failure: rc.on_upstream_failure,
+        dialects: rc.dialects.clone(),
     };
     Ok((route, handler))
 }

@@ -96,6 +96,11 @@ impl Gateway {
             challenge_burst: config.challenge_burst,
             trusted_proxies: trusted.clone(),
             clock: Clock::system(),
+            dialects: config
+                .dialects
+                .clone()
+                .unwrap_or_else(|| plannt_l402::Dialect::ALL.to_vec()),
+            mpp_realm: config.mpp_realm.clone(),
         };
         let limits = ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
@@ -219,12 +224,20 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
     Ok(CorsLayer::new()
         .allow_origin(allow)
         .allow_methods(tower_http::cors::Any)
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static(plannt_l402::x402::PAYMENT_SIGNATURE),
+        ])
         .expose_headers([
             header::WWW_AUTHENTICATE,
             HeaderName::from_static(plannt_l402::wire::X_L402),
             HeaderName::from_static(plannt_l402::wire::X_L402_REASON),
             header::RETRY_AFTER,
+            HeaderName::from_static(plannt_l402::mpp::PAYMENT_RECEIPT),
+            HeaderName::from_static(plannt_l402::x402::PAYMENT_REQUIRED),
+            HeaderName::from_static(plannt_l402::x402::PAYMENT_RESPONSE),
         ])
         .max_age(Duration::from_secs(600)))
 }
@@ -250,7 +263,11 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> 
 }
 
 async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
-    axum::Json(catalog(shared.paywall.routes(), &shared.network)).into_response()
+    let paywall = &shared.paywall;
+    axum::Json(catalog(paywall.routes(), &shared.network, |route| {
+        paywall.dialects_of(route)
+    }))
+    .into_response()
 }
 
 async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {

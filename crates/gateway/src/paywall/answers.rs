@@ -1,41 +1,94 @@
-//! The answers the paywall makes itself: a 402 challenge with a fresh invoice and macaroon, a
-//! 401 for a credential that is not genuine, a 429 over the rate limit, a 503 when the backend,
+//! The answers the paywall makes itself: a 402 with a fresh invoice and a challenge for it in
+//! each dialect offered (L402, MPP, x402), a 401 for a credential that is not genuine, a 429 over the rate limit, a 503 when the backend,
 //! the store or the keys cannot do their part, and the gateway's own error bodies.
 
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use plannt_l402::{Challenge, MintRequest, Reason};
+use plannt_l402::mpp::{ChargeOffer, Problem, problem_type};
+use plannt_l402::x402::{ExactOffer, PaymentRequired, ResourceInfo};
+use plannt_l402::{Challenge, Dialect, MintRequest, Network, Reason};
 use plannt_lightning::InvoiceRequest;
 use serde_json::json;
 
 use super::Paywall;
-use super::headers::X_L402_REASON;
+use super::headers::{PAYMENT_REQUIRED, X_L402_REASON};
 use crate::routes::Route;
 
+/// The request a challenge answers: its route, client, resource path and the dialects offered.
+pub(super) struct Challenged<'a> {
+    pub(super) route: &'a Route,
+    pub(super) client: IpAddr,
+    /// The request's path, named as the x402 resource.
+    pub(super) resource: &'a str,
+    /// The dialects to offer, in order.
+    pub(super) offered: &'a [Dialect],
+}
+
+/// The network of a BOLT11 invoice, by its prefix; `None` for one the dialects do not name.
+pub(super) fn invoice_network(bolt11: &str) -> Option<Network> {
+    let prefix = bolt11.get(..6)?.to_ascii_lowercase();
+    if prefix == "lnbcrt" {
+        Some(Network::Regtest)
+    } else if prefix.starts_with("lntbs") {
+        Some(Network::Signet)
+    } else if prefix.starts_with("lntb") {
+        Some(Network::Testnet)
+    } else if prefix.starts_with("lnbc") {
+        Some(Network::Mainnet)
+    } else {
+        None
+    }
+}
+
 impl Paywall {
-    /// A 402 with a fresh invoice and macaroon for `route`.
+    /// The dialects `route` offers, in order: its own or the paywall's, x402 only when the
+    /// backend can look up invoices.
+    pub fn dialects_of(&self, route: &Route) -> Vec<Dialect> {
+        let lookup = self.receiver.can_lookup_invoices();
+        route
+            .dialects
+            .as_deref()
+            .unwrap_or(&self.options.dialects)
+            .iter()
+            .copied()
+            .filter(|d| *d != Dialect::X402 || lookup)
+            .collect()
+    }
+
+    /// Counts one request that costs the backend a call (an invoice, or an x402 lookup) against
+    /// the client's challenge rate: `Some` 429 once it is over.
+    pub(super) fn rate_limit(&self, client: IpAddr) -> Option<Response> {
+        let Err(wait) = self.limiter.check(client) else {
+            return None;
+        };
+        self.metrics.rate_limited();
+        let secs = wait.as_secs().max(1);
+        let body = json!({
+            "error": "Too Many Requests",
+            "message": format!("too many payment challenges from your address; retry in {secs} s"),
+            "retry_after": secs,
+        });
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Some(response)
+    }
+
+    /// A 402 with a fresh invoice and, for it, a challenge in every dialect offered: the L402
+    /// challenge first, then MPP's (both `WWW-Authenticate`), and x402's `PAYMENT-REQUIRED`.
     pub(super) async fn challenge(
         &self,
-        route: &Route,
-        client: IpAddr,
+        at: &Challenged<'_>,
         reason: Option<(Reason, String)>,
     ) -> Response {
-        if let Err(wait) = self.limiter.check(client) {
-            self.metrics.rate_limited();
-            let secs = wait.as_secs().max(1);
-            let body = json!({
-                "error": "Too Many Requests",
-                "message": format!("too many payment challenges from your address; retry in {secs} s"),
-                "retry_after": secs,
-            });
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return response;
+        let route = at.route;
+        if let Some(too_many) = self.rate_limit(at.client) {
+            return too_many;
         }
         let price = route.price_sats.unwrap_or(0);
         let memo = format!(
@@ -68,45 +121,116 @@ impl Paywall {
                 );
             }
         };
-        let valid_until = self.options.clock.now()
-            + self.options.invoice_expiry_secs
-            + self.options.token_lifetime_secs;
-        let minted = self.keys.mint(&MintRequest {
-            payment_hash: invoice.payment_hash,
-            route: &route.id,
-            valid_until,
-            conditions: &[],
-        });
-        let macaroon = match minted {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot mint a token");
-                return unavailable(
-                    "mint_failed",
-                    "the gateway cannot mint tokens; its operator must check the root keys",
-                );
+        let now = self.options.clock.now();
+        let valid_until = now + self.options.invoice_expiry_secs + self.options.token_lifetime_secs;
+        // MPP's challenge and x402's offer expire with the invoice, and never after the
+        // macaroon minted for it: whichever dialect redeems the payment, its spent entry lives
+        // until the macaroon's expiry, the latest of the three.
+        let dialect_until = invoice
+            .expires_at
+            .min(now + self.options.invoice_expiry_secs);
+        let macaroon = if at.offered.contains(&Dialect::L402) {
+            let minted = self.keys.mint(&MintRequest {
+                payment_hash: invoice.payment_hash,
+                route: &route.id,
+                valid_until,
+                conditions: &[],
+            });
+            match minted {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot mint a token");
+                    return unavailable(
+                        "mint_failed",
+                        "the gateway cannot mint tokens; its operator must check the root keys",
+                    );
+                }
             }
+        } else {
+            None
+        };
+        let network = invoice_network(&invoice.bolt11);
+        let mpp = match network.filter(|_| at.offered.contains(&Dialect::Mpp)) {
+            Some(network) => {
+                let minted = self.mpp_keys.mint_charge(&ChargeOffer {
+                    realm: &self.options.mpp_realm,
+                    route: &route.id,
+                    amount_sats: price,
+                    invoice: &invoice.bolt11,
+                    payment_hash: invoice.payment_hash,
+                    network,
+                    expires_at: dialect_until,
+                    description: None,
+                });
+                match minted {
+                    Ok(challenge) => Some(challenge.to_header_value()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot mint an MPP challenge");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let x402 = match network.filter(|_| at.offered.contains(&Dialect::X402)) {
+            Some(network) => {
+                let offer = self.x402_keys.requirements(&ExactOffer {
+                    route: &route.id,
+                    amount_msat: price.saturating_mul(1000),
+                    invoice: &invoice.bolt11,
+                    payment_hash: invoice.payment_hash,
+                    network,
+                    max_timeout_seconds: self.options.invoice_expiry_secs,
+                    valid_until: dialect_until,
+                });
+                match offer {
+                    Ok(offer) => {
+                        let resource = ResourceInfo {
+                            url: at.resource.to_string(),
+                            description: (!route.description.is_empty())
+                                .then(|| route.description.clone()),
+                            mime_type: None,
+                        };
+                        Some(PaymentRequired::new(resource, vec![offer]).encode())
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot make an x402 offer");
+                        None
+                    }
+                }
+            }
+            None => None,
         };
         self.metrics.challenge(&route.id);
         let expires_at = UNIX_EPOCH + Duration::from_secs(invoice.expires_at.min(253_402_300_799));
         let mut body = json!({
             "error": "Payment Required",
             "invoice": invoice.bolt11,
-            "macaroon": macaroon.to_base64(),
             "payment_hash": hex::encode(invoice.payment_hash),
             "amount_sats": price,
             "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(),
-            "format": "L402 <macaroon>:<preimage>",
         });
+        if let Some(macaroon) = &macaroon {
+            body["macaroon"] = json!(macaroon.to_base64());
+            body["format"] = json!("L402 <macaroon>:<preimage>");
+        }
         if let Some((reason, message)) = &reason {
             body["reason"] = json!(reason.code());
             body["message"] = json!(message);
         }
-        let header_value = Challenge::new(macaroon, invoice.bolt11).to_header_value();
         let mut response = (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&header_value) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
+        if let Some(macaroon) = macaroon {
+            let value = Challenge::new(macaroon, invoice.bolt11).to_header_value();
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.append(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        if let Some(value) = mpp.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.append(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(value) = x402.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(PAYMENT_REQUIRED, value);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some((reason, _)) = reason {
@@ -130,6 +254,27 @@ impl Paywall {
     }
 }
 
+/// The same answer with an RFC 9457 problem body (`application/problem+json`), as MPP refusals
+/// are worded; its status and headers (a fresh challenge set on a 402) are kept. A 429 or 503
+/// the paywall gave instead of a 402 keeps its own body.
+pub(super) fn with_problem(response: Response, problem: Problem) -> Response {
+    let status = response.status();
+    if status != StatusCode::PAYMENT_REQUIRED && status != StatusCode::UNAUTHORIZED {
+        return response;
+    }
+    let problem = Problem {
+        status: status.as_u16(),
+        ..problem
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(problem_type::CONTENT_TYPE),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(problem.to_json()))
+}
+
 /// An error answer of the gateway's own: `{"error": <reason phrase>, "message": …}`.
 pub(crate) fn gateway_error(status: StatusCode, message: &str) -> Response {
     let body = json!({
@@ -146,4 +291,25 @@ pub(super) fn unavailable(reason: &'static str, message: &str) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invoice_names_its_network_by_its_prefix() {
+        for (invoice, network) in [
+            ("lnbcrt210n1p4s0abc", Some(Network::Regtest)),
+            ("LNBCRT210N1P4S0ABC", Some(Network::Regtest)),
+            ("lntbs210n1p4s0abc", Some(Network::Signet)),
+            ("lntb210n1p4s0abc", Some(Network::Testnet)),
+            ("lnbc210n1p4s0abc", Some(Network::Mainnet)),
+            ("lnsb210n1p4s0abc", None),
+            ("lnbc", None),
+            ("", None),
+        ] {
+            assert_eq!(invoice_network(invoice), network, "{invoice}");
+        }
+    }
 }

@@ -6,12 +6,16 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
-use plannt_l402::wire;
+use plannt_l402::{mpp, wire, x402};
 
 pub(super) const X_L402: HeaderName = HeaderName::from_static(wire::X_L402);
 pub(super) const X_L402_REASON: HeaderName = HeaderName::from_static(wire::X_L402_REASON);
 pub(super) const PAYMENT_HASH: HeaderName = HeaderName::from_static(wire::X_L402_PAYMENT_HASH);
 pub(super) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(wire::IDEMPOTENCY_KEY);
+pub(super) const PAYMENT_SIGNATURE: HeaderName = HeaderName::from_static(x402::PAYMENT_SIGNATURE);
+pub(super) const PAYMENT_REQUIRED: HeaderName = HeaderName::from_static(x402::PAYMENT_REQUIRED);
+pub(super) const PAYMENT_RESPONSE: HeaderName = HeaderName::from_static(x402::PAYMENT_RESPONSE);
+pub(super) const PAYMENT_RECEIPT: HeaderName = HeaderName::from_static(mpp::PAYMENT_RECEIPT);
 
 /// Headers that let a request be priced as one method and served as another.
 const METHOD_OVERRIDES: [HeaderName; 3] = [
@@ -66,14 +70,25 @@ pub(crate) fn peer_ip(request: &Request<Body>) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-pub(super) fn strip_l402_authorization(headers: &mut HeaderMap) {
+/// Removes every payment credential before the request goes upstream: `Authorization` values
+/// of the `L402`, `LSAT` and `Payment` schemes (they carry the preimage) and `PAYMENT-SIGNATURE`.
+/// Other `Authorization` values are the upstream's.
+pub(super) fn strip_credentials(headers: &mut HeaderMap) {
+    headers.remove(PAYMENT_SIGNATURE);
+    let scheme_is = |b: &[u8], scheme: &[u8]| {
+        b.len() >= scheme.len()
+            && b[..scheme.len()].eq_ignore_ascii_case(scheme)
+            && b.get(scheme.len())
+                .is_none_or(|c| matches!(c, b' ' | b'\t'))
+    };
     let keep: Vec<HeaderValue> = headers
         .get_all(header::AUTHORIZATION)
         .iter()
         .filter(|v| {
-            let b = v.as_bytes();
+            let b = v.as_bytes().trim_ascii_start();
             !(b.len() >= 4
                 && (b[..4].eq_ignore_ascii_case(b"L402") || b[..4].eq_ignore_ascii_case(b"LSAT")))
+                && !scheme_is(b, b"Payment")
         })
         .cloned()
         .collect();

@@ -1,18 +1,26 @@
-//! The L402 paywall as a tower layer: price the request, challenge, verify, spend, forward.
+//! The paywall as a tower layer: price the request, challenge, verify, spend, forward.
 //!
 //! ```text
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
-//! no credential                     -> rate limit, invoice, 402 challenge
+//! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
+//!                                      dialect the route offers: WWW-Authenticate L402 (first),
+//!                                      WWW-Authenticate Payment (MPP), PAYMENT-REQUIRED (x402)
+//! credential                        -> Authorization: L402, else Authorization: Payment (MPP),
+//!                                      else PAYMENT-SIGNATURE (x402: then the backend is asked
+//!                                      whether its invoice settled; open -> 402 not_paid)
 //! credential not genuine            -> 401 {reason}, no invoice
-//! genuine but cannot buy this       -> 402 fresh challenge {reason} (spent, expired, wrong_route, …)
-//! genuine                           -> claim the payment hash until the token's minted expiry,
+//! genuine but cannot buy this       -> 402 fresh challenges {reason} (spent, expired, wrong_route, …)
+//!                                      (MPP: both as RFC 9457 problem details)
+//! genuine                           -> claim the payment hash (one key for every dialect) until
+//!                                      the latest expiry of the three minted for it,
 //!                                      forward in a task of its own (a client that hangs up does
 //!                                      not cancel what the upstream may already be doing)
 //!   never delivered / not served    -> release: the token works again, `x-l402: released`
 //!   5xx or no answer in time        -> release for safe and idempotent methods, spend for the
 //!                                      others (a POST may have taken effect); per route
-//!   otherwise                       -> commit: `x-l402: spent`
+//!   otherwise                       -> commit: `x-l402: spent`, and MPP's `Payment-Receipt`
+//!                                      or x402's `PAYMENT-RESPONSE`
 //! ```
 //! The rate limit applies before any invoice is created; a backend that cannot issue an invoice
 //! gives 503, never a 402 with an invoice that cannot be paid; a store that cannot answer gives
@@ -25,10 +33,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use plannt_l402::{Credential, KeyRing, NoConditions, Reason, Request as L402Request, wire};
+use plannt_l402::mpp::{ChallengeKeys, Problem};
+use plannt_l402::x402::TagKeys;
+use plannt_l402::{
+    Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason, Request as L402Request, wire,
+};
 use plannt_lightning::Receiver;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
@@ -43,13 +55,14 @@ use crate::routes::RouteTable;
 use crate::store::{Claim, SpentStore};
 
 mod answers;
+mod dialects;
 mod headers;
 mod settle;
 
 pub(crate) use answers::gateway_error;
-use answers::unavailable;
+use answers::{Challenged, unavailable, with_problem};
 pub(crate) use headers::peer_ip;
-use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_l402_authorization};
+use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_credentials};
 pub use settle::Unanswered;
 use settle::{Paid, SettleOnUnwind};
 
@@ -70,6 +83,11 @@ pub struct PaywallOptions {
     pub trusted_proxies: TrustedProxies,
     /// The time tokens are minted, verified and purged at.
     pub clock: Clock,
+    /// The payment dialects a paid route offers unless it names its own, in the order its 402
+    /// carries them. x402 is left out when the backend cannot look up invoices.
+    pub dialects: Vec<Dialect>,
+    /// The `realm` of MPP challenges.
+    pub mpp_realm: String,
 }
 
 impl Default for PaywallOptions {
@@ -82,6 +100,8 @@ impl Default for PaywallOptions {
             challenge_burst: 20,
             trusted_proxies: TrustedProxies::default(),
             clock: Clock::system(),
+            dialects: Dialect::ALL.to_vec(),
+            mpp_realm: "plannt".to_string(),
         }
     }
 }
@@ -96,6 +116,10 @@ fn purge_interval(options: &PaywallOptions) -> Duration {
 /// Everything the layer needs; shared by every request.
 pub struct Paywall {
     keys: KeyRing,
+    /// MPP challenge ids, derived from the root keys.
+    mpp_keys: ChallengeKeys,
+    /// x402 offer tags, derived from the root keys.
+    x402_keys: TagKeys,
     receiver: Arc<dyn Receiver>,
     store: Arc<dyn SpentStore>,
     routes: RouteTable,
@@ -118,6 +142,8 @@ impl Paywall {
         let metrics = Arc::new(Metrics::new(routes.routes().iter().map(|r| r.id.as_str())));
         Paywall {
             limiter: Limiter::new(options.challenges_per_second, options.challenge_burst),
+            mpp_keys: ChallengeKeys::from_ring(&keys),
+            x402_keys: TagKeys::from_ring(&keys),
             keys,
             receiver,
             store,
@@ -236,51 +262,45 @@ impl Paywall {
             .options
             .trusted_proxies
             .client(peer_ip(&request), request.headers());
+        let offered = self.dialects_of(route);
+        let at = Challenged {
+            route,
+            client,
+            resource: request.uri().path(),
+            offered: &offered,
+        };
         let values = request.headers().get_all(header::AUTHORIZATION);
-        let credential = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
-            Ok(Some(credential)) => credential,
-            Ok(None) => return self.challenge(route, client, None).await,
+        let l402 = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
+            Ok(found) => found,
             Err(e) => return self.refuse(Reason::Malformed, &e.to_string()),
         };
-        let checked = self.keys.verify(
-            &credential,
-            &L402Request {
-                route: &route.id,
-                now: self.options.clock.now(),
-                conditions: &NoConditions,
-            },
-        );
-        let verified = match checked {
-            Ok(v) => v,
-            Err(e) if e.reason().pay_again() => {
-                self.metrics.rejected(e.reason());
-                return self
-                    .challenge(route, client, Some((e.reason(), e.to_string())))
-                    .await;
+        let redeem = match l402 {
+            Some(credential) if offered.contains(&Dialect::L402) => {
+                match self.verify_l402(&credential, &at).await {
+                    Ok(redeem) => redeem,
+                    Err(answer) => return answer,
+                }
             }
-            Err(e) => return self.refuse(e.reason(), &e.to_string()),
+            _ => match self.verify_other(request.headers(), &at).await {
+                Some(Ok(redeem)) => redeem,
+                Some(Err(answer)) => return answer,
+                None => return self.challenge(&at, None).await,
+            },
         };
-        // Every token we mint expires; one that does not is not ours to honour forever.
-        let Some(minted_until) = verified.minted_valid_until else {
-            self.metrics.rejected(Reason::CaveatFailed);
-            let why = "the token has no expiry caveat".to_string();
-            return self
-                .challenge(route, client, Some((Reason::CaveatFailed, why)))
-                .await;
-        };
-        // The spent entry must outlive every macaroon of this payment hash: the holder may
-        // append an earlier expiry to one copy and keep another, so the entry lives until the
-        // expiry we minted, never the one presented.
-        let keep_until = minted_until;
-        let hash = verified.payment_hash;
+        let hash = redeem.hash;
+        let keep_until = redeem.keep_until;
         let ticket = match self.store.claim(&hash, keep_until).await {
             Ok(Claim::Won(ticket)) => ticket,
             Ok(Claim::Spent) => {
                 self.metrics.rejected(Reason::Spent);
-                let why = "this token was already used: pay the new invoice".to_string();
-                return self
-                    .challenge(route, client, Some((Reason::Spent, why)))
+                let why = "this payment was already used: pay the new invoice".to_string();
+                let answer = self
+                    .challenge(&at, Some((Reason::Spent, why.clone())))
                     .await;
+                return match redeem.dialect {
+                    Dialect::Mpp => with_problem(answer, Problem::for_reason(Reason::Spent, why)),
+                    _ => answer,
+                };
             }
             Err(e) => {
                 self.metrics.store_failure();
@@ -295,7 +315,7 @@ impl Paywall {
         // The credential has done its job: the upstream sees the payment hash, not the preimage,
         // and an idempotency key (draft-ietf-httpapi-idempotency-key-header) that is the same
         // for every retry of this payment.
-        strip_l402_authorization(request.headers_mut());
+        strip_credentials(request.headers_mut());
         if let Ok(value) = HeaderValue::from_str(&hash.to_hex()) {
             request.headers_mut().insert(PAYMENT_HASH, value);
         }
@@ -310,6 +330,7 @@ impl Paywall {
             method: request.method().clone(),
             route: route.id.clone(),
             price: route.price_sats.unwrap_or(0),
+            receipt: redeem.receipt,
         };
         // The upstream call and its settlement run in a task of their own: a client that hangs
         // up once the request is on its way has spent its token, and the upstream is not cut
@@ -335,6 +356,56 @@ impl Paywall {
             ),
         }
     }
+
+    /// Checks an L402 credential: what to claim, or the answer that refuses it.
+    async fn verify_l402(
+        &self,
+        credential: &Credential,
+        at: &Challenged<'_>,
+    ) -> Result<Redeem, Response> {
+        let checked = self.keys.verify(
+            credential,
+            &L402Request {
+                route: &at.route.id,
+                now: self.options.clock.now(),
+                conditions: &NoConditions,
+            },
+        );
+        let verified = match checked {
+            Ok(v) => v,
+            Err(e) if e.reason().pay_again() => {
+                self.metrics.rejected(e.reason());
+                return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
+            }
+            Err(e) => return Err(self.refuse(e.reason(), &e.to_string())),
+        };
+        // Every token we mint expires; one that does not is not ours to honour forever.
+        let Some(minted_until) = verified.minted_valid_until else {
+            self.metrics.rejected(Reason::CaveatFailed);
+            let why = "the token has no expiry caveat".to_string();
+            return Err(self.challenge(at, Some((Reason::CaveatFailed, why))).await);
+        };
+        // The spent entry must outlive every credential of this payment hash: the holder may
+        // append an earlier expiry to one copy of the macaroon and keep another, so the entry
+        // lives until the expiry we minted, never the one presented. The MPP challenge and the
+        // x402 offer of the same invoice expire no later than that (see `challenge`).
+        Ok(Redeem {
+            hash: verified.payment_hash,
+            keep_until: minted_until,
+            dialect: Dialect::L402,
+            receipt: None,
+        })
+    }
+}
+
+/// A verified payment, ready to be claimed.
+struct Redeem {
+    hash: PaymentHash,
+    /// Until when the spent entry must live.
+    keep_until: u64,
+    dialect: Dialect,
+    /// The header the paid answer carries in this dialect, if any.
+    receipt: Option<(HeaderName, HeaderValue)>,
 }
 
 /// The tower layer. Build it with [`Paywall::layer`].

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use plannt_l402::{PaymentHash, TokenState};
 
 use super::Paywall;
 use super::answers::gateway_error;
-use super::headers::{X_L402, drop_l402_headers};
+use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, X_L402, drop_l402_headers};
 use crate::store::Ticket;
 
 /// Marks a response (in its extensions) that the service behind the paywall made because its
@@ -35,6 +35,9 @@ pub(super) struct Paid {
     pub(super) method: Method,
     pub(super) route: String,
     pub(super) price: u64,
+    /// The header a paid answer carries in the dialect it was paid in (MPP's `Payment-Receipt`,
+    /// x402's `PAYMENT-RESPONSE`): only when the payment is spent on it.
+    pub(super) receipt: Option<(HeaderName, HeaderValue)>,
 }
 
 /// Settles a claim as a failure if the task forwarding its request unwinds (a handler
@@ -120,12 +123,18 @@ impl Paywall {
         };
         let headers = response.headers_mut();
         drop_l402_headers(headers);
+        // Receipts are the gateway's word, never the upstream's.
+        headers.remove(PAYMENT_RECEIPT);
+        headers.remove(PAYMENT_RESPONSE);
         let state = if release {
             TokenState::Released
         } else {
             TokenState::Spent
         };
         headers.insert(X_L402, HeaderValue::from_static(state.as_str()));
+        if !release && let Some((name, value)) = &paid.receipt {
+            headers.insert(name.clone(), value.clone());
+        }
         response
     }
 }

@@ -7,6 +7,8 @@
 //! POST /_plannt/dev/pay                        {invoice, account} -> payment with preimage
 //! GET  /_plannt/dev/balance?account=NAME       balance
 //! GET  /_plannt/dev/payments/HASH?account=NAME a payment looked up by hash
+//! GET  /_plannt/dev/invoices/HASH              an issued invoice looked up by hash: status
+//!                                              open | settled | expired | not_found
 //! ```
 //! Every answer carries `x-plannt-dev: no real money moves`. Errors are
 //! `{"error": <LightningError code>, "message": …}`.
@@ -26,8 +28,8 @@ use crate::backend::PAY_TIMEOUT;
 use crate::http::{client, host_and_port, transport_error};
 use crate::uri::{DEFAULT_DEV_ACCOUNT, is_account_name};
 use crate::{
-    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
-    Receiver,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
+    PaymentLookup, Receiver,
 };
 
 /// The path prefix of the dev network's API.
@@ -101,6 +103,15 @@ struct LookupBody {
 }
 
 #[derive(Serialize, Deserialize)]
+struct InvoiceStateBody {
+    status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preimage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    amount_received_msat: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct ErrorBody {
     error: String,
     message: String,
@@ -154,6 +165,7 @@ impl DevNetwork {
             .route(&format!("{PREFIX}/pay"), post(pay))
             .route(&format!("{PREFIX}/balance"), get(balance))
             .route(&format!("{PREFIX}/payments/{{hash}}"), get(lookup))
+            .route(&format!("{PREFIX}/invoices/{{hash}}"), get(lookup_invoice))
             .layer(axum::middleware::map_response(
                 |mut response: Response| async move {
                     response.headers_mut().insert(
@@ -239,6 +251,35 @@ async fn lookup(
         _ => LookupBody {
             status: "not_found".into(),
             payment: None,
+        },
+    }))
+}
+
+async fn lookup_invoice(
+    State(net): State<DevNetwork>,
+    Path(hash): Path<String>,
+) -> Result<Json<InvoiceStateBody>, ApiError> {
+    let hash = PaymentHash::from_hex(&hash).map_err(|_| {
+        ApiError(LightningError::Backend(
+            "a payment hash is 64 hex characters".into(),
+        ))
+    })?;
+    let plain = |status: &str| InvoiceStateBody {
+        status: status.into(),
+        preimage: None,
+        amount_received_msat: None,
+    };
+    Ok(Json(match net.invoice_state(&hash) {
+        InvoiceState::Open => plain("open"),
+        InvoiceState::Expired => plain("expired"),
+        InvoiceState::NotFound => plain("not_found"),
+        InvoiceState::Settled {
+            preimage,
+            amount_received_msat,
+        } => InvoiceStateBody {
+            status: "settled".into(),
+            preimage: Some(preimage.to_hex()),
+            amount_received_msat: Some(amount_received_msat),
         },
     }))
 }
@@ -332,6 +373,40 @@ impl Receiver for DevHttp {
             .read(self.http.get(self.url("/info")).send().await)
             .await?;
         Ok(())
+    }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        let url = self.url(&format!("/invoices/{}", payment_hash.to_hex()));
+        let body: InvoiceStateBody = self.read(self.http.get(url).send().await).await?;
+        match body.status.as_str() {
+            "open" => Ok(InvoiceState::Open),
+            "expired" => Ok(InvoiceState::Expired),
+            "not_found" => Ok(InvoiceState::NotFound),
+            "settled" => {
+                let preimage = body
+                    .preimage
+                    .as_deref()
+                    .and_then(|p| Preimage::from_hex(p).ok())
+                    .ok_or_else(|| {
+                        LightningError::Backend("dev: a preimage is not 64 hex characters".into())
+                    })?;
+                crate::types::check_preimage("dev", &preimage, payment_hash)?;
+                Ok(InvoiceState::Settled {
+                    preimage,
+                    amount_received_msat: body.amount_received_msat.unwrap_or(0),
+                })
+            }
+            other => Err(LightningError::Backend(format!(
+                "dev: unknown invoice status {other:?}"
+            ))),
+        }
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
     }
 }
 

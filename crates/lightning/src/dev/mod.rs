@@ -7,9 +7,12 @@
 //! Preimages are derived, not stored: `preimage = HMAC-SHA256(k, payment_secret)` with `k`
 //! derived from the node key. An invoice carries its payment secret, so the network can pay any
 //! invoice its node signed, even one issued before a restart or by another process sharing the
-//! node key, without remembering it. The only per-invoice state is the set of paid payment
-//! hashes (paying twice must fail), and an entry is dropped once its invoice has expired, when
-//! paying it fails anyway: the state is bounded by payment rate × invoice lifetime.
+//! node key, without remembering it. The per-invoice state is the set of paid payment hashes
+//! (paying twice must fail) and the payment hashes this process issued with their expiry (so
+//! [`Receiver::lookup_invoice`] can tell an open invoice from an unknown one); an entry is
+//! dropped once its invoice has expired, when paying it fails anyway: the state is bounded by
+//! (payment or issue) rate × invoice lifetime. An invoice issued by another process sharing the
+//! node key reads as unknown until it is paid.
 
 #[cfg(feature = "dev-http")]
 pub mod http;
@@ -30,8 +33,8 @@ use zeroize::Zeroizing;
 
 use crate::invoice::unix_now;
 use crate::{
-    Balance, InvoiceRequest, IssuedInvoice, LightningError, Network, Payer, Payment, PaymentLookup,
-    Receiver,
+    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
+    PaymentLookup, Receiver,
 };
 
 /// Said wherever the dev network shows itself.
@@ -65,6 +68,9 @@ struct State {
     accounts: HashMap<String, u64>,
     paid: HashMap<PaymentHash, Paid>,
     inserts_since_purge: usize,
+    /// Payment hashes issued here, with when their invoice expires.
+    issued: HashMap<PaymentHash, u64>,
+    issued_since_purge: usize,
 }
 
 struct Paid {
@@ -165,6 +171,16 @@ impl DevNetwork {
         // challenges a dev gateway can answer.
         let expires_at = invoice.expires_at().map_or(u64::MAX, |d| d.as_secs());
         let bolt11 = invoice.to_string();
+        {
+            let mut state = self.inner.state.lock().expect("dev state lock");
+            state.issued.insert(payment_hash, expires_at);
+            state.issued_since_purge += 1;
+            if state.issued_since_purge >= 4096 {
+                let now = unix_now();
+                state.issued.retain(|_, expires_at| *expires_at > now);
+                state.issued_since_purge = 0;
+            }
+        }
         Ok(IssuedInvoice {
             bolt11,
             payment_hash,
@@ -268,6 +284,23 @@ impl DevNetwork {
         }
     }
 
+    /// What the receiving side knows of an invoice by its payment hash: settled once paid (with
+    /// its preimage), open while issued here and unexpired, expired after, else unknown.
+    pub fn invoice_state(&self, payment_hash: &PaymentHash) -> InvoiceState {
+        let state = self.inner.state.lock().expect("dev state lock");
+        if let Some(paid) = state.paid.get(payment_hash) {
+            return InvoiceState::Settled {
+                preimage: paid.preimage,
+                amount_received_msat: paid.amount_msat,
+            };
+        }
+        match state.issued.get(payment_hash) {
+            Some(expires_at) if *expires_at > unix_now() => InvoiceState::Open,
+            Some(_) => InvoiceState::Expired,
+            None => InvoiceState::NotFound,
+        }
+    }
+
     /// How many paid invoices the network remembers (until they expire).
     pub fn paid_count(&self) -> usize {
         self.inner.state.lock().expect("dev state lock").paid.len()
@@ -292,6 +325,17 @@ impl Receiver for DevWallet {
 
     async fn health(&self) -> Result<(), LightningError> {
         Ok(())
+    }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Ok(self.network.invoice_state(payment_hash))
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
     }
 }
 

@@ -401,6 +401,17 @@ impl Receiver for Lnd {
         }
         Ok(())
     }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Lnd::lookup_invoice(self, payment_hash).await
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

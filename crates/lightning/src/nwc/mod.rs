@@ -286,6 +286,17 @@ impl Receiver for Nwc {
             Err(failure) => Err(failure.into_error()),
         }
     }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Nwc::lookup_invoice(self, payment_hash).await
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

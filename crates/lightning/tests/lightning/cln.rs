@@ -84,6 +84,10 @@ pub async fn subject() -> Option<Subject> {
         payee: Payee::Network(setup.network.clone()),
         amountless: amountless_invoice(Currency::Regtest, None),
         balance_moves: false,
+        settle: Some({
+            let fake = setup.fake.clone();
+            Box::new(move |issued| fake.settle(&issued.payment_hash))
+        }),
         _alive: vec![Box::new(setup)],
     })
 }

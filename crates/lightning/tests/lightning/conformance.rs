@@ -5,7 +5,8 @@
 //! refuses to issue one for nothing, pays an invoice once with a preimage that hashes to its
 //! payment hash, finds that payment again by its hash, refuses to pay it twice, refuses an
 //! invoice without an amount and one that is not an invoice, knows no payment of an unknown
-//! hash, says it is unreachable when nothing answers (a payment that then paid nothing, named by
+//! hash, looks up the invoices it issued (open, then settled once paid; an unknown hash is not
+//! found), says it is unreachable when nothing answers (a payment that then paid nothing, named by
 //! backend, host and port, never by its secret), and, where it speaks HTTP, says a payment's
 //! outcome is unknown when the connection breaks off after the request went out.
 //!
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use plannt_l402::PaymentHash;
 use plannt_lightning::dev::DevNetwork;
 use plannt_lightning::{
-    IssuedInvoice, LightningError, Network, PaymentLookup, Wallet, decode_invoice,
+    InvoiceState, IssuedInvoice, LightningError, Network, PaymentLookup, Wallet, decode_invoice,
 };
 
 use crate::support::{random32, request, sha256};
@@ -47,9 +48,15 @@ pub struct Subject {
     pub amountless: String,
     /// Whether the balance shows what a payment spent (a fake whose balance is fixed does not).
     pub balance_moves: bool,
+    /// How an invoice the receiver issued gets paid: `None`, the payer pays it; else what
+    /// stands in for the rest of the network pays it.
+    pub settle: Option<Settle>,
     /// What must live as long as the subject: servers, relays, folders.
     pub _alive: Vec<Box<dyn Any>>,
 }
+
+/// Pays an invoice the receiver issued, as the rest of the network would.
+pub type Settle = Box<dyn Fn(&IssuedInvoice) + Send + Sync>;
 
 /// Who issues the invoices the payer pays.
 pub enum Payee {
@@ -226,6 +233,50 @@ pub async fn knows_no_payment_of_an_unknown_hash(subject: Subject) {
     );
 }
 
+/// The receiver looks up the invoices it issued: open once issued, settled (with a preimage
+/// that hashes to the payment hash, and the amount) once paid; a hash it never issued is not
+/// found.
+pub async fn looks_up_the_invoices_it_issued(subject: Subject) {
+    let receiver = &subject.receiver;
+    assert!(receiver.can_lookup_invoices(), "{}", subject.name);
+    let issued = receiver
+        .create_invoice(&request(SATS, "plannt conformance: looked up"))
+        .await
+        .expect("an invoice");
+    let hash = issued.payment_hash;
+    assert_eq!(
+        receiver.lookup_invoice(&hash).await.unwrap(),
+        InvoiceState::Open
+    );
+    match &subject.settle {
+        Some(settle) => settle(&issued),
+        None => {
+            subject
+                .payer
+                .pay(&issued.bolt11, MAX_FEE_MSAT)
+                .await
+                .expect("the payer pays the receiver's invoice");
+        }
+    }
+    match receiver.lookup_invoice(&hash).await.unwrap() {
+        InvoiceState::Settled {
+            preimage,
+            amount_received_msat,
+        } => {
+            assert_eq!(sha256(preimage.as_bytes()), hash);
+            assert_eq!(amount_received_msat, SATS * 1000);
+        }
+        other => panic!("a paid invoice reads as settled, not {other:?}"),
+    }
+    assert_eq!(
+        receiver
+            .lookup_invoice(&PaymentHash(random32()))
+            .await
+            .unwrap(),
+        InvoiceState::NotFound
+    );
+}
+
 /// A backend opened from a URI that names `127.0.0.1:port`: the wallet, and the secret the URI
 /// carries.
 pub type OpenAt = fn(u16) -> (Arc<dyn Wallet>, String);
@@ -247,6 +298,10 @@ pub async fn says_when_it_is_unreachable(open: OpenAt) {
         wallet.balance().await.unwrap_err(),
         wallet
             .lookup_payment(&invoice.payment_hash)
+            .await
+            .unwrap_err(),
+        wallet
+            .lookup_invoice(&invoice.payment_hash)
             .await
             .unwrap_err(),
     ];
@@ -300,6 +355,7 @@ macro_rules! suite {
             suite!(@test $subject, refuses_an_invoice_without_an_amount);
             suite!(@test $subject, refuses_what_is_not_an_invoice);
             suite!(@test $subject, knows_no_payment_of_an_unknown_hash);
+            suite!(@test $subject, looks_up_the_invoices_it_issued);
             $(
                 #[tokio::test]
                 async fn says_when_it_is_unreachable() {

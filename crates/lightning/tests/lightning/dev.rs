@@ -36,6 +36,7 @@ pub async fn subject() -> Option<Subject> {
         payee: Payee::Receiver,
         amountless: amountless_invoice(Currency::Regtest, Some(node_key(dir.path()))),
         balance_moves: true,
+        settle: None,
         _alive: vec![Box::new(dir)],
     })
 }
@@ -62,6 +63,7 @@ pub async fn http_subject() -> Option<Subject> {
         payee: Payee::Receiver,
         amountless: amountless_invoice(Currency::Regtest, Some(node_key(dir.path()))),
         balance_moves: true,
+        settle: None,
         _alive: vec![Box::new(server), Box::new(dir)],
     })
 }

@@ -127,6 +127,7 @@ pub async fn subject() -> Option<Subject> {
         payee: Payee::Receiver,
         amountless: amountless_invoice(Currency::Bitcoin, None),
         balance_moves: true,
+        settle: None,
         _alive: Vec::new(),
     })
 }

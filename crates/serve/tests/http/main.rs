@@ -4,6 +4,7 @@
 //! on a fresh loopback port with its data in a temporary folder, and talks to it with reqwest.
 
 mod attacks;
+mod dialects;
 mod generate;
 mod hostile;
 mod protocol;

@@ -54,6 +54,7 @@ pub fn upstream_route(id: &str, prefix: &str, price_sats: u64, upstream: &str) -
         upstream: Some(upstream.parse().unwrap()),
         handler: None,
         on_upstream_failure: None,
+        dialects: None,
     }
 }
 

@@ -41,9 +41,14 @@ pub async fn subject() -> Option<Subject> {
         receiver: open_uri(&client, &context),
         payer: open_uri(&client, &context),
         stranger: open_uri(&stranger, &context),
-        payee: Payee::Network(network),
+        payee: Payee::Network(network.clone()),
         amountless: amountless_invoice(Currency::Regtest, None),
         balance_moves: true,
+        settle: Some(Box::new(move |issued| {
+            network
+                .pay(PAYER, &issued.bolt11)
+                .expect("the network pays the wallet's invoice");
+        })),
         _alive: vec![Box::new(relay), Box::new(wallet)],
     })
 }

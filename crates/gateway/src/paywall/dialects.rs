@@ -1,0 +1,190 @@
+//! Redeeming the two dialects beside L402: an MPP credential (`Authorization: Payment …`,
+//! verified statelessly, the preimage in it) and an x402 payload (`PAYMENT-SIGNATURE`, verified
+//! statelessly, then the backend asked whether its invoice settled). Each yields the payment
+//! hash the paywall claims, as for L402: one payment buys one answer, whichever dialect
+//! presents it.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use plannt_l402::mpp::{self, ChargeExpect, PaymentCredential, Receipt};
+use plannt_l402::x402::{ExactExpect, PaymentPayload, SettlementResponse};
+use plannt_l402::{Dialect, Reason};
+use plannt_lightning::InvoiceState;
+use serde_json::json;
+
+use super::answers::{Challenged, invoice_network, unavailable, with_problem};
+use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use super::{Paywall, Redeem};
+
+impl Paywall {
+    /// Until when the spent entry of a payment redeemed through MPP or x402 must live: past the
+    /// expiry of the macaroon minted for the same invoice, which is at most `invoice_expiry_secs
+    /// + token_lifetime_secs` after the challenge, and so after any moment since.
+    fn dialect_keep_until(&self, valid_until: u64, now: u64) -> u64 {
+        let macaroon_at_most = now
+            .saturating_add(self.options.invoice_expiry_secs)
+            .saturating_add(self.options.token_lifetime_secs);
+        valid_until.max(macaroon_at_most)
+    }
+
+    /// Checks an MPP credential or an x402 payload, whichever the request carries and the route
+    /// offers (MPP first): `None` if it carries neither.
+    pub(super) async fn verify_other(
+        &self,
+        headers: &HeaderMap,
+        at: &Challenged<'_>,
+    ) -> Option<Result<Redeem, Response>> {
+        if at.offered.contains(&Dialect::Mpp) {
+            let values = headers.get_all(header::AUTHORIZATION);
+            match PaymentCredential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
+                Ok(Some(credential)) => return Some(self.verify_mpp(&credential, at).await),
+                Ok(None) => {}
+                Err(e) => {
+                    let e = mpp::VerifyError::Malformed(e);
+                    return Some(Err(with_problem(
+                        self.refuse(e.reason(), &e.to_string()),
+                        e.problem(),
+                    )));
+                }
+            }
+        }
+        if at.offered.contains(&Dialect::X402)
+            && let Some(value) = headers.get(PAYMENT_SIGNATURE)
+        {
+            return Some(self.verify_x402(value, at).await);
+        }
+        None
+    }
+
+    /// An MPP credential: verified with the challenge keys for this route and price, then its
+    /// payment hash is claimed like an L402 token's. Refusals are problem details.
+    async fn verify_mpp(
+        &self,
+        credential: &PaymentCredential,
+        at: &Challenged<'_>,
+    ) -> Result<Redeem, Response> {
+        let now = self.options.clock.now();
+        let expect = ChargeExpect {
+            route: &at.route.id,
+            price_sats: at.route.price_sats.unwrap_or(0),
+            now,
+        };
+        match self.mpp_keys.verify_charge(credential, &expect) {
+            Ok(verified) => {
+                let receipt = Receipt::charge(&verified.payment_hash, &verified.challenge_id, now);
+                let receipt = HeaderValue::from_str(&receipt.to_header_value()).ok();
+                Ok(Redeem {
+                    hash: verified.payment_hash,
+                    keep_until: self.dialect_keep_until(verified.valid_until, now),
+                    dialect: Dialect::Mpp,
+                    receipt: receipt.map(|value| (PAYMENT_RECEIPT, value)),
+                })
+            }
+            Err(e) if e.reason().pay_again() => {
+                self.metrics.rejected(e.reason());
+                let answer = self.challenge(at, Some((e.reason(), e.to_string()))).await;
+                Err(with_problem(answer, e.problem()))
+            }
+            Err(e) => Err(with_problem(
+                self.refuse(e.reason(), &e.to_string()),
+                e.problem(),
+            )),
+        }
+    }
+
+    /// An x402 payload: checked to name an invoice we offered for this route and price, then
+    /// the backend is asked whether it settled; a settled one is claimed like an L402 token.
+    async fn verify_x402(
+        &self,
+        value: &HeaderValue,
+        at: &Challenged<'_>,
+    ) -> Result<Redeem, Response> {
+        let refuse = |why: String| self.refuse(Reason::Malformed, &why);
+        let text = value
+            .to_str()
+            .map_err(|_| refuse("PAYMENT-SIGNATURE is not text".into()))?;
+        let payload = PaymentPayload::decode(text).map_err(|e| refuse(e.to_string()))?;
+        let network = invoice_network(&payload.payload.invoice).ok_or_else(|| {
+            refuse("the paid invoice is not a BOLT11 invoice of a network this gateway uses".into())
+        })?;
+        let now = self.options.clock.now();
+        let expect = ExactExpect {
+            route: &at.route.id,
+            price_msat: at.route.price_sats.unwrap_or(0).saturating_mul(1000),
+            network,
+            now,
+        };
+        let verified = match self.x402_keys.verify_exact(&payload, &expect) {
+            Ok(verified) => verified,
+            Err(e) if e.reason().pay_again() => {
+                self.metrics.rejected(e.reason());
+                return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
+            }
+            Err(e) => return Err(self.refuse(e.reason(), &e.to_string())),
+        };
+        // Each lookup is a call to the backend: it counts against the client's challenge rate,
+        // so one 402 cannot be turned into a flood of lookups.
+        if let Some(too_many) = self.rate_limit(at.client) {
+            return Err(too_many);
+        }
+        let lookup = self.receiver.lookup_invoice(&verified.payment_hash);
+        let state = match tokio::time::timeout(self.options.invoice_timeout, lookup).await {
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the Lightning backend could not look up an invoice");
+                return Err(lookup_unavailable());
+            }
+            Err(_) => {
+                tracing::error!("the Lightning backend did not look up an invoice in time");
+                return Err(lookup_unavailable());
+            }
+        };
+        match state {
+            InvoiceState::Settled { .. } => {
+                let settled = SettlementResponse::lightning(&verified, now).encode();
+                Ok(Redeem {
+                    hash: verified.payment_hash,
+                    keep_until: self.dialect_keep_until(verified.valid_until, now),
+                    dialect: Dialect::X402,
+                    receipt: HeaderValue::from_str(&settled)
+                        .ok()
+                        .map(|value| (PAYMENT_RESPONSE, value)),
+                })
+            }
+            InvoiceState::Open => Err(not_paid_yet()),
+            InvoiceState::Expired => {
+                self.metrics.rejected(Reason::Expired);
+                let why = "the invoice expired without being paid: pay the new one".to_string();
+                Err(self.challenge(at, Some((Reason::Expired, why))).await)
+            }
+            InvoiceState::NotFound => {
+                self.metrics.rejected(Reason::Expired);
+                let why = "the Lightning backend no longer knows this invoice: pay the new one"
+                    .to_string();
+                Err(self.challenge(at, Some((Reason::Expired, why))).await)
+            }
+        }
+    }
+}
+
+/// A 402 for an x402 payment whose invoice is still open: no new invoice (the client must not
+/// pay twice), a `Retry-After`.
+fn not_paid_yet() -> Response {
+    let body = json!({
+        "error": "Payment Required",
+        "reason": "not_paid",
+        "message": "the invoice is not paid yet: pay it, then send the same PAYMENT-SIGNATURE again",
+    });
+    let mut response = (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn lookup_unavailable() -> Response {
+    unavailable(
+        "lightning_unavailable",
+        "the gateway cannot ask its Lightning backend whether the invoice was paid; nothing was spent, retry shortly",
+    )
+}
