@@ -20,7 +20,7 @@
 # and defines these functions (each described where it is defined):
 #   die MESSAGE…                              print "bench/<name>.sh: MESSAGE", exit $die_status
 #   require TOOL…                             die unless every TOOL is installed
-#   build PACKAGE [--example NAME]…           cargo build --release --locked; sets $release
+#   build PACKAGE [--example NAME]…           cargo build --profile $BENCH_PROFILE --locked; sets $release
 #   start NAME [ENV=VALUE…] -- [ARGS…]        a `plannt serve` on a free loopback port
 #   start_example NAME BINARY [ENV=VALUE…]    an example of crates/gateway on a free loopback port
 #   stop NAME                                 stop the process started last
@@ -102,10 +102,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# build PACKAGE [--example NAME]…: cargo build --release --locked of the package's binaries, or
-# of only the examples named; dies unless each is there (a package's binary has the package's
-# name). Sets $release, the folder they are in: $release/NAME, $release/examples/NAME.
+# build PACKAGE [--example NAME]…: cargo build --locked of the package's binaries, or of only
+# the examples named, in the profile BENCH_PROFILE names: `release` by default (what users
+# install: no symbols), or `profiling` (the same code with symbols and line tables, for `perf
+# record`; Cargo.toml). Dies unless each is there (a package's binary has the package's name).
+# Sets $release, the folder they are in: $release/NAME, $release/examples/NAME.
 release=""
+profile=${BENCH_PROFILE:-release}
 build() {
     local package=$1 built=() bin
     shift
@@ -117,11 +120,11 @@ build() {
     done
     ((${#built[@]})) || built=("$package")
     require cargo
-    echo "==> cargo build --release --locked -p $package${args[*]:+ ${args[*]}}" >&2
-    cargo build --release --locked -p "$package" "${args[@]}" >&2
+    echo "==> cargo build --profile $profile --locked -p $package${args[*]:+ ${args[*]}}" >&2
+    cargo build --profile "$profile" --locked -p "$package" "${args[@]}" >&2
     if [[ -z $release ]]; then
         release=$(cargo metadata --format-version 1 --no-deps |
-            grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)/release
+            grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)/$profile
     fi
     for bin in "${built[@]}"; do
         [[ -x $release/$bin ]] || die "no binary at $release/$bin"
