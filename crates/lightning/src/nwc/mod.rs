@@ -12,7 +12,9 @@
 //!   tagged `["encryption","nip44_v2"]`; otherwise (no tag, no info event, or `nip04` alone)
 //!   requests are NIP-04 encrypted, as the spec says for legacy wallets. The info event is read
 //!   once per connection. A reply is decrypted with the scheme its content shows (NIP-04
-//!   content carries `?iv=`).
+//!   content carries `?iv=`). The event's content lists the methods the wallet serves: one
+//!   that leaves out `lookup_invoice` cannot confirm an x402 payment, so the gateway offers no
+//!   x402 through it.
 //! - A request is sent without waiting for the relay's `OK` (some relays send none for
 //!   ephemeral events). The reply is awaited, with a timeout, on a subscription for
 //!   `authors=[wallet]`, `kinds=[23195]`, `#e=[request id]`: `@getalby/sdk` 7 replies with no
@@ -294,8 +296,12 @@ impl Receiver for Nwc {
         Nwc::lookup_invoice(self, payment_hash).await
     }
 
+    /// Unless the wallet's info event, once read, leaves `lookup_invoice` out of its methods. A
+    /// wallet that published no info event, or one not yet connected to, is given the benefit of
+    /// the doubt: a lookup it refuses fails the one x402 redemption that asked, and pays nothing.
     fn can_lookup_invoices(&self) -> bool {
-        true
+        let methods = self.connection.get().and_then(|c| c.methods.as_ref());
+        methods.is_none_or(|methods| methods.iter().any(|m| m == "lookup_invoice"))
     }
 }
 

@@ -52,6 +52,8 @@ pub(super) struct Connection {
     client: Client,
     relays: Vec<RelayUrl>,
     pub(super) encryption: NwcEncryption,
+    /// The methods the info event lists (`None`: the wallet published none).
+    pub(super) methods: Option<Vec<String>>,
 }
 
 /// A decrypted reply.
@@ -200,11 +202,16 @@ impl Nwc {
                 NwcEncryption::Nip04
             }
         };
-        tracing::debug!(?encryption, "nwc: connected");
+        // NIP-47: the info event's content is the space-separated list of methods it serves.
+        let methods = events
+            .first()
+            .map(|event| event.content.split_whitespace().map(String::from).collect());
+        tracing::debug!(?encryption, ?methods, "nwc: connected");
         Ok(Connection {
             client,
             relays,
             encryption,
+            methods,
         })
     }
 

@@ -147,6 +147,31 @@ async fn nip04_when_the_wallet_offers_only_nip04() {
 }
 
 #[tokio::test]
+async fn lookups_follow_the_methods_the_info_event_lists() {
+    let (_relay, url) = relay().await;
+    let network = DevNetwork::ephemeral(STARTING_SATS);
+
+    let full = WalletService::start(&url, &network, Some("nip44_v2")).await;
+    let nwc = full.nwc(&url, LONG);
+    nwc.health().await.unwrap();
+    assert!(nwc.can_lookup_invoices(), "lookup_invoice is listed");
+
+    let pay_only = WalletService::offering(
+        &url,
+        &network,
+        Some("nip44_v2"),
+        "pay_invoice get_balance make_invoice get_info",
+    )
+    .await;
+    let nwc = pay_only.nwc(&url, LONG);
+    nwc.health().await.unwrap();
+    assert!(
+        !nwc.can_lookup_invoices(),
+        "a wallet that does not list lookup_invoice leaves x402 off"
+    );
+}
+
+#[tokio::test]
 async fn makes_and_looks_up_invoices() {
     let (_relay, url) = relay().await;
     let network = DevNetwork::ephemeral(STARTING_SATS);

@@ -71,6 +71,9 @@ impl Seen {
     }
 }
 
+/// The methods a full wallet service lists in its info event.
+pub(super) const METHODS: &str = "pay_invoice get_balance make_invoice lookup_invoice get_info";
+
 /// A NIP-47 wallet service on the relay, spending from [`ACCOUNT`] of a dev network.
 pub(super) struct WalletService {
     pub(super) keys: Keys,
@@ -85,6 +88,16 @@ pub(super) struct WalletService {
 impl WalletService {
     /// Starts a service whose info event carries `encryption` (None: no `encryption` tag).
     pub(super) async fn start(relay: &Url, network: &DevNetwork, encryption: Option<&str>) -> Self {
+        Self::offering(relay, network, encryption, METHODS).await
+    }
+
+    /// Starts a service whose info event lists `methods` (space-separated).
+    pub(super) async fn offering(
+        relay: &Url,
+        network: &DevNetwork,
+        encryption: Option<&str>,
+        methods: &str,
+    ) -> Self {
         let keys = Keys::generate();
         let client_keys = Keys::generate();
         let mode = Arc::new(Mutex::new(Mode::Answer));
@@ -98,10 +111,7 @@ impl WalletService {
         let mut notifications = nostr.notifications();
         nostr.subscribe(requests, None).await.unwrap();
         // Sent after the subscription on the same socket: its OK means the relay has both.
-        let mut info = EventBuilder::new(
-            Kind::WalletConnectInfo,
-            "pay_invoice get_balance make_invoice lookup_invoice get_info",
-        );
+        let mut info = EventBuilder::new(Kind::WalletConnectInfo, methods);
         if let Some(encryption) = encryption {
             info = info.tag(Tag::custom(TagKind::custom("encryption"), [encryption]));
         }
