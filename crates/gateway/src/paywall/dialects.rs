@@ -140,6 +140,23 @@ impl Paywall {
             }
         };
         match state {
+            // A fixed-amount invoice cannot settle for less, but the backend's word is checked
+            // anyway: a backend that reports less than the price buys nothing (0: not reported).
+            InvoiceState::Settled {
+                amount_received_msat,
+                ..
+            } if amount_received_msat != 0 && amount_received_msat < expect.price_msat => {
+                tracing::error!(
+                    received_msat = amount_received_msat,
+                    price_msat = expect.price_msat,
+                    "the Lightning backend reports an x402 invoice settled for less than its price"
+                );
+                let why = format!(
+                    "the invoice settled for {amount_received_msat} msat, less than the price of {} msat",
+                    expect.price_msat
+                );
+                Err(self.refuse(Reason::CaveatFailed, &why))
+            }
             InvoiceState::Settled { .. } => {
                 let settled = SettlementResponse::lightning(&verified, now).encode();
                 Ok(Redeem {
@@ -187,4 +204,116 @@ fn lookup_unavailable() -> Response {
         "lightning_unavailable",
         "the gateway cannot ask its Lightning backend whether the invoice was paid; nothing was spent, retry shortly",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use axum::http::Request;
+    use plannt_l402::x402::PaymentRequired;
+    use plannt_l402::{PaymentHash, RootKey};
+    use plannt_lightning::dev::{DevNetwork, DevWallet};
+    use plannt_lightning::{InvoiceRequest, IssuedInvoice, LightningError, Receiver as LnReceiver};
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::*;
+    use crate::paywall::PaywallOptions;
+    use crate::routes::{Route, RouteTable, Target};
+    use crate::store::MemoryStore;
+    use plannt_l402::KeyRing;
+
+    /// A dev wallet whose lookups report every settled invoice as paid `short_msat` short.
+    struct Shortchanging {
+        wallet: DevWallet,
+        short_msat: u64,
+    }
+
+    #[async_trait]
+    impl LnReceiver for Shortchanging {
+        async fn create_invoice(
+            &self,
+            request: &InvoiceRequest,
+        ) -> Result<IssuedInvoice, LightningError> {
+            self.wallet.create_invoice(request).await
+        }
+        async fn health(&self) -> Result<(), LightningError> {
+            Ok(())
+        }
+        async fn lookup_invoice(&self, hash: &PaymentHash) -> Result<InvoiceState, LightningError> {
+            Ok(match self.wallet.lookup_invoice(hash).await? {
+                InvoiceState::Settled {
+                    preimage,
+                    amount_received_msat,
+                } => InvoiceState::Settled {
+                    preimage,
+                    amount_received_msat: amount_received_msat - self.short_msat,
+                },
+                other => other,
+            })
+        }
+        fn can_lookup_invoices(&self) -> bool {
+            true
+        }
+    }
+
+    async fn paid_x402(short_msat: u64) -> Response {
+        let network = DevNetwork::ephemeral(1_000);
+        let receiver = Shortchanging {
+            wallet: network.wallet("gateway"),
+            short_msat,
+        };
+        let route = Route {
+            id: "demo".into(),
+            method: None,
+            path: "/demo".into(),
+            prefix: false,
+            price_sats: Some(10),
+            description: "a demo".into(),
+            target: Target::Service,
+            unavailable: None,
+            on_upstream_failure: None,
+            dialects: None,
+        };
+        let paywall = Arc::new(Paywall::new(
+            KeyRing::single(RootKey::new([7; 32])),
+            Arc::new(receiver),
+            Arc::new(MemoryStore::new()),
+            RouteTable::new(vec![route]).unwrap(),
+            PaywallOptions::default(),
+        ));
+        let inner = tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(StatusCode::OK.into_response())
+        });
+        let mut service = paywall.layer().layer(inner);
+        let get = || Request::get("/demo").body(Body::empty()).unwrap();
+
+        let challenge = service.ready().await.unwrap().call(get()).await.unwrap();
+        assert_eq!(challenge.status(), StatusCode::PAYMENT_REQUIRED);
+        let required = challenge.headers()["payment-required"].to_str().unwrap();
+        let required = PaymentRequired::decode(required).unwrap();
+        let offer = &required.accepts[0];
+        network
+            .pay("payer", offer.extra["invoice"].as_str().unwrap())
+            .unwrap();
+
+        let payload = PaymentPayload::exact(required.resource.clone(), offer).encode();
+        let mut paid = get();
+        paid.headers_mut().insert(
+            "payment-signature",
+            HeaderValue::from_str(&payload).unwrap(),
+        );
+        service.ready().await.unwrap().call(paid).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_x402_invoice_the_backend_reports_underpaid_buys_nothing() {
+        assert_eq!(paid_x402(0).await.status(), StatusCode::OK);
+        let short = paid_x402(1).await;
+        assert_ne!(short.status(), StatusCode::OK);
+        assert_eq!(short.headers()["x-l402-reason"], "caveat_failed");
+    }
 }
