@@ -25,6 +25,7 @@ mod client;
 mod guard;
 mod ledger;
 mod policy;
+pub mod probe;
 mod settings;
 mod wallet_api;
 
