@@ -17,8 +17,7 @@ use crate::get::{parse_resolve, parse_url, read_body};
 use crate::out::{errln, outln};
 use crate::setup::{self, Setup};
 
-const AFTER_HELP: &str = concat!(
-    "What is checked, without paying: the status (402); each challenge parses (L402, MPP's Payment Lightning charge, x402's PAYMENT-REQUIRED), with the parser's error if not; each invoice decodes and its signature verifies; what each challenge claims agrees with its invoice (L402: the macaroon's payment hash; MPP: amount, paymentHash, network, expires; x402: amount in msat, network, payTo, maxTimeoutSeconds, paymentHash); the invoice names an amount and has not expired; every offer names the same invoice (a warning if not: Plannt's promise, not every server's); the JSON body's fields agree; the L402 form (macaroon=, or version=\"0\" token=); and the catalog at /.well-known/l402.json on the same origin, if there is one, lists the route with the invoice's price and the dialects offered.
+const AFTER_HELP: &str = "What is checked, without paying: the status (402); each challenge parses (L402, MPP's Payment Lightning charge, x402's PAYMENT-REQUIRED), with the parser's error if not; each invoice decodes and its signature verifies; what each challenge claims agrees with its invoice (L402: the macaroon's payment hash; MPP: amount, paymentHash, network, expires; x402: amount in msat, network, payTo, maxTimeoutSeconds, paymentHash); the invoice names an amount and has not expired; every offer names the same invoice (a warning if not: Plannt's promise, not every server's); the JSON body's fields agree; the L402 form (macaroon=, or version=\"0\" token=); and the catalog at /.well-known/l402.json on the same origin, if there is one, lists the route with the invoice's price and the dialects offered.
 
 With --pay: the request is paid as plannt get pays it (the budgets, the policy and the ledger of the paying side: see plannt get --help), the paid answer's status and receipts (x-l402, Payment-Receipt, PAYMENT-RESPONSE) are checked against the payment, and the same credential is presented once more: refused means single-use tokens, served means reusable ones; either is reported, neither fails.
 
@@ -26,8 +25,7 @@ Each finding is pass, warn or fail; the verdict is the worst. The table goes to 
 
 Bounds: the connect timeout and the max time of plannt get, per request (--connect-timeout, --max-time); 64 KiB of a 402 body, 1 MiB of a catalog, 32 KiB per challenge header; no redirect is followed. Private addresses: a URL that names a loopback or private address itself (127.0.0.1, localhost, 10.0.0.1) is checked; a host name that resolves to one is refused (exit 4), unless allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS) says otherwise; --no-private-networks refuses both.
 
-Exit status: 0 no check failed (warnings allowed); 8 at least one check failed; 4 the request was refused before it was sent (an address rule) or, with --pay, a check refused the payment; 3 over budget; 5 the payment failed; 7 the server could not be reached; 1 setup; 2 bad usage."
-);
+Exit status: 0 no check failed (warnings allowed); 8 at least one check failed; 4 the request was refused before it was sent (an address rule) or, with --pay, a check refused the payment; 3 over budget; 5 the payment failed; 7 the server could not be reached; 1 setup; 2 bad usage.";
 
 /// `plannt check`'s arguments.
 #[derive(clap::Args)]

@@ -301,7 +301,7 @@ fn network_name(network: plannt_lightning::Network) -> &'static str {
 
 /// `21 sats`, `21.5 sats` (msat shown when not whole).
 fn msat_words(msat: u64) -> String {
-    if msat % 1000 == 0 {
+    if msat.is_multiple_of(1000) {
         let sats = msat / 1000;
         format!("{sats} {}", if sats == 1 { "sat" } else { "sats" })
     } else {
@@ -397,7 +397,7 @@ pub fn inspect(
         match offer {
             Offer::L402(challenge) => check_l402(report, challenge, &invoice),
             Offer::Mpp(mpp) => check_mpp(report, &mpp.challenge, &mpp.request, &invoice, now),
-            Offer::X402(x) => check_x402(report, &x.requirements, &invoice, now),
+            Offer::X402(x) => check_x402(report, &x.requirements, &invoice),
         }
         check_amount_and_expiry(report, dialect, &invoice, now);
         invoices.push(invoice);
@@ -595,12 +595,7 @@ fn check_mpp(
     }
 }
 
-fn check_x402(
-    report: &mut Report,
-    offer: &x402::PaymentRequirements,
-    invoice: &DecodedInvoice,
-    now: u64,
-) {
+fn check_x402(report: &mut Report, offer: &x402::PaymentRequirements, invoice: &DecodedInvoice) {
     let d = Some(Dialect::X402);
     match offer.asset.as_deref() {
         Some(asset) if !asset.eq_ignore_ascii_case(x402::ASSET_BTC) => report.fail(
@@ -708,7 +703,6 @@ fn check_x402(
             ),
         ),
     }
-    let _ = now;
 }
 
 fn check_amount_and_expiry(
