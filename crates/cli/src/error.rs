@@ -7,7 +7,7 @@
 //! 1  setup or other failure: the settings, the wallet, the ledger, a file, a port
 //! 2  bad usage: an argument (clap's own errors, and Error::Usage)
 //! 3  over budget (nothing paid)                      ClientError::OverBudget
-//! 4  a check refused the request or the payment      ClientError::Refused, Error::Refused
+//! 4  a check refused the request or the payment      ClientError::Refused, NoDialect, Error::Refused
 //! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending,
 //!                                                    PaymentTimedOut, Error::PaymentFailed
 //! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
@@ -125,7 +125,7 @@ impl Error {
 fn client_status(e: &ClientError) -> u8 {
     match e {
         ClientError::OverBudget(_) => exit::OVER_BUDGET,
-        ClientError::Refused(_) => exit::REFUSED,
+        ClientError::Refused(_) | ClientError::NoDialect { .. } => exit::REFUSED,
         ClientError::PaymentFailed(_)
         | ClientError::PaymentPending(_)
         | ClientError::PaymentTimedOut { .. } => exit::PAYMENT_FAILED,

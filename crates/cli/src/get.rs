@@ -299,6 +299,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 errln!("> {method} {url}\n>   {auth}");
             }
             Event::Challenge {
+                dialect: _,
                 invoice,
                 macaroon,
                 amount_sats,
@@ -325,6 +326,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         max_sats: args.max_sats,
         dry_run: args.dry_run,
         on_event: Some(&on_event),
+        dialects: None,
     };
     let outcome = client.send(&request, &options).await;
     stop_spinner();
