@@ -127,13 +127,6 @@ fn build_request(args: &Args) -> Result<Request, Error> {
 
 /// Runs the probe, prints the report; the exit status: 0, or 8 when a check failed.
 pub async fn run(args: &Args) -> Result<ExitCode, Error> {
-    if args.pay
-        && let Some(d) = args.dialects.first().filter(|d| **d != Dialect::L402)
-    {
-        return Err(Error::Usage(format!(
-            "--pay through {d}: plannt pays L402 only for now; check {d} without --pay, or pay through l402"
-        )));
-    }
     let request = build_request(args)?;
     let settings = setup::settings()?;
     let mut policy = settings.policy_for(names_an_address(&request.url));
@@ -182,7 +175,15 @@ pub async fn run(args: &Args) -> Result<ExitCode, Error> {
     if args.pay {
         if report.status != 402 {
             errln!("plannt: the server did not ask for a payment: nothing to pay");
-        } else if let Err(e) = probe::pay(&client, &request, &mut report, args.max_sats).await {
+        } else if let Err(e) = probe::pay(
+            &client,
+            &request,
+            &mut report,
+            args.dialects.first().copied(),
+            args.max_sats,
+        )
+        .await
+        {
             // What was found before paying is still worth reading; then the payment's error.
             print(&report, args.json)?;
             return Err(e.into());

@@ -1026,36 +1026,44 @@ pub async fn pay(
     client: &Client,
     request: &Request,
     report: &mut Report,
+    dialect: Option<Dialect>,
     max_sats: Option<u64>,
 ) -> Result<(), ClientError> {
-    // The macaroon of the challenge paid, to present it again: kept here, never reported.
+    // The macaroon of the L402 challenge paid, to present it again: kept here, never reported.
     let macaroon: Mutex<Option<String>> = Mutex::new(None);
     let on_event = |event: &Event<'_>| {
-        if let Event::Challenge { macaroon: m, .. } = event {
+        if let Event::Challenge {
+            dialect: Dialect::L402,
+            macaroon: m,
+            ..
+        } = event
+        {
             *macaroon.lock().expect("macaroon lock") = Some((*m).to_string());
         }
     };
+    let only = dialect.map(|d| [d]);
     let options = Options {
         max_sats,
         dry_run: false,
         on_event: Some(&on_event),
+        dialects: only.as_ref().map(|d| &d[..]),
     };
     let outcome = client.send(request, &options).await?;
     let Outcome::Response(mut response) = outcome else {
         unreachable!("not a dry run")
     };
-    let d = Some(Dialect::L402);
     let status = response.status;
     let Some(receipt) = response.receipt.clone() else {
         report.fail(
             "paid",
-            d,
+            None,
             format!("the server answered {status} without asking for a payment: nothing was paid"),
         );
         return Ok(());
     };
+    let d = Some(receipt.dialect);
     let mut paid = Paid {
-        dialect: Dialect::L402,
+        dialect: receipt.dialect,
         status: status.as_u16(),
         amount_sats: receipt.amount_sats,
         fee_msat: receipt.fee_msat,
@@ -1079,14 +1087,14 @@ pub async fn pay(
         );
     }
     let hash = PaymentHash::from_hex(&receipt.payment_hash).ok();
-    check_receipts(report, &response.headers, hash.as_ref());
+    check_receipts(report, &response.headers, receipt.dialect, hash.as_ref());
     // The body is not the probe's business; drop it unread.
     let _ = read_some(&mut response, 0).await;
     let credential = macaroon
         .lock()
         .expect("macaroon lock")
         .take()
-        .filter(|_| !receipt.reused_token)
+        .filter(|_| !receipt.reused_token && receipt.dialect == Dialect::L402)
         .and_then(|m| Macaroon::from_base64(&m).ok())
         .zip(Preimage::from_hex(&receipt.preimage).ok())
         .map(|(m, p)| Credential::new(m, p).to_header_value());
@@ -1094,7 +1102,7 @@ pub async fn pay(
         None => report.warn(
             "replay",
             d,
-            "not tried: the credential paid is not at hand (a token paid earlier was presented)",
+            "not tried: the credential paid is not at hand (a token paid earlier was presented, or not an L402 one)",
         ),
         Some(value) => {
             let mut again = request.clone();
@@ -1136,11 +1144,29 @@ pub async fn pay(
 }
 
 /// The receipts of a paid answer, against the payment hash paid.
-fn check_receipts(report: &mut Report, headers: &HeaderMap, paid: Option<&PaymentHash>) {
+fn check_receipts(
+    report: &mut Report,
+    headers: &HeaderMap,
+    dialect: Dialect,
+    paid: Option<&PaymentHash>,
+) {
+    let missing = match dialect {
+        Dialect::Mpp => Some(mpp::PAYMENT_RECEIPT).filter(|h| !headers.contains_key(*h)),
+        Dialect::X402 => Some(x402::PAYMENT_RESPONSE).filter(|h| !headers.contains_key(*h)),
+        Dialect::L402 => None,
+    };
+    if let Some(name) = missing {
+        report.warn(
+            "receipt",
+            Some(dialect),
+            format!("paid through {dialect}, and the answer has no {name} header"),
+        );
+    }
     match headers
         .get(wire::X_L402)
         .map(|v| TokenState::parse(v.as_bytes()))
     {
+        None if dialect != Dialect::L402 => {}
         None => report.warn(
             "receipt",
             Some(Dialect::L402),
