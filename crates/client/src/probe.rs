@@ -188,6 +188,18 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `url`, answered `status`, with no findings yet (its verdict: pass).
+    pub fn new(url: impl Into<String>, status: u16) -> Report {
+        Report {
+            url: url.into(),
+            status,
+            offers: Vec::new(),
+            findings: Vec::new(),
+            verdict: Verdict::Pass,
+            paid: None,
+        }
+    }
+
     fn push(
         &mut self,
         check: &'static str,
@@ -239,14 +251,7 @@ pub async fn probe(
 ) -> Result<Report, ClientError> {
     let mut response = client.send_unpaid(request).await?;
     let now = unix_now();
-    let mut report = Report {
-        url: request.url.to_string(),
-        status: response.status.as_u16(),
-        offers: Vec::new(),
-        findings: Vec::new(),
-        verdict: Verdict::Pass,
-        paid: None,
-    };
+    let mut report = Report::new(request.url.as_str(), response.status.as_u16());
     if response.status != StatusCode::PAYMENT_REQUIRED {
         let why = if response.status.is_redirection() {
             " (a redirect: the probe follows none; check the URL it points to)"
@@ -1258,6 +1263,213 @@ fn check_receipts(
                 d,
                 format!("PAYMENT-RESPONSE: success on {}", r.network),
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plannt_l402::mpp::{ChallengeKey, ChallengeKeys, ChargeOffer};
+    use plannt_l402::x402::{ExactOffer, PaymentRequired, ResourceInfo, TagKey, TagKeys};
+    use plannt_l402::{KeyRing, MintRequest, RootKey};
+    use plannt_lightning::dev::DevNetwork;
+    use plannt_lightning::{InvoiceRequest, IssuedInvoice};
+
+    use super::*;
+
+    fn invoice(network: &DevNetwork) -> IssuedInvoice {
+        network
+            .create_invoice(&InvoiceRequest {
+                amount_sats: 21,
+                memo: "probe".into(),
+                expiry_secs: 600,
+            })
+            .unwrap()
+    }
+
+    fn l402(invoice: &IssuedInvoice) -> Challenge {
+        let macaroon = KeyRing::single(RootKey::new([7; 32]))
+            .mint(&MintRequest {
+                payment_hash: invoice.payment_hash,
+                route: "probe",
+                valid_until: invoice.expires_at + 3600,
+                conditions: &[],
+            })
+            .unwrap();
+        Challenge::new(macaroon, invoice.bolt11.clone())
+    }
+
+    fn mpp(invoice: &IssuedInvoice, network: Network, expires_at: u64) -> String {
+        ChallengeKeys::new(vec![ChallengeKey::from_secret(&[1; 32])])
+            .mint_charge(&ChargeOffer {
+                realm: "probe",
+                route: "probe",
+                amount_sats: 21,
+                invoice: &invoice.bolt11,
+                payment_hash: invoice.payment_hash,
+                network,
+                expires_at,
+                description: None,
+            })
+            .unwrap()
+            .to_header_value()
+    }
+
+    fn x402(invoice: &IssuedInvoice, edit: impl Fn(&mut x402::PaymentRequirements)) -> String {
+        let mut offer = TagKeys::new(vec![TagKey::new([2; 32])])
+            .requirements(&ExactOffer {
+                route: "probe",
+                amount_msat: 21_000,
+                invoice: &invoice.bolt11,
+                payment_hash: invoice.payment_hash,
+                network: Network::Regtest,
+                max_timeout_seconds: 600,
+                valid_until: invoice.expires_at,
+            })
+            .unwrap();
+        edit(&mut offer);
+        let resource = ResourceInfo {
+            url: "http://probe/".into(),
+            description: None,
+            mime_type: None,
+        };
+        PaymentRequired::new(resource, vec![offer]).encode()
+    }
+
+    fn inspected(www: &[String], required: &[String], body: &str) -> Report {
+        let mut headers = HeaderMap::new();
+        for value in www {
+            headers.append(WWW_AUTHENTICATE, HeaderValue::from_str(value).unwrap());
+        }
+        for value in required {
+            headers.append(
+                x402::PAYMENT_REQUIRED,
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let mut report = Report::new("http://probe/", 402);
+        inspect(
+            &mut report,
+            &headers,
+            body.as_bytes(),
+            false,
+            &[],
+            unix_now(),
+        );
+        report
+    }
+
+    fn results(report: &Report, check: &str, dialect: Option<Dialect>) -> Vec<Verdict> {
+        report
+            .findings
+            .iter()
+            .filter(|f| f.check == check && f.dialect == dialect)
+            .map(|f| f.result)
+            .collect()
+    }
+
+    #[test]
+    fn the_token_form_and_the_old_scheme_name_are_read_and_said() {
+        let network = DevNetwork::ephemeral(1_000);
+        let paid = invoice(&network);
+        let challenge = l402(&paid);
+        let report = inspected(&[challenge.to_header_value_v2026()], &[], "");
+        let l = Some(Dialect::L402);
+        assert_eq!(results(&report, "parse", l), [Verdict::Pass]);
+        assert_eq!(results(&report, "form", l), [Verdict::Warn]);
+        assert_eq!(results(&report, "payment_hash", l), [Verdict::Pass]);
+        assert_eq!(report.verdict, Verdict::Warn, "{report:#?}");
+
+        let lsat = challenge.to_header_value().replacen("L402", "LSAT", 1);
+        let report = inspected(&[lsat], &[], "");
+        assert_eq!(
+            results(&report, "form", l),
+            [Verdict::Pass, Verdict::Warn],
+            "{report:#?}"
+        );
+    }
+
+    #[test]
+    fn offers_naming_two_invoices_warn_and_do_not_fail() {
+        let network = DevNetwork::ephemeral(1_000);
+        let (one, other) = (invoice(&network), invoice(&network));
+        let report = inspected(
+            &[
+                l402(&one).to_header_value(),
+                mpp(&other, Network::Regtest, other.expires_at),
+            ],
+            &[],
+            "",
+        );
+        assert_eq!(results(&report, "same_invoice", None), [Verdict::Warn]);
+        assert_eq!(report.verdict, Verdict::Warn, "{report:#?}");
+    }
+
+    #[test]
+    fn an_mpp_challenge_for_another_network_fails_and_one_outliving_its_invoice_warns() {
+        let network = DevNetwork::ephemeral(1_000);
+        let paid = invoice(&network);
+        let m = Some(Dialect::Mpp);
+        let report = inspected(&[mpp(&paid, Network::Mainnet, paid.expires_at)], &[], "");
+        assert_eq!(results(&report, "network", m), [Verdict::Fail]);
+        let report = inspected(
+            &[mpp(&paid, Network::Regtest, paid.expires_at + 60)],
+            &[],
+            "",
+        );
+        assert_eq!(results(&report, "network", m), [Verdict::Pass]);
+        assert_eq!(results(&report, "expires", m), [Verdict::Warn]);
+        let report = inspected(&[mpp(&paid, Network::Regtest, paid.expires_at)], &[], "");
+        assert_eq!(report.verdict, Verdict::Pass, "{report:#?}");
+    }
+
+    #[test]
+    fn an_x402_offer_paying_someone_else_fails_and_one_allowing_too_long_warns() {
+        let network = DevNetwork::ephemeral(1_000);
+        let paid = invoice(&network);
+        let x = Some(Dialect::X402);
+        let someone = x402(&paid, |o| {
+            o.pay_to = Some("02".to_string() + &"ab".repeat(32))
+        });
+        let report = inspected(&[], &[someone], "");
+        assert_eq!(results(&report, "pay_to", x), [Verdict::Fail]);
+        let long = x402(&paid, |o| o.max_timeout_seconds = Some(3_600));
+        let report = inspected(&[], &[long], "");
+        assert_eq!(results(&report, "max_timeout", x), [Verdict::Warn]);
+        let other_hash = x402(&paid, |o| {
+            o.extra
+                .insert("paymentHash".into(), Value::String("00".repeat(32)));
+        });
+        let report = inspected(&[], &[other_hash], "");
+        assert_eq!(results(&report, "payment_hash", x), [Verdict::Fail]);
+        let report = inspected(&[], &[x402(&paid, |_| {})], "");
+        assert_eq!(report.verdict, Verdict::Pass, "{report:#?}");
+    }
+
+    #[test]
+    fn a_json_body_that_disagrees_with_the_challenge_fails() {
+        let network = DevNetwork::ephemeral(1_000);
+        let paid = invoice(&network);
+        let www = [l402(&paid).to_header_value()];
+        let right = serde_json::json!({
+            "invoice": paid.bolt11,
+            "payment_hash": paid.payment_hash.to_hex(),
+            "amount_sats": 21,
+        });
+        let report = inspected(&www, &[], &right.to_string());
+        assert_eq!(results(&report, "body", None), [Verdict::Pass]);
+        for (field, wrong) in [
+            ("payment_hash", serde_json::json!("00".repeat(32))),
+            ("amount_sats", serde_json::json!(22)),
+            (
+                "macaroon",
+                serde_json::json!(l402(&invoice(&network)).macaroon.to_base64()),
+            ),
+        ] {
+            let mut body = right.clone();
+            body[field] = wrong;
+            let report = inspected(&www, &[], &body.to_string());
+            assert_eq!(results(&report, "body", None), [Verdict::Fail], "{field}");
         }
     }
 }
