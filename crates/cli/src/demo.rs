@@ -79,6 +79,7 @@ pub async fn run() -> Result<(), Error> {
                 invoice,
                 macaroon: m,
                 amount_sats,
+                ..
             } => {
                 *n += 1;
                 *macaroon.lock().expect("demo lock") = m.to_string();

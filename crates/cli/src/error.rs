@@ -7,12 +7,13 @@
 //! 1  setup or other failure: the settings, the wallet, the ledger, a file, a port
 //! 2  bad usage: an argument (clap's own errors, and Error::Usage)
 //! 3  over budget (nothing paid)                      ClientError::OverBudget
-//! 4  a check refused the request or the payment      ClientError::Refused, Error::Refused
+//! 4  a check refused the request or the payment      ClientError::Refused, NoDialect, Error::Refused
 //! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending,
 //!                                                    PaymentTimedOut, Error::PaymentFailed
 //! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
 //!                                                    own answer of a 4xx or 5xx)
 //! 7  the server could not be reached                 ClientError::Network
+//! 8  `plannt check` found a check that failed        (its own verdict, not an error)
 //! ```
 //!
 //! 2 for bad usage is what clap exits with, as grep, diff, ls and Python's argparse do: a
@@ -26,7 +27,7 @@ use plannt_client::{ClientError, LedgerError, SettingsError};
 /// literal, for `concat!` in the commands' help.
 macro_rules! exit_status {
     () => {
-        "Exit status: 0 success (also when the reader of standard output goes away early, as `head` does: the command ends quietly); 1 setup or other failure (the settings, the wallet, the ledger, a file, a port); 2 bad usage (an unknown or malformed argument); 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed, or is still in flight; 6 the server answered an HTTP error; 7 the server could not be reached."
+        "Exit status: 0 success (also when the reader of standard output goes away early, as `head` does: the command ends quietly); 1 setup or other failure (the settings, the wallet, the ledger, a file, a port); 2 bad usage (an unknown or malformed argument); 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed, or is still in flight; 6 the server answered an HTTP error; 7 the server could not be reached; 8 plannt check found a failing check."
     };
 }
 pub(crate) use exit_status;
@@ -45,6 +46,8 @@ pub mod exit {
     pub const HTTP_ERROR: u8 = 6;
     /// The server could not be reached.
     pub const NETWORK_ERROR: u8 = 7;
+    /// `plannt check` found at least one check that failed.
+    pub const CHECK_FAILED: u8 = 8;
 }
 
 /// Why a command failed.
@@ -122,7 +125,7 @@ impl Error {
 fn client_status(e: &ClientError) -> u8 {
     match e {
         ClientError::OverBudget(_) => exit::OVER_BUDGET,
-        ClientError::Refused(_) => exit::REFUSED,
+        ClientError::Refused(_) | ClientError::NoDialect { .. } => exit::REFUSED,
         ClientError::PaymentFailed(_)
         | ClientError::PaymentPending(_)
         | ClientError::PaymentTimedOut { .. } => exit::PAYMENT_FAILED,

@@ -96,7 +96,7 @@ pub struct Args {
 }
 
 /// `HOST:PORT:ADDRESS` (the address may be in brackets) as curl's `--resolve` takes it.
-fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), Error> {
+pub(crate) fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), Error> {
     let bad = || Error::Usage(format!("--resolve {text:?}: expected HOST:PORT:ADDRESS"));
     let (host, rest) = text.split_once(':').ok_or_else(bad)?;
     let (_port, address) = rest.split_once(':').ok_or_else(bad)?;
@@ -111,7 +111,7 @@ fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>), Error> {
     Ok((host.to_string(), addresses))
 }
 
-fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
     match data.as_deref() {
         None => Ok(Vec::new()),
         Some("-") => {
@@ -133,7 +133,7 @@ fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
 /// The URL, read as curl reads one, but for the scheme it adds to `host[:port][/path]`:
 /// `http://` for a loopback host (`localhost`, 127.0.0.0/8, `::1`), `https://` for any other,
 /// since a challenge that came over plain http is paid only from loopback.
-fn parse_url(text: &str) -> Result<url::Url, Error> {
+pub(crate) fn parse_url(text: &str) -> Result<url::Url, Error> {
     let not_a_url = |e: url::ParseError| Error::Usage(format!("{text:?} is not a URL: {e}"));
     let with_scheme;
     let full = if text.contains("://") {
@@ -299,6 +299,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 errln!("> {method} {url}\n>   {auth}");
             }
             Event::Challenge {
+                dialect: _,
                 invoice,
                 macaroon,
                 amount_sats,
@@ -325,6 +326,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         max_sats: args.max_sats,
         dry_run: args.dry_run,
         on_event: Some(&on_event),
+        dialects: None,
     };
     let outcome = client.send(&request, &options).await;
     stop_spinner();

@@ -2,6 +2,7 @@
 //!
 //! Subcommands only: the logic lives in the library crates.
 
+mod check;
 mod decode;
 mod demo;
 mod dev;
@@ -64,6 +65,8 @@ enum Command {
     Post(get::Args),
     /// Send any request (-X METHOD), paying its L402 challenge if it asks.
     Request(get::Args),
+    /// Check a 402 server's challenges (L402, MPP, x402), invoices and catalog; pays only with --pay.
+    Check(check::Args),
     /// Show the receipts, refusals, totals per host and day, and what each budget has left.
     Ledger(ledger::Args),
     /// Show what a macaroon, credential, challenge or invoice holds.
@@ -104,6 +107,7 @@ fn run(command: &Command) -> Result<ExitCode, Error> {
         Command::Get(args) => runtime()?.block_on(get::run(args, "GET")),
         Command::Post(args) => runtime()?.block_on(get::run(args, "POST")),
         Command::Request(args) => runtime()?.block_on(get::run(args, "GET")),
+        Command::Check(args) => runtime()?.block_on(check::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)).map(done),
         Command::Decode(args) => decode::run(args).map(done),
         Command::Ledger(args) => ledger::run(args).map(done),

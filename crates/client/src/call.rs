@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use plannt_l402::Dialect;
 use plannt_lightning::{LightningError, NetworkCause};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -50,11 +51,13 @@ pub enum Event<'a> {
         /// Whether an L402 credential is attached.
         credential: bool,
     },
-    /// The server asked for a payment.
+    /// The server asked for a payment; this is the offer chosen.
     Challenge {
+        /// Its dialect.
+        dialect: Dialect,
         /// The invoice.
         invoice: &'a str,
-        /// The macaroon, base64.
+        /// The macaroon, base64 (L402; empty for the other dialects).
         macaroon: &'a str,
         /// The price in sats.
         amount_sats: u64,
@@ -83,6 +86,9 @@ pub enum Event<'a> {
 /// What a request paid.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {
+    /// The dialect the payment was made and presented in (`l402`, `mpp` or `x402` in JSON).
+    #[serde(serialize_with = "dialect_name")]
+    pub dialect: Dialect,
     /// Sats paid to the server (0 when a stored token was presented).
     pub amount_sats: u64,
     /// Routing fee in msat.
@@ -93,6 +99,10 @@ pub struct Receipt {
     pub preimage: String,
     /// True if no payment was made now: a token paid earlier was presented.
     pub reused_token: bool,
+}
+
+fn dialect_name<S: serde::Serializer>(dialect: &Dialect, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(dialect.as_str())
 }
 
 /// The answer to a request.
@@ -147,6 +157,9 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// Called at each step.
     pub on_event: Option<&'a (dyn Fn(&Event<'_>) + Send + Sync)>,
+    /// The dialects this call may pay, in the order it prefers them: it narrows (and may
+    /// reorder) the policy's `dialects`, never widens them. `None`: the policy's.
+    pub dialects: Option<&'a [Dialect]>,
 }
 
 /// The outcome of a call.
@@ -361,15 +374,39 @@ pub enum ClientError {
         /// The max time that ran out.
         limit: Duration,
     },
-    /// The 402 carries no L402 challenge we can read.
-    #[error("the server asked for payment without a usable L402 challenge: {0}")]
+    /// The 402 carries no challenge we can read.
+    #[error("the server asked for payment without a usable challenge: {0}")]
     BadChallenge(String),
+    /// The 402 offers no dialect this call may pay. Nothing was paid.
+    #[error(
+        "the server offers {} but this call may pay only {}: nothing was paid (allow another dialect with --dialect or the dialects setting, PLANNT_DIALECTS)",
+        names(offered),
+        names(allowed)
+    )]
+    NoDialect {
+        /// What the 402 offered, in its order.
+        offered: Vec<Dialect>,
+        /// What the call may pay, in the order it prefers them.
+        allowed: Vec<Dialect>,
+    },
     /// The ledger cannot be used.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// A body is larger than allowed.
     #[error("the body is larger than {0} bytes")]
     TooLarge(usize),
+}
+
+/// `l402, mpp`, or `nothing` for none.
+fn names(dialects: &[Dialect]) -> String {
+    if dialects.is_empty() {
+        return "nothing".into();
+    }
+    dialects
+        .iter()
+        .map(Dialect::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a failed payment's message adds: nothing was paid; for a wallet that could not be

@@ -1,7 +1,7 @@
 //! The checks made before any payment, each refusing with its own error and paying nothing; and
 //! the refusals of where a request may go, made before anything is sent (see `guard`).
 
-use plannt_l402::{Challenge, Identifier, IdentifierError, Macaroon};
+use plannt_l402::{Challenge, Dialect, Identifier, IdentifierError, Macaroon};
 use plannt_lightning::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 use url::Url;
 
@@ -11,10 +11,12 @@ use crate::policy::Policy;
 /// A challenge that passed every check: what paying it would cost.
 #[derive(Debug, Clone)]
 pub struct Quote {
+    /// The dialect of the offer that would be paid.
+    pub dialect: Dialect,
     /// The decoded invoice.
     pub invoice: DecodedInvoice,
-    /// The macaroon to present once paid.
-    pub macaroon: Macaroon,
+    /// The macaroon to present once paid (L402 only).
+    pub macaroon: Option<Macaroon>,
     /// The amount in millisatoshis.
     pub amount_msat: u64,
 }
@@ -223,8 +225,9 @@ pub fn check(
         });
     }
     Ok(Quote {
+        dialect: Dialect::L402,
         invoice,
-        macaroon: challenge.macaroon.clone(),
+        macaroon: Some(challenge.macaroon.clone()),
         amount_msat,
     })
 }

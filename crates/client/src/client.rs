@@ -25,7 +25,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plannt_l402::{Challenge, Credential, Macaroon, PaymentHash, Preimage, TokenState, wire};
+use plannt_l402::{
+    Challenge, Credential, Dialect, Macaroon, Offers, PaymentHash, Preimage, TokenState, wire,
+};
 use plannt_lightning::invoice::unix_now;
 use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup};
 use reqwest::StatusCode;
@@ -52,6 +54,32 @@ pub struct Client {
     ledger: Ledger,
     policy: Policy,
     timeouts: Timeouts,
+}
+
+/// The dialects this client can pay.
+const PAYABLE: [Dialect; 1] = [Dialect::L402];
+
+/// The dialects a 402's headers offer, each once, in the order they came.
+fn offered_dialects(response: &reqwest::Response) -> Vec<Dialect> {
+    let values = |name| {
+        response
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+    };
+    let offers = Offers::from_headers(
+        values(WWW_AUTHENTICATE.as_str()),
+        values(plannt_l402::x402::PAYMENT_REQUIRED),
+    );
+    let mut out = Vec::new();
+    for offer in &offers.offers {
+        if !out.contains(&offer.dialect()) {
+            out.push(offer.dialect());
+        }
+    }
+    out
 }
 
 /// How much of a 402 body we read looking for a challenge.
@@ -383,6 +411,19 @@ impl Client {
         };
         let origin = challenged.origin().ascii_serialization();
         let path = challenged.path().to_string();
+        let allowed = self.policy.dialects_for(options.dialects);
+        let offered = offered_dialects(&response);
+        let payable: Vec<Dialect> = allowed
+            .iter()
+            .copied()
+            .filter(|d| PAYABLE.contains(d))
+            .collect();
+        // An L402 challenge may also come in the JSON body, which only reading it tells.
+        if !payable.contains(&Dialect::L402)
+            || (!offered.is_empty() && !offered.contains(&Dialect::L402))
+        {
+            return Err(ClientError::NoDialect { offered, allowed });
+        }
         let challenge = read_challenge(response, self.limits()).await?;
         let policy = self.policy.capped(options.max_sats);
         let macaroon = challenge.macaroon.to_base64();
@@ -392,6 +433,7 @@ impl Client {
                 .and_then(|i| i.amount_sats())
                 .unwrap_or(0);
             on(&Event::Challenge {
+                dialect: Dialect::L402,
                 invoice: &challenge.invoice,
                 macaroon: &macaroon,
                 amount_sats: amount,
@@ -613,6 +655,7 @@ impl Client {
             self.ledger.token_used(&token.payment_hash)?;
         }
         let receipt = Receipt {
+            dialect: Dialect::L402,
             amount_sats: 0,
             fee_msat: 0,
             payment_hash: hex::encode(token.payment_hash),

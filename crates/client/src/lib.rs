@@ -25,6 +25,7 @@ mod client;
 mod guard;
 mod ledger;
 mod policy;
+pub mod probe;
 mod settings;
 mod wallet_api;
 
@@ -42,5 +43,6 @@ pub use settings::{DEFAULT_WALLET, Settings, SettingsError, Timeouts, default_pa
 pub use wallet_api::WalletApi;
 
 pub use plannt_l402 as l402;
+pub use plannt_l402::Dialect;
 pub use plannt_lightning as lightning;
 pub use plannt_lightning::NetworkCause;

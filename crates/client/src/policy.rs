@@ -1,4 +1,7 @@
-//! The spending policy: caps and budgets set by the operator, never by the request.
+//! The spending policy: caps, budgets and the payment dialects allowed, set by the operator,
+//! never by the request.
+
+use plannt_l402::Dialect;
 
 /// Budgets in sats. `None` means no limit for that window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +116,9 @@ pub struct Policy {
     /// Whether a challenge that came over plain `http` from a host that is not loopback may be
     /// paid.
     pub allow_insecure_http: bool,
+    /// The dialects the client may pay (`l402`, `mpp`, `x402`), in the order it prefers them
+    /// when a 402 offers several; a dialect left out is never paid.
+    pub dialects: Vec<Dialect>,
 }
 
 impl Default for Policy {
@@ -123,6 +129,7 @@ impl Default for Policy {
             allowed_hosts: Vec::new(),
             allow_private_networks: false,
             allow_insecure_http: false,
+            dialects: Dialect::ALL.to_vec(),
         }
     }
 }
@@ -139,6 +146,22 @@ impl Policy {
                     None => host == pattern,
                 }
             })
+    }
+
+    /// The dialects one call may pay, in the order it prefers them: the policy's, or, when the
+    /// call names some (`narrowed`), those of them the policy allows, in the call's order. A
+    /// call narrows the policy, never widens it.
+    pub fn dialects_for(&self, narrowed: Option<&[Dialect]>) -> Vec<Dialect> {
+        let Some(narrowed) = narrowed else {
+            return self.dialects.clone();
+        };
+        let mut out = Vec::new();
+        for dialect in narrowed {
+            if self.dialects.contains(dialect) && !out.contains(dialect) {
+                out.push(*dialect);
+            }
+        }
+        out
     }
 
     /// A copy whose per-request cap is at most `max_sats`: a caller may lower it, never raise it.
@@ -187,6 +210,22 @@ mod tests {
             serde_json::json!("hour")
         );
         assert_eq!(format!("{:<6}|", Window::Day), "day   |");
+    }
+
+    #[test]
+    fn a_call_narrows_the_dialects_never_widens_them() {
+        let policy = Policy::default();
+        assert_eq!(policy.dialects_for(None), Dialect::ALL);
+        assert_eq!(
+            policy.dialects_for(Some(&[Dialect::X402, Dialect::L402, Dialect::X402])),
+            [Dialect::X402, Dialect::L402]
+        );
+        let mpp_only = Policy {
+            dialects: vec![Dialect::Mpp],
+            ..Policy::default()
+        };
+        assert_eq!(mpp_only.dialects_for(Some(&Dialect::ALL)), [Dialect::Mpp]);
+        assert!(mpp_only.dialects_for(Some(&[Dialect::L402])).is_empty());
     }
 
     #[test]

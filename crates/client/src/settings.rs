@@ -16,6 +16,7 @@
 //! allow_insecure_http = false                       # PLANNT_ALLOW_INSECURE_HTTP
 //! connect_timeout_secs = 10                         # PLANNT_CONNECT_TIMEOUT_SECS
 //! max_time_secs = 120                               # PLANNT_MAX_TIME_SECS
+//! dialects = ["l402", "mpp", "x402"]                # PLANNT_DIALECTS (comma-separated)
 //! ```
 //!
 //! `allowed_hosts` and `allow_private_networks` bind every request, paid or free; the wallet's
@@ -23,10 +24,13 @@
 //! came over plain `http` from a host that is not loopback be paid. `connect_timeout_secs` and
 //! `max_time_secs` bound a request as curl's `--connect-timeout` and `--max-time` do (seconds,
 //! fractions allowed): the connection to the server, and the whole request, its payment and
-//! its answer included.
+//! its answer included. `dialects` lists the payment dialects the client may pay, in the order
+//! it prefers them when a 402 offers several; one left out is never paid.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use plannt_l402::Dialect;
 
 use crate::policy::{Budget, Policy};
 
@@ -108,6 +112,7 @@ impl Default for Settings {
                 allowed_hosts: Vec::new(),
                 allow_private_networks: false,
                 allow_insecure_http: false,
+                dialects: Dialect::ALL.to_vec(),
             },
             confirm_above_sats: Some(100),
             allow_private_networks: None,
@@ -154,7 +159,7 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(home).join(".config/plannt/config.toml")
 }
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "wallet",
     "max_sats_per_request",
     "budget_hourly_sats",
@@ -167,6 +172,7 @@ const KEYS: [&str; 12] = [
     "allow_insecure_http",
     "connect_timeout_secs",
     "max_time_secs",
+    "dialects",
 ];
 
 impl Settings {
@@ -226,6 +232,14 @@ impl Settings {
                         .list()
                         .ok_or_else(|| bad("expected a list of host names"))?
                 }
+                "dialects" => {
+                    settings.policy.dialects = value
+                        .list()
+                        .and_then(|names| dialects(&names))
+                        .ok_or_else(|| {
+                            bad("expected a list of one or more of \"l402\", \"mpp\", \"x402\"")
+                        })?
+                }
                 "allow_private_networks" => {
                     settings.allow_private_networks =
                         Some(value.flag().ok_or_else(|| bad("expected true or false"))?)
@@ -263,6 +277,18 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// Dialect names, each once, in their order; `None` if one is no dialect or there are none.
+fn dialects(names: &[String]) -> Option<Vec<Dialect>> {
+    let mut out = Vec::new();
+    for name in names {
+        let dialect: Dialect = name.parse().ok()?;
+        if !out.contains(&dialect) {
+            out.push(dialect);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 enum Value {
@@ -419,6 +445,29 @@ mod tests {
             assert_eq!(e.key, "connect_timeout_secs", "{bad}");
         }
         assert!(timeout_secs("1e12").is_err());
+    }
+
+    #[test]
+    fn dialects_are_a_preference_order_and_an_allow_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.policy.dialects, Dialect::ALL);
+        std::fs::write(&path, "dialects = [\"x402\", \"MPP\", \"x402\"]\n").unwrap();
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.policy.dialects, [Dialect::X402, Dialect::Mpp]);
+        let s = Settings::load(&path, &env_one("PLANNT_DIALECTS", "mpp, l402")).unwrap();
+        assert_eq!(s.policy.dialects, [Dialect::Mpp, Dialect::L402]);
+        for bad in ["", "bolt12", "l402,card"] {
+            let e = Settings::load(&path, &env_one("PLANNT_DIALECTS", bad)).unwrap_err();
+            assert_eq!(e.key, "dialects", "{bad}");
+            assert!(e.message.contains("l402"), "{e}");
+        }
+        std::fs::write(&path, "dialects = []\n").unwrap();
+        assert_eq!(
+            Settings::load(&path, &env(&[])).unwrap_err().key,
+            "dialects"
+        );
     }
 
     fn env_one(key: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {

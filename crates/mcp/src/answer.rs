@@ -594,6 +594,7 @@ mod tests {
     #[test]
     fn an_error_after_payment_keeps_the_receipt() {
         let receipt = Receipt {
+            dialect: plannt_client::Dialect::L402,
             amount_sats: 21,
             fee_msat: 0,
             payment_hash: "ab".repeat(32),

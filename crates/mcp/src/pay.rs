@@ -37,6 +37,7 @@ impl PlanntMcp {
             max_sats,
             dry_run: false,
             on_event: None,
+            dialects: None,
         };
         match self.client().send(request, &options).await {
             Ok(Outcome::Response(response)) => self.finish(request, response).await,

@@ -7,12 +7,15 @@
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
 //!   restarted, sharing a Redis, under load;
 //! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
+//! - `check`: `plannt check` against `plannt serve`, the hostile server and a crafted one whose
+//!   402s and catalog lie;
 //! - `exits`, `pipes`, `texts`: the exit statuses, a closed standard output, and what a new
 //!   user reads (help, completions, the manual page, `-v`, plurals).
 //!
 //! `support` holds what the `plannt get` tests share, `cluster` what the `plannt serve` tests do.
 
 mod attacks;
+mod check;
 mod cluster;
 mod concurrency;
 mod crash;

@@ -4,6 +4,8 @@
 //! - `attacks`: the attacks of the security review, each a named test;
 //! - `checks`: every check before a payment, each refusing with its own error, and the dry run
 //!   that runs them all, the budgets included;
+//! - `dialects`: the dialect a call pays (L402, MPP, x402) by the preference order, and
+//!   servers that offer only MPP or only x402, honest and hostile;
 //! - `ledger_upgrade`: a ledger an older Plannt wrote opens and keeps working;
 //! - `network`: a wallet that cannot be reached, each cause of a network failure named, the
 //!   timeouts, and payments a timeout interrupted, never paid twice;
@@ -13,6 +15,7 @@
 
 mod attacks;
 mod checks;
+mod dialects;
 mod ledger_upgrade;
 mod network;
 mod recovery;

@@ -205,6 +205,7 @@ impl PlanntMcp {
             dry_run: true,
             max_sats: args.max_sats,
             on_event: None,
+            dialects: None,
         };
         let quote = match self.client().send(&request, &dry_run).await {
             Ok(Outcome::DryRun(quote)) => quote,
