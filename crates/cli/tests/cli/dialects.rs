@@ -1,0 +1,96 @@
+//! `plannt get` against a `plannt serve` whose routes offer one dialect (`PLANNT_DIALECTS`):
+//! it pays MPP or x402 as it pays L402, says which dialect it paid in (`-v`, the receipt line,
+//! `--json`, `plannt ledger`), and `--dialect` narrows what it may pay: a dialect the gateway
+//! does not offer is a refusal (exit 4) that pays nothing.
+
+use serde_json::Value;
+
+use crate::cluster::Serve;
+use crate::support::{Home, code, describe};
+
+fn gateway(dir: &tempfile::TempDir, dialects: &str) -> Serve {
+    Serve::start(
+        &dir.path().join("gateway"),
+        &["--store", "memory"],
+        &[("PLANNT_DIALECTS", dialects)],
+    )
+}
+
+#[test]
+fn get_pays_a_gateway_that_offers_only_mpp_or_only_x402_and_says_so() {
+    for dialect in ["mpp", "x402"] {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = gateway(&dir, dialect);
+        let home = Home::new();
+        let wallet = format!("dev+http://127.0.0.1:{}", serve.port);
+        let url = serve.url("/v1/demo");
+        let output = home.run(&["get", "-v", "--json", "--wallet", &wallet, &url]);
+        assert_eq!(code(&output), 0, "{dialect}: {}", describe(&output));
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(summary["status"], 200, "{summary}");
+        assert_eq!(summary["dialect"], dialect, "{summary}");
+        assert_eq!(summary["paid_sats"], 21, "{summary}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("dialect:  {dialect}")), "{stderr}");
+        let output = home.run(&["get", "--wallet", &wallet, &url]);
+        assert_eq!(code(&output), 0, "{}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("paid 21 sats over {dialect}")),
+            "{stderr}"
+        );
+        let output = home.run(&["ledger"]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let paid = text
+            .lines()
+            .filter(|l| l.contains(" paid ") && l.contains(&format!(" {dialect} ")))
+            .count();
+        assert_eq!(paid, 2, "{text}");
+    }
+}
+
+#[test]
+fn a_dialect_the_gateway_does_not_offer_is_refused_and_nothing_is_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = gateway(&dir, "mpp");
+    let home = Home::new();
+    let wallet = format!("dev+http://127.0.0.1:{}", serve.port);
+    let output = home.run(&[
+        "get",
+        "--dialect",
+        "x402,l402",
+        "--wallet",
+        &wallet,
+        &serve.url("/v1/demo"),
+    ]);
+    assert_eq!(code(&output), 4, "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the server offers mpp but this call may pay only x402, l402"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was paid"), "{stderr}");
+    assert!(home.ledger().recent(10).unwrap().is_empty());
+
+    // The setting binds too: --dialect cannot widen it.
+    std::fs::write(
+        home.path().join("config/config.toml"),
+        "dialects = [\"l402\"]\n",
+    )
+    .unwrap();
+    let output = home.run(&[
+        "get",
+        "--dialect",
+        "mpp",
+        "--wallet",
+        &wallet,
+        &serve.url("/v1/demo"),
+    ]);
+    assert_eq!(code(&output), 4, "{}", describe(&output));
+    assert!(home.ledger().recent(10).unwrap().is_empty());
+
+    let output = home.run(&["get", "--dialect", "bolt12", &serve.url("/v1/demo")]);
+    assert_eq!(code(&output), 2, "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("use l402, mpp or x402"), "{stderr}");
+}
