@@ -1,12 +1,13 @@
 //! `plannt get` against a `plannt serve` whose routes offer one dialect (`PLANNT_DIALECTS`):
 //! it pays MPP or x402 as it pays L402, says which dialect it paid in (`-v`, the receipt line,
 //! `--json`, `plannt ledger`), and `--dialect` narrows what it may pay: a dialect the gateway
-//! does not offer is a refusal (exit 4) that pays nothing.
+//! does not offer is a refusal (exit 4) that pays nothing. `plannt mcp`'s `fetch` the same: the
+//! agent's `dialects` narrows the operator's, never widens them.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::cluster::Serve;
-use crate::support::{Home, code, describe};
+use crate::support::{Home, Mcp, code, describe};
 
 fn gateway(dir: &tempfile::TempDir, dialects: &str) -> Serve {
     Serve::start(
@@ -93,4 +94,49 @@ fn a_dialect_the_gateway_does_not_offer_is_refused_and_nothing_is_paid() {
     assert_eq!(code(&output), 2, "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("use l402, mpp or x402"), "{stderr}");
+}
+
+#[test]
+fn mcp_fetch_pays_any_dialect_under_the_policy_and_the_agent_only_narrows() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = gateway(&dir, "x402");
+    let home = Home::new();
+    let wallet = format!("dev+http://127.0.0.1:{}", serve.port);
+    let url = serve.url("/v1/demo");
+    let mut mcp = Mcp::start(
+        &home,
+        &[
+            ("PLANNT_WALLET", &wallet),
+            ("PLANNT_ALLOW_PRIVATE_NETWORKS", "true"),
+            ("PLANNT_CONFIRM_ABOVE_SATS", "none"),
+            ("PLANNT_DIALECTS", "mpp,x402"),
+        ],
+    );
+    let (error, result) = mcp.call("fetch", json!({"url": url}));
+    assert!(!error, "{result}");
+    assert_eq!(result["receipt"]["dialect"], "x402", "{result}");
+    assert_eq!(result["receipt"]["amount_sats"], 21, "{result}");
+
+    // The agent narrows to a dialect the server does not offer: refused, nothing paid.
+    let (error, result) = mcp.call("fetch", json!({"url": url, "dialects": ["mpp"]}));
+    assert!(error, "{result}");
+    assert_eq!(result["error"], "no_dialect", "{result}");
+    assert_eq!(result["paid"], false, "{result}");
+    assert_eq!(result["offered"], json!(["x402"]), "{result}");
+    // It cannot widen: L402 is not the operator's to pay here.
+    let (error, result) = mcp.call("fetch", json!({"url": url, "dialects": ["l402", "x402"]}));
+    assert!(!error, "{result}");
+    assert_eq!(result["receipt"]["dialect"], "x402", "{result}");
+    let (error, result) = mcp.call("fetch", json!({"url": url, "dialects": ["bolt12"]}));
+    assert!(error, "{result}");
+    assert_eq!(result["error"], "bad_argument", "{result}");
+    let paid = home
+        .ledger()
+        .recent(10)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == "paid")
+        .map(|r| r.dialect)
+        .collect::<Vec<_>>();
+    assert_eq!(paid, ["x402", "x402"]);
 }
