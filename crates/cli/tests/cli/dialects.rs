@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::cluster::Serve;
+use crate::cluster::{Serve, decode};
 use crate::support::{Home, Mcp, code, describe};
 
 fn gateway(dir: &tempfile::TempDir, dialects: &str) -> Serve {
@@ -139,4 +139,37 @@ fn mcp_fetch_pays_any_dialect_under_the_policy_and_the_agent_only_narrows() {
         .map(|r| r.dialect)
         .collect::<Vec<_>>();
     assert_eq!(paid, ["x402", "x402"]);
+}
+
+#[test]
+fn decode_reads_what_a_gateway_sends_in_each_dialect() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = gateway(&dir, "mpp,x402");
+    let answer = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        crate::cluster::client()
+            .get(serve.url("/v1/demo"))
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(answer.status(), 402);
+    let header = |name: &str| answer.headers()[name].to_str().unwrap().to_string();
+    let challenge = decode(
+        dir.path(),
+        &format!("WWW-Authenticate: {}", header("www-authenticate")),
+    );
+    assert_eq!(challenge["kind"], "mpp_challenge", "{challenge}");
+    assert_eq!(challenge["request"]["amount"], "21", "{challenge}");
+    assert_eq!(
+        challenge["payment_hash_matches_invoice"], true,
+        "{challenge}"
+    );
+    assert_eq!(challenge["invoice"]["amount_sats"], 21, "{challenge}");
+    let required = decode(dir.path(), &header("payment-required"));
+    assert_eq!(required["kind"], "x402_payment_required", "{required}");
+    assert_eq!(required["accepts"][0]["amount_msat"], "21000", "{required}");
+    assert_eq!(
+        required["accepts"][0]["invoice"]["payment_hash"], challenge["invoice"]["payment_hash"],
+        "one invoice for both dialects"
+    );
 }
