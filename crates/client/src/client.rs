@@ -1,10 +1,12 @@
 //! The paying client: send, and on a 402 check, reserve, pay, record and retry.
 //!
 //! ```text
-//! stored token for this place?  -> present it; a 402 drops it (a `spent` reason means pay again)
-//! 402 challenge                 -> parse (header forms, or the JSON body) -> check -> reserve
+//! stored token for this place?  -> present it in its dialect; a 402 drops it (pay again)
+//! 402 offers                    -> the first dialect of the preference order offered (L402 also
+//!                                  from the JSON body) -> check -> reserve
 //!                                  against the budgets (pending, before paying) -> pay -> check
 //!                                  the preimage -> record paid -> retry with the credential
+//!                                  (x402: again on a 402 with `Retry-After`, never paying again)
 //! ```
 //! One challenge is paid at most once: its payment hash is the ledger's key, so a second attempt
 //! (another process, a retry after a crash) finds it pending or paid and looks it up instead.
