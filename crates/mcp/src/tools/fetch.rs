@@ -201,7 +201,7 @@ impl PlanntMcp {
     #[tool(
         description = FETCH,
         annotations(
-            title = "Fetch a URL, paying its L402 price",
+            title = "Fetch a URL, paying its Lightning price",
             read_only_hint = false,
             destructive_hint = false,
             idempotent_hint = false,
