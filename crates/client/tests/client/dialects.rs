@@ -259,6 +259,18 @@ async fn an_x402_offer_that_disagrees_with_its_invoice_is_never_paid() {
 }
 
 #[tokio::test]
+async fn an_expired_invoice_is_refused_in_every_dialect() {
+    for kind in [Kind::Mpp, Kind::X402] {
+        let server = OfferServer::start(kind, Lie::ExpiredInvoice, 21).await;
+        let dir = tempfile::tempdir().unwrap();
+        let client = client_on(server.network(), &dir, open_policy(1_000));
+        let refused = refusal(send(&client, server.url("/dialects"), None).await);
+        assert_eq!(refused.check(), "expired", "{kind:?}: {refused}");
+        assert_unpaid(&server);
+    }
+}
+
+#[tokio::test]
 async fn offers_above_the_cap_are_refused_in_every_dialect() {
     for kind in [Kind::Mpp, Kind::X402] {
         let server = OfferServer::start(kind, Lie::None, 21).await;

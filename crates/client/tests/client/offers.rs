@@ -51,6 +51,8 @@ pub enum Lie {
     Network,
     /// The MPP challenge's `expires` is past.
     ExpiredChallenge,
+    /// The invoice expires a second after it is issued, and the 402 comes two seconds later.
+    ExpiredInvoice,
     /// The x402 `payTo` is a node other than the invoice's payee.
     PayTo,
     /// The paid retry gets a 402 with a fresh offer, every time.
@@ -150,7 +152,11 @@ fn offer(s: &Shared) -> Response {
         .create_invoice(&InvoiceRequest {
             amount_sats: price,
             memo: "dialects".into(),
-            expiry_secs: 600,
+            expiry_secs: if lie(s) == Lie::ExpiredInvoice {
+                1
+            } else {
+                600
+            },
         })
         .unwrap();
     let now = unix_now();
@@ -306,6 +312,11 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
                 "paid over x402",
             )
                 .into_response()
+        }
+        _ if lie(&s) == Lie::ExpiredInvoice => {
+            let response = offer(&s);
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            response
         }
         _ => offer(&s),
     }
