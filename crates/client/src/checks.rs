@@ -187,7 +187,7 @@ pub const CHECKS: [&str; 8] = [
     "host allowed",
     "https or a loopback host",
     "invoice signature",
-    "payment hash matches the macaroon",
+    "payment hash matches the macaroon (L402), or the offer's amount, payment hash, network and payee match the invoice (MPP, x402)",
     "amount within the per-request cap",
     "network matches the wallet",
     "not expired",
