@@ -464,7 +464,9 @@ impl Client {
                 .send_once(request, Some(&credential), options, &deadline)
                 .await
                 .map_err(|e| kept(e, &token.payment_hash))?;
-            if first.status() == StatusCode::PAYMENT_REQUIRED && not_settled_yet(&first).is_none() {
+            // (An x402 payment the server has not seen settle yet is not refused: it is kept.)
+            let unsettled = token.dialect == Dialect::X402 && not_settled_yet(&first).is_some();
+            if first.status() == StatusCode::PAYMENT_REQUIRED && !unsettled {
                 // Spent, expired, or refused: forget it and treat this 402 as the challenge.
                 self.ledger.drop_token(&token.payment_hash)?;
                 response = Some(first);
