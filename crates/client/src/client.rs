@@ -768,9 +768,10 @@ impl Client {
         if token.dialect != Dialect::L402 {
             // An MPP or x402 charge buys one answer. It is kept only when the server released
             // it, failed on its side, or has not seen the payment settle yet (x402).
-            let keep = released
-                || status.is_server_error()
-                || (token.dialect == Dialect::X402 && not_settled_yet(&response).is_some());
+            let keep = !spent
+                && (released
+                    || status.is_server_error()
+                    || (token.dialect == Dialect::X402 && not_settled_yet(&response).is_some()));
             if !keep {
                 self.ledger.drop_token(&token.payment_hash)?;
             }
