@@ -1,10 +1,16 @@
-//! `plannt decode`: what a macaroon, credential or challenge holds, for a human or, with
-//! `--json`, for a program.
+//! `plannt decode`: what a macaroon, credential, challenge, invoice or receipt holds, for a
+//! human or, with `--json`, for a program. It reads the three dialects: L402 (macaroons,
+//! `WWW-Authenticate: L402 …`, `Authorization: L402 …`), MPP (`WWW-Authenticate: Payment …`,
+//! `Authorization: Payment …`, `Payment-Receipt`) and x402 (`PAYMENT-REQUIRED`,
+//! `PAYMENT-SIGNATURE`, `PAYMENT-RESPONSE`), each with or without its header name.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use plannt_l402::mpp::{self, PaymentChallenge, PaymentCredential};
+use plannt_l402::x402::{self, PaymentPayload, PaymentRequired, SettlementResponse};
 use plannt_l402::{
     Caveat, Challenge, Credential, Identifier, Macaroon, MacaroonError, base64_decode,
+    base64url_decode,
 };
 use plannt_lightning::decode_invoice;
 use serde_json::{Value, json};
@@ -47,20 +53,66 @@ pub fn decode(input: &str) -> Result<Value, Error> {
     let mut text = input.trim();
     if text.is_empty() {
         return Err(Error::Usage(
-            "nothing to decode: give a macaroon, a credential or a challenge".into(),
+            "nothing to decode: give a macaroon, a credential, a challenge, an invoice or a receipt".into(),
         ));
     }
     let mut header = None;
     if let Some((name, rest)) = text.split_once(':') {
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("www-authenticate")
-            || name.eq_ignore_ascii_case("authorization")
-        {
-            header = Some(name.to_ascii_lowercase());
+        let name = name.trim().to_ascii_lowercase();
+        if HEADERS.contains(&name.as_str()) {
+            header = Some(name);
             text = rest.trim();
         }
     }
+    if text.is_empty() {
+        return Err(Error::Usage(format!(
+            "nothing to decode after the header name {}",
+            header.unwrap_or_default()
+        )));
+    }
+    let cannot = |what: &str, e: &dyn std::fmt::Display| {
+        Error::Usage(format!("cannot decode this as {what}: {e}"))
+    };
+    match header.as_deref() {
+        Some(mpp::PAYMENT_RECEIPT) => {
+            let receipt = mpp::Receipt::parse(text).map_err(|e| cannot("a Payment-Receipt", &e))?;
+            return Ok(mpp_receipt_json(&receipt));
+        }
+        Some(x402::PAYMENT_REQUIRED) => {
+            let required =
+                PaymentRequired::decode(text).map_err(|e| cannot("a PAYMENT-REQUIRED", &e))?;
+            return Ok(payment_required_json(&required));
+        }
+        Some(x402::PAYMENT_SIGNATURE) => {
+            let payload =
+                PaymentPayload::decode(text).map_err(|e| cannot("a PAYMENT-SIGNATURE", &e))?;
+            return Ok(payment_signature_json(&payload));
+        }
+        Some(x402::PAYMENT_RESPONSE) => {
+            let response =
+                SettlementResponse::decode(text).map_err(|e| cannot("a PAYMENT-RESPONSE", &e))?;
+            return Ok(payment_response_json(&response));
+        }
+        _ => {}
+    }
     let lower = text.to_ascii_lowercase();
+    if lower.starts_with("payment ") || lower.starts_with("payment\t") {
+        let is_challenge = header.as_deref() == Some("www-authenticate")
+            || lower.contains("request=")
+            || lower.contains("id=\"");
+        if is_challenge {
+            let challenges =
+                PaymentChallenge::parse_list(text).map_err(|e| cannot("an MPP challenge", &e))?;
+            let all: Vec<Value> = challenges.iter().map(mpp_challenge_json).collect();
+            return Ok(match <[Value; 1]>::try_from(all) {
+                Ok([one]) => one,
+                Err(all) => json!({"kind": "mpp_challenges", "challenges": all}),
+            });
+        }
+        let credential =
+            PaymentCredential::parse(text).map_err(|e| cannot("an MPP credential", &e))?;
+        return Ok(mpp_credential_json(&credential));
+    }
     let bare = lower.strip_prefix("lightning:").unwrap_or(&lower);
     if header.is_none() && bare.starts_with("ln") && !bare.contains(' ') {
         return invoice_json(text);
@@ -96,8 +148,168 @@ pub fn decode(input: &str) -> Result<Value, Error> {
             "preimage_matches": matches,
         }));
     }
-    let macaroon = parse_macaroon(text).map_err(|e| Error::failed("cannot decode", e))?;
+    let macaroon = match parse_macaroon(text) {
+        Ok(macaroon) => macaroon,
+        // Not a macaroon: perhaps a header value given without its name.
+        Err(e) => return bare_json_value(text).ok_or_else(|| Error::failed("cannot decode", e)),
+    };
     Ok(macaroon_json(&macaroon))
+}
+
+/// The header names `plannt decode` takes before a value, lowercase.
+const HEADERS: [&str; 6] = [
+    "www-authenticate",
+    "authorization",
+    mpp::PAYMENT_RECEIPT,
+    x402::PAYMENT_REQUIRED,
+    x402::PAYMENT_SIGNATURE,
+    x402::PAYMENT_RESPONSE,
+];
+
+/// A header value of the dialects' JSON given without its name: `PAYMENT-REQUIRED`,
+/// `PAYMENT-SIGNATURE`, `PAYMENT-RESPONSE` (base64) or `Payment-Receipt` (base64url), told
+/// apart by their fields.
+fn bare_json_value(text: &str) -> Option<Value> {
+    let bytes = base64_decode(text).or_else(|| base64url_decode(text))?;
+    let json: Value = serde_json::from_slice(&bytes).ok()?;
+    if json.get("accepts").is_some() {
+        PaymentRequired::decode(text)
+            .ok()
+            .map(|r| payment_required_json(&r))
+    } else if json.get("accepted").is_some() {
+        PaymentPayload::decode(text)
+            .ok()
+            .map(|p| payment_signature_json(&p))
+    } else if json.get("transaction").is_some() {
+        SettlementResponse::decode(text)
+            .ok()
+            .map(|r| payment_response_json(&r))
+    } else if json.get("reference").is_some() {
+        mpp::Receipt::parse(text).ok().map(|r| mpp_receipt_json(&r))
+    } else {
+        None
+    }
+}
+
+/// An invoice's facts, or why it does not decode.
+fn invoice_or_error(bolt11: &str) -> Value {
+    invoice_json(bolt11).unwrap_or_else(|e| json!({"kind": "invoice", "error": e.to_string()}))
+}
+
+fn mpp_challenge_json(challenge: &PaymentChallenge) -> Value {
+    let request = challenge.charge_request();
+    let (request_json, invoice, matches) = match &request {
+        Ok(r) => {
+            let invoice = invoice_or_error(&r.method_details.invoice);
+            let matches = r
+                .method_details
+                .payment_hash
+                .as_deref()
+                .map(|h| invoice["payment_hash"].as_str() == Some(h));
+            (
+                serde_json::to_value(r).unwrap_or_default(),
+                invoice,
+                matches,
+            )
+        }
+        Err(e) => (json!({"error": e.to_string()}), Value::Null, None),
+    };
+    json!({
+        "kind": "mpp_challenge",
+        "scheme": mpp::SCHEME,
+        "id": challenge.id,
+        "realm": challenge.realm,
+        "method": challenge.method,
+        "intent": challenge.intent,
+        "expires": challenge.expires,
+        "description": challenge.description,
+        "request": request_json,
+        "invoice": invoice,
+        "payment_hash_matches_invoice": matches,
+    })
+}
+
+fn mpp_credential_json(credential: &PaymentCredential) -> Value {
+    let preimage = credential.preimage();
+    let request = credential.challenge.charge_request().ok();
+    let named = request.as_ref().and_then(|r| r.payment_hash());
+    json!({
+        "kind": "mpp_credential",
+        "scheme": mpp::SCHEME,
+        "challenge": {
+            "id": credential.challenge.id,
+            "realm": credential.challenge.realm,
+            "method": credential.challenge.method,
+            "intent": credential.challenge.intent,
+            "expires": credential.challenge.expires,
+        },
+        "request": request.as_ref().map(|r| serde_json::to_value(r).unwrap_or_default()),
+        "preimage": preimage.map(|p| p.to_hex()),
+        "preimage_hash": preimage.map(|p| hex::encode(p.hash())),
+        "preimage_matches": preimage.zip(named).map(|(p, h)| p.hash() == h),
+    })
+}
+
+fn mpp_receipt_json(receipt: &mpp::Receipt) -> Value {
+    json!({
+        "kind": "mpp_receipt",
+        "status": receipt.status,
+        "method": receipt.method,
+        "timestamp": receipt.timestamp,
+        "payment_hash": receipt.reference,
+        "challenge_id": receipt.challenge_id,
+    })
+}
+
+fn payment_required_json(required: &PaymentRequired) -> Value {
+    let offers: Vec<Value> = required
+        .accepts
+        .iter()
+        .map(|r| {
+            json!({
+                "scheme": r.scheme,
+                "network": r.network,
+                "network_name": r.network().map(|n| n.name()),
+                "amount_msat": r.amount,
+                "asset": r.asset,
+                "pay_to": r.pay_to,
+                "max_timeout_seconds": r.max_timeout_seconds,
+                "lightning": r.is_exact_lightning(),
+                "invoice": r.invoice().map(invoice_or_error),
+                "extra": r.extra,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "x402_payment_required",
+        "x402_version": required.x402_version,
+        "error": required.error,
+        "resource": required.resource,
+        "accepts": offers,
+    })
+}
+
+fn payment_signature_json(payload: &PaymentPayload) -> Value {
+    json!({
+        "kind": "x402_payment_signature",
+        "x402_version": payload.x402_version,
+        "resource": payload.resource,
+        "accepted": payload.accepted,
+        "invoice_paid": payload.payload.invoice,
+        "invoice_is_the_offered_one": payload.accepted.invoice() == Some(payload.payload.invoice.as_str()),
+    })
+}
+
+fn payment_response_json(response: &SettlementResponse) -> Value {
+    json!({
+        "kind": "x402_payment_response",
+        "success": response.success,
+        "error_reason": response.error_reason,
+        "payment_hash": response.transaction,
+        "network": response.network,
+        "payer": response.payer,
+        "extra": response.extra,
+    })
 }
 
 fn invoice_json(text: &str) -> Result<Value, Error> {
@@ -279,7 +491,23 @@ fn render(value: &Value) -> String {
             );
             out += &field("signature", "valid".to_string());
         }
-        _ => out += &render_macaroon(value, ""),
+        Some("macaroon") | None => out += &render_macaroon(value, ""),
+        Some(kind) => {
+            // The dialects' JSON: a title, then the fields as they are.
+            out += &format!("{}\n", kind.replace('_', " "));
+            if let Some(fields) = value.as_object() {
+                for (name, field) in fields.iter().filter(|(n, _)| *n != "kind") {
+                    let text = match field {
+                        Value::String(s) => s.clone(),
+                        Value::Null => "(none)".into(),
+                        other => serde_json::to_string_pretty(other)
+                            .unwrap_or_default()
+                            .replace('\n', "\n                "),
+                    };
+                    out += &format!("  {:<13} {text}\n", name.replace('_', " "));
+                }
+            }
+        }
     }
     out
 }
@@ -334,4 +562,148 @@ fn render_macaroon(m: &Value, indent: &str) -> String {
     out += &field("expires", &expires);
     out += &field("signature", m["signature"].as_str().unwrap_or(""));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+    use plannt_l402::mpp::{ChallengeKey, ChallengeKeys, ChargeOffer, PaymentCredential, Receipt};
+    use plannt_l402::x402::{
+        ExactOffer, PaymentPayload, PaymentRequired, ResourceInfo, SettlementResponse, TagKey,
+        TagKeys,
+    };
+    use plannt_l402::{Network, PaymentHash, Preimage};
+
+    const INVOICE: &str = "lnbcrt210n1plannttest";
+
+    fn preimage() -> Preimage {
+        Preimage::new([7; 32])
+    }
+
+    fn challenge() -> plannt_l402::mpp::PaymentChallenge {
+        ChallengeKeys::new(vec![ChallengeKey::from_secret(b"k")])
+            .mint_charge(&ChargeOffer {
+                realm: "api.example",
+                route: "demo",
+                amount_sats: 21,
+                invoice: INVOICE,
+                payment_hash: preimage().hash(),
+                network: Network::Regtest,
+                expires_at: 1_900_000_000,
+                description: None,
+            })
+            .unwrap()
+    }
+
+    fn requirements() -> plannt_l402::x402::PaymentRequirements {
+        TagKeys::new(vec![TagKey::new([1; 32])])
+            .requirements(&ExactOffer {
+                route: "demo",
+                amount_msat: 21_000,
+                invoice: INVOICE,
+                payment_hash: preimage().hash(),
+                network: Network::Regtest,
+                max_timeout_seconds: 600,
+                valid_until: 1_900_000_000,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn mpp_challenges_credentials_and_receipts_decode_with_or_without_the_header_name() {
+        let header = challenge().to_header_value();
+        for input in [header.clone(), format!("WWW-Authenticate: {header}")] {
+            let value = decode(&input).unwrap();
+            assert_eq!(value["kind"], "mpp_challenge", "{value}");
+            assert_eq!(value["request"]["amount"], "21");
+            assert_eq!(value["request"]["methodDetails"]["network"], "regtest");
+            assert_eq!(value["expires"], "2030-03-17T17:46:40Z");
+        }
+        let credential = PaymentCredential::charge(&challenge(), &preimage()).to_header_value();
+        for input in [credential.clone(), format!("authorization: {credential}")] {
+            let value = decode(&input).unwrap();
+            assert_eq!(value["kind"], "mpp_credential", "{value}");
+            assert_eq!(value["preimage"], preimage().to_hex());
+            assert_eq!(value["preimage_matches"], true);
+        }
+        let receipt = Receipt::charge(&preimage().hash(), "id", 1_800_000_000).to_header_value();
+        for input in [receipt.clone(), format!("Payment-Receipt: {receipt}")] {
+            let value = decode(&input).unwrap();
+            assert_eq!(value["kind"], "mpp_receipt", "{value}");
+            assert_eq!(value["payment_hash"], preimage().hash().to_hex());
+        }
+        let text = super::render(&decode(&receipt).unwrap());
+        assert!(text.starts_with("mpp receipt\n"), "{text}");
+        assert!(text.contains("payment hash"), "{text}");
+    }
+
+    #[test]
+    fn x402_headers_decode_with_or_without_the_header_name() {
+        let resource = ResourceInfo {
+            url: "https://api.example/demo".into(),
+            description: None,
+            mime_type: None,
+        };
+        let required = PaymentRequired::new(resource.clone(), vec![requirements()]).encode();
+        let payload = PaymentPayload::exact(Some(resource), &requirements()).encode();
+        let settled = SettlementResponse {
+            success: true,
+            error_reason: None,
+            transaction: PaymentHash([2; 32]).to_hex(),
+            network: Network::Regtest.caip2().into(),
+            payer: Some("anonymous".into()),
+            extra: None,
+        }
+        .encode();
+        for (name, value, kind) in [
+            ("PAYMENT-REQUIRED", &required, "x402_payment_required"),
+            ("payment-signature", &payload, "x402_payment_signature"),
+            ("Payment-Response", &settled, "x402_payment_response"),
+        ] {
+            for input in [value.clone(), format!("{name}: {value}")] {
+                let decoded = decode(&input).unwrap();
+                assert_eq!(decoded["kind"], kind, "{input}: {decoded}");
+            }
+        }
+        let value = decode(&required).unwrap();
+        assert_eq!(value["accepts"][0]["amount_msat"], "21000");
+        assert_eq!(value["accepts"][0]["network_name"], "regtest");
+        assert_eq!(value["accepts"][0]["lightning"], true);
+        let value = decode(&payload).unwrap();
+        assert_eq!(value["invoice_is_the_offered_one"], true);
+        assert_eq!(value["invoice_paid"], INVOICE);
+    }
+
+    #[test]
+    fn bad_dialect_values_are_clear_errors() {
+        for (input, says) in [
+            (
+                "PAYMENT-REQUIRED: !!!",
+                "cannot decode this as a PAYMENT-REQUIRED",
+            ),
+            (
+                "payment-signature: e30=",
+                "cannot decode this as a PAYMENT-SIGNATURE",
+            ),
+            (
+                "Payment-Receipt: %%%",
+                "cannot decode this as a Payment-Receipt",
+            ),
+            (
+                "Authorization: Payment !!!",
+                "cannot decode this as an MPP credential",
+            ),
+            (
+                "WWW-Authenticate: Payment realm=\"x\"",
+                "cannot decode this as an MPP challenge",
+            ),
+            (
+                "PAYMENT-RESPONSE:",
+                "nothing to decode after the header name",
+            ),
+        ] {
+            let error = decode(input).unwrap_err().to_string();
+            assert!(error.contains(says), "{input}: {error}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use plannt_client::{Event, Options, Outcome, Request};
+use plannt_client::{Dialect, Event, Options, Outcome, Request};
 use serde_json::json;
 
 use crate::error::{Error, exit};
@@ -25,7 +25,7 @@ const EXIT_CODES: &str = concat!(
 
 Timeouts: --connect-timeout (connect_timeout_secs, PLANNT_CONNECT_TIMEOUT_SECS, default 10 s) bounds each connection, --max-time (max_time_secs, PLANNT_MAX_TIME_SECS, default 120 s) the whole request, payment included. A network error (7) names its cause: connection refused, unknown host (DNS), TLS handshake, connect timeout, max time, connection reset. When the max time runs out while a payment is in flight, the exit is 5 and the payment stays pending; when it runs out after paying, the token is kept: run the same request again to finish either, never paying twice. A wallet that cannot be reached is a failed payment (5) that paid nothing and holds no budget. --dry-run runs every check a payment would, the budgets included, and reserves nothing.
 
-Budgets come from the paying side's config.toml (~/.config/plannt/config.toml, unless PLANNT_CONFIG_DIR or XDG_CONFIG_HOME move it: see plannt --help), each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`."
+Budgets come from the paying side's config.toml (~/.config/plannt/config.toml, unless PLANNT_CONFIG_DIR or XDG_CONFIG_HOME move it: see plannt --help), each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), dialects (PLANNT_DIALECTS, default l402,mpp,x402: the payment dialects paid, in order of preference when a 402 offers several; one left out is never paid, and --dialect only narrows it), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`."
 );
 
 #[derive(clap::Args)]
@@ -80,6 +80,11 @@ pub struct Args {
     /// Pay at most this many sats for this request (lowers the configured cap, never raises it).
     #[arg(long)]
     max_sats: Option<u64>,
+    /// Pay only in these dialects, in this order of preference (comma-separated: l402, mpp,
+    /// x402). It narrows the dialects setting, never widens it: a dialect the setting leaves out
+    /// is never paid [default: dialects, PLANNT_DIALECTS, or l402,mpp,x402].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    dialect: Vec<Dialect>,
     /// Show the price after every check a payment would pass, the budgets included; pay and
     /// reserve nothing.
     #[arg(long)]
@@ -87,7 +92,8 @@ pub struct Args {
     /// Print a JSON summary (status, paid sats, fee, payment hash, preimage, time) to stdout.
     #[arg(long)]
     json: bool,
-    /// Show each step on stderr: request, 402 with invoice and macaroon, payment, retry, answer.
+    /// Show each step on stderr: request, 402 with the dialect paid, invoice and macaroon,
+    /// payment, retry, answer.
     #[arg(short = 'v', long)]
     verbose: bool,
     /// The wallet, as a backend URI [default: the config file, PLANNT_WALLET, or dev+http://127.0.0.1:8402].
@@ -269,6 +275,8 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
     };
     // The host of the last request sent: the one that asked for the payment.
     let host = std::sync::Mutex::new(String::new());
+    // The dialect of the offer chosen: how the paid retry presents its credential.
+    let chosen = std::sync::Mutex::new(Dialect::L402);
     let on_event = |event: &Event<'_>| {
         match event {
             Event::Request { url, .. } => {
@@ -280,6 +288,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                     Some(Spinner::start(paying(*amount_sats, &host)));
             }
             Event::Paid { .. } | Event::Response { .. } => stop_spinner(),
+            Event::Challenge { dialect, .. } => *chosen.lock().expect("dialect lock") = *dialect,
             _ => {}
         }
         if !verbose {
@@ -291,27 +300,39 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 url,
                 credential,
             } => {
-                let auth = if *credential {
-                    "Authorization: L402 <macaroon>:<preimage>"
-                } else {
-                    "Authorization: (none)"
+                let auth = match (*credential, *chosen.lock().expect("dialect lock")) {
+                    (false, _) => "Authorization: (none)",
+                    (true, Dialect::L402) => "Authorization: L402 <macaroon>:<preimage>",
+                    (true, Dialect::Mpp) => {
+                        "Authorization: Payment <the challenge echoed, with the preimage>"
+                    }
+                    (true, Dialect::X402) => {
+                        "PAYMENT-SIGNATURE: <the offer echoed, with the invoice paid>"
+                    }
                 };
                 errln!("> {method} {url}\n>   {auth}");
             }
             Event::Challenge {
-                dialect: _,
+                dialect,
                 invoice,
                 macaroon,
                 amount_sats,
             } => {
                 // The status line was printed with the response.
                 errln!(
-                    "<   price:    {}\n<   invoice:  {invoice}\n<   macaroon: {macaroon}",
+                    "<   dialect:  {dialect}\n<   price:    {}\n<   invoice:  {invoice}",
                     sats(*amount_sats)
                 );
+                if !macaroon.is_empty() {
+                    errln!("<   macaroon: {macaroon}");
+                }
             }
             Event::Paying { amount_sats } => {
-                errln!("* paying {} over Lightning", sats(*amount_sats))
+                errln!(
+                    "* paying {} over Lightning ({})",
+                    sats(*amount_sats),
+                    chosen.lock().expect("dialect lock")
+                )
             }
             Event::Paid { preimage, fee_msat } => errln!(
                 "* paid: preimage {preimage} (fee {fee_msat} msat)\n* retrying with the credential"
@@ -326,7 +347,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         max_sats: args.max_sats,
         dry_run: args.dry_run,
         on_event: Some(&on_event),
-        dialects: None,
+        dialects: (!args.dialect.is_empty()).then_some(args.dialect.as_slice()),
     };
     let outcome = client.send(&request, &options).await;
     stop_spinner();
@@ -335,6 +356,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         Outcome::DryRun(quote) => {
             let summary = json!({
                 "dry_run": true,
+                "dialect": quote.dialect.as_str(),
                 "price_sats": quote.amount_sats(),
                 "network": quote.invoice.network.as_str(),
                 "payment_hash": hex::encode(quote.invoice.payment_hash),
@@ -347,9 +369,10 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
                 outln!("{summary}")?;
             } else if !args.silent {
                 errln!(
-                    "dry run: {} costs {} (invoice on {}, payment hash {}); every check passed, the budgets included (paying reserves {}: the price plus the fee reserve); nothing was paid or reserved",
+                    "dry run: {} costs {} in {} (invoice on {}, payment hash {}); every check passed, the budgets included (paying reserves {}: the price plus the fee reserve); nothing was paid or reserved",
                     request.url,
                     sats(quote.amount_sats()),
+                    quote.dialect,
                     quote.invoice.network,
                     hex::encode(quote.invoice.payment_hash),
                     sats(quote.amount_sats() + client.policy().max_fee_sats)
@@ -375,6 +398,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         let mut summary = json!({
             "status": status.as_u16(),
             "paid_sats": receipt.as_ref().map_or(0, |r| r.amount_sats),
+            "dialect": receipt.as_ref().map(|r| r.dialect.as_str()),
             "fee_msat": receipt.as_ref().map_or(0, |r| r.fee_msat),
             "payment_hash": receipt.as_ref().map(|r| r.payment_hash.clone()),
             "preimage": receipt.as_ref().map(|r| r.preimage.clone()),
@@ -415,13 +439,15 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         {
             if r.reused_token {
                 errln!(
-                    "plannt: presented a token paid earlier (payment hash {})",
+                    "plannt: presented a token paid earlier over {} (payment hash {})",
+                    r.dialect,
                     r.payment_hash
                 );
             } else {
                 errln!(
-                    "plannt: paid {} (fee {} msat), payment hash {}",
+                    "plannt: paid {} over {} (fee {} msat), payment hash {}",
                     sats(r.amount_sats),
+                    r.dialect,
                     r.fee_msat,
                     r.payment_hash
                 );

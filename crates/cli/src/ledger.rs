@@ -90,8 +90,9 @@ pub fn print(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.created_at),
         );
         outln!(
-            "  {when}  {:<7} {:>6} {:<4}  fee {:>5} msat  {}{}  hash {}",
+            "  {when}  {:<7} {:<4} {:>6} {:<4}  fee {:>5} msat  {}{}  hash {}",
             r.status,
+            r.dialect,
             r.amount_sats,
             plural(r.amount_sats, "sat", "sats"),
             r.fee_msat,

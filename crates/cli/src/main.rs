@@ -59,21 +59,23 @@ enum Command {
     Demo,
     /// Run the gateway: an L402 paywall in front of your API (or the demo service).
     Serve(serve::Args),
-    /// GET a URL, paying its L402 challenge if it asks (curl that pays).
+    /// GET a URL, paying its 402 (L402, MPP or x402) if it asks (curl that pays).
     Get(get::Args),
-    /// POST to a URL, paying its L402 challenge if it asks.
+    /// POST to a URL, paying its 402 (L402, MPP or x402) if it asks.
     Post(get::Args),
-    /// Send any request (-X METHOD), paying its L402 challenge if it asks.
+    /// Send any request (-X METHOD), paying its 402 (L402, MPP or x402) if it asks.
     Request(get::Args),
     /// Check a 402 server's challenges (L402, MPP, x402), invoices and catalog; pays only with --pay.
     Check(check::Args),
     /// Show the receipts, refusals, totals per host and day, and what each budget has left.
     Ledger(ledger::Args),
-    /// Show what a macaroon, credential, challenge or invoice holds.
+    /// Show what a macaroon, credential, challenge, invoice or receipt holds, in any dialect.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
-    /// (`L402 <macaroon>:<preimage>`), a `WWW-Authenticate` value (`L402 macaroon="…",
-    /// invoice="…"`), each with or without its header name, or a BOLT11 invoice.
+    /// (`L402 <macaroon>:<preimage>`, `Payment <credential>`), a `WWW-Authenticate` value
+    /// (`L402 macaroon="…", invoice="…"`, `Payment id="…", …`), a `Payment-Receipt`,
+    /// `PAYMENT-REQUIRED`, `PAYMENT-SIGNATURE` or `PAYMENT-RESPONSE` value, each with or without
+    /// its header name, or a BOLT11 invoice.
     Decode(decode::Args),
     /// Use a Lightning wallet: balance, pay an invoice, issue one.
     Wallet(wallet::Args),

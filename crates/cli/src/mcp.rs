@@ -21,7 +21,7 @@ use crate::setup::{self, Setup};
 const AFTER_HELP: &str = "Add it to Claude Code:
   claude mcp add plannt -e PLANNT_WALLET=… -e PLANNT_BUDGET_DAILY_SATS=2000 -- plannt mcp
 
-Tools: fetch (call a URL, paying its L402 price within the policy), discover (a server's prices, free), balance, spending.
+Tools: fetch (call a URL, paying its L402, MPP or x402 price within the policy), discover (a server's prices, free), balance, spending.
 
 The policy is the operator's, never the agent's: ~/.config/plannt/config.toml, each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS: every request, paid or not), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS, default false: loopback, private, link-local and cloud-metadata addresses are refused, after DNS too; proxies are then not used), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host), confirm_above_sats (PLANNT_CONFIRM_ABOVE_SATS, default 100: above it a human confirms through the MCP client, and a client that cannot ask is refused). A tool's max_sats argument only lowers the cap. No tool call ever reaches the wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address), whatever the settings. Payments are recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR), shared with `plannt get` and `plannt ledger`.
 

@@ -48,7 +48,7 @@ pub enum Event<'a> {
         method: &'a Method,
         /// URL.
         url: &'a Url,
-        /// Whether an L402 credential is attached.
+        /// Whether a credential is attached (in the dialect of the offer paid).
         credential: bool,
     },
     /// The server asked for a payment; this is the offer chosen.

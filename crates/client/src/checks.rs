@@ -1,7 +1,11 @@
 //! The checks made before any payment, each refusing with its own error and paying nothing; and
 //! the refusals of where a request may go, made before anything is sent (see `guard`).
 
-use plannt_l402::{Challenge, Dialect, Identifier, IdentifierError, Macaroon};
+use plannt_l402::dialect::{MppOffer, X402Offer};
+use plannt_l402::x402::PaymentPayload;
+use plannt_l402::{
+    Challenge, Dialect, Identifier, IdentifierError, InvoiceFacts, Macaroon, Offer, PayCheckError,
+};
 use plannt_lightning::{DecodedInvoice, InvoiceError, Network, decode_invoice};
 use url::Url;
 
@@ -114,6 +118,15 @@ pub enum Refusal {
         /// How it leads there, when it is not the place itself.
         how: String,
     },
+    /// An MPP or x402 offer disagrees with its invoice, or is not one Plannt pays: another
+    /// amount, payment hash, network or payee, an expired challenge, another currency or asset.
+    #[error("the {dialect} offer does not match its invoice: {error}")]
+    Offer {
+        /// The dialect of the offer.
+        dialect: Dialect,
+        /// The check that failed.
+        error: PayCheckError,
+    },
     /// The challenge came over plain `http` from a host that is not loopback.
     #[error(
         "the challenge came over plain http from {0}, which is not a loopback host, so anyone on the path could have written it; use https, or allow it with allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP=true, or plannt get --allow-insecure-http)"
@@ -137,6 +150,7 @@ impl Refusal {
             Refusal::PrivateNetwork { .. } => "private_network",
             Refusal::WalletApi { .. } => "wallet_api",
             Refusal::InsecureHttp(_) => "insecure_http",
+            Refusal::Offer { error, .. } => error.code(),
         }
     }
 
@@ -173,12 +187,148 @@ pub const CHECKS: [&str; 8] = [
     "host allowed",
     "https or a loopback host",
     "invoice signature",
-    "payment hash matches the macaroon",
+    "payment hash matches the macaroon (L402), or the offer's amount, payment hash, network and payee match the invoice (MPP, x402)",
     "amount within the per-request cap",
     "network matches the wallet",
     "not expired",
     "price plus fee reserve within the hourly, daily and total budgets",
 ];
+
+/// Runs every check on an offer of any dialect that came from `url`, for a wallet on `network`,
+/// at unix time `now`: where it came from, then the dialect's own checks (for MPP and x402:
+/// the invoice's signature, its amount, payment hash, network, payee and expiry against the
+/// offer's, [`plannt_l402::mpp::ChargeRequest::check_before_paying`] and
+/// [`plannt_l402::x402::PaymentRequirements::check_before_paying`]), then the cap. Answers the
+/// quote and what the dialect presents once paid besides the preimage (see
+/// [`crate::StoredToken::macaroon`]).
+pub fn check_offer(
+    offer: &Offer,
+    url: &Url,
+    policy: &Policy,
+    network: Network,
+    now: u64,
+) -> Result<(Quote, String), Refusal> {
+    match offer {
+        Offer::L402(challenge) => {
+            let quote = check(challenge, url, policy, network, now)?;
+            Ok((quote, challenge.macaroon.to_base64()))
+        }
+        Offer::Mpp(o) => check_mpp(o, url, policy, network, now),
+        Offer::X402(o) => check_x402(o, url, policy, network, now),
+    }
+}
+
+fn check_origin(url: &Url, policy: &Policy) -> Result<(), Refusal> {
+    let host = url.host_str().unwrap_or_default();
+    if !policy.host_allowed(host) {
+        return Err(Refusal::HostNotAllowed(host.to_string()));
+    }
+    if url.scheme() == "http" && !policy.allow_insecure_http && !is_loopback_host(url) {
+        return Err(Refusal::InsecureHttp(host.to_string()));
+    }
+    Ok(())
+}
+
+/// The network of the dialects for a network of an invoice; `None` for simnet, which none names.
+fn dialect_network(network: Network) -> Option<plannt_l402::Network> {
+    match network {
+        Network::Bitcoin => Some(plannt_l402::Network::Mainnet),
+        Network::Testnet => Some(plannt_l402::Network::Testnet),
+        Network::Signet => Some(plannt_l402::Network::Signet),
+        Network::Regtest => Some(plannt_l402::Network::Regtest),
+        Network::Simnet => None,
+    }
+}
+
+/// Decodes and verifies the invoice of an MPP or x402 offer, and the facts its checks compare.
+fn invoice_facts(
+    bolt11: &str,
+    network: Network,
+) -> Result<(DecodedInvoice, InvoiceFacts, plannt_l402::Network), Refusal> {
+    let invoice = decode_invoice(bolt11)?;
+    let wrong = || Refusal::WrongNetwork {
+        invoice: invoice.network,
+        wallet: network,
+    };
+    let (Some(invoice_network), Some(wallet)) =
+        (dialect_network(invoice.network), dialect_network(network))
+    else {
+        return Err(wrong());
+    };
+    let facts = InvoiceFacts {
+        payment_hash: invoice.payment_hash,
+        amount_msat: invoice.amount_msat,
+        network: invoice_network,
+        expires_at: invoice.expires_at(),
+        payee: hex::encode(invoice.payee),
+    };
+    Ok((invoice, facts, wallet))
+}
+
+/// The cap, and the quote of an invoice whose amount the dialect's checks matched to its offer.
+fn within_cap(
+    dialect: Dialect,
+    invoice: DecodedInvoice,
+    policy: &Policy,
+) -> Result<Quote, Refusal> {
+    let amount_msat = invoice.amount_msat.ok_or(Refusal::NoAmount)?;
+    let amount_sats = amount_msat.div_ceil(1000);
+    if amount_sats > policy.budget.per_request_sats {
+        return Err(Refusal::OverCap {
+            amount_sats,
+            cap_sats: policy.budget.per_request_sats,
+        });
+    }
+    Ok(Quote {
+        dialect,
+        invoice,
+        macaroon: None,
+        amount_msat,
+    })
+}
+
+fn check_mpp(
+    offer: &MppOffer,
+    url: &Url,
+    policy: &Policy,
+    network: Network,
+    now: u64,
+) -> Result<(Quote, String), Refusal> {
+    check_origin(url, policy)?;
+    let (invoice, facts, wallet) = invoice_facts(&offer.request.method_details.invoice, network)?;
+    offer
+        .request
+        .check_before_paying(&facts, wallet, offer.challenge.expires_at(), now)
+        .map_err(|error| Refusal::Offer {
+            dialect: Dialect::Mpp,
+            error,
+        })?;
+    let quote = within_cap(Dialect::Mpp, invoice, policy)?;
+    let echo = serde_json::to_string(&offer.challenge).expect("strings serialize");
+    Ok((quote, echo))
+}
+
+fn check_x402(
+    offer: &X402Offer,
+    url: &Url,
+    policy: &Policy,
+    network: Network,
+    now: u64,
+) -> Result<(Quote, String), Refusal> {
+    check_origin(url, policy)?;
+    let bolt11 = offer.requirements.invoice().unwrap_or_default();
+    let (invoice, facts, wallet) = invoice_facts(bolt11, network)?;
+    offer
+        .requirements
+        .check_before_paying(&facts, wallet, now)
+        .map_err(|error| Refusal::Offer {
+            dialect: Dialect::X402,
+            error,
+        })?;
+    let quote = within_cap(Dialect::X402, invoice, policy)?;
+    let payload = PaymentPayload::exact(offer.resource.clone(), &offer.requirements).encode();
+    Ok((quote, payload))
+}
 
 /// Runs every check on a challenge that came from `url`, for a wallet on `network`, at unix
 /// time `now`.

@@ -1,10 +1,12 @@
 //! The paying client: send, and on a 402 check, reserve, pay, record and retry.
 //!
 //! ```text
-//! stored token for this place?  -> present it; a 402 drops it (a `spent` reason means pay again)
-//! 402 challenge                 -> parse (header forms, or the JSON body) -> check -> reserve
+//! stored token for this place?  -> present it in its dialect; a 402 drops it (pay again)
+//! 402 offers                    -> the first dialect of the preference order offered (L402 also
+//!                                  from the JSON body) -> check -> reserve
 //!                                  against the budgets (pending, before paying) -> pay -> check
 //!                                  the preimage -> record paid -> retry with the credential
+//!                                  (x402: again on a 402 with `Retry-After`, never paying again)
 //! ```
 //! One challenge is paid at most once: its payment hash is the ledger's key, so a second attempt
 //! (another process, a retry after a crash) finds it pending or paid and looks it up instead.
@@ -25,19 +27,22 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plannt_l402::mpp::{self, PaymentChallenge, PaymentCredential};
+use plannt_l402::x402::{self, SettlementResponse};
 use plannt_l402::{
-    Challenge, Credential, Dialect, Macaroon, Offers, PaymentHash, Preimage, TokenState, wire,
+    Challenge, Credential, Dialect, Macaroon, Offer, Offers, PaymentHash, Preimage, TokenState,
+    wire,
 };
 use plannt_lightning::invoice::unix_now;
 use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use url::Url;
 
 use crate::call::{
     ClientError, Event, Limits, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
 };
-use crate::checks::{Quote, Refusal, check};
+use crate::checks::{Quote, Refusal, check_offer};
 use crate::guard::{Blocked, Guard, Resolver, blocked_in, shown};
 use crate::ledger::{Ledger, Reservation, Reserved, StoredToken};
 use crate::policy::Policy;
@@ -56,11 +61,8 @@ pub struct Client {
     timeouts: Timeouts,
 }
 
-/// The dialects this client can pay.
-const PAYABLE: [Dialect; 1] = [Dialect::L402];
-
-/// The dialects a 402's headers offer, each once, in the order they came.
-fn offered_dialects(response: &reqwest::Response) -> Vec<Dialect> {
+/// Every offer of a 402's headers, and the dialects they are in, each once, in their order.
+fn offers_of(response: &reqwest::Response) -> (Offers, Vec<Dialect>) {
     let values = |name| {
         response
             .headers()
@@ -71,15 +73,98 @@ fn offered_dialects(response: &reqwest::Response) -> Vec<Dialect> {
     };
     let offers = Offers::from_headers(
         values(WWW_AUTHENTICATE.as_str()),
-        values(plannt_l402::x402::PAYMENT_REQUIRED),
+        values(x402::PAYMENT_REQUIRED),
     );
-    let mut out = Vec::new();
+    let mut dialects = Vec::new();
     for offer in &offers.offers {
-        if !out.contains(&offer.dialect()) {
-            out.push(offer.dialect());
+        if !dialects.contains(&offer.dialect()) {
+            dialects.push(offer.dialect());
         }
     }
-    out
+    (offers, dialects)
+}
+
+/// How long an x402 server that has not yet seen the payment settle asks us to wait before
+/// presenting it again: its `Retry-After` seconds (at least a quarter of a second), `None`
+/// when the 402 is not that answer.
+fn not_settled_yet(response: &reqwest::Response) -> Option<Duration> {
+    if response.status() != StatusCode::PAYMENT_REQUIRED {
+        return None;
+    }
+    let secs: u64 = response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).max(Duration::from_millis(250)))
+}
+
+/// The header that presents a paid token in its dialect, and its value.
+pub(crate) struct Presentation {
+    name: HeaderName,
+    value: String,
+}
+
+/// How a paid token is presented: `Authorization: L402 <macaroon>:<preimage>`,
+/// `Authorization: Payment <credential echoing the challenge, with the preimage>`, or
+/// `PAYMENT-SIGNATURE: <payload>`.
+fn presentation(token: &StoredToken) -> Result<Presentation, ClientError> {
+    let unreadable =
+        |what: &str| ClientError::BadChallenge(format!("a stored {what} is unreadable"));
+    Ok(match token.dialect {
+        Dialect::L402 => Presentation {
+            name: AUTHORIZATION,
+            value: credential_header(&token.macaroon, &token.preimage)?,
+        },
+        Dialect::Mpp => {
+            let challenge: PaymentChallenge =
+                serde_json::from_str(&token.macaroon).map_err(|_| unreadable("MPP challenge"))?;
+            Presentation {
+                name: AUTHORIZATION,
+                value: PaymentCredential::charge(&challenge, &token.preimage).to_header_value(),
+            }
+        }
+        Dialect::X402 => Presentation {
+            name: HeaderName::from_static(x402::PAYMENT_SIGNATURE),
+            value: token.macaroon.clone(),
+        },
+    })
+}
+
+/// Reads the receipt a paid answer carries in the token's dialect (`Payment-Receipt`,
+/// `PAYMENT-RESPONSE`) and says in the log whether it names the payment made.
+fn read_server_receipt(response: &reqwest::Response, token: &StoredToken) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let named = match token.dialect {
+        Dialect::L402 => return,
+        Dialect::Mpp => header(mpp::PAYMENT_RECEIPT)
+            .map(|v| mpp::Receipt::parse(&v).ok().and_then(|r| r.payment_hash())),
+        Dialect::X402 => header(x402::PAYMENT_RESPONSE).map(|v| {
+            SettlementResponse::decode(&v)
+                .ok()
+                .filter(|r| r.success)
+                .and_then(|r| r.payment_hash())
+        }),
+    };
+    match named {
+        None => tracing::debug!(dialect = %token.dialect, "the answer carries no receipt"),
+        Some(Some(hash)) if hash == token.payment_hash => {
+            tracing::debug!(dialect = %token.dialect, "the server's receipt names this payment")
+        }
+        Some(_) => tracing::warn!(
+            dialect = %token.dialect,
+            "the server's receipt does not name this payment's hash"
+        ),
+    }
 }
 
 /// How much of a 402 body we read looking for a challenge.
@@ -289,7 +374,7 @@ impl Client {
     async fn send_once(
         &self,
         request: &Request,
-        credential: Option<&str>,
+        credential: Option<&Presentation>,
         options: &Options<'_>,
         deadline: &Deadline,
     ) -> Result<reqwest::Response, ClientError> {
@@ -318,10 +403,10 @@ impl Client {
         }
         let mut headers = request.headers.clone();
         if let Some(credential) = credential {
-            let value = HeaderValue::from_str(credential).map_err(|_| {
-                ClientError::BadChallenge("the macaroon cannot travel in a header".into())
+            let value = HeaderValue::from_str(&credential.value).map_err(|_| {
+                ClientError::BadChallenge("the credential cannot travel in a header".into())
             })?;
-            headers.insert(AUTHORIZATION, value);
+            headers.insert(credential.name.clone(), value);
         }
         let sent = http
             .request(request.method.clone(), request.url.clone())
@@ -374,12 +459,14 @@ impl Client {
         if !options.dry_run
             && let Some(token) = self.ledger.token_for(&origin, &path)?
         {
-            let credential = credential_header(&token.macaroon, &token.preimage)?;
+            let credential = presentation(&token)?;
             let first = self
                 .send_once(request, Some(&credential), options, &deadline)
                 .await
                 .map_err(|e| kept(e, &token.payment_hash))?;
-            if first.status() == StatusCode::PAYMENT_REQUIRED {
+            // (An x402 payment the server has not seen settle yet is not refused: it is kept.)
+            let unsettled = token.dialect == Dialect::X402 && not_settled_yet(&first).is_some();
+            if first.status() == StatusCode::PAYMENT_REQUIRED && !unsettled {
                 // Spent, expired, or refused: forget it and treat this 402 as the challenge.
                 self.ledger.drop_token(&token.payment_hash)?;
                 response = Some(first);
@@ -412,38 +499,52 @@ impl Client {
         let origin = challenged.origin().ascii_serialization();
         let path = challenged.path().to_string();
         let allowed = self.policy.dialects_for(options.dialects);
-        let offered = offered_dialects(&response);
-        let payable: Vec<Dialect> = allowed
-            .iter()
-            .copied()
-            .filter(|d| PAYABLE.contains(d))
-            .collect();
-        // An L402 challenge may also come in the JSON body, which only reading it tells.
-        if !payable.contains(&Dialect::L402)
-            || (!offered.is_empty() && !offered.contains(&Dialect::L402))
-        {
-            return Err(ClientError::NoDialect { offered, allowed });
-        }
-        let challenge = read_challenge(response, self.limits()).await?;
+        let (offers, offered) = offers_of(&response);
+        let chosen = allowed.iter().find_map(|d| offers.first(*d)).cloned();
+        let offer = match chosen {
+            Some(offer) => offer,
+            // No offer in the headers: an L402 challenge may still be in the JSON body.
+            None if offers.offers.is_empty() && allowed.contains(&Dialect::L402) => {
+                Offer::L402(read_challenge(response, self.limits()).await?)
+            }
+            None if offers.offers.is_empty() => {
+                let why = offers
+                    .skipped
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ClientError::BadChallenge(if why.is_empty() {
+                    "no challenge in the 402".into()
+                } else {
+                    why
+                }));
+            }
+            None => return Err(ClientError::NoDialect { offered, allowed }),
+        };
         let policy = self.policy.capped(options.max_sats);
-        let macaroon = challenge.macaroon.to_base64();
+        let macaroon = match &offer {
+            Offer::L402(challenge) => challenge.macaroon.to_base64(),
+            _ => String::new(),
+        };
         if let Some(on) = options.on_event {
-            let amount = plannt_lightning::decode_invoice(&challenge.invoice)
+            let amount = plannt_lightning::decode_invoice(offer.invoice())
                 .ok()
                 .and_then(|i| i.amount_sats())
                 .unwrap_or(0);
             on(&Event::Challenge {
-                dialect: Dialect::L402,
-                invoice: &challenge.invoice,
+                dialect: offer.dialect(),
+                invoice: offer.invoice(),
                 macaroon: &macaroon,
                 amount_sats: amount,
             });
         }
         let now = unix_now();
-        let quote = match check(&challenge, &challenged, &policy, self.wallet.network(), now) {
-            Ok(quote) => quote,
-            Err(refusal) => return Err(self.refused(&origin, &path, refusal)?),
-        };
+        let (quote, presented) =
+            match check_offer(&offer, &challenged, &policy, self.wallet.network(), now) {
+                Ok(checked) => checked,
+                Err(refusal) => return Err(self.refused(&origin, &path, refusal)?),
+            };
         if options.dry_run {
             // Every check the payment would run, the budgets included; nothing is reserved.
             let cost = quote
@@ -468,21 +569,35 @@ impl Client {
         }
         let payment = self
             .pay(
-                &quote, &origin, &path, &macaroon, &policy, options, &deadline,
+                &quote, &origin, &path, &presented, &policy, options, &deadline,
             )
             .await?;
         let token = StoredToken {
+            dialect: quote.dialect,
             payment_hash: payment.payment_hash,
-            macaroon,
+            macaroon: presented,
             preimage: payment.preimage,
             used: false,
         };
-        let credential = credential_header(&token.macaroon, &token.preimage)?;
+        let credential = presentation(&token)?;
         // Paid: a retry that gets no answer leaves the token for the next request.
-        let retried = self
+        let mut retried = self
             .send_once(request, Some(&credential), options, &deadline)
             .await
             .map_err(|e| kept(e, &token.payment_hash))?;
+        // An x402 server may not have seen the payment settle yet: it answers 402 with
+        // `Retry-After`. Present the same payload again within the max time; never pay again.
+        while token.dialect == Dialect::X402
+            && let Some(wait) = not_settled_yet(&retried)
+            && let Some(remaining) = deadline.remaining()
+            && wait < remaining
+        {
+            tokio::time::sleep(wait).await;
+            retried = self
+                .send_once(request, Some(&credential), options, &deadline)
+                .await
+                .map_err(|e| kept(e, &token.payment_hash))?;
+        }
         let Outcome::Response(mut out) = self.finish(retried, &token, false).await? else {
             unreachable!("finish always answers a response")
         };
@@ -549,6 +664,7 @@ impl Client {
             limit: self.timeouts.max_time,
         };
         let reservation = Reservation {
+            dialect: quote.dialect,
             payment_hash: &hash,
             origin,
             path,
@@ -643,11 +759,23 @@ impl Client {
             .and_then(|v| TokenState::parse(v.as_bytes()));
         let spent = state == Some(TokenState::Spent);
         let released = state == Some(TokenState::Released);
+        read_server_receipt(&response, token);
         // A 401 that names an L402 reason refuses the token itself; a plain 401 may be the API's
         // own authentication failing, and the paid token is kept for the next try.
         let refused = response.status() == StatusCode::UNAUTHORIZED
             && response.headers().contains_key(wire::X_L402_REASON);
-        if response.status() == StatusCode::PAYMENT_REQUIRED || spent || refused {
+        let status = response.status();
+        if token.dialect != Dialect::L402 {
+            // An MPP or x402 charge buys one answer. It is kept only when the server released
+            // it, failed on its side, or has not seen the payment settle yet (x402).
+            let keep = !spent
+                && (released
+                    || status.is_server_error()
+                    || (token.dialect == Dialect::X402 && not_settled_yet(&response).is_some()));
+            if !keep {
+                self.ledger.drop_token(&token.payment_hash)?;
+            }
+        } else if status == StatusCode::PAYMENT_REQUIRED || spent || refused {
             // A Plannt gateway spent it, or the server refused it: it cannot be used again.
             self.ledger.drop_token(&token.payment_hash)?;
         } else if !released {
@@ -655,7 +783,7 @@ impl Client {
             self.ledger.token_used(&token.payment_hash)?;
         }
         let receipt = Receipt {
-            dialect: Dialect::L402,
+            dialect: token.dialect,
             amount_sats: 0,
             fee_msat: 0,
             payment_hash: hex::encode(token.payment_hash),

@@ -5,14 +5,17 @@
 //! Client::send(request)
 //!   -> where it goes: not the wallet's own API, an allowed host, no private address unless
 //!      allowed (checked again on each redirect hop and each resolved address)
-//!   -> 402 with a challenge
+//!   -> 402 with offers: the first dialect of the preference order (L402, MPP, x402 by default;
+//!      the `dialects` setting, narrowed per call by `Options::dialects`) that it offers
 //!   -> checks: host allowed, https (or loopback), invoice signature, payment hash =
-//!      macaroon's, an amount within the cap, the wallet's network, not expired
+//!      macaroon's (L402) or the offer's amount, payment hash, network, payee and expiry = the
+//!      invoice's (MPP, x402), an amount within the cap, the wallet's network, not expired
 //!   -> reserve against the hourly, daily and total budgets, recorded pending (SQLite, shared
 //!      by every process of the user)
 //!   -> pay, check sha256(preimage), record paid (a wallet that could not be reached: failed,
 //!      the reservation released)
-//!   -> retry with Authorization: L402 <macaroon>:<preimage>
+//!   -> retry with Authorization: L402 <macaroon>:<preimage>, Authorization: Payment
+//!      <credential> (MPP) or PAYMENT-SIGNATURE: <payload> (x402)
 //! ```
 //!
 //! All within the connect timeout and the max time ([`Timeouts`]); a request that gets no
@@ -32,7 +35,7 @@ mod wallet_api;
 pub use call::{
     ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
 };
-pub use checks::{CHECKS, Quote, Refusal, check};
+pub use checks::{CHECKS, Quote, Refusal, check, check_offer};
 pub use client::{Client, ClientBuilder};
 pub use ledger::{
     Ledger, LedgerError, OverBudget, QUOTE_SECS, Record, RefusalRecord, Reservation, Reserved,

@@ -88,6 +88,7 @@ pub fn body(bytes: &[u8], truncated: bool) -> Body {
 /// The receipt as tool results show it.
 pub fn receipt(r: &Receipt) -> Value {
     json!({
+        "dialect": r.dialect.as_str(),
         "amount_sats": r.amount_sats,
         "fee_msat": r.fee_msat,
         "payment_hash": r.payment_hash,
@@ -479,9 +480,20 @@ pub fn client_error(
         ClientError::BadChallenge(detail) => error(
             "bad_challenge",
             format!(
-                "The server asked for payment (HTTP 402) without an L402 challenge Plannt can check: {detail}. Nothing was paid. Do not retry: tell the user this server's payment scheme is not supported."
+                "The server asked for payment (HTTP 402) without an L402, MPP or x402 challenge Plannt can check: {detail}. Nothing was paid. Do not retry: tell the user this server's payment scheme is not supported."
             ),
             json!({"paid": false}),
+        ),
+        ClientError::NoDialect { offered, allowed } => error(
+            "no_dialect",
+            format!(
+                "{e}. Do not retry with the same dialects: call fetch again without the dialects argument (the operator's) if it narrowed them, else tell the user the operator does not allow paying this server's dialects."
+            ),
+            json!({
+                "paid": false,
+                "offered": offered.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+                "allowed": allowed.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+            }),
         ),
         ClientError::Ledger(err) => error(
             "ledger_error",

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use plannt_client::{OverBudget, Request, WindowUse};
+use plannt_client::{Dialect, OverBudget, Request, WindowUse};
 use plannt_lightning::invoice::unix_now;
 use rmcp::RoleServer;
 use rmcp::model::{
@@ -106,6 +106,7 @@ impl PlanntMcp {
     }
 
     /// A price above the threshold: ask the human, in the way the protocol allows.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn ask(
         &self,
         request: &Request,
@@ -113,6 +114,7 @@ impl PlanntMcp {
         threshold: u64,
         print: [u8; 32],
         max_sats: Option<u64>,
+        dialects: Option<&[Dialect]>,
         context: &RequestContext<RoleServer>,
     ) -> CallToolResponse {
         // A payment the budgets cannot take is refused now: no point asking a human about it.
@@ -177,7 +179,9 @@ impl PlanntMcp {
                 match confirm::answer(&value) {
                     Answer::Yes => {
                         let cap = confirm::pay_cap(price_sats, max_sats);
-                        self.pay(request, Some(cap), Some(price_sats)).await.into()
+                        self.pay(request, Some(cap), Some(price_sats), dialects)
+                            .await
+                            .into()
                     }
                     answer => self.declined(request, price_sats, answer).into(),
                 }
@@ -201,6 +205,7 @@ impl PlanntMcp {
         print: [u8; 32],
         request: &Request,
         max_sats: Option<u64>,
+        dialects: Option<&[Dialect]>,
     ) -> CallToolResult {
         let price_sats = match self.pending().take(handle, print, Instant::now()) {
             Ok(price) => price,
@@ -225,7 +230,8 @@ impl PlanntMcp {
         match answer {
             Answer::Yes => {
                 let cap = confirm::pay_cap(price_sats, max_sats);
-                self.pay(request, Some(cap), Some(price_sats)).await
+                self.pay(request, Some(cap), Some(price_sats), dialects)
+                    .await
             }
             answer => self.declined(request, price_sats, answer),
         }

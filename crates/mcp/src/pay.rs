@@ -1,7 +1,7 @@
 //! Paying and answering: one call of the paying client, its response read up to the operator's
 //! limit and rendered as a tool result, or its failure explained.
 
-use plannt_client::{ClientError, Options, Outcome, Refusal, Request, Response};
+use plannt_client::{ClientError, Dialect, Options, Outcome, Refusal, Request, Response};
 use rmcp::model::CallToolResult;
 use serde_json::json;
 
@@ -26,18 +26,20 @@ async fn read_capped(
 
 impl PlanntMcp {
     /// Pays (if asked) and answers. `quoted` is the price a dry run saw, when there was one:
-    /// `max_sats` was set to it, so an over-cap refusal means the price rose.
+    /// `max_sats` was set to it, so an over-cap refusal means the price rose. `dialects`
+    /// narrows the dialects the operator allows, as the agent asked.
     pub(crate) async fn pay(
         &self,
         request: &Request,
         max_sats: Option<u64>,
         quoted: Option<u64>,
+        dialects: Option<&[Dialect]>,
     ) -> CallToolResult {
         let options = Options {
             max_sats,
             dry_run: false,
             on_event: None,
-            dialects: None,
+            dialects,
         };
         match self.client().send(request, &options).await {
             Ok(Outcome::Response(response)) => self.finish(request, response).await,

@@ -45,7 +45,7 @@ impl Default for Config {
     }
 }
 
-const INSTRUCTIONS: &str = "Plannt pays for HTTP APIs over Lightning (L402) from the operator's wallet, within the operator's budgets. Use discover to learn prices (free), fetch to call a URL and pay if it asks (one call does both), and balance or spending to see what is left. Payments are final and each paid call pays again; a human confirms the larger ones.";
+const INSTRUCTIONS: &str = "Plannt pays for HTTP APIs over Lightning (L402, MPP or x402) from the operator's wallet, within the operator's budgets. Use discover to learn prices (free), fetch to call a URL and pay if it asks (one call does both), and balance or spending to see what is left. Payments are final and each paid call pays again; a human confirms the larger ones.";
 
 /// The MCP server. Cheap to clone: every clone shares the client, the ledger and the
 /// confirmations waiting for an answer.

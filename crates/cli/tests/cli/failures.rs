@@ -122,6 +122,7 @@ fn an_old_pending_payment_its_wallet_never_made_is_released_by_the_next_run() {
         let older = home.ledger();
         let hash = PaymentHash(random32());
         let reservation = Reservation {
+            dialect: plannt_client::Dialect::L402,
             payment_hash: &hash,
             origin: &format!("http://{}", server.hostile.addr),
             path: "/paid",

@@ -2,6 +2,8 @@
 //!
 //! - `curl`, `refusals`, `attacks`, `concurrency`, `crash`: `plannt get` (and `plannt mcp` over
 //!   stdio) against the test kit's hostile L402 server, paying through its dev network;
+//! - `dialects`: `plannt get` against a `plannt serve` that offers only MPP or only x402, and
+//!   `--dialect`;
 //! - `failures`: `plannt get` and `plannt mcp` when the wallet or the server does not answer
 //!   (unreachable, each network cause, timeouts), and `plannt mcp` started by hand;
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
@@ -21,6 +23,7 @@ mod concurrency;
 mod crash;
 mod crash_load;
 mod curl;
+mod dialects;
 mod exits;
 mod failures;
 mod load;

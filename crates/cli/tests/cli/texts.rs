@@ -76,7 +76,8 @@ fn verbose_tells_each_step_once_and_counts_take_their_plural() {
     );
     assert!(text.contains("<   price:    1 sat\n"), "{text}");
     assert!(text.contains("* paying 1 sat over Lightning"), "{text}");
-    assert!(text.contains("plannt: paid 1 sat (fee"), "{text}");
+    assert!(text.contains("plannt: paid 1 sat over l402 (fee"), "{text}");
+    assert!(text.contains("<   dialect:  l402\n"), "{text}");
     // stderr is not a terminal here: no progress line, no terminal codes.
     assert!(!text.contains('\r') && !text.contains('\x1b'), "{text:?}");
 

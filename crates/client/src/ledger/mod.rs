@@ -28,13 +28,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plannt_l402::{PaymentHash, Preimage};
+use plannt_l402::{Dialect, PaymentHash, Preimage};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::policy::Budget;
 use error::{io, open};
 use owner::Owner;
-use schema::{SCHEMA, add_charged_at, add_owner_columns};
+use schema::{SCHEMA, add_charged_at, add_dialect, add_owner_columns};
 
 pub use error::LedgerError;
 pub use records::{
@@ -76,6 +76,7 @@ impl Ledger {
         conn.execute_batch(SCHEMA).map_err(open(path))?;
         add_owner_columns(&mut conn).map_err(open(path))?;
         add_charged_at(&mut conn).map_err(open(path))?;
+        add_dialect(&mut conn).map_err(open(path))?;
         let name = path
             .file_name()
             .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
@@ -127,10 +128,10 @@ impl Ledger {
             // A payment counts in the budget windows from the moment it is reserved: a failed
             // payment reserved again is charged now, not when it was first tried.
             tx.execute(
-                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at, owner, charged_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?8)
-                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8, owner = ?9, charged_at = ?8",
-                params![hash, r.origin, r.path, r.bolt11, r.macaroon, r.amount_msat as i64, r.max_fee_msat as i64, now as i64, self.owner.id],
+                "INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, status, created_at, updated_at, owner, charged_at, dialect)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?8, ?10)
+                 ON CONFLICT (payment_hash) DO UPDATE SET status = 'pending', max_fee_msat = ?7, updated_at = ?8, owner = ?9, charged_at = ?8, macaroon = ?5, dialect = ?10",
+                params![hash, r.origin, r.path, r.bolt11, r.macaroon, r.amount_msat as i64, r.max_fee_msat as i64, now as i64, self.owner.id, r.dialect.as_str()],
             )?;
             tx.commit()?;
             Ok(Ok(Reserved::New))
@@ -186,8 +187,8 @@ impl Ledger {
                 params![hash, preimage, fee_msat as i64, now as i64],
             )?;
             tx.execute(
-                "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at, owner)
-                 SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3, CASE WHEN owner = ?4 THEN ?4 END
+                "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at, owner, dialect)
+                 SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3, CASE WHEN owner = ?4 THEN ?4 END, dialect
                  FROM payments WHERE payment_hash = ?1",
                 params![hash, preimage, now as i64, self.owner.id],
             )?;
@@ -217,13 +218,14 @@ impl Ledger {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let candidates = {
                 let mut stmt = tx.prepare(
-                    "SELECT payment_hash, macaroon, preimage, used, owner FROM tokens WHERE origin = ?1 AND path = ?2
+                    "SELECT payment_hash, macaroon, preimage, used, owner, dialect FROM tokens WHERE origin = ?1 AND path = ?2
                      ORDER BY used ASC, created_at DESC",
                 )?;
                 let rows = stmt.query_map(params![origin, path], |row| {
                     let hash: String = row.get(0)?;
                     let preimage: String = row.get(2)?;
                     let token = StoredToken {
+                        dialect: read_dialect(&row.get::<_, String>(5)?),
                         payment_hash: read_hash(&hash),
                         macaroon: row.get(1)?,
                         preimage: read_preimage(&preimage),
@@ -427,7 +429,7 @@ impl Ledger {
     pub fn recent(&self, limit: usize) -> Result<Vec<Record>, LedgerError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT payment_hash, origin, path, amount_msat, fee_msat, status, preimage, created_at
+                "SELECT payment_hash, origin, path, amount_msat, fee_msat, status, preimage, created_at, dialect
                  FROM payments ORDER BY created_at DESC, rowid DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![limit as i64], |row| {
@@ -440,6 +442,7 @@ impl Ledger {
                     status: row.get(5)?,
                     preimage: row.get(6)?,
                     created_at: row.get::<_, i64>(7)? as u64,
+                    dialect: row.get(8)?,
                 })
             })?;
             rows.collect()
@@ -451,6 +454,11 @@ impl Ledger {
 /// edited into something else, which matches no real payment).
 fn read_hash(text: &str) -> PaymentHash {
     PaymentHash::from_hex(text).unwrap_or(PaymentHash([0; 32]))
+}
+
+/// A dialect as the ledger stores it (L402, the dialect of every older row, if unknown).
+fn read_dialect(text: &str) -> Dialect {
+    text.parse().unwrap_or(Dialect::L402)
 }
 
 /// A preimage as the ledger stores it (all zeros, which pays nothing, if unreadable).
@@ -526,6 +534,7 @@ mod tests {
         let ledger = Ledger::open(&path).unwrap();
         let hash = PaymentHash([9u8; 32]);
         let reservation = Reservation {
+            dialect: Dialect::L402,
             payment_hash: &hash,
             origin: "http://a.example",
             path: "/",

@@ -1,7 +1,7 @@
 //! What the ledger records and answers: payments, paid tokens, refusals, totals, and the use of
 //! each budget window.
 
-use plannt_l402::{PaymentHash, Preimage};
+use plannt_l402::{Dialect, PaymentHash, Preimage};
 
 use crate::policy::Window;
 
@@ -52,14 +52,19 @@ pub struct Record {
     pub preimage: Option<String>,
     /// Unix seconds when it was first reserved.
     pub created_at: u64,
+    /// The dialect it was paid in: `l402`, `mpp` or `x402`.
+    pub dialect: String,
 }
 
 /// A paid token waiting to be presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
+    /// The dialect it is presented in.
+    pub dialect: Dialect,
     /// The payment hash it is bound to.
     pub payment_hash: PaymentHash,
-    /// The macaroon, base64.
+    /// What the dialect presents besides the preimage: the macaroon, base64 (L402); the
+    /// challenge to echo, as JSON (MPP); the `PAYMENT-SIGNATURE` value (x402).
     pub macaroon: String,
     /// The preimage.
     pub preimage: Preimage,
@@ -93,6 +98,8 @@ pub struct RefusalRecord {
 
 /// A payment to reserve.
 pub struct Reservation<'a> {
+    /// The dialect it is paid in.
+    pub dialect: Dialect,
     /// Its payment hash.
     pub payment_hash: &'a PaymentHash,
     /// Where it is for.
@@ -101,7 +108,9 @@ pub struct Reservation<'a> {
     pub path: &'a str,
     /// The invoice.
     pub bolt11: &'a str,
-    /// The macaroon the server sent with it.
+    /// What the dialect presents once paid, besides the preimage: the macaroon (L402), the
+    /// challenge as JSON (MPP), the `PAYMENT-SIGNATURE` value (x402). Kept so a payment a crash
+    /// interrupted can still be presented.
     pub macaroon: &'a str,
     /// The invoice amount.
     pub amount_msat: u64,

@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS payments (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
     owner        TEXT,
-    charged_at   INTEGER
+    charged_at   INTEGER,
+    dialect      TEXT NOT NULL DEFAULT 'l402'
 );
 CREATE INDEX IF NOT EXISTS payments_created ON payments (created_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     preimage     TEXT NOT NULL,
     used         INTEGER NOT NULL DEFAULT 0,
     created_at   INTEGER NOT NULL,
-    owner        TEXT
+    owner        TEXT,
+    dialect      TEXT NOT NULL DEFAULT 'l402'
 );
 CREATE INDEX IF NOT EXISTS tokens_place ON tokens (origin, path);
 CREATE TABLE IF NOT EXISTS quotes (
@@ -79,5 +81,26 @@ pub(super) fn add_charged_at(conn: &mut Connection) -> Result<(), rusqlite::Erro
         "UPDATE payments SET charged_at = created_at WHERE charged_at IS NULL;
          CREATE INDEX IF NOT EXISTS payments_charged ON payments (charged_at);",
     )?;
+    tx.commit()
+}
+
+/// Adds `dialect` to the payments and tokens of a ledger written before the client paid MPP and
+/// x402: every payment until then was L402. With it, the `macaroon` column holds what the
+/// dialect presents besides the preimage: the macaroon (L402), the challenge echoed as JSON
+/// (MPP), the `PAYMENT-SIGNATURE` payload (x402).
+pub(super) fn add_dialect(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for table in ["payments", "tokens"] {
+        let has: i64 = tx.query_row(
+            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = 'dialect'"),
+            [],
+            |row| row.get(0),
+        )?;
+        if has == 0 {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN dialect TEXT NOT NULL DEFAULT 'l402'"
+            ))?;
+        }
+    }
     tx.commit()
 }

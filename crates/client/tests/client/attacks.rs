@@ -146,6 +146,7 @@ async fn a_failed_invoice_served_again_later_is_charged_in_the_window_it_is_paid
     let origin = format!("http://{}", server.addr);
     let macaroon = challenge.macaroon.to_base64();
     let reservation = Reservation {
+        dialect: plannt_client::Dialect::L402,
         payment_hash: &invoice.payment_hash,
         origin: &origin,
         path: "/paid",

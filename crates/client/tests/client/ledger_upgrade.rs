@@ -1,6 +1,7 @@
 //! A ledger written before payments and tokens had owners, and before payments had the time they
 //! are charged at, opens, keeps its rows, and works: its unused token is presented, its pending
-//! payment can be recovered, and its payments stay in the budget windows they were counted in.
+//! payment can be recovered, and its payments stay in the budget windows they were counted in; a
+//! ledger written before payments had a dialect reads its rows as L402.
 
 use plannt_client::{Budget, Ledger, Reservation, Reserved};
 
@@ -54,6 +55,7 @@ fn a_ledger_without_owners_is_upgraded_in_place() {
     // New payments are recorded as before, and a second open finds the columns in place.
     let hash = plannt_client::l402::PaymentHash([7u8; 32]);
     let reservation = Reservation {
+        dialect: plannt_client::Dialect::L402,
         payment_hash: &hash,
         origin: "http://new.example",
         path: "/",
@@ -106,4 +108,84 @@ fn a_ledger_without_charged_at_counts_old_payments_when_they_were_reserved() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(charged, [Some(1_700_000_000), Some(1_700_000_000)]);
+}
+
+/// The schema before the client paid MPP and x402: owners and `charged_at`, no `dialect`.
+const SCHEMA_BEFORE_DIALECTS: &str = "
+CREATE TABLE payments (
+    payment_hash TEXT PRIMARY KEY, origin TEXT NOT NULL, path TEXT NOT NULL, bolt11 TEXT NOT NULL,
+    macaroon TEXT NOT NULL, amount_msat INTEGER NOT NULL, max_fee_msat INTEGER NOT NULL,
+    fee_msat INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
+    preimage TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, owner TEXT,
+    charged_at INTEGER
+);
+CREATE TABLE tokens (
+    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash), origin TEXT NOT NULL,
+    path TEXT NOT NULL, macaroon TEXT NOT NULL, preimage TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, owner TEXT
+);
+INSERT INTO payments VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'lnbcrt1', 'AgE', 21000, 0, 0, 'paid', 'bb' || printf('%062d', 0), 1700000000, 1700000000, NULL, 1700000000);
+INSERT INTO tokens VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'AgE', 'bb' || printf('%062d', 0), 0, 1700000000, NULL);
+";
+
+#[test]
+fn a_ledger_without_dialects_reads_its_rows_as_l402_and_records_the_dialect_of_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(SCHEMA_BEFORE_DIALECTS)
+        .unwrap();
+
+    let ledger = Ledger::open(&path).unwrap();
+    let token = ledger
+        .token_for("http://old.example", "/paid")
+        .unwrap()
+        .expect("the old token");
+    assert_eq!(token.dialect, plannt_client::Dialect::L402);
+    assert_eq!(token.macaroon, "AgE");
+    assert_eq!(ledger.recent(10).unwrap()[0].dialect, "l402");
+
+    // An MPP payment keeps its dialect and its challenge to echo, through to its token.
+    let hash = plannt_client::l402::PaymentHash([8u8; 32]);
+    let reservation = Reservation {
+        dialect: plannt_client::Dialect::Mpp,
+        payment_hash: &hash,
+        origin: "http://new.example",
+        path: "/mpp",
+        bolt11: "lnbcrt1",
+        macaroon: "{\"id\":\"x\"}",
+        amount_msat: 1_000,
+        max_fee_msat: 0,
+    };
+    assert_eq!(
+        ledger
+            .reserve(&reservation, &Budget::default(), 1_800_000_000)
+            .unwrap(),
+        Ok(Reserved::New)
+    );
+    ledger
+        .mark_paid(
+            &hash,
+            &plannt_client::l402::Preimage::new([3; 32]),
+            0,
+            1_800_000_000,
+        )
+        .unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    let token = ledger
+        .token_for("http://new.example", "/mpp")
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.dialect, plannt_client::Dialect::Mpp);
+    assert_eq!(token.macaroon, "{\"id\":\"x\"}");
+    let dialects: Vec<String> = ledger
+        .recent(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.dialect)
+        .collect();
+    assert_eq!(dialects, ["mpp", "l402"]);
 }

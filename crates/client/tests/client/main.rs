@@ -7,6 +7,7 @@
 //! - `dialects`: the dialect a call pays (L402, MPP, x402) by the preference order, and
 //!   servers that offer only MPP or only x402, honest and hostile;
 //! - `ledger_upgrade`: a ledger an older Plannt wrote opens and keeps working;
+//! - `offers`: servers that offer only MPP or only x402, honest or lying in one way;
 //! - `network`: a wallet that cannot be reached, each cause of a network failure named, the
 //!   timeouts, and payments a timeout interrupted, never paid twice;
 //! - `recovery`: payments a crash left pending are finished, never paid twice;
@@ -18,6 +19,7 @@ mod checks;
 mod dialects;
 mod ledger_upgrade;
 mod network;
+mod offers;
 mod recovery;
 mod redirect;
 mod support;

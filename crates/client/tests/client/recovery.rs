@@ -52,6 +52,7 @@ async fn challenge_of(server: &Hostile) -> Challenged {
 /// Records a challenge as pending, as `Client::send` does just before it pays.
 fn reserve(ledger: &Ledger, server: &Hostile, c: &Challenged, budget: &Budget) {
     let reservation = Reservation {
+        dialect: plannt_client::Dialect::L402,
         payment_hash: &c.hash,
         origin: &format!("http://{}", server.addr),
         path: "/paid",

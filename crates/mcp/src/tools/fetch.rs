@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use plannt_client::{Options, Outcome, Policy, Request};
+use plannt_client::{Dialect, Options, Outcome, Policy, Request};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{InputResponses, RequestState};
@@ -52,13 +52,37 @@ pub struct FetchArgs {
     #[serde(default)]
     #[schemars(with = "u64")]
     pub max_sats: Option<u64>,
+    /// The payment dialects this call may pay, in order of preference: any of "l402", "mpp", "x402". It can only narrow the dialects the operator allows, never widen them. Default: the operator's.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub dialects: Option<Vec<String>>,
 }
 
-const FETCH: &str = "Send an HTTP request and, when the server asks for payment (HTTP 402 with an L402 Lightning invoice), check the invoice, pay it from the operator's wallet and send the request again, all in this one call. Use it for APIs that charge per request over Lightning (L402), and for any plain URL (a free URL costs nothing).
+/// The `dialects` argument read, or which name is no dialect.
+fn parse_dialects(args: &FetchArgs) -> Result<Option<Vec<Dialect>>, String> {
+    let Some(names) = &args.dialects else {
+        return Ok(None);
+    };
+    if names.is_empty() {
+        return Err(
+            "dialects is empty: name at least one of l402, mpp, x402, or leave it out".into(),
+        );
+    }
+    names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .map_err(|e: plannt_client::l402::dialect::UnknownDialect| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
 
-Returns the status, content type, headers and body (text, or base64 for binary; cut at a size, and the result says so) and, when something was paid, the receipt: sats paid, routing fee, payment hash and preimage (the proof of payment).
+const FETCH: &str = "Send an HTTP request and, when the server asks for payment (HTTP 402 with a Lightning invoice, in any of the L402, MPP or x402 dialects), check the invoice, pay it from the operator's wallet and send the request again, all in this one call. Use it for APIs that charge per request over Lightning, and for any plain URL (a free URL costs nothing).
 
-Cost: what the server asks, in sats, every time: tokens are single-use, so each call pays again. Call discover first when the price is unknown, and do not repeat a paid call without need. The operator's policy bounds every payment and no argument can loosen it: max_sats only lowers the per-request cap for this call. A request to a host that is not allowed, to the wallet's own API, or (unless the operator allows them) to a loopback or private address is not sent; over a budget, or when an invoice fails a check, nothing is paid; the result (isError) says what to do next. Above a threshold a human is asked to confirm before anything is paid.";
+Returns the status, content type, headers and body (text, or base64 for binary; cut at a size, and the result says so) and, when something was paid, the receipt: the dialect paid in (l402, mpp or x402), sats paid, routing fee, payment hash and preimage (the proof of payment).
+
+Cost: what the server asks, in sats, every time: tokens are single-use, so each call pays again. Call discover first when the price is unknown, and do not repeat a paid call without need. The operator's policy bounds every payment and no argument can loosen it: max_sats only lowers the per-request cap for this call, dialects only narrows the dialects the operator allows. A request to a host that is not allowed, to the wallet's own API, or (unless the operator allows them) to a loopback or private address is not sent; over a budget, or when an invoice fails a check, nothing is paid; the result (isError) says what to do next. Above a threshold a human is asked to confirm before anything is paid.";
 
 fn limit_text(limit: Option<u64>) -> String {
     limit.map_or_else(|| "no limit".to_string(), |l| format!("{l} sats"))
@@ -144,8 +168,9 @@ fn build_request(args: &FetchArgs) -> Result<Request, String> {
     })
 }
 
-/// What a confirmation binds to: everything the request would send, and the agent's cap.
-fn fingerprint(request: &Request, max_sats: Option<u64>) -> [u8; 32] {
+/// What a confirmation binds to: everything the request would send, the agent's cap and the
+/// dialects it allows.
+fn fingerprint(request: &Request, max_sats: Option<u64>, dialects: Option<&[Dialect]>) -> [u8; 32] {
     let mut headers: Vec<String> = request
         .headers
         .iter()
@@ -153,12 +178,21 @@ fn fingerprint(request: &Request, max_sats: Option<u64>) -> [u8; 32] {
         .collect();
     headers.sort();
     let max = max_sats.map(|m| m.to_string()).unwrap_or_default();
+    let dialects = dialects
+        .map(|list| {
+            list.iter()
+                .map(Dialect::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
     confirm::fingerprint(&[
         request.method.as_str(),
         request.url.as_str(),
         &headers.join("\n"),
         &String::from_utf8_lossy(&request.body),
         &max,
+        &dialects,
     ])
 }
 
@@ -167,7 +201,7 @@ impl PlanntMcp {
     #[tool(
         description = FETCH,
         annotations(
-            title = "Fetch a URL, paying its L402 price",
+            title = "Fetch a URL, paying its Lightning price",
             read_only_hint = false,
             destructive_hint = false,
             idempotent_hint = false,
@@ -185,7 +219,12 @@ impl PlanntMcp {
             Ok(request) => request,
             Err(message) => return Ok(answer::bad_argument(message).into()),
         };
-        let print = fingerprint(&request, args.max_sats);
+        let dialects = match parse_dialects(&args) {
+            Ok(dialects) => dialects,
+            Err(message) => return Ok(answer::bad_argument(message).into()),
+        };
+        let dialects = dialects.as_deref();
+        let print = fingerprint(&request, args.max_sats, dialects);
         // The client calls again with the human's answer (protocol 2026-07-28).
         if let Some(handle) = state {
             let answer = responses
@@ -193,19 +232,22 @@ impl PlanntMcp {
                 .and_then(|r| r.get("confirm"))
                 .map_or(Answer::No, confirm::answer);
             return Ok(self
-                .answered(&handle, answer, print, &request, args.max_sats)
+                .answered(&handle, answer, print, &request, args.max_sats, dialects)
                 .await
                 .into());
         }
         let Some(threshold) = self.config().confirm_above_sats else {
-            return Ok(self.pay(&request, args.max_sats, None).await.into());
+            return Ok(self
+                .pay(&request, args.max_sats, None, dialects)
+                .await
+                .into());
         };
         // Learn the price first: every check runs, nothing is paid.
         let dry_run = Options {
             dry_run: true,
             max_sats: args.max_sats,
             on_event: None,
-            dialects: None,
+            dialects,
         };
         let quote = match self.client().send(&request, &dry_run).await {
             Ok(Outcome::DryRun(quote)) => quote,
@@ -218,10 +260,21 @@ impl PlanntMcp {
         let price = quote.amount_sats();
         if !confirm::needs_confirmation(price, Some(threshold)) {
             let cap = confirm::pay_cap(price, args.max_sats);
-            return Ok(self.pay(&request, Some(cap), Some(price)).await.into());
+            return Ok(self
+                .pay(&request, Some(cap), Some(price), dialects)
+                .await
+                .into());
         }
         Ok(self
-            .ask(&request, price, threshold, print, args.max_sats, &context)
+            .ask(
+                &request,
+                price,
+                threshold,
+                print,
+                args.max_sats,
+                dialects,
+                &context,
+            )
             .await)
     }
 }
@@ -294,7 +347,7 @@ mod tests {
     fn a_confirmation_binds_to_the_whole_call() {
         let base = json!({"url": "http://a.example/x", "body": "1"});
         let print =
-            |v: Value, max: Option<u64>| fingerprint(&build_request(&args(v)).unwrap(), max);
+            |v: Value, max: Option<u64>| fingerprint(&build_request(&args(v)).unwrap(), max, None);
         let one = print(base.clone(), None);
         assert_eq!(one, print(base.clone(), None));
         assert_ne!(one, print(base.clone(), Some(5)));
@@ -313,6 +366,25 @@ mod tests {
                 None
             )
         );
+        let request = build_request(&args(base.clone())).unwrap();
+        assert_ne!(
+            one,
+            fingerprint(&request, None, Some(&[Dialect::Mpp])),
+            "a confirmation binds to the dialects the agent allowed"
+        );
+    }
+
+    #[test]
+    fn dialects_are_read_and_a_bad_one_is_a_bad_argument() {
+        let read = |v: Value| parse_dialects(&args(v));
+        assert_eq!(read(json!({"url": "http://a/"})), Ok(None));
+        assert_eq!(
+            read(json!({"url": "http://a/", "dialects": ["x402", "MPP"]})),
+            Ok(Some(vec![Dialect::X402, Dialect::Mpp]))
+        );
+        let bad = read(json!({"url": "http://a/", "dialects": ["card"]})).unwrap_err();
+        assert!(bad.contains("use l402, mpp or x402"), "{bad}");
+        assert!(read(json!({"url": "http://a/", "dialects": []})).is_err());
     }
     #[test]
     fn the_fetch_description_states_the_operators_limits() {
