@@ -379,7 +379,7 @@ pub enum ClientError {
     BadChallenge(String),
     /// The 402 offers no dialect this call may pay. Nothing was paid.
     #[error(
-        "the server offers {} but this call may pay only {}: nothing was paid (allow another dialect with --dialect or the dialects setting, PLANNT_DIALECTS)",
+        "the server offers {} but this call may pay only {}: nothing was paid (allow another dialect with --dialect or the pay_dialects setting, PLANNT_PAY_DIALECTS)",
         names(offered),
         names(allowed)
     )]

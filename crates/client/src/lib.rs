@@ -6,7 +6,7 @@
 //!   -> where it goes: not the wallet's own API, an allowed host, no private address unless
 //!      allowed (checked again on each redirect hop and each resolved address)
 //!   -> 402 with offers: the first dialect of the preference order (L402, MPP, x402 by default;
-//!      the `dialects` setting, narrowed per call by `Options::dialects`) that it offers
+//!      the `pay_dialects` setting, narrowed per call by `Options::dialects`) that it offers
 //!   -> checks: host allowed, https (or loopback), invoice signature, payment hash =
 //!      macaroon's (L402) or the offer's amount, payment hash, network, payee and expiry = the
 //!      invoice's (MPP, x402), an amount within the cap, the wallet's network, not expired

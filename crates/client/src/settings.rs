@@ -16,7 +16,7 @@
 //! allow_insecure_http = false                       # PLANNT_ALLOW_INSECURE_HTTP
 //! connect_timeout_secs = 10                         # PLANNT_CONNECT_TIMEOUT_SECS
 //! max_time_secs = 120                               # PLANNT_MAX_TIME_SECS
-//! dialects = ["l402", "mpp", "x402"]                # PLANNT_DIALECTS (comma-separated)
+//! pay_dialects = ["l402", "mpp", "x402"]            # PLANNT_PAY_DIALECTS (comma-separated)
 //! ```
 //!
 //! `allowed_hosts` and `allow_private_networks` bind every request, paid or free; the wallet's
@@ -24,7 +24,7 @@
 //! came over plain `http` from a host that is not loopback be paid. `connect_timeout_secs` and
 //! `max_time_secs` bound a request as curl's `--connect-timeout` and `--max-time` do (seconds,
 //! fractions allowed): the connection to the server, and the whole request, its payment and
-//! its answer included. `dialects` lists the payment dialects the client may pay, in the order
+//! its answer included. `pay_dialects` lists the payment dialects the client may pay, in the order
 //! it prefers them when a 402 offers several; one left out is never paid.
 
 use std::path::{Path, PathBuf};
@@ -172,7 +172,7 @@ const KEYS: [&str; 13] = [
     "allow_insecure_http",
     "connect_timeout_secs",
     "max_time_secs",
-    "dialects",
+    "pay_dialects",
 ];
 
 impl Settings {
@@ -232,7 +232,7 @@ impl Settings {
                         .list()
                         .ok_or_else(|| bad("expected a list of host names"))?
                 }
-                "dialects" => {
+                "pay_dialects" => {
                     settings.policy.dialects = value
                         .list()
                         .and_then(|names| dialects(&names))
@@ -453,20 +453,20 @@ mod tests {
         let path = dir.path().join("config.toml");
         let s = Settings::load(&path, &env(&[])).unwrap();
         assert_eq!(s.policy.dialects, Dialect::ALL);
-        std::fs::write(&path, "dialects = [\"x402\", \"MPP\", \"x402\"]\n").unwrap();
+        std::fs::write(&path, "pay_dialects = [\"x402\", \"MPP\", \"x402\"]\n").unwrap();
         let s = Settings::load(&path, &env(&[])).unwrap();
         assert_eq!(s.policy.dialects, [Dialect::X402, Dialect::Mpp]);
-        let s = Settings::load(&path, &env_one("PLANNT_DIALECTS", "mpp, l402")).unwrap();
+        let s = Settings::load(&path, &env_one("PLANNT_PAY_DIALECTS", "mpp, l402")).unwrap();
         assert_eq!(s.policy.dialects, [Dialect::Mpp, Dialect::L402]);
         for bad in ["", "bolt12", "l402,card"] {
-            let e = Settings::load(&path, &env_one("PLANNT_DIALECTS", bad)).unwrap_err();
-            assert_eq!(e.key, "dialects", "{bad}");
+            let e = Settings::load(&path, &env_one("PLANNT_PAY_DIALECTS", bad)).unwrap_err();
+            assert_eq!(e.key, "pay_dialects", "{bad}");
             assert!(e.message.contains("l402"), "{e}");
         }
-        std::fs::write(&path, "dialects = []\n").unwrap();
+        std::fs::write(&path, "pay_dialects = []\n").unwrap();
         assert_eq!(
             Settings::load(&path, &env(&[])).unwrap_err().key,
-            "dialects"
+            "pay_dialects"
         );
     }
 

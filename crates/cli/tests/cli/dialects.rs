@@ -109,7 +109,7 @@ fn mcp_fetch_pays_any_dialect_under_the_policy_and_the_agent_only_narrows() {
             ("PLANNT_WALLET", &wallet),
             ("PLANNT_ALLOW_PRIVATE_NETWORKS", "true"),
             ("PLANNT_CONFIRM_ABOVE_SATS", "none"),
-            ("PLANNT_DIALECTS", "mpp,x402"),
+            ("PLANNT_PAY_DIALECTS", "mpp,x402"),
         ],
     );
     let (error, result) = mcp.call("fetch", json!({"url": url}));
