@@ -24,6 +24,8 @@ import time
 from urllib.parse import urlsplit
 
 CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+# The L402 challenge anywhere in a WWW-Authenticate value: its parameters up to the next one.
+L402_CHALLENGE = re.compile(r'(?:^|,\s*)(?:L402|LSAT)\s+((?:\w+="[^"]*"(?:\s*,\s*)?)+)', re.IGNORECASE)
 
 
 def challenge(conn: http.client.HTTPConnection, path: str) -> tuple[str, str]:
@@ -33,10 +35,11 @@ def challenge(conn: http.client.HTTPConnection, path: str) -> tuple[str, str]:
     if response.status != 402:
         raise RuntimeError(f"GET {path}: expected 402, got {response.status} {body[:200]!r}")
     header = response.getheader("WWW-Authenticate") or ""
-    scheme, _, rest = header.partition(" ")
-    params = dict(CHALLENGE_PARAM.findall(rest))
+    # http.client joins the 402's WWW-Authenticate values; the L402 challenge may follow MPP's.
+    found = L402_CHALLENGE.search(header)
+    params = dict(CHALLENGE_PARAM.findall(found.group(1))) if found else {}
     macaroon = params.get("macaroon") or params.get("token")
-    if scheme.upper() != "L402" or not macaroon or not params.get("invoice"):
+    if not macaroon or not params.get("invoice"):
         raise RuntimeError(f"GET {path}: unexpected WWW-Authenticate {header!r}")
     return macaroon, params["invoice"]
 

@@ -1,29 +1,30 @@
-// npm `@getalby/lightning-tools` (its L402 client) against `plannt serve`.
+// npm `@getalby/lightning-tools` (its L402, MPP and x402 clients) against `plannt serve`.
 //
 // The gateway runs the demo service on the dev network (`--store memory`, a fresh data folder,
-// a free loopback port). The library's `fetchWithL402` and `fetch402` get a wallet object
-// `{ payInvoice({ invoice }) -> { preimage } }` that pays through the dev network the gateway
-// serves on loopback (`POST /_plannt/dev/pay`), so nothing but the gateway is involved.
+// a free loopback port). The library's `fetchWithL402`, `fetchWithMpp`, `fetchWithX402` and
+// `fetch402` get a wallet object `{ payInvoice({ invoice }) -> { preimage } }` that pays through
+// the dev network the gateway serves on loopback (`POST /_plannt/dev/pay`), so nothing but the
+// gateway is involved.
 //
-// Our 402 carries, for one invoice, `WWW-Authenticate: L402 …` (first), `WWW-Authenticate:
-// Payment …` (MPP, a second value) and `PAYMENT-REQUIRED` (x402). fetch() joins the two
-// WWW-Authenticate values into one string, `L402 macaroon="…", invoice="…", Payment id="…", …`.
+// Our 402 carries, for one invoice, `WWW-Authenticate: Payment …` (MPP), `WWW-Authenticate:
+// L402 …` and `PAYMENT-REQUIRED` (x402): by default MPP's challenge comes first. fetch() joins
+// the two WWW-Authenticate values into one string, `Payment id="…", …, L402 macaroon="…",
+// invoice="…"`. A second gateway lists its dialects `l402,mpp,x402` (L402 first).
 //
 // What lightning-tools 9.0.1 does, and these tests pin down:
-//   - the first call gets our 402, parses `WWW-Authenticate: L402 macaroon="…", invoice="…"`,
-//     pays, retries with `Authorization: L402 <macaroon>:<preimage>` and gets the 200;
+//   - `fetchWithMpp` pays only when the joined header *starts* with `Payment`: with the default
+//     order it pays, and gets a `Payment-Receipt`; with L402 first it hands the 402 back unpaid;
+//   - `fetchWithL402` and `parseL402` read the joined header in either order: the parser
+//     collects every `key="value"` pair, and MPP's (`id`, `realm`, `method`, `intent`,
+//     `request`, `expires`) do not collide with L402's (`macaroon`/`token`, `invoice`);
+//   - `fetch402` dispatches on the start of the joined header: it pays MPP with the default
+//     order, L402 with L402 first;
+//   - `fetchWithX402` reads `PAYMENT-REQUIRED` whatever comes first, pays, and sends
+//     `PAYMENT-SIGNATURE`; the gateway asks its node, and answers with a `PAYMENT-RESPONSE`;
 //   - it keeps no token between calls: a second call to the same URL pays a second invoice;
 //   - a credential handed back through `options.credentials` is sent as it is and never paid
 //     again: our tokens are single-use, so the gateway answers it 402 with `reason: spent` (and
-//     a fresh challenge) and the library returns that 402 to the caller;
-//   - `parseL402` reads the joined header: it collects every `key="value"` pair, and MPP's
-//     (`id`, `realm`, `method`, `intent`, `request`, `expires`) do not collide with L402's;
-//   - `fetch402` dispatches on the start of the joined header: L402 first, so it pays L402;
-//   - `fetchWithMpp` pays only when the joined header *starts* with `Payment`: with L402 first
-//     it hands the 402 back unpaid. A gateway whose routes offer MPP alone (`dialects =
-//     ["mpp"]`) is paid by it, and answers with a `Payment-Receipt`;
-//   - `fetchWithX402` reads `PAYMENT-REQUIRED` whatever comes first, pays, and sends
-//     `PAYMENT-SIGNATURE`; the gateway asks its node, and answers with a `PAYMENT-RESPONSE`.
+//     a fresh challenge) and the library returns that 402 to the caller.
 //
 // The binary comes from PLANNT_BIN (default `target/debug/plannt`, relative to the repository).
 // Run with `node --test` in this folder.
@@ -56,8 +57,8 @@ const PRICE_SATS = 21;
 
 let server;
 let base;
-let mppServer;
-let mppBase;
+let l402FirstServer;
+let l402FirstBase;
 const dataDirs = [];
 let serverLog = '';
 
@@ -117,17 +118,18 @@ function stopServer(child) {
 }
 
 before(async () => {
-  const started = await startServer();
+  // No challenge rate limit: the tests below ask for more 402s than its burst.
+  const started = await startServer({ PLANNT_CHALLENGES_PER_SECOND: '0' });
   server = started.child;
   base = `http://${started.addr}`;
-  const mppOnly = await startServer({ PLANNT_DIALECTS: 'mpp' });
-  mppServer = mppOnly.child;
-  mppBase = `http://${mppOnly.addr}`;
+  const l402First = await startServer({ PLANNT_DIALECTS: 'l402,mpp,x402', PLANNT_CHALLENGES_PER_SECOND: '0' });
+  l402FirstServer = l402First.child;
+  l402FirstBase = `http://${l402First.addr}`;
 });
 
 after(async () => {
   if (server) await stopServer(server);
-  if (mppServer) await stopServer(mppServer);
+  if (l402FirstServer) await stopServer(l402FirstServer);
   for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -214,9 +216,9 @@ test('a reused credential gets 402 spent, which the library hands back without p
 test('our WWW-Authenticate header parses with the library parser', async () => {
   const response = await fetch(`${base}/v1/demo`);
   assert.equal(response.status, 402);
-  // The L402 challenge first, then MPP's, joined by fetch() into one value.
+  // MPP's challenge first, then L402's, joined by fetch() into one value.
   const header = response.headers.get('www-authenticate');
-  assert.match(header, /^L402 macaroon="[^"]+", invoice="[^"]+", Payment id="[^"]+", realm="plannt", method="lightning", intent="charge", request="[^"]+", expires="[^"]+"$/);
+  assert.match(header, /^Payment id="[^"]+", realm="plannt", method="lightning", intent="charge", request="[^"]+", expires="[^"]+", L402 macaroon="[^"]+", invoice="[^"]+"$/);
   const body = await response.json();
   const parsed = parseL402(header);
   assert.equal(parsed.token, body.macaroon);
@@ -224,6 +226,25 @@ test('our WWW-Authenticate header parses with the library parser', async () => {
   const invoice = new Invoice({ pr: parsed.invoice });
   assert.equal(invoice.satoshi, PRICE_SATS);
   assert.equal(invoice.paymentHash, body.payment_hash);
+  // The catalog lists the three dialects for the route, in the 402's order.
+  const catalog = await (await fetch(`${base}/.well-known/l402.json`)).json();
+  const demo = catalog.services.find((s) => s.name === 'demo');
+  assert.deepEqual(demo.dialects, ['mpp', 'l402', 'x402']);
+});
+
+test('with L402 first the header parses the same, and so does it for the lnget regex in both orders', async () => {
+  const lnget = /(LSAT|L402)\s+macaroon="[^"]+",\s*invoice="[^"]+"/i;
+  for (const [gateway, first] of [[base, 'Payment'], [l402FirstBase, 'L402']]) {
+    const response = await fetch(`${gateway}/v1/demo`);
+    assert.equal(response.status, 402);
+    const header = response.headers.get('www-authenticate');
+    assert.ok(header.startsWith(`${first} `), header);
+    assert.match(header, lnget);
+    const body = await response.json();
+    const parsed = parseL402(header);
+    assert.equal(parsed.token, body.macaroon);
+    assert.equal(parsed.invoice, body.invoice);
+  }
 });
 
 test('the credential the library builds parses with its own server-side parser', async () => {
@@ -291,16 +312,40 @@ test('fetchWithX402 pays our PAYMENT-REQUIRED offer; the gateway asks its node a
   assert.equal(wallet.paid.length, 1);
 });
 
-test('fetchWithMpp hands our 402 back unpaid while L402 comes first', async () => {
+test('each of fetchWithL402, fetchWithMpp, fetchWithX402 and fetch402 pays a route that offers all three', async () => {
   const wallet = devWallet();
-  const response = await fetchWithMpp(`${base}/v1/demo`, {}, { wallet });
-  assert.equal(response.status, 402);
-  assert.equal(wallet.paid.length, 0);
+  const receipts = {};
+  for (const [name, pay] of [
+    ['fetchWithL402', () => fetchWithL402(`${base}/v1/demo`, {}, { wallet })],
+    ['fetchWithMpp', () => fetchWithMpp(`${base}/v1/demo`, {}, { wallet })],
+    ['fetchWithX402', () => fetchWithX402(`${base}/v1/demo`, {}, { wallet })],
+    ['fetch402', () => fetch402(`${base}/v1/demo`, {}, { wallet, maxAmount: PRICE_SATS })],
+  ]) {
+    const paidBefore = wallet.paid.length;
+    const response = await pay();
+    assert.equal(response.status, 200, `${name}: ${await response.clone().text()}`);
+    assert.deepEqual(await response.json(), { result: 'verified' }, name);
+    assert.equal(response.headers.get('x-l402'), 'spent', name);
+    assert.equal(wallet.paid.length, paidBefore + 1, `${name} paid one invoice`);
+    receipts[name] = {
+      l402: response.headers.get('payment-receipt') === null && response.headers.get('payment-response') === null,
+      mpp: response.headers.get('payment-receipt') !== null,
+      x402: response.headers.get('payment-response') !== null,
+    };
+  }
+  // Each paid in its own dialect; fetch402 took the first challenge, MPP's.
+  assert.deepEqual(receipts, {
+    fetchWithL402: { l402: true, mpp: false, x402: false },
+    fetchWithMpp: { l402: false, mpp: true, x402: false },
+    fetchWithX402: { l402: false, mpp: false, x402: true },
+    fetch402: { l402: false, mpp: true, x402: false },
+  });
+  assert.equal(new Set(wallet.paid.map((p) => p.invoice)).size, 4, 'four invoices');
 });
 
-test('fetchWithMpp pays a route that offers MPP alone and gets a Payment-Receipt', async () => {
-  const wallet = devWallet(mppBase);
-  const response = await fetchWithMpp(`${mppBase}/v1/demo`, {}, { wallet });
+test('fetchWithMpp pays with a Payment-Receipt, and its credential is single use', async () => {
+  const wallet = devWallet();
+  const response = await fetchWithMpp(`${base}/v1/demo`, {}, { wallet });
   assert.equal(response.status, 200, await response.clone().text());
   assert.deepEqual(await response.json(), { result: 'verified' });
   assert.equal(wallet.paid.length, 1);
@@ -312,15 +357,29 @@ test('fetchWithMpp pays a route that offers MPP alone and gets a Payment-Receipt
   assert.match(response.payment.credentials.value, /^Payment [A-Za-z0-9_-]+$/);
 
   // Single use: the credential handed back is refused as spent, as problem details.
-  const again = await fetchWithMpp(`${mppBase}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  const again = await fetchWithMpp(`${base}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
   assert.equal(again.status, 402);
   assert.equal(again.headers.get('content-type'), 'application/problem+json');
   assert.equal(again.headers.get('x-l402-reason'), 'spent');
   assert.equal(wallet.paid.length, 1);
+});
 
-  // fetch402 pays the MPP challenge too, when it is the only one.
-  const any = await fetch402(`${mppBase}/v1/demo`, {}, { wallet, maxAmount: PRICE_SATS });
+test('with L402 first, fetchWithMpp hands the 402 back unpaid; the other three pay, fetch402 in L402', async () => {
+  const wallet = devWallet(l402FirstBase);
+  const unpaid = await fetchWithMpp(`${l402FirstBase}/v1/demo`, {}, { wallet });
+  assert.equal(unpaid.status, 402);
+  assert.equal(wallet.paid.length, 0);
+
+  for (const pay of [
+    () => fetchWithL402(`${l402FirstBase}/v1/demo`, {}, { wallet }),
+    () => fetchWithX402(`${l402FirstBase}/v1/demo`, {}, { wallet }),
+  ]) {
+    const response = await pay();
+    assert.equal(response.status, 200, await response.clone().text());
+  }
+  const any = await fetch402(`${l402FirstBase}/v1/demo`, {}, { wallet, maxAmount: PRICE_SATS });
   assert.equal(any.status, 200);
-  assert.ok(any.headers.get('payment-receipt'));
-  assert.equal(wallet.paid.length, 2);
+  assert.equal(any.headers.get('payment-receipt'), null, 'paid through L402, not MPP');
+  assert.match(any.payment.credentials.value, /^L402 /);
+  assert.equal(wallet.paid.length, 3);
 });

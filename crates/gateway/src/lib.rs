@@ -25,7 +25,7 @@ pub mod store;
 pub use clock::Clock;
 pub use conn::{ConnectionLimits, default_max_connections, serve};
 pub use forwarded::TrustedProxies;
-pub use paywall::{L402Layer, L402Service, Paywall, PaywallOptions, Unanswered};
+pub use paywall::{DEFAULT_DIALECTS, L402Layer, L402Service, Paywall, PaywallOptions, Unanswered};
 pub use proxy::Proxy;
 pub use routes::{OnUpstreamFailure, Route, RouteError, RouteTable, Target};
 

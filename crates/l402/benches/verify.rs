@@ -1,6 +1,7 @@
 //! Verifying one credential end to end against its floor: the same HMAC-SHA256 calls and one
 //! SHA-256 with nothing else around them; and beside it an MPP Lightning charge credential
-//! (`Authorization: Payment …`) and an x402 `PAYMENT-SIGNATURE`, each for the same route.
+//! (`Authorization: Payment …`) and an x402 `PAYMENT-SIGNATURE`, each for the same route. Then
+//! what each dialect's challenge costs a 402: minting it and writing its header value.
 //!
 //! `cargo bench -p plannt-l402 --bench verify`; the numbers go into `docs/benchmarks.md`.
 
@@ -12,10 +13,12 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
 use plannt_l402::mpp::{ChallengeKeys, ChargeExpect, ChargeOffer, PaymentCredential};
-use plannt_l402::x402::{ExactExpect, ExactOffer, PaymentPayload, TagKeys};
+use plannt_l402::x402::{
+    ExactExpect, ExactOffer, PaymentPayload, PaymentRequired, ResourceInfo, TagKeys,
+};
 use plannt_l402::{
-    Credential, KeyRing, MintRequest, Network, NoConditions, PaymentHash, Preimage, Request,
-    RootKey,
+    Challenge, Credential, KeyRing, MintRequest, Network, NoConditions, PaymentHash, Preimage,
+    Request, RootKey,
 };
 use sha2::{Digest, Sha256};
 
@@ -128,6 +131,62 @@ fn bench(c: &mut Criterion) {
             tag_keys
                 .verify_header(black_box(&x402_header), &x402_expect)
                 .unwrap()
+        })
+    });
+    group.finish();
+
+    // What a 402 costs each dialect beyond the invoice: the challenge minted for it and written
+    // as its header value.
+    let mut group = c.benchmark_group("challenge");
+    group.bench_function("l402_mint_and_write", |b| {
+        b.iter(|| {
+            let macaroon = keys
+                .mint(&MintRequest {
+                    payment_hash: black_box(payment_hash),
+                    route: "demo",
+                    valid_until: 4_000_000_000,
+                    conditions: &[],
+                })
+                .unwrap();
+            Challenge::new(macaroon, invoice.to_string()).to_header_value()
+        })
+    });
+    group.bench_function("mpp_mint_and_write", |b| {
+        b.iter(|| {
+            mpp_keys
+                .mint_charge(&ChargeOffer {
+                    realm: "plannt",
+                    route: "demo",
+                    amount_sats: 21,
+                    invoice: black_box(invoice),
+                    payment_hash,
+                    network: Network::Regtest,
+                    expires_at: 4_000_000_000,
+                    description: None,
+                })
+                .unwrap()
+                .to_header_value()
+        })
+    });
+    group.bench_function("x402_offer_and_write", |b| {
+        b.iter(|| {
+            let offer = tag_keys
+                .requirements(&ExactOffer {
+                    route: "demo",
+                    amount_msat: 21_000,
+                    invoice: black_box(invoice),
+                    payment_hash,
+                    network: Network::Regtest,
+                    max_timeout_seconds: 600,
+                    valid_until: 4_000_000_000,
+                })
+                .unwrap();
+            let resource = ResourceInfo {
+                url: "/v1/demo".to_string(),
+                description: Some("The demo answer".to_string()),
+                mime_type: None,
+            };
+            PaymentRequired::new(resource, vec![offer]).encode()
         })
     });
     group.finish();

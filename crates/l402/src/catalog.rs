@@ -2,7 +2,9 @@
 //!
 //! It follows the compact JSON profile of the L402 discovery proposal (lightninglabs/L402 PR
 //! #27): a version, the provider, the payment scheme, and services, each with its endpoints, its
-//! price and the caveats its tokens carry. A Plannt gateway writes it with these types and
+//! price and the caveats its tokens carry. Plannt adds, as fields other readers ignore: the
+//! payment dialects a 402 offers (`payment.dialects`, each service's `dialects`) and where the
+//! same routes are described as OpenAPI (`openapi`). A Plannt gateway writes it with these types and
 //! Plannt's client reads it with them, so writer and reader cannot drift apart. Reading is
 //! lenient where other servers differ: unknown fields are ignored, and most fields may be
 //! missing.
@@ -26,6 +28,10 @@ pub struct Catalog {
     pub payment: Option<PaymentTerms>,
     /// What it sells.
     pub services: Vec<Service>,
+    /// Where the same routes are described as an OpenAPI document (a path on this server, or a
+    /// URL). A Plannt extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<String>,
 }
 
 /// The server's provider.
@@ -42,7 +48,8 @@ pub struct Provider {
 /// How the server is paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentTerms {
-    /// `L402`.
+    /// `L402` when a paid route accepts L402 (what readers of the L402 profile look for), else
+    /// the scheme of the first dialect offered (`Payment` for MPP, `x402`). `dialects` has all.
     #[serde(default)]
     pub scheme: String,
     /// The Lightning network: `mainnet`, `regtest`, …
@@ -54,6 +61,33 @@ pub struct PaymentTerms {
     /// The challenge's form, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+    /// Every payment dialect the server knows, in the order its 402s carry them, each said to be
+    /// offered or not; empty when the catalog does not say (then L402 alone). A Plannt
+    /// extension: readers that do not know it ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dialects: Vec<DialectTerms>,
+}
+
+/// One payment dialect: whether it is offered, and its headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialectTerms {
+    /// `l402`, `mpp` or `x402`.
+    pub name: String,
+    /// Whether some paid route offers it.
+    #[serde(default)]
+    pub offered: bool,
+    /// Why it is not offered, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_not: Option<String>,
+    /// The challenge's form, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    /// The credential's form, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// The header of the paid answer that proves it was paid, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// One service: a route of the gateway.
@@ -237,7 +271,20 @@ mod tests {
                 name: "Plannt gateway".into(),
                 software: Some("plannt/0.1.0".into()),
             }),
-            payment: None,
+            payment: Some(PaymentTerms {
+                scheme: "L402".into(),
+                network: Some("regtest".into()),
+                authorization: None,
+                challenge: None,
+                dialects: vec![DialectTerms {
+                    name: "x402".into(),
+                    offered: false,
+                    why_not: Some("the backend cannot look up invoices".into()),
+                    challenge: None,
+                    credential: None,
+                    receipt: None,
+                }],
+            }),
             services: vec![Service {
                 name: "demo".into(),
                 description: "Demo".into(),
@@ -256,10 +303,15 @@ mod tests {
                 kind: None,
                 dialects: vec!["l402".into(), "mpp".into()],
             }],
+            openapi: Some("/openapi.json".into()),
         };
         let text = serde_json::to_string(&catalog).unwrap();
         assert!(text.contains(r#""match":"exact""#), "{text}");
         assert!(text.contains(r#""dialects":["l402","mpp"]"#), "{text}");
+        assert!(text.contains(r#""name":"x402","offered":false"#), "{text}");
+        // A reader of the L402 profile alone still finds the scheme it knows.
+        let old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(old["payment"]["scheme"], "L402");
         assert_eq!(serde_json::from_str::<Catalog>(&text).unwrap(), catalog);
     }
 }

@@ -3,18 +3,31 @@
 //! [`plannt_l402::catalog`]'s, the ones Plannt's client reads it with.
 
 use plannt_l402::catalog::{
-    Catalog, Endpoint, Match, PaymentTerms, Pricing, Provider, Service, Tier, TokenTerms,
+    Catalog, DialectTerms, Endpoint, Match, PaymentTerms, Pricing, Provider, Service, Tier,
+    TokenTerms,
 };
 
 use plannt_gateway::{Route, RouteTable, Target};
 use plannt_l402::Dialect;
 
-/// The catalog document. `dialects` says which payment dialects a paid route offers.
+/// What the catalog says about payment beyond the route table.
+pub struct PaymentFacts<'a> {
+    /// The Lightning network the invoices are on.
+    pub network: &'a str,
+    /// Whether the backend can look up invoices (x402 needs it).
+    pub can_lookup_invoices: bool,
+    /// Where the OpenAPI document is served.
+    pub openapi: Option<&'a str>,
+}
+
+/// The catalog document. `dialects` says which payment dialects a paid route offers, in order.
 pub fn catalog(
     routes: &RouteTable,
-    network: &str,
+    facts: &PaymentFacts<'_>,
     dialects: impl Fn(&Route) -> Vec<Dialect>,
 ) -> Catalog {
+    // Every dialect some paid route offers, in the order they first appear.
+    let mut offered: Vec<Dialect> = Vec::new();
     let services = routes
         .routes()
         .iter()
@@ -41,17 +54,25 @@ pub fn catalog(
                 dialects: Vec::new(),
             };
             if let Some(sats) = route.price_sats {
+                let route_dialects = dialects(route);
                 service.pricing = Some(Pricing::per_request(sats));
                 service.tiers = vec![Tier {
                     tier: 0,
                     amount_sats: sats,
                 }];
-                service.caveats = vec![
-                    format!("services={}:0", route.id),
-                    format!("{}_valid_until", route.id),
-                ];
+                if route_dialects.contains(&Dialect::L402) {
+                    service.caveats = vec![
+                        format!("services={}:0", route.id),
+                        format!("{}_valid_until", route.id),
+                    ];
+                }
                 service.token = Some(TokenTerms { single_use: true });
-                service.dialects = dialects(route)
+                for d in &route_dialects {
+                    if !offered.contains(d) {
+                        offered.push(*d);
+                    }
+                }
+                service.dialects = route_dialects
                     .iter()
                     .map(|d| d.as_str().to_string())
                     .collect();
@@ -59,6 +80,24 @@ pub fn catalog(
             service
         })
         .collect();
+    let l402 = offered.contains(&Dialect::L402);
+    let scheme = match offered.first() {
+        _ if l402 => "L402",
+        Some(Dialect::Mpp) => "Payment",
+        Some(Dialect::X402) => "x402",
+        _ => "L402",
+    };
+    let mut terms: Vec<DialectTerms> = offered.iter().map(|d| dialect_terms(*d, None)).collect();
+    for d in plannt_gateway::DEFAULT_DIALECTS {
+        if !offered.contains(&d) {
+            let why = if d == Dialect::X402 && !facts.can_lookup_invoices {
+                "the Lightning backend cannot look up invoices, which x402 needs"
+            } else {
+                "no paid route offers it (the dialects setting)"
+            };
+            terms.push(dialect_terms(d, Some(why)));
+        }
+    }
     Catalog {
         l402_version: "0".into(),
         provider: Some(Provider {
@@ -66,11 +105,148 @@ pub fn catalog(
             software: Some(format!("plannt/{}", env!("CARGO_PKG_VERSION"))),
         }),
         payment: Some(PaymentTerms {
-            scheme: "L402".into(),
-            network: Some(network.into()),
-            authorization: Some("L402 <macaroon>:<preimage hex>".into()),
-            challenge: Some("WWW-Authenticate: L402 macaroon=\"…\", invoice=\"…\"".into()),
+            scheme: scheme.into(),
+            network: Some(facts.network.into()),
+            authorization: l402.then(|| "L402 <macaroon>:<preimage hex>".into()),
+            challenge: l402.then(|| "WWW-Authenticate: L402 macaroon=\"…\", invoice=\"…\"".into()),
+            dialects: terms,
         }),
         services,
+        openapi: facts.openapi.map(str::to_string),
+    }
+}
+
+/// A dialect's headers, for people; `why_not` when no route offers it.
+fn dialect_terms(dialect: Dialect, why_not: Option<&str>) -> DialectTerms {
+    let (challenge, credential, receipt) = match dialect {
+        Dialect::L402 => (
+            "WWW-Authenticate: L402 macaroon=\"…\", invoice=\"…\"",
+            "Authorization: L402 <macaroon>:<preimage hex>",
+            "x-l402: spent",
+        ),
+        Dialect::Mpp => (
+            "WWW-Authenticate: Payment id=\"…\", realm=\"…\", method=\"lightning\", intent=\"charge\", request=\"…\", expires=\"…\"",
+            "Authorization: Payment <base64url JSON with payload.preimage>",
+            "Payment-Receipt: <base64url JSON>",
+        ),
+        Dialect::X402 => (
+            "PAYMENT-REQUIRED: <base64 JSON, scheme exact on Lightning>",
+            "PAYMENT-SIGNATURE: <base64 JSON naming the paid invoice>",
+            "PAYMENT-RESPONSE: <base64 JSON>",
+        ),
+    };
+    DialectTerms {
+        name: dialect.as_str().into(),
+        offered: why_not.is_none(),
+        why_not: why_not.map(str::to_string),
+        challenge: Some(challenge.into()),
+        credential: Some(credential.into()),
+        receipt: Some(receipt.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use axum::response::Response;
+    use plannt_gateway::store::MemoryStore;
+    use plannt_gateway::{Paywall, PaywallOptions};
+    use plannt_l402::{KeyRing, RootKey};
+    use plannt_lightning::dev::{DevNetwork, DevWallet};
+    use plannt_lightning::{InvoiceRequest, IssuedInvoice, LightningError, Receiver};
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+
+    /// The dev wallet, but a backend that cannot look up the invoices it issued.
+    struct NoLookup(DevWallet);
+
+    #[async_trait]
+    impl Receiver for NoLookup {
+        async fn create_invoice(
+            &self,
+            request: &InvoiceRequest,
+        ) -> Result<IssuedInvoice, LightningError> {
+            self.0.create_invoice(request).await
+        }
+        async fn health(&self) -> Result<(), LightningError> {
+            self.0.health().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_cannot_look_up_invoices_offers_no_x402_and_the_catalog_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = DevNetwork::open(dir.path(), 1_000).unwrap();
+        let routes = RouteTable::new(vec![Route::paid(
+            "demo",
+            Method::GET,
+            "/v1/demo",
+            21,
+            Target::Service,
+        )])
+        .unwrap();
+        let paywall = Arc::new(Paywall::new(
+            KeyRing::single(RootKey::new([7; 32])),
+            Arc::new(NoLookup(network.wallet("gateway"))),
+            Arc::new(MemoryStore::new()),
+            routes,
+            PaywallOptions::default(),
+        ));
+        assert!(!paywall.can_lookup_invoices());
+        let facts = PaymentFacts {
+            network: "regtest",
+            can_lookup_invoices: paywall.can_lookup_invoices(),
+            openapi: Some("/openapi.json"),
+        };
+        let catalog = catalog(paywall.routes(), &facts, |r| paywall.dialects_of(r));
+        assert_eq!(catalog.services[0].dialects, ["mpp", "l402"]);
+        let payment = catalog.payment.unwrap();
+        assert_eq!(
+            payment.scheme, "L402",
+            "readers of the L402 profile find L402"
+        );
+        let terms: Vec<(&str, bool)> = payment
+            .dialects
+            .iter()
+            .map(|d| (d.name.as_str(), d.offered))
+            .collect();
+        assert_eq!(terms, [("mpp", true), ("l402", true), ("x402", false)]);
+        let why = payment.dialects[2].why_not.as_deref().unwrap();
+        assert!(why.contains("cannot look up invoices"), "{why}");
+        assert_eq!(catalog.openapi.as_deref(), Some("/openapi.json"));
+
+        let doc = crate::openapi::openapi(paywall.routes(), "regtest", |r| paywall.dialects_of(r));
+        let op = &doc["paths"]["/v1/demo"]["get"];
+        assert_eq!(
+            op["x-payment-info"]["offers"][0]["dialects"],
+            serde_json::json!(["mpp", "l402"])
+        );
+        assert!(
+            op["responses"]["402"]["headers"]
+                .get("PAYMENT-REQUIRED")
+                .is_none()
+        );
+
+        // And the 402 itself: two challenges, no PAYMENT-REQUIRED.
+        let inner = tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        });
+        let request = Request::get("/v1/demo").body(Body::empty()).unwrap();
+        let answer = paywall.layer().layer(inner).oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::PAYMENT_REQUIRED);
+        assert!(answer.headers().get("payment-required").is_none());
+        let schemes: Vec<&str> = answer
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(' ').next().unwrap())
+            .collect();
+        assert_eq!(schemes, ["Payment", "L402"]);
     }
 }

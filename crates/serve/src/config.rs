@@ -262,9 +262,9 @@ pub struct Config {
     /// given. Default false: such a gateway refuses to start rather than sell them unasked.
     pub demo_routes: bool,
     /// `dialects`, `PLANNT_DIALECTS`: the payment dialects every paid route's 402 offers, any
-    /// of `l402`, `mpp`, `x402` (a route's own `dialects` overrides it). Default: all three that
-    /// the backend supports (x402 needs a backend that looks up invoices; every built-in one
-    /// does).
+    /// of `l402`, `mpp`, `x402` (a route's own `dialects` overrides it), in the order its
+    /// `WWW-Authenticate` values come. Default: `mpp`, `l402`, `x402`, those the backend
+    /// supports (x402 needs a backend that looks up invoices; every built-in one does).
     #[serde(deserialize_with = "dialects")]
     pub dialects: Option<Vec<Dialect>>,
     /// `mpp_realm`, `PLANNT_MPP_REALM`: the `realm` of MPP challenges. Default `plannt`.

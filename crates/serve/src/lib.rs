@@ -1,6 +1,6 @@
 //! `plannt serve`: the gateway library ([`plannt_gateway`]) assembled from a configuration, with
-//! a Lightning backend, a spent store, the demo service's built-in handlers, the catalog,
-//! `/status` and `/metrics`.
+//! a Lightning backend, a spent store, the demo service's built-in handlers, the catalog, the
+//! OpenAPI document, `/status` and `/metrics`.
 //!
 //! ```text
 //! Config::load (file, then PLANNT_* variables)      typed once, at parse time
@@ -14,6 +14,7 @@ pub mod config;
 mod error;
 mod handler;
 mod keys;
+mod openapi;
 mod routes;
 mod server;
 mod state;

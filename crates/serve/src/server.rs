@@ -24,9 +24,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::builtin;
-use crate::catalog::catalog;
+use crate::catalog::{PaymentFacts, catalog};
 use crate::config::{Config, Store};
 use crate::error::StartError;
+use crate::openapi::{OPENAPI_PATH, openapi};
 use crate::state::{OpenAi, Shared};
 use crate::{keys, routes};
 
@@ -99,7 +100,7 @@ impl Gateway {
             dialects: config
                 .dialects
                 .clone()
-                .unwrap_or_else(|| plannt_l402::Dialect::ALL.to_vec()),
+                .unwrap_or_else(|| plannt_gateway::DEFAULT_DIALECTS.to_vec()),
             mpp_realm: config.mpp_realm.clone(),
         };
         let limits = ConnectionLimits {
@@ -143,6 +144,7 @@ impl Gateway {
         let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
         let mut router = Router::new()
             .route(plannt_l402::CATALOG_PATH, get(catalog_handler))
+            .route(OPENAPI_PATH, get(openapi_handler))
             .route("/metrics", get(metrics_handler))
             .with_state(shared.clone())
             .fallback_service(paywall.layer().layer(dispatch));
@@ -264,7 +266,20 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> 
 
 async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
     let paywall = &shared.paywall;
-    axum::Json(catalog(paywall.routes(), &shared.network, |route| {
+    let facts = PaymentFacts {
+        network: &shared.network,
+        can_lookup_invoices: paywall.can_lookup_invoices(),
+        openapi: Some(OPENAPI_PATH),
+    };
+    axum::Json(catalog(paywall.routes(), &facts, |route| {
+        paywall.dialects_of(route)
+    }))
+    .into_response()
+}
+
+async fn openapi_handler(State(shared): State<Arc<Shared>>) -> Response {
+    let paywall = &shared.paywall;
+    axum::Json(openapi(paywall.routes(), &shared.network, |route| {
         paywall.dialects_of(route)
     }))
     .into_response()

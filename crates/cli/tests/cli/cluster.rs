@@ -215,7 +215,14 @@ pub async fn get(client: &reqwest::Client, url: &str, authorization: Option<&str
     let status = response.status().as_u16();
     let x_l402 = header(&response, "x-l402");
     let reason_header = header(&response, "x-l402-reason");
-    let www_authenticate = header(&response, "www-authenticate");
+    // The L402 challenge among the `WWW-Authenticate` values (MPP's comes first by default).
+    let www_authenticate = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("L402 "))
+        .map(str::to_string);
     let retry_after = header(&response, "retry-after");
     let body = response.json().await.unwrap_or(Value::Null);
     Answer {

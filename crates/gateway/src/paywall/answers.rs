@@ -1,5 +1,5 @@
 //! The answers the paywall makes itself: a 402 with a fresh invoice and a challenge for it in
-//! each dialect offered (L402, MPP, x402), a 401 for a credential that is not genuine, a 429 over the rate limit, a 503 when the backend,
+//! each dialect offered (MPP, L402, x402 by default), a 401 for a credential that is not genuine, a 429 over the rate limit, a 503 when the backend,
 //! the store or the keys cannot do their part, and the gateway's own error bodies.
 
 use std::net::IpAddr;
@@ -59,6 +59,12 @@ impl Paywall {
             .collect()
     }
 
+    /// Whether the backend can look up invoices, which x402 needs: without it no route offers
+    /// x402.
+    pub fn can_lookup_invoices(&self) -> bool {
+        self.receiver.can_lookup_invoices()
+    }
+
     /// Counts one request that costs the backend a call (an invoice, or an x402 lookup) against
     /// the client's challenge rate: `Some` 429 once it is over.
     pub(super) fn rate_limit(&self, client: IpAddr) -> Option<Response> {
@@ -79,8 +85,9 @@ impl Paywall {
         Some(response)
     }
 
-    /// A 402 with a fresh invoice and, for it, a challenge in every dialect offered: the L402
-    /// challenge first, then MPP's (both `WWW-Authenticate`), and x402's `PAYMENT-REQUIRED`.
+    /// A 402 with a fresh invoice and, for it, a challenge in every dialect offered: L402's and
+    /// MPP's as `WWW-Authenticate` values in the order the route lists them (MPP first by
+    /// default), and x402's `PAYMENT-REQUIRED`.
     pub(super) async fn challenge(
         &self,
         at: &Challenged<'_>,
@@ -220,14 +227,19 @@ impl Paywall {
         }
         let mut response = (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if let Some(macaroon) = macaroon {
-            let value = Challenge::new(macaroon, invoice.bolt11).to_header_value();
-            if let Ok(value) = HeaderValue::from_str(&value) {
+        let mut l402 = macaroon.map(|m| Challenge::new(m, invoice.bolt11).to_header_value());
+        let mut mpp = mpp;
+        // The `WWW-Authenticate` values in the order the route lists its dialects: clients that
+        // read one challenge from the start of the joined value pay the first.
+        for dialect in at.offered {
+            let value = match dialect {
+                Dialect::L402 => l402.take(),
+                Dialect::Mpp => mpp.take(),
+                Dialect::X402 => None,
+            };
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 headers.append(header::WWW_AUTHENTICATE, value);
             }
-        }
-        if let Some(value) = mpp.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            headers.append(header::WWW_AUTHENTICATE, value);
         }
         if let Some(value) = x402.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(PAYMENT_REQUIRED, value);

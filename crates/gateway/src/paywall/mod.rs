@@ -4,8 +4,9 @@
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
 //! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
-//!                                      dialect the route offers: WWW-Authenticate L402 (first),
-//!                                      WWW-Authenticate Payment (MPP), PAYMENT-REQUIRED (x402)
+//!                                      dialect the route offers, in its order (by default
+//!                                      WWW-Authenticate Payment (MPP) first, then
+//!                                      WWW-Authenticate L402, and PAYMENT-REQUIRED (x402))
 //! credential                        -> Authorization: L402, else Authorization: Payment (MPP),
 //!                                      else PAYMENT-SIGNATURE (x402: then the backend is asked
 //!                                      whether its invoice settled; open -> 402 not_paid)
@@ -66,6 +67,13 @@ use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_credentials}
 pub use settle::Unanswered;
 use settle::{Paid, SettleOnUnwind};
 
+/// The dialects a paid route offers unless configured otherwise, in the order of its 402: MPP's
+/// `WWW-Authenticate: Payment` first, then L402's, then x402's `PAYMENT-REQUIRED`. Clients that
+/// read one challenge from the start of the joined `WWW-Authenticate` value (lightning-tools'
+/// `fetchWithMpp`) find MPP's; every L402 client of the interop suite finds L402's anywhere in
+/// it (docs/protocol.md, section 9, has the table).
+pub const DEFAULT_DIALECTS: [Dialect; 3] = [Dialect::Mpp, Dialect::L402, Dialect::X402];
+
 /// How the paywall prices time.
 #[derive(Debug, Clone)]
 pub struct PaywallOptions {
@@ -100,7 +108,7 @@ impl Default for PaywallOptions {
             challenge_burst: 20,
             trusted_proxies: TrustedProxies::default(),
             clock: Clock::system(),
-            dialects: Dialect::ALL.to_vec(),
+            dialects: DEFAULT_DIALECTS.to_vec(),
             mpp_realm: "plannt".to_string(),
         }
     }

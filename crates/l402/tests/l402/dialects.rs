@@ -157,6 +157,31 @@ fn the_l402_challenge_is_read_in_its_2026_form_too() {
 }
 
 #[test]
+fn the_l402_challenge_is_found_after_mpps_in_either_form() {
+    let preimage = Preimage::new([42; 32]);
+    let a = answer(&preimage);
+    let classic = Challenge::parse([a.l402.as_str()]).unwrap();
+    let v2026 = classic.to_header_value_v2026();
+    for l402 in [a.l402.as_str(), v2026.as_str()] {
+        // MPP's challenge first, as a Plannt gateway sends by default; joined as fetch() joins
+        // them, and as two values.
+        let joined = format!("{}, {l402}", a.mpp);
+        for www in [vec![joined.as_str()], vec![a.mpp.as_str(), l402]] {
+            let read = Challenge::parse(www.iter().copied()).unwrap();
+            assert_eq!(read.macaroon, classic.macaroon, "{www:?}");
+            assert_eq!(read.invoice, INVOICE, "{www:?}");
+            let offers = Offers::from_headers(www.clone(), []);
+            assert_eq!(offers.skipped, vec![], "{www:?}");
+            let dialects: Vec<_> = offers.offers.iter().map(Offer::dialect).collect();
+            assert_eq!(dialects, [Dialect::Mpp, Dialect::L402], "{www:?}");
+        }
+    }
+    let joined = format!("{}, {v2026}", a.mpp);
+    let read = Challenge::parse([joined.as_str()]).unwrap();
+    assert_eq!(read.version.as_deref(), Some("0"));
+}
+
+#[test]
 fn challenges_plannt_cannot_pay_are_skipped_with_the_reason() {
     let session =
         "Payment id=\"a\", realm=\"r\", method=\"lightning\", intent=\"session\", request=\"cQ\"";

@@ -25,8 +25,8 @@ use crate::support::{
 
 /// Every challenge of one 402, read as a client reads them.
 struct Offers {
-    /// Whether the first `WWW-Authenticate` value is an L402 challenge.
-    l402_first: bool,
+    /// The scheme of each `WWW-Authenticate` value, in order (`L402`, `Payment`).
+    schemes: Vec<String>,
     /// The L402 challenge, checked against the JSON body (absent from a problem body).
     l402: Option<Challenge>,
     mpp: Option<PaymentChallenge>,
@@ -43,9 +43,13 @@ impl Offers {
             .iter()
             .map(|v| v.to_str().unwrap())
             .collect();
-        let l402_first = values.first().is_some_and(|v| v.starts_with("L402 "));
+        let schemes: Vec<String> = values
+            .iter()
+            .map(|v| v.split(' ').next().unwrap_or_default().to_string())
+            .collect();
+        let has_l402 = schemes.iter().any(|s| s == "L402");
         let l402 =
-            (l402_first && answer.json.get("macaroon").is_some()).then(|| Challenge::of(&answer));
+            (has_l402 && answer.json.get("macaroon").is_some()).then(|| Challenge::of(&answer));
         let mpp = PaymentChallenge::parse_all(values.iter().copied())
             .ok()
             .map(|mut all| {
@@ -56,7 +60,7 @@ impl Offers {
             .header("payment-required")
             .map(|v| PaymentRequired::decode(v).unwrap());
         Offers {
-            l402_first,
+            schemes,
             l402,
             mpp,
             x402,
@@ -103,13 +107,11 @@ fn assert_problem(answer: &Answer, status: StatusCode, kind: &str) {
 }
 
 #[tokio::test]
-async fn one_invoice_three_challenges_l402_first() {
+async fn one_invoice_three_challenges_mpp_first_by_default() {
     let gateway = start(config("memory")).await;
     let offers = offers(&gateway, "/v1/demo").await;
-    let l402 = offers
-        .l402
-        .as_ref()
-        .expect("the L402 challenge comes first");
+    assert_eq!(offers.schemes, ["Payment", "L402"], "MPP's challenge first");
+    let l402 = offers.l402.as_ref().expect("an L402 challenge");
     let mpp = offers.mpp.as_ref().expect("an MPP challenge");
     let x402 = offers.x402.as_ref().expect("an x402 offer");
     let values = offers.answer.headers.get_all("www-authenticate");
@@ -182,6 +184,55 @@ async fn dialects_are_chosen_globally_and_per_route_and_listed_in_the_catalog() 
 }
 
 #[tokio::test]
+async fn the_challenges_come_in_the_order_the_dialects_are_listed() {
+    let (url, _) = flaky_upstream(0).await;
+    let mut config = config("memory");
+    config.dialects = Some(vec![Dialect::L402, Dialect::Mpp, Dialect::X402]);
+    let mut reversed = upstream_route("reversed", "/reversed/", 5, &url);
+    reversed.dialects = Some(vec![Dialect::X402, Dialect::Mpp, Dialect::L402]);
+    config.routes = vec![upstream_route("plain", "/plain/", 5, &url), reversed];
+    let gateway = start(config).await;
+
+    let l402_first = offers(&gateway, "/plain/x").await;
+    assert_eq!(l402_first.schemes, ["L402", "Payment"]);
+    let reversed = offers(&gateway, "/reversed/x").await;
+    assert_eq!(reversed.schemes, ["Payment", "L402"]);
+    for offers in [&l402_first, &reversed] {
+        let l402 = offers.l402.as_ref().expect("an L402 challenge");
+        let request = offers.mpp.as_ref().unwrap().charge_request().unwrap();
+        assert_eq!(request.method_details.invoice, l402.invoice);
+        assert!(offers.x402.is_some());
+    }
+
+    // Either order, the L402 credential and the MPP credential each buy an answer.
+    let preimage = gateway.pay(&l402_first.invoice());
+    let l402 = l402_first.l402.as_ref().unwrap();
+    let paid = gateway
+        .get("/plain/x", Some(&authorization(&l402.macaroon, &preimage)))
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{paid:?}");
+    let preimage = gateway.pay(&reversed.invoice());
+    let paid = gateway
+        .get("/reversed/x", Some(&reversed.mpp_credential(&preimage)))
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{paid:?}");
+
+    let catalog = gateway.get("/.well-known/l402.json", None).await;
+    let services = catalog.json["services"].as_array().unwrap();
+    let dialects = |name: &str| -> Value {
+        services.iter().find(|s| s["name"] == name).unwrap()["dialects"].clone()
+    };
+    assert_eq!(
+        dialects("plain"),
+        serde_json::json!(["l402", "mpp", "x402"])
+    );
+    assert_eq!(
+        dialects("reversed"),
+        serde_json::json!(["x402", "mpp", "l402"])
+    );
+}
+
+#[tokio::test]
 async fn the_catalog_lists_all_three_dialects_by_default() {
     let gateway = start(config("memory")).await;
     let catalog = gateway.get("/.well-known/l402.json", None).await;
@@ -192,7 +243,7 @@ async fn the_catalog_lists_all_three_dialects_by_default() {
         .find(|s| s["name"] == "demo")
         .unwrap()
         .clone();
-    assert_eq!(demo["dialects"], serde_json::json!(["l402", "mpp", "x402"]));
+    assert_eq!(demo["dialects"], serde_json::json!(["mpp", "l402", "x402"]));
 }
 
 #[tokio::test]
@@ -225,7 +276,8 @@ async fn mpp_redeems_once_with_a_receipt_then_is_refused_as_spent() {
     assert_eq!(again.header("x-l402-reason"), Some("spent"));
     // A fresh challenge set for a new invoice.
     let fresh = Offers::of(again);
-    assert!(fresh.l402_first && fresh.mpp.is_some());
+    assert_eq!(fresh.schemes, ["Payment", "L402"]);
+    assert!(fresh.mpp.is_some());
     assert_ne!(fresh.mpp.unwrap().id, offers.mpp.unwrap().id);
 }
 

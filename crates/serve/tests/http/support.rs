@@ -176,19 +176,28 @@ impl Challenge {
     /// shape of docs/protocol.md (2.1).
     pub fn of(answer: &Answer) -> Challenge {
         assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED, "{answer:?}");
-        let header = answer
-            .header("www-authenticate")
-            .expect("a 402 carries WWW-Authenticate");
-        // The regex lnget parses the header with.
+        let values: Vec<&str> = answer
+            .headers
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert!(!values.is_empty(), "a 402 carries WWW-Authenticate");
+        // The regex lnget parses the header with, over the values joined as fetch() joins them.
+        let joined = values.join(", ");
         let shape = CHALLENGE_SHAPE.get_or_init(|| {
             regex::Regex::new(r#"(?i)(LSAT|L402)\s+macaroon="[^"]+",\s*invoice="[^"]+""#).unwrap()
         });
-        assert!(shape.is_match(header), "lnget would not parse {header:?}");
+        assert!(shape.is_match(&joined), "lnget would not parse {joined:?}");
+        let header = values
+            .iter()
+            .find(|v| v.starts_with("L402 "))
+            .expect("one WWW-Authenticate value is the L402 challenge");
         let body = &answer.json;
         let macaroon = body["macaroon"].as_str().unwrap().to_string();
         let invoice = body["invoice"].as_str().unwrap().to_string();
         assert_eq!(
-            header,
+            *header,
             format!("L402 macaroon=\"{macaroon}\", invoice=\"{invoice}\""),
             "the header is exactly `L402 macaroon=\"…\", invoice=\"…\"` and matches the body"
         );
