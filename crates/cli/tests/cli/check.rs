@@ -79,7 +79,7 @@ fn every_check_passes_against_plannt_serve_and_the_json_has_its_documented_shape
     assert_eq!(report["status"], 402);
     assert_eq!(report["url"], serve.url("/v1/demo"));
     assert!(report["paid"].is_null());
-    assert_eq!(dialects(&report), ["l402", "mpp", "x402"]);
+    assert_eq!(dialects(&report), ["mpp", "l402", "x402"]);
     let offers = report["offers"].as_array().unwrap();
     for offer in offers {
         for key in [
