@@ -76,7 +76,7 @@ fn a_dialect_the_gateway_does_not_offer_is_refused_and_nothing_is_paid() {
     // The setting binds too: --dialect cannot widen it.
     std::fs::write(
         home.path().join("config/config.toml"),
-        "dialects = [\"l402\"]\n",
+        "pay_dialects = [\"l402\"]\n",
     )
     .unwrap();
     let output = home.run(&[
