@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use plannt_l402::Dialect;
 use plannt_lightning::{LightningError, NetworkCause};
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
@@ -113,9 +113,20 @@ pub struct Response {
     pub headers: HeaderMap,
     /// The receipt, when a token was paid for or presented.
     pub receipt: Option<Receipt>,
+    /// The credential presented for this answer, as sent (with the receipt); for the probe's
+    /// replay only.
+    pub(crate) presented: Option<Presented>,
     pub(crate) body: reqwest::Response,
     /// What a failure to read the body reports.
     pub(crate) limits: Limits,
+}
+
+/// A paid token as presented: the header that carries it in its dialect (`Authorization` for
+/// L402 and MPP, `PAYMENT-SIGNATURE` for x402) and its value. The value is a secret (it holds the
+/// preimage, and for L402 the macaroon): it has no `Debug`, and is never logged or reported.
+pub(crate) struct Presented {
+    pub(crate) name: HeaderName,
+    pub(crate) value: String,
 }
 
 /// The timeouts a request ran under, for what its failures say.

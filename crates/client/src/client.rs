@@ -40,7 +40,8 @@ use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER, WWW_A
 use url::Url;
 
 use crate::call::{
-    ClientError, Event, Limits, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
+    ClientError, Event, Limits, NetworkError, Options, Outcome, Presented, Receipt, Request,
+    Response, Step,
 };
 use crate::checks::{Quote, Refusal, check_offer};
 use crate::guard::{Blocked, Guard, Resolver, blocked_in, shown};
@@ -102,32 +103,26 @@ fn not_settled_yet(response: &reqwest::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs).max(Duration::from_millis(250)))
 }
 
-/// The header that presents a paid token in its dialect, and its value.
-pub(crate) struct Presentation {
-    name: HeaderName,
-    value: String,
-}
-
 /// How a paid token is presented: `Authorization: L402 <macaroon>:<preimage>`,
 /// `Authorization: Payment <credential echoing the challenge, with the preimage>`, or
 /// `PAYMENT-SIGNATURE: <payload>`.
-fn presentation(token: &StoredToken) -> Result<Presentation, ClientError> {
+fn presentation(token: &StoredToken) -> Result<Presented, ClientError> {
     let unreadable =
         |what: &str| ClientError::BadChallenge(format!("a stored {what} is unreadable"));
     Ok(match token.dialect {
-        Dialect::L402 => Presentation {
+        Dialect::L402 => Presented {
             name: AUTHORIZATION,
             value: credential_header(&token.macaroon, &token.preimage)?,
         },
         Dialect::Mpp => {
             let challenge: PaymentChallenge =
                 serde_json::from_str(&token.macaroon).map_err(|_| unreadable("MPP challenge"))?;
-            Presentation {
+            Presented {
                 name: AUTHORIZATION,
                 value: PaymentCredential::charge(&challenge, &token.preimage).to_header_value(),
             }
         }
-        Dialect::X402 => Presentation {
+        Dialect::X402 => Presented {
             name: HeaderName::from_static(x402::PAYMENT_SIGNATURE),
             value: token.macaroon.clone(),
         },
@@ -361,11 +356,19 @@ impl Client {
         Ok(self.response(response, None))
     }
 
-    fn response(&self, response: reqwest::Response, receipt: Option<Receipt>) -> Response {
+    /// Wraps an answer; `paid`: the receipt of the token presented for it, and how it was
+    /// presented.
+    fn response(
+        &self,
+        response: reqwest::Response,
+        paid: Option<(Receipt, Presented)>,
+    ) -> Response {
+        let (receipt, presented) = paid.unzip();
         Response {
             status: response.status(),
             headers: response.headers().clone(),
             receipt,
+            presented,
             body: response,
             limits: self.limits(),
         }
@@ -374,7 +377,7 @@ impl Client {
     async fn send_once(
         &self,
         request: &Request,
-        credential: Option<&Presentation>,
+        credential: Option<&Presented>,
         options: &Options<'_>,
         deadline: &Deadline,
     ) -> Result<reqwest::Response, ClientError> {
@@ -471,7 +474,7 @@ impl Client {
                 self.ledger.drop_token(&token.payment_hash)?;
                 response = Some(first);
             } else {
-                return self.finish(first, &token, true).await;
+                return self.finish(first, &token, credential, true).await;
             }
         }
         let response = match response {
@@ -598,7 +601,8 @@ impl Client {
                 .await
                 .map_err(|e| kept(e, &token.payment_hash))?;
         }
-        let Outcome::Response(mut out) = self.finish(retried, &token, false).await? else {
+        let Outcome::Response(mut out) = self.finish(retried, &token, credential, false).await?
+        else {
             unreachable!("finish always answers a response")
         };
         if let Some(receipt) = &mut out.receipt {
@@ -746,11 +750,13 @@ impl Client {
         Ok(payment)
     }
 
-    /// Records what the server did with a presented token, and wraps the response.
+    /// Records what the server did with a presented token, and wraps the response (with the
+    /// token's receipt, and the credential as `presented`).
     async fn finish(
         &self,
         response: reqwest::Response,
         token: &StoredToken,
+        presented: Presented,
         reused: bool,
     ) -> Result<Outcome, ClientError> {
         let state = response
@@ -790,7 +796,9 @@ impl Client {
             preimage: token.preimage.to_hex(),
             reused_token: reused,
         };
-        Ok(Outcome::Response(self.response(response, Some(receipt))))
+        Ok(Outcome::Response(
+            self.response(response, Some((receipt, presented))),
+        ))
     }
 }
 

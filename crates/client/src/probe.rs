@@ -24,24 +24,23 @@
 //! report.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
 use plannt_l402::mpp::{self, PaymentChallenge};
 use plannt_l402::x402::{self, SettlementResponse};
 use plannt_l402::{
-    Catalog, Challenge, Credential, Dialect, Identifier, Macaroon, Network, Offer, Offers,
-    PaymentHash, Preimage, TokenState, catalog, wire,
+    Catalog, Challenge, Dialect, Identifier, Macaroon, Network, Offer, Offers, PaymentHash,
+    TokenState, catalog, wire,
 };
 use plannt_lightning::invoice::unix_now;
 use plannt_lightning::{
     Balance, DecodedInvoice, LightningError, Payer, Payment, PaymentLookup, decode_invoice,
 };
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::call::{ClientError, Event, Options, Outcome, Request, Response};
+use crate::call::{ClientError, Options, Outcome, Request, Response};
 use crate::client::Client;
 
 /// The wallet of a client that must never pay: every payment is refused, and nothing is sent
@@ -1025,8 +1024,10 @@ fn names(set: &BTreeSet<Dialect>) -> String {
 
 /// Pays `request` through the client ([`Client::send`]: its checks, budgets and ledger, as
 /// `plannt get`), checks the paid answer's status and receipts, and presents the same
-/// credential once more. `max_sats` lowers the per-request cap. An error is the payment's
-/// (refused, over budget, failed, no answer): nothing is added to the report then.
+/// credential once more, verbatim, in the header it was presented in (`Authorization` for L402
+/// and MPP, `PAYMENT-SIGNATURE` for x402). `max_sats` lowers the per-request cap. An error is
+/// the payment's (refused, over budget, failed, no answer) or the replay's (no answer): nothing
+/// is added to the report then.
 pub async fn pay(
     client: &Client,
     request: &Request,
@@ -1034,23 +1035,11 @@ pub async fn pay(
     dialect: Option<Dialect>,
     max_sats: Option<u64>,
 ) -> Result<(), ClientError> {
-    // The macaroon of the L402 challenge paid, to present it again: kept here, never reported.
-    let macaroon: Mutex<Option<String>> = Mutex::new(None);
-    let on_event = |event: &Event<'_>| {
-        if let Event::Challenge {
-            dialect: Dialect::L402,
-            macaroon: m,
-            ..
-        } = event
-        {
-            *macaroon.lock().expect("macaroon lock") = Some((*m).to_string());
-        }
-    };
     let only = dialect.map(|d| [d]);
     let options = Options {
         max_sats,
         dry_run: false,
-        on_event: Some(&on_event),
+        on_event: None,
         dialects: only.as_ref().map(|d| &d[..]),
     };
     let outcome = client.send(request, &options).await?;
@@ -1066,6 +1055,8 @@ pub async fn pay(
         );
         return Ok(());
     };
+    // The credential as presented: kept here to present it again, never reported.
+    let presented = response.presented.take();
     let d = Some(receipt.dialect);
     let mut paid = Paid {
         dialect: receipt.dialect,
@@ -1095,26 +1086,18 @@ pub async fn pay(
     check_receipts(report, &response.headers, receipt.dialect, hash.as_ref());
     // The body is not the probe's business; drop it unread.
     let _ = read_some(&mut response, 0).await;
-    let credential = macaroon
-        .lock()
-        .expect("macaroon lock")
-        .take()
-        .filter(|_| !receipt.reused_token && receipt.dialect == Dialect::L402)
-        .and_then(|m| Macaroon::from_base64(&m).ok())
-        .zip(Preimage::from_hex(&receipt.preimage).ok())
-        .map(|(m, p)| Credential::new(m, p).to_header_value());
-    match credential {
+    match presented {
         None => report.warn(
             "replay",
             d,
-            "not tried: the credential paid is not at hand (a token paid earlier was presented, or not an L402 one)",
+            "not tried: the credential presented is not at hand",
         ),
-        Some(value) => {
+        Some(credential) => {
             let mut again = request.clone();
-            let value = HeaderValue::from_str(&value).map_err(|_| {
-                ClientError::BadChallenge("the macaroon cannot travel in a header".into())
+            let value = HeaderValue::from_str(&credential.value).map_err(|_| {
+                ClientError::BadChallenge("the credential cannot travel in a header".into())
             })?;
-            again.headers.insert(AUTHORIZATION, value);
+            again.headers.insert(credential.name, value);
             let mut second = client.send_unpaid(&again).await?;
             let _ = read_some(&mut second, 0).await;
             let code = second.status;

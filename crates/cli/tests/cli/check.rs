@@ -1,8 +1,8 @@
 //! `plannt check URL`: against `plannt serve` (every check passes, the JSON shape, the dialects of
-//! each route, `--pay` with its receipt and a refused replay), against the test kit's hostile L402
-//! server (a macaroon bound to another payment hash, an expired invoice, a token accepted twice),
-//! and against a server crafted here whose 402s lie in the MPP request, the x402 offer, the
-//! headers, the body or the catalog.
+//! each route, `--pay` in each dialect with its receipt and a refused replay), against the test
+//! kit's hostile L402 server (a macaroon bound to another payment hash, an expired invoice, a
+//! token accepted twice), and against a server crafted here whose 402s lie in the MPP request,
+//! the x402 offer, the headers, the body or the catalog.
 
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -228,17 +228,21 @@ fn pay_checks_the_receipt_and_a_replay_of_plannt_serve_is_refused() {
     );
     assert_eq!(recent[0].status, "paid");
 
-    // Through MPP: the client pays only what it can (L402 so far), so it refuses (4) and pays
-    // nothing, after the report of the unpaid checks.
-    let output = home.run(&[
-        "check",
-        "--pay",
-        "--dialect",
-        "mpp",
-        "--wallet",
-        &wallet,
-        &serve.url("/v1/demo"),
-    ]);
+    // A dialect the paying side may not pay (pay_dialects): refused (4), nothing paid, after
+    // the report of the unpaid checks.
+    let output = home
+        .plannt(&[
+            "check",
+            "--pay",
+            "--dialect",
+            "mpp",
+            "--wallet",
+            &wallet,
+            &serve.url("/v1/demo"),
+        ])
+        .env("PLANNT_PAY_DIALECTS", "l402")
+        .output()
+        .unwrap();
     assert_eq!(code(&output), 4, "{}", describe(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("verdict: pass"),
@@ -246,6 +250,59 @@ fn pay_checks_the_receipt_and_a_replay_of_plannt_serve_is_refused() {
         describe(&output)
     );
     assert_eq!(home.ledger().recent(10).unwrap().len(), 1);
+}
+
+#[test]
+fn pay_through_mpp_and_x402_checks_their_receipts_and_a_replay_is_refused() {
+    let home = Home::new();
+    let serve = gateway(&home, &[]);
+    let wallet = format!("dev+http://127.0.0.1:{}", serve.port);
+    for dialect in ["mpp", "x402"] {
+        let output = home.run(&[
+            "check",
+            "--json",
+            "--pay",
+            "--dialect",
+            dialect,
+            "--wallet",
+            &wallet,
+            &serve.url("/v1/demo"),
+        ]);
+        assert_eq!(code(&output), 0, "{dialect}: {}", describe(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["verdict"], "pass", "{report:#}");
+        let paid = &report["paid"];
+        assert_eq!(paid["dialect"], dialect, "{report:#}");
+        assert_eq!(paid["status"], 200);
+        assert_eq!(paid["amount_sats"], 21);
+        assert_eq!(paid["reused_token"], false);
+        assert_eq!(paid["replay"], "refused", "{report:#}");
+        assert_eq!(paid["replay_status"], 402, "{report:#}");
+        assert_eq!(results(&report, "paid", Some(dialect)), ["pass"]);
+        // Payment-Receipt's reference, PAYMENT-RESPONSE's transaction: the payment hash paid.
+        assert_eq!(
+            results(&report, "receipt", Some(dialect)),
+            ["pass"],
+            "{report:#}"
+        );
+        assert_eq!(results(&report, "replay", Some(dialect)), ["pass"]);
+        // Paid once, through the dialect asked for; the ledger has it, as any other payment.
+        let record = home
+            .ledger()
+            .recent(10)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.payment_hash == paid["payment_hash"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("not in the ledger: {report:#}"));
+        assert_eq!(
+            (record.status.as_str(), record.dialect.as_str()),
+            ("paid", dialect)
+        );
+        // The credential replayed proves the payment: its preimage is on neither output.
+        let preimage = record.preimage.unwrap();
+        assert!(!describe(&output).contains(&preimage), "{dialect}");
+    }
+    assert_eq!(home.ledger().recent(10).unwrap().len(), 2);
 }
 
 #[test]

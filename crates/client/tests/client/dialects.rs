@@ -1,6 +1,7 @@
 //! The three dialects from the paying side: the client picks the first dialect of its
 //! preference order that the 402 offers, pays it under the same checks, budgets and ledger, and
-//! never pays a dialect the policy (or the call) leaves out.
+//! never pays a dialect the policy (or the call) leaves out. `plannt check --pay`'s probe presents
+//! the credential paid once more, verbatim, in every dialect.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,7 @@ use plannt_client::l402::mpp::PaymentChallenge;
 use plannt_client::lightning::decode_invoice;
 use plannt_client::lightning::dev::DevNetwork;
 use plannt_client::lightning::invoice::unix_now;
+use plannt_client::probe::{self, Verdict};
 use plannt_client::{
     Client, ClientError, Dialect, Ledger, Options, Outcome, Policy, Refusal, Request, Reservation,
     Reserved, Response, Window,
@@ -433,6 +435,51 @@ async fn an_mpp_payment_a_crash_left_pending_is_finished_and_presented_once() {
     assert_eq!(server.network().balance(PAYER), START_MSAT - 21_000);
     assert_eq!(server.shared.paid.load(Ordering::SeqCst), 1);
     assert_eq!(server.shared.offers.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_probe_replays_mpp_and_x402_credentials_verbatim_and_one_served_twice_is_reusable() {
+    for (kind, dialect) in [(Kind::Mpp, Dialect::Mpp), (Kind::X402, Dialect::X402)] {
+        for (lie, replay, status) in [(Lie::Reusable, "served", 200), (Lie::None, "refused", 402)] {
+            let server = OfferServer::start(kind, lie, 21).await;
+            let dir = tempfile::tempdir().unwrap();
+            let client = client_on(server.network(), &dir, open_policy(1_000));
+            let request = Request::get(server.url("/dialects"));
+            let mut report = probe::probe(&client, &request, &[dialect]).await.unwrap();
+            probe::pay(&client, &request, &mut report, Some(dialect), None)
+                .await
+                .unwrap();
+            let paid = report.paid.clone().unwrap();
+            assert_eq!(paid.dialect, dialect, "{report:#?}");
+            assert_eq!(paid.status, 200, "{report:#?}");
+            assert_eq!(
+                (paid.replay, paid.replay_status),
+                (Some(replay), Some(status)),
+                "{kind:?} {lie:?}: {report:#?}"
+            );
+            let replays: Vec<_> = report
+                .findings
+                .iter()
+                .filter(|f| f.check == "replay")
+                .collect();
+            assert_eq!(replays.len(), 1, "{report:#?}");
+            assert_eq!(replays[0].dialect, Some(dialect));
+            assert_eq!(replays[0].result, Verdict::Pass, "{report:#?}");
+            // Paid once; the credential came twice, the second time byte for byte the first.
+            assert_eq!(server.network().paid_count(), 1, "{kind:?} {lie:?}");
+            let credentials = server.shared.credentials.lock().unwrap().clone();
+            assert_eq!(credentials.len(), 2, "{kind:?} {lie:?}");
+            assert_eq!(credentials[0], credentials[1], "{kind:?} {lie:?}");
+            let served = if lie == Lie::Reusable { 2 } else { 1 };
+            assert_eq!(server.shared.paid.load(Ordering::SeqCst), served);
+            // The credential is a secret: in neither the report nor its Debug form.
+            let json = serde_json::to_string(&report).unwrap();
+            let debug = format!("{report:?}");
+            for text in [json, debug] {
+                assert!(!text.contains(&credentials[0]), "{kind:?}: {text}");
+            }
+        }
+    }
 }
 
 fn origin(server: &OfferServer) -> String {

@@ -5,9 +5,11 @@
 //! - `checks`: every check before a payment, each refusing with its own error, and the dry run
 //!   that runs them all, the budgets included;
 //! - `dialects`: the dialect a call pays (L402, MPP, x402) by the preference order, and
-//!   servers that offer only MPP or only x402, honest and hostile;
+//!   servers that offer only MPP or only x402, honest and hostile; the probe's replay of the
+//!   credential paid;
 //! - `ledger_upgrade`: a ledger an older Plannt wrote opens and keeps working;
-//! - `offers`: servers that offer only MPP or only x402, honest or lying in one way;
+//! - `offers`: servers that offer only MPP or only x402, honest, lying in one way, or serving a
+//!   credential again;
 //! - `network`: a wallet that cannot be reached, each cause of a network failure named, the
 //!   timeouts, and payments a timeout interrupted, never paid twice;
 //! - `recovery`: payments a crash left pending are finished, never paid twice;

@@ -59,6 +59,8 @@ pub enum Lie {
     RefusePaid,
     /// x402: the first `n` presentations of a paid payload get 402 with `Retry-After: 1`.
     NotSettledYet(u64),
+    /// A credential that verifies is served every time it comes, never spent.
+    Reusable,
 }
 
 /// What the server shares with the test.
@@ -78,6 +80,8 @@ pub struct Shared {
     pub paid: AtomicU64,
     /// Requests that carried a credential (verified or not).
     pub presented: AtomicU64,
+    /// Each credential presented, as it came (`Authorization` or `PAYMENT-SIGNATURE`).
+    pub credentials: Mutex<Vec<String>>,
 }
 
 /// A running server.
@@ -115,6 +119,7 @@ impl OfferServer {
             offers: AtomicU64::new(0),
             paid: AtomicU64::new(0),
             presented: AtomicU64::new(0),
+            credentials: Mutex::new(Vec::new()),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -233,8 +238,15 @@ fn offer(s: &Shared) -> Response {
     response
 }
 
+/// Whether a verified credential buys an answer: the first time its payment hash comes (every
+/// time, for a server whose tokens are reusable).
 fn spend(s: &Shared, hash: PaymentHash) -> bool {
-    s.spent.lock().unwrap().insert(hash)
+    s.spent.lock().unwrap().insert(hash) || lie(s) == Lie::Reusable
+}
+
+fn record(s: &Shared, credential: &str) -> u64 {
+    s.credentials.lock().unwrap().push(credential.to_string());
+    s.presented.fetch_add(1, Ordering::SeqCst) + 1
 }
 
 async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -246,7 +258,7 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let signature = headers.get(PAYMENT_SIGNATURE).and_then(|v| v.to_str().ok());
     match (auth, signature) {
         (Some(auth), _) if s.kind != Kind::X402 => {
-            s.presented.fetch_add(1, Ordering::SeqCst);
+            record(&s, auth);
             let verified = match s.mpp.verify_header(
                 auth,
                 &ChargeExpect {
@@ -274,7 +286,7 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
                 .into_response()
         }
         (_, Some(payload)) if s.kind != Kind::Mpp => {
-            let presented = s.presented.fetch_add(1, Ordering::SeqCst) + 1;
+            let presented = record(&s, payload);
             let verified = match s.tags.verify_header(
                 payload,
                 &ExactExpect {
