@@ -247,7 +247,7 @@ test("plannt refuses to pay for lightning-tools' own token, which is not a macar
   // 6: the server asked for payment without a challenge Plannt can check.
   assert.equal(out.code, 6, `${out.stdout}\n${out.stderr}`);
   assert.equal(out.stdout, '');
-  assert.match(out.stderr, /without a usable L402 challenge/);
+  assert.match(out.stderr, /without a usable challenge: the challenge's macaroon is unusable/);
   assert.equal(issued.size, issuedBefore + 1);
   const [hash] = [...issued.keys()].slice(-1);
   assert.equal(await paymentStatus(hash), 'not_found');
