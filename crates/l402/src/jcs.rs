@@ -343,6 +343,12 @@ fn write_value(out: &mut String, value: &Value) {
 /// Writes `text` as a JSON string in its canonical form.
 pub(crate) fn write_string(out: &mut String, text: &str) {
     out.push('"');
+    // Invoices, hashes and ids need no escaping: copied whole.
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     for ch in text.chars() {
         match ch {
             '"' => out.push_str("\\\""),

@@ -237,11 +237,12 @@ impl Paywall {
                 Dialect::Mpp => mpp.take(),
                 Dialect::X402 => None,
             };
-            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            // From the String itself: its bytes become the header's, not a copy of them.
+            if let Some(value) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
                 headers.append(header::WWW_AUTHENTICATE, value);
             }
         }
-        if let Some(value) = x402.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        if let Some(value) = x402.and_then(|v| HeaderValue::try_from(v).ok()) {
             headers.insert(PAYMENT_REQUIRED, value);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

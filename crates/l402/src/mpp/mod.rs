@@ -116,6 +116,15 @@ pub enum RequestError {
 /// (values Plannt mints never hold one).
 fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
+    // Ids, base64url requests and timestamps need no escaping: copied whole.
+    if !value
+        .bytes()
+        .any(|b| b == b'"' || b == b'\\' || b.is_ascii_control())
+    {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for ch in value.chars() {
         match ch {
             '"' | '\\' => {
@@ -134,7 +143,8 @@ impl PaymentChallenge {
     /// The header value, parameters in Aperture's order: `id`, `realm`, `method`, `intent`,
     /// `request`, then those present of `expires`, `digest`, `description`, `opaque`.
     pub fn to_header_value(&self) -> String {
-        let mut out = String::with_capacity(64 + self.request.len());
+        // The fixed names, the id, realm, method, intent and expires come to about 150 bytes.
+        let mut out = String::with_capacity(256 + self.request.len());
         out.push_str(SCHEME);
         let required = [
             ("id", &self.id),
