@@ -2,7 +2,7 @@
 //! each route, `--pay` in each dialect with its receipt and a refused replay), against the test
 //! kit's hostile L402 server (a macaroon bound to another payment hash, an expired invoice, a
 //! token accepted twice), and against a server crafted here whose 402s lie in the MPP request,
-//! the x402 offer, the headers, the body or the catalog.
+//! the x402 offer, the headers, the body or the catalog, or run past the read limits.
 
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -371,16 +371,8 @@ struct Crafted {
 
 impl Crafted {
     fn start() -> Crafted {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let network = DevNetwork::ephemeral(1_000);
+        let huge = huge_body(network.clone());
         let offer = move |mpp_sats: u64, x402_msat: u64| {
             let network = network.clone();
             move || {
@@ -394,6 +386,7 @@ impl Crafted {
             .route("/mpp-amount", get(offer(22, 21_000)))
             .route("/x402-amount", get(offer(21, 20_000)))
             .route("/garbage", get(garbage))
+            .route("/huge-body", get(huge))
             .route("/free", get(|| async { "free" }))
             .route(
                 "/.well-known/l402.json",
@@ -411,6 +404,20 @@ impl Crafted {
                     }))
                 }),
             );
+        Crafted::serve(router)
+    }
+
+    /// Serves `router` on a free loopback port.
+    fn serve(router: Router) -> Crafted {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
         runtime.spawn(async move { axum::serve(listener, router).await });
         Crafted {
             addr,
@@ -501,6 +508,15 @@ fn crafted_402(network: &DevNetwork, mpp_sats: u64, x402_msat: u64) -> Response 
     );
     let body = json!({"invoice": issued.bolt11, "payment_hash": hash.to_hex(), "amount_sats": 21});
     (StatusCode::PAYMENT_REQUIRED, headers, axum::Json(body)).into_response()
+}
+
+/// An honest 402 whose body runs to 200 KiB.
+fn huge_body(network: DevNetwork) -> impl Fn() -> std::future::Ready<Response> + Clone {
+    move || {
+        let (parts, _) = crafted_402(&network, 21, 21_000).into_parts();
+        let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(200 * 1024));
+        std::future::ready(Response::from_parts(parts, axum::body::Body::from(body)))
+    }
 }
 
 async fn garbage() -> Response {
@@ -627,4 +643,41 @@ fn a_host_name_that_resolves_to_a_private_address_is_refused_before_anything_is_
     // The URL naming the address itself is checked; --no-private-networks refuses it too.
     let output = home.run(&["check", "--no-private-networks", &server.url("/honest")]);
     assert_eq!(code(&output), 4, "{}", describe(&output));
+}
+
+#[test]
+fn a_402_body_or_a_catalog_past_the_read_limits_is_reported_not_read_whole() {
+    let server = Crafted::start();
+    let home = Home::new();
+    let (status, report) = check_json(&home, &[&server.url("/huge-body")]);
+    // The challenges still check out; the body is cut at 64 KiB and said so.
+    assert_eq!(results(&report, "body", None), ["warn"], "{report:#}");
+    assert_eq!(results(&report, "amount", Some("mpp")), ["pass"]);
+    assert_eq!(status, 0, "{report:#}");
+
+    // A catalog of 2 MiB on the same origin as an honest 402: a failure, read no further.
+    let network = DevNetwork::ephemeral(1_000);
+    let router = Router::new()
+        .route(
+            "/paid",
+            get(move || {
+                let network = network.clone();
+                async move { crafted_402(&network, 21, 21_000) }
+            }),
+        )
+        .route(
+            "/.well-known/l402.json",
+            get(|| async {
+                let pad = "x".repeat(2 * 1024 * 1024);
+                axum::Json(json!({"l402_version": "0", "services": [], "pad": pad}))
+            }),
+        );
+    let big = Crafted::serve(router);
+    let (status, report) = check_json(&home, &[&big.url("/paid")]);
+    assert_eq!(status, 8, "{report:#}");
+    assert!(
+        failing(&report, "catalog").contains("larger than"),
+        "{report:#}"
+    );
+    assert_eq!(results(&report, "payment_hash", Some("l402")), ["pass"]);
 }
