@@ -296,13 +296,23 @@ fn check_mpp(
 ) -> Result<(Quote, String), Refusal> {
     check_origin(url, policy)?;
     let (invoice, facts, wallet) = invoice_facts(&offer.request.method_details.invoice, network)?;
+    let refuse = |error| Refusal::Offer {
+        dialect: Dialect::Mpp,
+        error,
+    };
+    // An `expires` that does not read is not taken for "never": such a challenge is not paid.
+    let expires_at = match (&offer.challenge.expires, offer.challenge.expires_at()) {
+        (Some(text), None) => {
+            return Err(refuse(PayCheckError::Unsupported(format!(
+                "its expires {text:?} is not an RFC 3339 time"
+            ))));
+        }
+        (_, at) => at,
+    };
     offer
         .request
-        .check_before_paying(&facts, wallet, offer.challenge.expires_at(), now)
-        .map_err(|error| Refusal::Offer {
-            dialect: Dialect::Mpp,
-            error,
-        })?;
+        .check_before_paying(&facts, wallet, expires_at, now)
+        .map_err(refuse)?;
     let quote = within_cap(Dialect::Mpp, invoice, policy)?;
     let echo = serde_json::to_string(&offer.challenge).expect("strings serialize");
     Ok((quote, echo))

@@ -229,6 +229,7 @@ async fn an_mpp_challenge_that_disagrees_with_its_invoice_is_never_paid() {
         (Lie::Amount, "amount_mismatch"),
         (Lie::Network, "wrong_network"),
         (Lie::ExpiredChallenge, "expired"),
+        (Lie::UnreadableExpiry, "unsupported_offer"),
     ] {
         let server = OfferServer::start(Kind::Mpp, lie, 21).await;
         let dir = tempfile::tempdir().unwrap();

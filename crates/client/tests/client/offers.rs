@@ -51,6 +51,8 @@ pub enum Lie {
     Network,
     /// The MPP challenge's `expires` is past.
     ExpiredChallenge,
+    /// The MPP challenge's `expires` is no RFC 3339 time.
+    UnreadableExpiry,
     /// The invoice expires a second after it is issued, and the 402 comes two seconds later.
     ExpiredInvoice,
     /// The x402 `payTo` is a node other than the invoice's payee.
@@ -194,7 +196,10 @@ fn offer(s: &Shared) -> Response {
             _ => {}
         }
         challenge.request = request.encode();
-        // The id covers the request: mint it again over what is sent.
+        if lie == Lie::UnreadableExpiry {
+            challenge.expires = Some("tomorrow".into());
+        }
+        // The id covers the request and expires: mint it again over what is sent.
         challenge.id = s.mpp_key.challenge_id(&challenge);
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
