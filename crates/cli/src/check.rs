@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use plannt_client::l402::Dialect;
 use plannt_client::probe::{self, NeverPays, Report, Verdict};
-use plannt_client::{Client, Request, WalletApi};
+use plannt_client::{Client, WalletApi};
 
 use crate::error::{Error, exit};
-use crate::get::{parse_resolve, parse_url, read_body};
+use crate::get::{build_request, parse_resolve};
 use crate::out::{errln, outln};
 use crate::setup::{self, Setup};
 
@@ -90,44 +90,16 @@ fn names_an_address(url: &url::Url) -> bool {
     }
 }
 
-fn build_request(args: &Args) -> Result<Request, Error> {
-    let url = parse_url(&args.url)?;
-    let body = read_body(&args.data)?;
-    let method = match &args.method {
-        Some(m) => m.to_ascii_uppercase(),
-        None if args.data.is_some() => "POST".into(),
-        None => "GET".into(),
-    };
-    let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| Error::Usage(format!("{method:?} is not an HTTP method")))?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    for h in &args.headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| Error::Usage(format!("header {h:?} must be \"Name: value\"")))?;
-        let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| Error::Usage(format!("bad header name in {h:?}")))?;
-        let value = reqwest::header::HeaderValue::from_str(value.trim())
-            .map_err(|_| Error::Usage(format!("bad header value in {h:?}")))?;
-        headers.append(name, value);
-    }
-    if args.data.is_some() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-    }
-    Ok(Request {
-        method,
-        url,
-        headers,
-        body: body.into(),
-    })
-}
-
 /// Runs the probe, prints the report; the exit status: 0, or 8 when a check failed.
 pub async fn run(args: &Args) -> Result<ExitCode, Error> {
-    let request = build_request(args)?;
+    // `-d` without `-X` is a POST, as for `plannt get`.
+    let request = build_request(
+        &args.url,
+        args.method.as_deref(),
+        &args.headers,
+        &args.data,
+        "GET",
+    )?;
     let settings = setup::settings()?;
     let mut policy = settings.policy_for(names_an_address(&request.url));
     policy.allow_private_networks &= !args.no_private_networks;

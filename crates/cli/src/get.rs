@@ -117,7 +117,7 @@ pub(crate) fn parse_resolve(text: &str) -> Result<(String, Vec<std::net::IpAddr>
     Ok((host.to_string(), addresses))
 }
 
-pub(crate) fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
+fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
     match data.as_deref() {
         None => Ok(Vec::new()),
         Some("-") => {
@@ -139,7 +139,7 @@ pub(crate) fn read_body(data: &Option<String>) -> Result<Vec<u8>, Error> {
 /// The URL, read as curl reads one, but for the scheme it adds to `host[:port][/path]`:
 /// `http://` for a loopback host (`localhost`, 127.0.0.0/8, `::1`), `https://` for any other,
 /// since a challenge that came over plain http is paid only from loopback.
-pub(crate) fn parse_url(text: &str) -> Result<url::Url, Error> {
+fn parse_url(text: &str) -> Result<url::Url, Error> {
     let not_a_url = |e: url::ParseError| Error::Usage(format!("{text:?} is not a URL: {e}"));
     let with_scheme;
     let full = if text.contains("://") {
@@ -167,18 +167,27 @@ pub(crate) fn parse_url(text: &str) -> Result<url::Url, Error> {
     Ok(url)
 }
 
-fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
-    let url = parse_url(&args.url)?;
-    let body = read_body(&args.data)?;
-    let method = match &args.method {
+/// The request a command line describes: the URL, `-X` (else `default_method`, or POST for a
+/// GET with `-d`), each `-H "Name: value"`, and `-d` as a form body unless a Content-Type is given.
+/// `plannt get`, `post`, `request` and `check` read their arguments the same way.
+pub(crate) fn build_request(
+    url: &str,
+    method: Option<&str>,
+    headers: &[String],
+    data: &Option<String>,
+    default_method: &str,
+) -> Result<Request, Error> {
+    let url = parse_url(url)?;
+    let body = read_body(data)?;
+    let method = match method {
         Some(m) => m.to_ascii_uppercase(),
-        None if args.data.is_some() && default_method == "GET" => "POST".into(),
+        None if data.is_some() && default_method == "GET" => "POST".into(),
         None => default_method.into(),
     };
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| Error::Usage(format!("{method:?} is not an HTTP method")))?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    for h in &args.headers {
+    let mut map = reqwest::header::HeaderMap::new();
+    for h in headers {
         let (name, value) = h
             .split_once(':')
             .ok_or_else(|| Error::Usage(format!("header {h:?} must be \"Name: value\"")))?;
@@ -186,10 +195,10 @@ fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
             .map_err(|_| Error::Usage(format!("bad header name in {h:?}")))?;
         let value = reqwest::header::HeaderValue::from_str(value.trim())
             .map_err(|_| Error::Usage(format!("bad header value in {h:?}")))?;
-        headers.append(name, value);
+        map.append(name, value);
     }
-    if args.data.is_some() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
-        headers.insert(
+    if data.is_some() && !map.contains_key(reqwest::header::CONTENT_TYPE) {
+        map.insert(
             reqwest::header::CONTENT_TYPE,
             reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
@@ -197,7 +206,7 @@ fn build_request(args: &Args, default_method: &str) -> Result<Request, Error> {
     Ok(Request {
         method,
         url,
-        headers,
+        headers: map,
         body: body.into(),
     })
 }
@@ -238,7 +247,13 @@ impl Spinner {
 /// Sends the request, paying if asked; the exit status of an answer (0, or 6 for an HTTP
 /// error), or the error.
 pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
-    let request = build_request(args, default_method)?;
+    let request = build_request(
+        &args.url,
+        args.method.as_deref(),
+        &args.headers,
+        &args.data,
+        default_method,
+    )?;
     let settings = setup::settings()?;
     // A person typed this URL: private addresses are theirs to reach unless they say otherwise.
     let mut policy = settings.policy_for(true);
