@@ -265,12 +265,8 @@ fn invoice_facts(
     Ok((invoice, facts, wallet))
 }
 
-/// The cap, and the quote of an invoice whose amount the dialect's checks matched to its offer.
-fn within_cap(
-    dialect: Dialect,
-    invoice: DecodedInvoice,
-    policy: &Policy,
-) -> Result<Quote, Refusal> {
+/// The invoice's amount in msat, if it names one within the per-request cap.
+fn capped_amount(invoice: &DecodedInvoice, policy: &Policy) -> Result<u64, Refusal> {
     let amount_msat = invoice.amount_msat.ok_or(Refusal::NoAmount)?;
     let amount_sats = amount_msat.div_ceil(1000);
     if amount_sats > policy.budget.per_request_sats {
@@ -279,6 +275,16 @@ fn within_cap(
             cap_sats: policy.budget.per_request_sats,
         });
     }
+    Ok(amount_msat)
+}
+
+/// The cap, and the quote of an invoice whose amount the dialect's checks matched to its offer.
+fn within_cap(
+    dialect: Dialect,
+    invoice: DecodedInvoice,
+    policy: &Policy,
+) -> Result<Quote, Refusal> {
+    let amount_msat = capped_amount(&invoice, policy)?;
     Ok(Quote {
         dialect,
         invoice,
@@ -365,14 +371,7 @@ pub fn check(
             macaroon: hex::encode(identifier.payment_hash),
         });
     }
-    let amount_msat = invoice.amount_msat.ok_or(Refusal::NoAmount)?;
-    let amount_sats = amount_msat.div_ceil(1000);
-    if amount_sats > policy.budget.per_request_sats {
-        return Err(Refusal::OverCap {
-            amount_sats,
-            cap_sats: policy.budget.per_request_sats,
-        });
-    }
+    let amount_msat = capped_amount(&invoice, policy)?;
     if invoice.network != network {
         return Err(Refusal::WrongNetwork {
             invoice: invoice.network,
