@@ -112,6 +112,20 @@ fn refusal(result: Result<Response, ClientError>) -> Refusal {
     }
 }
 
+/// A server of `kind` telling `lie`, a client under a cap of `cap_sats`, and what the client's
+/// one request to it was refused as (the temporary folder holds the client's ledger).
+async fn refused_by(
+    kind: Kind,
+    lie: Lie,
+    cap_sats: u64,
+) -> (OfferServer, Client, tempfile::TempDir, Refusal) {
+    let server = OfferServer::start(kind, lie, 21).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_on(server.network(), &dir, open_policy(cap_sats));
+    let refused = refusal(send(&client, server.url("/dialects"), None).await);
+    (server, client, dir, refused)
+}
+
 /// Nothing moved on the dev network, and no credential reached the server.
 fn assert_unpaid(server: &OfferServer) {
     assert_eq!(
@@ -231,10 +245,7 @@ async fn an_mpp_challenge_that_disagrees_with_its_invoice_is_never_paid() {
         (Lie::ExpiredChallenge, "expired"),
         (Lie::UnreadableExpiry, "unsupported_offer"),
     ] {
-        let server = OfferServer::start(Kind::Mpp, lie, 21).await;
-        let dir = tempfile::tempdir().unwrap();
-        let client = client_on(server.network(), &dir, open_policy(1_000));
-        let refused = refusal(send(&client, server.url("/dialects"), None).await);
+        let (server, client, _dir, refused) = refused_by(Kind::Mpp, lie, 1_000).await;
         assert_eq!(refused.check(), check, "{lie:?}: {refused}");
         assert!(refused.to_string().contains("mpp offer"), "{refused}");
         assert_unpaid(&server);
@@ -251,10 +262,7 @@ async fn an_x402_offer_that_disagrees_with_its_invoice_is_never_paid() {
         (Lie::PayTo, "payee_mismatch"),
         (Lie::Hash, "hash_mismatch"),
     ] {
-        let server = OfferServer::start(Kind::X402, lie, 21).await;
-        let dir = tempfile::tempdir().unwrap();
-        let client = client_on(server.network(), &dir, open_policy(1_000));
-        let refused = refusal(send(&client, server.url("/dialects"), None).await);
+        let (server, _client, _dir, refused) = refused_by(Kind::X402, lie, 1_000).await;
         assert_eq!(refused.check(), check, "{lie:?}: {refused}");
         assert!(refused.to_string().contains("x402 offer"), "{refused}");
         assert_unpaid(&server);
@@ -264,10 +272,7 @@ async fn an_x402_offer_that_disagrees_with_its_invoice_is_never_paid() {
 #[tokio::test]
 async fn an_expired_invoice_is_refused_in_every_dialect() {
     for kind in [Kind::Mpp, Kind::X402] {
-        let server = OfferServer::start(kind, Lie::ExpiredInvoice, 21).await;
-        let dir = tempfile::tempdir().unwrap();
-        let client = client_on(server.network(), &dir, open_policy(1_000));
-        let refused = refusal(send(&client, server.url("/dialects"), None).await);
+        let (server, _client, _dir, refused) = refused_by(kind, Lie::ExpiredInvoice, 1_000).await;
         assert_eq!(refused.check(), "expired", "{kind:?}: {refused}");
         assert_unpaid(&server);
     }
@@ -276,10 +281,7 @@ async fn an_expired_invoice_is_refused_in_every_dialect() {
 #[tokio::test]
 async fn offers_above_the_cap_are_refused_in_every_dialect() {
     for kind in [Kind::Mpp, Kind::X402] {
-        let server = OfferServer::start(kind, Lie::None, 21).await;
-        let dir = tempfile::tempdir().unwrap();
-        let client = client_on(server.network(), &dir, open_policy(20));
-        let refused = refusal(send(&client, server.url("/dialects"), None).await);
+        let (server, _client, _dir, refused) = refused_by(kind, Lie::None, 20).await;
         assert_eq!(refused.check(), "over_cap", "{kind:?}");
         assert_unpaid(&server);
     }
