@@ -30,14 +30,8 @@
 // Run with `node --test` in this folder.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import {
   Fetch402InterruptedError,
@@ -50,87 +44,26 @@ import {
 } from '@getalby/lightning-tools/402';
 import { Invoice } from '@getalby/lightning-tools/bolt11';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN_SETTING = process.env.PLANNT_BIN || 'target/debug/plannt';
-const BIN = isAbsolute(BIN_SETTING) ? BIN_SETTING : resolve(REPO, BIN_SETTING);
+import { startGateway } from './gateway.mjs';
+
 const PRICE_SATS = 21;
 
 let server;
 let base;
 let l402FirstServer;
 let l402FirstBase;
-const dataDirs = [];
-let serverLog = '';
-
-/** The environment without PLANNT_* settings, so the gateway runs on its defaults. */
-function inheritedEnv() {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PLANNT_')));
-}
-
-/**
- * Starts `plannt serve` on 127.0.0.1:0 (with `settings`, PLANNT_* variables, on top of its
- * defaults) and resolves with its address, read from its JSON log.
- */
-function startServer(settings = {}) {
-  assert.ok(existsSync(BIN), `${BIN} is missing: build it with \`cargo build -p plannt\` (or set PLANNT_BIN)`);
-  const dataDir = mkdtempSync(join(tmpdir(), 'plannt-lightning-tools-'));
-  dataDirs.push(dataDir);
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json'], {
-    env: { ...inheritedEnv(), ...settings, PLANNT_DATA_DIR: dataDir, RUST_LOG: 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`plannt serve did not say where it listens within 60 s:\n${serverLog}`));
-    }, 60_000);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`plannt serve exited (${code ?? signal}) before listening:\n${serverLog}`));
-    });
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      serverLog += `${line}\n`;
-      let entry;
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (entry.fields?.message === 'plannt gateway listening') {
-        clearTimeout(timer);
-        child.removeAllListeners('exit');
-        resolvePromise({ child, addr: entry.fields.addr });
-      }
-    });
-  });
-}
-
-function stopServer(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolvePromise) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolvePromise();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 before(async () => {
   // No challenge rate limit: the tests below ask for more 402s than its burst.
-  const started = await startServer({ PLANNT_CHALLENGES_PER_SECOND: '0' });
-  server = started.child;
-  base = `http://${started.addr}`;
-  const l402First = await startServer({ PLANNT_DIALECTS: 'l402,mpp,x402', PLANNT_CHALLENGES_PER_SECOND: '0' });
-  l402FirstServer = l402First.child;
-  l402FirstBase = `http://${l402First.addr}`;
+  server = await startGateway({ PLANNT_CHALLENGES_PER_SECOND: '0' });
+  base = server.base;
+  l402FirstServer = await startGateway({ PLANNT_DIALECTS: 'l402,mpp,x402', PLANNT_CHALLENGES_PER_SECOND: '0' });
+  l402FirstBase = l402FirstServer.base;
 });
 
 after(async () => {
-  if (server) await stopServer(server);
-  if (l402FirstServer) await stopServer(l402FirstServer);
-  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+  if (server) await server.stop();
+  if (l402FirstServer) await l402FirstServer.stop();
 });
 
 /** A wallet in lightning-tools' shape that pays through a gateway's dev network. */

@@ -24,81 +24,27 @@
 // Run with `node --test` in this folder.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { Challenge, Credential, Method, Receipt, z } from 'mppx';
 import { Mppx } from 'mppx/client';
 import { validate } from 'mppx/discovery';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN_SETTING = process.env.PLANNT_BIN || 'target/debug/plannt';
-const BIN = isAbsolute(BIN_SETTING) ? BIN_SETTING : resolve(REPO, BIN_SETTING);
+import { startGateway } from './gateway.mjs';
+
 const PRICE_SATS = 21;
 
 let server;
 let base;
-let dataDir;
-let serverLog = '';
-
-function startServer() {
-  assert.ok(existsSync(BIN), `${BIN} is missing: build it with \`cargo build -p plannt\` (or set PLANNT_BIN)`);
-  dataDir = mkdtempSync(join(tmpdir(), 'plannt-mppx-'));
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PLANNT_')));
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json'], {
-    env: { ...env, PLANNT_DATA_DIR: dataDir, RUST_LOG: 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`plannt serve did not say where it listens within 60 s:\n${serverLog}`));
-    }, 60_000);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`plannt serve exited (${code ?? signal}) before listening:\n${serverLog}`));
-    });
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      serverLog += `${line}\n`;
-      let entry;
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (entry.fields?.message === 'plannt gateway listening') {
-        clearTimeout(timer);
-        child.removeAllListeners('exit');
-        resolvePromise({ child, addr: entry.fields.addr });
-      }
-    });
-  });
-}
 
 before(async () => {
-  const started = await startServer();
-  server = started.child;
-  base = `http://${started.addr}`;
+  server = await startGateway();
+  base = server.base;
 });
 
 after(async () => {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    await new Promise((resolvePromise) => {
-      const timer = setTimeout(() => server.kill('SIGKILL'), 10_000);
-      server.once('exit', () => {
-        clearTimeout(timer);
-        resolvePromise();
-      });
-      server.kill('SIGTERM');
-    });
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  if (server) await server.stop();
 });
 
 /** Pays an invoice through the gateway's dev network: the wallet hook of the Lightning method. */
