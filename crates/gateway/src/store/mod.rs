@@ -21,6 +21,13 @@
 //! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
 //!   [`PENDING_TTL`], committed ones at their `until`.
 //!
+//! **Kept answers.** A commit may carry the answer it bought, sealed ([`crate::keep`]), with
+//! the time it may be given again until: the store writes it with the commit, in the same
+//! durable write, so an answer is never sent before the commit and its kept copy are both
+//! stored. [`SpentStore::lookup`] tells a retry of a spent hash what there is: a claim still in
+//! flight, a kept answer, a commit without one, or nothing. Stores hold kept answers for a short
+//! while only (the gateway's `keep_answer_secs`), and never past the spent entry.
+//!
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 
 mod memory;
@@ -66,6 +73,28 @@ impl Default for Ticket {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A sealed answer to keep with a commit ([`crate::keep`]): opaque bytes to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    /// The sealed answer.
+    pub sealed: Vec<u8>,
+    /// Until when (unix seconds) it may be given again; the store may drop it after.
+    pub until: u64,
+}
+
+/// What the store holds for a payment hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A claim is in flight: neither committed nor released yet.
+    Pending,
+    /// Committed, with this sealed answer (not yet past its `until`).
+    Kept(Vec<u8>),
+    /// Committed, with no kept answer (none was kept, or it expired).
+    Committed,
+    /// Nothing: never claimed, released, or purged.
+    Unknown,
 }
 
 /// A store that cannot answer, and why. The gateway then refuses paid requests (fails closed)
@@ -158,13 +187,18 @@ pub enum StoreError {
 pub trait SpentStore: Send + Sync + 'static {
     /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.
     async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError>;
-    /// Marks a won claim as spent for good, until `until`.
+    /// Marks a won claim as spent for good, until `until`, with the answer it bought when
+    /// `keep` is given: both in one durable write.
     async fn commit(
         &self,
         payment_hash: &PaymentHash,
         ticket: &Ticket,
         until: u64,
+        keep: Option<Keep>,
     ) -> Result<(), StoreError>;
+    /// What the store holds for a payment hash, a kept answer only while `now` is not past its
+    /// `until`.
+    async fn lookup(&self, payment_hash: &PaymentHash, now: u64) -> Result<Lookup, StoreError>;
     /// Gives a won claim back, so the token can be used again. Removes only this ticket's
     /// pending claim, never a committed one or another request's.
     async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError>;

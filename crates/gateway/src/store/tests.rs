@@ -32,7 +32,7 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
     store.release(&hash(1), &ticket).await.unwrap();
     let ticket = won(&*store, 1, far).await;
     // Commit makes it stick; release after commit changes nothing.
-    store.commit(&hash(1), &ticket, far).await.unwrap();
+    store.commit(&hash(1), &ticket, far, None).await.unwrap();
     store.release(&hash(1), &ticket).await.unwrap();
     assert_eq!(store.claim(&hash(1), far).await.unwrap(), Claim::Spent);
     assert!(!store.is_empty().await.unwrap());
@@ -48,7 +48,7 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
         _ => now + 2,
     };
     let ticket = won(&*store, 3, until).await;
-    store.commit(&hash(3), &ticket, until).await.unwrap();
+    store.commit(&hash(3), &ticket, until, None).await.unwrap();
     assert_eq!(store.len().await.unwrap(), 2);
     store.purge(now + 3).await.unwrap();
     if store.name() == "redis" {
@@ -108,7 +108,7 @@ mod sqlite {
         let path = dir.path().join("spent.db");
         let store = SqliteStore::open(&path).unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
         // Claimed, never answered: the process "dies" here.
         won(&store, 2, FAR).await;
         assert_eq!(store.len().await.unwrap(), 2);
@@ -183,7 +183,7 @@ mod sqlite {
         let path = std::env::var(CRASH_DB).expect("the parent names the database");
         let store = SqliteStore::open(path).unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
         won(&store, 2, FAR).await;
         println!("{READY}");
         std::future::pending::<()>().await;
@@ -269,7 +269,7 @@ mod redis {
             "ttl {ttl}"
         );
 
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
         let (value, expiry): (String, i64) = ::redis::pipe()
             .get(&key)
             .cmd("EXPIRETIME")
@@ -303,7 +303,7 @@ mod redis {
             .unwrap();
         let theirs = won(&store, 1, FAR).await;
         // Our response went out: the token is spent, and their release cannot free it.
-        store.commit(&hash(1), &ours, FAR).await.unwrap();
+        store.commit(&hash(1), &ours, FAR, None).await.unwrap();
         store.release(&hash(1), &theirs).await.unwrap();
         assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
     }
@@ -338,7 +338,7 @@ mod redis {
         };
         let store = RedisStore::connect(&server.url()).await.unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
 
         server.stop();
         for n in [2, 3] {
