@@ -488,6 +488,10 @@ impl Paywall {
         target: &str,
         body: Body,
     ) -> Option<Response> {
+        if self.options.keep.answer_bytes == 0 {
+            // Nothing is kept, so a retry can get nothing: refused as spent, in flight or not.
+            return None;
+        }
         let now = self.options.clock.now();
         let sealed = match self.store.lookup(&redeem.hash, now).await {
             Ok(Lookup::Pending) => return Some(kept::in_progress()),
