@@ -364,7 +364,6 @@ struct Counts {
     accepted: usize,
     released: usize,
     broken: usize,
-    released_at_start: u64,
     /// Tokens that got a 200 in the load and got the same answer, kept, when presented again.
     replayed: usize,
     /// Tokens refused as spent for another request (a query added) after the load.
@@ -493,7 +492,6 @@ fn run(failing_half: bool) -> Counts {
             .iter()
             .map(|t| t.count(|o| *o == Outcome::Broken))
             .sum(),
-        released_at_start,
         replayed,
         refused_other,
         recovered,
