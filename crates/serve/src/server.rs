@@ -246,6 +246,7 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
             header::WWW_AUTHENTICATE,
             HeaderName::from_static(plannt_l402::wire::X_L402),
             HeaderName::from_static(plannt_l402::wire::X_L402_REASON),
+            HeaderName::from_static("x-l402-kept"),
             header::RETRY_AFTER,
             HeaderName::from_static(plannt_l402::mpp::PAYMENT_RECEIPT),
             HeaderName::from_static(plannt_l402::x402::PAYMENT_REQUIRED),
