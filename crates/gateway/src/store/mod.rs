@@ -6,7 +6,7 @@
 //! again; otherwise it is **committed** and the token is spent for good.
 //!
 //! A claim that is neither committed nor released (the gateway died mid-request) does not strand
-//! the payment: it lapses after [`PENDING_TTL`] (Redis) or at the next start (SQLite, memory),
+//! the payment: it lapses after [`PENDING_TTL`] (Redis) or with the process (SQLite, memory),
 //! because its response never reached the client. A committed entry lives until the expiry the
 //! token was minted with, after which every macaroon of that payment
 //! hash fails verification anyway and the entry may be purged: the set is bounded by request
@@ -16,8 +16,9 @@
 //! Three stores implement [`SpentStore`]:
 //! - [`MemoryStore`]: a hash map, for tests, benchmarks and gateways that may forget spent
 //!   tokens on restart.
-//! - [`SqliteStore`]: one file, the default. Durable before a claim wins, so a token that got a
-//!   response is never accepted again after a crash; one process holds the file at a time.
+//! - [`SqliteStore`]: one file, the default. A commit (with its kept answer) is durable before it
+//!   returns, so a token that got a response is never accepted again after a crash; claims in
+//!   flight live in memory, since one process holds the file at a time.
 //! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
 //!   [`PENDING_TTL`], committed ones at their `until`.
 //!
@@ -185,7 +186,7 @@ pub enum StoreError {
 /// token's minted expiry.
 #[async_trait]
 pub trait SpentStore: Send + Sync + 'static {
-    /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.
+    /// Atomically claims a payment hash: of concurrent claims exactly one wins.
     async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError>;
     /// Marks a won claim as spent for good, until `until`, with the answer it bought when
     /// `keep` is given: both in one durable write.
