@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use plannt_gateway::store::{MemoryStore, RedisStore, SpentStore, SqliteStore};
+use plannt_gateway::store::{
+    MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore, WaitReplicas,
+};
 use plannt_gateway::{
     Clock, ConnectionLimits, Paywall, PaywallOptions, Proxy, Target, TrustedProxies,
 };
@@ -41,7 +43,8 @@ pub struct Gateway {
 }
 
 /// Opens the configured spent store.
-async fn open_store(store: &Store, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
+async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
+    let store = &config.store;
     let failed = |source| StartError::Store {
         store: store.to_string(),
         source,
@@ -54,7 +57,21 @@ async fn open_store(store: &Store, data_dir: &Path) -> Result<Arc<dyn SpentStore
                 .unwrap_or_else(|| data_dir.join("spent.sqlite"));
             Arc::new(SqliteStore::open(&path).map_err(failed)?)
         }
-        Store::Redis(url) => Arc::new(RedisStore::connect(url).await.map_err(failed)?),
+        Store::Redis(url) => {
+            let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {
+                replicas: config.redis_wait_replicas,
+                timeout: Duration::from_millis(config.redis_wait_timeout_ms),
+            });
+            let options = RedisOptions {
+                wait,
+                ..RedisOptions::default()
+            };
+            Arc::new(
+                RedisStore::connect_with(url, options)
+                    .await
+                    .map_err(failed)?,
+            )
+        }
     })
 }
 
@@ -83,7 +100,7 @@ impl Gateway {
                 ),
             });
         }
-        let store = open_store(&config.store, &data_dir).await?;
+        let store = open_store(&config, &data_dir).await?;
         let trusted =
             TrustedProxies::parse(&config.trusted_proxies).map_err(|why| StartError::Setting {
                 key: "trusted_proxies",
