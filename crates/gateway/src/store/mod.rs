@@ -18,8 +18,9 @@
 //!   tokens on restart.
 //! - [`SqliteStore`]: one file, the default. Durable before a claim wins, so a token that got a
 //!   response is never accepted again after a crash; one process holds the file at a time.
-//! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
-//!   [`PENDING_TTL`], committed ones at their `until`.
+//! - [`RedisStore`]: one set shared by several replicas, in one Redis, a Redis Cluster or the
+//!   primary Sentinels name; pending claims lapse after [`PENDING_TTL`], committed ones at their
+//!   `until`.
 //!
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 
