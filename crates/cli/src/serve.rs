@@ -18,7 +18,8 @@ pub struct Args {
     /// The Lightning backend URI [env: PLANNT_LIGHTNING] [default: dev].
     #[arg(long)]
     lightning: Option<plannt_lightning::BackendUri>,
-    /// The spent-token store: sqlite, sqlite:PATH, memory, redis://… [env: PLANNT_STORE] [default: sqlite].
+    /// The spent-token store: sqlite, sqlite:PATH, memory, redis://…, redis+cluster://…,
+    /// redis+sentinel://… [env: PLANNT_STORE] [default: sqlite].
     #[arg(long)]
     store: Option<plannt_serve::config::Store>,
     /// Sell the demo service (/v1/demo, /v1/data, /v1/generate) through a real backend when the

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use axum::http::Method;
 use plannt_gateway::OnUpstreamFailure;
 use plannt_gateway::l402::Dialect;
+use plannt_gateway::store::RedisStore;
 use plannt_lightning::BackendUri;
 use serde::{Deserialize, Deserializer};
 use url::Url;
@@ -149,7 +150,8 @@ pub enum Store {
     Memory,
     /// A SQLite file: the given one, or `spent.sqlite` under the data directory.
     Sqlite(Option<PathBuf>),
-    /// A Redis shared by replicas, by its URL.
+    /// A Redis shared by replicas, by its URL: `redis://` (one Redis), `redis+cluster://` (a
+    /// cluster, by its seed nodes) or `redis+sentinel://` (the primary Sentinels name).
     Redis(String),
 }
 
@@ -162,11 +164,15 @@ impl FromStr for Store {
             "memory" => Ok(Store::Memory),
             "sqlite" | "sqlite:" => Ok(Store::Sqlite(None)),
             _ if text.starts_with("sqlite:") => Ok(Store::Sqlite(Some(PathBuf::from(&text[7..])))),
-            _ if text.starts_with("redis://") || text.starts_with("rediss://") => {
+            _ if text.starts_with("redis") && text.contains("://") => {
+                // Checked here, so that a bad URL fails at load with its key.
+                RedisStore::topology(text).map_err(|e| e.to_string())?;
                 Ok(Store::Redis(text.to_string()))
             }
             _ => Err(format!(
-                "expected memory, sqlite, sqlite:PATH or redis://HOST:PORT, got {text:?}"
+                "expected memory, sqlite, sqlite:PATH, redis://HOST:PORT, \
+                 redis+cluster://HOST:PORT,HOST:PORT,… or \
+                 redis+sentinel://HOST:PORT,HOST:PORT,…/PRIMARY, got {text:?}"
             )),
         }
     }
@@ -179,7 +185,7 @@ impl fmt::Display for Store {
             Store::Memory => f.write_str("memory"),
             Store::Sqlite(None) => f.write_str("sqlite"),
             Store::Sqlite(Some(path)) => write!(f, "sqlite:{}", path.display()),
-            Store::Redis(_) => f.write_str("redis"),
+            Store::Redis(url) => f.write_str(url.split("://").next().unwrap_or("redis")),
         }
     }
 }
@@ -207,9 +213,18 @@ pub struct Config {
     /// `lightning`, `PLANNT_LIGHTNING`: the backend URI. Default `dev`.
     #[serde(deserialize_with = "backend")]
     pub lightning: BackendUri,
-    /// `store`, `PLANNT_STORE`: `sqlite:PATH`, `sqlite` (under the data directory), `memory` or
-    /// `redis://HOST:PORT`. Default `sqlite`.
+    /// `store`, `PLANNT_STORE`: `sqlite:PATH`, `sqlite` (under the data directory), `memory`,
+    /// `redis://HOST:PORT`, `redis+cluster://HOST:PORT,HOST:PORT,…` or
+    /// `redis+sentinel://HOST:PORT,HOST:PORT,…/PRIMARY`. Default `sqlite`.
     pub store: Store,
+    /// `redis_wait_replicas`, `PLANNT_REDIS_WAIT_REPLICAS`: with a Redis store, how many
+    /// replicas must hold each claim and commit (`WAIT`) before it counts; fewer in time make
+    /// the gateway fail closed. Default 0: the primary's word is enough, and a failover may
+    /// forget the last spent tokens.
+    pub redis_wait_replicas: u32,
+    /// `redis_wait_timeout_ms`, `PLANNT_REDIS_WAIT_TIMEOUT_MS`: how long Redis waits for those
+    /// replicas, 1 to 1500 (under the store's 2 s bound on a command). Default 500.
+    pub redis_wait_timeout_ms: u64,
     /// `root_key`, `PLANNT_ROOT_KEY`: one root key, 64 hex characters. Default: a key generated
     /// once into `root.key` (mode 0600) under the data directory.
     pub root_key: Option<String>,
@@ -287,6 +302,8 @@ impl Default for Config {
             listen: "127.0.0.1:8402".parse().expect("a valid address"),
             lightning: "dev".parse().expect("`dev` is a backend URI"),
             store: Store::Sqlite(None),
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 500,
             root_key: None,
             root_keys: Vec::new(),
             data_dir: None,
@@ -338,6 +355,8 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Text),
     ("lightning", Kind::Backend),
     ("store", Kind::Store),
+    ("redis_wait_replicas", Kind::Integer),
+    ("redis_wait_timeout_ms", Kind::Integer),
     ("root_key", Kind::Text),
     ("data_dir", Kind::Text),
     ("invoice_expiry_secs", Kind::Integer),
@@ -464,6 +483,23 @@ impl Config {
                     "with a Redis store it must be at most {} (a claim lapses after {lapse} s)",
                     lapse - 30
                 ),
+            ));
+        }
+        if self.redis_wait_replicas > 0 && !matches!(self.store, Store::Redis(_)) {
+            return Err(error(
+                source,
+                Some("redis_wait_replicas"),
+                format!(
+                    "only a Redis store has replicas to wait for; the store is {}",
+                    self.store
+                ),
+            ));
+        }
+        if !(1..=1500).contains(&self.redis_wait_timeout_ms) {
+            return Err(error(
+                source,
+                Some("redis_wait_timeout_ms"),
+                "must be 1 to 1500 (a Redis command may take at most 2 s, the wait included)",
             ));
         }
         if self.mpp_realm.is_empty()
@@ -690,6 +726,72 @@ mod tests {
         }
         let e = Config::load(None, env(&[("PLANNT_STORE", "mongo")])).unwrap_err();
         assert_eq!(e.source, "PLANNT_STORE");
+    }
+
+    #[test]
+    fn redis_cluster_sentinel_and_replica_waits_are_read_and_checked() {
+        let f = file(
+            "store = \"redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/plannt\"\nredis_wait_replicas = 1\nredis_wait_timeout_ms = 250\n",
+        );
+        let config = Config::load(Some(&f.0), env(&[])).unwrap();
+        assert_eq!(
+            (config.redis_wait_replicas, config.redis_wait_timeout_ms),
+            (1, 250)
+        );
+        // Only the scheme is shown: the URL may hold a password.
+        assert_eq!(config.store.to_string(), "redis+sentinel");
+        let cluster = Config::load(
+            None,
+            env(&[
+                (
+                    "PLANNT_STORE",
+                    "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+                ),
+                ("PLANNT_REDIS_WAIT_REPLICAS", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cluster.redis_wait_replicas, 2);
+        assert_eq!(Config::default().redis_wait_replicas, 0);
+
+        for (vars, key, says) in [
+            (
+                &[("PLANNT_STORE", "redis+sentinel://10.0.0.1:26379")][..],
+                "store",
+                "no primary name",
+            ),
+            (
+                &[("PLANNT_STORE", "redis+cluster://10.0.0.1")][..],
+                "store",
+                "host:port",
+            ),
+            (
+                &[("PLANNT_REDIS_WAIT_REPLICAS", "1")][..],
+                "redis_wait_replicas",
+                "only a Redis store",
+            ),
+            (
+                &[
+                    ("PLANNT_STORE", "redis://127.0.0.1:6379"),
+                    ("PLANNT_REDIS_WAIT_TIMEOUT_MS", "5000"),
+                ][..],
+                "redis_wait_timeout_ms",
+                "1 to 1500",
+            ),
+        ] {
+            let e = Config::load(None, env(vars)).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        assert!(
+            !Config::load(
+                None,
+                env(&[("PLANNT_STORE", "redis+sentinel://:hunter2@h:1")])
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("hunter2")
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use plannt_gateway::store::{MemoryStore, RedisStore, SpentStore, SqliteStore};
+use plannt_gateway::store::{
+    MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore, WaitReplicas,
+};
 use plannt_gateway::{
     Clock, ConnectionLimits, KeepOptions, Paywall, PaywallOptions, Proxy, Target, TrustedProxies,
 };
@@ -41,24 +43,35 @@ pub struct Gateway {
 }
 
 /// Opens the configured spent store.
-async fn open_store(
-    store: &Store,
-    data_dir: &Path,
-    keep_memory_bytes: usize,
-) -> Result<Arc<dyn SpentStore>, StartError> {
+async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
+    let store = &config.store;
     let failed = |source| StartError::Store {
         store: store.to_string(),
         source,
     };
     Ok(match store {
-        Store::Memory => Arc::new(MemoryStore::with_keep_limit(keep_memory_bytes)),
+        Store::Memory => Arc::new(MemoryStore::with_keep_limit(config.keep_memory_bytes)),
         Store::Sqlite(path) => {
             let path = path
                 .clone()
                 .unwrap_or_else(|| data_dir.join("spent.sqlite"));
             Arc::new(SqliteStore::open(&path).map_err(failed)?)
         }
-        Store::Redis(url) => Arc::new(RedisStore::connect(url).await.map_err(failed)?),
+        Store::Redis(url) => {
+            let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {
+                replicas: config.redis_wait_replicas,
+                timeout: Duration::from_millis(config.redis_wait_timeout_ms),
+            });
+            let options = RedisOptions {
+                wait,
+                ..RedisOptions::default()
+            };
+            Arc::new(
+                RedisStore::connect_with(url, options)
+                    .await
+                    .map_err(failed)?,
+            )
+        }
     })
 }
 
@@ -87,7 +100,7 @@ impl Gateway {
                 ),
             });
         }
-        let store = open_store(&config.store, &data_dir, config.keep_memory_bytes).await?;
+        let store = open_store(&config, &data_dir).await?;
         let trusted =
             TrustedProxies::parse(&config.trusted_proxies).map_err(|why| StartError::Setting {
                 key: "trusted_proxies",

@@ -1,6 +1,6 @@
 //! What Plannt's tests share, written once: the `CI` switch that turns a skipped test into a
 //! failure, free and dead loopback ports, a `redis-server` of the test's own ([`Redis`]), a
-//! hostile L402 server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]),
+//! Redis Cluster ([`cluster`]) and Redis with Sentinel ([`sentinel`]) of its own, a hostile L402 server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]),
 //! helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
 //! Plannt talks to ([`fakes`]: LND, Core Lightning, phoenixd).
 //!
@@ -9,15 +9,17 @@
 //! fails, so nothing is skipped where it matters.
 
 pub mod broken;
+pub mod cluster;
 pub mod fakes;
 pub mod hostile;
 pub mod process;
 mod redis;
+pub mod sentinel;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 
-pub use redis::Redis;
+pub use redis::{Redis, Setup};
 
 /// Whether the tests run under CI (`CI=true` or `CI=1`), where nothing may be skipped.
 pub fn in_ci() -> bool {

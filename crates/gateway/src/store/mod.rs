@@ -19,8 +19,9 @@
 //! - [`SqliteStore`]: one file, the default. A commit (with its kept answer) is durable before it
 //!   returns, so a token that got a response is never accepted again after a crash; claims in
 //!   flight live in memory, since one process holds the file at a time.
-//! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
-//!   [`PENDING_TTL`], committed ones at their `until`.
+//! - [`RedisStore`]: one set shared by several replicas, in one Redis, a Redis Cluster or the
+//!   primary Sentinels name; pending claims lapse after [`PENDING_TTL`], committed ones at their
+//!   `until`.
 //!
 //! **Kept answers.** A commit may carry the answer it bought, sealed ([`crate::keep`]), with
 //! the time it may be given again until: the store writes it with the commit, in the same
@@ -42,7 +43,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{CLOCK_MARGIN, RedisOptions, RedisStore};
+pub use self::redis::{CLOCK_MARGIN, RedisOptions, RedisStore, RedisTopology, WaitReplicas};
 pub use self::sqlite::SqliteStore;
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
@@ -180,6 +181,27 @@ pub enum StoreError {
     /// The store answered something it should not have.
     #[error("{0}")]
     Unexpected(String),
+    /// A store setting that cannot be used, and why.
+    #[error("{0}")]
+    Setting(String),
+    /// Fewer Redis replicas than required acknowledged a claim or commit in time: a failover
+    /// now could lose it, so it does not count.
+    #[error(
+        "Redis at {url}: {acked} of {wanted} replicas acknowledged {what} within {timeout:?}: \
+         check the replicas' links to the primary, or lower the replicas to wait for"
+    )]
+    NotReplicated {
+        /// The URL, without its password.
+        url: String,
+        /// The command.
+        what: &'static str,
+        /// How many replicas acknowledged it.
+        acked: u64,
+        /// How many were required.
+        wanted: u32,
+        /// How long Redis waited.
+        timeout: Duration,
+    },
 }
 
 /// The spent set. Keys are payment hashes; `until` (unix seconds) is when the entry may go: the

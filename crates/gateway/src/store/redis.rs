@@ -1,13 +1,24 @@
 //! The Redis spent set: one set shared by several gateway replicas.
 //!
-//! Each payment hash is one key, `<prefix><hex hash>` (prefix `plannt:spent:` by default), and
-//! its kept answer another, `<prefix><hex hash>:kept`; both are made by one function each
-//! ([`RedisStore::key`], [`RedisStore::kept_key`]):
+//! Redis is reached one of three ways, by the URL's scheme:
+//! - `redis://[user:password@]host:port[/db]`: one Redis (or a proxy in front of several).
+//! - `redis+cluster://[user:password@]host:port,host:port,…`: a Redis Cluster, through any of its
+//!   nodes (the seeds); the client learns the rest and follows slot moves and failovers.
+//! - `redis+sentinel://[user:password@]host:port,host:port,…/<primary name>[/db]`: the primary
+//!   that the Sentinels at those addresses name, found again after a failover. The user and
+//!   password are the primary's; the Sentinels are asked without one.
+//!
+//! Each payment hash is one key, `<prefix><hex hash>` (prefix `plannt:spent:` by default); on a
+//! cluster the hash is a hash tag, `<prefix>{<hex hash>}`, so that every key of one payment hash
+//! (a suffix such as `:kept` keeps the tag) lives in one slot, on one shard, where a script or
+//! `MULTI` over them works. One Redis and Sentinel keep the untagged layout, so the spent tokens
+//! of a gateway upgraded in place are still found. [`RedisStore::key`] builds every key; a
+//! payment hash's kept answer is its key with `:kept` ([`RedisStore::kept_key`]).
 //! - **claim** is `SET key <ticket hex> NX EX 300`: exactly one replica's `SET` creates the key.
 //!   The pending claim expires after [`PENDING_TTL`], so a claim whose replica died mid-request
 //!   lapses by itself and the token works again.
 //! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]),
-//!   and with a kept answer, in the same `MULTI`/`EXEC` (one round trip, applied whole or not at
+//!   and with a kept answer, in one script with it (one round trip, applied whole or not at
 //!   all), `SET kept-key <sealed> EXAT <keep-until>`: the response is on its way
 //!   to the client, so the token must end up spent whatever the key holds by then. It may be
 //!   missing (our pending claim lapsed because the upstream took longer than [`PENDING_TTL`], or
@@ -23,21 +34,34 @@
 //!
 //! Every command is bounded by a timeout (2 s by default): a Redis that is down or stalled makes
 //! the store answer [`StoreError`] quickly, and the gateway fails closed with 503 instead of
-//! hanging. The [`ConnectionManager`] reconnects by itself once Redis is back.
+//! hanging. The connection reconnects by itself once Redis is back (through Sentinel: to
+//! whichever primary the Sentinels name by then).
 //!
-//! Durability is Redis's: a claim is acknowledged once Redis holds it in memory. For spent tokens
-//! to survive a restart of Redis itself, run it with persistence (`appendonly yes`, and
-//! `appendfsync always` to lose nothing on a power cut).
+//! Durability is Redis's: a claim is acknowledged once the primary holds it in memory. For spent
+//! tokens to survive a restart of Redis itself, run it with persistence (`appendonly yes`, and
+//! `appendfsync always` to lose nothing on a power cut). Replication is asynchronous: a failover
+//! may promote a replica that never got the last writes, and the tokens they spent work again.
+//! [`RedisOptions::wait`] closes that window: claim and commit then answer only once `WAIT`
+//! says that many replicas hold the write, and fail (the gateway fails closed) otherwise.
 //!
 //! TLS (`rediss://`) is not built in; reach a remote Redis over a private network or a tunnel.
 
 use plannt_l402::PaymentHash;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script, Value};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
+    RedisResult, Script, ServerErrorKind, Value,
+};
 
 use super::{Claim, Keep, Lookup, PENDING_TTL, SpentStore, StoreError, Ticket};
 
@@ -51,6 +75,14 @@ const COMMITTED: &str = "committed";
 
 /// What follows the spent key's name in its kept answer's key.
 const KEPT_SUFFIX: &str = ":kept";
+
+/// Commits a payment hash and keeps its answer, both or neither: `KEYS` the spent key and the kept
+/// key; `ARGV` the committed value, its `EXAT`, the sealed answer and its `EXAT`.
+const COMMIT_AND_KEEP: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EXAT', ARGV[4])
+return 1
+";
 
 /// Deletes the key only while it holds this request's ticket.
 const RELEASE: &str = r"
@@ -71,6 +103,9 @@ pub struct RedisOptions {
     pub prefix: String,
     /// The most any one command (or a connection attempt) may take before it fails.
     pub timeout: Duration,
+    /// Replicas that must hold a claim or commit before it answers; `None` answers once the
+    /// primary holds it.
+    pub wait: Option<WaitReplicas>,
 }
 
 impl Default for RedisOptions {
@@ -78,15 +113,276 @@ impl Default for RedisOptions {
         RedisOptions {
             prefix: RedisStore::DEFAULT_PREFIX.to_owned(),
             timeout: RedisStore::DEFAULT_TIMEOUT,
+            wait: None,
+        }
+    }
+}
+
+/// `WAIT replicas timeout` after every claim and commit, on the connection (and so the shard)
+/// that wrote it: fewer acknowledgements in time make the claim or commit fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitReplicas {
+    /// How many replicas must acknowledge the write (at least 1).
+    pub replicas: u32,
+    /// How long Redis waits for them; must be shorter than [`RedisOptions::timeout`].
+    pub timeout: Duration,
+}
+
+/// How a Redis URL reaches Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// `redis://`: one Redis.
+    Single,
+    /// `redis+cluster://`: a Redis Cluster.
+    Cluster,
+    /// `redis+sentinel://`: the primary that Sentinels name.
+    Sentinel,
+}
+
+/// A Redis URL taken apart.
+enum Target {
+    Single(String),
+    Cluster {
+        nodes: Vec<String>,
+        user: Option<String>,
+        password: Option<String>,
+    },
+    Sentinel {
+        sentinels: Vec<(String, u16)>,
+        primary: String,
+        user: Option<String>,
+        password: Option<String>,
+        db: Option<i64>,
+    },
+}
+
+impl Target {
+    fn topology(&self) -> RedisTopology {
+        match self {
+            Target::Single(_) => RedisTopology::Single,
+            Target::Cluster { .. } => RedisTopology::Cluster,
+            Target::Sentinel { .. } => RedisTopology::Sentinel,
+        }
+    }
+
+    fn parse(url: &str) -> Result<Target, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("expected redis://, redis+cluster:// or redis+sentinel://")?;
+        let expected = match scheme {
+            "redis" => return Ok(Target::Single(url.to_owned())),
+            "rediss" | "rediss+cluster" | "rediss+sentinel" => {
+                return Err(
+                    "TLS is not built in: use redis:// over a private network or a tunnel".into(),
+                );
+            }
+            "redis+cluster" => "redis+cluster://[user:password@]host:port,host:port,…",
+            "redis+sentinel" => {
+                "redis+sentinel://[user:password@]host:port,host:port,…/<primary name>[/db]"
+            }
+            _ => {
+                return Err(format!(
+                    "unknown scheme {scheme:?}: expected redis://, redis+cluster:// or redis+sentinel://"
+                ));
+            }
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(info) => {
+                let (user, password) = match info.split_once(':') {
+                    Some((user, password)) => (user, Some(password)),
+                    None => (info, None),
+                };
+                // Percent-decoding (a `+` stays a `+`).
+                let decode = |s: &str| {
+                    let s = s.replace('+', "%2B");
+                    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default()
+                };
+                let user = (!user.is_empty()).then(|| decode(user));
+                (user, password.map(decode))
+            }
+        };
+        let mut addresses = Vec::new();
+        for host in hosts.split(',').map(str::trim) {
+            let (name, port) = host
+                .rsplit_once(':')
+                .filter(|(name, _)| !name.is_empty())
+                .ok_or_else(|| format!("{host:?} is not host:port (expected {expected})"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("{host:?} has no valid port (expected {expected})"))?;
+            // An IPv6 address comes in brackets: `[::1]:26379`.
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            addresses.push((name.to_owned(), port));
+        }
+        if scheme == "redis+cluster" {
+            if !path.is_empty() {
+                return Err(format!(
+                    "a cluster has only database 0: drop /{path} (expected {expected})"
+                ));
+            }
+            let nodes = addresses
+                .iter()
+                .map(|(host, port)| match host.contains(':') {
+                    true => format!("redis://[{host}]:{port}"),
+                    false => format!("redis://{host}:{port}"),
+                })
+                .collect();
+            return Ok(Target::Cluster {
+                nodes,
+                user,
+                password,
+            });
+        }
+        let mut parts = path.split('/');
+        let primary = parts.next().unwrap_or("").to_owned();
+        if primary.is_empty() {
+            return Err(format!("no primary name (expected {expected})"));
+        }
+        let db =
+            match parts.next() {
+                None | Some("") => None,
+                Some(db) => Some(db.parse().map_err(|_| {
+                    format!("database {db:?} is not a number (expected {expected})")
+                })?),
+            };
+        if parts.next().is_some() {
+            return Err(format!("too many path parts (expected {expected})"));
+        }
+        Ok(Target::Sentinel {
+            sentinels: addresses,
+            primary,
+            user,
+            password,
+            db,
+        })
+    }
+}
+
+/// A connection of any of the three kinds, which the commands below use alike.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Follower),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Connection::Sentinel(follower) => Box::pin(async move {
+                let (mut conn, generation) = follower.connection().await?;
+                let reply = conn.req_packed_command(cmd).await;
+                follower.check(&reply, generation);
+                reply
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Sentinel(follower) => Box::pin(async move {
+                let (mut conn, generation) = follower.connection().await?;
+                let reply = conn.req_packed_commands(pipeline, offset, count).await;
+                follower.check(&reply, generation);
+                reply
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+            Connection::Sentinel(follower) => follower.0.db,
+        }
+    }
+}
+
+/// A connection to whichever server the Sentinels name primary: found when first needed, and
+/// found again after an error that says the primary is gone (the connection broke or was
+/// refused, or the server has become a read-only replica).
+#[derive(Clone)]
+struct Follower(Arc<Followed>);
+
+struct Followed {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// The primary's connection, with a number that changes each time it is replaced.
+    current: Mutex<(Option<MultiplexedConnection>, u64)>,
+    config: AsyncConnectionConfig,
+    db: i64,
+}
+
+impl Follower {
+    fn current(&self) -> Option<(MultiplexedConnection, u64)> {
+        let current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.0.clone().map(|conn| (conn, current.1))
+    }
+
+    /// The primary's connection, asking the Sentinels for the primary if there is none.
+    async fn connection(&self) -> RedisResult<(MultiplexedConnection, u64)> {
+        if let Some(found) = self.current() {
+            return Ok(found);
+        }
+        let mut sentinel = self.0.sentinel.lock().await;
+        // Another request may have found it while this one waited.
+        if let Some(found) = self.current() {
+            return Ok(found);
+        }
+        // The Sentinels name the primary, which is asked (ROLE) whether it is one.
+        let client = sentinel.async_get_client().await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.0.config)
+            .await?;
+        let mut current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.0 = Some(conn.clone());
+        current.1 += 1;
+        Ok((conn, current.1))
+    }
+
+    /// Forgets the connection numbered `generation` if `reply` says its server is no primary
+    /// any more, or gone.
+    fn check<T>(&self, reply: &RedisResult<T>, generation: u64) {
+        let Err(e) = reply else { return };
+        let gone = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
+        if gone {
+            let mut current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.1 == generation {
+                current.0 = None;
+            }
         }
     }
 }
 
 /// A spent set in Redis. See the [module docs](self).
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
+    /// Whether the payment hash in a key is a hash tag (on a cluster).
+    tagged: bool,
     timeout: Duration,
+    wait: Option<WaitReplicas>,
     /// The URL without its password, for error messages.
     shown: String,
     release: Script,
@@ -98,57 +394,147 @@ impl RedisStore {
     /// The default bound on every command.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-    /// Connects to `redis://[user:password@]host:port[/db]` with the default options.
+    /// Connects to `url` (see the [module docs](self) for the three kinds) with the default
+    /// options.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// How `url` reaches Redis, or why it cannot be used: checks the URL without connecting.
+    pub fn topology(url: &str) -> Result<RedisTopology, StoreError> {
+        Target::parse(url)
+            .map(|target| target.topology())
+            .map_err(|why| StoreError::BadUrl {
+                url: redact(url),
+                why,
+            })
     }
 
     /// Connects to `url` with `options`. Fails if Redis does not answer within the timeout.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            let hint = if url.starts_with("rediss:") {
-                " (TLS is not built in: use redis:// over a private network or a tunnel)"
-            } else {
-                " (expected redis://host:port[/db])"
-            };
-            StoreError::BadUrl {
-                url: shown.clone(),
-                why: format!("{e}{hint}"),
-            }
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            // Reconnect soon after Redis comes back; a request never waits on these retries
-            // longer than its own timeout.
-            .set_number_of_retries(3)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            options.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
+        let bad = |why: String| StoreError::BadUrl {
+            url: shown.clone(),
+            why,
+        };
+        let target = Target::parse(url).map_err(bad)?;
+        if let Some(wait) = &options.wait
+            && (wait.replicas == 0 || wait.timeout.is_zero() || wait.timeout >= options.timeout)
         {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(StoreError::Unreachable {
-                    url: shown,
-                    why: e.to_string(),
-                });
+            return Err(StoreError::Setting(format!(
+                "waiting for replicas needs at least 1 replica and a wait of at least 1 ms, \
+                 shorter than the command timeout ({:?}); got {} replicas, {:?}",
+                options.timeout, wait.replicas, wait.timeout
+            )));
+        }
+        let tagged = matches!(target, Target::Cluster { .. });
+        if tagged && options.prefix.contains(['{', '}']) {
+            return Err(StoreError::Setting(format!(
+                "the key prefix {:?} holds {{ or }}: on a cluster the payment hash is the key's \
+                 hash tag, so the prefix must hold neither",
+                options.prefix
+            )));
+        }
+        let unreachable = |why: String| StoreError::Unreachable {
+            url: shown.clone(),
+            why,
+        };
+        let connecting = async {
+            match target {
+                Target::Single(url) => {
+                    let client = redis::Client::open(url.as_str())
+                        .map_err(|e| bad(format!("{e} (expected redis://host:port[/db])")))?;
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(options.timeout))
+                        .set_response_timeout(Some(options.timeout))
+                        // Reconnect soon after Redis comes back; a request never waits on these
+                        // retries longer than its own timeout.
+                        .set_number_of_retries(3)
+                        .set_min_delay(Duration::from_millis(50))
+                        .set_max_delay(Duration::from_millis(500));
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map(Connection::Single)
+                        .map_err(|e| unreachable(e.to_string()))
+                }
+                Target::Cluster {
+                    nodes,
+                    user,
+                    password,
+                } => {
+                    let mut builder = redis::cluster::ClusterClient::builder(nodes)
+                        .connection_timeout(options.timeout)
+                        .response_timeout(options.timeout)
+                        .retries(3)
+                        .min_retry_wait(50)
+                        .max_retry_wait(500);
+                    if let Some(user) = user {
+                        builder = builder.username(user);
+                    }
+                    if let Some(password) = password {
+                        builder = builder.password(password);
+                    }
+                    let client = builder.build().map_err(|e| bad(e.to_string()))?;
+                    client
+                        .get_async_connection()
+                        .await
+                        .map(Connection::Cluster)
+                        .map_err(|e| unreachable(e.to_string()))
+                }
+                Target::Sentinel {
+                    sentinels,
+                    primary,
+                    user,
+                    password,
+                    db,
+                } => {
+                    let addresses = sentinels
+                        .into_iter()
+                        .map(|(host, port)| ConnectionAddr::Tcp(host, port));
+                    let mut builder =
+                        SentinelClientBuilder::new(addresses, &primary, SentinelServerType::Master)
+                            .map_err(|e| bad(e.to_string()))?;
+                    if let Some(user) = user {
+                        builder = builder.set_client_to_redis_username(user);
+                    }
+                    if let Some(password) = password {
+                        builder = builder.set_client_to_redis_password(password);
+                    }
+                    if let Some(db) = db {
+                        builder = builder.set_client_to_redis_db(db);
+                    }
+                    let sentinel = builder.build().map_err(|e| bad(e.to_string()))?;
+                    let follower = Follower(Arc::new(Followed {
+                        sentinel: tokio::sync::Mutex::new(sentinel),
+                        current: Mutex::new((None, 0)),
+                        config: AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(options.timeout))
+                            .set_response_timeout(Some(options.timeout)),
+                        db: db.unwrap_or(0),
+                    }));
+                    follower
+                        .connection()
+                        .await
+                        .map_err(|e| unreachable(e.to_string()))?;
+                    Ok(Connection::Sentinel(follower))
+                }
             }
+        };
+        let conn = match tokio::time::timeout(options.timeout, connecting).await {
+            Ok(conn) => conn?,
             Err(_) => {
-                return Err(StoreError::Unreachable {
-                    url: shown,
-                    why: format!("no answer within {:?}", options.timeout),
-                });
+                return Err(unreachable(format!(
+                    "no answer within {:?}",
+                    options.timeout
+                )));
             }
         };
         let store = RedisStore {
             conn,
             prefix: options.prefix,
+            tagged,
             timeout: options.timeout,
+            wait: options.wait,
             shown,
             release: Script::new(RELEASE),
         };
@@ -161,10 +547,16 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// The key of a payment hash's claim or commit. Every key of the store is made here or in
-    /// [`kept_key`](Self::kept_key).
-    fn key(&self, payment_hash: &PaymentHash) -> String {
-        format!("{}{}", self.prefix, hex::encode(payment_hash))
+    /// The key of a payment hash: `<prefix><hex>`, or `<prefix>{<hex>}` on a cluster. Every
+    /// other key of the same payment hash is this one with a suffix, so that on a cluster it
+    /// carries the same hash tag and lives on the same shard.
+    pub fn key(&self, payment_hash: &PaymentHash) -> String {
+        let hash = hex::encode(payment_hash);
+        if self.tagged {
+            format!("{}{{{hash}}}", self.prefix)
+        } else {
+            format!("{}{hash}", self.prefix)
+        }
     }
 
     /// The key of a payment hash's kept answer: its spent key and a suffix, so both can be
@@ -196,25 +588,152 @@ impl RedisStore {
             Err(_) => Err(timed_out()),
         }
     }
+
+    /// Runs `pipe` on one connection, followed by `WAIT` when replicas must acknowledge it,
+    /// and answers the pipeline's own replies. On a cluster the pipeline goes to the shard of
+    /// its keys, and `WAIT` (which has none) goes with it.
+    async fn acknowledged(
+        &self,
+        what: &'static str,
+        mut pipe: Pipeline,
+    ) -> Result<Vec<Value>, StoreError> {
+        if let Some(wait) = &self.wait {
+            pipe.cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout.as_millis() as u64);
+        }
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<Value> = self.bounded(what, pipe.query_async(&mut conn)).await?;
+        if let Some(wait) = &self.wait {
+            let acked = match replies.pop() {
+                Some(Value::Int(n)) => n,
+                other => {
+                    return Err(StoreError::Unexpected(format!(
+                        "Redis at {} answered WAIT after {what} with {other:?}",
+                        self.shown
+                    )));
+                }
+            };
+            if acked < i64::from(wait.replicas) {
+                return Err(StoreError::NotReplicated {
+                    url: self.shown.clone(),
+                    what,
+                    acked: acked.max(0) as u64,
+                    wanted: wait.replicas,
+                    timeout: wait.timeout,
+                });
+            }
+        }
+        Ok(replies)
+    }
+
+    /// The primaries of a cluster, as `(host, port)`; empty on one Redis or Sentinel.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        let Connection::Cluster(conn) = &self.conn else {
+            return Ok(Vec::new());
+        };
+        let mut conn = conn.clone();
+        let nodes: String = self
+            .bounded(
+                "a look at the cluster (CLUSTER NODES)",
+                redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn),
+            )
+            .await?;
+        Ok(cluster_primaries(&nodes))
+    }
+
+    /// Counts this store's keys with `SCAN`, on `node` of a cluster or on the one server.
+    async fn count(
+        &self,
+        conn: &mut Connection,
+        node: Option<RoutingInfo>,
+    ) -> Result<u64, StoreError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut cursor = 0u64;
+        let mut count = 0u64;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let reply = match (&mut *conn, &node) {
+                (Connection::Cluster(cluster), Some(node)) => {
+                    let call = cluster.route_command(cmd, node.clone());
+                    self.bounded("a count (SCAN)", call).await?
+                }
+                (conn, _) => {
+                    self.bounded("a count (SCAN)", cmd.query_async(conn))
+                        .await?
+                }
+            };
+            let (next, keys): (u64, Vec<Value>) = redis::from_redis_value(reply).map_err(|e| {
+                StoreError::Unexpected(format!(
+                    "Redis at {} answered a count (SCAN) with something else: {e}",
+                    self.shown
+                ))
+            })?;
+            // Kept answers go with their spent keys: counted once, as those.
+            count += keys
+                .iter()
+                .filter(
+                    |k| !matches!(k, Value::BulkString(k) if k.ends_with(KEPT_SUFFIX.as_bytes())),
+                )
+                .count() as u64;
+            if next == 0 {
+                return Ok(count);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The primaries that serve slots, from `CLUSTER NODES`' answer: lines of
+/// `<id> <ip:port@bus[,hostname]> <flags> <primary> <ping> <pong> <epoch> <link> <slot>…`.
+fn cluster_primaries(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let serves = flags.split(',').any(|f| f == "master")
+                && !flags.split(',').any(|f| matches!(f, "fail" | "noaddr"))
+                && fields.len() > 8;
+            if !serves {
+                return None;
+            }
+            let address = fields[1].split(['@', ',']).next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 #[async_trait]
 impl SpentStore for RedisStore {
     async fn claim(&self, payment_hash: &PaymentHash, _until: u64) -> Result<Claim, StoreError> {
         let ticket = Ticket::new();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(payment_hash))
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(payment_hash))
             .arg(hex::encode(ticket.0))
             .arg("NX")
             .arg("EX")
             .arg(PENDING_TTL.as_secs());
-        let mut conn = self.conn.clone();
-        let reply: Value = self
-            .bounded("a claim (SET NX)", cmd.query_async(&mut conn))
-            .await?;
-        match reply {
-            Value::Okay => Ok(Claim::Won(ticket)),
-            Value::Nil => Ok(Claim::Spent),
+        let replies = match self.acknowledged("a claim (SET NX)", pipe).await {
+            Ok(replies) => replies,
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                // Not won: give the claim back (if it was ours) rather than strand the token
+                // until it lapses. Failing that, it lapses.
+                let _ = self.release(payment_hash, &ticket).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        match replies.as_slice() {
+            [Value::Okay] => Ok(Claim::Won(ticket)),
+            [Value::Nil] => Ok(Claim::Spent),
             other => Err(StoreError::Unexpected(format!(
                 "Redis at {} answered a claim (SET NX) with {other:?}",
                 self.shown
@@ -229,37 +748,42 @@ impl SpentStore for RedisStore {
         until: u64,
         keep: Option<Keep>,
     ) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(payment_hash))
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(payment_hash))
             .arg(COMMITTED)
             .arg("EXAT")
             .arg(
                 until
                     .saturating_add(CLOCK_MARGIN.as_secs())
                     .clamp(1, MAX_EXAT),
-            );
-        let mut conn = self.conn.clone();
-        let Some(keep) = keep else {
-            return self
-                .bounded("a commit (SET EXAT)", cmd.exec_async(&mut conn))
-                .await;
-        };
-        let mut kept = redis::cmd("SET");
-        kept.arg(self.kept_key(payment_hash))
-            .arg(keep.sealed)
-            .arg("EXAT")
-            .arg(keep.until.clamp(1, MAX_EXAT));
-        let mut both = redis::pipe();
-        both.atomic()
-            .add_command(cmd)
-            .ignore()
-            .add_command(kept)
+            )
             .ignore();
-        self.bounded(
-            "a commit with its kept answer (MULTI SET SET EXEC)",
-            both.exec_async(&mut conn),
-        )
-        .await
+        let Some(keep) = keep else {
+            self.acknowledged("a commit (SET EXAT)", pipe).await?;
+            return Ok(());
+        };
+        // The commit and its kept answer in one script: atomic, and on a cluster one slot (the
+        // keys share a hash tag). A script rather than MULTI, so that WAIT can follow it in the
+        // same pipeline and wait for both.
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(COMMIT_AND_KEEP)
+            .arg(2)
+            .arg(self.key(payment_hash))
+            .arg(self.kept_key(payment_hash))
+            .arg(COMMITTED)
+            .arg(
+                until
+                    .saturating_add(CLOCK_MARGIN.as_secs())
+                    .clamp(1, MAX_EXAT),
+            )
+            .arg(keep.sealed)
+            .arg(keep.until.clamp(1, MAX_EXAT))
+            .ignore();
+        self.acknowledged("a commit with its kept answer (script)", pipe)
+            .await?;
+        Ok(())
     }
 
     async fn lookup(&self, payment_hash: &PaymentHash, _now: u64) -> Result<Lookup, StoreError> {
@@ -302,30 +826,26 @@ impl SpentStore for RedisStore {
     }
 
     async fn len(&self) -> Result<u64, StoreError> {
-        let pattern = format!("{}*", glob_escape(&self.prefix));
-        let mut conn = self.conn.clone();
-        let mut cursor = 0u64;
-        let mut count = 0u64;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .bounded("a count (SCAN)", cmd.query_async(&mut conn))
-                .await?;
-            // Kept answers go with their spent keys: counted once, as those.
-            count += keys
-                .iter()
-                .filter(|k| !k.ends_with(KEPT_SUFFIX.as_bytes()))
-                .count() as u64;
-            if next == 0 {
-                return Ok(count);
-            }
-            cursor = next;
+        let primaries = self.primaries().await?;
+        if primaries.is_empty() {
+            let mut conn = self.conn.clone();
+            return self.count(&mut conn, None).await;
         }
+        // A cluster: each primary holds its own slots' keys.
+        let mut total = 0;
+        for (host, port) in primaries {
+            let mut conn = self.conn.clone();
+            total += self
+                .count(
+                    &mut conn,
+                    Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host,
+                        port,
+                    })),
+                )
+                .await?;
+        }
+        Ok(total)
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -383,4 +903,48 @@ fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn cluster_and_sentinel_urls_are_taken_apart() {
+        let Ok(Target::Cluster {
+            nodes,
+            user,
+            password,
+        }) = Target::parse("redis+cluster://app:p%40ss+1@10.0.0.1:7000,[::1]:7001")
+        else {
+            panic!("a cluster URL");
+        };
+        assert_eq!(nodes, ["redis://10.0.0.1:7000", "redis://[::1]:7001"]);
+        assert_eq!(
+            (user.as_deref(), password.as_deref()),
+            (Some("app"), Some("p@ss+1"))
+        );
+        let Ok(Target::Sentinel {
+            sentinels,
+            primary,
+            user,
+            password,
+            db,
+        }) = Target::parse("redis+sentinel://:pw@s1:26379,s2:26380/mymaster/3")
+        else {
+            panic!("a Sentinel URL");
+        };
+        assert_eq!(
+            sentinels,
+            [("s1".to_owned(), 26379), ("s2".to_owned(), 26380)]
+        );
+        assert_eq!(
+            (primary.as_str(), user, password.as_deref(), db),
+            ("mymaster", None, Some("pw"), Some(3))
+        );
+        assert!(matches!(
+            Target::parse("redis://127.0.0.1:6379/2"),
+            Ok(Target::Single(_))
+        ));
+    }
 }

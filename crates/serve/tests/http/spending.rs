@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::any;
+use plannt_testkit::cluster::RedisCluster;
+use plannt_testkit::sentinel::RedisSentinel;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -94,6 +96,55 @@ async fn two_replicas_sharing_redis_accept_a_token_once() {
     assert_eq!(served.status, StatusCode::OK, "{served:?}");
     let replay = a.get("/v1/demo", Some(&credential)).await;
     assert_eq!(replay.reason(), Some("spent"), "{replay:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_token_buys_one_answer_of_100_concurrent_redis_cluster() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    one_token_many_requests(&cluster.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_through_redis_sentinel_waiting_for_a_replica_accept_a_token_once() {
+    let Some(set) = RedisSentinel::start(1, 1) else {
+        return;
+    };
+    let mut acked = config(&set.url());
+    acked.redis_wait_replicas = 1;
+    let a = start(acked.clone()).await;
+    let b = start(acked).await;
+    let (macaroon, preimage) = a.token("/v1/demo").await;
+    let credential = authorization(&macaroon, &preimage);
+    let served = b.get("/v1/demo", Some(&credential)).await;
+    assert_eq!(served.status, StatusCode::OK, "{served:?}");
+    let replay = a.get("/v1/demo", Some(&credential)).await;
+    assert_eq!(replay.reason(), Some("spent"), "{replay:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_claim_no_replica_acknowledges_fails_closed_and_leaves_the_token_unused() {
+    // A cluster without replicas: WAIT 1 can never be satisfied.
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let mut acked = config(&cluster.url());
+    acked.redis_wait_replicas = 1;
+    acked.redis_wait_timeout_ms = 50;
+    let gateway = start(acked).await;
+    let (macaroon, preimage) = gateway.token("/v1/demo").await;
+    let credential = authorization(&macaroon, &preimage);
+    let refused = gateway.get("/v1/demo", Some(&credential)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    // The claim was given back: the same token buys its answer where no wait is asked.
+    let plain = start(config(&cluster.url())).await;
+    let served = plain.get("/v1/demo", Some(&credential)).await;
+    assert_eq!(served.status, StatusCode::OK, "{served:?}");
 }
 
 /// An upstream that echoes what it received: method, path, the headers the gateway set.
