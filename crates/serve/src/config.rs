@@ -13,7 +13,7 @@ use std::str::FromStr;
 use axum::http::Method;
 use plannt_gateway::OnUpstreamFailure;
 use plannt_gateway::l402::Dialect;
-use plannt_gateway::store::RedisStore;
+use plannt_gateway::store::{RedisStore, SqliteSync};
 use plannt_lightning::BackendUri;
 use serde::{Deserialize, Deserializer};
 use url::Url;
@@ -198,6 +198,16 @@ impl<'de> Deserialize<'de> for Store {
     }
 }
 
+fn sqlite_sync<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SqliteSync, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "full" => Ok(SqliteSync::Full),
+        "normal" => Ok(SqliteSync::Normal),
+        other => Err(serde::de::Error::custom(format!(
+            "sqlite_sync: expected full or normal, got {other:?}"
+        ))),
+    }
+}
+
 fn backend<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BackendUri, D::Error> {
     String::deserialize(deserializer)?
         .parse()
@@ -217,6 +227,12 @@ pub struct Config {
     /// `redis://HOST:PORT`, `redis+cluster://HOST:PORT,HOST:PORT,…` or
     /// `redis+sentinel://HOST:PORT,HOST:PORT,…/PRIMARY`. Default `sqlite`.
     pub store: Store,
+    /// `sqlite_sync`, `PLANNT_SQLITE_SYNC`: with a SQLite store, how a commit is made durable
+    /// before the answer goes: `full` (fsync every commit: a power cut loses nothing answered)
+    /// or `normal` (written, fsynced at checkpoints: the gateway's own crash loses nothing, a
+    /// power cut may lose the last commits). Default `full`.
+    #[serde(deserialize_with = "sqlite_sync")]
+    pub sqlite_sync: SqliteSync,
     /// `redis_wait_replicas`, `PLANNT_REDIS_WAIT_REPLICAS`: with a Redis store, how many
     /// replicas must hold each claim and commit (`WAIT`) before it counts; fewer in time make
     /// the gateway fail closed. Default 0: the primary's word is enough, and a failover may
@@ -304,6 +320,7 @@ impl Default for Config {
             store: Store::Sqlite(None),
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 500,
+            sqlite_sync: SqliteSync::Full,
             root_key: None,
             root_keys: Vec::new(),
             data_dir: None,
@@ -357,6 +374,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("store", Kind::Store),
     ("redis_wait_replicas", Kind::Integer),
     ("redis_wait_timeout_ms", Kind::Integer),
+    ("sqlite_sync", Kind::Text),
     ("root_key", Kind::Text),
     ("data_dir", Kind::Text),
     ("invoice_expiry_secs", Kind::Integer),
@@ -483,6 +501,13 @@ impl Config {
                     "with a Redis store it must be at most {} (a claim lapses after {lapse} s)",
                     lapse - 30
                 ),
+            ));
+        }
+        if self.sqlite_sync != SqliteSync::Full && !matches!(self.store, Store::Sqlite(_)) {
+            return Err(error(
+                source,
+                Some("sqlite_sync"),
+                format!("only the SQLite store has it; the store is {}", self.store),
             ));
         }
         if self.redis_wait_replicas > 0 && !matches!(self.store, Store::Redis(_)) {
@@ -726,6 +751,21 @@ mod tests {
         }
         let e = Config::load(None, env(&[("PLANNT_STORE", "mongo")])).unwrap_err();
         assert_eq!(e.source, "PLANNT_STORE");
+    }
+
+    #[test]
+    fn sqlite_sync_is_full_unless_set_and_only_for_sqlite() {
+        assert_eq!(Config::default().sqlite_sync, SqliteSync::Full);
+        let normal = Config::load(None, env(&[("PLANNT_SQLITE_SYNC", "normal")])).unwrap();
+        assert_eq!(normal.sqlite_sync, SqliteSync::Normal);
+        let e = Config::load(None, env(&[("PLANNT_SQLITE_SYNC", "off")])).unwrap_err();
+        assert!(e.to_string().contains("expected full or normal"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("PLANNT_SQLITE_SYNC", "normal"), ("PLANNT_STORE", "memory")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("only the SQLite store"), "{e}");
     }
 
     #[test]

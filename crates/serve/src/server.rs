@@ -55,7 +55,7 @@ async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentSto
             let path = path
                 .clone()
                 .unwrap_or_else(|| data_dir.join("spent.sqlite"));
-            Arc::new(SqliteStore::open(&path).map_err(failed)?)
+            Arc::new(SqliteStore::open_with(&path, config.sqlite_sync).map_err(failed)?)
         }
         Store::Redis(url) => {
             let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {

@@ -44,7 +44,7 @@ use async_trait::async_trait;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{CLOCK_MARGIN, RedisOptions, RedisStore, RedisTopology, WaitReplicas};
-pub use self::sqlite::SqliteStore;
+pub use self::sqlite::{SqliteStore, SqliteSync};
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);

@@ -12,6 +12,12 @@
 //! accepted again, even after `kill -9` or a power cut and a restart, and the answer's kept copy
 //! is there for the client's retry.
 //!
+//! [`SqliteSync::Normal`] (`synchronous=NORMAL`) trades the power cut for speed: a commit is written to
+//! the WAL (the operating system holds it) but not fsynced, so it survives the gateway's own
+//! crash, `kill -9` included, and is lost only if the machine itself goes down before the next
+//! checkpoint. The throughput of `FULL` is bound by the disk's fsync rate; docs/benchmarks.md has
+//! both.
+//!
 //! **Pending claims live in memory.** A claim only needs to hold against other requests of this
 //! process while it is in flight: one process at a time holds the file (`open` takes an
 //! exclusive lock on a sidecar `<file>.lock` and refuses a file another process has open), and a
@@ -76,6 +82,27 @@ const PURGE: &str = "DELETE FROM spent WHERE until < ?1";
 const PURGE_KEPT: &str = "UPDATE spent SET kept_until = NULL, kept = NULL WHERE kept_until < ?1";
 const COUNT: &str = "SELECT count(*) FROM spent";
 
+/// How a commit is made durable before the gateway answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit; a power cut loses nothing that
+    /// was answered. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the WAL is written at every commit and fsynced at checkpoints; the
+    /// gateway's own crash loses nothing, a power cut may lose the last commits.
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        }
+    }
+}
+
 /// A spent set in a SQLite file. See the [module docs](self).
 pub struct SqliteStore {
     /// Claims in flight: ticket and `until` by payment hash.
@@ -124,6 +151,11 @@ impl SqliteStore {
     /// Fails if the file is not a SQLite database, holds a `spent` table of another shape, or is
     /// open in another process.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteSync::Full)
+    }
+
+    /// [`open`](Self::open), with commits made durable as `sync` says.
+    pub fn open_with(path: impl AsRef<Path>, sync: SqliteSync) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -135,7 +167,7 @@ impl SqliteStore {
         }
         let lock = lock_file(&path)?;
         let conn = Connection::open(&path).map_err(|e| sql_error(&shown, "cannot open", e))?;
-        let released = prepare(&conn, &shown)?;
+        let released = prepare(&conn, &shown, sync)?;
         if released > 0 {
             tracing::info!(
                 path = %shown,
@@ -230,7 +262,7 @@ fn lock_file(path: &Path) -> Result<File, StoreError> {
 }
 
 /// Sets the file up and releases leftover pending claims; returns how many.
-fn prepare(conn: &Connection, path: &str) -> Result<usize, StoreError> {
+fn prepare(conn: &Connection, path: &str, sync: SqliteSync) -> Result<usize, StoreError> {
     // The first statement to read the file: this is where a file that is not a database fails.
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -244,8 +276,8 @@ fn prepare(conn: &Connection, path: &str) -> Result<usize, StoreError> {
             "SQLite refused WAL mode; the spent set stays durable but slower"
         );
     }
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|e| sql_error(path, "cannot set synchronous=FULL on", e))?;
+    conn.pragma_update(None, "synchronous", sync.pragma())
+        .map_err(|e| sql_error(path, "cannot set synchronous on", e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_error(path, "cannot set the busy timeout on", e))?;
     conn.execute_batch(TABLE)

@@ -227,7 +227,7 @@ mod sqlite {
     use std::process::{Command, Stdio};
     use std::sync::Arc;
 
-    use super::super::{Claim, SpentStore, SqliteStore};
+    use super::super::{Claim, Keep, Lookup, SpentStore, SqliteStore, SqliteSync};
     use super::{hash, suite, won};
 
     const FAR: u64 = 4_000_000_000;
@@ -356,6 +356,7 @@ mod sqlite {
 
     const CHILD: &str = "PLANNT_STORE_CHILD";
     const CRASH_DB: &str = "PLANNT_TEST_CRASH_DB";
+    const CRASH_SYNC: &str = "PLANNT_TEST_CRASH_SYNC";
     const READY: &str = "plannt-crash-child-ready";
 
     /// The process that `spent_tokens_survive_kill_9` kills. Run as a test of its own (without
@@ -367,16 +368,35 @@ mod sqlite {
             return;
         }
         let path = std::env::var(CRASH_DB).expect("the parent names the database");
-        let store = SqliteStore::open(path).unwrap();
+        let sync = match std::env::var(CRASH_SYNC).as_deref() {
+            Ok("normal") => SqliteSync::Normal,
+            _ => SqliteSync::Full,
+        };
+        let store = SqliteStore::open_with(path, sync).unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
+        let keep = Keep {
+            sealed: super::sealed(300, 1),
+            until: FAR,
+        };
+        store
+            .commit(&hash(1), &ticket, FAR, Some(keep))
+            .await
+            .unwrap();
         won(&store, 2, FAR).await;
         println!("{READY}");
         std::future::pending::<()>().await;
     }
 
+    /// Both durability settings: `normal` skips the fsync, not the write, so the process's own
+    /// death loses nothing either way (only the machine's would, with `normal`).
     #[tokio::test]
-    async fn spent_tokens_survive_kill_9() {
+    async fn spent_tokens_and_kept_answers_survive_kill_9() {
+        for sync in ["full", "normal"] {
+            killed_after_commit(sync).await;
+        }
+    }
+
+    async fn killed_after_commit(sync: &str) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spent.db");
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -387,6 +407,7 @@ mod sqlite {
             ])
             .env(CHILD, "1")
             .env(CRASH_DB, &path)
+            .env(CRASH_SYNC, sync)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -404,11 +425,20 @@ mod sqlite {
         child.wait().unwrap();
         assert!(
             matches!(ready, Ok(Ok(true))),
-            "the child process never got ready"
+            "the child process ({sync}) never got ready"
         );
 
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
+        assert_eq!(
+            store.claim(&hash(1), FAR).await.unwrap(),
+            Claim::Spent,
+            "{sync}"
+        );
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            Lookup::Kept(super::sealed(300, 1)),
+            "{sync}"
+        );
         won(&store, 2, FAR).await;
     }
 }

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The paid path per spent store against a bare axum server, and this disk's fsync floor.
+#
+#   bench/stores.sh             build --release once, measure, print a Markdown table
+#
+# Each store runs BENCH_ROUNDS (3) rounds; a round is wrk -t 1 -c 32 -d 3s against the bare axum
+# handler (crates/gateway/examples/axum_layer.rs, its free `GET /`), then the same against a fresh
+# `plannt serve` with that store whose every request carries a token of its own (bought
+# beforehand by bench/mint.mjs), answered 200. Bare and paid alternate, so a machine that slows
+# down slows both; each side's figure is its median. One wrk thread leaves the server under test
+# a core of its own (two wrk threads take more of the two cores from both sides and show a higher
+# ratio). Stores: memory; sqlite (WAL, synchronous=FULL, group commit; the default); redis (a
+# redis-server of the script's own on loopback, no persistence) when redis-server is installed.
+#
+# The fsync floor: BENCH_FSYNC_WRITES (2000) writes of 4 KiB to a file in the work folder (the
+# folder the SQLite store writes to), each followed by fdatasync (dd oflag=dsync): how many
+# durable writes a second this disk takes one at a time.
+#
+# Needs wrk, node (bench/mint.mjs) and dd. Settings (environment): BENCH_ROUNDS (3),
+# BENCH_DURATION (3s), BENCH_CONNECTIONS (32), BENCH_THREADS (1), BENCH_TOKENS (default: 1.2 x
+# what a calibration of the bare server says one round needs), BENCH_STORES ("memory sqlite
+# redis"), BENCH_KEEP=1 keeps the work folder.
+set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+rounds=${BENCH_ROUNDS:-3}
+duration=${BENCH_DURATION:-3s}
+connections=${BENCH_CONNECTIONS:-32}
+threads=${BENCH_THREADS:-1}
+stores=${BENCH_STORES:-memory sqlite redis}
+fsync_writes=${BENCH_FSYNC_WRITES:-2000}
+
+require wrk node dd
+build plannt
+build plannt-gateway --example axum_layer
+
+# median N…: the middle value (the lower middle of an even count).
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# --- the fsync floor, before any load ------------------------------------------------------------
+
+dd_out=$(dd if=/dev/zero of="$work/fsync.bin" bs=4096 count="$fsync_writes" oflag=dsync 2>&1 | tail -1)
+dd_secs=$(sed -n 's/.* copied, \([0-9.e+-]*\) s.*/\1/p' <<<"$dd_out")
+fsync_per_sec=$(awk -v n="$fsync_writes" -v s="$dd_secs" 'BEGIN { printf "%.0f", n / s }')
+fsync_us=$(awk -v n="$fsync_writes" -v s="$dd_secs" 'BEGIN { printf "%.0f", s / n * 1e6 }')
+rm -f "$work/fsync.bin"
+echo "==> fsync floor: $fsync_writes durable 4 KiB writes in $dd_secs s: $fsync_per_sec/s, $fsync_us µs each" >&2
+
+# --- the bare server, calibrated to size the token supply ----------------------------------------
+
+start_example bare-axum "$release/examples/axum_layer"
+bare_addr=$addr bare_pid=$pid
+wrk -t "$threads" -c "$connections" -d "$duration" -s bench/wrk.lua "http://$bare_addr/" -- 200 \
+    >"$work/calibration.wrk"
+calibration=$(grep '^RESULT ' "$work/calibration.wrk")
+calib_requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$calibration")
+tokens=${BENCH_TOKENS:-$(awk -v n="$calib_requests" 'BEGIN { printf "%d", n * 1.2 + 1000 }')}
+echo "==> calibration: bare $calib_requests requests in $duration; buying $tokens tokens" >&2
+
+start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
+node bench/mint.mjs "http://$addr" "$tokens" 16 "$work/tokens.txt"
+stop mint
+[[ $(wc -l <"$work/tokens.txt") == "$tokens" ]] || die "mint wrote $(wc -l <"$work/tokens.txt") tokens, not $tokens"
+
+# --- Redis, when there is one ----------------------------------------------------------------------
+
+redis_url=""
+if [[ " $stores " == *" redis "* ]]; then
+    if command -v redis-server >/dev/null 2>&1; then
+        redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        mkdir -p "$work/redis"
+        redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$work/redis" >"$work/redis/log" 2>&1 &
+        pids+=("$!")
+        for _ in $(seq 100); do
+            grep -q 'Ready to accept connections' "$work/redis/log" && break
+            sleep 0.1
+        done
+        redis_url="redis://127.0.0.1:$redis_port"
+    else
+        echo "==> redis-server is not installed: the Redis store is left out" >&2
+        stores=${stores//redis/}
+    fi
+fi
+
+# --- the rounds ---------------------------------------------------------------------------------
+
+rows=()
+for store in $stores; do
+    bare=() paid=() other=0
+    for round in $(seq "$rounds"); do
+        pid=$bare_pid
+        wrk_load "bare-$store-$round" "http://$bare_addr/" 200
+        bare+=("$r_rps")
+        case $store in
+            memory) args=(--store memory) ;;
+            sqlite) args=(--store "sqlite:$work/$store-$round.sqlite") ;;
+            redis)
+                redis-cli -p "$redis_port" flushall >/dev/null 2>&1 || true
+                args=(--store "$redis_url")
+                ;;
+        esac
+        start "paid-$store-$round" -- "${args[@]}"
+        wrk_load "paid-$store-$round" "http://$addr/v1/demo" 200 "$work/tokens.txt"
+        stop "paid-$store-$round"
+        paid+=("$r_rps")
+        other=$((other + r_other + r_reused))
+    done
+    b=$(median "${bare[@]}") p=$(median "${paid[@]}")
+    rows+=("| $store | ${bare[*]} | ${paid[*]} | $b | $p | **$(ratio "$p" "$b")** | $other |")
+done
+
+cat <<EOF
+
+## Paid path per store, $(date -u +%Y-%m-%dT%H:%MZ)
+
+Machine: $(nproc) cores, $(cpu_model); load average at the start: $load_before, at the end: $(load_average).
+Revision: ${BENCH_REVISION:-$revision}; $(rustc --version).
+Command: \`bench/stores.sh\` (wrk -t $threads -c $connections -d $duration, $rounds alternating rounds, loopback).
+Fsync floor of the work folder's disk: $fsync_per_sec durable 4 KiB writes/s one at a time ($fsync_us µs each).
+
+| store | bare req/s by round | paid req/s by round | bare median | paid median | paid/bare | not 200 or reused |
+|---|---|---|---:|---:|---:|---:|
+$(printf '%s\n' "${rows[@]}")
+EOF
