@@ -9,8 +9,9 @@
 # beforehand by bench/mint.mjs), answered 200. Bare and paid alternate, so a machine that slows
 # down slows both; each side's figure is its median. One wrk thread leaves the server under test
 # a core of its own (two wrk threads take more of the two cores from both sides and show a higher
-# ratio). Stores: memory; sqlite (WAL, synchronous=FULL, group commit; the default); redis (a
-# redis-server of the script's own on loopback, no persistence) when redis-server is installed.
+# ratio). Stores: memory; sqlite (WAL, synchronous=FULL, group commit; the default);
+# sqlite-normal (the same with sqlite_sync = normal); redis (a redis-server of the script's own
+# on loopback, no persistence) when redis-server is installed. Answers are kept (the default).
 #
 # The fsync floor: BENCH_FSYNC_WRITES (2000) writes of 4 KiB to a file in the work folder (the
 # folder the SQLite store writes to), each followed by fdatasync (dd oflag=dsync): how many
@@ -19,7 +20,7 @@
 # Needs wrk, node (bench/mint.mjs) and dd. Settings (environment): BENCH_ROUNDS (3),
 # BENCH_DURATION (3s), BENCH_CONNECTIONS (32), BENCH_THREADS (1), BENCH_TOKENS (default: 1.2 x
 # what a calibration of the bare server says one round needs), BENCH_STORES ("memory sqlite
-# redis"), BENCH_KEEP=1 keeps the work folder.
+# sqlite-normal redis"), BENCH_KEEP=1 keeps the work folder.
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -28,7 +29,7 @@ rounds=${BENCH_ROUNDS:-3}
 duration=${BENCH_DURATION:-3s}
 connections=${BENCH_CONNECTIONS:-32}
 threads=${BENCH_THREADS:-1}
-stores=${BENCH_STORES:-memory sqlite redis}
+stores=${BENCH_STORES:-memory sqlite sqlite-normal redis}
 fsync_writes=${BENCH_FSYNC_WRITES:-2000}
 
 require wrk node dd
@@ -96,15 +97,20 @@ for store in $stores; do
         pid=$bare_pid
         wrk_load "bare-$store-$round" "http://$bare_addr/" 200
         bare+=("$r_rps")
+        envs=()
         case $store in
             memory) args=(--store memory) ;;
             sqlite) args=(--store "sqlite:$work/$store-$round.sqlite") ;;
+            sqlite-normal)
+                envs=(PLANNT_SQLITE_SYNC=normal)
+                args=(--store "sqlite:$work/$store-$round.sqlite")
+                ;;
             redis)
                 redis-cli -p "$redis_port" flushall >/dev/null 2>&1 || true
                 args=(--store "$redis_url")
                 ;;
         esac
-        start "paid-$store-$round" -- "${args[@]}"
+        start "paid-$store-$round" ${envs[@]+"${envs[@]}"} -- "${args[@]}"
         wrk_load "paid-$store-$round" "http://$addr/v1/demo" 200 "$work/tokens.txt"
         stop "paid-$store-$round"
         paid+=("$r_rps")
