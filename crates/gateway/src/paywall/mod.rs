@@ -60,7 +60,7 @@ use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
 use crate::routes::RouteTable;
-use crate::store::{Claim, Lookup, SpentStore};
+use crate::store::{Claim, Lookup, SpentStore, StoreError};
 
 mod answers;
 mod dialects;
@@ -344,26 +344,45 @@ impl Paywall {
                 None => return self.challenge(&at, None).await,
             },
         };
-        let hash = redeem.hash;
-        let keep_until = redeem.keep_until;
-        let ticket = match self.store.claim(&hash, keep_until).await {
-            Ok(Claim::Won(ticket)) => ticket,
-            Ok(Claim::Spent) => {
-                let body = std::mem::take(request.body_mut());
-                if let Some(answer) = self.retry(&redeem, request.method(), &target, body).await {
-                    return answer;
-                }
-                self.metrics.rejected(Reason::Spent);
-                let why = "this payment was already used: pay the new invoice".to_string();
-                let answer = self
-                    .challenge(&at, Some((Reason::Spent, why.clone())))
-                    .await;
-                return match redeem.dialect {
-                    Dialect::Mpp => with_problem(answer, Problem::for_reason(Reason::Spent, why)),
-                    _ => answer,
-                };
-            }
-            Err(e) => {
+        // The claim, the upstream call and the settlement run in a task of their own: a client
+        // that hangs up neither strands a claim its request won (a claim is neither committed
+        // nor released if its future is dropped) nor cuts the upstream off mid-request; once
+        // the request is on its way its token is spent.
+        let (hash, keep_until) = (redeem.hash, redeem.keep_until);
+        let releases = route.releases_on_failure(request.method());
+        let method = request.method().clone();
+        let (route_id, price) = (route.id.clone(), route.price_sats.unwrap_or(0));
+        let receipt = redeem.receipt.clone();
+        let secret = redeem.secret.clone();
+        let paywall = self.clone();
+        let keep_target = target.clone();
+        let task = self.in_flight.spawn(async move {
+            let ticket = match paywall.store.claim(&hash, keep_until).await {
+                Ok(Claim::Won(ticket)) => ticket,
+                Ok(Claim::Spent) => return Claimed::Spent(request),
+                Err(e) => return Claimed::Failed(e),
+            };
+            let paid = Paid {
+                hash,
+                ticket,
+                keep_until,
+                releases,
+                method,
+                route: route_id,
+                price,
+                receipt,
+                keep: None,
+            };
+            Claimed::Answered(
+                paywall
+                    .forward(paid, secret, keep_target, request, inner)
+                    .await,
+            )
+        });
+        let request = match task.await {
+            Ok(Claimed::Answered(response)) => return response,
+            Ok(Claimed::Spent(request)) => request,
+            Ok(Claimed::Failed(e)) => {
                 self.metrics.store_failure();
                 tracing::error!(error = %e, "spent store unavailable; refusing paid request");
                 return unavailable(
@@ -371,63 +390,72 @@ impl Paywall {
                     "the gateway cannot check tokens right now; your token was not used, retry it shortly",
                 );
             }
+            // The handler panicked; its guard settled the claim as a failure.
+            Err(_) => {
+                return gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request failed inside the gateway",
+                );
+            }
         };
+        let (parts, body) = request.into_parts();
+        if let Some(answer) = self.retry(&redeem, &parts.method, &target, body).await {
+            return answer;
+        }
+        self.metrics.rejected(Reason::Spent);
+        let why = "this payment was already used: pay the new invoice".to_string();
+        let answer = self
+            .challenge(&at, Some((Reason::Spent, why.clone())))
+            .await;
+        match redeem.dialect {
+            Dialect::Mpp => with_problem(answer, Problem::for_reason(Reason::Spent, why)),
+            _ => answer,
+        }
+    }
 
+    /// Forwards a request whose claim was won, and settles the claim by what the upstream did.
+    async fn forward<S>(
+        self: Arc<Self>,
+        mut paid: Paid,
+        secret: Zeroizing<[u8; 32]>,
+        target: String,
+        mut request: Request<Body>,
+        inner: S,
+    ) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
         // The credential has done its job: the upstream sees the payment hash, not the preimage,
         // and an idempotency key (draft-ietf-httpapi-idempotency-key-header) that is the same
         // for every retry of this payment.
         strip_credentials(request.headers_mut());
-        if let Ok(value) = HeaderValue::from_str(&hash.to_hex()) {
+        if let Ok(value) = HeaderValue::from_str(&paid.hash.to_hex()) {
             request.headers_mut().insert(PAYMENT_HASH, value);
         }
-        if let Ok(value) = HeaderValue::from_str(&wire::idempotency_key(&hash)) {
+        if let Ok(value) = HeaderValue::from_str(&wire::idempotency_key(&paid.hash)) {
             request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         }
-        let keep = (self.options.keep.answer_bytes > 0).then(|| {
+        paid.keep = (self.options.keep.answer_bytes > 0).then(|| {
             let body = std::mem::take(request.body_mut());
             let (body, digest) = kept::hash_body(body, request.headers());
             *request.body_mut() = body;
             kept::KeepPlan {
-                secret: redeem.secret,
+                secret,
                 method: request.method().as_str().to_owned(),
                 target,
                 body: digest,
             }
         });
-        let paid = Paid {
-            hash,
-            ticket,
-            keep_until,
-            releases: route.releases_on_failure(request.method()),
-            method: request.method().clone(),
-            route: route.id.clone(),
-            price: route.price_sats.unwrap_or(0),
-            receipt: redeem.receipt,
-            keep,
+        let guard = SettleOnUnwind {
+            paywall: self.clone(),
+            paid: Some(paid),
         };
-        // The upstream call and its settlement run in a task of their own: a client that hangs
-        // up once the request is on its way has spent its token, and the upstream is not cut
-        // off mid-request.
-        let paywall = self.clone();
-        let task = self.in_flight.spawn(async move {
-            let guard = SettleOnUnwind {
-                paywall: paywall.clone(),
-                paid: Some(paid),
-            };
-            let started = Instant::now();
-            let response = inner.oneshot(request).await.unwrap_or_else(|e| match e {});
-            paywall.metrics.upstream_latency(started.elapsed());
-            let paid = guard.disarm();
-            paywall.settle(&paid, response).await
-        });
-        match task.await {
-            Ok(response) => response,
-            // The handler panicked; its guard settled the claim as a failure.
-            Err(_) => gateway_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request failed inside the gateway",
-            ),
-        }
+        let started = Instant::now();
+        let response = inner.oneshot(request).await.unwrap_or_else(|e| match e {});
+        self.metrics.upstream_latency(started.elapsed());
+        let paid = guard.disarm();
+        self.settle(&paid, response).await
     }
 
     /// Checks an L402 credential: what to claim, or the answer that refuses it.
@@ -521,6 +549,16 @@ impl Paywall {
             }
         }
     }
+}
+
+/// What became of a claim made in the request's task.
+enum Claimed {
+    /// Won, forwarded and settled: the answer.
+    Answered(Response),
+    /// Spent or in flight: the request comes back, for a retry's kept answer or a refusal.
+    Spent(Request<Body>),
+    /// The store could not answer.
+    Failed(StoreError),
 }
 
 /// A verified payment, ready to be claimed.

@@ -238,6 +238,58 @@ async fn the_same_credential_while_its_first_request_is_in_flight_gets_409() {
     );
 }
 
+/// A client that sends its paid request and hangs up at once, while the claim is being made,
+/// strands nothing: the request goes on, its answer is kept, and the same credential gets it.
+async fn hung_up_at_once(store: &str) {
+    use tokio::io::AsyncWriteExt;
+    let (url, calls) = upstream().await;
+    let gateway = gateway(store, &url).await;
+    for round in 1..=6 {
+        let credential = credential(&gateway).await;
+        let mut socket = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        let request = format!(
+            "GET /api/items?round={round} HTTP/1.1\r\nhost: {}\r\nauthorization: {credential}\r\n\r\n",
+            gateway.addr
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        drop(socket);
+        // Never stuck on 409: the kept answer comes within a few tries.
+        let mut answer = None;
+        for _ in 0..50 {
+            let again = gateway
+                .get(&format!("/api/items?round={round}"), Some(&credential))
+                .await;
+            if again.status != StatusCode::CONFLICT {
+                answer = Some(again);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let answer = answer.expect("the first request was settled");
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "{store} {round}: {answer:?}"
+        );
+        assert_eq!(answer.header("x-l402"), Some("replayed"), "{store} {round}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            round,
+            "{store}: one call per payment"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_at_once_strands_no_claim_memory() {
+    hung_up_at_once("memory").await;
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_at_once_strands_no_claim_sqlite() {
+    hung_up_at_once("sqlite").await;
+}
+
 /// Flips one byte in the middle of a kept answer in the SQLite file.
 fn tamper_sqlite(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
