@@ -13,10 +13,13 @@
 //! credential not genuine            -> 401 {reason}, no invoice
 //! genuine but cannot buy this       -> 402 fresh challenges {reason} (spent, expired, wrong_route, …)
 //!                                      (MPP: both as RFC 9457 problem details)
-//! genuine                           -> claim the payment hash (one key for every dialect) until
-//!                                      the latest expiry of the three minted for it,
-//!                                      forward in a task of its own (a client that hangs up does
-//!                                      not cancel what the upstream may already be doing)
+//! genuine                           -> in a task of its own (a client that hangs up cancels
+//!                                      neither a claim half made nor what the upstream may
+//!                                      already be doing): claim the payment hash (one key for
+//!                                      every dialect) until the latest expiry of the three
+//!                                      minted for it, and forward
+//!   already spent or in flight      -> the kept answer to the same credential and request
+//!                                      (`x-l402: replayed`), 409 while in flight, else 402 spent
 //!   never delivered / not served    -> release: the token works again, `x-l402: released`
 //!   5xx or no answer in time        -> release for safe and idempotent methods, spend for the
 //!                                      others (a POST may have taken effect); per route
