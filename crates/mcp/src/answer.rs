@@ -612,6 +612,7 @@ mod tests {
             payment_hash: "ab".repeat(32),
             preimage: "cd".repeat(32),
             reused_token: false,
+            recovered: false,
         };
         let headers = HeaderMap::new();
         let r = finished(Finished {
