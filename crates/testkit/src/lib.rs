@@ -1,6 +1,7 @@
 //! What Plannt's tests share, written once: the `CI` switch that turns a skipped test into a
 //! failure, free and dead loopback ports, a `redis-server` of the test's own ([`Redis`]), a
-//! hostile L402 server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]),
+//! hostile L402 server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]), a
+//! gateway that keeps paid answers and loses the first on purpose ([`keeper`]),
 //! helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
 //! Plannt talks to ([`fakes`]: LND, Core Lightning, phoenixd).
 //!
@@ -11,6 +12,7 @@
 pub mod broken;
 pub mod fakes;
 pub mod hostile;
+pub mod keeper;
 pub mod process;
 mod redis;
 
