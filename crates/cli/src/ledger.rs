@@ -52,7 +52,7 @@ struct RetryArgs {
     #[arg(short = 'i', long)]
     include: bool,
     /// Write the body to FILE instead of standard output.
-    #[arg(short = 'o', long)]
+    #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// No notes on stderr (errors still show).
     #[arg(short = 's', long)]
