@@ -137,7 +137,7 @@ const NOT_RECORDED: [&str; 4] = [
 /// A request as the ledger records it until its answer arrives: every header the caller set
 /// but its credentials (`Authorization`, `Proxy-Authorization`, `Cookie`, `PAYMENT-SIGNATURE`,
 /// API-key headers), and the body up to [`MAX_RECORDED_BODY`] (over it, its digest only).
-pub(crate) fn recorded(request: &Request) -> PresentedRequest {
+fn recorded(request: &Request) -> PresentedRequest {
     let headers = request
         .headers
         .iter()

@@ -255,3 +255,49 @@ async fn mpp_and_x402_answers_lost_are_recovered_with_the_same_credential() {
         assert_eq!(answers(&ledger), [Some("recovered".to_string())]);
     }
 }
+
+#[tokio::test]
+async fn a_body_over_the_recorded_bound_is_not_resent_from_the_ledger_but_the_same_request_recovers_it()
+ {
+    let server = Hostile::start(Scenario::Honest, 21).await;
+    let keeper = Keeper::start(server.addr, Fault::Hold).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let wallet: Arc<dyn Payer> = Arc::new(server.network().wallet(PAYER));
+    let quick = client(wallet.clone(), &ledger, Duration::from_secs(5));
+    let big = vec![b'x'; plannt_client::MAX_RECORDED_BODY + 1];
+    let request = Request {
+        method: reqwest::Method::POST,
+        body: bytes::Bytes::from(big.clone()),
+        ..Request::get(keeper.url("/echo"))
+    };
+    assert!(quick.send(&request, &Options::default()).await.is_err());
+    let unanswered = ledger.unanswered().unwrap();
+    assert_eq!(unanswered.len(), 1);
+    assert!(!unanswered[0].retryable);
+    assert_eq!(unanswered[0].request.body, None);
+    assert_eq!(unanswered[0].request.body_len, big.len() as u64);
+    keeper.shared.release();
+
+    // The ledger holds only its digest: it cannot send it again, and says why.
+    let patient = client(wallet, &ledger, Duration::from_secs(60));
+    let hash = plannt_client::l402::PaymentHash::from_hex(&unanswered[0].payment_hash).unwrap();
+    let error = patient
+        .retry_unanswered(&hash, &Options::default())
+        .await
+        .err()
+        .expect("not retryable");
+    assert!(matches!(error, ClientError::NotRetryable { .. }), "{error}");
+    assert!(error.to_string().contains("over the 64 KiB"), "{error}");
+    assert!(error.to_string().contains("nothing was paid"), "{error}");
+
+    // The caller sends the same request again: the same credential, the kept answer.
+    let mut response = match patient.send(&request, &Options::default()).await.unwrap() {
+        Outcome::Response(r) => r,
+        Outcome::DryRun(_) => panic!("not a dry run"),
+    };
+    assert_eq!(response.bytes(1 << 20).await.unwrap().len(), big.len());
+    assert!(response.receipt.unwrap().recovered);
+    assert_eq!(server.network().paid_count(), 1);
+    assert_eq!(keeper.shared.replayed.load(Ordering::SeqCst), 1);
+}
