@@ -11,8 +11,8 @@
 //! A paid credential is recorded with its request before it is presented. When its answer is
 //! lost after it left (the connection broke or was reset, the server said `409` with
 //! `x-l402: pending` because the first try is still in flight), the same credential is presented
-//! again for the same request, waiting 250 ms and doubling (a `Retry-After` up to 5 s), at most
-//! five more times and never past the max time: a Plannt gateway answers it with the answer it
+//! again for the same request, waiting 250 ms and doubling, at most five more times after a
+//! network failure (a `409` waited out by its `Retry-After`, up to 5 s), never past the max time: a Plannt gateway answers it with the answer it
 //! kept (`x-l402: replayed`). A 402 to it means the server kept none: [`ClientError::AnswerLost`],
 //! and nothing is paid again. An answer still lost is left `unanswered` in the ledger; the same
 //! request sent again (or [`Client::retry_unanswered`]) presents the same credential.
@@ -121,7 +121,8 @@ fn not_settled_yet(response: &reqwest::Response) -> Option<Duration> {
 /// The first wait before a paid request whose answer was lost is presented again; each next
 /// wait doubles.
 const RETRY_FIRST_WAIT: Duration = Duration::from_millis(250);
-/// How many more times a paid request whose answer was lost is presented.
+/// How many more times a paid request whose answer was lost to a network failure is presented
+/// (a `409` pending is waited out within the max time).
 const RETRY_ATTEMPTS: u32 = 5;
 /// The longest `Retry-After` of a `409` (`x-l402: pending`) honoured.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
@@ -562,8 +563,9 @@ impl Client {
     }
 
     /// Presents a paid token for `request`, recorded in the ledger first. While its answer is
-    /// lost after it left (the connection broke, `409` with `x-l402: pending`), presents it
-    /// again, with backoff, within the max time. The answer, and whether an answer to this
+    /// lost after it left, presents it again within the max time: after a network failure
+    /// (the connection broke; once it left, a failure to connect too) with backoff, at most
+    /// [`RETRY_ATTEMPTS`] times; after a `409` with `x-l402: pending`, when its `Retry-After` says. The answer, and whether an answer to this
     /// credential was lost (`lost`: already before this call).
     async fn present(
         &self,
@@ -579,7 +581,10 @@ impl Client {
             .presenting(hash, &recorded(request), unix_now())?;
         let mut backoff = RETRY_FIRST_WAIT;
         let mut sent = lost;
-        for attempt in 0.. {
+        // Network failures after the credential left, each presented again after a pause; a
+        // 409 (still in flight) is waited out for as long as the max time allows.
+        let mut failures = 0;
+        loop {
             let (pause, failure) = match self
                 .send_once(request, Some(credential), options, deadline)
                 .await
@@ -588,7 +593,8 @@ impl Client {
                     Some(after) => (after, None),
                     None => return Ok((response, lost)),
                 },
-                Err(ClientError::Network(e)) if e.may_have_been_sent() => {
+                Err(ClientError::Network(e)) if sent || e.may_have_been_sent() => {
+                    failures += 1;
                     let pause = backoff;
                     backoff = backoff.saturating_mul(2);
                     (pause, Some(ClientError::Network(e)))
@@ -604,8 +610,8 @@ impl Client {
             lost = true;
             sent = true;
             let time_left = deadline.remaining().is_some_and(|left| left > pause);
-            if attempt >= RETRY_ATTEMPTS || !time_left {
-                tracing::debug!(attempt, "the answer to the paid request is still lost");
+            if failures > RETRY_ATTEMPTS || !time_left {
+                tracing::debug!(failures, "the answer to the paid request is still lost");
                 let failure = failure.unwrap_or_else(|| {
                     ClientError::Network(NetworkError::out_of_time(
                         request.url.origin().ascii_serialization(),
@@ -616,13 +622,12 @@ impl Client {
                 return Err(kept(failure, hash));
             }
             tracing::debug!(
-                attempt,
+                failures,
                 ?pause,
                 "the answer to a paid request was lost: presenting the same credential again"
             );
             tokio::time::sleep(pause).await;
         }
-        unreachable!("the loop returns")
     }
 
     /// The server answered a 402 to a credential whose answer was lost: it kept none. The token
