@@ -1102,16 +1102,13 @@ pub async fn pay(
             again.headers.insert(credential.name, value);
             let mut second = client.send_unpaid(&again).await?;
             let _ = read_some(&mut second, 0).await;
+            let mut same = String::new();
             if second.headers.get(wire::X_L402).map(|v| v.as_bytes()) == Some(b"replayed") {
                 // A gateway that keeps paid answers gives the same request its answer again
                 // (a retry of a lost answer); single use is for another request.
-                report.pass(
-                    "replay",
-                    d,
-                    format!(
-                        "the same credential for the same request: {}, x-l402: replayed (the answer kept for a retry)",
-                        second.status
-                    ),
+                same = format!(
+                    "the same request: {}, x-l402: replayed (its answer kept for a retry); another request with it: ",
+                    second.status
                 );
                 let mut other = again.clone();
                 other
@@ -1132,7 +1129,7 @@ pub async fn pay(
                 report.pass(
                     "replay",
                     d,
-                    format!("the same credential again: {code}, refused (single use)"),
+                    format!("{same}the same credential again: {code}, refused (single use)"),
                 );
             } else if code.is_success() {
                 paid.replay = Some("served");
@@ -1140,11 +1137,17 @@ pub async fn pay(
                 report.pass(
                     "replay",
                     d,
-                    format!("the same credential again: {code}{state}, served again (reusable)"),
+                    format!(
+                        "{same}the same credential again: {code}{state}, served again (reusable)"
+                    ),
                 );
             } else {
                 paid.replay = Some("other");
-                report.warn("replay", d, format!("the same credential again: {code}"));
+                report.warn(
+                    "replay",
+                    d,
+                    format!("{same}the same credential again: {code}"),
+                );
             }
         }
     }
