@@ -9,7 +9,8 @@
 //! is not called; anything else goes to the upstream (a spent credential there gets its 402).
 //! The first paid request meets its [`Fault`]: its connection cut before the answer, a `409`
 //! with `x-l402: pending`, the answer forgotten, the connection held until the test releases
-//! it, or the body broken off midway.
+//! it, the body broken off midway, or both connections closed as soon as the request went
+//! upstream (in front of a `plannt serve` that keeps answers itself).
 //!
 //! HTTP/1.1 only, one request per connection (`connection: close`), bodies by
 //! `content-length`: what Plannt's client sends.
@@ -42,6 +43,9 @@ pub enum Fault {
     /// Forwarded and its answer kept; the status, the headers and half the body are sent, then
     /// the connection is closed.
     BreakBody,
+    /// Sent upstream, then both connections closed at once, nothing kept here: the upstream
+    /// (a gateway that keeps answers itself) finishes on its own.
+    HangUp,
     /// None: every request is forwarded and answered.
     None,
 }
@@ -265,6 +269,12 @@ async fn serve(mut stream: TcpStream, upstream: SocketAddr, shared: Arc<KeeperSh
     } else {
         Fault::None
     };
+    if fault == Fault::HangUp {
+        let mut upstream = TcpStream::connect(upstream).await.expect("upstream");
+        let _ = upstream.write_all(&request.to_upstream()).await;
+        let _ = upstream.flush().await;
+        return;
+    }
     let answer = forward(upstream, &request).await;
     if committed(&answer) && fault != Fault::Forget {
         shared
@@ -277,7 +287,7 @@ async fn serve(mut stream: TcpStream, upstream: SocketAddr, shared: Arc<KeeperSh
         Fault::None => {
             let _ = stream.write_all(&answer).await;
         }
-        Fault::Cut | Fault::Forget => {}
+        Fault::Cut | Fault::Forget | Fault::HangUp => {}
         Fault::Pending => {
             let _ = stream.write_all(pending().as_bytes()).await;
         }
