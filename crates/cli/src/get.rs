@@ -495,7 +495,7 @@ pub(crate) async fn print_answer(
                 );
             } else if r.recovered {
                 errln!(
-                    "plannt: paid {} over {} (fee {} msat), payment hash {}; the first answer was lost, and the same credential presented again got it (nothing more was paid)",
+                    "plannt: paid {} over {} (fee {} msat), payment hash {}; the first answer was lost, and presenting the same credential again recovered it (nothing more was paid)",
                     sats(r.amount_sats),
                     r.dialect,
                     r.fee_msat,
