@@ -9,8 +9,8 @@
 //! is not called; anything else goes to the upstream (a spent credential there gets its 402).
 //! The first paid request meets its [`Fault`]: its connection cut before the answer, a `409`
 //! with `x-l402: pending`, the answer forgotten, the connection held until the test releases
-//! it, the body broken off midway, or both connections closed as soon as the request went
-//! upstream (in front of a `plannt serve` that keeps answers itself).
+//! it, the body broken off midway, or both connections closed once the test releases them (in
+//! front of a `plannt serve` that keeps answers itself).
 //!
 //! HTTP/1.1 only, one request per connection (`connection: close`), bodies by
 //! `content-length`: what Plannt's client sends.
@@ -43,8 +43,8 @@ pub enum Fault {
     /// Forwarded and its answer kept; the status, the headers and half the body are sent, then
     /// the connection is closed.
     BreakBody,
-    /// Sent upstream, then both connections closed at once, nothing kept here: the upstream
-    /// (a gateway that keeps answers itself) finishes on its own.
+    /// Sent upstream, both connections held until [`KeeperShared::release`] and then closed,
+    /// nothing kept here: the upstream (a gateway that keeps answers itself) finishes on its own.
     HangUp,
     /// None: every request is forwarded and answered.
     None,
@@ -57,14 +57,14 @@ pub struct KeeperShared {
     pub paid_requests: AtomicU64,
     /// Answers given back from what was kept, without calling the upstream.
     pub replayed: AtomicU64,
-    /// Set once the held request was forwarded and its answer kept ([`Fault::Hold`]).
+    /// Set once the held request was forwarded (and, for [`Fault::Hold`], its answer kept).
     pub holding: AtomicBool,
     released: AtomicBool,
     kept: Mutex<HashMap<[u8; 32], Vec<u8>>>,
 }
 
 impl KeeperShared {
-    /// Lets the held request's connection close ([`Fault::Hold`]).
+    /// Lets the held request's connection close ([`Fault::Hold`], [`Fault::HangUp`]).
     pub fn release(&self) {
         self.released.store(true, Ordering::SeqCst);
     }
@@ -273,6 +273,10 @@ async fn serve(mut stream: TcpStream, upstream: SocketAddr, shared: Arc<KeeperSh
         let mut upstream = TcpStream::connect(upstream).await.expect("upstream");
         let _ = upstream.write_all(&request.to_upstream()).await;
         let _ = upstream.flush().await;
+        shared.holding.store(true, Ordering::SeqCst);
+        while !shared.released.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         return;
     }
     let answer = forward(upstream, &request).await;
