@@ -2,8 +2,9 @@
 //!
 //! A gateway with the dev network starts on a free loopback port; a client with a dev wallet
 //! asks for `/v1/demo`, gets a 402 with an invoice and a macaroon, pays, retries and gets 200
-//! with `x-l402: spent`. Then the same credential is replayed and refused with a fresh 402,
-//! reason `spent`; then the ledger shows the payment and the budget.
+//! with `x-l402: spent`. Then the same credential is presented for another request and refused
+//! with a fresh 402, reason `spent` (the same request would get its kept answer again); then the
+//! ledger shows the payment and the budget.
 
 use std::sync::{Arc, Mutex};
 
@@ -136,8 +137,10 @@ pub async fn run() -> Result<(), Error> {
     let preimage = plannt_l402::hex32(&receipt.preimage)
         .ok_or_else(|| Error::other("bad preimage in the receipt"))?;
     let credential = Credential::new(macaroon, preimage).to_header_value();
+    let mut other = url.clone();
+    other.set_query(Some("page=2"));
     let replay = reqwest::Client::new()
-        .get(url.as_str())
+        .get(other.as_str())
         .header("Authorization", &credential)
         .send()
         .await
@@ -150,7 +153,7 @@ pub async fn run() -> Result<(), Error> {
         .unwrap_or("(none)")
         .to_string();
     let fresh: serde_json::Value = replay.json().await.unwrap_or_default();
-    outln!("Replay of the same credential:")?;
+    outln!("The same credential for another request (?page=2):")?;
     outln!("   {status}, reason: {reason}")?;
     outln!(
         "   a fresh invoice for a new payment: {}…\n",

@@ -14,6 +14,7 @@
 mod clock;
 mod conn;
 mod forwarded;
+pub mod keep;
 mod limiter;
 pub mod metrics;
 pub mod path;
@@ -25,7 +26,9 @@ pub mod store;
 pub use clock::Clock;
 pub use conn::{ConnectionLimits, default_max_connections, serve};
 pub use forwarded::TrustedProxies;
-pub use paywall::{DEFAULT_DIALECTS, L402Layer, L402Service, Paywall, PaywallOptions, Unanswered};
+pub use paywall::{
+    DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, Unanswered,
+};
 pub use proxy::Proxy;
 pub use routes::{OnUpstreamFailure, Route, RouteError, RouteTable, Target};
 

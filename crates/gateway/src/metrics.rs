@@ -39,6 +39,7 @@ pub struct Metrics {
     invoice_failures: AtomicU64,
     store_failures: AtomicU64,
     released: AtomicU64,
+    replayed: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -65,6 +66,7 @@ impl Metrics {
             invoice_failures: AtomicU64::new(0),
             store_failures: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             latency_buckets: Default::default(),
             latency_count: AtomicU64::new(0),
             latency_sum_micros: AtomicU64::new(0),
@@ -117,6 +119,11 @@ impl Metrics {
     /// A claim was released after an upstream failure.
     pub fn released(&self) {
         self.released.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A spent credential was answered with the answer kept for it.
+    pub fn replayed(&self) {
+        self.replayed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How long the upstream took to answer a paid request.
@@ -251,6 +258,11 @@ impl Metrics {
                 "plannt_claims_released_total",
                 "Claims released after an upstream failure.",
                 &self.released,
+            ),
+            (
+                "plannt_answers_replayed_total",
+                "Kept answers given again to the same credential and request (no upstream call).",
+                &self.replayed,
             ),
         ] {
             push(

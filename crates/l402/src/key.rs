@@ -84,6 +84,14 @@ impl RootKey {
     pub(crate) fn derived(&self) -> &[u8; 32] {
         &self.derived
     }
+
+    /// A 32-byte secret for another purpose, named by `label`: `HMAC-SHA256(k, label)`, `k` the
+    /// derived macaroon key. Different labels give unrelated secrets, and none reveals the key.
+    pub fn derive_secret(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.derived[..]).expect("any key length");
+        mac.update(label.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
 }
 
 impl fmt::Debug for RootKey {

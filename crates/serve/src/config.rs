@@ -269,6 +269,16 @@ pub struct Config {
     pub dialects: Option<Vec<Dialect>>,
     /// `mpp_realm`, `PLANNT_MPP_REALM`: the `realm` of MPP challenges. Default `plannt`.
     pub mpp_realm: String,
+    /// `keep_answer_bytes`, `PLANNT_KEEP_ANSWER_BYTES`: the largest answer body kept with its
+    /// commit, sealed, for a retry with the same credential and request; 0 keeps none. At most
+    /// 16 MiB. Default 65536.
+    pub keep_answer_bytes: usize,
+    /// `keep_answer_secs`, `PLANNT_KEEP_ANSWER_SECS`: how long a kept answer is given again
+    /// (never past its token's expiry). Default 600.
+    pub keep_answer_secs: u64,
+    /// `keep_memory_bytes`, `PLANNT_KEEP_MEMORY_BYTES`: with the `memory` store, the most bytes
+    /// of kept answers held; the oldest go first. Default 64 MiB.
+    pub keep_memory_bytes: usize,
 }
 
 impl Default for Config {
@@ -300,9 +310,15 @@ impl Default for Config {
             demo_routes: false,
             dialects: None,
             mpp_realm: "plannt".into(),
+            keep_answer_bytes: 64 * 1024,
+            keep_answer_secs: 600,
+            keep_memory_bytes: 64 * 1024 * 1024,
         }
     }
 }
+
+/// The largest `keep_answer_bytes`: 16 MiB.
+pub const MAX_KEEP_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -343,6 +359,9 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("demo_routes", Kind::Bool),
     ("dialects", Kind::List),
     ("mpp_realm", Kind::Text),
+    ("keep_answer_bytes", Kind::Integer),
+    ("keep_answer_secs", Kind::Integer),
+    ("keep_memory_bytes", Kind::Integer),
 ];
 
 impl Config {
@@ -478,6 +497,22 @@ impl Config {
             if value == 0 {
                 return Err(error(source, Some(key), "must be at least 1"));
             }
+        }
+        if self.keep_answer_bytes > MAX_KEEP_ANSWER_BYTES {
+            return Err(error(
+                source,
+                Some("keep_answer_bytes"),
+                format!(
+                    "must be at most {MAX_KEEP_ANSWER_BYTES} (each answer up to it is held in memory until it is complete)"
+                ),
+            ));
+        }
+        if self.keep_answer_bytes > 0 && self.keep_answer_secs == 0 {
+            return Err(error(
+                source,
+                Some("keep_answer_secs"),
+                "must be at least 1 (or set keep_answer_bytes = 0 to keep no answers)",
+            ));
         }
         if self.root_key.is_some() && !self.root_keys.is_empty() {
             return Err(error(

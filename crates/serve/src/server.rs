@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use plannt_gateway::store::{MemoryStore, RedisStore, SpentStore, SqliteStore};
 use plannt_gateway::{
-    Clock, ConnectionLimits, Paywall, PaywallOptions, Proxy, Target, TrustedProxies,
+    Clock, ConnectionLimits, KeepOptions, Paywall, PaywallOptions, Proxy, Target, TrustedProxies,
 };
 use plannt_lightning::dev::DevNetwork;
 use serde_json::json;
@@ -41,13 +41,17 @@ pub struct Gateway {
 }
 
 /// Opens the configured spent store.
-async fn open_store(store: &Store, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
+async fn open_store(
+    store: &Store,
+    data_dir: &Path,
+    keep_memory_bytes: usize,
+) -> Result<Arc<dyn SpentStore>, StartError> {
     let failed = |source| StartError::Store {
         store: store.to_string(),
         source,
     };
     Ok(match store {
-        Store::Memory => Arc::new(MemoryStore::new()),
+        Store::Memory => Arc::new(MemoryStore::with_keep_limit(keep_memory_bytes)),
         Store::Sqlite(path) => {
             let path = path
                 .clone()
@@ -83,7 +87,7 @@ impl Gateway {
                 ),
             });
         }
-        let store = open_store(&config.store, &data_dir).await?;
+        let store = open_store(&config.store, &data_dir, config.keep_memory_bytes).await?;
         let trusted =
             TrustedProxies::parse(&config.trusted_proxies).map_err(|why| StartError::Setting {
                 key: "trusted_proxies",
@@ -102,6 +106,12 @@ impl Gateway {
                 .clone()
                 .unwrap_or_else(|| plannt_gateway::DEFAULT_DIALECTS.to_vec()),
             mpp_realm: config.mpp_realm.clone(),
+            keep: KeepOptions {
+                answer_bytes: config.keep_answer_bytes,
+                answer_secs: config.keep_answer_secs,
+                request_body_bytes: config.max_body_bytes,
+                ..KeepOptions::default()
+            },
         };
         let limits = ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
@@ -236,6 +246,7 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
             header::WWW_AUTHENTICATE,
             HeaderName::from_static(plannt_l402::wire::X_L402),
             HeaderName::from_static(plannt_l402::wire::X_L402_REASON),
+            HeaderName::from_static("x-l402-kept"),
             header::RETRY_AFTER,
             HeaderName::from_static(plannt_l402::mpp::PAYMENT_RECEIPT),
             HeaderName::from_static(plannt_l402::x402::PAYMENT_REQUIRED),

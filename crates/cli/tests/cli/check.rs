@@ -65,8 +65,14 @@ fn dialects(report: &Value) -> Vec<String> {
 }
 
 /// `plannt serve` with the demo service, its files under `home`.
+/// `plannt serve` without kept answers: the probe's replay check sends the same request again,
+/// which a gateway that keeps answers serves with the kept answer (`x-l402: replayed`).
 fn gateway(home: &Home, args: &[&str]) -> Serve {
-    Serve::start(&home.path().join("gateway"), args, &[])
+    Serve::start(
+        &home.path().join("gateway"),
+        args,
+        &[("PLANNT_KEEP_ANSWER_BYTES", "0")],
+    )
 }
 
 #[test]

@@ -47,6 +47,9 @@ impl Gateway {
             // Tokens valid 6 s (5 to pay, 1 more to use): the gateway purges every 6 s.
             .env("PLANNT_INVOICE_EXPIRY_SECS", "5")
             .env("PLANNT_TOKEN_LIFETIME_SECS", "1")
+            // The replay role presents spent tokens for the same request again: with kept
+            // answers that is the kept answer, not a refusal; this test checks the refusal.
+            .env("PLANNT_KEEP_ANSWER_BYTES", "0")
             .env("RUST_LOG", "warn,plannt=info")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())

@@ -42,7 +42,16 @@ async fn a_token_spent_at_one_replica_is_spent_at_the_others() {
     assert_eq!(served.x_l402.as_deref(), Some("spent"), "{served:?}");
 
     for (name, replica) in [("b", &b), ("c", &c), ("a", &a)] {
-        let refused = get(&http, &replica.url("/v1/demo"), Some(&credential)).await;
+        // The same request gets the answer kept in the shared store, from any replica.
+        let kept = get(&http, &replica.url("/v1/demo"), Some(&credential)).await;
+        assert_eq!(
+            kept.x_l402.as_deref(),
+            Some("replayed"),
+            "at {name}: {kept:?}"
+        );
+        assert_eq!(kept.body, served.body, "at {name}");
+        // Another request is refused as spent.
+        let refused = get(&http, &replica.url("/v1/demo?again=1"), Some(&credential)).await;
         assert_eq!(refused.status, 402, "at {name}: {refused:?}");
         assert_eq!(refused.reason(), Some("spent"), "at {name}: {refused:?}");
         assert_eq!(refused.reason_header.as_deref(), Some("spent"), "at {name}");
@@ -55,7 +64,7 @@ async fn a_token_spent_at_one_replica_is_spent_at_the_others() {
     let credential = token(&http, &b, "/v1/demo").await;
     let served = get(&http, &c.url("/v1/demo"), Some(&credential)).await;
     assert_eq!(served.status, 200, "{served:?}\n{}", c.log());
-    let refused = get(&http, &b.url("/v1/demo"), Some(&credential)).await;
+    let refused = get(&http, &b.url("/v1/demo?again=1"), Some(&credential)).await;
     assert_eq!(refused.reason(), Some("spent"), "{refused:?}");
 }
 
@@ -86,21 +95,28 @@ async fn fifty_concurrent_uses_over_three_replicas_buy_one_answer() {
         answers.push(task.await.unwrap());
     }
 
-    let served: Vec<_> = answers.iter().filter(|a| a.status == 200).collect();
-    let spent = answers
+    let served: Vec<_> = answers
         .iter()
-        .filter(|a| a.status == 402 && a.reason() == Some("spent"))
-        .count();
+        .filter(|a| a.status == 200 && a.x_l402.as_deref() == Some("spent"))
+        .collect();
     assert_eq!(served.len(), 1, "exactly one answer: {answers:#?}");
-    assert_eq!(served[0].x_l402.as_deref(), Some("spent"));
-    assert_eq!(
-        spent, 49,
-        "every other use is refused as spent: {answers:#?}"
-    );
+    // Every other use is refused: in flight (409), or, once the answer is kept, given that
+    // same answer again (no upstream call), or refused as spent.
+    let others = answers
+        .iter()
+        .filter(|a| {
+            (a.status == 409 && a.x_l402.as_deref() == Some("pending"))
+                || (a.status == 200
+                    && a.x_l402.as_deref() == Some("replayed")
+                    && a.body == served[0].body)
+                || (a.status == 402 && a.reason() == Some("spent"))
+        })
+        .count();
+    assert_eq!(others, 49, "every other use: {answers:#?}");
 
-    // Afterwards every replica still refuses it.
+    // Afterwards every replica still refuses it for any other request.
     for replica in &replicas {
-        let refused = get(&http, &replica.url("/v1/demo"), Some(&credential)).await;
+        let refused = get(&http, &replica.url("/v1/demo?again=1"), Some(&credential)).await;
         assert_eq!(refused.reason(), Some("spent"), "{refused:?}");
     }
 }
@@ -177,7 +193,9 @@ async fn without_redis_paid_requests_fail_closed_and_challenges_go_on() {
     for (name, replica) in [("a", &a), ("c", &c), ("b", &b)] {
         let deadline = Instant::now() + Duration::from_secs(20);
         let refused = loop {
-            let answer = get(&http, &replica.url("/v1/demo"), Some(&fresh)).await;
+            // Another request than the served one: refused as spent (the same one would get
+            // its kept answer).
+            let answer = get(&http, &replica.url("/v1/demo?again=1"), Some(&fresh)).await;
             if answer.status != 503 {
                 break answer;
             }

@@ -62,7 +62,14 @@ async fn tokens_of_a_retired_key_verify_until_it_is_removed() {
     let served = get(&http, &gateway.url("/v1/demo"), Some(&used_later)).await;
     assert_eq!(served.status, 200, "{served:?}\n{}", gateway.log());
     assert_eq!(served.x_l402.as_deref(), Some("spent"), "{served:?}");
-    let again = get(&http, &gateway.url("/v1/demo"), Some(&used_later)).await;
+    // The same request gets its kept answer again; another one is refused as spent.
+    let kept_answer = get(&http, &gateway.url("/v1/demo"), Some(&used_later)).await;
+    assert_eq!(
+        kept_answer.x_l402.as_deref(),
+        Some("replayed"),
+        "{kept_answer:?}"
+    );
+    let again = get(&http, &gateway.url("/v1/demo?again=1"), Some(&used_later)).await;
     assert_eq!(again.reason(), Some("spent"), "{again:?}");
     let (fresh, _) = again.challenge();
     assert_eq!(key_id(&tools, &fresh), "k2", "the refusal's challenge");
@@ -91,7 +98,7 @@ async fn tokens_of_a_retired_key_verify_until_it_is_removed() {
     assert_eq!(served.status, 200, "{served:?}");
 
     // k2 tokens minted before the restart: the spent one stays spent (SQLite), the other works.
-    let spent = get(&http, &gateway.url("/v1/demo"), Some(&k2_used)).await;
+    let spent = get(&http, &gateway.url("/v1/demo?again=1"), Some(&k2_used)).await;
     assert_eq!(spent.status, 402, "{spent:?}");
     assert_eq!(spent.reason(), Some("spent"), "{spent:?}");
     let served = get(&http, &gateway.url("/v1/demo"), Some(&k2_kept)).await;

@@ -118,7 +118,14 @@ fn a_token_paid_through_plannt_wallet_stays_spent_after_kill_9() {
     server.stop();
     let restarted = serve(&data_dir, port);
 
+    // The answer was kept with the commit: the same request gets it again after the kill...
     let (status, headers, body) = get(&restarted.url("/v1/demo"), Some(&credential)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-l402"), Some("replayed"));
+    assert_eq!(body["result"], "verified");
+    // ...and any other request is refused as spent.
+    let (status, headers, body) =
+        get(&restarted.url("/v1/demo?again=1"), Some(&credential)).unwrap();
     assert_eq!(status, 402, "{body}");
     assert_eq!(body["reason"], "spent");
     assert_eq!(header(&headers, "x-l402-reason"), Some("spent"));

@@ -11,6 +11,7 @@ use plannt_l402::x402::{ExactExpect, PaymentPayload, SettlementResponse};
 use plannt_l402::{Dialect, Reason};
 use plannt_lightning::InvoiceState;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use super::answers::{Challenged, invoice_network, unavailable, with_problem};
 use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
@@ -73,10 +74,15 @@ impl Paywall {
             Ok(verified) => {
                 let receipt = Receipt::charge(&verified.payment_hash, &verified.challenge_id, now);
                 let receipt = HeaderValue::from_str(&receipt.to_header_value()).ok();
+                let secret = match credential.preimage() {
+                    Some(preimage) => Zeroizing::new(*preimage.as_bytes()),
+                    None => self.bearer_secret(&verified.payment_hash.to_hex()),
+                };
                 Ok(Redeem {
                     hash: verified.payment_hash,
                     keep_until: self.dialect_keep_until(verified.valid_until, now),
                     dialect: Dialect::Mpp,
+                    secret,
                     receipt: receipt.map(|value| (PAYMENT_RECEIPT, value)),
                 })
             }
@@ -163,6 +169,7 @@ impl Paywall {
                     hash: verified.payment_hash,
                     keep_until: self.dialect_keep_until(verified.valid_until, now),
                     dialect: Dialect::X402,
+                    secret: self.bearer_secret(&verified.invoice),
                     receipt: HeaderValue::from_str(&settled)
                         .ok()
                         .map(|value| (PAYMENT_RESPONSE, value)),

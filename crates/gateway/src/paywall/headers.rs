@@ -9,6 +9,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 use plannt_l402::{mpp, wire, x402};
 
 pub(super) const X_L402: HeaderName = HeaderName::from_static(wire::X_L402);
+/// How long the answer of a paid request is kept for a retry (`x-l402-kept: <seconds>`), or why
+/// it is not (`none; reason="…"`).
+pub(super) const X_L402_KEPT: HeaderName = HeaderName::from_static("x-l402-kept");
 pub(super) const X_L402_REASON: HeaderName = HeaderName::from_static(wire::X_L402_REASON);
 pub(super) const PAYMENT_HASH: HeaderName = HeaderName::from_static(wire::X_L402_PAYMENT_HASH);
 pub(super) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(wire::IDEMPOTENCY_KEY);

@@ -21,7 +21,11 @@
 //!   5xx or no answer in time        -> release for safe and idempotent methods, spend for the
 //!                                      others (a POST may have taken effect); per route
 //!   otherwise                       -> commit: `x-l402: spent`, and MPP's `Payment-Receipt`
-//!                                      or x402's `PAYMENT-RESPONSE`
+//!                                      or x402's `PAYMENT-RESPONSE`; the answer is kept with
+//!                                      the commit when it fits (`x-l402-kept`)
+//! spent, the same credential again  -> first request still in flight: 409, `x-l402: pending`
+//!                                      same request, answer kept: that answer, `x-l402: replayed`
+//!                                      anything else: 402 fresh challenges, reason `spent`
 //! ```
 //! The rate limit applies before any invoice is created; a backend that cannot issue an invoice
 //! gives 503, never a 402 with an invoice that cannot be paid; a store that cannot answer gives
@@ -34,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use plannt_l402::mpp::{ChallengeKeys, Problem};
@@ -44,20 +48,24 @@ use plannt_l402::{
 };
 use plannt_lightning::Receiver;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 use tower::{Layer, Service, ServiceExt};
+use zeroize::Zeroizing;
 
 use crate::clock::Clock;
 use crate::forwarded::TrustedProxies;
+use crate::keep;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
 use crate::routes::RouteTable;
-use crate::store::{Claim, SpentStore};
+use crate::store::{Claim, Lookup, SpentStore};
 
 mod answers;
 mod dialects;
 mod headers;
+mod kept;
 mod settle;
 
 pub(crate) use answers::gateway_error;
@@ -73,6 +81,32 @@ use settle::{Paid, SettleOnUnwind};
 /// `fetchWithMpp`) find MPP's; every L402 client of the interop suite finds L402's anywhere in
 /// it (docs/protocol.md, section 9, has the table).
 pub const DEFAULT_DIALECTS: [Dialect; 3] = [Dialect::Mpp, Dialect::L402, Dialect::X402];
+
+/// How the paywall keeps the answers of paid requests for a retry with the same credential.
+#[derive(Debug, Clone)]
+pub struct KeepOptions {
+    /// The largest answer body kept, in bytes (0: no answer is kept).
+    pub answer_bytes: usize,
+    /// How long an answer is kept, in seconds (never past its token's expiry).
+    pub answer_secs: u64,
+    /// The largest request body read when a spent credential is presented again, to check that
+    /// it is the same request (it is never forwarded).
+    pub request_body_bytes: usize,
+    /// How long the gateway waits for an answer's body to be complete before it sends the
+    /// answer on unkept (`x-l402-kept: none; reason="streamed"`).
+    pub wait: Duration,
+}
+
+impl Default for KeepOptions {
+    fn default() -> Self {
+        KeepOptions {
+            answer_bytes: 64 * 1024,
+            answer_secs: 600,
+            request_body_bytes: 10 * 1024 * 1024,
+            wait: Duration::from_secs(2),
+        }
+    }
+}
 
 /// How the paywall prices time.
 #[derive(Debug, Clone)]
@@ -96,6 +130,8 @@ pub struct PaywallOptions {
     pub dialects: Vec<Dialect>,
     /// The `realm` of MPP challenges.
     pub mpp_realm: String,
+    /// Keeping answers for retries.
+    pub keep: KeepOptions,
 }
 
 impl Default for PaywallOptions {
@@ -110,6 +146,7 @@ impl Default for PaywallOptions {
             clock: Clock::system(),
             dialects: DEFAULT_DIALECTS.to_vec(),
             mpp_realm: "plannt".to_string(),
+            keep: KeepOptions::default(),
         }
     }
 }
@@ -128,6 +165,9 @@ pub struct Paywall {
     mpp_keys: ChallengeKeys,
     /// x402 offer tags, derived from the root keys.
     x402_keys: TagKeys,
+    /// The gateway secret x402 kept answers are sealed under (with the invoice), derived from
+    /// the current root key: an x402 payload carries no preimage.
+    x402_keep: Option<Zeroizing<[u8; 32]>>,
     receiver: Arc<dyn Receiver>,
     store: Arc<dyn SpentStore>,
     routes: RouteTable,
@@ -152,6 +192,10 @@ impl Paywall {
             limiter: Limiter::new(options.challenges_per_second, options.challenge_burst),
             mpp_keys: ChallengeKeys::from_ring(&keys),
             x402_keys: TagKeys::from_ring(&keys),
+            x402_keep: keys
+                .current()
+                .ok()
+                .map(|(_, key)| key.derive_secret("plannt x402 kept answer v1")),
             keys,
             receiver,
             store,
@@ -271,10 +315,15 @@ impl Paywall {
             .trusted_proxies
             .client(peer_ip(&request), request.headers());
         let offered = self.dialects_of(route);
+        let resource = request.uri().path().to_owned();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| resource.clone(), |p| p.as_str().to_owned());
         let at = Challenged {
             route,
             client,
-            resource: request.uri().path(),
+            resource: &resource,
             offered: &offered,
         };
         let values = request.headers().get_all(header::AUTHORIZATION);
@@ -300,6 +349,10 @@ impl Paywall {
         let ticket = match self.store.claim(&hash, keep_until).await {
             Ok(Claim::Won(ticket)) => ticket,
             Ok(Claim::Spent) => {
+                let body = std::mem::take(request.body_mut());
+                if let Some(answer) = self.retry(&redeem, request.method(), &target, body).await {
+                    return answer;
+                }
                 self.metrics.rejected(Reason::Spent);
                 let why = "this payment was already used: pay the new invoice".to_string();
                 let answer = self
@@ -330,6 +383,17 @@ impl Paywall {
         if let Ok(value) = HeaderValue::from_str(&wire::idempotency_key(&hash)) {
             request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         }
+        let keep = (self.options.keep.answer_bytes > 0).then(|| {
+            let body = std::mem::take(request.body_mut());
+            let (body, digest) = kept::hash_body(body, request.headers());
+            *request.body_mut() = body;
+            kept::KeepPlan {
+                secret: redeem.secret,
+                method: request.method().as_str().to_owned(),
+                target,
+                body: digest,
+            }
+        });
         let paid = Paid {
             hash,
             ticket,
@@ -339,6 +403,7 @@ impl Paywall {
             route: route.id.clone(),
             price: route.price_sats.unwrap_or(0),
             receipt: redeem.receipt,
+            keep,
         };
         // The upstream call and its settlement run in a task of their own: a client that hangs
         // up once the request is on its way has spent its token, and the upstream is not cut
@@ -402,7 +467,59 @@ impl Paywall {
             keep_until: minted_until,
             dialect: Dialect::L402,
             receipt: None,
+            secret: Zeroizing::new(*credential.preimage.as_bytes()),
         })
+    }
+
+    /// The secret an x402 answer is sealed under: the gateway's, bound to the paid invoice. An
+    /// x402 payload is a bearer credential anyway (it names a paid invoice; no preimage).
+    fn bearer_secret(&self, invoice: &str) -> Zeroizing<[u8; 32]> {
+        // Without a root key nothing verifies, so nothing is sealed under the zero key.
+        keep::bearer_secret(self.x402_keep.as_deref().unwrap_or(&[0u8; 32]), invoice)
+    }
+
+    /// What a spent credential presented again gets, if not the 402: the 409 while its first
+    /// request is in flight, or the kept answer of the same request. The presented body is read
+    /// (bounded) to check that, and never forwarded.
+    async fn retry(
+        &self,
+        redeem: &Redeem,
+        method: &Method,
+        target: &str,
+        body: Body,
+    ) -> Option<Response> {
+        if self.options.keep.answer_bytes == 0 {
+            // Nothing is kept, so a retry can get nothing: refused as spent, in flight or not.
+            return None;
+        }
+        let now = self.options.clock.now();
+        let sealed = match self.store.lookup(&redeem.hash, now).await {
+            Ok(Lookup::Pending) => return Some(kept::in_progress()),
+            Ok(Lookup::Kept(sealed)) => sealed,
+            Ok(Lookup::Committed | Lookup::Unknown) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look up a kept answer; refusing as spent");
+                return None;
+            }
+        };
+        let bytes = axum::body::to_bytes(body, self.options.keep.request_body_bytes)
+            .await
+            .ok()?;
+        let body: [u8; 32] = Sha256::digest(&bytes).into();
+        let digest = keep::request_digest(method.as_str(), target, &body);
+        match keep::open(&redeem.secret, &redeem.hash, &digest, &sealed) {
+            Ok(answer) if answer.until >= now => {
+                self.metrics.replayed();
+                Some(kept::replay(answer))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                // Another request with the same credential, or a damaged entry: refused as
+                // spent either way. Nothing secret is logged.
+                tracing::info!(payment_hash = %redeem.hash.to_hex(), "{e}");
+                None
+            }
+        }
     }
 }
 
@@ -414,6 +531,8 @@ struct Redeem {
     dialect: Dialect,
     /// The header the paid answer carries in this dialect, if any.
     receipt: Option<(HeaderName, HeaderValue)>,
+    /// The credential's secret, which seals and opens its kept answer.
+    secret: Zeroizing<[u8; 32]>,
 }
 
 /// The tower layer. Build it with [`Paywall::layer`].
@@ -508,7 +627,7 @@ mod tests {
             let Claim::Won(ticket) = store.claim(&hash, until).await.unwrap() else {
                 panic!("a fresh hash is won");
             };
-            store.commit(&hash, &ticket, until).await.unwrap();
+            store.commit(&hash, &ticket, until, None).await.unwrap();
         }
         assert_eq!(store.len().await.unwrap(), 2);
 

@@ -1,5 +1,10 @@
 //! Settling a paid request: the upstream's outcome decides whether its claim is committed
 //! (`x-l402: spent`) or released (`x-l402: released`), and what the answer says.
+//!
+//! A committed answer that fits is kept with the commit ([`super::kept`]): its body is read (up
+//! to `keep_answer_bytes`, within a short wait), sealed, and written in the same durable write
+//! as the commit, and only then is the answer sent. A crash between the commit and the status
+//! line thus leaves the answer kept for the client's retry.
 
 use std::sync::Arc;
 
@@ -9,8 +14,10 @@ use plannt_l402::{PaymentHash, TokenState};
 
 use super::Paywall;
 use super::answers::gateway_error;
-use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, X_L402, drop_l402_headers};
-use crate::store::Ticket;
+use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, X_L402, X_L402_KEPT, drop_l402_headers};
+use super::kept::{KeepPlan, NotKept, buffer, kept_headers};
+use crate::keep::{self, KeptAnswer};
+use crate::store::{Keep, Ticket};
 
 /// Marks a response (in its extensions) that the service behind the paywall made because its
 /// upstream gave no answer of its own, with what happened; the paywall words the body with what
@@ -38,6 +45,8 @@ pub(super) struct Paid {
     /// The header a paid answer carries in the dialect it was paid in (MPP's `Payment-Receipt`,
     /// x402's `PAYMENT-RESPONSE`): only when the payment is spent on it.
     pub(super) receipt: Option<(HeaderName, HeaderValue)>,
+    /// What keeping its answer needs; `None` when keeping is off.
+    pub(super) keep: Option<KeepPlan>,
 }
 
 /// Settles a claim as a failure if the task forwarding its request unwinds (a handler
@@ -78,7 +87,7 @@ impl Paywall {
             Some(Unanswered::NoAnswer(_)) => paid.releases,
             None => status.is_server_error() && paid.releases,
         };
-        let mut response = if release {
+        if release {
             if let Err(e) = self.store.release(&paid.hash, &paid.ticket).await {
                 tracing::error!(error = %e, "could not release a claim after an upstream failure");
             }
@@ -98,43 +107,85 @@ impl Paywall {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, retry.clone());
             }
-            released
-        } else {
-            if let Err(e) = self
-                .store
-                .commit(&paid.hash, &paid.ticket, paid.keep_until)
-                .await
-            {
-                // The upstream has answered: the client gets what it paid for. The pending claim
-                // still refuses the token until it lapses.
-                tracing::error!(error = %e, "could not commit a spent token");
-            }
-            self.metrics.accepted(&paid.route, paid.price);
-            match failure {
-                Some(Unanswered::NoAnswer(why)) => gateway_error(
-                    status,
-                    &format!(
-                        "{why}; your token is spent: the upstream received this {} and may have acted on it",
-                        paid.method
-                    ),
+            let headers = released.headers_mut();
+            headers.insert(
+                X_L402,
+                HeaderValue::from_static(TokenState::Released.as_str()),
+            );
+            return released;
+        }
+
+        let mut response = match failure {
+            Some(Unanswered::NoAnswer(why)) => gateway_error(
+                status,
+                &format!(
+                    "{why}; your token is spent: the upstream received this {} and may have acted on it",
+                    paid.method
                 ),
-                _ => response,
-            }
+            ),
+            _ => response,
         };
         let headers = response.headers_mut();
         drop_l402_headers(headers);
         // Receipts are the gateway's word, never the upstream's.
         headers.remove(PAYMENT_RECEIPT);
         headers.remove(PAYMENT_RESPONSE);
-        let state = if release {
-            TokenState::Released
-        } else {
-            TokenState::Spent
-        };
-        headers.insert(X_L402, HeaderValue::from_static(state.as_str()));
-        if !release && let Some((name, value)) = &paid.receipt {
+        if let Some((name, value)) = &paid.receipt {
             headers.insert(name.clone(), value.clone());
         }
+        // The answer, as it will be sent, sealed for the same credential and request.
+        let now = self.options.clock.now();
+        let keep_until = paid
+            .keep_until
+            .min(now.saturating_add(self.options.keep.answer_secs));
+        let kept = match &paid.keep {
+            None => Err(NotKept::Disabled),
+            Some(plan) => match plan.digest() {
+                None => Err(NotKept::BodyUnread),
+                Some(digest) => {
+                    let options = &self.options.keep;
+                    match buffer(&mut response, options.answer_bytes, options.wait).await {
+                        Ok(body) => {
+                            let answer = KeptAnswer {
+                                status: response.status().as_u16(),
+                                headers: kept_headers(response.headers()),
+                                body: body.to_vec(),
+                                until: keep_until,
+                            };
+                            Ok(Keep {
+                                sealed: keep::seal(&plan.secret, &paid.hash, &digest, &answer),
+                                until: keep_until,
+                            })
+                        }
+                        Err(why) => Err(why),
+                    }
+                }
+            },
+        };
+        let (keep, mut kept_header) = match kept {
+            Ok(keep) => {
+                let secs = keep_until.saturating_sub(now);
+                (Some(keep), HeaderValue::from(secs))
+            }
+            Err(why) => (None, why.header()),
+        };
+        let keeping = keep.is_some();
+        if let Err(e) = self
+            .store
+            .commit(&paid.hash, &paid.ticket, paid.keep_until, keep)
+            .await
+        {
+            // The upstream has answered: the client gets what it paid for. The pending claim
+            // still refuses the token until it lapses.
+            tracing::error!(error = %e, "could not commit a spent token");
+            if keeping {
+                kept_header = NotKept::NotStored.header();
+            }
+        }
+        self.metrics.accepted(&paid.route, paid.price);
+        let headers = response.headers_mut();
+        headers.insert(X_L402, HeaderValue::from_static(TokenState::Spent.as_str()));
+        headers.insert(X_L402_KEPT, kept_header);
         response
     }
 }

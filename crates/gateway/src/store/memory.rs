@@ -1,14 +1,17 @@
 //! The in-memory spent set: for tests, benchmarks and single-process gateways that may forget
 //! spent tokens on restart.
+//!
+//! Kept answers live beside the spent entries, bounded in bytes ([`MemoryStore::with_keep_limit`],
+//! 64 MiB by default): past the bound the oldest kept answers go first, their spent entries stay.
 
 use plannt_l402::PaymentHash;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Claim, SpentStore, StoreError, Ticket};
+use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
 
 /// Hashes a key by its first eight bytes. Only payment hashes of tokens whose signature verified
 /// reach the store, and those come from the Lightning backend's random preimages: uniformly
@@ -46,22 +49,108 @@ struct Shard {
 /// later token refused as spent, which fails closed.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
+    kept: Mutex<Kept>,
+}
+
+/// The kept answers of every shard, oldest first in `order`, at most `limit` bytes in all.
+#[derive(Default)]
+struct Kept {
+    answers: HashMap<PaymentHash, KeptEntry, Quick>,
+    /// Hashes in the order they were kept, with the sequence number of that keeping: an entry
+    /// whose number no longer matches was replaced or dropped since.
+    order: VecDeque<(PaymentHash, u64)>,
+    bytes: usize,
+    limit: usize,
+    next: u64,
+}
+
+struct KeptEntry {
+    sealed: Vec<u8>,
+    until: u64,
+    seq: u64,
+}
+
+impl Kept {
+    fn insert(&mut self, hash: PaymentHash, keep: Keep) {
+        self.remove(&hash);
+        if keep.sealed.len() > self.limit {
+            return;
+        }
+        let seq = self.next;
+        self.next += 1;
+        self.bytes += keep.sealed.len();
+        self.order.push_back((hash, seq));
+        self.answers.insert(
+            hash,
+            KeptEntry {
+                sealed: keep.sealed,
+                until: keep.until,
+                seq,
+            },
+        );
+        while self.bytes > self.limit {
+            let Some((oldest, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.answers.get(&oldest).is_some_and(|e| e.seq == seq) {
+                self.remove(&oldest);
+            }
+        }
+    }
+
+    fn remove(&mut self, hash: &PaymentHash) {
+        if let Some(entry) = self.answers.remove(hash) {
+            self.bytes -= entry.sealed.len();
+        }
+    }
+
+    fn purge(&mut self, now: u64) {
+        let expired: Vec<PaymentHash> = self
+            .answers
+            .iter()
+            .filter(|(_, e)| e.until < now)
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in expired {
+            self.remove(&hash);
+        }
+        let answers = &self.answers;
+        self.order
+            .retain(|(hash, seq)| answers.get(hash).is_some_and(|e| e.seq == *seq));
+    }
 }
 
 const SHARDS: usize = 64;
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-        }
+        Self::with_keep_limit(Self::DEFAULT_KEEP_LIMIT)
     }
 }
 
 impl MemoryStore {
+    /// The default bound on the bytes of kept answers: 64 MiB.
+    pub const DEFAULT_KEEP_LIMIT: usize = 64 * 1024 * 1024;
+
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty set that holds at most `bytes` of kept answers (0: keeps none).
+    pub fn with_keep_limit(bytes: usize) -> Self {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            kept: Mutex::new(Kept {
+                limit: bytes,
+                ..Kept::default()
+            }),
+        }
+    }
+
+    /// The bytes of kept answers held now.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept.lock().expect("store lock").bytes
     }
 
     fn shard(&self, hash: &PaymentHash) -> &Mutex<Shard> {
@@ -99,11 +188,34 @@ impl SpentStore for MemoryStore {
         payment_hash: &PaymentHash,
         _ticket: &Ticket,
         until: u64,
+        keep: Option<Keep>,
     ) -> Result<(), StoreError> {
+        // Under the shard's lock: a lookup sees the commit and its kept answer together.
         let mut shard = self.shard(payment_hash).lock().expect("store lock");
         shard.pending.remove(payment_hash);
         shard.spent.insert(short(payment_hash), until32(until));
+        if let Some(keep) = keep {
+            self.kept
+                .lock()
+                .expect("store lock")
+                .insert(*payment_hash, keep);
+        }
         Ok(())
+    }
+
+    async fn lookup(&self, payment_hash: &PaymentHash, now: u64) -> Result<Lookup, StoreError> {
+        let shard = self.shard(payment_hash).lock().expect("store lock");
+        if shard.pending.contains_key(payment_hash) {
+            return Ok(Lookup::Pending);
+        }
+        if !shard.spent.contains_key(&short(payment_hash)) {
+            return Ok(Lookup::Unknown);
+        }
+        let kept = self.kept.lock().expect("store lock");
+        Ok(match kept.answers.get(payment_hash) {
+            Some(entry) if entry.until >= now => Lookup::Kept(entry.sealed.clone()),
+            _ => Lookup::Committed,
+        })
     }
 
     async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
@@ -127,6 +239,7 @@ impl SpentStore for MemoryStore {
             shard.pending.retain(|_, (_, until)| *until >= now);
             purged += (before - shard.spent.len() - shard.pending.len()) as u64;
         }
+        self.kept.lock().expect("store lock").purge(now);
         Ok(purged)
     }
 

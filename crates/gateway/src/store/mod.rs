@@ -6,7 +6,7 @@
 //! again; otherwise it is **committed** and the token is spent for good.
 //!
 //! A claim that is neither committed nor released (the gateway died mid-request) does not strand
-//! the payment: it lapses after [`PENDING_TTL`] (Redis) or at the next start (SQLite, memory),
+//! the payment: it lapses after [`PENDING_TTL`] (Redis) or with the process (SQLite, memory),
 //! because its response never reached the client. A committed entry lives until the expiry the
 //! token was minted with, after which every macaroon of that payment
 //! hash fails verification anyway and the entry may be purged: the set is bounded by request
@@ -16,10 +16,18 @@
 //! Three stores implement [`SpentStore`]:
 //! - [`MemoryStore`]: a hash map, for tests, benchmarks and gateways that may forget spent
 //!   tokens on restart.
-//! - [`SqliteStore`]: one file, the default. Durable before a claim wins, so a token that got a
-//!   response is never accepted again after a crash; one process holds the file at a time.
+//! - [`SqliteStore`]: one file, the default. A commit (with its kept answer) is durable before it
+//!   returns, so a token that got a response is never accepted again after a crash; claims in
+//!   flight live in memory, since one process holds the file at a time.
 //! - [`RedisStore`]: one set shared by several replicas; pending claims lapse after
 //!   [`PENDING_TTL`], committed ones at their `until`.
+//!
+//! **Kept answers.** A commit may carry the answer it bought, sealed ([`crate::keep`]), with
+//! the time it may be given again until: the store writes it with the commit, in the same
+//! durable write, so an answer is never sent before the commit and its kept copy are both
+//! stored. [`SpentStore::lookup`] tells a retry of a spent hash what there is: a claim still in
+//! flight, a kept answer, a commit without one, or nothing. Stores hold kept answers for a short
+//! while only (the gateway's `keep_answer_secs`), and never past the spent entry.
 //!
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 
@@ -66,6 +74,28 @@ impl Default for Ticket {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A sealed answer to keep with a commit ([`crate::keep`]): opaque bytes to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    /// The sealed answer.
+    pub sealed: Vec<u8>,
+    /// Until when (unix seconds) it may be given again; the store may drop it after.
+    pub until: u64,
+}
+
+/// What the store holds for a payment hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A claim is in flight: neither committed nor released yet.
+    Pending,
+    /// Committed, with this sealed answer (not yet past its `until`).
+    Kept(Vec<u8>),
+    /// Committed, with no kept answer (none was kept, or it expired).
+    Committed,
+    /// Nothing: never claimed, released, or purged.
+    Unknown,
 }
 
 /// A store that cannot answer, and why. The gateway then refuses paid requests (fails closed)
@@ -156,15 +186,20 @@ pub enum StoreError {
 /// token's minted expiry.
 #[async_trait]
 pub trait SpentStore: Send + Sync + 'static {
-    /// Atomically claims a payment hash. Durable before it returns `Won` where the store is.
+    /// Atomically claims a payment hash: of concurrent claims exactly one wins.
     async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError>;
-    /// Marks a won claim as spent for good, until `until`.
+    /// Marks a won claim as spent for good, until `until`, with the answer it bought when
+    /// `keep` is given: both in one durable write.
     async fn commit(
         &self,
         payment_hash: &PaymentHash,
         ticket: &Ticket,
         until: u64,
+        keep: Option<Keep>,
     ) -> Result<(), StoreError>;
+    /// What the store holds for a payment hash, a kept answer only while `now` is not past its
+    /// `until`.
+    async fn lookup(&self, payment_hash: &PaymentHash, now: u64) -> Result<Lookup, StoreError>;
     /// Gives a won claim back, so the token can be used again. Removes only this ticket's
     /// pending claim, never a committed one or another request's.
     async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError>;

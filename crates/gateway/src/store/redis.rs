@@ -1,10 +1,14 @@
 //! The Redis spent set: one set shared by several gateway replicas.
 //!
-//! Each payment hash is one key, `<prefix><hex hash>` (prefix `plannt:spent:` by default):
+//! Each payment hash is one key, `<prefix><hex hash>` (prefix `plannt:spent:` by default), and
+//! its kept answer another, `<prefix><hex hash>:kept`; both are made by one function each
+//! ([`RedisStore::key`], [`RedisStore::kept_key`]):
 //! - **claim** is `SET key <ticket hex> NX EX 300`: exactly one replica's `SET` creates the key.
 //!   The pending claim expires after [`PENDING_TTL`], so a claim whose replica died mid-request
 //!   lapses by itself and the token works again.
-//! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]): the response is on its way
+//! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]),
+//!   and with a kept answer, in the same `MULTI`/`EXEC` (one round trip, applied whole or not at
+//!   all), `SET kept-key <sealed> EXAT <keep-until>`: the response is on its way
 //!   to the client, so the token must end up spent whatever the key holds by then. It may be
 //!   missing (our pending claim lapsed because the upstream took longer than [`PENDING_TTL`], or
 //!   Redis lost it) or hold another request's claim (made after ours lapsed). A commit that
@@ -12,7 +16,10 @@
 //!   then free a token that has already been served.
 //! - **release** is a Lua script that deletes the key only if it still holds our ticket, never a
 //!   committed key or another request's claim.
-//! - **purge** does nothing: Redis drops committed keys itself at their `until`.
+//! - **lookup** is `GET key` and `GET kept-key` in one pipeline: a ticket is a claim in flight,
+//!   `committed` a spent token, with its kept answer if that key is still there.
+//! - **purge** does nothing: Redis drops committed keys itself at their `until`, kept answers at
+//!   their keep-until.
 //!
 //! Every command is bounded by a timeout (2 s by default): a Redis that is down or stalled makes
 //! the store answer [`StoreError`] quickly, and the gateway fails closed with 503 instead of
@@ -32,7 +39,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
-use super::{Claim, PENDING_TTL, SpentStore, StoreError, Ticket};
+use super::{Claim, Keep, Lookup, PENDING_TTL, SpentStore, StoreError, Ticket};
 
 /// How long a committed key outlives its `until`: Redis expires keys by its own clock, and
 /// replicas verify tokens by theirs, so clocks that differ by less than this never let a key go
@@ -41,6 +48,9 @@ pub const CLOCK_MARGIN: Duration = Duration::from_secs(300);
 
 /// The value of a committed key.
 const COMMITTED: &str = "committed";
+
+/// What follows the spent key's name in its kept answer's key.
+const KEPT_SUFFIX: &str = ":kept";
 
 /// Deletes the key only while it holds this request's ticket.
 const RELEASE: &str = r"
@@ -151,8 +161,16 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// The key of a payment hash's claim or commit. Every key of the store is made here or in
+    /// [`kept_key`](Self::kept_key).
     fn key(&self, payment_hash: &PaymentHash) -> String {
         format!("{}{}", self.prefix, hex::encode(payment_hash))
+    }
+
+    /// The key of a payment hash's kept answer: its spent key and a suffix, so both can be
+    /// placed together (a Redis Cluster hash tag around the hex hash puts them on one shard).
+    fn kept_key(&self, payment_hash: &PaymentHash) -> String {
+        format!("{}{KEPT_SUFFIX}", self.key(payment_hash))
     }
 
     /// Runs one Redis call under the timeout, naming `what` in the error.
@@ -209,6 +227,7 @@ impl SpentStore for RedisStore {
         payment_hash: &PaymentHash,
         _ticket: &Ticket,
         until: u64,
+        keep: Option<Keep>,
     ) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(payment_hash))
@@ -220,8 +239,49 @@ impl SpentStore for RedisStore {
                     .clamp(1, MAX_EXAT),
             );
         let mut conn = self.conn.clone();
-        self.bounded("a commit (SET EXAT)", cmd.exec_async(&mut conn))
-            .await
+        let Some(keep) = keep else {
+            return self
+                .bounded("a commit (SET EXAT)", cmd.exec_async(&mut conn))
+                .await;
+        };
+        let mut kept = redis::cmd("SET");
+        kept.arg(self.kept_key(payment_hash))
+            .arg(keep.sealed)
+            .arg("EXAT")
+            .arg(keep.until.clamp(1, MAX_EXAT));
+        let mut both = redis::pipe();
+        both.atomic()
+            .add_command(cmd)
+            .ignore()
+            .add_command(kept)
+            .ignore();
+        self.bounded(
+            "a commit with its kept answer (MULTI SET SET EXEC)",
+            both.exec_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn lookup(&self, payment_hash: &PaymentHash, _now: u64) -> Result<Lookup, StoreError> {
+        let mut both = redis::pipe();
+        both.cmd("GET")
+            .arg(self.key(payment_hash))
+            .cmd("GET")
+            .arg(self.kept_key(payment_hash));
+        let mut conn = self.conn.clone();
+        let (state, kept): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .bounded("a lookup (GET GET)", both.query_async(&mut conn))
+            .await?;
+        // The kept key expires at its keep-until by Redis's clock; the gateway checks the
+        // keep-until sealed inside it by its own.
+        Ok(match state {
+            None => Lookup::Unknown,
+            Some(value) if value == COMMITTED.as_bytes() => match kept {
+                Some(sealed) => Lookup::Kept(sealed),
+                None => Lookup::Committed,
+            },
+            Some(_) => Lookup::Pending,
+        })
     }
 
     async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
@@ -253,10 +313,14 @@ impl SpentStore for RedisStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<Value>) = self
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
                 .bounded("a count (SCAN)", cmd.query_async(&mut conn))
                 .await?;
-            count += keys.len() as u64;
+            // Kept answers go with their spent keys: counted once, as those.
+            count += keys
+                .iter()
+                .filter(|k| !k.ends_with(KEPT_SUFFIX.as_bytes()))
+                .count() as u64;
             if next == 0 {
                 return Ok(count);
             }

@@ -1,38 +1,46 @@
 //! The SQLite spent set: the default store, one file that survives a crash.
 //!
 //! The file holds one table, `spent(hash BLOB PRIMARY KEY, until INTEGER NOT NULL, ticket BLOB
-//! NULL)`: a row with a ticket is a pending claim, a row without one is spent for good.
+//! NULL, kept_until INTEGER NULL, kept BLOB NULL)`: one row per committed payment hash, with the
+//! sealed answer it bought while that is kept (`kept_until`). `ticket` is always NULL now: files
+//! written before pending claims moved to memory held them there, and `open` drops such rows.
+//! A file of that older shape (no `kept` columns) is migrated at open.
 //!
-//! **Durable before it answers.** The database runs in WAL mode with `synchronous=FULL`, so every
-//! write transaction is on disk (the WAL fsynced) before [`SpentStore::claim`] returns
-//! [`Claim::Won`] and the gateway forwards the request. A token whose request got a response is
-//! never accepted again, even after `kill -9` or a power cut and a restart.
+//! **Durable before it answers.** The database runs in WAL mode with `synchronous=FULL`, so a
+//! commit, with its kept answer, is on disk (the WAL fsynced) before [`SpentStore::commit`]
+//! returns and the gateway sends the answer. A token whose request got a response is never
+//! accepted again, even after `kill -9` or a power cut and a restart, and the answer's kept copy
+//! is there for the client's retry.
 //!
-//! **Pending claims are released at open.** A pending row left by a previous process belongs to
-//! a request that process never answered (it died between the claim and the commit): no client
-//! got a response for that token, so [`SqliteStore::open`] deletes these rows and the tokens work
-//! again. To make that safe, one process at a time holds the file: `open` takes an exclusive lock
-//! on a sidecar `<file>.lock` and refuses, with an error, a file another process has open.
+//! **Pending claims live in memory.** A claim only needs to hold against other requests of this
+//! process while it is in flight: one process at a time holds the file (`open` takes an
+//! exclusive lock on a sidecar `<file>.lock` and refuses a file another process has open), and a
+//! claim that process never committed belongs to a request it never answered, so after a crash
+//! it must be released anyway. A claim is therefore a map entry in the store (under a mutex)
+//! plus a read of the durable table for a committed row; only the commit is a durable write. A
+//! crash loses exactly what it lost before: pending claims, which a restart released. A paid
+//! request costs one fsync (its commit), not two.
 //!
 //! **Group commit.** SQLite is blocking and every write costs an fsync. One worker thread owns
 //! the connection; the async methods hand it jobs over a channel and await the answer. The worker
 //! takes every job waiting in the queue, runs them in one transaction and answers them all after
-//! a single `COMMIT`: under load many claims share one fsync, and nothing is answered before it
+//! a single `COMMIT`: under load many commits share one fsync, and nothing is answered before it
 //! is durable. If the transaction fails, every job in it gets a [`StoreError`] (nothing of it was
 //! written), and the gateway fails closed.
 
 use plannt_l402::PaymentHash;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{Claim, SpentStore, StoreError, Ticket};
+use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
 
 /// The most jobs one transaction carries.
 const MAX_BATCH: usize = 256;
@@ -42,43 +50,53 @@ const MAX_BATCH: usize = 256;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS spent (
-    hash   BLOB PRIMARY KEY,
-    until  INTEGER NOT NULL,
-    ticket BLOB NULL
+    hash       BLOB PRIMARY KEY,
+    until      INTEGER NOT NULL,
+    ticket     BLOB NULL,
+    kept_until INTEGER NULL,
+    kept       BLOB NULL
 ) WITHOUT ROWID";
+/// Adds the kept-answer columns to a file made before them.
+const MIGRATE: &str = "ALTER TABLE spent ADD COLUMN kept_until INTEGER NULL;
+                       ALTER TABLE spent ADD COLUMN kept BLOB NULL;";
 /// For purge, which would otherwise read the whole table.
-const INDEX: &str = "CREATE INDEX IF NOT EXISTS spent_until ON spent (until)";
+const INDEX: &str = "CREATE INDEX IF NOT EXISTS spent_until ON spent (until);
+                     CREATE INDEX IF NOT EXISTS spent_kept_until ON spent (kept_until)
+                         WHERE kept_until IS NOT NULL";
 
-const CLAIM: &str = "INSERT INTO spent (hash, until, ticket) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (hash) DO NOTHING";
-// An upsert, not a plain UPDATE: if the row went (purged because the token expired mid-request),
-// the token is still recorded as spent.
-const COMMIT: &str = "INSERT INTO spent (hash, until, ticket) VALUES (?1, ?2, NULL) \
-                      ON CONFLICT (hash) DO UPDATE SET ticket = NULL, until = excluded.until";
-const RELEASE: &str = "DELETE FROM spent WHERE hash = ?1 AND ticket = ?2";
+const EXISTS: &str = "SELECT 1 FROM spent WHERE hash = ?1";
+// An upsert: if the row is there already (committed by an earlier process whose pending claim
+// this one never saw), the token stays spent and the newer answer is kept.
+const COMMIT: &str = "INSERT INTO spent (hash, until, ticket, kept_until, kept) \
+                      VALUES (?1, ?2, NULL, ?3, ?4) \
+                      ON CONFLICT (hash) DO UPDATE SET ticket = NULL, until = excluded.until, \
+                      kept_until = excluded.kept_until, kept = excluded.kept";
+const LOOKUP: &str = "SELECT kept_until, kept FROM spent WHERE hash = ?1";
 const PURGE: &str = "DELETE FROM spent WHERE until < ?1";
+const PURGE_KEPT: &str = "UPDATE spent SET kept_until = NULL, kept = NULL WHERE kept_until < ?1";
 const COUNT: &str = "SELECT count(*) FROM spent";
 
 /// A spent set in a SQLite file. See the [module docs](self).
 pub struct SqliteStore {
+    /// Claims in flight: ticket and `until` by payment hash.
+    pending: Mutex<HashMap<PaymentHash, (Ticket, u64)>>,
     jobs: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
 enum Op {
-    Claim {
+    Exists {
         hash: PaymentHash,
-        until: u64,
-        ticket: Ticket,
     },
     Commit {
         hash: PaymentHash,
         until: u64,
+        keep: Option<Keep>,
     },
-    Release {
+    Lookup {
         hash: PaymentHash,
-        ticket: Ticket,
+        now: u64,
     },
     Purge {
         now: u64,
@@ -88,7 +106,8 @@ enum Op {
 }
 
 enum Answer {
-    Claim(Claim),
+    Exists(bool),
+    Found(Lookup),
     Count(u64),
     Done,
 }
@@ -134,6 +153,7 @@ impl SqliteStore {
                 source: Arc::new(e),
             })?;
         Ok(SqliteStore {
+            pending: Mutex::new(HashMap::new()),
             jobs: Some(jobs),
             worker: Some(worker),
             path,
@@ -143,6 +163,18 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PaymentHash, (Ticket, u64)>> {
+        self.pending.lock().expect("pending claims lock")
+    }
+
+    /// Drops this ticket's pending claim, if it is still there.
+    fn forget(&self, hash: &PaymentHash, ticket: &Ticket) {
+        let mut pending = self.pending();
+        if pending.get(hash).is_some_and(|(t, _)| t == ticket) {
+            pending.remove(hash);
+        }
     }
 
     async fn run(&self, op: Op) -> Result<Answer, StoreError> {
@@ -218,9 +250,10 @@ fn prepare(conn: &Connection, path: &str) -> Result<usize, StoreError> {
         .map_err(|e| sql_error(path, "cannot set the busy timeout on", e))?;
     conn.execute_batch(TABLE)
         .map_err(|e| sql_error(path, "cannot create the spent table in", e))?;
+    migrate(conn, path)?;
     // Preparing every statement now finds a `spent` table of another shape at once, not at the
     // first paid request.
-    for sql in [CLAIM, COMMIT, RELEASE, PURGE, COUNT] {
+    for sql in [EXISTS, COMMIT, LOOKUP, PURGE, PURGE_KEPT, COUNT] {
         conn.prepare_cached(sql).map_err(|e| {
             sql_error(
                 path,
@@ -233,6 +266,26 @@ fn prepare(conn: &Connection, path: &str) -> Result<usize, StoreError> {
         .map_err(|e| sql_error(path, "cannot create the index in", e))?;
     conn.execute("DELETE FROM spent WHERE ticket IS NOT NULL", [])
         .map_err(|e| sql_error(path, "cannot release pending claims in", e))
+}
+
+/// Adds the kept-answer columns to a `spent` table Plannt made before them (it has `hash`,
+/// `until` and `ticket`, and not `kept`). A table of another shape is left alone, to be refused.
+fn migrate(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('spent')")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(|e| sql_error(path, "cannot read the shape of the spent table in", e))?;
+    let has = |name: &str| columns.iter().any(|c| c == name);
+    if has("hash") && has("until") && has("ticket") && !has("kept_until") && !has("kept") {
+        conn.execute_batch(&format!("BEGIN; {MIGRATE} COMMIT;"))
+            .map_err(|e| sql_error(path, "cannot add the kept-answer columns to", e))?;
+        tracing::info!(path, "added the kept-answer columns to the spent set");
+    }
+    Ok(())
 }
 
 /// The worker thread: owns the connection (and the lock) until the queue closes.
@@ -294,36 +347,44 @@ fn rollback(conn: &Connection) {
 
 fn run_op(conn: &Connection, op: &Op) -> rusqlite::Result<Answer> {
     Ok(match op {
-        Op::Claim {
-            hash,
-            until,
-            ticket,
-        } => {
-            let inserted = conn.prepare_cached(CLAIM)?.execute(params![
+        Op::Exists { hash } => {
+            Answer::Exists(conn.prepare_cached(EXISTS)?.exists(params![&hash.0[..]])?)
+        }
+        Op::Commit { hash, until, keep } => {
+            conn.prepare_cached(COMMIT)?.execute(params![
                 &hash.0[..],
                 sql_time(*until),
-                &ticket.0[..]
+                keep.as_ref().map(|k| sql_time(k.until)),
+                keep.as_ref().map(|k| &k.sealed[..]),
             ])?;
-            Answer::Claim(if inserted == 1 {
-                Claim::Won(*ticket)
-            } else {
-                Claim::Spent
+            Answer::Done
+        }
+        Op::Lookup { hash, now } => {
+            let row = conn
+                .prepare_cached(LOOKUP)?
+                .query_row(params![&hash.0[..]], |row| {
+                    Ok((
+                        row.get::<_, Option<i64>>(0)?,
+                        row.get::<_, Option<Vec<u8>>>(1)?,
+                    ))
+                })
+                .optional()?;
+            Answer::Found(match row {
+                None => Lookup::Unknown,
+                Some((Some(until), Some(sealed))) if until >= sql_time(*now) => {
+                    Lookup::Kept(sealed)
+                }
+                Some(_) => Lookup::Committed,
             })
         }
-        Op::Commit { hash, until } => {
-            conn.prepare_cached(COMMIT)?
-                .execute(params![&hash.0[..], sql_time(*until)])?;
-            Answer::Done
+        Op::Purge { now } => {
+            conn.prepare_cached(PURGE_KEPT)?
+                .execute(params![sql_time(*now)])?;
+            Answer::Count(
+                conn.prepare_cached(PURGE)?
+                    .execute(params![sql_time(*now)])? as u64,
+            )
         }
-        Op::Release { hash, ticket } => {
-            conn.prepare_cached(RELEASE)?
-                .execute(params![&hash.0[..], &ticket.0[..]])?;
-            Answer::Done
-        }
-        Op::Purge { now } => Answer::Count(
-            conn.prepare_cached(PURGE)?
-                .execute(params![sql_time(*now)])? as u64,
-        ),
         Op::Len => {
             let count: i64 = conn
                 .prepare_cached(COUNT)?
@@ -377,52 +438,97 @@ fn unexpected(op: &str) -> StoreError {
 #[async_trait]
 impl SpentStore for SqliteStore {
     async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError> {
-        match self
-            .run(Op::Claim {
-                hash: *payment_hash,
-                until,
-                ticket: Ticket::new(),
-            })
-            .await?
+        let ticket = Ticket::new();
         {
-            Answer::Claim(claim) => Ok(claim),
-            _ => Err(unexpected("claim")),
+            let mut pending = self.pending();
+            if pending.contains_key(payment_hash) {
+                return Ok(Claim::Spent);
+            }
+            // Held from here: a concurrent claim of the same hash now loses, and a commit only
+            // clears its own pending entry after its row is durable.
+            pending.insert(*payment_hash, (ticket, until));
+        }
+        let committed = match self
+            .run(Op::Exists {
+                hash: *payment_hash,
+            })
+            .await
+        {
+            Ok(Answer::Exists(committed)) => committed,
+            Ok(_) => {
+                self.forget(payment_hash, &ticket);
+                return Err(unexpected("claim"));
+            }
+            Err(e) => {
+                self.forget(payment_hash, &ticket);
+                return Err(e);
+            }
+        };
+        if committed {
+            self.forget(payment_hash, &ticket);
+            Ok(Claim::Spent)
+        } else {
+            Ok(Claim::Won(ticket))
         }
     }
 
     async fn commit(
         &self,
         payment_hash: &PaymentHash,
-        _ticket: &Ticket,
+        ticket: &Ticket,
         until: u64,
+        keep: Option<Keep>,
     ) -> Result<(), StoreError> {
         self.run(Op::Commit {
             hash: *payment_hash,
             until,
+            keep,
         })
-        .await
-        .map(drop)
+        .await?;
+        // Only once the row is durable: until then the pending claim refuses the token. A
+        // commit that failed leaves it refusing the token until this process ends.
+        self.forget(payment_hash, ticket);
+        Ok(())
+    }
+
+    async fn lookup(&self, payment_hash: &PaymentHash, now: u64) -> Result<Lookup, StoreError> {
+        if self.pending().contains_key(payment_hash) {
+            return Ok(Lookup::Pending);
+        }
+        match self
+            .run(Op::Lookup {
+                hash: *payment_hash,
+                now,
+            })
+            .await?
+        {
+            Answer::Found(found) => Ok(found),
+            _ => Err(unexpected("lookup")),
+        }
     }
 
     async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
-        self.run(Op::Release {
-            hash: *payment_hash,
-            ticket: *ticket,
-        })
-        .await
-        .map(drop)
+        self.forget(payment_hash, ticket);
+        Ok(())
     }
 
     async fn purge(&self, now: u64) -> Result<u64, StoreError> {
+        let lapsed = {
+            let mut pending = self.pending();
+            let before = pending.len();
+            pending.retain(|_, (_, until)| *until >= now);
+            (before - pending.len()) as u64
+        };
         match self.run(Op::Purge { now }).await? {
-            Answer::Count(n) => Ok(n),
+            Answer::Count(n) => Ok(n + lapsed),
             _ => Err(unexpected("purge")),
         }
     }
 
     async fn len(&self) -> Result<u64, StoreError> {
+        let pending = self.pending().len() as u64;
         match self.run(Op::Len).await? {
-            Answer::Count(n) => Ok(n),
+            Answer::Count(n) => Ok(n + pending),
             _ => Err(unexpected("len")),
         }
     }

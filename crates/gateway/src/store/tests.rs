@@ -3,7 +3,7 @@
 use plannt_l402::PaymentHash;
 use std::sync::Arc;
 
-use super::{Claim, SpentStore, Ticket};
+use super::{Claim, Keep, Lookup, SpentStore, Ticket};
 
 fn hash(n: u8) -> PaymentHash {
     let mut h = PaymentHash([0u8; 32]);
@@ -32,7 +32,7 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
     store.release(&hash(1), &ticket).await.unwrap();
     let ticket = won(&*store, 1, far).await;
     // Commit makes it stick; release after commit changes nothing.
-    store.commit(&hash(1), &ticket, far).await.unwrap();
+    store.commit(&hash(1), &ticket, far, None).await.unwrap();
     store.release(&hash(1), &ticket).await.unwrap();
     assert_eq!(store.claim(&hash(1), far).await.unwrap(), Claim::Spent);
     assert!(!store.is_empty().await.unwrap());
@@ -48,7 +48,7 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
         _ => now + 2,
     };
     let ticket = won(&*store, 3, until).await;
-    store.commit(&hash(3), &ticket, until).await.unwrap();
+    store.commit(&hash(3), &ticket, until, None).await.unwrap();
     assert_eq!(store.len().await.unwrap(), 2);
     store.purge(now + 3).await.unwrap();
     if store.name() == "redis" {
@@ -76,11 +76,150 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
     }
     assert_eq!(wins, 1);
     store.health().await.unwrap();
+
+    kept_answers(&*store).await;
+}
+
+/// A sealed answer of `n` bytes (opaque to the store), made so that each byte can be checked.
+fn sealed(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+/// Kept answers: written with the commit, looked up by hash, gone when expired or purged.
+async fn kept_answers(store: &dyn SpentStore) {
+    let far = 4_000_000_000;
+    let now = plannt_lightning::invoice::unix_now();
+    assert_eq!(store.lookup(&hash(20), now).await.unwrap(), Lookup::Unknown);
+
+    // In flight, then committed with its answer: the same bytes come back.
+    let ticket = won(store, 20, far).await;
+    assert_eq!(store.lookup(&hash(20), now).await.unwrap(), Lookup::Pending);
+    let answer = sealed(70_000, 1);
+    let keep = Keep {
+        sealed: answer.clone(),
+        until: now + 600,
+    };
+    store
+        .commit(&hash(20), &ticket, far, Some(keep))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lookup(&hash(20), now).await.unwrap(),
+        Lookup::Kept(answer)
+    );
+    // Still one entry per payment hash, and the token stays spent.
+    assert_eq!(store.claim(&hash(20), far).await.unwrap(), Claim::Spent);
+
+    // Committed without an answer.
+    let ticket = won(store, 21, far).await;
+    store.commit(&hash(21), &ticket, far, None).await.unwrap();
+    assert_eq!(
+        store.lookup(&hash(21), now).await.unwrap(),
+        Lookup::Committed
+    );
+
+    // A kept answer past its keep-until is not given.
+    let ticket = won(store, 22, far).await;
+    let keep = Keep {
+        sealed: sealed(10, 2),
+        until: now - 10,
+    };
+    store
+        .commit(&hash(22), &ticket, far, Some(keep))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lookup(&hash(22), now).await.unwrap(),
+        Lookup::Committed
+    );
+
+    // A released claim leaves nothing.
+    let ticket = won(store, 23, far).await;
+    store.release(&hash(23), &ticket).await.unwrap();
+    assert_eq!(store.lookup(&hash(23), now).await.unwrap(), Lookup::Unknown);
+
+    // Purge drops kept answers past their keep-until and keeps the spent entry (Redis expires
+    // the kept key by itself at its keep-until).
+    if store.name() != "redis" {
+        let ticket = won(store, 24, far).await;
+        let keep = Keep {
+            sealed: sealed(100, 3),
+            until: now + 100,
+        };
+        store
+            .commit(&hash(24), &ticket, far, Some(keep))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.lookup(&hash(24), now).await.unwrap(),
+            Lookup::Kept(_)
+        ));
+        store.purge(now + 200).await.unwrap();
+        // Looked up as of now: only the purge can have dropped it.
+        assert_eq!(
+            store.lookup(&hash(24), now).await.unwrap(),
+            Lookup::Committed
+        );
+        assert_eq!(store.claim(&hash(24), far).await.unwrap(), Claim::Spent);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_suite() {
     suite(Arc::new(super::MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_large_answers_stays_within_the_memory_bound() {
+    const LIMIT: usize = 1024 * 1024;
+    let store = super::MemoryStore::with_keep_limit(LIMIT);
+    let now = plannt_lightning::invoice::unix_now();
+    let far = 4_000_000_000;
+    for n in 0..2_000u32 {
+        let mut h = PaymentHash([0u8; 32]);
+        h.0[..4].copy_from_slice(&n.to_be_bytes());
+        h.0[31] = n as u8;
+        let Claim::Won(ticket) = store.claim(&h, far).await.unwrap() else {
+            panic!("a fresh hash is won");
+        };
+        let keep = Keep {
+            sealed: sealed(64 * 1024 + 29, n as u8),
+            until: now + 600,
+        };
+        store.commit(&h, &ticket, far, Some(keep)).await.unwrap();
+        assert!(
+            store.kept_bytes() <= LIMIT,
+            "{} bytes kept",
+            store.kept_bytes()
+        );
+    }
+    // 2,000 answers of 64 KiB went in (125 MiB); the newest fit, the oldest went, and every
+    // token stays spent.
+    assert!(store.kept_bytes() > LIMIT / 2);
+    let mut first = PaymentHash([0u8; 32]);
+    first.0[..4].copy_from_slice(&0u32.to_be_bytes());
+    assert_eq!(store.lookup(&first, now).await.unwrap(), Lookup::Committed);
+    let mut last = PaymentHash([0u8; 32]);
+    last.0[..4].copy_from_slice(&1999u32.to_be_bytes());
+    last.0[31] = 1999u32 as u8;
+    assert_eq!(
+        store.lookup(&last, now).await.unwrap(),
+        Lookup::Kept(sealed(64 * 1024 + 29, 1999u32 as u8))
+    );
+    assert_eq!(store.len().await.unwrap(), 2_000);
+    // An answer larger than the whole bound is not kept at all.
+    let mut big = PaymentHash([0u8; 32]);
+    big.0[0] = 0xff;
+    let Claim::Won(ticket) = store.claim(&big, far).await.unwrap() else {
+        panic!("a fresh hash is won");
+    };
+    let keep = Keep {
+        sealed: sealed(LIMIT + 1, 9),
+        until: now + 600,
+    };
+    store.commit(&big, &ticket, far, Some(keep)).await.unwrap();
+    assert_eq!(store.lookup(&big, now).await.unwrap(), Lookup::Committed);
+    assert!(store.kept_bytes() <= LIMIT);
 }
 
 mod sqlite {
@@ -108,7 +247,7 @@ mod sqlite {
         let path = dir.path().join("spent.db");
         let store = SqliteStore::open(&path).unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
         // Claimed, never answered: the process "dies" here.
         won(&store, 2, FAR).await;
         assert_eq!(store.len().await.unwrap(), 2);
@@ -118,6 +257,53 @@ mod sqlite {
         assert_eq!(store.len().await.unwrap(), 1);
         assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
         won(&store, 2, FAR).await;
+    }
+
+    #[tokio::test]
+    async fn opens_a_file_of_the_shape_before_kept_answers_and_migrates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        // The table exactly as earlier versions made it, with a committed and a pending row.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE spent (hash BLOB PRIMARY KEY, until INTEGER NOT NULL, ticket BLOB NULL) WITHOUT ROWID;
+             CREATE INDEX spent_until ON spent (until);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO spent (hash, until, ticket) VALUES (?1, ?2, NULL), (?3, ?2, x'01')",
+            rusqlite::params![&hash(1).0[..], FAR as i64, &hash(2).0[..]],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            super::Lookup::Committed
+        );
+        // The pending row of the old process is released; the token works, and keeps.
+        let ticket = won(&store, 2, FAR).await;
+        let keep = super::Keep {
+            sealed: b"sealed".to_vec(),
+            until: FAR,
+        };
+        store
+            .commit(&hash(2), &ticket, FAR, Some(keep))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.lookup(&hash(2), 0).await.unwrap(),
+            super::Lookup::Kept(b"sealed".to_vec())
+        );
+        drop(store);
+        // Opening the migrated file again changes nothing.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.lookup(&hash(2), 0).await.unwrap(),
+            super::Lookup::Kept(b"sealed".to_vec())
+        );
     }
 
     #[tokio::test]
@@ -183,7 +369,7 @@ mod sqlite {
         let path = std::env::var(CRASH_DB).expect("the parent names the database");
         let store = SqliteStore::open(path).unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
         won(&store, 2, FAR).await;
         println!("{READY}");
         std::future::pending::<()>().await;
@@ -269,7 +455,7 @@ mod redis {
             "ttl {ttl}"
         );
 
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
         let (value, expiry): (String, i64) = ::redis::pipe()
             .get(&key)
             .cmd("EXPIRETIME")
@@ -282,6 +468,36 @@ mod redis {
             (value.as_str(), expiry),
             ("committed", (FAR + margin) as i64)
         );
+    }
+
+    #[tokio::test]
+    async fn a_kept_answer_is_its_own_key_expiring_at_its_keep_until_and_counted_once() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let until = plannt_lightning::invoice::unix_now() + 600;
+        let ticket = won(&store, 1, FAR).await;
+        let keep = super::Keep {
+            sealed: vec![0, 1, 2, 255],
+            until,
+        };
+        store
+            .commit(&hash(1), &ticket, FAR, Some(keep))
+            .await
+            .unwrap();
+        let key = format!("plannt:spent:{}:kept", hex::encode(hash(1)));
+        let (value, expiry): (Vec<u8>, i64) = ::redis::pipe()
+            .get(&key)
+            .cmd("EXPIRETIME")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((value, expiry), (vec![0, 1, 2, 255], until as i64));
+        assert_eq!(store.len().await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -303,7 +519,7 @@ mod redis {
             .unwrap();
         let theirs = won(&store, 1, FAR).await;
         // Our response went out: the token is spent, and their release cannot free it.
-        store.commit(&hash(1), &ours, FAR).await.unwrap();
+        store.commit(&hash(1), &ours, FAR, None).await.unwrap();
         store.release(&hash(1), &theirs).await.unwrap();
         assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
     }
@@ -338,7 +554,7 @@ mod redis {
         };
         let store = RedisStore::connect(&server.url()).await.unwrap();
         let ticket = won(&store, 1, FAR).await;
-        store.commit(&hash(1), &ticket, FAR).await.unwrap();
+        store.commit(&hash(1), &ticket, FAR, None).await.unwrap();
 
         server.stop();
         for n in [2, 3] {

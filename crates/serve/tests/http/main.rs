@@ -7,6 +7,7 @@ mod attacks;
 mod dialects;
 mod generate;
 mod hostile;
+mod keep;
 mod protocol;
 mod spending;
 mod startup;

@@ -31,14 +31,25 @@ pub fn key_id() -> String {
         .to_string()
 }
 
-/// A configuration for tests: the given store, the fixed root key, no challenge rate limit.
+/// A configuration for tests: the given store, the fixed root key, no challenge rate limit, and
+/// no kept answers: these tests check what the spent set alone does with a credential presented
+/// again (refused as spent). [`keeping_config`] turns keeping on, as it is by default.
 pub fn config(store: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: store.parse().unwrap(),
         root_key: Some(ROOT_KEY.to_string()),
         challenges_per_second: 0.0,
+        keep_answer_bytes: 0,
         ..Config::default()
+    }
+}
+
+/// [`config`] with answers kept as `plannt serve` keeps them by default.
+pub fn keeping_config(store: &str) -> Config {
+    Config {
+        keep_answer_bytes: Config::default().keep_answer_bytes,
+        ..config(store)
     }
 }
 

@@ -4,16 +4,17 @@
 //! this test's own; each time it is started again on the same port, data directory and root key.
 //!
 //! Every token's outcomes are recorded. After the load the gateway is killed and started once
-//! more, and every token is presented again: one that got a 200 must be refused as `spent`; one
-//! that never got a 200 (its request was cut by a kill, or its upstream failed) must get one now,
-//! and only one. The upstream counts what it answered for each payment hash, which tells a token
-//! the gateway spent after an upstream answer from one it spent for nothing.
+//! more, and every token is presented again: one that got a 200 must get the same answer again,
+//! kept (`x-l402: replayed`, no upstream call), and be refused as `spent` for another request;
+//! one that never got a 200 (its request was cut by a kill, or its upstream failed) must get its
+//! answer now, and only one. The upstream counts what it answered for each payment hash, which
+//! tells a token the gateway spent after an upstream answer from one it spent for nothing.
 //!
-//! One exception is allowed, and counted: the gateway commits a token (durably) before the
-//! status line leaves, so that a 200 is never followed by a second one after a crash; a kill
-//! between the two spends the token although its client saw only a cut connection. Such a token
-//! must have been answered by the upstream, and its request must have been cut by a kill without
-//! being a pending claim released at the next start.
+//! The gateway commits a token, with its answer kept, durably before the status line leaves, so
+//! that a 200 is never followed by a second upstream call after a crash. A kill between the two
+//! spends the token although its client saw only a cut connection: its retry must get the kept
+//! answer (counted). The run fails if any paid token ends spent without an answer its retry can
+//! get (every answer here is far under `keep_answer_bytes`).
 //!
 //! - `tokens_that_got_a_200_stay_spent_across_kills`: the upstream always answers 200.
 //! - `released_tokens_work_later_across_kills`: it answers 500 to every other request; each 5xx
@@ -99,6 +100,10 @@ enum Outcome {
     /// 200 with `x-l402: spent` and the upstream's answer for this very token (`body_cut`: the
     /// status came, the body was cut off by a kill).
     Accepted { body_cut: bool },
+    /// 200 with `x-l402: replayed` and the upstream's answer for this very token, kept.
+    Replayed,
+    /// 409 with `x-l402: pending`: the token's first request is still in flight.
+    Pending,
     /// A 5xx with `x-l402: released`.
     Released(u16),
     /// 402 with reason `spent`.
@@ -282,7 +287,18 @@ async fn present(
     token: &mut Token,
     doings: &mut Doings,
 ) -> Outcome {
-    let url = format!("{base}{PATH}");
+    present_at(http, base, PATH, token, doings).await
+}
+
+/// Presents `token` once for `path` (the route's, with a query or not) and records the outcome.
+async fn present_at(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &mut Token,
+    doings: &mut Doings,
+) -> Outcome {
+    let url = format!("{base}{path}");
     let request = || http.get(&url).header("authorization", &token.credential);
     let outcome = match send_when_up(request, doings).await {
         None => Outcome::Broken,
@@ -300,6 +316,12 @@ fn classify(reply: &Reply, hash: &str) -> Outcome {
         }
         200 if x_l402 == Some("spent") && reply.body.is_null() => {
             Outcome::Accepted { body_cut: true }
+        }
+        200 if x_l402 == Some("replayed") && reply.body == json!({"served": hash}) => {
+            Outcome::Replayed
+        }
+        409 if x_l402 == Some("pending") && reply.body["reason"] == "in_progress" => {
+            Outcome::Pending
         }
         500..=599 if x_l402 == Some("released") => Outcome::Released(reply.status),
         402 if reply.reason.as_deref() == Some("spent") && reply.body["reason"] == "spent" => {
@@ -342,9 +364,16 @@ struct Counts {
     accepted: usize,
     released: usize,
     broken: usize,
-    released_at_start: u64,
-    refused_on_replay: usize,
+    /// Tokens that got a 200 in the load and got the same answer, kept, when presented again.
+    replayed: usize,
+    /// Tokens refused as spent for another request (a query added) after the load.
+    refused_other: usize,
+    /// Tokens without a 200 in the load that got one after it (their claim was released).
     recovered: usize,
+    /// Tokens without a 200 in the load whose retry got the kept answer: a kill fell between
+    /// the commit and the status line.
+    kept_after_kill: usize,
+    /// Tokens spent without an answer their retry could get (must be none).
     lost: usize,
     upstream_ok: u64,
     upstream_failed: u64,
@@ -406,8 +435,10 @@ fn run(failing_half: bool) -> Counts {
     let http = http();
     let base = gateway.base();
     let mut lost = Vec::new();
+    let mut kept_after_kill = Vec::new();
     let mut recovered = 0;
-    let mut refused_on_replay = 0;
+    let mut replayed = 0;
+    let mut refused_other = 0;
     runtime.block_on(async {
         for (token, &before) in tokens.iter_mut().zip(&during_load) {
             if before == 0 {
@@ -416,22 +447,34 @@ fn run(failing_half: bool) -> Counts {
                     match present(&http, &base, token, &mut doings).await {
                         Outcome::Released(_) => continue,
                         Outcome::Accepted { .. } => recovered += 1,
+                        Outcome::Replayed => kept_after_kill.push(token.hash.clone()),
                         Outcome::Spent => lost.push(token.hash.clone()),
                         _ => {}
                     }
                     break;
                 }
             }
-            // Whatever happened, it is spent now.
-            let replay = present(&http, &base, token, &mut doings).await;
-            assert_eq!(
-                replay,
-                Outcome::Spent,
-                "a token presented after it got a 200 (or after it was lost): {token:?}"
-            );
-            if before == 1 {
-                refused_on_replay += 1;
+            // Whatever happened, it is spent now: the same request gets the kept answer (no
+            // upstream call), another one is refused as spent.
+            let again = present(&http, &base, token, &mut doings).await;
+            if !lost.contains(&token.hash) {
+                assert_eq!(
+                    again,
+                    Outcome::Replayed,
+                    "a token presented again after it got its answer: {token:?}"
+                );
+                if before == 1 {
+                    replayed += 1;
+                }
             }
+            let other = format!("{PATH}?again=1");
+            let refused = present_at(&http, &base, &other, token, &mut doings).await;
+            assert_eq!(
+                refused,
+                Outcome::Spent,
+                "a spent token presented for another request: {token:?}"
+            );
+            refused_other += 1;
         }
     });
 
@@ -449,25 +492,27 @@ fn run(failing_half: bool) -> Counts {
             .iter()
             .map(|t| t.count(|o| *o == Outcome::Broken))
             .sum(),
-        released_at_start,
-        refused_on_replay,
+        replayed,
+        refused_other,
         recovered,
+        kept_after_kill: kept_after_kill.len(),
         lost: lost.len(),
         upstream_ok: answered.values().map(|a| u64::from(a.ok)).sum(),
         upstream_failed: answered.values().map(|a| u64::from(a.failed)).sum(),
     };
     eprintln!("{name}: {counts:?}\n{doings:?}");
     println!(
-        "crash-row | {name} | {} s | {} + 1 | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+        "crash-row | {name} | {} s | {} + 1 | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
         settings.seconds,
         counts.kills,
         counts.paid,
         counts.accepted,
         counts.released,
         counts.broken,
-        counts.released_at_start,
         counts.recovered,
-        counts.refused_on_replay,
+        counts.kept_after_kill,
+        counts.replayed,
+        counts.refused_other,
         counts.lost,
         counts.upstream_ok,
         counts.upstream_failed,
@@ -477,11 +522,14 @@ fn run(failing_half: bool) -> Counts {
     // answer for that very token (or its body was cut off by a kill), each 5xx `x-l402: released`.
     for (token, &load) in tokens.iter().zip(&load_outcomes) {
         assert!(token.accepted() <= 1, "two 200s for one token: {token:?}");
-        // In the load a token is presented again only after a release: never refused as spent.
-        assert!(
-            !token.outcomes[..load].contains(&Outcome::Spent),
-            "refused as spent in the load: {token:?}"
-        );
+        // In the load a token is presented again only after a release: never refused as spent,
+        // never replayed, never in flight.
+        for outcome in [Outcome::Spent, Outcome::Replayed, Outcome::Pending] {
+            assert!(
+                !token.outcomes[..load].contains(&outcome),
+                "{outcome:?} in the load: {token:?}"
+            );
+        }
         for outcome in &token.outcomes {
             assert!(
                 !matches!(outcome, Outcome::Other(_)),
@@ -517,19 +565,20 @@ fn run(failing_half: bool) -> Counts {
         "{counts:?}\n{}",
         gateway.logs()
     );
-    // The counts add up: every paid token got its one 200, during the load or after it.
+    // The counts add up: every paid token got its one answer, during the load or after it.
     assert_eq!(
-        counts.accepted + counts.recovered + counts.lost,
+        counts.accepted + counts.recovered + counts.kept_after_kill + counts.lost,
         counts.paid,
         "{counts:?}"
     );
-    assert_eq!(counts.refused_on_replay, counts.accepted, "{counts:?}");
+    assert_eq!(counts.replayed, counts.accepted, "{counts:?}");
+    assert_eq!(counts.refused_other, counts.paid, "{counts:?}");
     // A token is spent without its client getting the answer only when a kill fell between the
-    // commit (durable before the status line is sent, so that a 200 is never followed by a
-    // second one) and the status line: a request cut off by a kill, that was no longer a pending
-    // claim, the last thing its token did in the load, after the upstream answered it.
+    // commit (durable, with the kept answer, before the status line is sent) and the status
+    // line: a request cut off by a kill, the last thing its token did in the load, after the
+    // upstream answered it. Its retry gets the kept answer; none is lost.
     for (token, &load) in tokens.iter().zip(&load_outcomes) {
-        if lost.contains(&token.hash) {
+        if kept_after_kill.contains(&token.hash) || lost.contains(&token.hash) {
             assert_eq!(
                 token.outcomes[..load].last(),
                 Some(&Outcome::Broken),
@@ -538,14 +587,18 @@ fn run(failing_half: bool) -> Counts {
         }
     }
     assert!(
-        counts.lost as u64 + released_at_start <= counts.broken as u64,
+        (counts.kept_after_kill + counts.lost) as u64 + released_at_start <= counts.broken as u64,
         "{counts:?}"
     );
-    if counts.lost > 0 {
+    assert_eq!(
+        counts.lost, 0,
+        "paid tokens spent without an answer their retry can get: {lost:?}\n{counts:?}"
+    );
+    if counts.kept_after_kill > 0 {
         eprintln!(
-            "{name}: {} paid token(s) spent with the answer cut off by a kill (the upstream \
-             answered, the commit was durable, the status line never left): {lost:?}",
-            counts.lost
+            "{name}: {} paid token(s) spent by a kill between the commit and the status line; \
+             each retry got the kept answer: {kept_after_kill:?}",
+            counts.kept_after_kill
         );
     }
     assert_eq!(counts.kills, settings.kills, "{counts:?}");
@@ -613,6 +666,9 @@ fn an_invoice_of_a_killed_gateway_is_paid_and_used_after_its_restart() {
     assert_eq!(first, Outcome::Accepted { body_cut: false }, "{token:?}");
     gateway.kill_and_restart();
     let again = runtime.block_on(present(&http, &base, &mut token, &mut doings));
-    assert_eq!(again, Outcome::Spent, "{token:?}");
+    assert_eq!(again, Outcome::Replayed, "{token:?}");
+    let other = format!("{PATH}?again=1");
+    let refused = runtime.block_on(present_at(&http, &base, &other, &mut token, &mut doings));
+    assert_eq!(refused, Outcome::Spent, "{token:?}");
     assert_eq!(upstream.answered()[&token.hash].ok, 1);
 }

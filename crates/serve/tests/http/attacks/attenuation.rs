@@ -186,7 +186,8 @@ impl Bench {
     }
 }
 
-/// Runs `steps` against one paid token: how many answers of 200 it bought.
+/// Runs `steps` against one paid token: how many answers of 200 it bought (the kept answer given
+/// again to the same credential is the same answer, not another).
 async fn answers(bench: &Bench, steps: &[Step], redis: Option<&redis::Client>) -> usize {
     let (macaroon, preimage, minted) = bench.token().await;
     let mut copies = vec![macaroon];
@@ -211,10 +212,22 @@ async fn answers(bench: &Bench, steps: &[Step], redis: Option<&redis::Client>) -
             }
             Step::Present(which) => {
                 let copy = &copies[copies.len() - 1 - which % copies.len()];
-                let answer = bench
-                    .get(Some(&authorization(copy, &preimage)))
-                    .await
-                    .status();
+                let response = bench.get(Some(&authorization(copy, &preimage))).await;
+                let answer = response.status();
+                let replayed = response
+                    .headers()
+                    .get("x-l402")
+                    .is_some_and(|v| v == "replayed");
+                if replayed {
+                    // The same credential again for the same request: the kept answer, not a
+                    // second one (the upstream is not called).
+                    assert_eq!(answer, StatusCode::OK);
+                    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                        .await
+                        .unwrap();
+                    assert_eq!(&body[..], b"served");
+                    continue;
+                }
                 match answer {
                     StatusCode::OK => served += 1,
                     StatusCode::PAYMENT_REQUIRED => {}
