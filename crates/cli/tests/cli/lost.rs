@@ -2,14 +2,21 @@
 //! (SIGKILL) while the gateway holds its answer leaves the request unanswered in the ledger,
 //! `plannt ledger` shows it, and `plannt ledger retry` gets the kept answer with the same
 //! credential; `plannt mcp`'s `fetch` recovers a cut connection; a gateway that kept nothing
-//! gets a clear error. Each pays once.
+//! gets a clear error; and a real `plannt serve` keeps a slow upstream's answer for the retry of a
+//! client whose connection closed. Each pays once.
 
+use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Fault, Home, Mcp, START_MSAT, Scenario, Server, code, describe, wait_until};
+use crate::cluster::Serve;
+use crate::support::{
+    Fault, Home, Keeper, Mcp, START_MSAT, Scenario, Server, code, describe, wait_until,
+};
 
 const PAID_BODY: &[u8] = b"{\"result\":\"paid\"}";
 
@@ -194,4 +201,83 @@ fn mcp_fetch_recovers_an_answer_lost_on_a_cut_connection() {
         home.ledger().recent(10).unwrap()[0].answer.as_deref(),
         Some("recovered")
     );
+}
+
+#[test]
+fn plannt_serve_keeps_a_slow_upstreams_answer_and_get_recovers_it_after_a_hang_up() {
+    let home = Home::new();
+    // An upstream that takes a second to answer, counting its calls.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let upstream = runtime.block_on(async move {
+        let app = axum::Router::new().route(
+            "/v1/slow",
+            axum::routing::get(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    axum::Json(json!({"slow": "done"}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    });
+    let config = home.path().join("plannt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[routes]]\nid = \"status\"\npath = \"/status\"\nhandler = \"status\"\n\n[[routes]]\nid = \"slow\"\npath = \"/v1/slow\"\nprice_sats = 21\nupstream = \"http://{upstream}\"\n"
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(
+        &home.path().join("gateway"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    // In front of it, a hop that closes the client's connection once the upstream has the paid
+    // request: the gateway finishes it and keeps its answer.
+    let keeper = runtime.block_on(Keeper::start(
+        SocketAddr::from(([127, 0, 0, 1], serve.port)),
+        Fault::HangUp,
+    ));
+    let wallet = format!("dev+http://127.0.0.1:{}", serve.port);
+    let (shared, called) = (keeper.shared.clone(), calls.clone());
+    let releaser = std::thread::spawn(move || {
+        wait_until("the upstream has the paid request", || {
+            called.load(Ordering::SeqCst) > 0
+        });
+        shared.release();
+    });
+
+    let output = home.run(&[
+        "get",
+        "-v",
+        "--max-time",
+        "30",
+        "--wallet",
+        &wallet,
+        keeper.url("/v1/slow").as_str(),
+    ]);
+    releaser.join().unwrap();
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    assert_eq!(output.stdout, b"{\"slow\":\"done\"}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("< 200 OK (x-l402: replayed)"), "{stderr}");
+    assert!(stderr.contains("recovered"), "{stderr}");
+    // One payment, one upstream call.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let records = home.ledger().recent(10).unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].status, "paid");
+    assert_eq!(records[0].answer.as_deref(), Some("recovered"));
 }

@@ -4,7 +4,8 @@
 //!   stdio) against the test kit's hostile L402 server, paying through its dev network;
 //! - `lost`: a paid answer lost after the credential left (the process killed, a connection
 //!   cut, a gateway that kept nothing): `plannt ledger`, `plannt ledger retry`, the same
-//!   `plannt get` again and `plannt mcp`'s `fetch` recover it, paying once;
+//!   `plannt get` again and `plannt mcp`'s `fetch` recover it, paying once, from the test kit's
+//!   keeper and from a real `plannt serve` in front of a slow upstream;
 //! - `dialects`: `plannt get` against a `plannt serve` that offers only MPP or only x402, and
 //!   `--dialect`;
 //! - `failures`: `plannt get` and `plannt mcp` when the wallet or the server does not answer
