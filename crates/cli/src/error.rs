@@ -12,7 +12,8 @@
 //!                                                    PaymentTimedOut, Error::PaymentFailed
 //! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
 //!                                                    own answer of a 4xx or 5xx)
-//! 7  the server could not be reached                 ClientError::Network
+//! 7  the server could not be reached, or the answer  ClientError::Network, AnswerLost
+//!    to a paid request was lost and none was kept
 //! 8  `plannt check` found a check that failed        (its own verdict, not an error)
 //! ```
 //!
@@ -27,7 +28,7 @@ use plannt_client::{ClientError, LedgerError, SettingsError};
 /// literal, for `concat!` in the commands' help.
 macro_rules! exit_status {
     () => {
-        "Exit status: 0 success (also when the reader of standard output goes away early, as `head` does: the command ends quietly); 1 setup or other failure (the settings, the wallet, the ledger, a file, a port); 2 bad usage (an unknown or malformed argument); 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed, or is still in flight; 6 the server answered an HTTP error; 7 the server could not be reached; 8 plannt check found a failing check."
+        "Exit status: 0 success (also when the reader of standard output goes away early, as `head` does: the command ends quietly); 1 setup or other failure (the settings, the wallet, the ledger, a file, a port); 2 bad usage (an unknown or malformed argument); 3 over budget (nothing paid); 4 a check refused the request or the payment (nothing sent, or nothing paid); 5 the payment failed, or is still in flight; 6 the server answered an HTTP error; 7 the server could not be reached, or the answer to a paid request was lost and the server kept none (nothing is paid twice); 8 plannt check found a failing check."
     };
 }
 pub(crate) use exit_status;
@@ -44,7 +45,8 @@ pub mod exit {
     pub const PAYMENT_FAILED: u8 = 5;
     /// The server answered with an HTTP error (4xx or 5xx).
     pub const HTTP_ERROR: u8 = 6;
-    /// The server could not be reached.
+    /// The server could not be reached, or the answer to a paid request was lost and the server
+    /// kept none.
     pub const NETWORK_ERROR: u8 = 7;
     /// `plannt check` found at least one check that failed.
     pub const CHECK_FAILED: u8 = 8;
@@ -129,7 +131,7 @@ fn client_status(e: &ClientError) -> u8 {
         ClientError::PaymentFailed(_)
         | ClientError::PaymentPending(_)
         | ClientError::PaymentTimedOut { .. } => exit::PAYMENT_FAILED,
-        ClientError::Network(_) => exit::NETWORK_ERROR,
+        ClientError::Network(_) | ClientError::AnswerLost { .. } => exit::NETWORK_ERROR,
         ClientError::BadChallenge(_) => exit::HTTP_ERROR,
         _ => 1,
     }
@@ -149,6 +151,16 @@ mod tests {
         );
         let pending = Error::from(ClientError::PaymentPending("ab".into()));
         assert_eq!(pending.exit_code(), ExitCode::from(exit::PAYMENT_FAILED));
+        let lost = Error::from(ClientError::AnswerLost {
+            payment_hash: "ab".repeat(32),
+            origin: "https://api.example".into(),
+        });
+        assert_eq!(lost.exit_code(), ExitCode::from(exit::NETWORK_ERROR));
+        assert!(
+            lost.to_string()
+                .starts_with("paid; the answer was lost and the server kept none"),
+            "{lost}"
+        );
         let usage = Error::Usage("--max-body-bytes must be at least 1".into());
         assert_eq!(usage.exit_code(), ExitCode::from(exit::USAGE));
         assert_eq!(usage.to_string(), "--max-body-bytes must be at least 1");

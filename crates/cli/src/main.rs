@@ -67,7 +67,8 @@ enum Command {
     Request(get::Args),
     /// Check a 402 server's challenges (L402, MPP, x402), invoices and catalog; pays only with --pay.
     Check(check::Args),
-    /// Show the receipts, refusals, totals per host and day, and what each budget has left.
+    /// Show the receipts, refusals, totals per host and day, what each budget has left, and paid
+    /// requests without an answer (`plannt ledger retry` sends one again, paying nothing).
     Ledger(ledger::Args),
     /// Show what a macaroon, credential, challenge, invoice or receipt holds, in any dialect.
     ///
@@ -112,7 +113,7 @@ fn run(command: &Command) -> Result<ExitCode, Error> {
         Command::Check(args) => runtime()?.block_on(check::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)).map(done),
         Command::Decode(args) => decode::run(args).map(done),
-        Command::Ledger(args) => ledger::run(args).map(done),
+        Command::Ledger(args) => ledger::run(args),
         Command::Demo => runtime()?.block_on(demo::run()).map(done),
         Command::Wallet(args) => runtime()?.block_on(wallet::run(args)).map(done),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)).map(done),

@@ -99,6 +99,11 @@ pub struct Receipt {
     pub preimage: String,
     /// True if no payment was made now: a token paid earlier was presented.
     pub reused_token: bool,
+    /// True if this answer was recovered: the first answer to the credential was lost (the
+    /// connection broke, the time ran out, the process died), and the same credential presented
+    /// again for the same request got it (`x-l402: replayed` from a Plannt gateway). Nothing more
+    /// was paid for it.
+    pub recovered: bool,
 }
 
 fn dialect_name<S: serde::Serializer>(dialect: &Dialect, serializer: S) -> Result<S::Ok, S::Error> {
@@ -119,6 +124,15 @@ pub struct Response {
     pub(crate) body: reqwest::Response,
     /// What a failure to read the body reports.
     pub(crate) limits: Limits,
+    /// For an answer to a paid credential: the ledger to tell when its body breaks off.
+    pub(crate) answer: Option<Answering>,
+}
+
+/// A paid request's answer being read: the ledger recorded it answered when its status and
+/// headers arrived; a body that breaks off puts it back among the unanswered, to be sent again.
+pub(crate) struct Answering {
+    pub(crate) ledger: crate::ledger::Ledger,
+    pub(crate) payment_hash: plannt_l402::PaymentHash,
 }
 
 /// A paid token as presented: the header that carries it in its dialect (`Authorization` for
@@ -137,13 +151,22 @@ pub(crate) struct Limits {
 }
 
 impl Response {
-    /// The next piece of the body; `None` at the end.
+    /// The next piece of the body; `None` at the end. For a paid request, a body that breaks
+    /// off puts it back among the unanswered in the ledger (the error names its payment hash):
+    /// the same request sent again presents the same credential instead of paying.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
         let limits = self.limits;
-        self.body
-            .chunk()
-            .await
-            .map_err(|e| ClientError::Network(NetworkError::new(e, Step::Body, limits)))
+        match self.body.chunk().await {
+            Ok(chunk) => Ok(chunk),
+            Err(e) => {
+                let mut error = NetworkError::new(e, Step::Body, limits);
+                if let Some(a) = &self.answer {
+                    a.ledger.answer_broke_off(&a.payment_hash)?;
+                    error.token_kept = Some(hex::encode(a.payment_hash));
+                }
+                Err(ClientError::Network(error))
+            }
+        }
     }
 
     /// The whole body, up to `limit` bytes; `Err` past it.
@@ -399,6 +422,28 @@ pub enum ClientError {
         offered: Vec<Dialect>,
         /// What the call may pay, in the order it prefers them.
         allowed: Vec<Dialect>,
+    },
+    /// A paid request's answer was lost (the connection broke, the time ran out, the process
+    /// died), and the server answered the same credential, presented again for the same request,
+    /// with a 402: it kept no answer. Nothing more was paid; sending the request again pays again.
+    #[error(
+        "paid; the answer was lost and the server kept none: {origin} took the payment (payment hash {payment_hash}) but answered a 402 when the same credential was presented again for the same request. Nothing more was paid, and nothing will be paid again on its own: send the request again to pay for a new answer, or ask the operator of {origin} about this payment"
+    )]
+    AnswerLost {
+        /// The payment hash, hex.
+        payment_hash: String,
+        /// The server's origin.
+        origin: String,
+    },
+    /// A paid request without an answer cannot be sent again from the ledger.
+    #[error(
+        "the request paid by {payment_hash} cannot be sent again: {why}. Nothing was sent and nothing was paid"
+    )]
+    NotRetryable {
+        /// The payment hash, hex.
+        payment_hash: String,
+        /// Why (its body was over the bound the ledger records, or no such request).
+        why: String,
     },
     /// The ledger cannot be used.
     #[error(transparent)]

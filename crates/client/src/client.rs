@@ -8,6 +8,15 @@
 //!                                  the preimage -> record paid -> retry with the credential
 //!                                  (x402: again on a 402 with `Retry-After`, never paying again)
 //! ```
+//! A paid credential is recorded with its request before it is presented. When its answer is
+//! lost after it left (the connection broke or was reset, the server said `409` with
+//! `x-l402: pending` because the first try is still in flight), the same credential is presented
+//! again for the same request, waiting 250 ms and doubling, at most five more times after a
+//! network failure (a `409` waited out by its `Retry-After`, up to 5 s), never past the max time: a Plannt gateway answers it with the answer it
+//! kept (`x-l402: replayed`). A 402 to it means the server kept none: [`ClientError::AnswerLost`],
+//! and nothing is paid again. An answer still lost is left `unanswered` in the ledger; the same
+//! request sent again (or [`Client::retry_unanswered`]) presents the same credential.
+//!
 //! One challenge is paid at most once: its payment hash is the ledger's key, so a second attempt
 //! (another process, a retry after a crash) finds it pending or paid and looks it up instead.
 //!
@@ -36,16 +45,22 @@ use plannt_l402::{
 use plannt_lightning::invoice::unix_now;
 use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::call::{
-    ClientError, Event, Limits, NetworkError, Options, Outcome, Presented, Receipt, Request,
-    Response, Step,
+    Answering, ClientError, Event, Limits, NetworkError, Options, Outcome, Presented, Receipt,
+    Request, Response, Step,
 };
 use crate::checks::{Quote, Refusal, check_offer};
 use crate::guard::{Blocked, Guard, Resolver, blocked_in, shown};
-use crate::ledger::{Ledger, Reservation, Reserved, StoredToken};
+use crate::ledger::{
+    Ledger, MAX_RECORDED_BODY, PresentedRequest, Reservation, Reserved, StoredToken,
+};
 use crate::policy::Policy;
 use crate::settings::Timeouts;
 use crate::wallet_api::WalletApi;
@@ -101,6 +116,105 @@ fn not_settled_yet(response: &reqwest::Response) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs).max(Duration::from_millis(250)))
+}
+
+/// The first wait before a paid request whose answer was lost is presented again; each next
+/// wait doubles.
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(250);
+/// How many more times a paid request whose answer was lost to a network failure is presented
+/// (a `409` pending is waited out within the max time).
+const RETRY_ATTEMPTS: u32 = 5;
+/// The longest `Retry-After` of a `409` (`x-l402: pending`) honoured.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
+
+/// Headers that carry a credential: never recorded with a paid request.
+const NOT_RECORDED: [&str; 4] = [
+    "payment-signature",
+    "x-api-key",
+    "x-l402-token",
+    "x-auth-token",
+];
+
+/// A request as the ledger records it until its answer arrives: every header the caller set
+/// but its credentials (`Authorization`, `Proxy-Authorization`, `Cookie`, `PAYMENT-SIGNATURE`,
+/// API-key headers), and the body up to [`MAX_RECORDED_BODY`] (over it, its digest only).
+fn recorded(request: &Request) -> PresentedRequest {
+    let headers = request
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            ![AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE].contains(name)
+                && !NOT_RECORDED.contains(&name.as_str())
+        })
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    PresentedRequest {
+        method: request.method.to_string(),
+        url: request.url.to_string(),
+        headers,
+        body: (request.body.len() <= MAX_RECORDED_BODY).then(|| request.body.to_vec()),
+        body_sha256: hex::encode(Sha256::digest(&request.body)),
+        body_len: request.body.len() as u64,
+    }
+}
+
+/// The request a ledger recorded, to send again.
+fn from_record(hash: &str, recorded: &PresentedRequest) -> Result<Request, ClientError> {
+    let unusable = |why: String| ClientError::NotRetryable {
+        payment_hash: hash.to_string(),
+        why,
+    };
+    let Some(body) = &recorded.body else {
+        return Err(unusable(format!(
+            "its body of {} bytes was over the {} KiB the ledger records (it keeps only its digest)",
+            recorded.body_len,
+            MAX_RECORDED_BODY / 1024
+        )));
+    };
+    let method = reqwest::Method::from_bytes(recorded.method.as_bytes())
+        .map_err(|_| unusable("the ledger's record of its method is unreadable".into()))?;
+    let url = Url::parse(&recorded.url)
+        .map_err(|_| unusable("the ledger's record of its URL is unreadable".into()))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &recorded.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Ok(Request {
+        method,
+        url,
+        headers,
+        body: body.clone().into(),
+    })
+}
+
+/// The `x-l402` value of an answer.
+fn l402_state(response: &reqwest::Response) -> Option<&str> {
+    response
+        .headers()
+        .get(wire::X_L402)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// How long to wait when the server says the first try of this credential is still in flight
+/// (`409`, `x-l402: pending`): its `Retry-After` (1 s if none, at most [`RETRY_AFTER_MAX`]);
+/// `None` for any other answer.
+fn in_progress(response: &reqwest::Response) -> Option<Duration> {
+    if response.status() != StatusCode::CONFLICT || l402_state(response) != Some("pending") {
+        return None;
+    }
+    let secs = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Some(Duration::from_secs(secs).clamp(RETRY_FIRST_WAIT, RETRY_AFTER_MAX))
 }
 
 /// How a paid token is presented: `Authorization: L402 <macaroon>:<preimage>`,
@@ -371,6 +485,7 @@ impl Client {
             presented,
             body: response,
             limits: self.limits(),
+            answer: None,
         }
     }
 
@@ -447,6 +562,135 @@ impl Client {
         Ok(response)
     }
 
+    /// Presents a paid token for `request`, recorded in the ledger first. While its answer is
+    /// lost after it left, presents it again within the max time: after a network failure
+    /// (the connection broke; once it left, a failure to connect too) with backoff, at most
+    /// [`RETRY_ATTEMPTS`] times; after a `409` with `x-l402: pending`, when its `Retry-After` says. The answer, and whether an answer to this
+    /// credential was lost (`lost`: already before this call).
+    async fn present(
+        &self,
+        request: &Request,
+        token: &StoredToken,
+        credential: &Presented,
+        options: &Options<'_>,
+        deadline: &Deadline,
+        mut lost: bool,
+    ) -> Result<(reqwest::Response, bool), ClientError> {
+        let hash = &token.payment_hash;
+        self.ledger
+            .presenting(hash, &recorded(request), unix_now())?;
+        let mut backoff = RETRY_FIRST_WAIT;
+        let mut sent = lost;
+        // Network failures after the credential left, each presented again after a pause; a
+        // 409 (still in flight) is waited out for as long as the max time allows.
+        let mut failures = 0;
+        loop {
+            let (pause, failure) = match self
+                .send_once(request, Some(credential), options, deadline)
+                .await
+            {
+                Ok(response) => match in_progress(&response) {
+                    Some(after) => (after, None),
+                    None => return Ok((response, lost)),
+                },
+                Err(ClientError::Network(e)) if sent || e.may_have_been_sent() => {
+                    failures += 1;
+                    let pause = backoff;
+                    backoff = backoff.saturating_mul(2);
+                    (pause, Some(ClientError::Network(e)))
+                }
+                Err(e) => {
+                    if !sent {
+                        // No connection was made: the credential never left.
+                        self.ledger.not_presented(hash)?;
+                    }
+                    return Err(kept(e, hash));
+                }
+            };
+            lost = true;
+            sent = true;
+            let time_left = deadline.remaining().is_some_and(|left| left > pause);
+            if failures > RETRY_ATTEMPTS || !time_left {
+                tracing::debug!(failures, "the answer to the paid request is still lost");
+                let failure = failure.unwrap_or_else(|| {
+                    ClientError::Network(NetworkError::out_of_time(
+                        request.url.origin().ascii_serialization(),
+                        self.timeouts.max_time,
+                        Step::Request,
+                    ))
+                });
+                return Err(kept(failure, hash));
+            }
+            tracing::debug!(
+                failures,
+                ?pause,
+                "the answer to a paid request was lost: presenting the same credential again"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The server answered a 402 to a credential whose answer was lost: it kept none. The token
+    /// is dropped and the request recorded as lost; nothing is paid again.
+    fn answer_lost(&self, token: &StoredToken, url: &Url) -> Result<ClientError, ClientError> {
+        self.ledger.drop_token(&token.payment_hash)?;
+        self.ledger.answer_lost(&token.payment_hash, unix_now())?;
+        Ok(ClientError::AnswerLost {
+            payment_hash: hex::encode(token.payment_hash),
+            origin: url.origin().ascii_serialization(),
+        })
+    }
+
+    /// Sends again a paid request whose answer was lost, as the ledger recorded it, with the
+    /// credential it was paid for (its payment hash names it: [`Ledger::unanswered`]). Nothing
+    /// is paid: a 402 is [`ClientError::AnswerLost`]. A request whose body was over the bound the
+    /// ledger records cannot be sent again ([`ClientError::NotRetryable`]).
+    pub async fn retry_unanswered(
+        &self,
+        payment_hash: &PaymentHash,
+        options: &Options<'_>,
+    ) -> Result<Response, ClientError> {
+        let deadline = Deadline::start(self.timeouts.max_time);
+        let hash = hex::encode(payment_hash);
+        let Some((unanswered, token)) = self.ledger.unanswered_token(payment_hash)? else {
+            return Err(ClientError::NotRetryable {
+                payment_hash: hash,
+                why: "the ledger holds no paid request without an answer by that payment hash (plannt ledger lists them)".into(),
+            });
+        };
+        let request = from_record(&hash, &unanswered.request)?;
+        let credential = presentation(&token)?;
+        let (response, _) = self
+            .present(&request, &token, &credential, options, &deadline, true)
+            .await?;
+        let unsettled = token.dialect == Dialect::X402 && not_settled_yet(&response).is_some();
+        if response.status() == StatusCode::PAYMENT_REQUIRED && !unsettled {
+            return Err(self.answer_lost(&token, &request.url)?);
+        }
+        let Outcome::Response(out) = self
+            .finish(response, &token, credential, true, true)
+            .await?
+        else {
+            unreachable!("finish always answers a response")
+        };
+        Ok(out)
+    }
+
+    /// A token to present for `request`: first one presented for this very request whose answer
+    /// was lost (`true`), then one paid earlier for this place (a crash left it unused, or the
+    /// server lets it be reused).
+    fn stored_token(
+        &self,
+        request: &Request,
+        origin: &str,
+        path: &str,
+    ) -> Result<Option<(StoredToken, bool)>, ClientError> {
+        if let Some(token) = self.ledger.unanswered_for(&recorded(request))? {
+            return Ok(Some((token, true)));
+        }
+        Ok(self.ledger.token_for(origin, path)?.map(|t| (t, false)))
+    }
+
     /// Sends a request; pays the challenge of a 402 if every check passes.
     pub async fn send(
         &self,
@@ -457,24 +701,31 @@ impl Client {
         let origin = request.url.origin().ascii_serialization();
         let path = request.url.path().to_string();
 
-        // A token paid earlier for this place: one a crash left unused, or a reusable one.
+        // A token paid earlier: for this very request, its answer lost; or for this place, one
+        // a crash left unused, or a reusable one.
         let mut response = None;
         if !options.dry_run
-            && let Some(token) = self.ledger.token_for(&origin, &path)?
+            && let Some((token, lost)) = self.stored_token(request, &origin, &path)?
         {
             let credential = presentation(&token)?;
-            let first = self
-                .send_once(request, Some(&credential), options, &deadline)
-                .await
-                .map_err(|e| kept(e, &token.payment_hash))?;
+            let (first, lost) = self
+                .present(request, &token, &credential, options, &deadline, lost)
+                .await?;
             // (An x402 payment the server has not seen settle yet is not refused: it is kept.)
             let unsettled = token.dialect == Dialect::X402 && not_settled_yet(&first).is_some();
             if first.status() == StatusCode::PAYMENT_REQUIRED && !unsettled {
-                // Spent, expired, or refused: forget it and treat this 402 as the challenge.
+                if lost {
+                    // The answer paid for is gone: say so, and pay nothing again.
+                    return Err(self.answer_lost(&token, &request.url)?);
+                }
+                // Spent, expired, or refused: forget it and treat this 402 as the challenge (it
+                // is the answer to that token).
                 self.ledger.drop_token(&token.payment_hash)?;
+                self.ledger
+                    .answered(&token.payment_hash, false, unix_now())?;
                 response = Some(first);
             } else {
-                return self.finish(first, &token, credential, true).await;
+                return self.finish(first, &token, credential, true, lost).await;
             }
         }
         let response = match response {
@@ -583,11 +834,11 @@ impl Client {
             used: false,
         };
         let credential = presentation(&token)?;
-        // Paid: a retry that gets no answer leaves the token for the next request.
-        let mut retried = self
-            .send_once(request, Some(&credential), options, &deadline)
-            .await
-            .map_err(|e| kept(e, &token.payment_hash))?;
+        // Paid: presented again while its answer is lost; one that gets no answer leaves the
+        // token (and the request) for the next run.
+        let (mut retried, lost) = self
+            .present(request, &token, &credential, options, &deadline, false)
+            .await?;
         // An x402 server may not have seen the payment settle yet: it answers 402 with
         // `Retry-After`. Present the same payload again within the max time; never pay again.
         while token.dialect == Dialect::X402
@@ -601,7 +852,15 @@ impl Client {
                 .await
                 .map_err(|e| kept(e, &token.payment_hash))?;
         }
-        let Outcome::Response(mut out) = self.finish(retried, &token, credential, false).await?
+        if lost
+            && retried.status() == StatusCode::PAYMENT_REQUIRED
+            && not_settled_yet(&retried).is_none()
+        {
+            return Err(self.answer_lost(&token, &request.url)?);
+        }
+        let Outcome::Response(mut out) = self
+            .finish(retried, &token, credential, false, lost)
+            .await?
         else {
             unreachable!("finish always answers a response")
         };
@@ -751,19 +1010,23 @@ impl Client {
     }
 
     /// Records what the server did with a presented token, and wraps the response (with the
-    /// token's receipt, and the credential as `presented`).
+    /// token's receipt, and the credential as `presented`). `lost`: an earlier answer to this
+    /// credential was lost, so this one is recovered.
     async fn finish(
         &self,
         response: reqwest::Response,
         token: &StoredToken,
         presented: Presented,
         reused: bool,
+        lost: bool,
     ) -> Result<Outcome, ClientError> {
         let state = response
             .headers()
             .get(wire::X_L402)
             .and_then(|v| TokenState::parse(v.as_bytes()));
-        let spent = state == Some(TokenState::Spent);
+        // A Plannt gateway's kept answer to a credential it spent before.
+        let replayed = l402_state(&response) == Some("replayed");
+        let spent = state == Some(TokenState::Spent) || replayed;
         let released = state == Some(TokenState::Released);
         read_server_receipt(&response, token);
         // A 401 that names an L402 reason refuses the token itself; a plain 401 may be the API's
@@ -795,10 +1058,16 @@ impl Client {
             payment_hash: hex::encode(token.payment_hash),
             preimage: token.preimage.to_hex(),
             reused_token: reused,
+            recovered: lost || replayed,
         };
-        Ok(Outcome::Response(
-            self.response(response, Some((receipt, presented))),
-        ))
+        self.ledger
+            .answered(&token.payment_hash, lost || replayed, unix_now())?;
+        let mut out = self.response(response, Some((receipt, presented)));
+        out.answer = Some(Answering {
+            ledger: self.ledger.clone(),
+            payment_hash: token.payment_hash,
+        });
+        Ok(Outcome::Response(out))
     }
 }
 

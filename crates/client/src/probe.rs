@@ -154,7 +154,9 @@ pub struct Paid {
     pub reused_token: bool,
     /// The status the same credential got a second time; `None` when not tried.
     pub replay_status: Option<u16>,
-    /// `refused` (single use), `served` (reusable) or `other`; `None` when not tried.
+    /// `refused` (single use), `served` (reusable) or `other`; `None` when not tried. When the
+    /// same request got its answer kept (`x-l402: replayed`), this is what another request
+    /// (the same one with `plannt-check=replay` added to its query) got with the credential.
     pub replay: Option<&'static str>,
 }
 
@@ -1100,6 +1102,22 @@ pub async fn pay(
             again.headers.insert(credential.name, value);
             let mut second = client.send_unpaid(&again).await?;
             let _ = read_some(&mut second, 0).await;
+            let mut same = String::new();
+            if second.headers.get(wire::X_L402).map(|v| v.as_bytes()) == Some(b"replayed") {
+                // A gateway that keeps paid answers gives the same request its answer again
+                // (a retry of a lost answer); single use is for another request.
+                same = format!(
+                    "the same request: {}, x-l402: replayed (its answer kept for a retry); another request with it: ",
+                    second.status
+                );
+                let mut other = again.clone();
+                other
+                    .url
+                    .query_pairs_mut()
+                    .append_pair("plannt-check", "replay");
+                second = client.send_unpaid(&other).await?;
+                let _ = read_some(&mut second, 0).await;
+            }
             let code = second.status;
             paid.replay_status = Some(code.as_u16());
             let state = second
@@ -1111,7 +1129,7 @@ pub async fn pay(
                 report.pass(
                     "replay",
                     d,
-                    format!("the same credential again: {code}, refused (single use)"),
+                    format!("{same}the same credential again: {code}, refused (single use)"),
                 );
             } else if code.is_success() {
                 paid.replay = Some("served");
@@ -1119,11 +1137,17 @@ pub async fn pay(
                 report.pass(
                     "replay",
                     d,
-                    format!("the same credential again: {code}{state}, served again (reusable)"),
+                    format!(
+                        "{same}the same credential again: {code}{state}, served again (reusable)"
+                    ),
                 );
             } else {
                 paid.replay = Some("other");
-                report.warn("replay", d, format!("the same credential again: {code}"));
+                report.warn(
+                    "replay",
+                    d,
+                    format!("{same}the same credential again: {code}"),
+                );
             }
         }
     }

@@ -94,6 +94,7 @@ pub fn receipt(r: &Receipt) -> Value {
         "payment_hash": r.payment_hash,
         "preimage": r.preimage,
         "reused_token": r.reused_token,
+        "recovered": r.recovered,
     })
 }
 
@@ -158,6 +159,18 @@ pub fn finished(f: Finished<'_>) -> CallToolResult {
     }
     let mut notes = Vec::new();
     match f.receipt {
+        Some(r) if r.recovered => notes.push(format!(
+            "This answer was recovered: the first answer to the payment {} was lost (the connection broke or the server was still working), and the same credential presented again for the same request got it. Nothing more was paid{}.",
+            r.payment_hash,
+            if r.reused_token {
+                String::new()
+            } else {
+                format!(
+                    " (it cost {} sats, routing fee {} msat; preimage {})",
+                    r.amount_sats, r.fee_msat, r.preimage
+                )
+            }
+        )),
         Some(r) if r.reused_token => notes.push(format!(
             "Nothing was paid now: a token paid earlier (payment hash {}) was presented.",
             r.payment_hash
@@ -457,7 +470,7 @@ pub fn client_error(
                     error(
                         "network_error_after_payment",
                         format!(
-                            "The request was paid, then no answer came: {err}. Call fetch again with the same arguments to use the token kept; it will not be paid twice."
+                            "The request was paid, then no answer came: {err}. Call fetch again with the same arguments: it presents the same credential for the same request, and gets the answer the server kept; it will not be paid twice."
                         ),
                         details,
                     )
@@ -501,6 +514,13 @@ pub fn client_error(
                 "{err}. Nothing was paid. Tell the user: the operator must fix the data directory (PLANNT_DATA_DIR) before anything can be paid."
             ),
             json!({"paid": false}),
+        ),
+        ClientError::AnswerLost { payment_hash, .. } => error(
+            "answer_lost",
+            format!(
+                "{e}. Do not call fetch again on your own: it would pay again. Tell the user that the payment {payment_hash} bought no answer, and let them decide."
+            ),
+            json!({"paid": true, "payment_hash": payment_hash, "answer_kept": false}),
         ),
         ClientError::TooLarge(limit) => error(
             "too_large",
@@ -612,6 +632,7 @@ mod tests {
             payment_hash: "ab".repeat(32),
             preimage: "cd".repeat(32),
             reused_token: false,
+            recovered: false,
         };
         let headers = HeaderMap::new();
         let r = finished(Finished {

@@ -1,6 +1,8 @@
 //! What Plannt's tests share, written once: the `CI` switch that turns a skipped test into a
 //! failure, free and dead loopback ports, a `redis-server` of the test's own ([`Redis`]), a
-//! Redis Cluster ([`cluster`]) and Redis with Sentinel ([`sentinel`]) of its own, a hostile L402 server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]),
+//! Redis Cluster ([`cluster`]) and Redis with Sentinel ([`sentinel`]) of its own, a hostile L402
+//! server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]), a gateway that
+//! keeps paid answers and loses the first on purpose ([`keeper`]),
 //! helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
 //! Plannt talks to ([`fakes`]: LND, Core Lightning, phoenixd).
 //!
@@ -12,6 +14,7 @@ pub mod broken;
 pub mod cluster;
 pub mod fakes;
 pub mod hostile;
+pub mod keeper;
 pub mod process;
 mod redis;
 pub mod sentinel;

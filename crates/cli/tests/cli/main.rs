@@ -2,6 +2,10 @@
 //!
 //! - `curl`, `refusals`, `attacks`, `concurrency`, `crash`: `plannt get` (and `plannt mcp` over
 //!   stdio) against the test kit's hostile L402 server, paying through its dev network;
+//! - `lost`: a paid answer lost after the credential left (the process killed, a connection
+//!   cut, a gateway that kept nothing): `plannt ledger`, `plannt ledger retry`, the same
+//!   `plannt get` again and `plannt mcp`'s `fetch` recover it, paying once, from the test kit's
+//!   keeper and from a real `plannt serve` in front of a slow upstream;
 //! - `dialects`: `plannt get` against a `plannt serve` that offers only MPP or only x402, and
 //!   `--dialect`;
 //! - `failures`: `plannt get` and `plannt mcp` when the wallet or the server does not answer
@@ -27,6 +31,7 @@ mod dialects;
 mod exits;
 mod failures;
 mod load;
+mod lost;
 mod pipes;
 mod refusals;
 mod replicas;

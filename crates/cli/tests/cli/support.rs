@@ -1,6 +1,7 @@
 //! What the `plannt get` tests share: the test kit's hostile L402 server, run on a runtime of
 //! its own so a test can run the binary synchronously, a home for each test (config, data and
-//! ledger in a temporary folder), and `plannt mcp` spoken to over stdio.
+//! ledger in a temporary folder), `plannt mcp` spoken to over stdio, and the test kit's keeper
+//! (a gateway that keeps paid answers and loses the first on purpose) in front of the server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use plannt_client::Ledger;
 pub use plannt_testkit::fakes::random32;
 pub use plannt_testkit::hostile::{Hostile, Scenario, Shared};
+pub use plannt_testkit::keeper::{Fault, Keeper};
 use serde_json::{Value, json};
 
 use crate::PLANNT;
@@ -22,8 +24,8 @@ pub const START_MSAT: u64 = 1_000_000_000;
 /// A hostile server on a runtime of its own.
 pub struct Server {
     pub hostile: Hostile,
-    /// Runs the server: kept for as long as the server is used.
-    _runtime: tokio::runtime::Runtime,
+    /// Runs the server (and its keepers): kept for as long as the server is used.
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Server {
@@ -34,10 +36,7 @@ impl Server {
             .build()
             .unwrap();
         let hostile = runtime.block_on(Hostile::start(scenario, price_sats));
-        Server {
-            hostile,
-            _runtime: runtime,
-        }
+        Server { hostile, runtime }
     }
 
     /// A URL on the server, as text.
@@ -70,6 +69,13 @@ impl Server {
 
     pub fn shared(&self) -> &Shared {
         &self.hostile.shared
+    }
+
+    /// A gateway in front of this server that keeps paid answers and meets the first paid
+    /// request with `fault`, on the server's runtime.
+    pub fn keeper(&self, fault: Fault) -> Keeper {
+        self.runtime
+            .block_on(Keeper::start(self.hostile.addr, fault))
     }
 }
 

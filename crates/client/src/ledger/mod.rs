@@ -13,6 +13,12 @@
 //! never presented (the process died between paying and retrying) is presented by the next
 //! request to the same place, so nothing is paid twice.
 //!
+//! A paid credential is recorded with the request it is presented for (method, URL, headers
+//! without credentials, the body up to [`MAX_RECORDED_BODY`]) as `unanswered` until its
+//! answer arrives: a request whose answer was lost (the connection broke, the process died) is
+//! sent again with the same credential, never paid again, and an answer recovered that way is
+//! recorded as such.
+//!
 //! A payment in flight and a token not yet presented belong to the process that made them (its
 //! `owner`), so another process neither fails the one nor presents the other while that process
 //! lives. Each open ledger holds an exclusive lock on a file of its own under
@@ -34,11 +40,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::policy::Budget;
 use error::{io, open};
 use owner::Owner;
-use schema::{SCHEMA, add_charged_at, add_dialect, add_owner_columns};
+use schema::{SCHEMA, add_charged_at, add_dialect, add_owner_columns, add_request_columns};
 
 pub use error::LedgerError;
 pub use records::{
-    OverBudget, Record, RefusalRecord, Reservation, Reserved, StoredToken, Totals, WindowUse,
+    MAX_RECORDED_BODY, OverBudget, PresentedRequest, Record, RefusalRecord, Reservation, Reserved,
+    StoredToken, Totals, Unanswered, WindowUse,
 };
 
 /// The ledger. Cheap to clone.
@@ -77,6 +84,7 @@ impl Ledger {
         add_owner_columns(&mut conn).map_err(open(path))?;
         add_charged_at(&mut conn).map_err(open(path))?;
         add_dialect(&mut conn).map_err(open(path))?;
+        add_request_columns(&mut conn).map_err(open(path))?;
         let name = path
             .file_name()
             .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
@@ -209,7 +217,8 @@ impl Ledger {
     }
 
     /// The token to present for a place: an unused paid one first (a crash may have left it),
-    /// then a used one the server let us reuse. An unused token that another open ledger paid
+    /// then a used one the server let us reuse. A token presented for a request whose answer
+    /// was lost is kept for that request ([`Ledger::unanswered_for`]). An unused token that another open ledger paid
     /// for and is about to present is left to it; one whose owner died is claimed for this one,
     /// so two processes never present the same single-use token.
     pub fn token_for(&self, origin: &str, path: &str) -> Result<Option<StoredToken>, LedgerError> {
@@ -219,6 +228,7 @@ impl Ledger {
             let candidates = {
                 let mut stmt = tx.prepare(
                     "SELECT payment_hash, macaroon, preimage, used, owner, dialect FROM tokens WHERE origin = ?1 AND path = ?2
+                     AND payment_hash NOT IN (SELECT payment_hash FROM payments WHERE answer = 'unanswered')
                      ORDER BY used ASC, created_at DESC",
                 )?;
                 let rows = stmt.query_map(params![origin, path], |row| {
@@ -425,11 +435,161 @@ impl Ledger {
         })
     }
 
+    /// Records the request a paid credential is about to be presented for: it stays
+    /// `unanswered` until [`Ledger::answered`].
+    pub fn presenting(
+        &self,
+        payment_hash: &PaymentHash,
+        request: &PresentedRequest,
+        now: u64,
+    ) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        let headers = serde_json::to_string(&request.headers).expect("pairs of strings serialize");
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE payments SET request_method = ?2, request_url = ?3, request_headers = ?4, request_body = ?5,
+                 request_sha256 = ?6, request_len = ?7, presented_at = ?8, answer = 'unanswered', updated_at = ?8
+                 WHERE payment_hash = ?1",
+                params![hash, request.method, request.url, headers, request.body, request.body_sha256, request.body_len as i64, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The credential never left: the connection to the server could not be made. A payment
+    /// presented before stays unanswered; one presented for the first time reads as never
+    /// presented again.
+    pub fn not_presented(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE payments SET answer = NULL WHERE payment_hash = ?1 AND answer = 'unanswered'",
+                params![hash],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The answer arrived (its status and headers; a body that breaks off later is
+    /// [`Ledger::answer_broke_off`]): `recovered` when it came to the same credential presented
+    /// again after the first answer was lost.
+    pub fn answered(
+        &self,
+        payment_hash: &PaymentHash,
+        recovered: bool,
+        now: u64,
+    ) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        let answer = if recovered { "recovered" } else { "answered" };
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE payments SET answer = ?2, updated_at = ?3 WHERE payment_hash = ?1 AND answer = 'unanswered'",
+                params![hash, answer, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The body of the answer broke off: the request is unanswered again, to be sent again.
+    pub fn answer_broke_off(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE payments SET answer = 'unanswered' WHERE payment_hash = ?1 AND answer IN ('answered', 'recovered')",
+                params![hash],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The server kept no answer to the request: it is not sent again from the ledger.
+    pub fn answer_lost(&self, payment_hash: &PaymentHash, now: u64) -> Result<(), LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE payments SET answer = 'lost', updated_at = ?2 WHERE payment_hash = ?1 AND answer = 'unanswered'",
+                params![hash, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Paid requests presented and never answered, newest first.
+    pub fn unanswered(&self) -> Result<Vec<Unanswered>, LedgerError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {UNANSWERED_COLUMNS} FROM payments WHERE answer = 'unanswered' AND status = 'paid'
+                 ORDER BY presented_at DESC, rowid DESC"
+            ))?;
+            let rows = stmt.query_map([], |row| Ok(read_unanswered(row)?.0))?;
+            rows.collect()
+        })
+    }
+
+    /// The paid request `payment_hash` presented and never answered, with the token to present
+    /// for it again; `None` when there is none (never presented, answered, or lost).
+    pub fn unanswered_token(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<Option<(Unanswered, StoredToken)>, LedgerError> {
+        let hash = hex::encode(payment_hash);
+        self.with(|conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {UNANSWERED_COLUMNS} FROM payments WHERE payment_hash = ?1 AND answer = 'unanswered' AND status = 'paid'"
+                ),
+                params![hash],
+                read_unanswered,
+            )
+            .optional()
+        })
+    }
+
+    /// The token of a paid request presented and never answered that is the same request as
+    /// `request` (method, URL, body digest), to present again instead of paying. One whose
+    /// payer still runs is left to it; one whose payer died is claimed for this ledger.
+    pub fn unanswered_for(
+        &self,
+        request: &PresentedRequest,
+    ) -> Result<Option<StoredToken>, LedgerError> {
+        let owner = &self.owner;
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let candidates = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {UNANSWERED_COLUMNS}, owner FROM payments WHERE answer = 'unanswered' AND status = 'paid'
+                     AND request_method = ?1 AND request_url = ?2 AND request_sha256 = ?3
+                     ORDER BY presented_at DESC, rowid DESC"
+                ))?;
+                let rows = stmt.query_map(
+                    params![request.method, request.url, request.body_sha256],
+                    |row| Ok((read_unanswered(row)?.1, row.get::<_, Option<String>>(14)?)),
+                )?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            for (token, held_by) in candidates {
+                if held_by
+                    .as_deref()
+                    .is_some_and(|id| id != owner.id && owner.alive(id))
+                {
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE payments SET owner = ?2 WHERE payment_hash = ?1",
+                    params![hex::encode(token.payment_hash), owner.id],
+                )?;
+                tx.commit()?;
+                return Ok(Some(token));
+            }
+            Ok(None)
+        })
+    }
+
     /// The latest payments, newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<Record>, LedgerError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT payment_hash, origin, path, amount_msat, fee_msat, status, preimage, created_at, dialect
+                "SELECT payment_hash, origin, path, amount_msat, fee_msat, status, preimage, created_at, dialect, answer
                  FROM payments ORDER BY created_at DESC, rowid DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![limit as i64], |row| {
@@ -443,11 +603,52 @@ impl Ledger {
                     preimage: row.get(6)?,
                     created_at: row.get::<_, i64>(7)? as u64,
                     dialect: row.get(8)?,
+                    answer: row.get(9)?,
                 })
             })?;
             rows.collect()
         })
     }
+}
+
+/// What [`read_unanswered`] reads, in its order.
+const UNANSWERED_COLUMNS: &str = "payment_hash, dialect, amount_msat, origin, path, request_method, request_url, request_headers, request_body, request_sha256, request_len, presented_at, macaroon, preimage";
+
+/// A row of [`UNANSWERED_COLUMNS`]: the request, and the token to present for it again.
+fn read_unanswered(row: &rusqlite::Row<'_>) -> Result<(Unanswered, StoredToken), rusqlite::Error> {
+    let hash: String = row.get(0)?;
+    let dialect: String = row.get(1)?;
+    let headers: Option<String> = row.get(7)?;
+    let body: Option<Vec<u8>> = row.get(8)?;
+    let request = PresentedRequest {
+        method: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        url: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+        headers: headers
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
+        body,
+        body_sha256: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
+        body_len: row.get::<_, Option<i64>>(10)?.unwrap_or_default() as u64,
+    };
+    let token = StoredToken {
+        dialect: read_dialect(&dialect),
+        payment_hash: read_hash(&hash),
+        macaroon: row.get(12)?,
+        preimage: read_preimage(&row.get::<_, Option<String>>(13)?.unwrap_or_default()),
+        used: false,
+    };
+    let unanswered = Unanswered {
+        payment_hash: hash,
+        dialect,
+        amount_sats: (row.get::<_, i64>(2)? as u64).div_ceil(1000),
+        origin: row.get(3)?,
+        path: row.get(4)?,
+        method: request.method.clone(),
+        presented_at: row.get::<_, Option<i64>>(11)?.unwrap_or_default() as u64,
+        retryable: request.body.is_some() && !request.url.is_empty(),
+        request,
+    };
+    Ok((unanswered, token))
 }
 
 /// A payment hash as the ledger stores it: hex it wrote itself (all zeros if the file was

@@ -54,6 +54,61 @@ pub struct Record {
     pub created_at: u64,
     /// The dialect it was paid in: `l402`, `mpp` or `x402`.
     pub dialect: String,
+    /// What became of the answer to the request its credential was presented for: `None` (not
+    /// presented, or recorded by an older Plannt), `unanswered` (presented, no whole answer
+    /// yet), `answered`, `recovered` (answered when the same credential was presented again
+    /// after the first answer was lost), or `lost` (the server kept no answer).
+    pub answer: Option<String>,
+}
+
+/// The bound on a request body the ledger records: a body over it is recorded by its digest
+/// only, and the request cannot be sent again from the ledger.
+pub const MAX_RECORDED_BODY: usize = 64 * 1024;
+
+/// The request a paid credential is presented for, as the ledger records it until its answer
+/// arrives. The headers leave out every credential ([`PresentedRequest::headers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedRequest {
+    /// The method.
+    pub method: String,
+    /// The whole URL.
+    pub url: String,
+    /// The headers the caller set, in order, without `Authorization`, `Proxy-Authorization`,
+    /// `Cookie` and the payment dialects' own headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, when at most [`MAX_RECORDED_BODY`] bytes.
+    pub body: Option<Vec<u8>>,
+    /// The SHA-256 of the body, hex.
+    pub body_sha256: String,
+    /// The body's length in bytes.
+    pub body_len: u64,
+}
+
+/// A paid request whose credential was presented and whose answer never arrived whole (the
+/// connection broke, the time ran out, the process died): the same credential, presented again
+/// for the same request, may get the answer the server kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unanswered {
+    /// Hex payment hash.
+    pub payment_hash: String,
+    /// The dialect it was paid in.
+    pub dialect: String,
+    /// Sats paid.
+    pub amount_sats: u64,
+    /// Scheme, host and port of the server.
+    pub origin: String,
+    /// The path (the query is left out of what is shown: it may hold a key).
+    pub path: String,
+    /// The method.
+    pub method: String,
+    /// Unix seconds when the credential was last presented for it.
+    pub presented_at: u64,
+    /// Whether the ledger holds the whole request, so that it can be sent again (`false`: the
+    /// body was over the bound the ledger records).
+    pub retryable: bool,
+    /// The request as recorded.
+    #[serde(skip)]
+    pub request: PresentedRequest,
 }
 
 /// A paid token waiting to be presented.

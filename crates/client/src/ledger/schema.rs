@@ -104,3 +104,39 @@ pub(super) fn add_dialect(conn: &mut Connection) -> Result<(), rusqlite::Error> 
     }
     tx.commit()
 }
+
+/// The columns of the request a paid credential was presented for, and what became of its
+/// answer: `request_method`, `request_url`, `request_headers` (JSON pairs, credentials left
+/// out), `request_body` (NULL when over the bound the ledger records), `request_sha256`,
+/// `request_len`, `presented_at`, and `answer`: NULL (not presented), `unanswered`, `answered`,
+/// `recovered` (answered to the same credential presented again), `lost` (the server kept none).
+pub(super) const REQUEST_COLUMNS: [(&str, &str); 8] = [
+    ("request_method", "TEXT"),
+    ("request_url", "TEXT"),
+    ("request_headers", "TEXT"),
+    ("request_body", "BLOB"),
+    ("request_sha256", "TEXT"),
+    ("request_len", "INTEGER"),
+    ("presented_at", "INTEGER"),
+    ("answer", "TEXT"),
+];
+
+/// Adds the request columns to the payments of a ledger written before a paid request was
+/// remembered until it was answered: older payments read as never presented.
+pub(super) fn add_request_columns(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (column, kind) in REQUEST_COLUMNS {
+        let has: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('payments') WHERE name = ?1",
+            [column],
+            |row| row.get(0),
+        )?;
+        if has == 0 {
+            tx.execute_batch(&format!("ALTER TABLE payments ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS payments_unanswered ON payments (answer) WHERE answer = 'unanswered';",
+    )?;
+    tx.commit()
+}

@@ -1,9 +1,24 @@
 //! A ledger written before payments and tokens had owners, and before payments had the time they
 //! are charged at, opens, keeps its rows, and works: its unused token is presented, its pending
 //! payment can be recovered, and its payments stay in the budget windows they were counted in; a
-//! ledger written before payments had a dialect reads its rows as L402.
+//! ledger written before payments had a dialect reads its rows as L402; a ledger written before
+//! a paid request was remembered until answered reads its payments as never presented, and
+//! remembers the next one.
 
-use plannt_client::{Budget, Ledger, Reservation, Reserved};
+use std::path::PathBuf;
+
+use plannt_client::{Budget, Ledger, PresentedRequest, Reservation, Reserved};
+
+/// A ledger file an older Plannt wrote: `schema` run on a new file, in a folder of its own.
+fn written_by_an_older_plannt(schema: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(schema)
+        .unwrap();
+    (dir, path)
+}
 
 /// The schema of the first ledgers, without the `owner` columns and `charged_at`.
 const OLD_SCHEMA: &str = "
@@ -28,12 +43,7 @@ INSERT INTO payments VALUES ('cc' || printf('%062d', 0), 'http://old.example', '
 
 #[test]
 fn a_ledger_without_owners_is_upgraded_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(OLD_SCHEMA)
-        .unwrap();
+    let (_dir, path) = written_by_an_older_plannt(OLD_SCHEMA);
 
     let ledger = Ledger::open(&path).unwrap();
     let token = ledger
@@ -77,12 +87,7 @@ fn a_ledger_without_owners_is_upgraded_in_place() {
 
 #[test]
 fn a_ledger_without_charged_at_counts_old_payments_when_they_were_reserved() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(OLD_SCHEMA)
-        .unwrap();
+    let (_dir, path) = written_by_an_older_plannt(OLD_SCHEMA);
 
     // Before `charged_at`, windows counted from `created_at`: the old rows stay there.
     let ledger = Ledger::open(&path).unwrap();
@@ -131,12 +136,7 @@ INSERT INTO tokens VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/p
 
 #[test]
 fn a_ledger_without_dialects_reads_its_rows_as_l402_and_records_the_dialect_of_new_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(SCHEMA_BEFORE_DIALECTS)
-        .unwrap();
+    let (_dir, path) = written_by_an_older_plannt(SCHEMA_BEFORE_DIALECTS);
 
     let ledger = Ledger::open(&path).unwrap();
     let token = ledger
@@ -188,4 +188,76 @@ fn a_ledger_without_dialects_reads_its_rows_as_l402_and_records_the_dialect_of_n
         .map(|r| r.dialect)
         .collect();
     assert_eq!(dialects, ["mpp", "l402"]);
+}
+
+/// The schema before a paid request was remembered until answered: owners, `charged_at` and
+/// `dialect`, no request columns.
+const SCHEMA_BEFORE_REQUESTS: &str = "
+CREATE TABLE payments (
+    payment_hash TEXT PRIMARY KEY, origin TEXT NOT NULL, path TEXT NOT NULL, bolt11 TEXT NOT NULL,
+    macaroon TEXT NOT NULL, amount_msat INTEGER NOT NULL, max_fee_msat INTEGER NOT NULL,
+    fee_msat INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
+    preimage TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, owner TEXT,
+    charged_at INTEGER, dialect TEXT NOT NULL DEFAULT 'l402'
+);
+CREATE TABLE tokens (
+    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash), origin TEXT NOT NULL,
+    path TEXT NOT NULL, macaroon TEXT NOT NULL, preimage TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, owner TEXT,
+    dialect TEXT NOT NULL DEFAULT 'l402'
+);
+INSERT INTO payments VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'lnbcrt1', 'AgE', 21000, 0, 0, 'paid', 'bb' || printf('%062d', 0), 1700000000, 1700000000, NULL, 1700000000, 'l402');
+INSERT INTO tokens VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'AgE', 'bb' || printf('%062d', 0), 0, 1700000000, NULL, 'l402');
+";
+
+#[test]
+fn a_ledger_without_request_columns_reads_its_payments_as_never_presented() {
+    let (_dir, path) = written_by_an_older_plannt(SCHEMA_BEFORE_REQUESTS);
+
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.recent(10).unwrap()[0].answer, None);
+    assert!(ledger.unanswered().unwrap().is_empty());
+    // Its unused token is still presented to its place.
+    let token = ledger
+        .token_for("http://old.example", "/paid")
+        .unwrap()
+        .expect("the old token");
+
+    // Presented, it is remembered with its request until answered, across opens.
+    let request = PresentedRequest {
+        method: "POST".into(),
+        url: "http://old.example/paid?q=1".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Some(b"{}".to_vec()),
+        body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
+        body_len: 2,
+    };
+    ledger
+        .presenting(&token.payment_hash, &request, 1_800_000_000)
+        .unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    let unanswered = ledger.unanswered().unwrap();
+    assert_eq!(unanswered.len(), 1);
+    assert_eq!(unanswered[0].request, request);
+    assert!(unanswered[0].retryable);
+    assert_eq!(unanswered[0].presented_at, 1_800_000_000);
+    // The same request finds its token; the place's tokens leave it to that request.
+    assert_eq!(
+        ledger.unanswered_for(&request).unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(
+        ledger.token_for("http://old.example", "/paid").unwrap(),
+        None
+    );
+    ledger
+        .answered(&token.payment_hash, true, 1_800_000_001)
+        .unwrap();
+    assert!(ledger.unanswered().unwrap().is_empty());
+    assert_eq!(
+        ledger.recent(10).unwrap()[0].answer.as_deref(),
+        Some("recovered")
+    );
 }

@@ -13,6 +13,9 @@
 //! - `network`: a wallet that cannot be reached, each cause of a network failure named, the
 //!   timeouts, and payments a timeout interrupted, never paid twice;
 //! - `recovery`: payments a crash left pending are finished, never paid twice;
+//! - `retry`: a paid request whose answer was lost gets the answer the gateway kept with the
+//!   same credential (a cut connection, `409` pending, a broken body, the ledger's retry, each
+//!   dialect), or a clear error when none was kept; never a second payment;
 //! - `redirect`: the host that asks for payment is the one checked and paid;
 //! - `tokens`: tokens kept between requests, reused or paid again.
 
@@ -24,5 +27,6 @@ mod network;
 mod offers;
 mod recovery;
 mod redirect;
+mod retry;
 mod support;
 mod tokens;

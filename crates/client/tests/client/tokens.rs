@@ -15,8 +15,10 @@ async fn paid_get(client: &Client, server: &Hostile) -> Receipt {
     let outcome = client
         .send(&Request::get(server.url("/paid")), &Options::default())
         .await;
-    let Ok(Outcome::Response(mut response)) = outcome else {
-        panic!("expected a response");
+    let mut response = match outcome {
+        Ok(Outcome::Response(response)) => response,
+        Ok(Outcome::DryRun(_)) => panic!("expected a response, got a dry run"),
+        Err(e) => panic!("expected a response, got {e}"),
     };
     assert_eq!(response.status, 200);
     assert_eq!(
