@@ -9,9 +9,10 @@
 # beforehand by bench/mint.mjs), answered 200. Bare and paid alternate, so a machine that slows
 # down slows both; each side's figure is its median. One wrk thread leaves the server under test
 # a core of its own (two wrk threads take more of the two cores from both sides and show a higher
-# ratio). Stores: memory; sqlite (WAL, synchronous=FULL, group commit; the default);
-# sqlite-normal (the same with sqlite_sync = normal); redis (a redis-server of the script's own
-# on loopback, no persistence) when redis-server is installed. Answers are kept (the default).
+# ratio). Stores: memory; memory-unkept (the same with keep_answer_bytes = 0, not in the
+# default list); sqlite (WAL, synchronous=FULL, group commit; the default); sqlite-normal (the
+# same with sqlite_sync = normal); redis (a redis-server of the script's own on loopback, no
+# persistence) when redis-server is installed. Answers are kept (the default) unless said.
 #
 # The fsync floor: BENCH_FSYNC_WRITES (2000) writes of 4 KiB to a file in the work folder (the
 # folder the SQLite store writes to), each followed by fdatasync (dd oflag=dsync): how many
@@ -100,6 +101,10 @@ for store in $stores; do
         envs=()
         case $store in
             memory) args=(--store memory) ;;
+            memory-unkept)
+                envs=(PLANNT_KEEP_ANSWER_BYTES=0)
+                args=(--store memory)
+                ;;
             sqlite) args=(--store "sqlite:$work/$store-$round.sqlite") ;;
             sqlite-normal)
                 envs=(PLANNT_SQLITE_SYNC=normal)

@@ -15,8 +15,7 @@
 //! [`SqliteSync::Normal`] (`synchronous=NORMAL`) trades the power cut for speed: a commit is written to
 //! the WAL (the operating system holds it) but not fsynced, so it survives the gateway's own
 //! crash, `kill -9` included, and is lost only if the machine itself goes down before the next
-//! checkpoint. The throughput of `FULL` is bound by the disk's fsync rate; docs/benchmarks.md has
-//! both.
+//! checkpoint. docs/benchmarks.md measures both against the disk's fsync floor.
 //!
 //! **Pending claims live in memory.** A claim only needs to hold against other requests of this
 //! process while it is in flight: one process at a time holds the file (`open` takes an
