@@ -145,8 +145,8 @@ pub fn seal(
 ) -> Vec<u8> {
     let key = key(secret, digest);
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).expect("the operating system's random source works");
+    // Never repeated within the process; the key is already one per credential and request.
+    let nonce: [u8; NONCE_LEN] = crate::unique::unique12();
     let plain = encode(answer);
     let sealed = cipher
         .encrypt(

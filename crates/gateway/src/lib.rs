@@ -22,6 +22,7 @@ mod paywall;
 mod proxy;
 pub mod routes;
 pub mod store;
+mod unique;
 
 pub use clock::Clock;
 pub use conn::{ConnectionLimits, default_max_connections, serve};

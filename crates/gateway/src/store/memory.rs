@@ -70,15 +70,20 @@ struct KeptEntry {
     seq: u64,
 }
 
+/// What an entry costs beyond its sealed bytes (its slot in the map and the order, the vector's
+/// header and the allocator's rounding), counted against the limit so that many small answers
+/// cannot hold much more memory than it says.
+const ENTRY_OVERHEAD: usize = 128;
+
 impl Kept {
     fn insert(&mut self, hash: PaymentHash, keep: Keep) {
         self.remove(&hash);
-        if keep.sealed.len() > self.limit {
+        if keep.sealed.len() + ENTRY_OVERHEAD > self.limit {
             return;
         }
         let seq = self.next;
         self.next += 1;
-        self.bytes += keep.sealed.len();
+        self.bytes += keep.sealed.len() + ENTRY_OVERHEAD;
         self.order.push_back((hash, seq));
         self.answers.insert(
             hash,
@@ -100,7 +105,7 @@ impl Kept {
 
     fn remove(&mut self, hash: &PaymentHash) {
         if let Some(entry) = self.answers.remove(hash) {
-            self.bytes -= entry.sealed.len();
+            self.bytes -= entry.sealed.len() + ENTRY_OVERHEAD;
         }
     }
 
@@ -137,7 +142,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// An empty set that holds at most `bytes` of kept answers (0: keeps none).
+    /// An empty set that holds at most `bytes` of kept answers, each counted with a fixed
+    /// overhead for its entry (0: keeps none).
     pub fn with_keep_limit(bytes: usize) -> Self {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
@@ -148,7 +154,7 @@ impl MemoryStore {
         }
     }
 
-    /// The bytes of kept answers held now.
+    /// The bytes of kept answers held now, their entries' overhead included.
     pub fn kept_bytes(&self) -> usize {
         self.kept.lock().expect("store lock").bytes
     }

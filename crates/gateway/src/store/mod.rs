@@ -63,11 +63,10 @@ pub enum Claim {
 pub struct Ticket(pub [u8; 16]);
 
 impl Ticket {
-    /// A fresh random ticket.
+    /// A fresh ticket, unlike any other this process or (but for a 2^-64 chance) another one
+    /// makes.
     pub fn new() -> Self {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).expect("the operating system's random source works");
-        Ticket(bytes)
+        Ticket(crate::unique::unique16())
     }
 }
 
