@@ -7,8 +7,10 @@
 //!   credential's secret: the preimage for L402 and MPP; for x402, which presents no preimage, a
 //!   secret the gateway derives from its root key and the paid invoice (see
 //!   [`Paywall`](crate::Paywall)).
-//! - The **seal** is ChaCha20-Poly1305 with a random nonce, over the answer and its keep-until,
-//!   with the payment hash and the request digest as associated data.
+//! - The **seal** is ChaCha20-Poly1305, over the answer and its keep-until, with the payment
+//!   hash and the request digest as associated data. The key is already one per credential and
+//!   request; the nonce (a per-process random prefix and a counter) never repeats within a
+//!   process either, should the same key seal twice (a commit a failover forgot).
 //!
 //! So a copy of the store reveals no answer (the preimage is never stored), another request
 //! derives another key and fails to open, and an entry changed by one bit fails authentication.
