@@ -32,6 +32,12 @@
 //! a single `COMMIT`: under load many commits share one fsync, and nothing is answered before it
 //! is durable. If the transaction fails, every job in it gets a [`StoreError`] (nothing of it was
 //! written), and the gateway fails closed.
+//!
+//! **Reads beside the writer.** A claim's check for a committed row and a retry's lookup go to a
+//! second worker with a read-only connection, batched the same way in one read transaction. In
+//! WAL mode a reader sees every transaction committed before it began and never waits for the
+//! writer's fsync. A claim cannot miss a commit in flight: the hash stays in the pending map
+//! until its row is durable, and a claim checks that map first.
 
 use plannt_l402::PaymentHash;
 use std::collections::HashMap;
@@ -42,7 +48,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
@@ -108,6 +114,10 @@ pub struct SqliteStore {
     pending: Mutex<HashMap<PaymentHash, (Ticket, u64)>>,
     jobs: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
+    /// Reads (a claim's check for a committed row, a retry's lookup) on a read-only connection
+    /// of their own: in WAL mode they run beside the writer and never wait for its fsync.
+    reads: Option<mpsc::Sender<Job>>,
+    reader: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
@@ -174,19 +184,42 @@ impl SqliteStore {
                 "released pending claims left by a previous process: their requests were never answered"
             );
         }
+        // Opened after `prepare`, so it finds the table (and WAL mode) in place.
+        let read_conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_error(&shown, "cannot open for reading", e))?;
+        read_conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql_error(&shown, "cannot set the busy timeout on", e))?;
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| StoreError::Io {
+                    doing: "cannot start a SQLite worker thread for",
+                    path: path.display().to_string(),
+                    source: Arc::new(e),
+                })
+        };
         let (jobs, queue) = mpsc::channel();
-        let worker = std::thread::Builder::new()
-            .name("plannt-sqlite".into())
-            .spawn(move || work(conn, lock, queue, shown))
-            .map_err(|e| StoreError::Io {
-                doing: "cannot start the SQLite worker thread for",
-                path: path.display().to_string(),
-                source: Arc::new(e),
-            })?;
+        let writer_path = shown.clone();
+        let worker = spawn(
+            "plannt-sqlite",
+            Box::new(move || work(&conn, queue, &writer_path, Batch::Write, Some(lock))),
+        )?;
+        let (reads, read_queue) = mpsc::channel();
+        let reader = spawn(
+            "plannt-sqlite-read",
+            Box::new(move || work(&read_conn, read_queue, &shown, Batch::Read, None)),
+        )?;
         Ok(SqliteStore {
             pending: Mutex::new(HashMap::new()),
             jobs: Some(jobs),
             worker: Some(worker),
+            reads: Some(reads),
+            reader: Some(reader),
             path,
         })
     }
@@ -209,9 +242,21 @@ impl SqliteStore {
     }
 
     async fn run(&self, op: Op) -> Result<Answer, StoreError> {
+        Self::send(&self.jobs, op, &self.path).await
+    }
+
+    async fn read(&self, op: Op) -> Result<Answer, StoreError> {
+        Self::send(&self.reads, op, &self.path).await
+    }
+
+    async fn send(
+        queue: &Option<mpsc::Sender<Job>>,
+        op: Op,
+        path: &Path,
+    ) -> Result<Answer, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let stopped = || StoreError::Stopped(self.path.display().to_string());
-        self.jobs
+        let stopped = || StoreError::Stopped(path.display().to_string());
+        queue
             .as_ref()
             .ok_or_else(stopped)?
             .send(Job { op, answer })
@@ -222,8 +267,13 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Closing the queue stops the worker once it has answered what it holds; waiting for it
-        // closes the database and frees the lock before a new `open` of the same file.
+        // Closing a queue stops its worker once it has answered what it holds; waiting for them
+        // closes the database (the reader first) and frees the lock before a new `open` of the
+        // same file.
+        drop(self.reads.take());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         drop(self.jobs.take());
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
@@ -319,8 +369,30 @@ fn migrate(conn: &Connection, path: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The worker thread: owns the connection (and the lock) until the queue closes.
-fn work(conn: Connection, _lock: File, queue: mpsc::Receiver<Job>, path: String) {
+/// What a worker's batches are.
+#[derive(Clone, Copy)]
+enum Batch {
+    /// Writes, in one `BEGIN IMMEDIATE` transaction each.
+    Write,
+    /// Reads, in one read transaction each (one snapshot, taken once the batch is gathered).
+    Read,
+}
+
+/// A worker thread: runs the jobs of its queue on its connection, a batch at a time, until the
+/// queue closes.
+/// The writer holds the file's lock (`_lock`) for as long as it runs.
+fn work(
+    conn: &Connection,
+    queue: mpsc::Receiver<Job>,
+    path: &str,
+    kind: Batch,
+    _lock: Option<File>,
+) {
+    let begin = match kind {
+        // IMMEDIATE takes the write lock up front, so the batch cannot fail half-way on a lock.
+        Batch::Write => "BEGIN IMMEDIATE",
+        Batch::Read => "BEGIN",
+    };
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -329,14 +401,18 @@ fn work(conn: Connection, _lock: File, queue: mpsc::Receiver<Job>, path: String)
                 Err(_) => break,
             }
         }
-        match run_batch(&conn, &batch) {
+        match run_batch(conn, begin, &batch) {
             Ok(answers) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let _ = job.answer.send(Ok(answer));
                 }
             }
             Err(e) => {
-                let error = sql_error(&path, "cannot write to", e);
+                let doing = match kind {
+                    Batch::Write => "cannot write to",
+                    Batch::Read => "cannot read",
+                };
+                let error = sql_error(path, doing, e);
                 tracing::error!(path, error = %error, jobs = batch.len(), "spent-set transaction failed");
                 for job in batch {
                     let _ = job.answer.send(Err(error.clone()));
@@ -347,9 +423,8 @@ fn work(conn: Connection, _lock: File, queue: mpsc::Receiver<Job>, path: String)
 }
 
 /// Runs a batch in one transaction; answers only once it is committed.
-fn run_batch(conn: &Connection, batch: &[Job]) -> rusqlite::Result<Vec<Answer>> {
-    // IMMEDIATE takes the write lock up front, so the batch cannot fail half-way on a lock.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+fn run_batch(conn: &Connection, begin: &str, batch: &[Job]) -> rusqlite::Result<Vec<Answer>> {
+    conn.execute_batch(begin)?;
     let answers = batch
         .iter()
         .map(|job| run_op(conn, &job.op))
@@ -480,7 +555,7 @@ impl SpentStore for SqliteStore {
             pending.insert(*payment_hash, (ticket, until));
         }
         let committed = match self
-            .run(Op::Exists {
+            .read(Op::Exists {
                 hash: *payment_hash,
             })
             .await
@@ -527,7 +602,7 @@ impl SpentStore for SqliteStore {
             return Ok(Lookup::Pending);
         }
         match self
-            .run(Op::Lookup {
+            .read(Op::Lookup {
                 hash: *payment_hash,
                 now,
             })
