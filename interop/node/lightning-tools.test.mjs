@@ -23,8 +23,9 @@
 //     `PAYMENT-SIGNATURE`; the gateway asks its node, and answers with a `PAYMENT-RESPONSE`;
 //   - it keeps no token between calls: a second call to the same URL pays a second invoice;
 //   - a credential handed back through `options.credentials` is sent as it is and never paid
-//     again: our tokens are single-use, so the gateway answers it 402 with `reason: spent` (and
-//     a fresh challenge) and the library returns that 402 to the caller.
+//     again: our tokens are single-use, so for the same request the gateway gives the kept
+//     answer again (`x-l402: replayed`), and for another one it answers 402 with `reason: spent`
+//     (and a fresh challenge), which the library returns to the caller.
 //
 // The binary comes from PLANNT_BIN (default `target/debug/plannt`, relative to the repository).
 // Run with `node --test` in this folder.
@@ -118,13 +119,19 @@ test('lightning-tools keeps no token: a second call pays a second invoice', asyn
   assert.notEqual(wallet.paid[0].invoice, wallet.paid[1].invoice);
 });
 
-test('a reused credential gets 402 spent, which the library hands back without paying', async () => {
+test('a reused credential gets its kept answer for the same request and 402 spent for another, never a payment', async () => {
   const wallet = devWallet();
   const first = await fetchWithL402(`${base}/v1/demo`, {}, { wallet });
   assert.equal(first.status, 200);
   const { credentials } = first.payment;
 
-  const reused = await fetchWithL402(`${base}/v1/demo`, {}, { wallet, credentials });
+  const replayed = await fetchWithL402(`${base}/v1/demo`, {}, { wallet, credentials });
+  assert.equal(replayed.status, 200);
+  assert.equal(replayed.headers.get('x-l402'), 'replayed');
+  assert.deepEqual(await replayed.json(), { result: 'verified' });
+  assert.equal(wallet.paid.length, 1);
+
+  const reused = await fetchWithL402(`${base}/v1/demo?again=1`, {}, { wallet, credentials });
   assert.equal(reused.status, 402);
   assert.equal(reused.headers.get('x-l402-reason'), 'spent');
   const body = await reused.json();
@@ -238,8 +245,12 @@ test('fetchWithX402 pays our PAYMENT-REQUIRED offer; the gateway asks its node a
   assert.equal(settled.transaction, new Invoice({ pr: invoice }).paymentHash);
   assert.equal(response.payment.credentials.header, 'payment-signature');
 
-  // The same payment again through x402: spent, and the library does not pay again.
-  const again = await fetchWithX402(`${base}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  // The same payment again through x402: the kept answer for the same request, spent for
+  // another, and the library does not pay again.
+  const replayed = await fetchWithX402(`${base}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  assert.equal(replayed.status, 200);
+  assert.equal(replayed.headers.get('x-l402'), 'replayed');
+  const again = await fetchWithX402(`${base}/v1/demo?again=1`, {}, { wallet, credentials: response.payment.credentials });
   assert.equal(again.status, 402);
   assert.equal((await again.json()).reason, 'spent');
   assert.equal(wallet.paid.length, 1);
@@ -289,8 +300,12 @@ test('fetchWithMpp pays with a Payment-Receipt, and its credential is single use
   assert.equal(sha256hex(preimage), receipt.reference);
   assert.match(response.payment.credentials.value, /^Payment [A-Za-z0-9_-]+$/);
 
-  // Single use: the credential handed back is refused as spent, as problem details.
-  const again = await fetchWithMpp(`${base}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  // Single use: handed back for the same request it gets the kept answer; for another it is
+  // refused as spent, as problem details.
+  const replayed = await fetchWithMpp(`${base}/v1/demo`, {}, { wallet, credentials: response.payment.credentials });
+  assert.equal(replayed.status, 200);
+  assert.equal(replayed.headers.get('x-l402'), 'replayed');
+  const again = await fetchWithMpp(`${base}/v1/demo?again=1`, {}, { wallet, credentials: response.payment.credentials });
   assert.equal(again.status, 402);
   assert.equal(again.headers.get('content-type'), 'application/problem+json');
   assert.equal(again.headers.get('x-l402-reason'), 'spent');

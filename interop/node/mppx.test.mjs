@@ -15,7 +15,8 @@
 //     `{ preimage }`; `Mppx.create({ methods }).fetch` then pays our 402 and gets the 200;
 //   - `Receipt.fromResponse` reads our `Payment-Receipt` (status, method, reference = the
 //     payment hash);
-//   - the credential mppx built is single use: sent again it gets a 402 `spent`;
+//   - the credential mppx built is single use: sent again for the same request it gets the
+//     kept answer (`x-l402: replayed`), for another request a 402 `spent`;
 //   - `discovery.validate` (mppx's check of an OpenAPI discovery document with MPP's
 //     `x-payment-info`) finds no error in our `/openapi.json`, and its offers name the price
 //     the catalog gives.
@@ -133,7 +134,13 @@ test('a credential mppx built is single use', async () => {
 
   const first = await fetch(`${base}/v1/demo`, { headers: { authorization: credential } });
   assert.equal(first.status, 200, await first.clone().text());
-  const again = await fetch(`${base}/v1/demo`, { headers: { authorization: credential } });
+  // The same request again: its kept answer, not a second use.
+  const replayed = await fetch(`${base}/v1/demo`, { headers: { authorization: credential } });
+  assert.equal(replayed.status, 200);
+  assert.equal(replayed.headers.get('x-l402'), 'replayed');
+  assert.equal(await replayed.text(), await first.text());
+  // Another request: spent.
+  const again = await fetch(`${base}/v1/demo?again=1`, { headers: { authorization: credential } });
   assert.equal(again.status, 402);
   assert.equal(again.headers.get('x-l402-reason'), 'spent');
   assert.equal(again.headers.get('content-type'), 'application/problem+json');

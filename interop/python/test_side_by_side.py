@@ -246,9 +246,14 @@ def test_our_token_is_refused_on_replay(servers):
     server = servers["plannt"]
     macaroon, invoice = challenge(server)
     credential = f"L402 {macaroon}:{server.pay(invoice)}"
+    response, first = server.request("GET", "/v1/demo", headers={"Authorization": credential})
+    assert response.status == 200, first
+    # The same request again gets its kept answer; another request is refused as spent.
     response, body = server.request("GET", "/v1/demo", headers={"Authorization": credential})
     assert response.status == 200, body
-    response, body = server.request("GET", "/v1/demo", headers={"Authorization": credential})
+    assert response.getheader("x-l402") == "replayed"
+    assert body == first
+    response, body = server.request("GET", "/v1/demo?again=1", headers={"Authorization": credential})
     assert response.status == 402, body
     assert response.getheader("x-l402-reason") == "spent"
 
