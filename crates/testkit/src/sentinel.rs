@@ -43,6 +43,12 @@ impl RedisSentinel {
             Duration::from_secs(20),
             || info(&replica, "replication").contains("master_link_status:up"),
         );
+        // And the primary counts it: `WAIT` only hears from replicas it lists as online.
+        crate::process::wait_until(
+            "the primary lists its replica online",
+            Duration::from_secs(20),
+            || info(&primary, "replication").contains("state=online"),
+        );
         let config = format!(
             "sentinel monitor {PRIMARY_NAME} 127.0.0.1 {primary_port} {quorum}\n\
              sentinel down-after-milliseconds {PRIMARY_NAME} 500\n\

@@ -113,6 +113,8 @@ async fn two_replicas_through_redis_sentinel_waiting_for_a_replica_accept_a_toke
     };
     let mut acked = config(&set.url());
     acked.redis_wait_replicas = 1;
+    // The longest wait allowed: the replica answers on a loaded machine too.
+    acked.redis_wait_timeout_ms = 1500;
     let a = start(acked.clone()).await;
     let b = start(acked).await;
     let (macaroon, preimage) = a.token("/v1/demo").await;
