@@ -154,6 +154,13 @@ impl RedisCluster {
             Duration::from_secs(20),
             || crate::sentinel::info(&replica, "replication").contains("master_link_status:up"),
         );
+        // And the primary counts it: `WAIT` only hears from replicas it lists as online.
+        let listed = &self.nodes[primary];
+        crate::process::wait_until(
+            "the primary lists its replica online",
+            Duration::from_secs(20),
+            || crate::sentinel::info(listed, "replication").contains("state=online"),
+        );
         self.replicas.push(replica);
         self.wait_ok(Duration::from_secs(30));
     }

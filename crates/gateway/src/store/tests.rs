@@ -812,9 +812,11 @@ mod redis_cluster {
         // Only the first shard has a replica.
         cluster.add_replica(0);
         let options = RedisOptions {
+            // Long enough for the replica's acknowledgement on a loaded machine; the shards
+            // without one wait it out for each refusal.
             wait: Some(WaitReplicas {
                 replicas: 1,
-                timeout: Duration::from_millis(100),
+                timeout: Duration::from_millis(500),
             }),
             ..RedisOptions::default()
         };
