@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::support::{Hostile, Scenario, open_policy};
+use crate::support::{Hostile, Scenario, client, get, open_policy};
 use async_trait::async_trait;
 use plannt_client::l402::PaymentHash;
 use plannt_client::lightning::dev::DevWallet;
@@ -16,8 +16,7 @@ use plannt_client::lightning::dev::http::DevHttp;
 use plannt_client::lightning::invoice::unix_now;
 use plannt_client::lightning::{Balance, LightningError, Network, Payer, Payment, PaymentLookup};
 use plannt_client::{
-    Client, ClientError, Ledger, NetworkCause, NetworkError, Options, Outcome, Policy, Request,
-    Response, Step, Timeouts, Window,
+    Client, ClientError, Ledger, NetworkCause, NetworkError, Policy, Step, Window,
 };
 use plannt_testkit::broken::Broken;
 
@@ -26,22 +25,6 @@ const START_MSAT: u64 = 1_000_000_000;
 
 fn ledger_in(dir: &tempfile::TempDir) -> Ledger {
     Ledger::open(&dir.path().join("ledger.sqlite")).unwrap()
-}
-
-fn client(wallet: Arc<dyn Payer>, ledger: &Ledger, policy: Policy, max_time: Duration) -> Client {
-    Client::builder(wallet, ledger.clone(), policy)
-        .timeouts(Timeouts {
-            connect: Duration::from_secs(10),
-            max_time,
-        })
-        .build()
-}
-
-async fn get(client: &Client, url: url::Url) -> Result<Response, ClientError> {
-    match client.send(&Request::get(url), &Options::default()).await? {
-        Outcome::Response(r) => Ok(r),
-        Outcome::DryRun(_) => panic!("not a dry run"),
-    }
 }
 
 async fn network_error(client: &Client, url: url::Url) -> NetworkError {

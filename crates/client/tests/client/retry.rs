@@ -10,29 +10,18 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::offers::{Kind, Lie, OfferServer};
-use crate::support::{Hostile, Scenario, open_policy};
+use crate::support::{self, Hostile, Scenario, get, open_policy};
 use plannt_client::lightning::Payer;
-use plannt_client::{Client, ClientError, Ledger, Options, Outcome, Request, Response, Timeouts};
+use plannt_client::{Client, ClientError, Ledger, Options, Outcome, Request};
 use plannt_testkit::keeper::{Fault, Keeper};
 
 const PAYER: &str = "payer";
 const START_MSAT: u64 = 1_000_000_000;
 const PAID_BODY: &[u8] = b"{\"result\":\"paid\"}";
 
+/// A client on `ledger` that pays up to 1,000 sats a request.
 fn client(wallet: Arc<dyn Payer>, ledger: &Ledger, max_time: Duration) -> Client {
-    Client::builder(wallet, ledger.clone(), open_policy(1_000))
-        .timeouts(Timeouts {
-            connect: Duration::from_secs(10),
-            max_time,
-        })
-        .build()
-}
-
-async fn get(client: &Client, url: url::Url) -> Result<Response, ClientError> {
-    match client.send(&Request::get(url), &Options::default()).await? {
-        Outcome::Response(r) => Ok(r),
-        Outcome::DryRun(_) => panic!("not a dry run"),
-    }
+    support::client(wallet, ledger, open_policy(1_000), max_time)
 }
 
 /// The answers the ledger recorded, newest first.
