@@ -47,7 +47,7 @@ use futures_util::future::BoxFuture;
 use plannt_l402::mpp::{ChallengeKeys, Problem};
 use plannt_l402::x402::TagKeys;
 use plannt_l402::{
-    Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason, Request as L402Request,
+    Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason, Request as L402Request, wire,
 };
 use plannt_lightning::Receiver;
 use serde_json::json;
@@ -433,13 +433,13 @@ impl Paywall {
         // and an idempotency key (draft-ietf-httpapi-idempotency-key-header) that is the same
         // for every retry of this payment.
         strip_credentials(request.headers_mut());
-        let hex = paid.hash.to_hex();
-        if let Ok(value) = HeaderValue::from_str(&format!("\"{hex}\"")) {
-            // `wire::idempotency_key`, from the hex already made.
-            request.headers_mut().insert(IDEMPOTENCY_KEY, value);
-        }
-        if let Ok(value) = HeaderValue::try_from(hex) {
+        // The key is the hash's hex in quotes: one hex encoding serves both headers.
+        let key = wire::idempotency_key(&paid.hash);
+        if let Ok(value) = HeaderValue::from_str(&key[1..key.len() - 1]) {
             request.headers_mut().insert(PAYMENT_HASH, value);
+        }
+        if let Ok(value) = HeaderValue::try_from(key) {
+            request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         }
         paid.keep = (self.options.keep.answer_bytes > 0).then(|| {
             let body = std::mem::take(request.body_mut());
