@@ -30,6 +30,11 @@
 //!                                      same request, answer kept: that answer, `x-l402: replayed`
 //!                                      anything else: 402 fresh challenges, reason `spent`
 //! ```
+//! A browser's navigation (`GET`, `Accept` preferring `text/html`) gets the same 402 with the
+//! payment page as its body (`page.rs`); the page asks `/_plannt/pay/<hash>` (`poll.rs`) until
+//! the invoice is paid, gets the credential in a cookie `plannt-<route>`, which is read like an
+//! `Authorization: L402` value (after every header credential), and never passed upstream.
+//!
 //! The rate limit applies before any invoice is created; a backend that cannot issue an invoice
 //! gives 503, never a 402 with an invoice that cannot be paid; a store that cannot answer gives
 //! 503 to paid requests (fail closed). A released answer never carries the upstream's body.
@@ -69,6 +74,8 @@ mod answers;
 mod dialects;
 mod headers;
 mod kept;
+mod page;
+mod poll;
 mod settle;
 
 pub(crate) use answers::gateway_error;
@@ -175,6 +182,10 @@ pub struct Paywall {
     store: Arc<dyn SpentStore>,
     routes: RouteTable,
     limiter: Limiter,
+    /// The payment page's polls, per client address.
+    poll_limiter: Limiter,
+    /// Backend lookups for polls in flight, from every client together.
+    poll_lookups: tokio::sync::Semaphore,
     options: PaywallOptions,
     metrics: Arc<Metrics>,
     /// Paid requests in flight, each in a task of its own: shutdown waits for them.
@@ -193,6 +204,8 @@ impl Paywall {
         let metrics = Arc::new(Metrics::new(routes.routes().iter().map(|r| r.id.as_str())));
         Paywall {
             limiter: Limiter::new(options.challenges_per_second, options.challenge_burst),
+            poll_limiter: Limiter::new(poll::POLLS_PER_SECOND, poll::POLL_BURST),
+            poll_lookups: tokio::sync::Semaphore::new(poll::MAX_POLL_LOOKUPS),
             mpp_keys: ChallengeKeys::from_ring(&keys),
             x402_keys: TagKeys::from_ring(&keys),
             x402_keep: keys
@@ -282,7 +295,28 @@ impl Paywall {
         }
     }
 
-    async fn handle<S>(self: Arc<Self>, mut request: Request<Body>, inner: S) -> Response
+    /// Answers a request; a browser's navigation gets the payment page for the paywall's 402.
+    async fn handle<S>(self: Arc<Self>, request: Request<Body>, inner: S) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        let html = page::prefers_html(request.method(), request.headers())
+            && self.receiver.can_lookup_invoices();
+        let response = self.answer(request, inner, html).await;
+        if html {
+            page::render(response)
+        } else {
+            response
+        }
+    }
+
+    async fn answer<S>(
+        self: Arc<Self>,
+        mut request: Request<Body>,
+        inner: S,
+        html: bool,
+    ) -> Response
     where
         S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,
@@ -306,9 +340,15 @@ impl Paywall {
         {
             return gateway_error(StatusCode::BAD_REQUEST, "the path cannot be read");
         }
+        if request.uri().path().starts_with(page::PAY_PREFIX) {
+            return self.poll(request).await;
+        }
         let route = match self.routes.find(request.method(), request.uri().path()) {
             Some(route) if !route.is_public() => route,
-            _ => return inner.oneshot(request).await.unwrap_or_else(|e| match e {}),
+            _ => {
+                page::strip_cookies(request.headers_mut());
+                return inner.oneshot(request).await.unwrap_or_else(|e| match e {});
+            }
         };
         if let Some(why) = &route.unavailable {
             return unavailable("route_unavailable", why);
@@ -328,6 +368,7 @@ impl Paywall {
             client,
             resource: &resource,
             offered: &offered,
+            page: html,
         };
         let values = request.headers().get_all(header::AUTHORIZATION);
         let l402 = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
@@ -344,7 +385,20 @@ impl Paywall {
             _ => match self.verify_other(request.headers(), &at).await {
                 Some(Ok(redeem)) => redeem,
                 Some(Err(answer)) => return answer,
-                None => return self.challenge(&at, None).await,
+                None => match page::cookie_credential(request.headers(), &route.id)
+                    .filter(|_| offered.contains(&Dialect::L402))
+                {
+                    Some(credential) => match self.verify_l402(&credential, &at).await {
+                        Ok(redeem) => redeem,
+                        // A cookie that is not genuine (a rotated key, say) is no credential:
+                        // the browser gets the page with a fresh invoice, not a dead end.
+                        Err(answer) if answer.status() == StatusCode::UNAUTHORIZED => {
+                            return self.challenge(&at, None).await;
+                        }
+                        Err(answer) => return answer,
+                    },
+                    None => return self.challenge(&at, None).await,
+                },
             },
         };
         // The claim, the upstream call and the settlement run in a task of their own: a client
