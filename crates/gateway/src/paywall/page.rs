@@ -167,7 +167,7 @@ fn html(facts: &PageFacts) -> String {
 <title>Payment required: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
 <main id=\"plannt-pay\" data-payment-hash=\"{hash}\" data-macaroon=\"{macaroon}\" data-invoice=\"{invoice}\" data-expires=\"{expires_at}\">\n\
 <h1 id=\"plannt-description\">{title}</h1>\n\
-<p class=\"resource\" id=\"plannt-resource\">{resource}</p>\n\
+<p class=\"resource\" id=\"plannt-resource\">Payment required for {resource}</p>\n\
 {reason}\
 <p class=\"price\" id=\"plannt-price\" data-sats=\"{amount}\">{amount} {sats}</p>\n\
 {qr}\n\
