@@ -3,6 +3,8 @@
 //! ```text
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
+//! over the route's rate_limit        -> 429 Retry-After, paid or not (quota.rs)
+//! no credential, free tier left     -> forwarded without a payment, `x-l402: free`
 //! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
 //!                                      dialect the route offers, in its order (by default
 //!                                      WWW-Authenticate Payment (MPP) first, then
@@ -67,6 +69,7 @@ use crate::keep;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
+use crate::quota::Counters;
 use crate::routes::RouteTable;
 use crate::store::{Claim, Lookup, SpentStore, StoreError};
 
@@ -76,6 +79,7 @@ mod headers;
 mod kept;
 mod page;
 mod poll;
+mod quotas;
 mod settle;
 
 pub(crate) use answers::gateway_error;
@@ -186,6 +190,8 @@ pub struct Paywall {
     poll_limiter: Limiter,
     /// Backend lookups for polls in flight, from every client together.
     poll_lookups: tokio::sync::Semaphore,
+    /// Free tiers and rate limits counted in this process (when the store does not count).
+    counters: Counters,
     options: PaywallOptions,
     metrics: Arc<Metrics>,
     /// Paid requests in flight, each in a task of its own: shutdown waits for them.
@@ -206,6 +212,7 @@ impl Paywall {
             limiter: Limiter::new(options.challenges_per_second, options.challenge_burst),
             poll_limiter: Limiter::new(poll::POLLS_PER_SECOND, poll::POLL_BURST),
             poll_lookups: tokio::sync::Semaphore::new(poll::MAX_POLL_LOOKUPS),
+            counters: Counters::default(),
             mpp_keys: ChallengeKeys::from_ring(&keys),
             x402_keys: TagKeys::from_ring(&keys),
             x402_keep: keys
@@ -343,7 +350,18 @@ impl Paywall {
         if request.uri().path().starts_with(page::PAY_PREFIX) {
             return self.poll(request).await;
         }
-        let route = match self.routes.find(request.method(), request.uri().path()) {
+        let found = self.routes.find(request.method(), request.uri().path());
+        let client = self
+            .options
+            .trusted_proxies
+            .client(peer_ip(&request), request.headers());
+        // A route's rate limit counts every request to it, public, free or paid.
+        if let Some(route) = found.filter(|r| r.rate_limit.is_some())
+            && let Some(too_many) = self.over_rate_limit(route, client).await
+        {
+            return too_many;
+        }
+        let route = match found {
             Some(route) if !route.is_public() => route,
             _ => {
                 page::strip_cookies(request.headers_mut());
@@ -353,10 +371,6 @@ impl Paywall {
         if let Some(why) = &route.unavailable {
             return unavailable("route_unavailable", why);
         }
-        let client = self
-            .options
-            .trusted_proxies
-            .client(peer_ip(&request), request.headers());
         let offered = self.dialects_of(route);
         let resource = request.uri().path().to_owned();
         let target = request
@@ -393,11 +407,11 @@ impl Paywall {
                         // A cookie that is not genuine (a rotated key, say) is no credential:
                         // the browser gets the page with a fresh invoice, not a dead end.
                         Err(answer) if answer.status() == StatusCode::UNAUTHORIZED => {
-                            return self.challenge(&at, None).await;
+                            return self.unpaid(&at, request, inner).await;
                         }
                         Err(answer) => return answer,
                     },
-                    None => return self.challenge(&at, None).await,
+                    None => return self.unpaid(&at, request, inner).await,
                 },
             },
         };

@@ -10,6 +10,7 @@ mod hostile;
 mod keep;
 mod page;
 mod protocol;
+mod quotas;
 mod spending;
 mod startup;
 mod support;
