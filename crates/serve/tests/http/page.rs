@@ -485,3 +485,32 @@ async fn no_credential_of_the_page_is_ever_logged() {
     assert!(!text.contains(&preimage.to_hex()), "the preimage is logged");
     assert!(!text.contains(&page.macaroon), "the macaroon is logged");
 }
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_a_trusted_proxy_says_the_request_came_over_tls() {
+    let mut config = config("memory");
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    let gateway = start(config).await;
+    let page = Page::of(&browse(&gateway, "/v1/demo", None).await);
+    gateway.pay(&page.invoice);
+    let ask = |proxy: &'static str, proto: &'static str| {
+        let http = client_from(proxy.parse().unwrap());
+        let url = gateway.url(&format!("/_plannt/pay/{}", page.payment_hash));
+        let macaroon = page.macaroon.clone();
+        async move {
+            let response = http
+                .get(url)
+                .header("plannt-macaroon", macaroon)
+                .header("x-forwarded-proto", proto)
+                .send()
+                .await
+                .unwrap();
+            Answer::read(response).await
+        }
+    };
+    let behind_tls = ask("127.0.0.1", "https").await;
+    assert!(set_cookie(&behind_tls).1.iter().any(|a| a == "Secure"));
+    // Anyone else saying so is not believed.
+    let claimed = ask("127.0.0.2", "https").await;
+    assert!(!set_cookie(&claimed).1.iter().any(|a| a == "Secure"));
+}
