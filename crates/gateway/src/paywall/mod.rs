@@ -3,7 +3,7 @@
 //! ```text
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
-//! over the route's rate_limit        -> 429 Retry-After, paid or not (quota.rs)
+//! over the route's rate_limit       -> 429 Retry-After, paid or not (quota.rs)
 //! no credential, free tier left     -> forwarded without a payment, `x-l402: free`
 //! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
 //!                                      dialect the route offers, in its order (by default
@@ -318,6 +318,8 @@ impl Paywall {
         }
     }
 
+    /// The answer to a request, as an agent gets it; `html` marks the paywall's 402 with what
+    /// the payment page shows.
     async fn answer<S>(
         self: Arc<Self>,
         mut request: Request<Body>,
