@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod path;
 mod paywall;
 mod proxy;
+pub mod quota;
 pub mod routes;
 pub mod store;
 mod unique;
@@ -31,6 +32,7 @@ pub use paywall::{
     DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, Unanswered,
 };
 pub use proxy::Proxy;
+pub use quota::Quota;
 pub use routes::{OnUpstreamFailure, Route, RouteError, RouteTable, Target};
 
 pub use plannt_l402 as l402;

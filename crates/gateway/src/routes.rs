@@ -7,6 +7,8 @@ use axum::http::Method;
 use plannt_l402::Dialect;
 use url::Url;
 
+use crate::quota::Quota;
+
 /// Where a route's requests go once paid for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -55,6 +57,12 @@ pub struct Route {
     /// the paywall's ([`crate::PaywallOptions::dialects`]). x402 is offered only when the
     /// backend can look up invoices.
     pub dialects: Option<Vec<Dialect>>,
+    /// Requests a client address may make without paying, per window: counted before any
+    /// invoice; `None`: none.
+    pub free: Option<Quota>,
+    /// Requests a client address may make at all, paid or not, per window (429 beyond);
+    /// `None`: no limit beyond the challenge rate.
+    pub rate_limit: Option<Quota>,
 }
 
 /// How well a route matches a path: a higher rank wins.
@@ -82,6 +90,8 @@ impl Route {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
         }
     }
 
@@ -270,6 +280,8 @@ mod tests {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
         }
     }
 

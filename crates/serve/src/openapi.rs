@@ -117,10 +117,24 @@ fn operation(
             "content": {"*/*": {"schema": {}}},
         });
     }
+    // Plannt's extensions: the route's rate limit and free tier, per client address.
+    let too_many = route.rate_limit.map(|limit| {
+        operation["x-rate-limit"] =
+            json!({"requests": limit.requests, "per_secs": limit.per_secs()});
+        json!({
+            "description": format!("Too Many Requests: more than {} per {} s from one address, paid or not (or, for a paid route, too many payment challenges); Retry-After says when to come back", limit.requests, limit.per_secs()),
+        })
+    });
+    if let Some(too_many) = &too_many {
+        operation["responses"]["429"] = too_many.clone();
+    }
     let Some(price) = route.price_sats else {
         operation["security"] = json!([]);
         return operation;
     };
+    if let Some(free) = route.free {
+        operation["x-free-tier"] = json!({"requests": free.requests, "per_secs": free.per_secs()});
+    }
     let names: Vec<&str> = offered.iter().map(Dialect::as_str).collect();
     operation["x-payment-info"] = json!({
         "offers": [{
@@ -182,6 +196,16 @@ fn operation(
         "429": {"$ref": "#/components/responses/TooManyChallenges"},
         "503": {"$ref": "#/components/responses/Unavailable"},
     });
+    if let Some(too_many) = too_many {
+        operation["responses"]["429"] = too_many;
+    }
+    if let Some(free) = route.free {
+        operation["responses"]["200"]["description"] = json!(format!(
+            "The paid answer, or one of the {} free answers per {} s to one address (x-l402: free)",
+            free.requests,
+            free.per_secs()
+        ));
+    }
     operation
 }
 

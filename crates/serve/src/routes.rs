@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::http::Method;
 use plannt_gateway::{Route, RouteTable, Target};
 
-use crate::config::{Config, MatchKind, RouteConfig};
+use crate::config::{Config, MatchKind, QuotaConfig, RouteConfig};
 use crate::error::StartError;
 use crate::handler::Handler;
 
@@ -73,6 +73,8 @@ fn demo(openai: bool) -> Vec<(Route, Option<Handler>)> {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
         };
         (route, Some(handler))
     };
@@ -151,6 +153,8 @@ fn configured(
         unavailable,
         on_upstream_failure: rc.on_upstream_failure,
         dialects: rc.dialects.clone(),
+        free: rc.free.map(QuotaConfig::quota),
+        rate_limit: rc.rate_limit.map(QuotaConfig::quota),
     };
     Ok((route, handler))
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::Paywall;
 use super::headers::{PAYMENT_REQUIRED, X_L402_REASON};
+use super::page::PageFacts;
 use crate::routes::Route;
 
 /// The request a challenge answers: its route, client, resource path and the dialects offered.
@@ -26,6 +27,9 @@ pub(super) struct Challenged<'a> {
     pub(super) resource: &'a str,
     /// The dialects to offer, in order.
     pub(super) offered: &'a [Dialect],
+    /// Whether the 402 becomes the payment page (a browser's navigation): it then carries what
+    /// the page shows.
+    pub(super) page: bool,
 }
 
 /// The network of a BOLT11 invoice, by its prefix; `None` for one the dialects do not name.
@@ -217,8 +221,9 @@ impl Paywall {
             "amount_sats": price,
             "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(),
         });
-        if let Some(macaroon) = &macaroon {
-            body["macaroon"] = json!(macaroon.to_base64());
+        let macaroon_base64 = macaroon.as_ref().map(|m| m.to_base64());
+        if let Some(macaroon) = &macaroon_base64 {
+            body["macaroon"] = json!(macaroon);
             body["format"] = json!("L402 <macaroon>:<preimage>");
         }
         if let Some((reason, message)) = &reason {
@@ -226,6 +231,18 @@ impl Paywall {
             body["message"] = json!(message);
         }
         let mut response = (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response();
+        if let Some(macaroon) = macaroon_base64.filter(|_| at.page) {
+            response.extensions_mut().insert(PageFacts {
+                description: route.description.clone(),
+                resource: format!("GET {}", at.resource),
+                amount_sats: price,
+                invoice: invoice.bolt11.clone(),
+                payment_hash: hex::encode(invoice.payment_hash),
+                expires_at: invoice.expires_at,
+                macaroon,
+                reason: reason.as_ref().map(|(_, message)| message.clone()),
+            });
+        }
         let headers = response.headers_mut();
         let mut l402 = macaroon.map(|m| Challenge::new(m, invoice.bolt11).to_header_value());
         let mut mpp = mpp;

@@ -284,6 +284,8 @@ mod tests {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
         };
         let paywall = Arc::new(Paywall::new(
             KeyRing::single(RootKey::new([7; 32])),

@@ -3,6 +3,8 @@
 //! ```text
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
+//! over the route's rate_limit       -> 429 Retry-After, paid or not (quota.rs)
+//! no credential, free tier left     -> forwarded without a payment, `x-l402: free`
 //! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
 //!                                      dialect the route offers, in its order (by default
 //!                                      WWW-Authenticate Payment (MPP) first, then
@@ -30,6 +32,11 @@
 //!                                      same request, answer kept: that answer, `x-l402: replayed`
 //!                                      anything else: 402 fresh challenges, reason `spent`
 //! ```
+//! A browser's navigation (`GET`, `Accept` preferring `text/html`) gets the same 402 with the
+//! payment page as its body (`page.rs`); the page asks `/_plannt/pay/<hash>` (`poll.rs`) until
+//! the invoice is paid, gets the credential in a cookie `plannt-<route>`, which is read like an
+//! `Authorization: L402` value (after every header credential), and never passed upstream.
+//!
 //! The rate limit applies before any invoice is created; a backend that cannot issue an invoice
 //! gives 503, never a 402 with an invoice that cannot be paid; a store that cannot answer gives
 //! 503 to paid requests (fail closed). A released answer never carries the upstream's body.
@@ -62,6 +69,7 @@ use crate::keep;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
+use crate::quota::Counters;
 use crate::routes::RouteTable;
 use crate::store::{Claim, Lookup, SpentStore, StoreError};
 
@@ -69,6 +77,9 @@ mod answers;
 mod dialects;
 mod headers;
 mod kept;
+mod page;
+mod poll;
+mod quotas;
 mod settle;
 
 pub(crate) use answers::gateway_error;
@@ -175,6 +186,12 @@ pub struct Paywall {
     store: Arc<dyn SpentStore>,
     routes: RouteTable,
     limiter: Limiter,
+    /// The payment page's polls, per client address.
+    poll_limiter: Limiter,
+    /// Backend lookups for polls in flight, from every client together.
+    poll_lookups: tokio::sync::Semaphore,
+    /// Free tiers and rate limits counted in this process (when the store does not count).
+    counters: Counters,
     options: PaywallOptions,
     metrics: Arc<Metrics>,
     /// Paid requests in flight, each in a task of its own: shutdown waits for them.
@@ -193,6 +210,9 @@ impl Paywall {
         let metrics = Arc::new(Metrics::new(routes.routes().iter().map(|r| r.id.as_str())));
         Paywall {
             limiter: Limiter::new(options.challenges_per_second, options.challenge_burst),
+            poll_limiter: Limiter::new(poll::POLLS_PER_SECOND, poll::POLL_BURST),
+            poll_lookups: tokio::sync::Semaphore::new(poll::MAX_POLL_LOOKUPS),
+            counters: Counters::default(),
             mpp_keys: ChallengeKeys::from_ring(&keys),
             x402_keys: TagKeys::from_ring(&keys),
             x402_keep: keys
@@ -282,7 +302,30 @@ impl Paywall {
         }
     }
 
-    async fn handle<S>(self: Arc<Self>, mut request: Request<Body>, inner: S) -> Response
+    /// Answers a request; a browser's navigation gets the payment page for the paywall's 402.
+    async fn handle<S>(self: Arc<Self>, request: Request<Body>, inner: S) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        let html = page::prefers_html(request.method(), request.headers())
+            && self.receiver.can_lookup_invoices();
+        let response = self.answer(request, inner, html).await;
+        if html {
+            page::render(response)
+        } else {
+            response
+        }
+    }
+
+    /// The answer to a request, as an agent gets it; `html` marks the paywall's 402 with what
+    /// the payment page shows.
+    async fn answer<S>(
+        self: Arc<Self>,
+        mut request: Request<Body>,
+        inner: S,
+        html: bool,
+    ) -> Response
     where
         S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,
@@ -306,17 +349,30 @@ impl Paywall {
         {
             return gateway_error(StatusCode::BAD_REQUEST, "the path cannot be read");
         }
-        let route = match self.routes.find(request.method(), request.uri().path()) {
-            Some(route) if !route.is_public() => route,
-            _ => return inner.oneshot(request).await.unwrap_or_else(|e| match e {}),
-        };
-        if let Some(why) = &route.unavailable {
-            return unavailable("route_unavailable", why);
+        if request.uri().path().starts_with(page::PAY_PREFIX) {
+            return self.poll(request).await;
         }
+        let found = self.routes.find(request.method(), request.uri().path());
         let client = self
             .options
             .trusted_proxies
             .client(peer_ip(&request), request.headers());
+        // A route's rate limit counts every request to it, public, free or paid.
+        if let Some(route) = found.filter(|r| r.rate_limit.is_some())
+            && let Some(too_many) = self.over_rate_limit(route, client).await
+        {
+            return too_many;
+        }
+        let route = match found {
+            Some(route) if !route.is_public() => route,
+            _ => {
+                page::strip_cookies(request.headers_mut());
+                return inner.oneshot(request).await.unwrap_or_else(|e| match e {});
+            }
+        };
+        if let Some(why) = &route.unavailable {
+            return unavailable("route_unavailable", why);
+        }
         let offered = self.dialects_of(route);
         let resource = request.uri().path().to_owned();
         let target = request
@@ -328,6 +384,7 @@ impl Paywall {
             client,
             resource: &resource,
             offered: &offered,
+            page: html,
         };
         let values = request.headers().get_all(header::AUTHORIZATION);
         let l402 = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
@@ -344,7 +401,20 @@ impl Paywall {
             _ => match self.verify_other(request.headers(), &at).await {
                 Some(Ok(redeem)) => redeem,
                 Some(Err(answer)) => return answer,
-                None => return self.challenge(&at, None).await,
+                None => match page::cookie_credential(request.headers(), &route.id)
+                    .filter(|_| offered.contains(&Dialect::L402))
+                {
+                    Some(credential) => match self.verify_l402(&credential, &at).await {
+                        Ok(redeem) => redeem,
+                        // A cookie that is not genuine (a rotated key, say) is no credential:
+                        // the browser gets the page with a fresh invoice, not a dead end.
+                        Err(answer) if answer.status() == StatusCode::UNAUTHORIZED => {
+                            return self.unpaid(&at, request, inner).await;
+                        }
+                        Err(answer) => return answer,
+                    },
+                    None => return self.unpaid(&at, request, inner).await,
+                },
             },
         };
         // The claim, the upstream call and the settlement run in a task of their own: a client

@@ -66,6 +66,8 @@ pub fn upstream_route(id: &str, prefix: &str, price_sats: u64, upstream: &str) -
         handler: None,
         on_upstream_failure: None,
         dialects: None,
+        free: None,
+        rate_limit: None,
     }
 }
 
