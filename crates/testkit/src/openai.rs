@@ -42,7 +42,7 @@ pub struct Seen {
     pub completions: AtomicU64,
     /// The `Authorization` header of the last request, if any.
     pub last_authorization: std::sync::Mutex<Option<String>>,
-    /// The `Payment-Hash` header the gateway added to the last request, if any.
+    /// The `x-l402-payment-hash` header the gateway added to the last request, if any.
     pub last_payment_hash: std::sync::Mutex<Option<String>>,
 }
 
@@ -179,7 +179,7 @@ async fn completions(
             .map(str::to_string)
     };
     *state.seen.last_authorization.lock().expect("lock") = header_text("authorization");
-    *state.seen.last_payment_hash.lock().expect("lock") = header_text("payment-hash");
+    *state.seen.last_payment_hash.lock().expect("lock") = header_text("x-l402-payment-hash");
     state.seen.completions.fetch_add(1, Ordering::SeqCst);
 
     let encoding = Encoding::for_model(&chat.model);
