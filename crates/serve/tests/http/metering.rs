@@ -632,3 +632,89 @@ async fn a_route_with_both_prices_or_a_bad_rule_does_not_start() {
         assert!(e.to_string().contains("routes[0]"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn a_price_rule_is_read_from_toml_with_prices_to_the_millisat() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plannt.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[routes]]
+id = "chat"
+path = "/v1/chat/completions"
+method = "POST"
+upstream = "http://127.0.0.1:9"
+price = { per = "openai-tokens", models = { "gpt-4o-mini" = { input_per_1k = 0.15, output_per_1k = 0.6 }, "gpt-4" = { input_per_1k = 30, output_per_1k = 60, tokenizer = "cl100k_base" } }, max_tokens_ceiling = 8192 }
+"#,
+    )
+    .unwrap();
+    let config = plannt_serve::Config::load(Some(&file), |_| None).unwrap();
+    let rule = config.routes[0].price.as_ref().unwrap();
+    assert_eq!(rule.models["gpt-4o-mini"].input_per_1k.msat, 150);
+    assert_eq!(rule.models["gpt-4o-mini"].output_per_1k.msat, 600);
+    assert_eq!(rule.encoding_of("gpt-4"), Some(Encoding::Cl100kBase));
+    assert_eq!(
+        (
+            rule.default_max_tokens,
+            rule.max_tokens_ceiling,
+            rule.min_sats
+        ),
+        (1024, 8192, 1)
+    );
+
+    for bad in [
+        "price = { per = \"openai-tokens\", models = { m = { input_per_1k = 0.0001, output_per_1k = 1 } } }",
+        "price = { per = \"requests\", models = {} }",
+        "price = { per = \"openai-tokens\", models = { m = { input_per_1k = 1, output_per_1k = 1 } }, colour = 1 }",
+    ] {
+        std::fs::write(
+            &file,
+            format!("[[routes]]\npath = \"/x\"\nupstream = \"http://127.0.0.1:9\"\n{bad}\n"),
+        )
+        .unwrap();
+        let e = plannt_serve::Config::load(Some(&file), |_| None).unwrap_err();
+        assert!(e.to_string().contains("plannt.toml"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_of_a_paid_metered_request_gets_its_kept_answer() {
+    let upstream = OpenAi::start().await;
+    let mut config = crate::support::keeping_config("memory");
+    config.routes = vec![RouteConfig {
+        id: Some(ROUTE.into()),
+        method: Some(Method::POST),
+        path: PATH.into(),
+        matching: MatchKind::Exact,
+        price_sats: None,
+        price: Some(rule()),
+        description: String::new(),
+        upstream: Some(upstream.base_url().parse().unwrap()),
+        handler: None,
+        on_upstream_failure: None,
+        dialects: None,
+    }];
+    let gateway = start(config).await;
+    let body = chat("gpt-4o-mini", "keep this answer", 20);
+    let credential = paid(&gateway, &body).await;
+    let first = ask(&gateway, Some(&credential), &body).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    // The same credential and body again: the kept answer, the upstream not called again.
+    let again = ask(&gateway, Some(&credential), &body).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.header("x-l402"), Some("replayed"));
+    assert_eq!(again.text, first.text);
+    assert_eq!(
+        upstream
+            .seen
+            .completions
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // Another body of the same price: refused as spent.
+    let other = chat("gpt-4o-mini", "keep that answer", 20);
+    assert_eq!(price_of(&other), price_of(&body));
+    let refused = ask(&gateway, Some(&credential), &other).await;
+    assert_eq!(refused.reason(), Some("spent"));
+}
