@@ -3,8 +3,11 @@
 //! The same table prices the 402s, dispatches requests and writes the catalog, so the three
 //! cannot drift apart.
 
+use std::sync::Arc;
+
 use axum::http::Method;
 use plannt_l402::Dialect;
+use plannt_meter::PriceRule;
 use url::Url;
 
 use crate::quota::Quota;
@@ -63,6 +66,9 @@ pub struct Route {
     /// Requests a client address may make at all, paid or not, per window (429 beyond);
     /// `None`: no limit beyond the challenge rate.
     pub rate_limit: Option<Quota>,
+    /// The rule that prices each request from its body (`price = { per = "openai-tokens", … }`),
+    /// instead of `price_sats`; `None`: the fixed price.
+    pub meter: Option<Arc<PriceRule>>,
 }
 
 /// How well a route matches a path: a higher rank wins.
@@ -92,6 +98,7 @@ impl Route {
             dialects: None,
             free: None,
             rate_limit: None,
+            meter: None,
         }
     }
 
@@ -138,7 +145,7 @@ impl Route {
 
     /// True if anyone may call it without paying.
     pub fn is_public(&self) -> bool {
-        self.price_sats.is_none()
+        self.price_sats.is_none() && self.meter.is_none()
     }
 
     /// Whether a failure of the upstream after it received a request of `method` gives the
@@ -282,6 +289,7 @@ mod tests {
             dialects: None,
             free: None,
             rate_limit: None,
+            meter: None,
         }
     }
 

@@ -203,9 +203,13 @@ pub struct Pricing {
     /// The price in sats, for `fixed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_sats: Option<u64>,
-    /// What the price buys: `request`.
+    /// What the price buys: `request`; for `metered`, what is counted (`openai-tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per: Option<String>,
+    /// For `metered`: the rule each request is priced by (its models and their prices per 1,000
+    /// tokens, the output caps, the minimum). A Plannt extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<serde_json::Value>,
 }
 
 impl Pricing {
@@ -215,6 +219,7 @@ impl Pricing {
             model: "fixed".into(),
             amount_sats: Some(amount_sats),
             per: Some("request".into()),
+            rule: None,
         }
     }
 
@@ -224,6 +229,17 @@ impl Pricing {
             model: "free".into(),
             amount_sats: None,
             per: None,
+            rule: None,
+        }
+    }
+
+    /// Each request priced by `rule`, counting `per`: the amount is the 402's.
+    pub fn metered(per: &str, rule: serde_json::Value) -> Pricing {
+        Pricing {
+            model: "metered".into(),
+            amount_sats: None,
+            per: Some(per.into()),
+            rule: Some(rule),
         }
     }
 

@@ -62,18 +62,30 @@ pub fn catalog(
                 free: route.free.map(terms),
                 rate_limit: route.rate_limit.map(terms),
             };
-            if let Some(sats) = route.price_sats {
+            if !route.is_public() {
                 let route_dialects = dialects(route);
-                service.pricing = Some(Pricing::per_request(sats));
-                service.tiers = vec![Tier {
-                    tier: 0,
-                    amount_sats: sats,
-                }];
+                match (route.price_sats, &route.meter) {
+                    (Some(sats), _) => {
+                        service.pricing = Some(Pricing::per_request(sats));
+                        service.tiers = vec![Tier {
+                            tier: 0,
+                            amount_sats: sats,
+                        }];
+                    }
+                    (None, Some(rule)) => {
+                        let rule = serde_json::to_value(&**rule).unwrap_or_default();
+                        service.pricing = Some(Pricing::metered("openai-tokens", rule));
+                    }
+                    (None, None) => {}
+                }
                 if route_dialects.contains(&Dialect::L402) {
                     service.caveats = vec![
                         format!("services={}:0", route.id),
                         format!("{}_valid_until", route.id),
                     ];
+                    if route.meter.is_some() {
+                        service.caveats.push(format!("{}_price_sats", route.id));
+                    }
                 }
                 service.token = Some(TokenTerms { single_use: true });
                 for d in &route_dialects {

@@ -85,8 +85,11 @@ pub struct RouteConfig {
     /// `exact` (the default) or `prefix`.
     #[serde(rename = "match", default)]
     pub matching: MatchKind,
-    /// The price in sats; a route without one is public.
+    /// The price in sats; a route without one (nor `price`) is public.
     pub price_sats: Option<u64>,
+    /// A rule that prices each request from its body instead (`price = { per =
+    /// "openai-tokens", models = { … } }`, docs/metering.md).
+    pub price: Option<plannt_meter::PriceRule>,
     /// What it does, for the catalog.
     #[serde(default)]
     pub description: String,

@@ -4,6 +4,10 @@
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
 //! over the route's rate_limit       -> 429 Retry-After, paid or not (quota.rs)
+//! metered route                     -> the body read and priced by the route's rule
+//!                                      (paywall/metered.rs): a 4xx before any invoice for what
+//!                                      cannot be priced; the price of this request is the
+//!                                      402's, and what a credential must have paid
 //! no credential, free tier left     -> forwarded without a payment, `x-l402: free`
 //! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
 //!                                      dialect the route offers, in its order (by default
@@ -54,7 +58,8 @@ use futures_util::future::BoxFuture;
 use plannt_l402::mpp::{ChallengeKeys, Problem};
 use plannt_l402::x402::TagKeys;
 use plannt_l402::{
-    Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason, Request as L402Request, wire,
+    Conditions, Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason,
+    Request as L402Request, wire,
 };
 use plannt_lightning::Receiver;
 use serde_json::json;
@@ -77,6 +82,7 @@ mod answers;
 mod dialects;
 mod headers;
 mod kept;
+mod metered;
 mod page;
 mod poll;
 mod quotas;
@@ -86,6 +92,7 @@ pub(crate) use answers::gateway_error;
 use answers::{Challenged, unavailable, with_problem};
 pub(crate) use headers::peer_ip;
 use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_credentials};
+use metered::PriceBinding;
 pub use settle::Unanswered;
 use settle::{Paid, SettleOnUnwind};
 
@@ -373,6 +380,18 @@ impl Paywall {
         if let Some(why) = &route.unavailable {
             return unavailable("route_unavailable", why);
         }
+        // A metered route prices this request from its body before anything else: what cannot
+        // be priced is a client error, answered before any invoice (paywall/metered.rs).
+        let (request, quote) = match &route.meter {
+            Some(rule) => match metered::price(rule, request).await {
+                Ok((request, quote)) => (request, Some(quote)),
+                Err(refusal) => return refusal,
+            },
+            None => (request, None),
+        };
+        let price = quote
+            .as_ref()
+            .map_or(route.price_sats.unwrap_or(0), |q| q.sats);
         let offered = self.dialects_of(route);
         let resource = request.uri().path().to_owned();
         let target = request
@@ -381,6 +400,8 @@ impl Paywall {
             .map_or_else(|| resource.clone(), |p| p.as_str().to_owned());
         let at = Challenged {
             route,
+            price,
+            quote: quote.as_ref(),
             client,
             resource: &resource,
             offered: &offered,
@@ -424,7 +445,7 @@ impl Paywall {
         let (hash, keep_until) = (redeem.hash, redeem.keep_until);
         let releases = route.releases_on_failure(request.method());
         let method = request.method().clone();
-        let (route_id, price) = (route.id.clone(), route.price_sats.unwrap_or(0));
+        let route_id = route.id.clone();
         let receipt = redeem.receipt.clone();
         let secret = redeem.secret.clone();
         let paywall = self.clone();
@@ -539,22 +560,40 @@ impl Paywall {
         credential: &Credential,
         at: &Challenged<'_>,
     ) -> Result<Redeem, Response> {
-        let checked = self.keys.verify(
-            credential,
-            &L402Request {
-                route: &at.route.id,
-                now: self.options.clock.now(),
-                conditions: &NoConditions,
-            },
-        );
+        let metered = at.route.meter.is_some();
+        // The binding is judged and dropped before any await: its cells stay in this thread.
+        let (checked, priced, shortfall) = {
+            let binding = PriceBinding::new(at.price);
+            let judge = |name: &str, value: &str| binding.check(name, value);
+            let conditions: &dyn Conditions = if metered { &judge } else { &NoConditions };
+            let checked = self.keys.verify(
+                credential,
+                &L402Request {
+                    route: &at.route.id,
+                    now: self.options.clock.now(),
+                    conditions,
+                },
+            );
+            (checked, binding.seen(), binding.shortfall())
+        };
         let verified = match checked {
             Ok(v) => v,
             Err(e) if e.reason().pay_again() => {
                 self.metrics.rejected(e.reason());
-                return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
+                let why = match shortfall {
+                    Some(why) if e.reason() == Reason::CaveatFailed => why,
+                    _ => e.to_string(),
+                };
+                return Err(self.challenge(at, Some((e.reason(), why))).await);
             }
             Err(e) => return Err(self.refuse(e.reason(), &e.to_string())),
         };
+        // A metered route's token must say what it paid for.
+        if metered && !priced {
+            self.metrics.rejected(Reason::CaveatFailed);
+            let why = "the token carries no price_sats caveat, so it cannot buy a metered request: pay the new invoice".to_string();
+            return Err(self.challenge(at, Some((Reason::CaveatFailed, why))).await);
+        }
         // Every token we mint expires; one that does not is not ours to honour forever.
         let Some(minted_until) = verified.minted_valid_until else {
             self.metrics.rejected(Reason::CaveatFailed);

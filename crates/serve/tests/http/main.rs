@@ -8,6 +8,7 @@ mod dialects;
 mod generate;
 mod hostile;
 mod keep;
+mod metering;
 mod page;
 mod protocol;
 mod quotas;
