@@ -30,7 +30,10 @@ impl PaymentHash {
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut hex).expect("32 bytes are 64 hex digits");
+        // hex::encode collects chars one at a time; a payment hash is written once a request.
+        String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
     }
 
     /// The bytes.

@@ -48,7 +48,11 @@ impl fmt::Display for TokenState {
 
 /// `"<hex payment hash>"`: the idempotency key of a payment, a Structured Field string.
 pub fn idempotency_key(hash: &crate::PaymentHash) -> String {
-    format!("\"{hash}\"")
+    let mut key = String::with_capacity(66);
+    key.push('"');
+    key.push_str(&hash.to_hex());
+    key.push('"');
+    key
 }
 
 #[cfg(test)]
