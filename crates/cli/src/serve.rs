@@ -60,7 +60,7 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     if gateway.dev_network.is_some() {
         tracing::warn!("{}", plannt_lightning::dev::WARNING);
         let wallet = format!("dev+http://{addr}");
-        match try_path(gateway.paywall().routes()) {
+        match try_path(&gateway.paywall().routes()) {
             Some(path) => tracing::info!(
                 %wallet,
                 "pay with: plannt get --wallet {wallet} http://{addr}{path}"
