@@ -125,12 +125,21 @@
       el("span", { class: "health " + (part.ok ? "ok" : "down"), id: "health-" + (part === health.store ? "store" : "backend") },
         `${part === health.store ? "store" : "backend"} ${part.name}: ${part.ok ? "ok" : "down (" + part.error + ")"}`);
 
-    const hours = stats.hours || [];
+    // One bar per day of the span (per hour when it is two days or less), empty ones included.
+    const hourly = stats.until - stats.since <= 2 * 86400;
+    const step = hourly ? 3600 : 86400;
+    const byBucket = new Map();
+    for (const [hour, f] of stats.hours || []) {
+      const bucket = hour - (hour % step);
+      byBucket.set(bucket, (byBucket.get(bucket) || 0) + f.sats);
+    }
+    const buckets = [];
+    for (let t = stats.since - (stats.since % step); t < stats.until; t += step) buckets.push(t);
     const earnings = bars(
       "earnings-chart",
-      hours.map(([, f]) => f.sats),
-      hours.map(([h]) => when(h).slice(0, 16)),
-      `Earnings per hour over the last ${days} days (sats)`,
+      buckets.map((t) => byBucket.get(t) || 0),
+      buckets.map((t) => (hourly ? when(t).slice(0, 16) : when(t).slice(0, 10))),
+      `Earnings per ${hourly ? "hour" : "day"} over the last ${days} days (sats)`,
     );
 
     board.replaceChildren(
