@@ -545,3 +545,69 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdminToken;
+
+    const TOKEN: &str = "a-long-admin-token-0123456789";
+
+    fn config() -> Config {
+        Config {
+            admin_token: Some(AdminToken(Zeroizing::new(TOKEN.into()))),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_admin_token_never_prints() {
+        let shown = format!("{:?}", config());
+        assert!(!shown.contains(TOKEN), "{shown}");
+        assert!(shown.contains("AdminToken(…)"));
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        let admin = Admin::from_config(&config()).unwrap();
+        let header = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert!(admin.authorized(Some(&header(&format!("Bearer {TOKEN}")))));
+        assert!(admin.authorized(Some(&header(&format!("bearer  {TOKEN} ")))));
+        for wrong in [
+            String::new(),
+            "Bearer".into(),
+            "Bearer ".into(),
+            format!("Basic {TOKEN}"),
+            format!("Bearer {}", &TOKEN[1..]),
+            format!("Bearer {TOKEN}x"),
+        ] {
+            assert!(!admin.authorized(Some(&header(&wrong))), "{wrong:?}");
+        }
+        assert!(!admin.authorized(None));
+        let off = Admin::from_config(&Config::default()).unwrap();
+        assert!(
+            !off.authorized(Some(&header("Bearer "))),
+            "no token: nothing matches"
+        );
+    }
+
+    #[test]
+    fn a_reload_names_the_settings_that_need_a_restart() {
+        let running = Config::default();
+        let mut new = running.clone();
+        assert!(restart_needed(&running, &new).is_empty());
+        new.listen = "127.0.0.1:9999".parse().unwrap();
+        new.keep_answer_secs = 5;
+        assert_eq!(
+            restart_needed(&running, &new),
+            ["listen", "keep_answer_secs"]
+        );
+        // Routes alone need none.
+        let routes: Config = toml::from_str(
+            "[[routes]]\npath = \"/x\"\nprice_sats = 1\nupstream = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        assert_eq!(routes.routes.len(), 1);
+        assert!(restart_needed(&running, &routes).is_empty());
+    }
+}
