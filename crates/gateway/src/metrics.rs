@@ -1,7 +1,8 @@
 //! Counters, one histogram and one gauge, rendered as Prometheus text at `/metrics`.
 //!
-//! The label sets (routes, reason codes) are fixed when the gateway starts, so every metric is an
-//! atomic in a table built once: nothing locks or allocates on the request path. The gauge, the
+//! The label sets (routes, reason codes) are fixed when the gateway starts (a reload that adds
+//! routes swaps in a table with their counters, keeping the others), so every metric is an
+//! atomic in a table built beforehand: nothing locks or allocates on the request path. The gauge, the
 //! size of the spent set, is counted off the request path (at a scrape or after a purge), at most
 //! once every [`SPENT_COUNT_EVERY`], since counting a SQLite or Redis set is not free.
 

@@ -775,6 +775,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_purger_task_writes_the_ledger_every_flush_and_drain_writes_the_rest() {
+        let options = PaywallOptions {
+            ledger: LedgerOptions {
+                flush_every: Duration::from_secs(5),
+                ..LedgerOptions::default()
+            },
+            ..PaywallOptions::default()
+        };
+        let paywall = paywall(options);
+        let store = paywall.store().clone();
+        let now = unix_now();
+        let stored = || async {
+            store
+                .ledger(now - 3_600, now + 3_600, 10)
+                .await
+                .unwrap()
+                .payments
+                .len()
+        };
+        let _purger = paywall.spawn_purger();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let hash = PaymentHash([5; 32]);
+        paywall.ledger().paid(now, "demo", Dialect::L402, 21, &hash);
+        assert_eq!(stored().await, 0, "not written on the paid path");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(stored().await, 1, "written by the next flush");
+        paywall.ledger().paid(now, "demo", Dialect::Mpp, 21, &hash);
+        paywall.drain().await;
+        assert_eq!(stored().await, 2, "drain writes what is left");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_purger_empties_expired_entries_and_stops_with_the_paywall() {
         let options = PaywallOptions {
             invoice_expiry_secs: 1,

@@ -123,7 +123,7 @@ const LEDGER_HOURS: &str = "SELECT hour, route, event, detail, count, sats FROM 
                             WHERE hour > ?1 - 3600 AND hour < ?2 ORDER BY hour, route, event, detail";
 const LEDGER_PAYMENTS: &str = "SELECT at, route, dialect, sats, hash FROM ledger_payments \
                                WHERE at >= ?1 AND at < ?2 ORDER BY at DESC, rowid DESC LIMIT ?3";
-const LEDGER_PRUNE_HOURS: &str = "DELETE FROM ledger_hours WHERE hour + 3600 <= ?1";
+const LEDGER_PRUNE_HOURS: &str = "DELETE FROM ledger_hours WHERE hour <= ?1 - 3600";
 const LEDGER_PRUNE_PAYMENTS: &str = "DELETE FROM ledger_payments WHERE at < ?1";
 
 /// How a commit is made durable before the gateway answers.
