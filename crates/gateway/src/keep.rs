@@ -7,7 +7,7 @@
 //!   credential's secret: the preimage for L402 and MPP; for x402, which presents no preimage, a
 //!   secret the gateway derives from its root key and the paid invoice (see
 //!   [`Paywall`](crate::Paywall)).
-//! - The **seal** is ChaCha20-Poly1305, over the answer and its keep-until, with the payment
+//! - The **seal** is ChaCha20-Poly1305 (RFC 8439, ring's implementation), over the answer and its keep-until, with the payment
 //!   hash and the request digest as associated data. The key is already one per credential and
 //!   request; the nonce (a per-process random prefix and a counter) never repeats within a
 //!   process either, should the same key seal twice (a commit a failover forgot).
@@ -16,10 +16,9 @@
 //! derives another key and fails to open, and an entry changed by one bit fails authentication.
 //! Key material is zeroized after use. No I/O here.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use plannt_l402::PaymentHash;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -91,15 +90,12 @@ fn aad(hash: &PaymentHash, digest: &RequestDigest) -> [u8; 64] {
     aad
 }
 
-fn encode(answer: &KeptAnswer) -> Zeroizing<Vec<u8>> {
-    let mut out = Vec::with_capacity(
-        14 + answer.body.len()
-            + answer
-                .headers
-                .iter()
-                .map(|(n, v)| 6 + n.len() + v.len())
-                .sum::<usize>(),
-    );
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key"))
+}
+
+/// The answer's plain bytes, appended to `out`.
+fn encode(answer: &KeptAnswer, out: &mut Vec<u8>) {
     out.extend_from_slice(&answer.until.to_be_bytes());
     out.extend_from_slice(&answer.status.to_be_bytes());
     out.extend_from_slice(&(answer.headers.len() as u32).to_be_bytes());
@@ -110,7 +106,16 @@ fn encode(answer: &KeptAnswer) -> Zeroizing<Vec<u8>> {
         out.extend_from_slice(value);
     }
     out.extend_from_slice(&answer.body);
-    Zeroizing::new(out)
+}
+
+/// How many bytes [`encode`] appends.
+fn encoded_len(answer: &KeptAnswer) -> usize {
+    14 + answer.body.len()
+        + answer
+            .headers
+            .iter()
+            .map(|(n, v)| 6 + n.len() + v.len())
+            .sum::<usize>()
 }
 
 fn decode(mut bytes: &[u8]) -> Option<KeptAnswer> {
@@ -146,23 +151,23 @@ pub fn seal(
     answer: &KeptAnswer,
 ) -> Vec<u8> {
     let key = key(secret, digest);
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
     // Never repeated within the process; the key is already one per credential and request.
     let nonce: [u8; NONCE_LEN] = crate::unique::unique12();
-    let plain = encode(answer);
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &plain,
-                aad: &aad(hash, digest),
-            },
-        )
-        .expect("ChaCha20-Poly1305 seals any message that fits in memory");
-    let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    // One buffer: version, nonce, then the answer sealed in place and its tag.
+    let head = 1 + NONCE_LEN;
+    let tag_len = CHACHA20_POLY1305.tag_len();
+    let mut out = Vec::with_capacity(head + encoded_len(answer) + tag_len);
     out.push(VERSION);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
+    encode(answer, &mut out);
+    let tag = cipher(&key)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad(hash, digest)),
+            &mut out[head..],
+        )
+        .expect("ChaCha20-Poly1305 seals any message that fits in memory");
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -178,19 +183,13 @@ pub fn open(
         return Err(OpenError);
     }
     let (nonce, body) = rest.split_at_checked(NONCE_LEN).ok_or(OpenError)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError)?;
     let key = key(secret, digest);
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
-    let plain = cipher
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: body,
-                aad: &aad(hash, digest),
-            },
-        )
-        .map(Zeroizing::new)
+    let mut buffer = Zeroizing::new(body.to_vec());
+    let plain = cipher(&key)
+        .open_in_place(nonce, Aad::from(aad(hash, digest)), &mut buffer[..])
         .map_err(|_| OpenError)?;
-    decode(&plain).ok_or(OpenError)
+    decode(plain).ok_or(OpenError)
 }
 
 #[cfg(test)]
@@ -267,6 +266,31 @@ mod tests {
         assert_eq!(
             open(&[1; 32], &hash, &digest("/a?x=1"), &sealed[..20]),
             Err(OpenError)
+        );
+    }
+
+    #[test]
+    fn the_seal_is_rfc_8439_chacha20_poly1305() {
+        // RFC 8439, 2.8.2: entries sealed before and after a change of implementation open alike.
+        let key: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+        let nonce = [
+            0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        ];
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
+        let mut text = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
+        let tag = cipher(&key)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut text,
+            )
+            .unwrap();
+        assert_eq!(hex::encode(&text[..16]), "d31a8d34648e60db7b86afbc53ef7ec2");
+        assert_eq!(
+            hex::encode(tag.as_ref()),
+            "1ae10b594f09e26a7e902ecbd0600691"
         );
     }
 

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod path;
 mod paywall;
 mod proxy;
+pub mod quota;
 pub mod routes;
 pub mod store;
 mod unique;
@@ -33,6 +34,7 @@ pub use paywall::{
     Unanswered,
 };
 pub use proxy::Proxy;
+pub use quota::Quota;
 pub use routes::{OnUpstreamFailure, Route, RouteError, RouteTable, Target};
 
 pub use plannt_l402 as l402;

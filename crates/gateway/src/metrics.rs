@@ -117,7 +117,8 @@ impl Metrics {
         self.rejections[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A challenge was refused by the rate limiter.
+    /// A request was refused with 429: over the challenge rate, a route's rate limit, or the
+    /// payment page's poll rate.
     pub fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
@@ -260,7 +261,7 @@ impl Metrics {
         for (name, help, value) in [
             (
                 "plannt_rate_limited_total",
-                "Challenges refused with 429.",
+                "Requests refused with 429: the challenge rate, a route's rate_limit, the payment page's polls.",
                 &self.rate_limited,
             ),
             (

@@ -3,9 +3,14 @@
 //! The same table prices the 402s, dispatches requests and writes the catalog, so the three
 //! cannot drift apart.
 
+use std::sync::Arc;
+
 use axum::http::Method;
 use plannt_l402::Dialect;
+use plannt_meter::PriceRule;
 use url::Url;
+
+use crate::quota::Quota;
 
 /// Where a route's requests go once paid for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +60,15 @@ pub struct Route {
     /// the paywall's ([`crate::PaywallOptions::dialects`]). x402 is offered only when the
     /// backend can look up invoices.
     pub dialects: Option<Vec<Dialect>>,
+    /// Requests a client address may make without paying, per window: counted before any
+    /// invoice; `None`: none.
+    pub free: Option<Quota>,
+    /// Requests a client address may make at all, paid or not, per window (429 beyond);
+    /// `None`: no limit beyond the challenge rate.
+    pub rate_limit: Option<Quota>,
+    /// The rule that prices each request from its body (`price = { per = "openai-tokens", … }`),
+    /// instead of `price_sats`; `None`: the fixed price.
+    pub meter: Option<Arc<PriceRule>>,
 }
 
 /// How well a route matches a path: a higher rank wins.
@@ -82,6 +96,9 @@ impl Route {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
+            meter: None,
         }
     }
 
@@ -128,7 +145,7 @@ impl Route {
 
     /// True if anyone may call it without paying.
     pub fn is_public(&self) -> bool {
-        self.price_sats.is_none()
+        self.price_sats.is_none() && self.meter.is_none()
     }
 
     /// Whether a failure of the upstream after it received a request of `method` gives the
@@ -270,6 +287,9 @@ mod tests {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
+            meter: None,
         }
     }
 

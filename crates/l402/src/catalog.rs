@@ -122,6 +122,23 @@ pub struct Service {
     /// extension: readers that do not know it ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dialects: Vec<String>,
+    /// Requests a client address may make without paying, per window; `None`: none. A Plannt
+    /// extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<QuotaTerms>,
+    /// Requests a client address may make at all, paid or not, per window (429 beyond);
+    /// `None`: no such limit. A Plannt extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<QuotaTerms>,
+}
+
+/// So many requests per window, per client address (IPv6 by /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaTerms {
+    /// Requests per window.
+    pub requests: u32,
+    /// The window, in seconds.
+    pub per_secs: u64,
 }
 
 impl Service {
@@ -186,9 +203,13 @@ pub struct Pricing {
     /// The price in sats, for `fixed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_sats: Option<u64>,
-    /// What the price buys: `request`.
+    /// What the price buys: `request`; for `metered`, what is counted (`openai-tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per: Option<String>,
+    /// For `metered`: the rule each request is priced by (its models and their prices per 1,000
+    /// tokens, the output caps, the minimum). A Plannt extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<serde_json::Value>,
 }
 
 impl Pricing {
@@ -198,6 +219,7 @@ impl Pricing {
             model: "fixed".into(),
             amount_sats: Some(amount_sats),
             per: Some("request".into()),
+            rule: None,
         }
     }
 
@@ -207,6 +229,17 @@ impl Pricing {
             model: "free".into(),
             amount_sats: None,
             per: None,
+            rule: None,
+        }
+    }
+
+    /// Each request priced by `rule`, counting `per`: the amount is the 402's.
+    pub fn metered(per: &str, rule: serde_json::Value) -> Pricing {
+        Pricing {
+            model: "metered".into(),
+            amount_sats: None,
+            per: Some(per.into()),
+            rule: Some(rule),
         }
     }
 
@@ -302,12 +335,22 @@ mod tests {
                 token: Some(TokenTerms { single_use: true }),
                 kind: None,
                 dialects: vec!["l402".into(), "mpp".into()],
+                free: Some(QuotaTerms {
+                    requests: 10,
+                    per_secs: 3600,
+                }),
+                rate_limit: None,
             }],
             openapi: Some("/openapi.json".into()),
         };
         let text = serde_json::to_string(&catalog).unwrap();
         assert!(text.contains(r#""match":"exact""#), "{text}");
         assert!(text.contains(r#""dialects":["l402","mpp"]"#), "{text}");
+        assert!(
+            text.contains(r#""free":{"requests":10,"per_secs":3600}"#),
+            "{text}"
+        );
+        assert!(!text.contains("rate_limit"), "left out when none: {text}");
         assert!(text.contains(r#""name":"x402","offered":false"#), "{text}");
         // A reader of the L402 profile alone still finds the scheme it knows.
         let old: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -268,6 +268,9 @@ async fn routes_handler(State(shared): State<Arc<Shared>>) -> Response {
                 "description": r.description,
                 "dialects": paywall.dialects_of(r).iter().map(|d| d.as_str()).collect::<Vec<_>>(),
                 "unavailable": r.unavailable,
+                "metered": r.meter.is_some(),
+                "free": r.free.as_ref().map(|q| json!({ "requests": q.requests, "per_secs": q.per_secs() })),
+                "rate_limit": r.rate_limit.as_ref().map(|q| json!({ "requests": q.requests, "per_secs": q.per_secs() })),
                 "upstream": match &r.target {
                     plannt_gateway::Target::Upstream(url) => Some(url.as_str()),
                     plannt_gateway::Target::Service => None,

@@ -3,8 +3,8 @@
 //! [`plannt_l402::catalog`]'s, the ones Plannt's client reads it with.
 
 use plannt_l402::catalog::{
-    Catalog, DialectTerms, Endpoint, Match, PaymentTerms, Pricing, Provider, Service, Tier,
-    TokenTerms,
+    Catalog, DialectTerms, Endpoint, Match, PaymentTerms, Pricing, Provider, QuotaTerms, Service,
+    Tier, TokenTerms,
 };
 
 use plannt_gateway::{Route, RouteTable, Target};
@@ -18,6 +18,13 @@ pub struct PaymentFacts<'a> {
     pub can_lookup_invoices: bool,
     /// Where the OpenAPI document is served.
     pub openapi: Option<&'a str>,
+}
+
+fn terms(quota: plannt_gateway::Quota) -> QuotaTerms {
+    QuotaTerms {
+        requests: quota.requests,
+        per_secs: quota.per_secs(),
+    }
 }
 
 /// The catalog document. `dialects` says which payment dialects a paid route offers, in order.
@@ -52,19 +59,33 @@ pub fn catalog(
                 token: None,
                 kind: matches!(route.target, Target::Upstream(_)).then(|| "proxy".into()),
                 dialects: Vec::new(),
+                free: route.free.map(terms),
+                rate_limit: route.rate_limit.map(terms),
             };
-            if let Some(sats) = route.price_sats {
+            if !route.is_public() {
                 let route_dialects = dialects(route);
-                service.pricing = Some(Pricing::per_request(sats));
-                service.tiers = vec![Tier {
-                    tier: 0,
-                    amount_sats: sats,
-                }];
+                match (route.price_sats, &route.meter) {
+                    (Some(sats), _) => {
+                        service.pricing = Some(Pricing::per_request(sats));
+                        service.tiers = vec![Tier {
+                            tier: 0,
+                            amount_sats: sats,
+                        }];
+                    }
+                    (None, Some(rule)) => {
+                        let rule = serde_json::to_value(&**rule).unwrap_or_default();
+                        service.pricing = Some(Pricing::metered("openai-tokens", rule));
+                    }
+                    (None, None) => {}
+                }
                 if route_dialects.contains(&Dialect::L402) {
                     service.caveats = vec![
                         format!("services={}:0", route.id),
                         format!("{}_valid_until", route.id),
                     ];
+                    if route.meter.is_some() {
+                        service.caveats.push(format!("{}_price_sats", route.id));
+                    }
                 }
                 service.token = Some(TokenTerms { single_use: true });
                 for d in &route_dialects {

@@ -85,8 +85,11 @@ pub struct RouteConfig {
     /// `exact` (the default) or `prefix`.
     #[serde(rename = "match", default)]
     pub matching: MatchKind,
-    /// The price in sats; a route without one is public.
+    /// The price in sats; a route without one (nor `price`) is public.
     pub price_sats: Option<u64>,
+    /// A rule that prices each request from its body instead (`price = { per =
+    /// "openai-tokens", models = { … } }`, docs/metering.md).
+    pub price: Option<plannt_meter::PriceRule>,
     /// What it does, for the catalog.
     #[serde(default)]
     pub description: String,
@@ -103,6 +106,51 @@ pub struct RouteConfig {
     /// top-level `dialects`.
     #[serde(default, deserialize_with = "dialects")]
     pub dialects: Option<Vec<Dialect>>,
+    /// `free = { requests = N, per = "1h" }`: N requests per client address per window without
+    /// paying, counted before any invoice. Default none.
+    pub free: Option<QuotaConfig>,
+    /// `rate_limit = { requests = N, per = "1s" }`: at most N requests per client address per
+    /// window, paid or not (429 beyond). Default none.
+    pub rate_limit: Option<QuotaConfig>,
+}
+
+/// The longest window of a free tier or rate limit.
+const MAX_QUOTA_WINDOW_SECS: u64 = 31 * 24 * 3600;
+
+/// `{ requests = N, per = "1h" }`: N requests per window (whole seconds, 1 s to 31 days).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Requests per window, at least 1.
+    pub requests: u32,
+    /// The window: `1s`, `1m`, `1h`, `1d`, …
+    #[serde(deserialize_with = "window")]
+    pub per: std::time::Duration,
+}
+
+impl QuotaConfig {
+    /// The gateway's quota.
+    pub fn quota(self) -> plannt_gateway::Quota {
+        plannt_gateway::Quota {
+            requests: self.requests,
+            per: self.per,
+        }
+    }
+}
+
+fn window<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let per = humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "per {text:?} is not a duration such as \"1s\", \"1m\", \"1h\", \"1d\": {e}"
+        ))
+    })?;
+    if per.subsec_nanos() != 0 || !(1..=MAX_QUOTA_WINDOW_SECS).contains(&per.as_secs()) {
+        return Err(serde::de::Error::custom(format!(
+            "per {text:?} must be whole seconds, from 1s to 31d"
+        )));
+    }
+    Ok(per)
 }
 
 /// Reads a list of dialect names: at least one, each known, none twice, in the order given.
@@ -643,6 +691,22 @@ impl Config {
                 }
                 _ => {}
             }
+            for (name, quota) in [("free", route.free), ("rate_limit", route.rate_limit)] {
+                if quota.is_some_and(|q| q.requests == 0) {
+                    return Err(error(
+                        source,
+                        Some(&format!("{key}.{name}.requests")),
+                        "must be at least 1 (leave the setting out for none)",
+                    ));
+                }
+            }
+            if route.free.is_some() && route.price_sats.is_none() {
+                return Err(error(
+                    source,
+                    Some(&format!("{key}.free")),
+                    "a route without a price is free already; give it a price_sats or drop free",
+                ));
+            }
         }
         Ok(())
     }
@@ -723,6 +787,59 @@ mod tests {
             let error = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
             assert!(error.contains(says), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn free_tiers_and_rate_limits_are_read_and_checked() {
+        let f = file(
+            "[[routes]]\npath = \"/x\"\nprice_sats = 5\nhandler = \"demo\"\nfree = { requests = 10, per = \"1h\" }\nrate_limit = { requests = 2, per = \"1s\" }\n",
+        );
+        let config = Config::load(Some(&f.0), env(&[])).unwrap();
+        let route = &config.routes[0];
+        let free = route.free.unwrap().quota();
+        assert_eq!((free.requests, free.per_secs()), (10, 3600));
+        let limit = route.rate_limit.unwrap().quota();
+        assert_eq!((limit.requests, limit.per_secs()), (2, 1));
+        for (text, key, says) in [
+            (
+                "free = { requests = 0, per = \"1h\" }",
+                "routes[0].free.requests",
+                "at least 1",
+            ),
+            (
+                "rate_limit = { requests = 0, per = \"1s\" }",
+                "routes[0].rate_limit.requests",
+                "at least 1",
+            ),
+            (
+                "free = { requests = 1, per = \"soon\" }",
+                "routes.free",
+                "not a duration",
+            ),
+            (
+                "free = { requests = 1, per = \"500ms\" }",
+                "routes.free",
+                "whole seconds",
+            ),
+            (
+                "free = { requests = 1, per = \"40d\" }",
+                "routes.free",
+                "31d",
+            ),
+            ("free = { requests = 1 }", "routes.free", "per"),
+        ] {
+            let f = file(&format!(
+                "[[routes]]\npath = \"/x\"\nprice_sats = 5\nhandler = \"demo\"\n{text}\n"
+            ));
+            let e = Config::load(Some(&f.0), env(&[])).unwrap_err();
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        let f = file(
+            "[[routes]]\npath = \"/x\"\nhandler = \"demo\"\nfree = { requests = 1, per = \"1h\" }\n",
+        );
+        let e = Config::load(Some(&f.0), env(&[])).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("routes[0].free"), "{e}");
     }
 
     #[test]

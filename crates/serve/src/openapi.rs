@@ -54,10 +54,11 @@ pub fn openapi(
             Some(m) => vec![m.clone()],
             None => ANY_METHOD.to_vec(),
         };
-        let offered = route
-            .price_sats
-            .map(|_| dialects(route))
-            .unwrap_or_default();
+        let offered = if route.is_public() {
+            Vec::new()
+        } else {
+            dialects(route)
+        };
         let item = paths
             .entry(path)
             .or_insert_with(|| Value::Object(Map::new()));
@@ -117,21 +118,73 @@ fn operation(
             "content": {"*/*": {"schema": {}}},
         });
     }
-    let Some(price) = route.price_sats else {
-        operation["security"] = json!([]);
-        return operation;
-    };
+    // Plannt's extensions: the route's rate limit and free tier, per client address.
+    let too_many = route.rate_limit.map(|limit| {
+        operation["x-rate-limit"] =
+            json!({"requests": limit.requests, "per_secs": limit.per_secs()});
+        json!({
+            "description": format!("Too Many Requests: more than {} per {} s from one address, paid or not (or, for a paid route, too many payment challenges); Retry-After says when to come back", limit.requests, limit.per_secs()),
+        })
+    });
+    if let Some(too_many) = &too_many {
+        operation["responses"]["429"] = too_many.clone();
+    }
     let names: Vec<&str> = offered.iter().map(Dialect::as_str).collect();
+    // A fixed price, or a rule that prices each request from its body (then the amount is the
+    // 402's: null here, and the rule beside it).
+    let (amount, price, description, rule) = match (route.price_sats, &route.meter) {
+        (Some(price), _) => (
+            json!(price.to_string()),
+            format!("{price} sats"),
+            format!("{price} sats per request, one invoice on {network}, single use"),
+            None,
+        ),
+        (None, Some(rule)) => (
+            Value::Null,
+            "the price of this request".to_string(),
+            format!(
+                "priced per request by its tokens (the prompt counted, the output at its max_tokens; at least {} sats), one invoice on {network}, single use, bound to that price",
+                rule.min_sats
+            ),
+            serde_json::to_value(&**rule).ok(),
+        ),
+        (None, None) => {
+            operation["security"] = json!([]);
+            return operation;
+        }
+    };
+    if let Some(free) = route.free {
+        operation["x-free-tier"] = json!({"requests": free.requests, "per_secs": free.per_secs()});
+    }
     operation["x-payment-info"] = json!({
         "offers": [{
-            "amount": price.to_string(),
+            "amount": amount,
             "currency": "sat",
             "intent": "charge",
             "method": "lightning",
-            "description": format!("{price} sats per request, one invoice on {network}, single use"),
+            "description": description,
             "dialects": names,
         }],
     });
+    if let Some(rule) = rule {
+        operation["x-payment-info"]["offers"][0]["x-plannt-price-rule"] = rule;
+        operation["requestBody"] = json!({
+            "required": true,
+            "description": "An OpenAI chat completion request: its model, messages and max_tokens (or max_completion_tokens) set the price",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["model", "messages"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "messages": {"type": "array"},
+                    "max_tokens": {"type": "integer", "minimum": 0},
+                    "max_completion_tokens": {"type": "integer", "minimum": 0},
+                    "n": {"type": "integer", "minimum": 1},
+                    "stream": {"type": "boolean"},
+                },
+            }}},
+        });
+    }
     operation["security"] = Value::Array(
         offered
             .iter()
@@ -172,7 +225,7 @@ fn operation(
         "200": {"description": "The paid answer", "headers": paid_headers},
         "401": {"$ref": "#/components/responses/NotGenuine"},
         "402": {
-            "description": format!("Payment Required: an invoice for {price} sats, offered as {}", names.join(", ")),
+            "description": format!("Payment Required: an invoice for {price}, offered as {}", names.join(", ")),
             "headers": challenge_headers,
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/PaymentRequired"}},
@@ -182,6 +235,16 @@ fn operation(
         "429": {"$ref": "#/components/responses/TooManyChallenges"},
         "503": {"$ref": "#/components/responses/Unavailable"},
     });
+    if let Some(too_many) = too_many {
+        operation["responses"]["429"] = too_many;
+    }
+    if let Some(free) = route.free {
+        operation["responses"]["200"]["description"] = json!(format!(
+            "The paid answer, or one of the {} free answers per {} s to one address (x-l402: free)",
+            free.requests,
+            free.per_secs()
+        ));
+    }
     operation
 }
 

@@ -2,11 +2,12 @@
 //! product page, each with the built-in handler that answers it (if not an upstream).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::Method;
 use plannt_gateway::{Route, RouteTable, Target};
 
-use crate::config::{Config, MatchKind, RouteConfig};
+use crate::config::{Config, MatchKind, QuotaConfig, RouteConfig};
 use crate::error::StartError;
 use crate::handler::Handler;
 
@@ -73,6 +74,9 @@ fn demo(openai: bool) -> Vec<(Route, Option<Handler>)> {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
+            meter: None,
         };
         (route, Some(handler))
     };
@@ -137,6 +141,22 @@ fn configured(
             });
         }
     };
+    if let Some(rule) = &rc.price {
+        let why = if rc.price_sats.is_some() {
+            Some("give price_sats (a fixed price) or price (a rule), not both".to_string())
+        } else {
+            rule.check().err().map(|e| e.to_string())
+        };
+        if let Some(why) = why {
+            return Err(StartError::Route {
+                index,
+                path: rc.path.clone(),
+                why,
+            });
+        }
+        // Loaded now, once: no request waits for a tokenizer's table.
+        rule.load_tokenizers();
+    }
     let handler = rc.upstream.is_none().then_some(rc.handler).flatten();
     let unavailable =
         (handler == Some(Handler::Generate) && !openai).then(|| NO_INFERENCE.to_string());
@@ -151,6 +171,9 @@ fn configured(
         unavailable,
         on_upstream_failure: rc.on_upstream_failure,
         dialects: rc.dialects.clone(),
+        free: rc.free.map(QuotaConfig::quota),
+        rate_limit: rc.rate_limit.map(QuotaConfig::quota),
+        meter: rc.price.clone().map(Arc::new),
     };
     Ok((route, handler))
 }

@@ -3,7 +3,8 @@
 //! Redis Cluster ([`cluster`]) and Redis with Sentinel ([`sentinel`]) of its own, a hostile L402
 //! server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]), a gateway that
 //! keeps paid answers and loses the first on purpose ([`keeper`]),
-//! helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
+//! an OpenAI-compatible upstream ([`openai`]: chat completions, streamed or not, with honest
+//! usage), helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
 //! Plannt talks to ([`fakes`]: LND, Core Lightning, phoenixd).
 //!
 //! A test that needs something this machine may lack (redis-server, a service) calls
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod fakes;
 pub mod hostile;
 pub mod keeper;
+pub mod openai;
 pub mod process;
 mod redis;
 pub mod sentinel;

@@ -12,20 +12,31 @@ use plannt_l402::mpp::{ChargeOffer, Problem, problem_type};
 use plannt_l402::x402::{ExactOffer, PaymentRequired, ResourceInfo};
 use plannt_l402::{Challenge, Dialect, MintRequest, Network, Reason};
 use plannt_lightning::InvoiceRequest;
+use plannt_meter::Quote;
 use serde_json::json;
 
 use super::Paywall;
 use super::headers::{PAYMENT_REQUIRED, X_L402_REASON};
+use super::metered::PRICE_CONDITION;
+use super::page::PageFacts;
 use crate::routes::Route;
 
-/// The request a challenge answers: its route, client, resource path and the dialects offered.
+/// The request a challenge answers: its route, price, client, resource path and the dialects
+/// offered.
 pub(super) struct Challenged<'a> {
     pub(super) route: &'a Route,
+    /// The price of this request, in sats: the route's, or its rule's for this body.
+    pub(super) price: u64,
+    /// What the rule counted, for a metered route.
+    pub(super) quote: Option<&'a Quote>,
     pub(super) client: IpAddr,
     /// The request's path, named as the x402 resource.
     pub(super) resource: &'a str,
     /// The dialects to offer, in order.
     pub(super) offered: &'a [Dialect],
+    /// Whether the 402 becomes the payment page (a browser's navigation): it then carries what
+    /// the page shows.
+    pub(super) page: bool,
 }
 
 /// The network of a BOLT11 invoice, by its prefix; `None` for one the dialects do not name.
@@ -97,7 +108,7 @@ impl Paywall {
         if let Some(too_many) = self.rate_limit(at.client) {
             return too_many;
         }
-        let price = route.price_sats.unwrap_or(0);
+        let price = at.price;
         let memo = format!(
             "{} {} via Plannt",
             route.method.as_ref().map_or("ANY", |m| m.as_str()),
@@ -137,11 +148,19 @@ impl Paywall {
             .expires_at
             .min(now + self.options.invoice_expiry_secs);
         let macaroon = if at.offered.contains(&Dialect::L402) {
+            // A metered route's token carries what it paid for: it buys a request that costs
+            // at most that (paywall/metered.rs).
+            let paid = price.to_string();
+            let bound = [(PRICE_CONDITION, paid.as_str())];
+            let conditions: &[(&str, &str)] = match route.meter {
+                Some(_) => &bound,
+                None => &[],
+            };
             let minted = self.keys.mint(&MintRequest {
                 payment_hash: invoice.payment_hash,
                 route: &route.id,
                 valid_until,
-                conditions: &[],
+                conditions,
             });
             match minted {
                 Ok(m) => Some(m),
@@ -218,15 +237,37 @@ impl Paywall {
             "amount_sats": price,
             "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(),
         });
-        if let Some(macaroon) = &macaroon {
-            body["macaroon"] = json!(macaroon.to_base64());
+        let macaroon_base64 = macaroon.as_ref().map(|m| m.to_base64());
+        if let Some(macaroon) = &macaroon_base64 {
+            body["macaroon"] = json!(macaroon);
             body["format"] = json!("L402 <macaroon>:<preimage>");
+        }
+        if let Some(quote) = at.quote {
+            body["price"] = json!({
+                "per": "openai-tokens",
+                "model": quote.model,
+                "input_tokens": quote.input_tokens,
+                "output_tokens": quote.output_tokens,
+                "sats": quote.sats,
+            });
         }
         if let Some((reason, message)) = &reason {
             body["reason"] = json!(reason.code());
             body["message"] = json!(message);
         }
         let mut response = (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response();
+        if let Some(macaroon) = macaroon_base64.filter(|_| at.page) {
+            response.extensions_mut().insert(PageFacts {
+                description: route.description.clone(),
+                resource: format!("GET {}", at.resource),
+                amount_sats: price,
+                invoice: invoice.bolt11.clone(),
+                payment_hash: hex::encode(invoice.payment_hash),
+                expires_at: invoice.expires_at,
+                macaroon,
+                reason: reason.as_ref().map(|(_, message)| message.clone()),
+            });
+        }
         let headers = response.headers_mut();
         let mut l402 = macaroon.map(|m| Challenge::new(m, invoice.bolt11).to_header_value());
         let mut mpp = mpp;

@@ -67,7 +67,7 @@ impl Paywall {
         let now = self.options.clock.now();
         let expect = ChargeExpect {
             route: &at.route.id,
-            price_sats: at.route.price_sats.unwrap_or(0),
+            price_sats: at.price,
             now,
         };
         match self.mpp_keys.verify_charge(credential, &expect) {
@@ -116,7 +116,7 @@ impl Paywall {
         let now = self.options.clock.now();
         let expect = ExactExpect {
             route: &at.route.id,
-            price_msat: at.route.price_sats.unwrap_or(0).saturating_mul(1000),
+            price_msat: at.price.saturating_mul(1000),
             network,
             now,
         };
@@ -285,6 +285,9 @@ mod tests {
             unavailable: None,
             on_upstream_failure: None,
             dialects: None,
+            free: None,
+            rate_limit: None,
+            meter: None,
         };
         let paywall = Arc::new(Paywall::new(
             KeyRing::single(RootKey::new([7; 32])),

@@ -75,8 +75,10 @@ pub(crate) fn peer_ip(request: &Request<Body>) -> IpAddr {
 
 /// Removes every payment credential before the request goes upstream: `Authorization` values
 /// of the `L402`, `LSAT` and `Payment` schemes (they carry the preimage) and `PAYMENT-SIGNATURE`.
-/// Other `Authorization` values are the upstream's.
+/// Other `Authorization` values are the upstream's. The payment page's cookies (`plannt-*`)
+/// go too; other cookies stay.
 pub(super) fn strip_credentials(headers: &mut HeaderMap) {
+    super::page::strip_cookies(headers);
     headers.remove(PAYMENT_SIGNATURE);
     let scheme_is = |b: &[u8], scheme: &[u8]| {
         b.len() >= scheme.len()

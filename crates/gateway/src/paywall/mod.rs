@@ -3,6 +3,12 @@
 //! ```text
 //! every request                     -> drop x-l402-* and method-override headers; the path in
 //!                                      its canonical form (crate::path), or 400
+//! over the route's rate_limit       -> 429 Retry-After, paid or not (quota.rs)
+//! metered route                     -> the body read and priced by the route's rule
+//!                                      (paywall/metered.rs): a 4xx before any invoice for what
+//!                                      cannot be priced; the price of this request is the
+//!                                      402's, and what a credential must have paid
+//! no credential, free tier left     -> forwarded without a payment, `x-l402: free`
 //! no credential                     -> rate limit, invoice, 402 with a challenge for it in each
 //!                                      dialect the route offers, in its order (by default
 //!                                      WWW-Authenticate Payment (MPP) first, then
@@ -30,6 +36,11 @@
 //!                                      same request, answer kept: that answer, `x-l402: replayed`
 //!                                      anything else: 402 fresh challenges, reason `spent`
 //! ```
+//! A browser's navigation (`GET`, `Accept` preferring `text/html`) gets the same 402 with the
+//! payment page as its body (`page.rs`); the page asks `/_plannt/pay/<hash>` (`poll.rs`) until
+//! the invoice is paid, gets the credential in a cookie `plannt-<route>`, which is read like an
+//! `Authorization: L402` value (after every header credential), and never passed upstream.
+//!
 //! The rate limit applies before any invoice is created; a backend that cannot issue an invoice
 //! gives 503, never a 402 with an invoice that cannot be paid; a store that cannot answer gives
 //! 503 to paid requests (fail closed). A released answer never carries the upstream's body.
@@ -47,7 +58,8 @@ use futures_util::future::BoxFuture;
 use plannt_l402::mpp::{ChallengeKeys, Problem};
 use plannt_l402::x402::TagKeys;
 use plannt_l402::{
-    Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason, Request as L402Request, wire,
+    Conditions, Credential, Dialect, KeyRing, NoConditions, PaymentHash, Reason,
+    Request as L402Request, wire,
 };
 use plannt_lightning::Receiver;
 use serde_json::json;
@@ -63,6 +75,7 @@ use crate::ledger::{Ledger, LedgerOptions};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
+use crate::quota::Counters;
 use crate::routes::{Route, RouteTable};
 use crate::store::{Claim, Lookup, SpentStore, StoreError, Ticket};
 use arc_swap::ArcSwap;
@@ -71,12 +84,17 @@ mod answers;
 mod dialects;
 mod headers;
 mod kept;
+mod metered;
+mod page;
+mod poll;
+mod quotas;
 mod settle;
 
 pub(crate) use answers::gateway_error;
 use answers::{Challenged, unavailable, with_problem};
 pub(crate) use headers::peer_ip;
 use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_credentials};
+use metered::PriceBinding;
 pub use settle::Unanswered;
 use settle::{Paid, SettleOnUnwind};
 
@@ -183,6 +201,12 @@ pub struct Paywall {
     routes: ArcSwap<RouteTable>,
     ledger: Ledger,
     limiter: Limiter,
+    /// The payment page's polls, per client address.
+    poll_limiter: Limiter,
+    /// Backend lookups for polls in flight, from every client together.
+    poll_lookups: tokio::sync::Semaphore,
+    /// Free tiers and rate limits counted in this process (when the store does not count).
+    counters: Counters,
     options: PaywallOptions,
     metrics: Arc<Metrics>,
     /// Paid requests in flight, each in a task of its own: shutdown waits for them.
@@ -201,6 +225,9 @@ impl Paywall {
         let metrics = Arc::new(Metrics::new(routes.routes().iter().map(|r| r.id.as_str())));
         Paywall {
             limiter: Limiter::new(options.challenges_per_second, options.challenge_burst),
+            poll_limiter: Limiter::new(poll::POLLS_PER_SECOND, poll::POLL_BURST),
+            poll_lookups: tokio::sync::Semaphore::new(poll::MAX_POLL_LOOKUPS),
+            counters: Counters::default(),
             mpp_keys: ChallengeKeys::from_ring(&keys),
             x402_keys: TagKeys::from_ring(&keys),
             x402_keep: keys
@@ -364,7 +391,30 @@ impl Paywall {
         }
     }
 
-    async fn handle<S>(self: Arc<Self>, mut request: Request<Body>, inner: S) -> Response
+    /// Answers a request; a browser's navigation gets the payment page for the paywall's 402.
+    async fn handle<S>(self: Arc<Self>, request: Request<Body>, inner: S) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        let html = page::prefers_html(request.method(), request.headers())
+            && self.receiver.can_lookup_invoices();
+        let response = self.answer(request, inner, html).await;
+        if html {
+            page::render(response)
+        } else {
+            response
+        }
+    }
+
+    /// The answer to a request, as an agent gets it; `html` marks the paywall's 402 with what
+    /// the payment page shows.
+    async fn answer<S>(
+        self: Arc<Self>,
+        mut request: Request<Body>,
+        inner: S,
+        html: bool,
+    ) -> Response
     where
         S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,
@@ -388,22 +438,49 @@ impl Paywall {
         {
             return gateway_error(StatusCode::BAD_REQUEST, "the path cannot be read");
         }
+        if request.uri().path().starts_with(page::PAY_PREFIX) {
+            return self.poll(request).await;
+        }
         let routes = self.routes.load_full();
         // The service behind finds the route in the same table (a reload meanwhile changes
         // nothing for this request).
         request.extensions_mut().insert(RoutesOf(routes.clone()));
-        let route = match routes.find(request.method(), request.uri().path()) {
+        let found = routes.find(request.method(), request.uri().path());
+        let client = self
+            .options
+            .trusted_proxies
+            .client(peer_ip(&request), request.headers());
+        // A route's rate limit counts every request to it, public, free or paid.
+        if let Some(route) = found.filter(|r| r.rate_limit.is_some())
+            && let Some(too_many) = self.over_rate_limit(route, client).await
+        {
+            self.ledger
+                .refused(self.options.clock.now(), &route.id, "rate_limited");
+            return too_many;
+        }
+        let route = match found {
             Some(route) if !route.is_public() => route,
-            _ => return inner.oneshot(request).await.unwrap_or_else(|e| match e {}),
+            _ => {
+                page::strip_cookies(request.headers_mut());
+                return inner.oneshot(request).await.unwrap_or_else(|e| match e {});
+            }
         };
-        let answer = self.clone().priced(route, request, inner).await;
+        let answer = self
+            .clone()
+            .priced(route, client, request, inner, html)
+            .await;
         self.tally(route, &answer);
         answer
     }
 
-    /// Records a refusal in the ledger, by what the answer says: 429 (rate limited), or a 401
-    /// or 402 with a reason.
+    /// Records in the ledger a refusal the paywall answered for a paid route: a 429 (rate
+    /// limited), or a 401 or 402 with a reason. An answer that carries `x-l402` (spent,
+    /// released, replayed, pending, free) went through to the upstream or its kept answer and
+    /// is no refusal.
     fn tally(&self, route: &Route, answer: &Response) {
+        if answer.headers().contains_key(headers::X_L402) {
+            return;
+        }
         let reason = match answer.status() {
             StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
             StatusCode::UNAUTHORIZED | StatusCode::PAYMENT_REQUIRED => answer
@@ -418,8 +495,16 @@ impl Paywall {
         }
     }
 
-    /// A request for a paid route: challenge, or verify, claim, forward and settle.
-    async fn priced<S>(self: Arc<Self>, route: &Route, request: Request<Body>, inner: S) -> Response
+    /// A request for a paid route: challenge (or the free tier), or verify, claim, forward and
+    /// settle.
+    async fn priced<S>(
+        self: Arc<Self>,
+        route: &Route,
+        client: std::net::IpAddr,
+        request: Request<Body>,
+        inner: S,
+        html: bool,
+    ) -> Response
     where
         S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send,
@@ -427,10 +512,18 @@ impl Paywall {
         if let Some(why) = &route.unavailable {
             return unavailable("route_unavailable", why);
         }
-        let client = self
-            .options
-            .trusted_proxies
-            .client(peer_ip(&request), request.headers());
+        // A metered route prices this request from its body before anything else: what cannot
+        // be priced is a client error, answered before any invoice (paywall/metered.rs).
+        let (request, quote) = match &route.meter {
+            Some(rule) => match metered::price(rule, request).await {
+                Ok((request, quote)) => (request, Some(quote)),
+                Err(refusal) => return refusal,
+            },
+            None => (request, None),
+        };
+        let price = quote
+            .as_ref()
+            .map_or(route.price_sats.unwrap_or(0), |q| q.sats);
         let offered = self.dialects_of(route);
         let resource = request.uri().path().to_owned();
         let target = request
@@ -439,9 +532,12 @@ impl Paywall {
             .map_or_else(|| resource.clone(), |p| p.as_str().to_owned());
         let at = Challenged {
             route,
+            price,
+            quote: quote.as_ref(),
             client,
             resource: &resource,
             offered: &offered,
+            page: html,
         };
         let values = request.headers().get_all(header::AUTHORIZATION);
         let l402 = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
@@ -458,7 +554,20 @@ impl Paywall {
             _ => match self.verify_other(request.headers(), &at).await {
                 Some(Ok(redeem)) => redeem,
                 Some(Err(answer)) => return answer,
-                None => return self.challenge(&at, None).await,
+                None => match page::cookie_credential(request.headers(), &route.id)
+                    .filter(|_| offered.contains(&Dialect::L402))
+                {
+                    Some(credential) => match self.verify_l402(&credential, &at).await {
+                        Ok(redeem) => redeem,
+                        // A cookie that is not genuine (a rotated key, say) is no credential:
+                        // the browser gets the page with a fresh invoice, not a dead end.
+                        Err(answer) if answer.status() == StatusCode::UNAUTHORIZED => {
+                            return self.unpaid(&at, request, inner).await;
+                        }
+                        Err(answer) => return answer,
+                    },
+                    None => return self.unpaid(&at, request, inner).await,
+                },
             },
         };
         // The claim, the upstream call and the settlement run in a task of their own: a client
@@ -468,7 +577,7 @@ impl Paywall {
         let (hash, keep_until) = (redeem.hash, redeem.keep_until);
         let releases = route.releases_on_failure(request.method());
         let method = request.method().clone();
-        let (route_id, price) = (route.id.clone(), route.price_sats.unwrap_or(0));
+        let route_id = route.id.clone();
         let dialect = redeem.dialect;
         let receipt = redeem.receipt.clone();
         let secret = redeem.secret.clone();
@@ -585,22 +694,40 @@ impl Paywall {
         credential: &Credential,
         at: &Challenged<'_>,
     ) -> Result<Redeem, Response> {
-        let checked = self.keys.verify(
-            credential,
-            &L402Request {
-                route: &at.route.id,
-                now: self.options.clock.now(),
-                conditions: &NoConditions,
-            },
-        );
+        let metered = at.route.meter.is_some();
+        // The binding is judged and dropped before any await: its cells stay in this thread.
+        let (checked, priced, shortfall) = {
+            let binding = PriceBinding::new(at.price);
+            let judge = |name: &str, value: &str| binding.check(name, value);
+            let conditions: &dyn Conditions = if metered { &judge } else { &NoConditions };
+            let checked = self.keys.verify(
+                credential,
+                &L402Request {
+                    route: &at.route.id,
+                    now: self.options.clock.now(),
+                    conditions,
+                },
+            );
+            (checked, binding.seen(), binding.shortfall())
+        };
         let verified = match checked {
             Ok(v) => v,
             Err(e) if e.reason().pay_again() => {
                 self.metrics.rejected(e.reason());
-                return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
+                let why = match shortfall {
+                    Some(why) if e.reason() == Reason::CaveatFailed => why,
+                    _ => e.to_string(),
+                };
+                return Err(self.challenge(at, Some((e.reason(), why))).await);
             }
             Err(e) => return Err(self.refuse(e.reason(), &e.to_string())),
         };
+        // A metered route's token must say what it paid for.
+        if metered && !priced {
+            self.metrics.rejected(Reason::CaveatFailed);
+            let why = "the token carries no price_sats caveat, so it cannot buy a metered request: pay the new invoice".to_string();
+            return Err(self.challenge(at, Some((Reason::CaveatFailed, why))).await);
+        }
         // Every token we mint expires; one that does not is not ours to honour forever.
         let Some(minted_until) = verified.minted_valid_until else {
             self.metrics.rejected(Reason::CaveatFailed);

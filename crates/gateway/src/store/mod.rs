@@ -240,6 +240,14 @@ pub trait SpentStore: Send + Sync + 'static {
     }
     /// Checks that the store answers.
     async fn health(&self) -> Result<(), StoreError>;
+    /// Adds one to the counter `key` (a route's free tier or rate limit for one client and
+    /// window, [`crate::quota`]), which lives `window_secs`, and returns its count: shared by
+    /// every replica on this store. `None` (the default, memory and SQLite): the store counts
+    /// nothing shared, and the paywall counts in its own process.
+    async fn count_request(&self, key: &str, window_secs: u64) -> Result<Option<u64>, StoreError> {
+        let _ = (key, window_secs);
+        Ok(None)
+    }
     /// Adds a batch of the earnings ledger ([`crate::ledger`]): its counts to the store's, its
     /// payments to its list. One write: with SQLite it joins the writer's next transaction.
     async fn record(&self, batch: &LedgerBatch) -> Result<(), StoreError>;

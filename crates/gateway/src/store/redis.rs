@@ -103,6 +103,16 @@ end
 return 0
 ";
 
+/// Counts one request in a quota window: `KEYS` the counter; `ARGV` its lifetime in seconds,
+/// set when the window's first request creates it. Returns the count.
+const COUNT_REQUEST: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return n
+";
+
 /// The latest expiry Redis accepts without overflow, with room to spare (year 9999).
 const MAX_EXAT: u64 = 253_402_300_799;
 
@@ -397,6 +407,7 @@ pub struct RedisStore {
     /// The URL without its password, for error messages.
     shown: String,
     release: Script,
+    count_request: Script,
 }
 
 impl RedisStore {
@@ -548,6 +559,7 @@ impl RedisStore {
             wait: options.wait,
             shown,
             release: Script::new(RELEASE),
+            count_request: Script::new(COUNT_REQUEST),
         };
         store.health().await?;
         Ok(store)
@@ -596,6 +608,15 @@ impl RedisStore {
 
     /// The key of a payment hash's kept answer: its spent key and a suffix, so both can be
     /// placed together (a Redis Cluster hash tag around the hex hash puts them on one shard).
+    /// The key of a quota counter: beside the spent keys, never under their prefix (which
+    /// [`SpentStore::len`] counts): `plannt:quota:…` for the default `plannt:spent:`.
+    pub fn quota_key(&self, key: &str) -> String {
+        match self.prefix.strip_suffix("spent:") {
+            Some(base) => format!("{base}quota:{key}"),
+            None => format!("quota:{}{key}", self.prefix),
+        }
+    }
+
     fn kept_key(&self, payment_hash: &PaymentHash) -> String {
         format!("{}{KEPT_SUFFIX}", self.key(payment_hash))
     }
@@ -903,6 +924,19 @@ impl SpentStore for RedisStore {
                 self.shown
             )))
         }
+    }
+
+    async fn count_request(&self, key: &str, window_secs: u64) -> Result<Option<u64>, StoreError> {
+        let mut invocation = self.count_request.prepare_invoke();
+        invocation.key(self.quota_key(key)).arg(window_secs.max(1));
+        let mut conn = self.conn.clone();
+        let count: u64 = self
+            .bounded(
+                "a request count (script)",
+                invocation.invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(Some(count))
     }
 
     async fn record(&self, batch: &LedgerBatch) -> Result<(), StoreError> {

@@ -159,7 +159,7 @@
         lines("live-chart", stats.live)),
       el("section", {}, el("h2", {}, "Routes"), table("routes", ["route", "method", "path", "price (sats)", "payments", "sats earned"],
         routes.routes.map((r) => [r.id, r.method || "any", r.path + (r.prefix ? "…" : ""),
-          r.price_sats == null ? "free" : sats(r.price_sats),
+          r.metered ? "per request" : r.price_sats == null ? "free" : sats(r.price_sats),
           sats((byRoute[r.id] || {}).payments || 0), sats((byRoute[r.id] || {}).sats || 0)]))),
       el("section", { class: "two" },
         el("div", {}, el("h2", {}, "Refusals by reason"), table("refusals", ["reason", "count"],

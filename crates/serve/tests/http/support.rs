@@ -61,11 +61,14 @@ pub fn upstream_route(id: &str, prefix: &str, price_sats: u64, upstream: &str) -
         path: prefix.to_string(),
         matching: MatchKind::Prefix,
         price_sats: Some(price_sats),
+        price: None,
         description: format!("{id}, forwarded"),
         upstream: Some(upstream.parse().unwrap()),
         handler: None,
         on_upstream_failure: None,
         dialects: None,
+        free: None,
+        rate_limit: None,
     }
 }
 
