@@ -543,3 +543,50 @@ async fn challenge_price(gateway: &TestGateway, path: &str) -> u64 {
     let _ = Challenge::of(&answer);
     answer.json["amount_sats"].as_u64().unwrap()
 }
+
+#[tokio::test]
+async fn a_route_s_rate_limit_and_its_free_tier_reach_the_ledger_as_they_are() {
+    let upstream = serve_upstream(axum::Router::new().route("/api", get(|| async { "ok" }))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plannt.toml");
+    let text = format!(
+        "store = \"memory\"\nchallenges_per_second = 0.0\nroot_key = \"{}\"\n\
+         [[routes]]\nid = \"api\"\npath = \"/api\"\nprice_sats = 3\nupstream = \"http://{upstream}\"\n\
+         free = {{ requests = 1, per = \"1h\" }}\nrate_limit = {{ requests = 3, per = \"1h\" }}\n",
+        crate::support::ROOT_KEY
+    );
+    std::fs::write(&file, text).unwrap();
+    let gateway = from_file(&file).await;
+    // One free request, then a 402 (no refusal: no credential was refused), then 429s.
+    assert_eq!(gateway.get("/api", None).await.status, StatusCode::OK);
+    assert_eq!(
+        gateway.get("/api", None).await.status,
+        StatusCode::PAYMENT_REQUIRED
+    );
+    assert_eq!(
+        gateway.get("/api", None).await.status,
+        StatusCode::PAYMENT_REQUIRED
+    );
+    for _ in 0..2 {
+        let limited = gateway.get("/api", None).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{limited:?}");
+    }
+    let stats = admin(&gateway, Method::GET, "/stats?since=1h", Some(TOKEN)).await;
+    assert_eq!(
+        stats.json["refusals"],
+        json!({ "rate_limited": 2 }),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.json["total"]["payments"], 0,
+        "a free request is no payment"
+    );
+    let routes = admin(&gateway, Method::GET, "/routes", Some(TOKEN)).await;
+    let api = &routes.json["routes"][0];
+    assert_eq!(api["free"], json!({ "requests": 1, "per_secs": 3600 }));
+    assert_eq!(
+        api["rate_limit"],
+        json!({ "requests": 3, "per_secs": 3600 })
+    );
+    assert_eq!(api["metered"], false);
+}
