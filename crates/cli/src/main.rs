@@ -15,6 +15,7 @@ mod mcp;
 mod out;
 mod serve;
 mod setup;
+mod stats;
 mod wallet;
 
 use std::process::ExitCode;
@@ -75,6 +76,9 @@ enum Command {
     /// Show the receipts, refusals, totals per host and day, what each budget has left, and paid
     /// requests without an answer (`plannt ledger retry` sends one again, paying nothing).
     Ledger(ledger::Args),
+    /// Show what a gateway earned and refused: per route, per day, per dialect, refusals by
+    /// reason, the latest payments (from its admin API, or read from its store).
+    Stats(stats::Args),
     /// Show what a macaroon, credential, challenge, invoice or receipt holds, in any dialect.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
@@ -119,6 +123,7 @@ fn run(command: &Command) -> Result<ExitCode, Error> {
         Command::Serve(args) => runtime()?.block_on(serve::run(args)).map(done),
         Command::Decode(args) => decode::run(args).map(done),
         Command::Ledger(args) => ledger::run(args),
+        Command::Stats(args) => runtime()?.block_on(stats::run(args)).map(done),
         Command::Demo => runtime()?.block_on(demo::run()).map(done),
         Command::Wallet(args) => runtime()?.block_on(wallet::run(args)).map(done),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)).map(done),

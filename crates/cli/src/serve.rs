@@ -1,13 +1,15 @@
-//! `plannt serve`: the gateway.
+//! `plannt serve`: the gateway. `SIGHUP` reloads its configuration (the routes and their
+//! prices; see `plannt_serve::admin`), as `POST /_plannt/admin/reload` does.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use plannt_serve::{Config, Gateway};
+use plannt_serve::{Config, ConfigError, Gateway};
 
 use crate::error::Error;
 use crate::setup;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// The configuration file (TOML). Every key can also be set by PLANNT_<KEY>.
     #[arg(long, short, env = "PLANNT_CONFIG")]
@@ -32,10 +34,10 @@ pub struct Args {
     log_json: bool,
 }
 
-pub async fn run(args: &Args) -> Result<(), Error> {
-    crate::logging::init(args.log_json);
-    let mut config =
-        Config::load(args.config.as_deref(), |k| std::env::var(k).ok()).map_err(Error::other)?;
+/// The configuration: the file, then `PLANNT_*` variables, then the flags. A reload reads it
+/// again the same way.
+fn load(args: &Args) -> Result<Config, ConfigError> {
+    let mut config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -46,7 +48,13 @@ pub async fn run(args: &Args) -> Result<(), Error> {
         config.store = store.clone();
     }
     config.demo_routes |= args.demo_routes;
-    config.check("the command line").map_err(Error::other)?;
+    config.check("the command line")?;
+    Ok(config)
+}
+
+pub async fn run(args: &Args) -> Result<(), Error> {
+    crate::logging::init(args.log_json);
+    let config = load(args).map_err(Error::other)?;
     let data_dir = config.data_dir.clone().unwrap_or_else(setup::data_dir);
     let listen = config.listen;
     // Listen first: an address in use stops the start before anything (a root key) is written.
@@ -57,10 +65,13 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     let gateway = Gateway::build(config, data_dir)
         .await
         .map_err(Error::other)?;
+    let again = args.clone();
+    gateway.set_config_source(Arc::new(move || load(&again)));
+    reload_on_hangup(&gateway);
     if gateway.dev_network.is_some() {
         tracing::warn!("{}", plannt_lightning::dev::WARNING);
         let wallet = format!("dev+http://{addr}");
-        match try_path(gateway.paywall().routes()) {
+        match try_path(&gateway.paywall().routes()) {
             Some(path) => tracing::info!(
                 %wallet,
                 "pay with: plannt get --wallet {wallet} http://{addr}{path}"
@@ -102,6 +113,31 @@ fn try_path(routes: &plannt_serve::gateway::RouteTable) -> Option<String> {
                     .is_none_or(|m| m == axum::http::Method::GET)
         })
         .map(|r| r.path.clone())
+}
+
+/// Reloads the configuration on each `SIGHUP`; a refused one is logged and the running one kept.
+fn reload_on_hangup(gateway: &Gateway) {
+    #[cfg(unix)]
+    {
+        let reloader = gateway.reloader();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangups = match signal(SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP: reload with POST /_plannt/admin/reload");
+                    return;
+                }
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // A refusal is logged by the reload itself.
+                let _ = reloader.reload().await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = gateway;
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,6 @@
 //! The gateway library a Rust service embeds: the L402 paywall as a tower layer, the route table
 //! and its prices, the spent-token stores, the challenge rate limiter, the reverse proxy, the
-//! metrics, and connection serving within bounds.
+//! metrics, the earnings ledger, and connection serving within bounds.
 //!
 //! Put [`Paywall::layer`] in front of any axum service (and start [`Paywall::spawn_purger`]);
 //! `plannt serve` (the `plannt-serve` crate) is this library assembled with a configuration, a
@@ -15,6 +15,7 @@ mod clock;
 mod conn;
 mod forwarded;
 pub mod keep;
+pub mod ledger;
 mod limiter;
 pub mod metrics;
 pub mod path;
@@ -29,7 +30,8 @@ pub use clock::Clock;
 pub use conn::{ConnectionLimits, default_max_connections, serve};
 pub use forwarded::TrustedProxies;
 pub use paywall::{
-    DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, Unanswered,
+    DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, RoutesOf,
+    Unanswered,
 };
 pub use proxy::Proxy;
 pub use quota::Quota;

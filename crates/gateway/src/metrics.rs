@@ -1,12 +1,14 @@
 //! Counters, one histogram and one gauge, rendered as Prometheus text at `/metrics`.
 //!
-//! The label sets (routes, reason codes) are fixed when the gateway starts, so every metric is an
-//! atomic in a table built once: nothing locks or allocates on the request path. The gauge, the
+//! The label sets (routes, reason codes) are fixed when the gateway starts (a reload that adds
+//! routes swaps in a table with their counters, keeping the others), so every metric is an
+//! atomic in a table built beforehand: nothing locks or allocates on the request path. The gauge, the
 //! size of the spent set, is counted off the request path (at a scrape or after a purge), at most
 //! once every [`SPENT_COUNT_EVERY`], since counting a SQLite or Redis set is not free.
 
 use std::fmt::Write;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,9 +33,21 @@ struct RouteMetrics {
     sats_earned: AtomicU64,
 }
 
+impl RouteMetrics {
+    fn new(id: &str) -> Arc<Self> {
+        Arc::new(RouteMetrics {
+            id: id.to_string(),
+            challenges: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            sats_earned: AtomicU64::new(0),
+        })
+    }
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
-    routes: Vec<RouteMetrics>,
+    /// Swapped whole when routes are added (a reload); read without a lock.
+    routes: arc_swap::ArcSwap<Vec<Arc<RouteMetrics>>>,
     rejections: [AtomicU64; Reason::ALL.len()],
     rate_limited: AtomicU64,
     invoice_failures: AtomicU64,
@@ -52,15 +66,9 @@ impl Metrics {
     /// Metrics for these route ids.
     pub fn new<'a>(route_ids: impl IntoIterator<Item = &'a str>) -> Self {
         Metrics {
-            routes: route_ids
-                .into_iter()
-                .map(|id| RouteMetrics {
-                    id: id.to_string(),
-                    challenges: AtomicU64::new(0),
-                    accepted: AtomicU64::new(0),
-                    sats_earned: AtomicU64::new(0),
-                })
-                .collect(),
+            routes: arc_swap::ArcSwap::from_pointee(
+                route_ids.into_iter().map(RouteMetrics::new).collect(),
+            ),
             rejections: Default::default(),
             rate_limited: AtomicU64::new(0),
             invoice_failures: AtomicU64::new(0),
@@ -76,20 +84,28 @@ impl Metrics {
         }
     }
 
-    fn route(&self, id: &str) -> Option<&RouteMetrics> {
-        self.routes.iter().find(|r| r.id == id)
+    /// Adds counters for the route ids not counted yet (after a reload); those of routes that
+    /// went stay, so counters never go back.
+    pub fn add_routes<'a>(&self, route_ids: impl IntoIterator<Item = &'a str>) {
+        let mut routes: Vec<Arc<RouteMetrics>> = self.routes.load().iter().cloned().collect();
+        for id in route_ids {
+            if !routes.iter().any(|r| r.id == id) {
+                routes.push(RouteMetrics::new(id));
+            }
+        }
+        self.routes.store(Arc::new(routes));
     }
 
     /// A challenge was issued for `route`.
     pub fn challenge(&self, route: &str) {
-        if let Some(r) = self.route(route) {
+        if let Some(r) = self.routes.load().iter().find(|r| r.id == route) {
             r.challenges.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// A token was accepted (claimed and forwarded) for `route`, which earned `sats`.
     pub fn accepted(&self, route: &str, sats: u64) {
-        if let Some(r) = self.route(route) {
+        if let Some(r) = self.routes.load().iter().find(|r| r.id == route) {
             r.accepted.fetch_add(1, Ordering::Relaxed);
             r.sats_earned.fetch_add(sats, Ordering::Relaxed);
         }
@@ -183,6 +199,7 @@ impl Metrics {
             "402 challenges issued, by route.",
             "counter",
             self.routes
+                .load()
                 .iter()
                 .map(|r| {
                     format!(
@@ -198,6 +215,7 @@ impl Metrics {
             "Paid requests whose token was accepted, by route.",
             "counter",
             self.routes
+                .load()
                 .iter()
                 .map(|r| {
                     format!(
@@ -213,6 +231,7 @@ impl Metrics {
             "Sats earned by accepted tokens, by route.",
             "counter",
             self.routes
+                .load()
                 .iter()
                 .map(|r| {
                     format!(

@@ -225,7 +225,7 @@ mod tests {
             can_lookup_invoices: paywall.can_lookup_invoices(),
             openapi: Some("/openapi.json"),
         };
-        let catalog = catalog(paywall.routes(), &facts, |r| paywall.dialects_of(r));
+        let catalog = catalog(&paywall.routes(), &facts, |r| paywall.dialects_of(r));
         assert_eq!(catalog.services[0].dialects, ["mpp", "l402"]);
         let payment = catalog.payment.unwrap();
         assert_eq!(
@@ -242,7 +242,7 @@ mod tests {
         assert!(why.contains("cannot look up invoices"), "{why}");
         assert_eq!(catalog.openapi.as_deref(), Some("/openapi.json"));
 
-        let doc = crate::openapi::openapi(paywall.routes(), "regtest", |r| paywall.dialects_of(r));
+        let doc = crate::openapi::openapi(&paywall.routes(), "regtest", |r| paywall.dialects_of(r));
         let op = &doc["paths"]["/v1/demo"]["get"];
         assert_eq!(
             op["x-payment-info"]["offers"][0]["dialects"],

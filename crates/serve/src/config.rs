@@ -358,6 +358,30 @@ pub struct Config {
     /// `keep_memory_bytes`, `PLANNT_KEEP_MEMORY_BYTES`: with the `memory` store, the most bytes
     /// of kept answers held; the oldest go first. Default 64 MiB.
     pub keep_memory_bytes: usize,
+    /// `ledger_retention_days`, `PLANNT_LEDGER_RETENTION_DAYS`: how long the earnings ledger
+    /// keeps its counts and payments, at least 1. Default 90.
+    pub ledger_retention_days: u64,
+    /// `admin_token_file`, `PLANNT_ADMIN_TOKEN_FILE`: a file holding the admin API's bearer
+    /// token (at least 16 characters; surrounding whitespace ignored). Default none; with
+    /// neither it nor `PLANNT_ADMIN_TOKEN` the admin API is off (404).
+    pub admin_token_file: Option<PathBuf>,
+    /// `admin_allow_remote`, `PLANNT_ADMIN_ALLOW_REMOTE`: serve the admin API and dashboard to
+    /// clients that are not on loopback. Default false.
+    pub admin_allow_remote: bool,
+    /// The admin token from `PLANNT_ADMIN_TOKEN` (never from the file: a token belongs in its
+    /// own file or in the environment).
+    #[serde(skip)]
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The admin API's bearer token, never shown in a `Debug` or log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub zeroize::Zeroizing<String>);
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
 }
 
 impl Default for Config {
@@ -395,6 +419,10 @@ impl Default for Config {
             keep_answer_bytes: 64 * 1024,
             keep_answer_secs: 600,
             keep_memory_bytes: 64 * 1024 * 1024,
+            ledger_retention_days: 90,
+            admin_token_file: None,
+            admin_allow_remote: false,
+            admin_token: None,
         }
     }
 }
@@ -447,6 +475,9 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("keep_answer_bytes", Kind::Integer),
     ("keep_answer_secs", Kind::Integer),
     ("keep_memory_bytes", Kind::Integer),
+    ("ledger_retention_days", Kind::Integer),
+    ("admin_token_file", Kind::Text),
+    ("admin_allow_remote", Kind::Bool),
 ];
 
 impl Config {
@@ -505,8 +536,12 @@ impl Config {
             };
             table.insert((*key).to_string(), value);
         }
-        let config: Config = Config::deserialize(table)
+        let mut config: Config = Config::deserialize(table)
             .map_err(|e| error(&source, None, e.to_string().trim().to_string()))?;
+        config.admin_token = env("PLANNT_ADMIN_TOKEN")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(|t| AdminToken(zeroize::Zeroizing::new(t)));
         config.check(&source)?;
         Ok(config)
     }
@@ -519,6 +554,13 @@ impl Config {
             return Err(error(
                 source,
                 Some("invoice_expiry_secs"),
+                "must be at least 1",
+            ));
+        }
+        if self.ledger_retention_days == 0 {
+            return Err(error(
+                source,
+                Some("ledger_retention_days"),
                 "must be at least 1",
             ));
         }

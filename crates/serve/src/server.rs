@@ -1,6 +1,7 @@
 //! The gateway assembled and served: the paywall over the dispatcher (a built-in handler or the
-//! proxy, by route), the catalog and `/metrics` beside it, and the dev network mounted under
-//! `/_plannt/dev` on loopback so a `dev+http://` wallet in another process can pay.
+//! proxy, by route), the catalog and `/metrics` beside it, the admin API under `/_plannt/admin`
+//! (outside CORS), and the dev network mounted under `/_plannt/dev` on loopback so a
+//! `dev+http://` wallet in another process can pay.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use plannt_gateway::store::{
     MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore, WaitReplicas,
 };
 use plannt_gateway::{
-    Clock, ConnectionLimits, KeepOptions, Paywall, PaywallOptions, Proxy, Target, TrustedProxies,
+    Clock, ConnectionLimits, KeepOptions, Paywall, PaywallOptions, Proxy, RoutesOf, Target,
+    TrustedProxies,
 };
 use plannt_lightning::dev::DevNetwork;
 use serde_json::json;
@@ -25,6 +27,7 @@ use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::admin::{self, Admin, ConfigSource, Reloader};
 use crate::builtin;
 use crate::catalog::{PaymentFacts, catalog};
 use crate::config::{Config, Store};
@@ -125,7 +128,16 @@ impl Gateway {
                 request_body_bytes: config.max_body_bytes,
                 ..KeepOptions::default()
             },
+            ledger: plannt_gateway::ledger::LedgerOptions {
+                retention: Duration::from_secs(
+                    config
+                        .ledger_retention_days
+                        .saturating_mul(plannt_gateway::ledger::DAY),
+                ),
+                ..Default::default()
+            },
         };
+        let admin = Admin::from_config(&config)?;
         let limits = ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             max_connections: config
@@ -152,8 +164,8 @@ impl Gateway {
         ));
         let shared = Arc::new(Shared {
             paywall: paywall.clone(),
-            proxy: Proxy::new(timeout, trusted),
-            handlers: routes.handlers,
+            proxy: Proxy::new(timeout, trusted.clone()),
+            handlers: arc_swap::ArcSwap::from_pointee(routes.handlers),
             openai,
             http,
             lightning_name: config.lightning.backend().to_string(),
@@ -162,6 +174,10 @@ impl Gateway {
             started: Instant::now(),
             max_body_bytes: config.max_body_bytes,
             status: tokio::sync::Mutex::new(None),
+            admin,
+            trusted,
+            config: tokio::sync::Mutex::new(config.clone()),
+            reload_source: std::sync::Mutex::new(None),
         });
 
         let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
@@ -174,8 +190,10 @@ impl Gateway {
         if let Some(network) = &dev_network {
             router = router.merge(network.router());
         }
+        // The admin API is merged after the CORS layer: no other origin may read its answers.
         let router = router
             .layer(cors)
+            .merge(admin::router(shared.clone()))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
         Ok(Gateway {
             router,
@@ -193,6 +211,21 @@ impl Gateway {
     /// The paywall.
     pub fn paywall(&self) -> &Arc<Paywall> {
         &self.shared.paywall
+    }
+
+    /// Where a reload (the admin API's, or [`Reloader::reload`] on `SIGHUP`) reads the
+    /// configuration again; without one a reload is refused.
+    pub fn set_config_source(&self, source: ConfigSource) {
+        *self
+            .shared
+            .reload_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    /// What reloads this gateway's configuration while it serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.shared.clone())
     }
 
     /// Serves on `listener`, within the configured connection limits, until `shutdown`
@@ -270,11 +303,15 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
 
 /// Answers a request behind the paywall: the route's built-in handler, or its upstream.
 async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
-    let route = shared
-        .paywall
-        .routes()
-        .find(request.method(), request.uri().path());
-    match route.map(|r| (&r.target, shared.handlers.get(&r.id).copied())) {
+    // The table the paywall priced this request with, so a reload meanwhile changes nothing
+    // for it.
+    let table = match request.extensions().get::<RoutesOf>() {
+        Some(RoutesOf(table)) => table.clone(),
+        None => shared.paywall.routes(),
+    };
+    let route = table.find(request.method(), request.uri().path());
+    let handlers = shared.handlers.load();
+    match route.map(|r| (&r.target, handlers.get(&r.id).copied())) {
         Some((Target::Upstream(url), _)) => {
             let url = url.clone();
             shared.proxy.forward(&url, request).await
@@ -295,7 +332,7 @@ async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
         can_lookup_invoices: paywall.can_lookup_invoices(),
         openapi: Some(OPENAPI_PATH),
     };
-    axum::Json(catalog(paywall.routes(), &facts, |route| {
+    axum::Json(catalog(&paywall.routes(), &facts, |route| {
         paywall.dialects_of(route)
     }))
     .into_response()
@@ -303,7 +340,7 @@ async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn openapi_handler(State(shared): State<Arc<Shared>>) -> Response {
     let paywall = &shared.paywall;
-    axum::Json(openapi(paywall.routes(), &shared.network, |route| {
+    axum::Json(openapi(&paywall.routes(), &shared.network, |route| {
         paywall.dialects_of(route)
     }))
     .into_response()

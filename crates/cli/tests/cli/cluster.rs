@@ -91,6 +91,11 @@ impl Serve {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The process id, to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -12,6 +12,8 @@
 //!   (unreachable, each network cause, timeouts), and `plannt mcp` started by hand;
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
 //!   restarted, sharing a Redis, under load;
+//! - `stats`: `plannt stats` from a gateway's admin API and from its store, and `SIGHUP`
+//!   reloading a running `plannt serve` with a paid request in flight;
 //! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
 //! - `check`: `plannt check` against `plannt serve`, the hostile server and a crafted one whose
 //!   402s and catalog lie;
@@ -37,6 +39,7 @@ mod refusals;
 mod replicas;
 mod rotation;
 mod serve;
+mod stats;
 mod support;
 mod texts;
 mod wallets;

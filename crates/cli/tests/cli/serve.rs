@@ -21,7 +21,10 @@ fn serve(data_dir: &Path, port: u16) -> Serve {
 
 /// A GET on a runtime of its own: `(status, headers, JSON body)`, or `None` if the connection
 /// failed.
-fn get(url: &str, authorization: Option<&str>) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
+pub fn get(
+    url: &str,
+    authorization: Option<&str>,
+) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
     plannt_lightning::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,7 +49,7 @@ fn get(url: &str, authorization: Option<&str>) -> Option<(u16, reqwest::header::
 }
 
 /// Pays `invoice` with `plannt wallet` through the server's dev network; returns the preimage.
-fn pay(wallet_dir: &Path, port: u16, invoice: &str) -> String {
+pub fn pay(wallet_dir: &Path, port: u16, invoice: &str) -> String {
     let mut command = plannt(wallet_dir);
     command.args([
         "wallet",
@@ -67,7 +70,7 @@ fn pay(wallet_dir: &Path, port: u16, invoice: &str) -> String {
     preimage
 }
 
-fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -228,6 +228,7 @@ impl Paywall {
             None => None,
         };
         self.metrics.challenge(&route.id);
+        self.ledger.challenged(self.options.clock.now());
         let expires_at = UNIX_EPOCH + Duration::from_secs(invoice.expires_at.min(253_402_300_799));
         let mut body = json!({
             "error": "Payment Required",

@@ -14,7 +14,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::answers::{Challenged, invoice_network, unavailable, with_problem};
-use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_L402_REASON};
 use super::{Paywall, Redeem};
 
 impl Paywall {
@@ -203,6 +203,7 @@ fn not_paid_yet() -> Response {
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_L402_REASON, HeaderValue::from_static("not_paid"));
     response
 }
 

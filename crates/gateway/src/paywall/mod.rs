@@ -71,12 +71,14 @@ use zeroize::Zeroizing;
 use crate::clock::Clock;
 use crate::forwarded::TrustedProxies;
 use crate::keep;
+use crate::ledger::{Ledger, LedgerOptions};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::path;
 use crate::quota::Counters;
-use crate::routes::RouteTable;
-use crate::store::{Claim, Lookup, SpentStore, StoreError};
+use crate::routes::{Route, RouteTable};
+use crate::store::{Claim, Lookup, SpentStore, StoreError, Ticket};
+use arc_swap::ArcSwap;
 
 mod answers;
 mod dialects;
@@ -153,6 +155,8 @@ pub struct PaywallOptions {
     pub mpp_realm: String,
     /// Keeping answers for retries.
     pub keep: KeepOptions,
+    /// The earnings ledger's retention and flushes.
+    pub ledger: LedgerOptions,
 }
 
 impl Default for PaywallOptions {
@@ -168,6 +172,7 @@ impl Default for PaywallOptions {
             dialects: DEFAULT_DIALECTS.to_vec(),
             mpp_realm: "plannt".to_string(),
             keep: KeepOptions::default(),
+            ledger: LedgerOptions::default(),
         }
     }
 }
@@ -191,7 +196,10 @@ pub struct Paywall {
     x402_keep: Option<Zeroizing<[u8; 32]>>,
     receiver: Arc<dyn Receiver>,
     store: Arc<dyn SpentStore>,
-    routes: RouteTable,
+    /// The route table, swapped whole by [`Paywall::set_routes`]: a request prices, claims and
+    /// is dispatched with the table it started with.
+    routes: ArcSwap<RouteTable>,
+    ledger: Ledger,
     limiter: Limiter,
     /// The payment page's polls, per client address.
     poll_limiter: Limiter,
@@ -229,16 +237,63 @@ impl Paywall {
             keys,
             receiver,
             store,
-            routes,
+            routes: ArcSwap::from_pointee(routes),
+            ledger: Ledger::new(),
             options,
             metrics,
             in_flight: TaskTracker::new(),
         }
     }
 
-    /// The route table.
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
+    /// The route table now (a later [`set_routes`](Self::set_routes) does not change it).
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.load_full()
+    }
+
+    /// Replaces the route table, at once for every request that starts from now on; requests
+    /// in flight finish with the table they started with (their claims, prices and routes
+    /// unchanged). New route ids get their metrics.
+    pub fn set_routes(&self, routes: RouteTable) {
+        self.metrics
+            .add_routes(routes.routes().iter().map(|r| r.id.as_str()));
+        self.routes.store(Arc::new(routes));
+    }
+
+    /// The earnings ledger's side in memory: what gathered since the last flush, and the live
+    /// counts of the last hour.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The ledger's options.
+    pub fn ledger_options(&self) -> &LedgerOptions {
+        &self.options.ledger
+    }
+
+    /// Writes what the ledger gathered to the store now (the background task does it every
+    /// [`LedgerOptions::flush_every`]).
+    pub async fn flush_ledger(&self) -> Result<(), StoreError> {
+        self.ledger
+            .flush(&*self.store, self.options.ledger.retention)
+            .await
+    }
+
+    /// Refuses every credential of `hash` from now on, as spent, in the store (so every replica
+    /// sharing it refuses it too), for as long as any token of it can live: a token minted now
+    /// lives `invoice_expiry_secs + token_lifetime_secs`.
+    pub async fn revoke(&self, hash: &PaymentHash) -> Result<u64, StoreError> {
+        let until = self.options.clock.now().saturating_add(
+            self.options
+                .invoice_expiry_secs
+                .saturating_add(self.options.token_lifetime_secs),
+        );
+        self.store.commit(hash, &Ticket::new(), until, None).await?;
+        Ok(until)
+    }
+
+    /// The time the paywall goes by, unix seconds.
+    pub fn now(&self) -> u64 {
+        self.options.clock.now()
     }
 
     /// The metrics.
@@ -269,17 +324,41 @@ impl Paywall {
     /// gauge. It stops by itself once the paywall is dropped. Without it the spent set only
     /// grows: a service that embeds [`layer`](Self::layer) should start it once, inside its
     /// tokio runtime (`plannt serve` does).
+    ///
+    /// The same task writes the earnings ledger to the store every
+    /// [`LedgerOptions::flush_every`], and prunes it past its retention.
     pub fn spawn_purger(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let every = self.purge_interval();
+        let flush_every = self
+            .options
+            .ledger
+            .flush_every
+            .max(Duration::from_millis(10));
         let paywall = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut flush = tokio::time::interval(flush_every);
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                let flushing = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = flush.tick() => true,
+                };
                 let Some(paywall) = paywall.upgrade() else {
                     return;
                 };
+                if flushing {
+                    if let Err(e) = paywall.flush_ledger().await {
+                        tracing::warn!(error = %e, "could not write the earnings ledger; kept for the next try");
+                    }
+                    continue;
+                }
+                let retention = paywall.options.ledger.retention.as_secs();
+                let before = paywall.options.clock.now().saturating_sub(retention);
+                if let Err(e) = paywall.store.prune_ledger(before).await {
+                    tracing::warn!(error = %e, "could not prune the earnings ledger");
+                }
                 let store = paywall.store.clone();
                 match store.purge(paywall.options.clock.now()).await {
                     Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired spent entries"),
@@ -300,6 +379,9 @@ impl Paywall {
         self.in_flight.close();
         self.in_flight.wait().await;
         self.in_flight.reopen();
+        if let Err(e) = self.flush_ledger().await {
+            tracing::warn!(error = %e, "could not write the earnings ledger at shutdown");
+        }
     }
 
     /// The layer to put in front of a service.
@@ -359,7 +441,11 @@ impl Paywall {
         if request.uri().path().starts_with(page::PAY_PREFIX) {
             return self.poll(request).await;
         }
-        let found = self.routes.find(request.method(), request.uri().path());
+        let routes = self.routes.load_full();
+        // The service behind finds the route in the same table (a reload meanwhile changes
+        // nothing for this request).
+        request.extensions_mut().insert(RoutesOf(routes.clone()));
+        let found = routes.find(request.method(), request.uri().path());
         let client = self
             .options
             .trusted_proxies
@@ -368,6 +454,8 @@ impl Paywall {
         if let Some(route) = found.filter(|r| r.rate_limit.is_some())
             && let Some(too_many) = self.over_rate_limit(route, client).await
         {
+            self.ledger
+                .refused(self.options.clock.now(), &route.id, "rate_limited");
             return too_many;
         }
         let route = match found {
@@ -377,6 +465,50 @@ impl Paywall {
                 return inner.oneshot(request).await.unwrap_or_else(|e| match e {});
             }
         };
+        let answer = self
+            .clone()
+            .priced(route, client, request, inner, html)
+            .await;
+        self.tally(route, &answer);
+        answer
+    }
+
+    /// Records in the ledger a refusal the paywall answered for a paid route: a 429 (rate
+    /// limited), or a 401 or 402 with a reason. An answer that carries `x-l402` (spent,
+    /// released, replayed, pending, free) went through to the upstream or its kept answer and
+    /// is no refusal.
+    fn tally(&self, route: &Route, answer: &Response) {
+        if answer.headers().contains_key(headers::X_L402) {
+            return;
+        }
+        let reason = match answer.status() {
+            StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
+            StatusCode::UNAUTHORIZED | StatusCode::PAYMENT_REQUIRED => answer
+                .headers()
+                .get(headers::X_L402_REASON)
+                .and_then(|v| v.to_str().ok()),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.ledger
+                .refused(self.options.clock.now(), &route.id, reason);
+        }
+    }
+
+    /// A request for a paid route: challenge (or the free tier), or verify, claim, forward and
+    /// settle.
+    async fn priced<S>(
+        self: Arc<Self>,
+        route: &Route,
+        client: std::net::IpAddr,
+        request: Request<Body>,
+        inner: S,
+        html: bool,
+    ) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
         if let Some(why) = &route.unavailable {
             return unavailable("route_unavailable", why);
         }
@@ -446,6 +578,7 @@ impl Paywall {
         let releases = route.releases_on_failure(request.method());
         let method = request.method().clone();
         let route_id = route.id.clone();
+        let dialect = redeem.dialect;
         let receipt = redeem.receipt.clone();
         let secret = redeem.secret.clone();
         let paywall = self.clone();
@@ -464,6 +597,7 @@ impl Paywall {
                 method,
                 route: route_id,
                 price,
+                dialect,
                 receipt,
                 keep: None,
             };
@@ -665,6 +799,11 @@ impl Paywall {
     }
 }
 
+/// The route table a request was priced with, in its extensions, for the service behind the
+/// paywall to find its route in (the table may have been replaced since).
+#[derive(Clone)]
+pub struct RoutesOf(pub Arc<RouteTable>);
+
 /// What became of a claim made in the request's task.
 enum Claimed {
     /// Won, forwarded and settled: the answer.
@@ -760,6 +899,38 @@ mod tests {
         assert_eq!(purge_interval(&options), Duration::from_secs(30));
         options.invoice_expiry_secs = u64::MAX;
         assert_eq!(purge_interval(&options), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_purger_task_writes_the_ledger_every_flush_and_drain_writes_the_rest() {
+        let options = PaywallOptions {
+            ledger: LedgerOptions {
+                flush_every: Duration::from_secs(5),
+                ..LedgerOptions::default()
+            },
+            ..PaywallOptions::default()
+        };
+        let paywall = paywall(options);
+        let store = paywall.store().clone();
+        let now = unix_now();
+        let stored = || async {
+            store
+                .ledger(now - 3_600, now + 3_600, 10)
+                .await
+                .unwrap()
+                .payments
+                .len()
+        };
+        let _purger = paywall.spawn_purger();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let hash = PaymentHash([5; 32]);
+        paywall.ledger().paid(now, "demo", Dialect::L402, 21, &hash);
+        assert_eq!(stored().await, 0, "not written on the paid path");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(stored().await, 1, "written by the next flush");
+        paywall.ledger().paid(now, "demo", Dialect::Mpp, 21, &hash);
+        paywall.drain().await;
+        assert_eq!(stored().await, 2, "drain writes what is left");
     }
 
     #[tokio::test(start_paused = true)]

@@ -141,7 +141,7 @@ impl Paywall {
                 Caveat::Services(list) => list.into_iter().next().map(|s| s.name),
                 _ => None,
             })
-            .filter(|id| self.routes.routes().iter().any(|r| &r.id == id));
+            .filter(|id| self.routes.load().routes().iter().any(|r| &r.id == id));
         let Some(route) = route else {
             return not_ours();
         };

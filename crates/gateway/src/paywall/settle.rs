@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use plannt_l402::{PaymentHash, TokenState};
+use plannt_l402::{Dialect, PaymentHash, TokenState};
 
 use super::Paywall;
 use super::answers::gateway_error;
@@ -42,6 +42,8 @@ pub(super) struct Paid {
     pub(super) method: Method,
     pub(super) route: String,
     pub(super) price: u64,
+    /// The dialect it was paid in, for the ledger.
+    pub(super) dialect: Dialect,
     /// The header a paid answer carries in the dialect it was paid in (MPP's `Payment-Receipt`,
     /// x402's `PAYMENT-RESPONSE`): only when the payment is spent on it.
     pub(super) receipt: Option<(HeaderName, HeaderValue)>,
@@ -183,6 +185,8 @@ impl Paywall {
             }
         }
         self.metrics.accepted(&paid.route, paid.price);
+        self.ledger
+            .paid(now, &paid.route, paid.dialect, paid.price, &paid.hash);
         let headers = response.headers_mut();
         headers.insert(X_L402, HeaderValue::from_static(TokenState::Spent.as_str()));
         headers.insert(X_L402_KEPT, kept_header);

@@ -3,6 +3,8 @@
 //!
 //! Kept answers live beside the spent entries, bounded in bytes ([`MemoryStore::with_keep_limit`],
 //! 64 MiB by default): past the bound the oldest kept answers go first, their spent entries stay.
+//! The ledger's counts are kept until pruned, its payments up to [`MEMORY_PAYMENTS`] (the oldest
+//! go first).
 
 use plannt_l402::PaymentHash;
 use std::collections::{HashMap, VecDeque};
@@ -12,6 +14,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
+use crate::ledger::{
+    Event, LedgerBatch, LedgerRead, MEMORY_PAYMENTS, Payment, Tally, hour_in, merge_tallies,
+};
 
 /// Hashes a key by its first eight bytes. Only payment hashes of tokens whose signature verified
 /// reach the store, and those come from the Lightning backend's random preimages: uniformly
@@ -50,6 +55,14 @@ struct Shard {
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     kept: Mutex<Kept>,
+    ledger: Mutex<MemoryLedger>,
+}
+
+/// The ledger: counts by hour, route, event and detail; payments oldest first.
+#[derive(Default)]
+struct MemoryLedger {
+    counts: HashMap<(u64, String, Event, String), (u64, u64)>,
+    payments: VecDeque<Payment>,
 }
 
 /// The kept answers of every shard, oldest first in `order`, at most `limit` bytes in all.
@@ -151,6 +164,7 @@ impl MemoryStore {
                 limit: bytes,
                 ..Kept::default()
             }),
+            ledger: Mutex::new(MemoryLedger::default()),
         }
     }
 
@@ -262,6 +276,65 @@ impl SpentStore for MemoryStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn record(&self, batch: &LedgerBatch) -> Result<(), StoreError> {
+        let mut ledger = self.ledger.lock().expect("store lock");
+        for t in &batch.tallies {
+            let key = (t.hour, t.route.clone(), t.event, t.detail.clone());
+            let entry = ledger.counts.entry(key).or_default();
+            entry.0 += t.count;
+            entry.1 += t.sats;
+        }
+        for payment in &batch.payments {
+            if ledger.payments.len() >= MEMORY_PAYMENTS {
+                ledger.payments.pop_front();
+            }
+            ledger.payments.push_back(payment.clone());
+        }
+        Ok(())
+    }
+
+    async fn ledger(
+        &self,
+        since: u64,
+        until: u64,
+        recent: usize,
+    ) -> Result<LedgerRead, StoreError> {
+        let ledger = self.ledger.lock().expect("store lock");
+        let tallies = ledger
+            .counts
+            .iter()
+            .filter(|((hour, ..), _)| hour_in(*hour, since, until))
+            .map(|((hour, route, event, detail), (count, sats))| Tally {
+                hour: *hour,
+                route: route.clone(),
+                event: *event,
+                detail: detail.clone(),
+                count: *count,
+                sats: *sats,
+            });
+        Ok(LedgerRead {
+            tallies: merge_tallies(tallies),
+            payments: ledger
+                .payments
+                .iter()
+                .rev()
+                .filter(|p| p.at >= since && p.at < until)
+                .take(recent)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn prune_ledger(&self, before: u64) -> Result<u64, StoreError> {
+        let mut ledger = self.ledger.lock().expect("store lock");
+        let was = ledger.counts.len() + ledger.payments.len();
+        ledger
+            .counts
+            .retain(|(hour, ..), _| hour.saturating_add(crate::ledger::HOUR) > before);
+        ledger.payments.retain(|p| p.at >= before);
+        Ok((was - ledger.counts.len() - ledger.payments.len()) as u64)
     }
 
     fn name(&self) -> &'static str {

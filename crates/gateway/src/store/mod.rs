@@ -30,6 +30,10 @@
 //! flight, a kept answer, a commit without one, or nothing. Stores hold kept answers for a short
 //! while only (the gateway's `keep_answer_secs`), and never past the spent entry.
 //!
+//! **The earnings ledger.** Each store also keeps the ledger of payments and refusals
+//! ([`crate::ledger`]), written in batches off the paid path ([`SpentStore::record`]) and pruned
+//! after its retention.
+//!
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 
 mod memory;
@@ -42,9 +46,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::ledger::{LedgerBatch, LedgerRead};
+
 pub use self::memory::MemoryStore;
 pub use self::redis::{CLOCK_MARGIN, RedisOptions, RedisStore, RedisTopology, WaitReplicas};
-pub use self::sqlite::{SqliteStore, SqliteSync};
+pub use self::sqlite::{SqliteStore, SqliteSync, read_ledger as read_sqlite_ledger};
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);
@@ -242,6 +248,15 @@ pub trait SpentStore: Send + Sync + 'static {
         let _ = (key, window_secs);
         Ok(None)
     }
+    /// Adds a batch of the earnings ledger ([`crate::ledger`]): its counts to the store's, its
+    /// payments to its list. One write: with SQLite it joins the writer's next transaction.
+    async fn record(&self, batch: &LedgerBatch) -> Result<(), StoreError>;
+    /// The ledger's counts of every hour that overlaps `[since, until)` and the latest `recent`
+    /// payments in it, newest first.
+    async fn ledger(&self, since: u64, until: u64, recent: usize)
+    -> Result<LedgerRead, StoreError>;
+    /// Drops the ledger's counts and payments from before `before`; returns how many went.
+    async fn prune_ledger(&self, before: u64) -> Result<u64, StoreError>;
     /// A short name: `memory`, `sqlite`, `redis`.
     fn name(&self) -> &'static str;
 }

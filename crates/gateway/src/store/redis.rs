@@ -32,6 +32,14 @@
 //! - **purge** does nothing: Redis drops committed keys itself at their `until`, kept answers at
 //!   their keep-until.
 //!
+//! The earnings ledger ([`crate::ledger`]) lives beside the spent keys, under its own prefix
+//! ([`RedisStore::ledger_prefix`]: `plannt:ledger:` for the default prefix), which every
+//! replica shares: a hash per day, `<ledger prefix>day:<YYYYMMDD>`, whose fields
+//! `<hour>|<event>|<detail>|<route>` count (`HINCRBY`) and, with `:sats`, add up sats, expiring
+//! its retention after the day ends; and a list of the latest [`REDIS_PAYMENTS`] payments,
+//! `<ledger prefix>payments`, newest first, pruned by time. A batch is one pipeline. On a
+//! cluster every ledger key carries the hash tag `{ledger}`, so a batch goes to one shard.
+//!
 //! Every command is bounded by a timeout (2 s by default): a Redis that is down or stalled makes
 //! the store answer [`StoreError`] quickly, and the gateway fails closed with 503 instead of
 //! hanging. The connection reconnects by itself once Redis is back (through Sentinel: to
@@ -64,6 +72,9 @@ use redis::{
 };
 
 use super::{Claim, Keep, Lookup, PENDING_TTL, SpentStore, StoreError, Ticket};
+use crate::ledger::{
+    DAY, Event, LedgerBatch, LedgerRead, Payment, REDIS_PAYMENTS, Tally, hour_in, merge_tallies,
+};
 
 /// How long a committed key outlives its `until`: Redis expires keys by its own clock, and
 /// replicas verify tokens by theirs, so clocks that differ by less than this never let a key go
@@ -571,6 +582,30 @@ impl RedisStore {
         }
     }
 
+    /// Where the ledger's keys start: the spent prefix with a trailing `spent:` turned into
+    /// `ledger:` (`plannt:ledger:` by default), else the spent prefix and `ledger:`; on a
+    /// cluster followed by the hash tag `{ledger}`.
+    pub fn ledger_prefix(&self) -> String {
+        let base = match self.prefix.strip_suffix("spent:") {
+            Some(stem) => format!("{stem}ledger:"),
+            None => format!("{}ledger:", self.prefix),
+        };
+        if self.tagged {
+            format!("{base}{{ledger}}:")
+        } else {
+            base
+        }
+    }
+
+    fn day_key(&self, day: u64) -> String {
+        let date = crate::ledger::day_of(day * DAY).replace('-', "");
+        format!("{}day:{date}", self.ledger_prefix())
+    }
+
+    fn payments_key(&self) -> String {
+        format!("{}payments", self.ledger_prefix())
+    }
+
     /// The key of a payment hash's kept answer: its spent key and a suffix, so both can be
     /// placed together (a Redis Cluster hash tag around the hex hash puts them on one shard).
     /// The key of a quota counter: beside the spent keys, never under their prefix (which
@@ -695,12 +730,16 @@ impl RedisStore {
                     self.shown
                 ))
             })?;
-            // Kept answers go with their spent keys: counted once, as those.
+            // Kept answers go with their spent keys: counted once, as those. The ledger's keys
+            // are not spent entries (they share the prefix only when it does not end in
+            // `spent:`).
+            let ledger = self.ledger_prefix();
             count += keys
                 .iter()
-                .filter(
-                    |k| !matches!(k, Value::BulkString(k) if k.ends_with(KEPT_SUFFIX.as_bytes())),
-                )
+                .filter(|k| {
+                    !matches!(k, Value::BulkString(k)
+                        if k.ends_with(KEPT_SUFFIX.as_bytes()) || k.starts_with(ledger.as_bytes()))
+                })
                 .count() as u64;
             if next == 0 {
                 return Ok(count);
@@ -898,6 +937,168 @@ impl SpentStore for RedisStore {
             )
             .await?;
         Ok(Some(count))
+    }
+
+    async fn record(&self, batch: &LedgerBatch) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        let mut days = Vec::new();
+        for t in &batch.tallies {
+            let day = t.hour / DAY;
+            let key = self.day_key(day);
+            let field = format!("{}|{}|{}|{}", t.hour, t.event.as_str(), t.detail, t.route);
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg(&field)
+                .arg(t.count)
+                .ignore();
+            if t.sats > 0 {
+                pipe.cmd("HINCRBY")
+                    .arg(&key)
+                    .arg(format!("{field}:sats"))
+                    .arg(t.sats)
+                    .ignore();
+            }
+            if !days.contains(&day) {
+                days.push(day);
+            }
+        }
+        for day in days {
+            let expire = ((day + 1) * DAY)
+                .saturating_add(batch.retention.as_secs())
+                .clamp(1, MAX_EXAT);
+            pipe.cmd("EXPIREAT")
+                .arg(self.day_key(day))
+                .arg(expire)
+                .ignore();
+        }
+        if !batch.payments.is_empty() {
+            let key = self.payments_key();
+            for p in &batch.payments {
+                let json = serde_json::to_string(p).map_err(|e| {
+                    StoreError::Unexpected(format!("cannot write a payment as JSON: {e}"))
+                })?;
+                pipe.cmd("LPUSH").arg(&key).arg(json).ignore();
+            }
+            pipe.cmd("LTRIM")
+                .arg(&key)
+                .arg(0)
+                .arg(REDIS_PAYMENTS - 1)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(
+            "a ledger write (HINCRBY, LPUSH)",
+            pipe.query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn ledger(
+        &self,
+        since: u64,
+        until: u64,
+        recent: usize,
+    ) -> Result<LedgerRead, StoreError> {
+        let first = since / DAY;
+        let last = until.saturating_sub(1) / DAY;
+        // At most a year and a day of hashes: the retention is 90 days by default.
+        let first = first.max(last.saturating_sub(366));
+        let mut pipe = redis::pipe();
+        for day in first..=last {
+            pipe.cmd("HGETALL").arg(self.day_key(day));
+        }
+        pipe.cmd("LRANGE")
+            .arg(self.payments_key())
+            .arg(0)
+            .arg(REDIS_PAYMENTS - 1);
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<Value> = self
+            .bounded(
+                "a ledger read (HGETALL, LRANGE)",
+                pipe.query_async(&mut conn),
+            )
+            .await?;
+        let unexpected = |e: redis::ParsingError| {
+            StoreError::Unexpected(format!(
+                "Redis at {} answered a ledger read with something else: {e}",
+                self.shown
+            ))
+        };
+        let listed = replies.pop().unwrap_or(Value::Nil);
+        let mut sums: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        for reply in replies {
+            let fields: std::collections::HashMap<String, u64> =
+                redis::from_redis_value(reply).map_err(unexpected)?;
+            for (field, n) in fields {
+                match field.strip_suffix(":sats") {
+                    Some(base) => sums.entry(base.to_owned()).or_default().1 += n,
+                    None => sums.entry(field).or_default().0 += n,
+                }
+            }
+        }
+        let tallies = sums.into_iter().filter_map(|(field, (count, sats))| {
+            let mut parts = field.splitn(4, '|');
+            let hour: u64 = parts.next()?.parse().ok()?;
+            let event = Event::parse(parts.next()?)?;
+            let detail = parts.next()?.to_owned();
+            let route = parts.next()?.to_owned();
+            hour_in(hour, since, until).then_some(Tally {
+                hour,
+                route,
+                event,
+                detail,
+                count,
+                sats,
+            })
+        });
+        let listed: Vec<String> = redis::from_redis_value(listed).map_err(unexpected)?;
+        let payments = listed
+            .iter()
+            .filter_map(|json| serde_json::from_str::<Payment>(json).ok())
+            .filter(|p| p.at >= since && p.at < until)
+            .take(recent)
+            .collect();
+        Ok(LedgerRead {
+            tallies: merge_tallies(tallies),
+            payments,
+        })
+    }
+
+    async fn prune_ledger(&self, before: u64) -> Result<u64, StoreError> {
+        // Day hashes expire by themselves; the list drops its payments from before `before`,
+        // which are at its end (newest first).
+        let key = self.payments_key();
+        let mut conn = self.conn.clone();
+        let listed: Vec<String> = self
+            .bounded(
+                "a ledger prune (LRANGE)",
+                redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(REDIS_PAYMENTS - 1)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let keep = listed
+            .iter()
+            .take_while(|json| {
+                serde_json::from_str::<Payment>(json).map_or(true, |p| p.at >= before)
+            })
+            .count();
+        let gone = listed.len() - keep;
+        if gone > 0 {
+            // From the tail, counted from the end: payments pushed meanwhile (at the head) stay.
+            let mut conn = self.conn.clone();
+            let trim = redis::cmd("LTRIM")
+                .arg(&key)
+                .arg(0)
+                .arg(-(gone as i64) - 1)
+                .to_owned();
+            self.bounded("a ledger prune (LTRIM)", trim.query_async::<()>(&mut conn))
+                .await?;
+        }
+        // A day's hash goes by itself, its retention after the day ends.
+        Ok(gone as u64)
     }
 
     fn name(&self) -> &'static str {

@@ -6,6 +6,13 @@
 //! written before pending claims moved to memory held them there, and `open` drops such rows.
 //! A file of that older shape (no `kept` columns) is migrated at open.
 //!
+//! The earnings ledger ([`crate::ledger`]) lives in two more tables, made at open in a file
+//! that lacks them: `ledger_hours(hour, route, event, detail, count, sats)`, one row of counts
+//! per hour, route, event and detail, and `ledger_payments(at, route, dialect, sats, hash)`,
+//! one row per payment. A batch of it is a job of the writer like a commit, so it joins the
+//! next group commit: it adds no fsync of its own to a paid request. [`read_ledger`] reads them
+//! from a file another process holds, read-only (`plannt stats --store sqlite:PATH`).
+//!
 //! **Durable before it answers.** The database runs in WAL mode with `synchronous=FULL`, so a
 //! commit, with its kept answer, is on disk (the WAL fsynced) before [`SpentStore::commit`]
 //! returns and the gateway sends the answer. A token whose request got a response is never
@@ -52,6 +59,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
+use crate::ledger::{Event, LedgerBatch, LedgerRead, Payment, Tally};
 
 /// The most jobs one transaction carries.
 const MAX_BATCH: usize = 256;
@@ -86,6 +94,37 @@ const LOOKUP: &str = "SELECT kept_until, kept FROM spent WHERE hash = ?1";
 const PURGE: &str = "DELETE FROM spent WHERE until < ?1";
 const PURGE_KEPT: &str = "UPDATE spent SET kept_until = NULL, kept = NULL WHERE kept_until < ?1";
 const COUNT: &str = "SELECT count(*) FROM spent";
+
+/// The ledger's tables: made in any file that lacks them (a file of an older version too).
+const LEDGER_TABLES: &str = "CREATE TABLE IF NOT EXISTS ledger_hours (
+    hour   INTEGER NOT NULL,
+    route  TEXT NOT NULL,
+    event  TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    sats   INTEGER NOT NULL,
+    PRIMARY KEY (hour, route, event, detail)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger_payments (
+    at      INTEGER NOT NULL,
+    route   TEXT NOT NULL,
+    dialect TEXT NOT NULL,
+    sats    INTEGER NOT NULL,
+    hash    BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_payments_at ON ledger_payments (at);";
+const LEDGER_ADD: &str = "INSERT INTO ledger_hours (hour, route, event, detail, count, sats) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                          ON CONFLICT (hour, route, event, detail) DO UPDATE SET \
+                          count = count + excluded.count, sats = sats + excluded.sats";
+const LEDGER_PAYMENT: &str =
+    "INSERT INTO ledger_payments (at, route, dialect, sats, hash) VALUES (?1, ?2, ?3, ?4, ?5)";
+const LEDGER_HOURS: &str = "SELECT hour, route, event, detail, count, sats FROM ledger_hours \
+                            WHERE hour > ?1 - 3600 AND hour < ?2 ORDER BY hour, route, event, detail";
+const LEDGER_PAYMENTS: &str = "SELECT at, route, dialect, sats, hash FROM ledger_payments \
+                               WHERE at >= ?1 AND at < ?2 ORDER BY at DESC, rowid DESC LIMIT ?3";
+const LEDGER_PRUNE_HOURS: &str = "DELETE FROM ledger_hours WHERE hour <= ?1 - 3600";
+const LEDGER_PRUNE_PAYMENTS: &str = "DELETE FROM ledger_payments WHERE at < ?1";
 
 /// How a commit is made durable before the gateway answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,9 +178,19 @@ enum Op {
     },
     Len,
     Health,
+    Record(LedgerBatch),
+    Ledger {
+        since: u64,
+        until: u64,
+        recent: usize,
+    },
+    PruneLedger {
+        before: u64,
+    },
 }
 
 enum Answer {
+    Ledger(LedgerRead),
     Exists(bool),
     Found(Lookup),
     Count(u64),
@@ -332,9 +381,11 @@ fn prepare(conn: &Connection, path: &str, sync: SqliteSync) -> Result<usize, Sto
     conn.execute_batch(TABLE)
         .map_err(|e| sql_error(path, "cannot create the spent table in", e))?;
     migrate(conn, path)?;
+    conn.execute_batch(LEDGER_TABLES)
+        .map_err(|e| sql_error(path, "cannot create the ledger tables in", e))?;
     // Preparing every statement now finds a `spent` table of another shape at once, not at the
     // first paid request.
-    for sql in [EXISTS, COMMIT, LOOKUP, PURGE, PURGE_KEPT, COUNT] {
+    for sql in [EXISTS, COMMIT, LOOKUP, PURGE, PURGE_KEPT, COUNT, LEDGER_ADD] {
         conn.prepare_cached(sql).map_err(|e| {
             sql_error(
                 path,
@@ -502,7 +553,122 @@ fn run_op(conn: &Connection, op: &Op) -> rusqlite::Result<Answer> {
                 .query_row([], |row| row.get::<_, i64>(0))?;
             Answer::Done
         }
+        Op::Record(batch) => {
+            let mut add = conn.prepare_cached(LEDGER_ADD)?;
+            for t in &batch.tallies {
+                add.execute(params![
+                    sql_time(t.hour),
+                    t.route,
+                    t.event.as_str(),
+                    t.detail,
+                    sql_time(t.count),
+                    sql_time(t.sats),
+                ])?;
+            }
+            let mut pay = conn.prepare_cached(LEDGER_PAYMENT)?;
+            for p in &batch.payments {
+                pay.execute(params![
+                    sql_time(p.at),
+                    p.route,
+                    p.dialect,
+                    sql_time(p.sats),
+                    hex::decode(&p.payment_hash).unwrap_or_default(),
+                ])?;
+            }
+            Answer::Done
+        }
+        Op::Ledger {
+            since,
+            until,
+            recent,
+        } => Answer::Ledger(read_tables(conn, *since, *until, *recent)?),
+        Op::PruneLedger { before } => {
+            let hours = conn
+                .prepare_cached(LEDGER_PRUNE_HOURS)?
+                .execute(params![sql_time(*before)])?;
+            let payments = conn
+                .prepare_cached(LEDGER_PRUNE_PAYMENTS)?
+                .execute(params![sql_time(*before)])?;
+            Answer::Count((hours + payments) as u64)
+        }
     })
+}
+
+/// Reads the ledger's tables for `[since, until)`.
+fn read_tables(
+    conn: &Connection,
+    since: u64,
+    until: u64,
+    recent: usize,
+) -> rusqlite::Result<LedgerRead> {
+    let tallies = conn
+        .prepare_cached(LEDGER_HOURS)?
+        .query_map(params![sql_time(since), sql_time(until)], |row| {
+            let event: String = row.get(2)?;
+            Ok(Tally {
+                hour: row.get::<_, i64>(0)?.max(0) as u64,
+                route: row.get(1)?,
+                event: Event::parse(&event).unwrap_or(Event::Refused),
+                detail: row.get(3)?,
+                count: row.get::<_, i64>(4)?.max(0) as u64,
+                sats: row.get::<_, i64>(5)?.max(0) as u64,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let payments = conn
+        .prepare_cached(LEDGER_PAYMENTS)?
+        .query_map(
+            params![
+                sql_time(since),
+                sql_time(until),
+                i64::try_from(recent).unwrap_or(i64::MAX)
+            ],
+            |row| {
+                Ok(Payment {
+                    at: row.get::<_, i64>(0)?.max(0) as u64,
+                    route: row.get(1)?,
+                    dialect: row.get(2)?,
+                    sats: row.get::<_, i64>(3)?.max(0) as u64,
+                    payment_hash: hex::encode(row.get::<_, Vec<u8>>(4)?),
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(LedgerRead { tallies, payments })
+}
+
+/// Reads the ledger of the spent set at `path` for `[since, until)`, with its latest `recent`
+/// payments, without taking the file: read-only, beside the gateway that holds it. A file made
+/// before the ledger holds none (an empty answer).
+pub fn read_ledger(
+    path: &Path,
+    since: u64,
+    until: u64,
+    recent: usize,
+) -> Result<LedgerRead, StoreError> {
+    let shown = path.display().to_string();
+    if !path.is_file() {
+        return Err(StoreError::Io {
+            doing: "cannot read the ledger in",
+            path: shown,
+            source: Arc::new(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file (is this the gateway's store? see `store` in its configuration)",
+            )),
+        });
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| sql_error(&shown, "cannot open for reading", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error(&shown, "cannot set the busy timeout on", e))?;
+    let has_ledger = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_hours'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(|e| sql_error(&shown, "cannot read", e))?;
+    if !has_ledger {
+        return Ok(LedgerRead::default());
+    }
+    read_tables(&conn, since, until, recent).map_err(|e| sql_error(&shown, "cannot read", e))
 }
 
 /// Unix seconds as SQLite's signed integer (far-future times saturate).
@@ -641,6 +807,36 @@ impl SpentStore for SqliteStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.run(Op::Health).await.map(drop)
+    }
+
+    async fn record(&self, batch: &LedgerBatch) -> Result<(), StoreError> {
+        self.run(Op::Record(batch.clone())).await.map(drop)
+    }
+
+    async fn ledger(
+        &self,
+        since: u64,
+        until: u64,
+        recent: usize,
+    ) -> Result<LedgerRead, StoreError> {
+        match self
+            .read(Op::Ledger {
+                since,
+                until,
+                recent,
+            })
+            .await?
+        {
+            Answer::Ledger(read) => Ok(read),
+            _ => Err(unexpected("ledger")),
+        }
+    }
+
+    async fn prune_ledger(&self, before: u64) -> Result<u64, StoreError> {
+        match self.run(Op::PruneLedger { before }).await? {
+            Answer::Count(n) => Ok(n),
+            _ => Err(unexpected("prune_ledger")),
+        }
     }
 
     fn name(&self) -> &'static str {

@@ -78,6 +78,93 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
     store.health().await.unwrap();
 
     kept_answers(&*store).await;
+    ledger(&*store).await;
+}
+
+/// The earnings ledger: batches add up, a read returns the span asked for, a prune drops what
+/// is older, and none of it counts as a spent entry.
+async fn ledger(store: &dyn SpentStore) {
+    use crate::ledger::{DAY, Event, HOUR, LedgerBatch, Payment, Stats, Tally};
+    use std::time::Duration;
+
+    let entries = store.len().await.unwrap();
+    let now = plannt_lightning::invoice::unix_now();
+    let today = now - now % HOUR;
+    let old = today - 3 * DAY;
+    let tally = |hour, route: &str, event, detail: &str, count, sats| Tally {
+        hour,
+        route: route.into(),
+        event,
+        detail: detail.into(),
+        count,
+        sats,
+    };
+    let payment = |at, route: &str, sats, n: u8| Payment {
+        at,
+        route: route.into(),
+        dialect: "l402".into(),
+        sats,
+        payment_hash: hash(n).to_hex(),
+    };
+    let retention = Duration::from_secs(90 * DAY);
+    let first = LedgerBatch {
+        tallies: vec![
+            tally(today, "demo", Event::Paid, "l402", 2, 42),
+            tally(today, "demo", Event::Refused, "spent", 1, 0),
+            tally(old, "data", Event::Paid, "mpp", 1, 100),
+        ],
+        payments: vec![
+            payment(old + 5, "data", 100, 40),
+            payment(today + 1, "demo", 21, 41),
+            payment(today + 2, "demo", 21, 42),
+        ],
+        retention,
+    };
+    store.record(&first).await.unwrap();
+    // A second batch adds to the same counts.
+    let second = LedgerBatch {
+        tallies: vec![
+            tally(today, "demo", Event::Paid, "l402", 1, 21),
+            tally(today, "demo", Event::Refused, "rate_limited", 4, 0),
+        ],
+        payments: vec![payment(today + 3, "demo", 21, 43)],
+        retention,
+    };
+    store.record(&second).await.unwrap();
+
+    let all = store.ledger(old, now + HOUR, 100).await.unwrap();
+    let stats = Stats::of(&all, old, now + HOUR);
+    assert_eq!(stats.total.payments, 4, "{all:?}");
+    assert_eq!(stats.total.sats, 163);
+    assert_eq!(stats.total.refusals, 5);
+    assert_eq!(stats.routes["demo"].sats, 63);
+    assert_eq!(stats.dialects["mpp"].payments, 1);
+    assert_eq!(stats.refusals["rate_limited"], 4);
+    let hashes: Vec<&str> = all.payments.iter().map(|p| &p.payment_hash[..4]).collect();
+    assert_eq!(hashes, ["2b00", "2a00", "2900", "2800"], "newest first");
+
+    // A span of today only, and a limit on payments.
+    let recent = store.ledger(today, now + HOUR, 2).await.unwrap();
+    assert_eq!(Stats::of(&recent, today, now + HOUR).total.sats, 63);
+    assert_eq!(recent.payments.len(), 2);
+    assert_eq!(recent.payments[0].at, today + 3);
+
+    // Pruning drops the old payment (and, where the store prunes counts itself, the old
+    // counts); today's stay.
+    let gone = store.prune_ledger(today - DAY).await.unwrap();
+    assert!(gone >= 1, "pruned {gone}");
+    let after = store.ledger(old, now + HOUR, 100).await.unwrap();
+    assert_eq!(after.payments.len(), 3);
+    let stats = Stats::of(&after, today, now + HOUR);
+    assert_eq!(stats.total.payments, 3);
+    if store.name() != "redis" {
+        assert!(after.tallies.iter().all(|t| t.hour >= today - DAY));
+    }
+    assert_eq!(
+        store.len().await.unwrap(),
+        entries,
+        "ledger rows are no spent entries"
+    );
 }
 
 /// A sealed answer of `n` bytes (opaque to the store), made so that each byte can be checked.

@@ -3,6 +3,7 @@
 //! Each test builds a [`plannt_serve::Gateway`] from a [`plannt_serve::Config`], serves it
 //! on a fresh loopback port with its data in a temporary folder, and talks to it with reqwest.
 
+mod admin;
 mod attacks;
 mod dialects;
 mod generate;

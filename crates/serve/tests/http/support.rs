@@ -95,6 +95,8 @@ pub struct TestGateway {
     /// The paywall, to reach its store (a purge now, say).
     pub paywall: std::sync::Arc<plannt_gateway::Paywall>,
     pub http: reqwest::Client,
+    /// Reloads its configuration, as `SIGHUP` does.
+    pub reloader: Option<plannt_serve::Reloader>,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<std::io::Result<()>>>,
     /// Dropped last: the data directory.
@@ -126,6 +128,7 @@ pub async fn serve(gateway: Gateway) -> TestGateway {
     let addr = listener.local_addr().unwrap();
     let dev = gateway.dev_network.clone();
     let paywall = gateway.paywall().clone();
+    let reloader = Some(gateway.reloader());
     let (tx, rx) = oneshot::channel::<()>();
     let served = tokio::spawn(gateway.serve(listener, async {
         let _ = rx.await;
@@ -135,6 +138,7 @@ pub async fn serve(gateway: Gateway) -> TestGateway {
         dev,
         paywall,
         http: client(),
+        reloader,
         shutdown: Some(tx),
         served: Some(served),
         _dir: None,
@@ -247,6 +251,11 @@ pub fn authorization(macaroon: &str, preimage: &Preimage) -> String {
 }
 
 impl TestGateway {
+    /// Keeps `dir` (the gateway's data) until the gateway is dropped.
+    pub fn keep_dir(&mut self, dir: tempfile::TempDir) {
+        self._dir = Some(dir);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
