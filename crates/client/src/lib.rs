@@ -38,8 +38,9 @@ pub use call::{
 pub use checks::{CHECKS, Quote, Refusal, check, check_offer};
 pub use client::{Client, ClientBuilder};
 pub use ledger::{
-    Ledger, LedgerError, MAX_RECORDED_BODY, OverBudget, PresentedRequest, QUOTE_SECS, Record,
-    RefusalRecord, Reservation, Reserved, StoredToken, Totals, Unanswered, WindowUse,
+    Ledger, LedgerError, MAX_RECORDED_BODY, NewSession, OverBudget, PresentedRequest, QUOTE_SECS,
+    Record, RefusalRecord, Reservation, Reserved, SessionDebit, SessionRecord, SessionRefused,
+    SessionState, SessionToken, StoredToken, Totals, Unanswered, WindowUse,
 };
 pub use policy::{Budget, Policy, Window};
 pub use settings::{DEFAULT_WALLET, Settings, SettingsError, Timeouts, default_path, timeout_secs};
