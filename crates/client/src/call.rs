@@ -99,11 +99,28 @@ pub struct Receipt {
     pub preimage: String,
     /// True if no payment was made now: a token paid earlier was presented.
     pub reused_token: bool,
+    /// The prepaid session the answer was paid from, when it was (MPP's `session` intent). Its
+    /// `preimage` is then empty: the deposit's preimage spends what the session still holds,
+    /// and stays in the ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<Box<SessionUse>>,
     /// True if this answer was recovered: the first answer to the credential was lost (the
     /// connection broke, the time ran out, the process died), and the same credential presented
     /// again for the same request got it (`x-l402: replayed` from a Plannt gateway). Nothing more
     /// was paid for it.
     pub recovered: bool,
+}
+
+/// How an answer was paid from a prepaid session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionUse {
+    /// The session id (the deposit's payment hash), hex.
+    pub id: String,
+    /// What the request did: `open` (the deposit was paid now), `bearer` (spent from the
+    /// balance), `topUp` (a top-up was paid now).
+    pub action: String,
+    /// The balance left as the client knows it, in sats.
+    pub balance_sats: u64,
 }
 
 fn dialect_name<S: serde::Serializer>(dialect: &Dialect, serializer: S) -> Result<S::Ok, S::Error> {
@@ -445,6 +462,48 @@ pub enum ClientError {
         /// Why (its body was over the bound the ledger records, or no such request).
         why: String,
     },
+    /// A prepaid session was topped up and the server still asked for more: no more is paid
+    /// into it by this call.
+    #[error(
+        "the session {session_id} with {origin} was topped up and the server still asks for payment: nothing more is paid into it now. Close it (plannt session close {session_id}) to have its balance refunded, or lower session_deposit_sats for this host"
+    )]
+    SessionStillUnpaid {
+        /// The session id, hex.
+        session_id: String,
+        /// The server's origin.
+        origin: String,
+    },
+    /// The server asked a prepaid session for a top-up, and the policy does not let it be paid
+    /// (the session would hold more than `session_deposit_sats`, or a budget is spent), and the
+    /// server offered no charge to pay instead.
+    #[error(
+        "the session {session_id} with {origin} needs a top-up, and it cannot be paid: {why}. Nothing was paid; close the session (plannt session close {session_id}) to have its balance refunded"
+    )]
+    TopUpRefused {
+        /// The session id, hex.
+        session_id: String,
+        /// The server's origin.
+        origin: String,
+        /// Why: the refusal or the budget that stopped it.
+        why: String,
+    },
+    /// Closing a session failed: the server did not take the close.
+    #[error(
+        "the session {session_id} with {origin} could not be closed: {why}. It stays in the ledger, to be closed again (plannt session close {session_id})"
+    )]
+    SessionNotClosed {
+        /// The session id, hex.
+        session_id: String,
+        /// The server's origin.
+        origin: String,
+        /// What the server answered.
+        why: String,
+    },
+    /// No wallet to make the return invoice a session's refund is paid to.
+    #[error(
+        "no session with {0} can be opened: the wallet cannot issue an invoice without an amount, to be refunded to"
+    )]
+    NoReturnInvoice(String),
     /// The ledger cannot be used.
     #[error(transparent)]
     Ledger(#[from] LedgerError),

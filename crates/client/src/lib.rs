@@ -29,11 +29,13 @@ mod guard;
 mod ledger;
 mod policy;
 pub mod probe;
+mod session;
 mod settings;
 mod wallet_api;
 
 pub use call::{
-    ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
+    ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, SessionUse,
+    Step,
 };
 pub use checks::{CHECKS, Quote, Refusal, check, check_offer};
 pub use client::{Client, ClientBuilder};
@@ -43,6 +45,7 @@ pub use ledger::{
     SessionState, SessionToken, StoredToken, Totals, Unanswered, WindowUse,
 };
 pub use policy::{Budget, Policy, Window};
+pub use session::{RETURN_INVOICE_SECS, SessionClosed};
 pub use settings::{DEFAULT_WALLET, Settings, SettingsError, Timeouts, default_path, timeout_secs};
 pub use wallet_api::WalletApi;
 

@@ -633,6 +633,7 @@ mod tests {
             preimage: "cd".repeat(32),
             reused_token: false,
             recovered: false,
+            session: None,
         };
         let headers = HeaderMap::new();
         let r = finished(Finished {

@@ -224,3 +224,332 @@ fn sessions_idle_past_the_servers_timeout_are_found_to_close() {
     assert_eq!(idle[0].session_id, id);
     assert_eq!(idle[0].state, SessionState::Open);
 }
+
+// Against a server of sessions (`plannt_testkit::sessions`, a minimal server that follows
+// draft-lightning-session-00 with Plannt's wire types, a charge offered beside each session),
+// paid on its dev network, refunds included.
+
+mod live {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use plannt_client::lightning::dev::DevNetwork;
+    use plannt_client::{
+        Client, ClientError, Ledger, Options, Outcome, Policy, Request, Response, SessionState,
+        Timeouts, Window,
+    };
+    use plannt_testkit::sessions::{SessionScenario, SessionServer};
+
+    use crate::support::open_policy;
+
+    const PAYER: &str = "session-payer";
+    const START_MSAT: u64 = 1_000_000_000;
+
+    /// A policy with an hourly budget of 1,000 sats, 10 sats a request, and sessions of up to
+    /// `deposit` sats with the loopback host of the test server.
+    fn policy(deposit: u64) -> Policy {
+        let mut policy = open_policy(10);
+        policy.budget.hourly_sats = Some(1_000);
+        policy.session_deposits = vec![("127.0.0.1".into(), deposit)];
+        policy
+    }
+
+    fn client(network: &DevNetwork, ledger: &Ledger, policy: Policy) -> Client {
+        let wallet = Arc::new(network.wallet(PAYER));
+        Client::builder(wallet.clone(), ledger.clone(), policy)
+            .timeouts(Timeouts {
+                connect: Duration::from_secs(10),
+                max_time: Duration::from_secs(30),
+            })
+            .return_invoices(wallet)
+            .build()
+    }
+
+    async fn get(client: &Client, server: &SessionServer) -> Result<Response, ClientError> {
+        let request = Request::get(server.url("/v1/thing"));
+        match client.send(&request, &Options::default()).await? {
+            Outcome::Response(r) => Ok(r),
+            Outcome::DryRun(_) => panic!("not a dry run"),
+        }
+    }
+
+    fn hour(ledger: &Ledger, policy: &Policy) -> u64 {
+        ledger
+            .usage(
+                &policy.budget,
+                plannt_client::lightning::invoice::unix_now(),
+            )
+            .unwrap()
+            .into_iter()
+            .find(|w| w.window == Window::Hour)
+            .unwrap()
+            .used_sats
+    }
+
+    async fn server(scenario: SessionScenario, unit: u64, deposit: u64) -> SessionServer {
+        SessionServer::start(DevNetwork::ephemeral(1_000_000), scenario, unit, deposit).await
+    }
+
+    #[tokio::test]
+    async fn a_session_opens_serves_bearer_requests_and_closes_with_its_refund_in_the_wallet() {
+        let server = server(SessionScenario::Honest, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let policy = policy(100);
+        let client = client(&network, &ledger, policy.clone());
+
+        let first = get(&client, &server).await.unwrap();
+        assert_eq!(first.status, 200);
+        let receipt = first.receipt.clone().unwrap();
+        let session = receipt.session.clone().expect("paid from a session");
+        assert_eq!(
+            (
+                session.action.as_str(),
+                receipt.amount_sats,
+                session.balance_sats
+            ),
+            ("open", 100, 98)
+        );
+        // The deposit's preimage spends the session: it is not in the receipt.
+        assert!(receipt.preimage.is_empty());
+        for left in [96, 94] {
+            let r = get(&client, &server).await.unwrap();
+            assert_eq!(r.status, 200);
+            let s = r.receipt.unwrap().session.unwrap();
+            assert_eq!((s.action.as_str(), s.balance_sats), ("bearer", left));
+        }
+        assert_eq!(
+            server
+                .shared
+                .opened
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert_eq!(
+            server
+                .shared
+                .served_in_session
+                .load(std::sync::atomic::Ordering::SeqCst),
+            3
+        );
+        assert_eq!(network.balance(PAYER), START_MSAT - 100_000);
+        assert_eq!(hour(&ledger, &policy), 100);
+
+        let id = plannt_client::l402::PaymentHash::from_hex(&session.id).unwrap();
+        let closed = client.close_session(&id).await.unwrap();
+        assert_eq!(
+            (
+                closed.refund_claimed_sats,
+                closed.refund_received_sats,
+                closed.refund_status.as_str()
+            ),
+            (94, 94, "succeeded")
+        );
+        // The refund landed in the payer's dev wallet, and the budget got it back.
+        assert_eq!(network.balance(PAYER), START_MSAT - 6_000);
+        assert_eq!(hour(&ledger, &policy), 6);
+        let record = &ledger.sessions(true).unwrap()[0];
+        assert_eq!(
+            (
+                record.state,
+                record.deposit_sats,
+                record.spent_sats,
+                record.refund_sats
+            ),
+            (SessionState::Closed, 100, 6, 94)
+        );
+        assert_eq!(ledger.session_debits(&id).unwrap().len(), 3);
+        // A closed session is not presented again: the next request opens a new one.
+        let again = get(&client, &server).await.unwrap();
+        assert_eq!(again.receipt.unwrap().session.unwrap().action, "open");
+        assert_eq!(
+            server
+                .shared
+                .opened
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_process_reuses_the_session_the_first_opened() {
+        let server = server(SessionScenario::Honest, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let first = Ledger::open(&path).unwrap();
+        let opened = get(&client(&network, &first, policy(100)), &server)
+            .await
+            .unwrap();
+        assert_eq!(opened.receipt.unwrap().session.unwrap().action, "open");
+        drop(first);
+        // Another process: its own open of the ledger file, its own client.
+        let second = Ledger::open(&path).unwrap();
+        let r = get(&client(&network, &second, policy(100)), &server)
+            .await
+            .unwrap();
+        let s = r.receipt.unwrap().session.unwrap();
+        assert_eq!((s.action.as_str(), s.balance_sats), ("bearer", 96));
+        assert_eq!(
+            server
+                .shared
+                .opened
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert_eq!(network.balance(PAYER), START_MSAT - 100_000);
+    }
+
+    #[tokio::test]
+    async fn a_session_the_policy_refuses_falls_back_to_a_charge() {
+        let server = server(SessionScenario::Honest, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        // Sessions of at most 50 sats with this host: the 100-sat deposit is refused.
+        let r = get(&client(&network, &ledger, policy(50)), &server)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        let receipt = r.receipt.unwrap();
+        assert_eq!((receipt.amount_sats, receipt.session), (2, None));
+        assert_eq!(
+            server
+                .shared
+                .served_by_charge
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert!(ledger.sessions(true).unwrap().is_empty());
+        assert_eq!(ledger.refusals(5).unwrap()[0].check, "over_session_deposit");
+        // With no session_deposit_sats for the host at all, the same: a charge.
+        let mut none = policy(0);
+        none.session_deposits.clear();
+        let r = get(&client(&network, &ledger, none), &server)
+            .await
+            .unwrap();
+        assert_eq!(r.receipt.unwrap().session, None);
+        assert_eq!(network.balance(PAYER), START_MSAT - 4_000);
+        // A budget the deposit does not fit: a charge too.
+        let mut tight = policy(100);
+        tight.budget.hourly_sats = Some(50);
+        let r = get(&client(&network, &ledger, tight), &server)
+            .await
+            .unwrap();
+        assert_eq!(r.receipt.unwrap().session, None);
+        assert!(ledger.sessions(true).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_short_session_is_topped_up_within_its_limit() {
+        // 4 sats a request, deposits of 10: open (6 left), bearer (2 left), then a top-up.
+        let server = server(SessionScenario::Honest, 4, 10).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let policy = policy(20);
+        let client = client(&network, &ledger, policy.clone());
+        let actions: Vec<String> = {
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                let r = get(&client, &server).await.unwrap();
+                assert_eq!(r.status, 200);
+                out.push(r.receipt.unwrap().session.unwrap().action);
+            }
+            out
+        };
+        assert_eq!(actions, ["open", "bearer", "topUp"]);
+        assert_eq!(hour(&ledger, &policy), 20);
+        // 8 sats left: two more requests. Then the session holds its limit: the next top-up is
+        // refused, and a charge is paid.
+        for left in [4, 0] {
+            let r = get(&client, &server).await.unwrap();
+            let s = r.receipt.unwrap().session.unwrap();
+            assert_eq!((s.action.as_str(), s.balance_sats), ("bearer", left));
+        }
+        let r = get(&client, &server).await.unwrap();
+        assert_eq!(r.status, 200);
+        let receipt = r.receipt.unwrap();
+        assert_eq!((receipt.session, receipt.amount_sats), (None, 4));
+        assert_eq!(hour(&ledger, &policy), 24);
+    }
+
+    #[tokio::test]
+    async fn a_refund_that_never_comes_is_not_given_back_to_the_budget() {
+        let server = server(SessionScenario::NoRefund, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let policy = policy(100);
+        let client = client(&network, &ledger, policy.clone());
+        let r = get(&client, &server).await.unwrap();
+        let id =
+            plannt_client::l402::PaymentHash::from_hex(&r.receipt.unwrap().session.unwrap().id)
+                .unwrap();
+        let closed = client.close_session(&id).await.unwrap();
+        // The server claims 98 sats refunded; the wallet received none, and that is recorded.
+        assert_eq!(
+            (closed.refund_claimed_sats, closed.refund_received_sats),
+            (98, 0)
+        );
+        assert_eq!(hour(&ledger, &policy), 100);
+        assert_eq!(network.balance(PAYER), START_MSAT - 100_000);
+        assert_eq!(ledger.sessions(true).unwrap()[0].refund_sats, 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_asking_for_top_ups_again_and_again_cannot_drain_the_budget() {
+        let server = server(SessionScenario::TopUpForever, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let policy = policy(250);
+        let client = client(&network, &ledger, policy.clone());
+        assert_eq!(get(&client, &server).await.unwrap().status, 200);
+        let mut still_unpaid = 0;
+        for _ in 0..6 {
+            match get(&client, &server).await {
+                Err(ClientError::SessionStillUnpaid { .. }) => still_unpaid += 1,
+                Ok(r) => assert_eq!(r.receipt.unwrap().session, None, "a charge"),
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        // One top-up was paid and refused; the session's limit stopped the next; the rest were
+        // single charges of 2 sats.
+        assert_eq!(still_unpaid, 1);
+        let record = &ledger.sessions(true).unwrap()[0];
+        assert_eq!(record.deposit_sats, 200);
+        assert!(record.deposit_sats <= 250);
+        assert_eq!(hour(&ledger, &policy), 200 + 5 * 2);
+        assert_eq!(network.balance(PAYER), START_MSAT - 210_000);
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_are_closed_on_the_next_run() {
+        let server = server(SessionScenario::Honest, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let ledger = Ledger::open(&path).unwrap();
+        get(&client(&network, &ledger, policy(100)), &server)
+            .await
+            .unwrap();
+        // Idle past the server's timeout, as the ledger sees it: made so by setting its last use
+        // back, as if the run had been long ago.
+        drop(ledger);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE sessions SET last_used_at = last_used_at - 3600", [])
+            .unwrap();
+        let ledger = Ledger::open(&path).unwrap();
+        let closed = client(&network, &ledger, policy(100))
+            .close_idle_sessions()
+            .await
+            .unwrap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].refund_received_sats, 98);
+        assert_eq!(ledger.sessions(false).unwrap().len(), 0);
+        assert_eq!(network.balance(PAYER), START_MSAT - 2_000);
+    }
+}
