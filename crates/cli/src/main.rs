@@ -14,6 +14,7 @@ mod manual;
 mod mcp;
 mod out;
 mod serve;
+mod session;
 mod setup;
 mod wallet;
 
@@ -75,6 +76,8 @@ enum Command {
     /// Show the receipts, refusals, totals per host and day, what each budget has left, and paid
     /// requests without an answer (`plannt ledger retry` sends one again, paying nothing).
     Ledger(ledger::Args),
+    /// List the prepaid sessions (MPP) the ledger knows, and close them to get their balance back.
+    Session(session::Args),
     /// Show what a macaroon, credential, challenge, invoice or receipt holds, in any dialect.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
@@ -119,6 +122,7 @@ fn run(command: &Command) -> Result<ExitCode, Error> {
         Command::Serve(args) => runtime()?.block_on(serve::run(args)).map(done),
         Command::Decode(args) => decode::run(args).map(done),
         Command::Ledger(args) => ledger::run(args),
+        Command::Session(args) => session::run(args),
         Command::Demo => runtime()?.block_on(demo::run()).map(done),
         Command::Wallet(args) => runtime()?.block_on(wallet::run(args)).map(done),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)).map(done),

@@ -12,6 +12,9 @@
 //!   (unreachable, each network cause, timeouts), and `plannt mcp` started by hand;
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
 //!   restarted, sharing a Redis, under load;
+//! - `sessions`: `plannt session list` and `close`, and `plannt ledger`, on a session opened
+//!   with the test kit's session server; `plannt get` paying a charge when the wallet cannot
+//!   issue a session's return invoice;
 //! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
 //! - `check`: `plannt check` against `plannt serve`, the hostile server and a crafted one whose
 //!   402s and catalog lie;
@@ -37,6 +40,7 @@ mod refusals;
 mod replicas;
 mod rotation;
 mod serve;
+mod sessions;
 mod support;
 mod texts;
 mod wallets;

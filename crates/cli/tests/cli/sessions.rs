@@ -1,0 +1,178 @@
+//! `plannt session list`, `plannt session close` and `plannt ledger` on prepaid sessions, with
+//! the test kit's session server (a minimal server that follows draft-lightning-session-00,
+//! a charge offered beside each session) and its dev network; and `plannt get` with a wallet
+//! that cannot issue the return invoice a session needs, which pays a charge instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plannt_client::{Client, Options, Outcome, Request, Timeouts};
+use plannt_testkit::sessions::{SessionScenario, SessionServer};
+use serde_json::Value;
+
+use crate::support::{Home, PAYER, START_MSAT, code, describe};
+
+/// The default policy, with the test server's loopback address allowed.
+fn open_policy_for_loopback() -> plannt_client::Policy {
+    plannt_client::Policy {
+        allow_private_networks: true,
+        ..plannt_client::Policy::default()
+    }
+}
+
+/// A session server on a runtime of its own, for a test that runs the binary synchronously.
+struct Sessions {
+    server: SessionServer,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Sessions {
+    fn start() -> Sessions {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime.block_on(SessionServer::start(
+            plannt_client::lightning::dev::DevNetwork::ephemeral(1_000_000),
+            SessionScenario::Honest,
+            2,
+            100,
+        ));
+        Sessions { server, runtime }
+    }
+
+    fn wallet(&self) -> String {
+        let url = self.server.url("/");
+        format!(
+            "dev+http://{}:{}?account={PAYER}",
+            url.host_str().unwrap(),
+            url.port().unwrap()
+        )
+    }
+
+    fn balance(&self) -> u64 {
+        self.server.shared.network.balance(PAYER)
+    }
+
+    /// Opens a session with the library, as `plannt` would with a wallet that issues return
+    /// invoices, on the home's ledger: one request, 2 sats spent of a 100-sat deposit.
+    fn open_in(&self, home: &Home) -> String {
+        let wallet = Arc::new(self.server.shared.network.wallet(PAYER));
+        let mut policy = open_policy_for_loopback();
+        policy.session_deposits = vec![("127.0.0.1".into(), 100)];
+        let client = Client::builder(wallet.clone(), home.ledger(), policy)
+            .timeouts(Timeouts {
+                connect: Duration::from_secs(10),
+                max_time: Duration::from_secs(30),
+            })
+            .return_invoices(wallet)
+            .build();
+        let request = Request::get(self.server.url("/v1/thing"));
+        let outcome = self
+            .runtime
+            .block_on(client.send(&request, &Options::default()))
+            .unwrap();
+        let Outcome::Response(response) = outcome else {
+            panic!("not a dry run")
+        };
+        response.receipt.unwrap().session.unwrap().id
+    }
+}
+
+fn json(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(output)))
+}
+
+#[test]
+fn session_list_shows_a_session_and_session_close_brings_its_refund_into_the_wallet() {
+    let sessions = Sessions::start();
+    let home = Home::new();
+    let id = sessions.open_in(&home);
+    assert_eq!(sessions.balance(), START_MSAT - 100_000);
+
+    let listed = home.run(&["session", "list", "--json"]);
+    assert_eq!(code(&listed), 0, "{}", describe(&listed));
+    let list = json(&listed);
+    let s = &list["sessions"][0];
+    assert_eq!(s["session_id"], id.as_str());
+    assert_eq!(
+        (
+            &s["deposit_sats"],
+            &s["spent_sats"],
+            &s["balance_sats"],
+            &s["state"]
+        ),
+        (
+            &Value::from(100),
+            &Value::from(2),
+            &Value::from(98),
+            &Value::from("open")
+        )
+    );
+    // No secret is shown: the deposit's preimage spends the balance.
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("preimage"));
+    let table = home.run(&["session", "list"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains(&id[..16]) && text.contains("open"), "{text}");
+
+    let closed = home.run(&[
+        "session",
+        "close",
+        &id[..12],
+        "--wallet",
+        &sessions.wallet(),
+    ]);
+    assert_eq!(code(&closed), 0, "{}", describe(&closed));
+    let text = String::from_utf8_lossy(&closed.stdout);
+    assert!(text.contains("refund 98 sats received"), "{text}");
+    assert_eq!(sessions.balance(), START_MSAT - 2_000);
+
+    let ledger = json(&home.run(&["ledger", "--json"]));
+    let entry = &ledger["sessions"][0];
+    assert_eq!(entry["session"]["refund_sats"], 98);
+    assert_eq!(entry["session"]["state"], "closed");
+    assert_eq!(entry["debits"].as_array().unwrap().len(), 1);
+    // The hour's budget got the refund back: 2 sats spent.
+    let hour = ledger["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["window"] == "hour")
+        .unwrap()
+        .clone();
+    assert_eq!(hour["used_sats"], 2);
+    // Nothing left to close; the open list is empty.
+    let again = home.run(&["session", "close", "--all", "--wallet", &sessions.wallet()]);
+    assert_eq!(code(&again), 0, "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no open session"));
+    let bad = home.run(&["session", "close", "zz"]);
+    assert_eq!(code(&bad), 2, "{}", describe(&bad));
+}
+
+#[test]
+fn plannt_get_pays_a_charge_when_the_wallet_cannot_issue_a_return_invoice() {
+    let sessions = Sessions::start();
+    let home = Home::new();
+    let out = home
+        .plannt(&[
+            "get",
+            sessions.server.url("/v1/thing").as_str(),
+            "--wallet",
+            &sessions.wallet(),
+        ])
+        .env("PLANNT_SESSION_DEPOSIT_SATS", "500")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(
+        sessions
+            .server
+            .shared
+            .served_by_charge
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert!(home.ledger().sessions(true).unwrap().is_empty());
+    assert_eq!(sessions.balance(), START_MSAT - 2_000);
+}
