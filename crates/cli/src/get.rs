@@ -363,6 +363,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         dry_run: args.dry_run,
         on_event: Some(&on_event),
         dialects: (!args.dialect.is_empty()).then_some(args.dialect.as_slice()),
+        max_session_sats: None,
     };
     let outcome = client.send(&request, &options).await;
     stop_spinner();
@@ -447,6 +448,7 @@ pub(crate) async fn print_answer(
             "preimage": receipt.as_ref().map(|r| r.preimage.clone()),
             "reused_token": receipt.as_ref().is_some_and(|r| r.reused_token),
             "recovered": receipt.as_ref().is_some_and(|r| r.recovered),
+            "session": receipt.as_ref().and_then(|r| r.session.as_deref()),
             "time_ms": started.elapsed().as_millis() as u64,
             "content_type": response.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
         });
@@ -481,7 +483,19 @@ pub(crate) async fn print_answer(
         if !args.silent
             && let Some(r) = &response.receipt
         {
-            if r.reused_token && r.recovered {
+            if let Some(session) = &r.session {
+                let paid = match session.action.as_str() {
+                    "open" => format!("opened it with a deposit of {}", sats(r.amount_sats)),
+                    "topUp" => format!("topped it up with {}", sats(r.amount_sats)),
+                    _ => "nothing paid now".to_string(),
+                };
+                errln!(
+                    "plannt: paid from the prepaid session {} over mpp ({paid}); {} left (plannt session close {} refunds it)",
+                    &session.id[..16],
+                    sats(session.balance_sats),
+                    &session.id[..16]
+                );
+            } else if r.reused_token && r.recovered {
                 errln!(
                     "plannt: presented a token paid earlier over {} again for the same request (payment hash {}): its first answer was lost, and this is the answer, recovered; nothing more was paid",
                     r.dialect,

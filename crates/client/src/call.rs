@@ -211,6 +211,10 @@ pub struct Options<'a> {
     /// The dialects this call may pay, in the order it prefers them: it narrows (and may
     /// reorder) the policy's `dialects`, never widens them. `None`: the policy's.
     pub dialects: Option<&'a [Dialect]>,
+    /// Lower the most a prepaid session may hold for this call (never raises the policy's
+    /// `session_deposit_sats`): a session whose deposit, or a top-up that would make it hold
+    /// more, is not paid, and a charge is paid instead. `Some(0)`: no session is used.
+    pub max_session_sats: Option<u64>,
 }
 
 /// The outcome of a call.

@@ -98,7 +98,8 @@ pub struct SessionClosed {
 impl Client {
     /// The most a session with the host of `url` may hold, when one may be opened or used for
     /// this call (0: never): a real call that may pay MPP, a wallet that can make the return
-    /// invoice, and `session_deposit_sats` for the host.
+    /// invoice, and `session_deposit_sats` for the host, lowered by the call's
+    /// `max_session_sats`.
     pub(crate) fn session_limit(&self, url: &Url, options: &Options<'_>) -> u64 {
         if options.dry_run
             || self.receiver.is_none()
@@ -109,8 +110,10 @@ impl Client {
         {
             return 0;
         }
-        self.policy()
-            .session_deposit_sats(url.host_str().unwrap_or_default())
+        let limit = self
+            .policy()
+            .session_deposit_sats(url.host_str().unwrap_or_default());
+        options.max_session_sats.map_or(limit, |max| limit.min(max))
     }
 
     fn credential(challenge: &PaymentChallenge, payload: &SessionPayload) -> Presented {

@@ -95,6 +95,7 @@ pub fn receipt(r: &Receipt) -> Value {
         "preimage": r.preimage,
         "reused_token": r.reused_token,
         "recovered": r.recovered,
+        "session": r.session.as_deref(),
     })
 }
 
@@ -159,6 +160,24 @@ pub fn finished(f: Finished<'_>) -> CallToolResult {
     }
     let mut notes = Vec::new();
     match f.receipt {
+        Some(r) if r.session.is_some() => {
+            let session = r.session.as_deref().expect("matched");
+            let paid = match session.action.as_str() {
+                "open" => format!(
+                    "a prepaid session was opened for this place with a deposit of {} sats (routing fee {} msat)",
+                    r.amount_sats, r.fee_msat
+                ),
+                "topUp" => format!(
+                    "the prepaid session for this place was topped up with {} sats (routing fee {} msat)",
+                    r.amount_sats, r.fee_msat
+                ),
+                _ => "nothing was paid now: it was spent from the prepaid session for this place".to_string(),
+            };
+            notes.push(format!(
+                "Paid from a prepaid session (id {}): {paid}. It holds {} sats; later calls to the same place spend from it, and what is left is refunded when it closes (the spending tool lists sessions).",
+                session.id, session.balance_sats
+            ));
+        }
         Some(r) if r.recovered => notes.push(format!(
             "This answer was recovered: the first answer to the payment {} was lost (the connection broke or the server was still working), and the same credential presented again for the same request got it. Nothing more was paid{}.",
             r.payment_hash,

@@ -35,11 +35,14 @@ impl PlanntMcp {
         quoted: Option<u64>,
         dialects: Option<&[Dialect]>,
     ) -> CallToolResult {
+        // A session's deposit is paid without asking anyone: never more than a payment a human
+        // would not be asked to confirm.
         let options = Options {
             max_sats,
             dry_run: false,
             on_event: None,
             dialects,
+            max_session_sats: self.config().confirm_above_sats,
         };
         match self.client().send(request, &options).await {
             Ok(Outcome::Response(response)) => self.finish(request, response).await,
