@@ -449,6 +449,7 @@ pub(crate) async fn print_answer(
             "reused_token": receipt.as_ref().is_some_and(|r| r.reused_token),
             "recovered": receipt.as_ref().is_some_and(|r| r.recovered),
             "session": receipt.as_ref().and_then(|r| r.session.as_deref()),
+            "need_top_up": response.need_top_up,
             "time_ms": started.elapsed().as_millis() as u64,
             "content_type": response.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
         });
@@ -524,6 +525,16 @@ pub(crate) async fn print_answer(
                     r.payment_hash
                 );
             }
+        }
+        if let Some(event) = &response.need_top_up
+            && !args.silent
+        {
+            errln!(
+                "plannt: the server stopped the stream: the prepaid session {} ran out ({} spent, {} more needed); the answer may be incomplete, and the next request tops the session up",
+                &event.session_id[..16.min(event.session_id.len())],
+                sats(event.balance_spent),
+                sats(event.balance_required)
+            );
         }
         written?;
     }

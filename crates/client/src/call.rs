@@ -143,6 +143,45 @@ pub struct Response {
     pub(crate) limits: Limits,
     /// For an answer to a paid credential: the ledger to tell when its body breaks off.
     pub(crate) answer: Option<Answering>,
+    /// For an answer paid from a prepaid session: the stream is watched for the server's
+    /// `payment-need-topup` event.
+    pub(crate) session: Option<Box<SessionWatch>>,
+    /// The server's `payment-need-topup` event, once the body read so far carried one: the
+    /// stream stopped because the session could not pay for more. The ledger knows the session
+    /// is short, and the next request to the place tops it up (within the policy).
+    pub need_top_up: Option<Box<plannt_l402::mpp::NeedTopUp>>,
+}
+
+/// A stream paid from a prepaid session, watched for the server's `payment-need-topup` event.
+pub(crate) struct SessionWatch {
+    pub(crate) ledger: crate::ledger::Ledger,
+    pub(crate) session_id: plannt_l402::PaymentHash,
+    /// The end of the body read so far (the event may straddle chunks).
+    pub(crate) tail: Vec<u8>,
+}
+
+/// The most of a stream's end kept to find the event in.
+const WATCHED_TAIL: usize = 8 * 1024;
+
+impl SessionWatch {
+    /// Reads `chunk`; the event's data once it has arrived whole.
+    fn read(&mut self, chunk: &[u8]) -> Option<plannt_l402::mpp::NeedTopUp> {
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > WATCHED_TAIL {
+            let cut = self.tail.len() - WATCHED_TAIL;
+            self.tail.drain(..cut);
+        }
+        let text = String::from_utf8_lossy(&self.tail);
+        let marker = format!("event: {}", plannt_l402::mpp::NEED_TOPUP_EVENT);
+        let after = &text[text.find(&marker)? + marker.len()..];
+        let data = after.lines().find_map(|l| l.strip_prefix("data:"))?;
+        // The data line must have ended: its newline is in the text.
+        let ended = [format!("data:{data}\n"), format!("data:{data}\r\n")];
+        if !ended.iter().any(|line| after.contains(line.as_str())) {
+            return None;
+        }
+        plannt_l402::mpp::NeedTopUp::parse_data(data.trim()).ok()
+    }
 }
 
 /// A paid request's answer being read: the ledger recorded it answered when its status and
@@ -174,7 +213,22 @@ impl Response {
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
         let limits = self.limits;
         match self.body.chunk().await {
-            Ok(chunk) => Ok(chunk),
+            Ok(Some(chunk)) => {
+                if self.need_top_up.is_none()
+                    && let Some(watch) = &mut self.session
+                    && let Some(event) = watch.read(&chunk)
+                {
+                    tracing::info!(
+                        spent_sats = event.balance_spent,
+                        required_sats = event.balance_required,
+                        "the server stopped the stream: the session needs a top-up"
+                    );
+                    watch.ledger.session_short(&watch.session_id)?;
+                    self.need_top_up = Some(Box::new(event));
+                }
+                Ok(Some(chunk))
+            }
+            Ok(None) => Ok(None),
             Err(e) => {
                 let mut error = NetworkError::new(e, Step::Body, limits);
                 if let Some(a) = &self.answer {

@@ -504,6 +504,8 @@ impl Client {
             body: response,
             limits: self.limits(),
             answer: None,
+            session: None,
+            need_top_up: None,
         }
     }
 

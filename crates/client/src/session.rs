@@ -13,6 +13,9 @@
 //!     payment-insufficient)    -> `topUp`: the new invoice checked, reserved within the
 //!                                 session's limit and the budgets, paid; once per call
 //! 402 to a bearer, otherwise   -> the server no longer knows the session: recorded closed
+//! a stream ends with the payment-need-topup event
+//!                              -> reported (`Response::need_top_up`); the ledger's balance is 0,
+//!                                 so the next call tops up
 //! close (plannt session close, or idle past the server's timeout on the next run)
 //!                              -> `close`; the refund is what the wallet says the return
 //!                                 invoice received, not what the server claims
@@ -33,7 +36,9 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use url::Url;
 
-use crate::call::{ClientError, Options, Outcome, Presented, Receipt, Request, SessionUse};
+use crate::call::{
+    ClientError, Options, Outcome, Presented, Receipt, Request, SessionUse, SessionWatch,
+};
 use crate::checks::check_session;
 use crate::client::{Client, Deadline};
 use crate::ledger::{NewSession, SessionToken};
@@ -175,9 +180,13 @@ impl Client {
                 balance_sats: balance / 1000,
             })),
         };
-        Ok(Outcome::Response(
-            self.response(response, Some((receipt, presented))),
-        ))
+        let mut out = self.response(response, Some((receipt, presented)));
+        out.session = Some(Box::new(SessionWatch {
+            ledger: self.ledger().clone(),
+            session_id: *session_id,
+            tail: Vec::new(),
+        }));
+        Ok(Outcome::Response(out))
     }
 
     /// Opens a session for `request` with `challenge`. `Ok(Err(_))`: declined, nothing paid (a

@@ -102,6 +102,7 @@ impl PlanntMcp {
             receipt: response.receipt.as_ref(),
             body: answer::body(&bytes, truncated),
             limit,
+            need_top_up: response.need_top_up.as_deref(),
         })
     }
 }

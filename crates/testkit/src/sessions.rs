@@ -13,6 +13,8 @@
 //!                       whose invoice tops the session up, and the `payment-insufficient`
 //!                       problem
 //! topUp              -> the top-up invoice settled and unspent: added, one unit debited; 200
+//! bearer on /v1/stream -> a stream that spends the whole balance and ends with the
+//!                       `payment-need-topup` event
 //! close              -> the balance paid to the return invoice (amountless, from the "gateway"
 //!                       account of the dev network); 200 with `refundSats`, `refundStatus`
 //! ```
@@ -31,9 +33,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use plannt_l402::mpp::{
-    ChallengeKey, ChallengeKeys, ChargeExpect, ChargeOffer, PAYMENT_RECEIPT, PaymentChallenge,
-    PaymentCredential, RefundStatus, SessionExpect, SessionOffer, SessionReceipt, SessionVerified,
-    problem_type,
+    ChallengeKey, ChallengeKeys, ChargeExpect, ChargeOffer, NeedTopUp, PAYMENT_RECEIPT,
+    PaymentChallenge, PaymentCredential, RefundStatus, SessionExpect, SessionOffer, SessionReceipt,
+    SessionVerified, problem_type,
 };
 use plannt_l402::{Network, PaymentHash};
 use plannt_lightning::dev::{DevNetwork, RECEIVER_ACCOUNT};
@@ -43,6 +45,9 @@ use crate::fakes::{now, random32};
 
 /// The route id every challenge names.
 pub const ROUTE: &str = "sessions";
+/// The path whose answer to a bearer request is a stream that spends the whole balance and
+/// ends with the `payment-need-topup` event.
+pub const STREAM_PATH: &str = "/v1/stream";
 /// The idle timeout every session challenge names, in seconds.
 pub const IDLE_SECS: u64 = 300;
 
@@ -312,6 +317,32 @@ async fn handle(
                 return payment_required(&shared, true);
             }
             session.balance_msat -= unit_msat;
+            if path == STREAM_PATH {
+                // The stream spends what is left, then stops with the need-top-up event.
+                let spent = session.balance_msat;
+                session.balance_msat = 0;
+                drop(sessions);
+                shared.served_in_session.fetch_add(1, Ordering::SeqCst);
+                let event = NeedTopUp {
+                    session_id: session_id.to_hex(),
+                    balance_spent: (spent + unit_msat) / 1000,
+                    balance_required: shared.unit_sats,
+                };
+                let body = format!("data: {{\"n\":1}}\n\n{}", event.to_sse());
+                let receipt = SessionReceipt::served(&session_id, now()).to_header_value();
+                return (
+                    StatusCode::OK,
+                    [
+                        (
+                            header::CONTENT_TYPE.as_str(),
+                            "text/event-stream".to_string(),
+                        ),
+                        (PAYMENT_RECEIPT, receipt),
+                    ],
+                    body,
+                )
+                    .into_response();
+            }
             drop(sessions);
             shared.served_in_session.fetch_add(1, Ordering::SeqCst);
             served(&session_id, format!("bearer {path}"))

@@ -356,6 +356,19 @@ impl Ledger {
         })
     }
 
+    /// The server said the session cannot pay for more (its `payment-need-topup` event): the
+    /// balance as last known is 0, so the next request tops it up.
+    pub fn session_short(&self, session_id: &PaymentHash) -> Result<(), LedgerError> {
+        let id = hex::encode(session_id);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE sessions SET balance_msat = 0 WHERE session_id = ?1",
+                params![id],
+            )
+            .map(drop)
+        })
+    }
+
     /// `close` is about to be sent: the session is no longer presented.
     pub fn session_closing(&self, session_id: &PaymentHash, now: u64) -> Result<(), LedgerError> {
         let id = hex::encode(session_id);

@@ -553,3 +553,60 @@ mod live {
         assert_eq!(network.balance(PAYER), START_MSAT - 2_000);
     }
 }
+
+mod streams {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use plannt_client::lightning::dev::DevNetwork;
+    use plannt_client::{Client, Ledger, Options, Outcome, Request, Timeouts};
+    use plannt_testkit::sessions::{STREAM_PATH, SessionScenario, SessionServer};
+
+    use crate::support::open_policy;
+
+    #[tokio::test]
+    async fn a_stream_that_ends_with_need_top_up_says_so_and_the_next_call_tops_up() {
+        let network = DevNetwork::ephemeral(1_000_000);
+        let server = SessionServer::start(network.clone(), SessionScenario::Honest, 2, 20).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let mut policy = open_policy(10);
+        policy.session_deposits = vec![("127.0.0.1".into(), 40)];
+        let wallet = Arc::new(network.wallet("streamer"));
+        let client = Client::builder(wallet.clone(), ledger.clone(), policy)
+            .timeouts(Timeouts {
+                connect: Duration::from_secs(10),
+                max_time: Duration::from_secs(30),
+            })
+            .return_invoices(wallet)
+            .build();
+        let send = |path: &str| {
+            let request = Request::get(server.url(path));
+            let client = &client;
+            async move {
+                match client.send(&request, &Options::default()).await.unwrap() {
+                    Outcome::Response(r) => r,
+                    Outcome::DryRun(_) => panic!("not a dry run"),
+                }
+            }
+        };
+        // Open on the stream's place, then a bearer request whose stream runs the balance out.
+        let opened = send(STREAM_PATH).await;
+        assert_eq!(opened.receipt.unwrap().session.unwrap().action, "open");
+        let mut stream = send(STREAM_PATH).await;
+        assert_eq!(
+            stream.receipt.clone().unwrap().session.unwrap().action,
+            "bearer"
+        );
+        assert!(stream.need_top_up.is_none());
+        let body = stream.bytes(1 << 20).await.unwrap();
+        assert!(body.starts_with(b"data: {\"n\":1}"));
+        let event = stream.need_top_up.clone().expect("the event was seen");
+        assert_eq!(event.balance_required, 2);
+        // The ledger knows the session is short: the next call tops it up, within the limit.
+        let next = send(STREAM_PATH).await;
+        assert_eq!(next.status, 200);
+        assert_eq!(next.receipt.unwrap().session.unwrap().action, "topUp");
+        assert_eq!(network.balance("streamer"), 1_000_000_000 - 40_000);
+    }
+}
