@@ -350,7 +350,11 @@ fn an_amountless_invoice_pays_its_issuer_the_amount_chosen_once() {
     let payment = net.pay_amount("gateway", &issued.bolt11, 140_000).unwrap();
     assert_eq!(payment.amount_msat, 140_000);
     assert!(payment.preimage.pays(&issued.payment_hash));
-    assert_eq!(net.balance("alice"), 1_140_000, "the issuer is paid, not the receiver");
+    assert_eq!(
+        net.balance("alice"),
+        1_140_000,
+        "the issuer is paid, not the receiver"
+    );
     assert_eq!(net.balance("gateway"), 860_000);
     assert!(matches!(
         net.pay_amount("gateway", &issued.bolt11, 1_000),
