@@ -906,6 +906,212 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sessions::{SessionState, SqliteSessions};
+    use async_trait::async_trait;
+    use plannt_l402::Preimage;
+    use plannt_lightning::dev::DevNetwork;
+    use plannt_lightning::{Balance, LightningError, Network, Payment};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A wallet that counts the refunds it pays, fails them when told to, and answers lookups
+    /// as told: what a backend says after a crash.
+    struct Double {
+        paid: AtomicUsize,
+        fail: bool,
+        lookup: Mutex<PaymentLookup>,
+        amountless: bool,
+    }
+
+    impl Double {
+        fn new(fail: bool, lookup: PaymentLookup) -> Self {
+            Double {
+                paid: AtomicUsize::new(0),
+                fail,
+                lookup: Mutex::new(lookup),
+                amountless: true,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Payer for Double {
+        async fn pay(&self, _: &str, _: u64) -> Result<Payment, LightningError> {
+            Err(LightningError::Backend("not this way".into()))
+        }
+        async fn pay_amount(
+            &self,
+            bolt11: &str,
+            msat: u64,
+            _: u64,
+        ) -> Result<Payment, LightningError> {
+            if self.fail {
+                return Err(LightningError::NoRoute(
+                    "no route to the return invoice".into(),
+                ));
+            }
+            self.paid.fetch_add(1, Ordering::SeqCst);
+            let hash = plannt_lightning::decode_invoice(bolt11)
+                .unwrap()
+                .payment_hash;
+            Ok(Payment {
+                payment_hash: hash,
+                preimage: Preimage::new([0; 32]),
+                amount_msat: msat,
+                fee_msat: 0,
+            })
+        }
+        fn can_pay_amountless(&self) -> bool {
+            self.amountless
+        }
+        async fn balance(&self) -> Result<Balance, LightningError> {
+            Ok(Balance { msat: 0 })
+        }
+        async fn lookup_payment(&self, _: &PaymentHash) -> Result<PaymentLookup, LightningError> {
+            Ok(self.lookup.lock().unwrap().clone())
+        }
+        fn network(&self) -> Network {
+            Network::Regtest
+        }
+        fn name(&self) -> &'static str {
+            "double"
+        }
+    }
+
+    /// A session of 50 sats left `closing` as a crash would leave it: marked, not paid.
+    async fn crashed_mid_close(store: &dyn SessionStore, id: u8) -> PaymentHash {
+        let network = DevNetwork::ephemeral(1000);
+        let id = PaymentHash([id; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 50,
+                return_invoice: network
+                    .create_amountless_invoice("client", "refund", 3600)
+                    .unwrap()
+                    .bolt11,
+                idle_secs: 60,
+                now: 1,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.begin_close(&id).await.unwrap(),
+            BeginClose::Closing(_)
+        ));
+        id
+    }
+
+    #[test]
+    fn a_backend_that_cannot_pay_a_refund_offers_no_sessions() {
+        use crate::routes::{Route, RouteTable, Target};
+        use crate::store::MemoryStore;
+        use crate::store::sessions::MemorySessions;
+        let mut route = Route::paid(
+            "chat",
+            axum::http::Method::POST,
+            "/chat",
+            1,
+            Target::Service,
+        );
+        route.session = Some(SessionPolicy {
+            deposit_sats: 100,
+            idle_secs: 60,
+        });
+        let paywall = |amountless: bool| {
+            let mut payer = Double::new(false, PaymentLookup::NotFound);
+            payer.amountless = amountless;
+            Paywall::new(
+                plannt_l402::KeyRing::single(plannt_l402::RootKey::new([7; 32])),
+                Arc::new(DevNetwork::ephemeral(0).wallet("gateway")),
+                Arc::new(MemoryStore::new()),
+                RouteTable::new(vec![route.clone()]).unwrap(),
+                super::super::PaywallOptions::default(),
+            )
+            .with_sessions(SessionBackend {
+                store: Arc::new(MemorySessions::new()),
+                payer: Arc::new(payer),
+            })
+        };
+        assert!(paywall(true).session_store().is_some());
+        assert!(
+            paywall(false).session_store().is_none(),
+            "a receive-only backend could never refund"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_closing_and_the_refund_never_pays_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteSessions::open(dir.path().join("s.sqlite")).unwrap();
+
+        // The refund went out before the crash: recorded, not paid again.
+        let went_out = crashed_mid_close(&store, 1).await;
+        let payer = Double::new(
+            false,
+            PaymentLookup::Succeeded(Payment {
+                payment_hash: PaymentHash([0; 32]),
+                preimage: Preimage::new([0; 32]),
+                amount_msat: 50_000,
+                fee_msat: 0,
+            }),
+        );
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 1);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        let s = store.get(&went_out).await.unwrap().unwrap();
+        assert_eq!(
+            (s.state, s.refund_status),
+            (SessionState::Closed, Some(RefundStatus::Succeeded))
+        );
+
+        // Still in flight: left closing, nothing paid.
+        let in_flight = crashed_mid_close(&store, 2).await;
+        let payer = Double::new(false, PaymentLookup::Pending);
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 0);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        // The backend never saw it: paid now, once; another start pays nothing more.
+        *payer.lookup.lock().unwrap() = PaymentLookup::NotFound;
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 1);
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 0);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 1);
+        let s = store.get(&in_flight).await.unwrap().unwrap();
+        assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
+
+        // A refund that fails is recorded failed, not retried on its own.
+        let network = DevNetwork::ephemeral(1000);
+        let failing = Double::new(true, PaymentLookup::NotFound);
+        let id = PaymentHash([3; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 20,
+                return_invoice: network
+                    .create_amountless_invoice("client", "refund", 3600)
+                    .unwrap()
+                    .bolt11,
+                idle_secs: 60,
+                now: 1,
+            })
+            .await
+            .unwrap();
+        let Closed::Done(s) = close_session(&store, &failing, &id).await.unwrap() else {
+            panic!("closed");
+        };
+        assert_eq!(
+            (s.refund, s.refund_status),
+            (20, Some(RefundStatus::Failed))
+        );
+        assert_eq!(recover_closing(&store, &failing).await.unwrap(), 0);
+        // A close asked again answers as it was closed, and pays nothing.
+        let payer = Double::new(false, PaymentLookup::NotFound);
+        assert!(matches!(
+            close_session(&store, &payer, &id).await.unwrap(),
+            Closed::Done(_)
+        ));
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn events_end_at_their_blank_line() {

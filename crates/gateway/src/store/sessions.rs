@@ -443,3 +443,182 @@ impl SessionStore for MemorySessions {
         "memory"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(id: u8, deposit: u64, now: u64) -> NewSession {
+        NewSession {
+            id: PaymentHash([id; 32]),
+            route: "chat".into(),
+            deposit,
+            return_invoice: "lnbcrt1preturn".into(),
+            idle_secs: 60,
+            now,
+        }
+    }
+
+    /// Every store: open once per deposit, hold or refuse, settle to the usage, top-ups counted
+    /// once, a close that waits for holds and owes the balance.
+    async fn lifecycle(store: &dyn SessionStore) {
+        let id = PaymentHash([1; 32]);
+        let Open::Opened(opened) = store.open(&new(1, 100, 10)).await.unwrap() else {
+            panic!("a fresh deposit opens");
+        };
+        assert_eq!((opened.balance, opened.state), (100, SessionState::Open));
+        assert!(matches!(
+            store.open(&new(1, 100, 11)).await.unwrap(),
+            Open::Exists(_)
+        ));
+
+        assert_eq!(
+            store.hold(&id, 70, 12).await.unwrap(),
+            Hold::Held { balance: 30 }
+        );
+        assert_eq!(
+            store.hold(&id, 31, 12).await.unwrap(),
+            Hold::Short {
+                balance: 30,
+                spent: 0
+            }
+        );
+        assert_eq!(
+            store.begin_close(&id).await.unwrap(),
+            BeginClose::Busy,
+            "a request is in flight"
+        );
+        store.settle(&id, 70, 25, 13).await.unwrap();
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!((s.balance, s.held, s.spent, s.last_used), (75, 0, 25, 13));
+
+        // A top-up counts once; a deposit that opened a session is no top-up.
+        let top = PaymentHash([2; 32]);
+        assert_eq!(
+            store.top_up(&id, &top, 50, 14).await.unwrap(),
+            TopUp::Credited { balance: 125 }
+        );
+        assert_eq!(
+            store.top_up(&id, &top, 50, 14).await.unwrap(),
+            TopUp::DepositSpent
+        );
+        assert_eq!(
+            store.top_up(&id, &id, 100, 14).await.unwrap(),
+            TopUp::DepositSpent
+        );
+        // And a top-up's deposit opens nothing.
+        assert_eq!(
+            store.open(&new(2, 50, 15)).await.unwrap(),
+            Open::DepositSpent
+        );
+        assert_eq!(
+            store
+                .top_up(&PaymentHash([9; 32]), &PaymentHash([8; 32]), 5, 15)
+                .await
+                .unwrap(),
+            TopUp::Unknown
+        );
+
+        // Idle once idle_secs pass without a request.
+        assert!(store.idle(14 + 59).await.unwrap().is_empty());
+        assert_eq!(store.idle(14 + 60).await.unwrap(), vec![id]);
+
+        // Close: closing owes the balance; nothing can hold or top up; finished once.
+        let BeginClose::Closing(closing) = store.begin_close(&id).await.unwrap() else {
+            panic!("an idle open session closes");
+        };
+        assert_eq!((closing.refund, closing.balance), (125, 0));
+        assert_eq!(store.closing().await.unwrap().len(), 1);
+        assert!(matches!(
+            store.begin_close(&id).await.unwrap(),
+            BeginClose::AlreadyClosing(_)
+        ));
+        assert_eq!(store.hold(&id, 1, 20).await.unwrap(), Hold::NotOpen);
+        assert_eq!(
+            store
+                .top_up(&id, &PaymentHash([3; 32]), 5, 20)
+                .await
+                .unwrap(),
+            TopUp::NotOpen
+        );
+        let closed = store
+            .finish_close(&id, RefundStatus::Succeeded)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(closed.state, SessionState::Closed);
+        assert_eq!(closed.refund_status, Some(RefundStatus::Succeeded));
+        // A second finish changes nothing.
+        let again = store
+            .finish_close(&id, RefundStatus::Failed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.refund_status, Some(RefundStatus::Succeeded));
+        assert!(store.closing().await.unwrap().is_empty());
+        assert!(matches!(
+            store.begin_close(&id).await.unwrap(),
+            BeginClose::Closed(_)
+        ));
+        assert_eq!(
+            store.hold(&PaymentHash([7; 32]), 1, 1).await.unwrap(),
+            Hold::Unknown
+        );
+    }
+
+    /// Many holds at once on one session: never more held than the balance.
+    async fn parallel_holds(store: std::sync::Arc<dyn SessionStore>) {
+        let id = PaymentHash([4; 32]);
+        store.open(&new(4, 100, 1)).await.unwrap();
+        let holds = futures_util::future::join_all((0..40).map(|_| {
+            let store = store.clone();
+            async move { store.hold(&id, 7, 2).await.unwrap() }
+        }))
+        .await;
+        let held = holds
+            .iter()
+            .filter(|h| matches!(h, Hold::Held { .. }))
+            .count();
+        assert_eq!(held, 14, "100 sats hold fourteen of 7");
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!((s.balance, s.held), (2, 98));
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_a_session_s_books() {
+        lifecycle(&MemorySessions::new()).await;
+        parallel_holds(std::sync::Arc::new(MemorySessions::new())).await;
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_store_keeps_a_session_s_books_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite");
+        lifecycle(&SqliteSessions::open(&path).unwrap()).await;
+        parallel_holds(std::sync::Arc::new(
+            SqliteSessions::open(dir.path().join("other.sqlite")).unwrap(),
+        ))
+        .await;
+        // Open, then "crash" (drop) and reopen: the balance and the counted deposits are there.
+        let id = PaymentHash([5; 32]);
+        {
+            let store = SqliteSessions::open(&path).unwrap();
+            store.open(&new(5, 40, 1)).await.unwrap();
+            store.hold(&id, 10, 2).await.unwrap();
+            store.settle(&id, 10, 4, 3).await.unwrap();
+            store.begin_close(&PaymentHash([5; 32])).await.unwrap();
+        }
+        let store = SqliteSessions::open(&path).unwrap();
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.deposited, s.spent, s.refund, s.state),
+            (40, 4, 36, SessionState::Closing)
+        );
+        assert_eq!(store.closing().await.unwrap().len(), 1);
+        assert_eq!(
+            store.open(&new(5, 40, 9)).await.unwrap(),
+            Open::Exists(s),
+            "the deposit opens nothing new"
+        );
+    }
+}
