@@ -292,6 +292,12 @@ async fn the_http_api_carries_every_call_and_error() {
         remote.pay(&issued.bolt11, 0).await,
         Err(LightningError::AlreadyPaid)
     );
+    // An amountless return invoice over HTTP pays its wallet's account what the payer chooses.
+    let bob = DevHttp::new(base.clone(), "bob");
+    let returned = bob.create_amountless_invoice("refund", 600).await.unwrap();
+    assert_eq!(decode_invoice(&returned.bolt11).unwrap().amount_msat, None);
+    net.pay_amount("gateway", &returned.bolt11, 4_000).unwrap();
+    assert_eq!(bob.balance().await.unwrap().msat, 54_000);
     let big = net.create_invoice(&request(30)).unwrap();
     assert!(matches!(
         remote.pay(&big.bolt11, 0).await,
