@@ -735,7 +735,7 @@ impl Meter {
             meter: Some(self),
             upstream: body.into_data_stream(),
             pending: Vec::new(),
-            completion: 0,
+            text: String::new(),
             usage: None,
             done: false,
         };
@@ -773,19 +773,31 @@ struct StreamMeter {
     upstream: axum::body::BodyDataStream,
     /// Bytes of an event not complete yet.
     pending: Vec<u8>,
-    /// Completion tokens delivered, counted.
-    completion: u64,
+    /// The content delivered (`choices[].delta.content`), counted with the tokenizer only when
+    /// its length could cost more than is held, and at the end.
+    text: String,
     /// The last usage the stream reported.
     usage: Option<Usage>,
     done: bool,
 }
 
 impl StreamMeter {
+    /// What was delivered costs: the last usage chunk, else the content counted.
     fn delivered_cost(&self) -> u64 {
         let Some(meter) = &self.meter else { return 0 };
         match self.usage {
             Some(usage) => meter.cost(usage.prompt_tokens, usage.completion_tokens),
-            None => meter.cost(meter.quote.input_tokens, self.completion),
+            None => meter.cost(meter.quote.input_tokens, meter.count(&self.text)),
+        }
+    }
+
+    /// Never less than what was delivered costs, without the tokenizer: a token is at least one
+    /// byte of text.
+    fn cost_bound(&self) -> u64 {
+        let Some(meter) = &self.meter else { return 0 };
+        match self.usage {
+            Some(usage) => meter.cost(usage.prompt_tokens, usage.completion_tokens),
+            None => meter.cost(meter.quote.input_tokens, self.text.len() as u64),
         }
     }
 
@@ -797,7 +809,8 @@ impl StreamMeter {
             }
             // Whole events first: `\n\n` ends one.
             if let Some(end) = find_event_end(&self.pending) {
-                let event: Vec<u8> = self.pending.drain(..end).collect();
+                let rest = self.pending.split_off(end);
+                let event = std::mem::replace(&mut self.pending, rest);
                 return Some(self.pass(event).await);
             }
             match self.upstream.next().await {
@@ -815,61 +828,59 @@ impl StreamMeter {
 
     /// One whole event: counted, and passed on if the session can pay for it.
     async fn pass(&mut self, event: Vec<u8>) -> Bytes {
-        let text = String::from_utf8_lossy(&event);
-        let mut added = 0;
-        for data in text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-        {
-            if data == "[DONE]" {
-                continue;
-            }
-            if let Ok(chunk) = serde_json::from_str::<Value>(data) {
-                if let Some(usage) = chunk
-                    .get("usage")
-                    .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-                {
-                    self.usage = Some(usage);
-                }
-                if let Some(meter) = &self.meter {
-                    added += meter.count(&delta_text(&chunk));
+        let (before_text, before_usage) = (self.text.len(), self.usage);
+        if let Ok(text) = std::str::from_utf8(&event) {
+            for data in text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .filter(|d| d.starts_with('{'))
+            {
+                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                    if let Some(usage) = chunk
+                        .get("usage")
+                        .filter(|u| !u.is_null())
+                        .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+                    {
+                        self.usage = Some(usage);
+                    }
+                    self.text.push_str(&delta_text(&chunk));
                 }
             }
         }
-        self.completion += added;
-        let cost = self.delivered_cost();
         let held = self.meter.as_ref().map_or(0, |m| m.held);
-        if cost > held
-            && let Some(meter) = self.meter.as_mut()
-        {
-            let more = cost - held;
-            let now = meter.clock.now();
-            match meter.store.hold(&meter.session_id, more, now).await {
-                Ok(Hold::Held { .. }) => meter.held += more,
-                Ok(Hold::Short { spent, .. }) => {
-                    // The balance cannot pay for this event: it is not delivered.
-                    self.completion -= added;
-                    let need = NeedTopUp {
-                        session_id: meter.session_id.to_hex(),
-                        balance_spent: spent.saturating_add(held),
-                        balance_required: more,
-                    };
-                    self.done = true;
-                    self.finish().await;
-                    let mut out = need.to_sse();
-                    out.push_str("data: [DONE]\n\n");
-                    return Bytes::from(out);
-                }
-                Ok(_) | Err(_) => {
-                    self.completion -= added;
-                    self.done = true;
-                    self.finish().await;
-                    return Bytes::from_static(b"data: [DONE]\n\n");
-                }
-            }
+        if self.cost_bound() <= held {
+            return Bytes::from(event);
         }
-        Bytes::from(event)
+        let cost = self.delivered_cost();
+        if cost <= held {
+            return Bytes::from(event);
+        }
+        let Some(meter) = self.meter.as_mut() else {
+            return Bytes::from(event);
+        };
+        let more = cost - held;
+        let now = meter.clock.now();
+        let refused = match meter.store.hold(&meter.session_id, more, now).await {
+            Ok(Hold::Held { .. }) => {
+                meter.held += more;
+                return Bytes::from(event);
+            }
+            Ok(Hold::Short { spent, .. }) => Some(NeedTopUp {
+                session_id: meter.session_id.to_hex(),
+                balance_spent: spent.saturating_add(held),
+                balance_required: more,
+            }),
+            Ok(_) | Err(_) => None,
+        };
+        // The balance cannot pay for this event: it is not delivered, and the stream ends.
+        self.text.truncate(before_text);
+        self.usage = before_usage;
+        self.done = true;
+        self.finish().await;
+        let mut out = refused.map(|need| need.to_sse()).unwrap_or_default();
+        out.push_str("data: [DONE]\n\n");
+        Bytes::from(out)
     }
 
     async fn finish(&mut self) {

@@ -385,24 +385,35 @@ async fn an_idle_session_is_closed_and_refunded() {
     assert_eq!(dev(&gateway).balance(CLIENT), before - s.spent * 1000);
 }
 
-/// An upstream that ignores `max_tokens` and streams 400 words with no usage chunk.
-async fn runaway_upstream() -> (String, tokio::task::JoinHandle<()>) {
+/// An upstream that ignores `max_tokens` and streams 400 words with no usage chunk, one every
+/// `pause_ms`.
+async fn runaway_upstream(pause_ms: u64) -> (String, tokio::task::JoinHandle<()>) {
     let app = axum::Router::new().route(
         PATH,
-        axum::routing::post(|| async {
-            let frames = (0..400).map(|i| {
-                let chunk = json!({
-                    "id": "chatcmpl-runaway",
-                    "object": "chat.completion.chunk",
-                    "model": "gpt-4o",
-                    "choices": [{"index": 0, "delta": {"content": format!(" word{i}")}}],
-                });
-                Ok::<_, Infallible>(format!("data: {chunk}\n\n"))
+        axum::routing::post(move || async move {
+            let frames = futures_util::stream::unfold(0u32, move |i| async move {
+                if i > 400 {
+                    return None;
+                }
+                if pause_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                }
+                let frame = if i == 400 {
+                    "data: [DONE]\n\n".to_string()
+                } else {
+                    let chunk = json!({
+                        "id": "chatcmpl-runaway",
+                        "object": "chat.completion.chunk",
+                        "model": "gpt-4o",
+                        "choices": [{"index": 0, "delta": {"content": format!(" word{i}")}}],
+                    });
+                    format!("data: {chunk}\n\n")
+                };
+                Some((Ok::<_, Infallible>(frame), i + 1))
             });
-            let frames = frames.chain(std::iter::once(Ok("data: [DONE]\n\n".to_string())));
             Response::builder()
                 .header("content-type", "text/event-stream")
-                .body(Body::from_stream(futures_util::stream::iter(frames)))
+                .body(Body::from_stream(frames))
                 .unwrap()
         }),
     );
@@ -416,7 +427,7 @@ async fn runaway_upstream() -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn a_stream_that_outgrows_its_balance_gets_the_need_top_up_event_then_done() {
-    let (upstream, _task) = runaway_upstream().await;
+    let (upstream, _task) = runaway_upstream(0).await;
     let gateway = gateway("memory", &upstream, 8, 300).await;
     let mut body = chat("gpt-4o", "go on", 4);
     body["stream"] = json!(true);
@@ -478,4 +489,57 @@ async fn a_streamed_answer_is_debited_by_its_usage_chunk() {
         usage.completion_tokens,
     );
     assert_eq!(session(&gateway, &preimage).await.spent, expected);
+}
+
+#[tokio::test]
+async fn an_abandoned_stream_is_debited_what_was_delivered_not_its_quote() {
+    let (upstream, _task) = runaway_upstream(20).await;
+    let gateway = gateway("memory", &upstream, 500, 300).await;
+    let small = chat("gpt-4o-mini", "hi", 4);
+    let (challenge, preimage, opened) = open(&gateway, &small).await;
+    assert_eq!(opened.status, StatusCode::OK);
+    let before = session(&gateway, &preimage).await.spent;
+    // A stream whose quote is 82 sats (2048 output tokens of gpt-4o), abandoned after a few
+    // events.
+    let mut body = chat("gpt-4o", "go on", 2048);
+    body["stream"] = json!(true);
+    let quote = rule()
+        .price(&serde_json::to_vec(&body).unwrap())
+        .unwrap()
+        .sats;
+    assert!(quote >= 80);
+    let mut response = gateway
+        .http
+        .post(gateway.url(PATH))
+        .header("authorization", bearer(&challenge, &preimage))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut read = String::new();
+    while read.matches("\n\n").count() < 5 {
+        let chunk = response.chunk().await.unwrap().expect("more of the stream");
+        read.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(response);
+    let mut s = session(&gateway, &preimage).await;
+    for _ in 0..40 {
+        if s.held == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        s = session(&gateway, &preimage).await;
+    }
+    assert_eq!(
+        s.held, 0,
+        "the hold was settled when the client went: {s:?}"
+    );
+    let debited = s.spent - before;
+    assert!(debited >= 1, "what was delivered is paid for");
+    assert!(
+        debited <= 2,
+        "a few words cost a sat or two, not the quote of {quote}: {debited}"
+    );
+    assert_eq!(s.balance + s.spent, s.deposited);
 }
