@@ -29,7 +29,8 @@ pub use clock::Clock;
 pub use conn::{ConnectionLimits, default_max_connections, serve};
 pub use forwarded::TrustedProxies;
 pub use paywall::{
-    DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, Unanswered,
+    DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, SessionBackend,
+    Unanswered,
 };
 pub use proxy::Proxy;
 pub use quota::Quota;

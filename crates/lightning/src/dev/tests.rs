@@ -292,6 +292,12 @@ async fn the_http_api_carries_every_call_and_error() {
         remote.pay(&issued.bolt11, 0).await,
         Err(LightningError::AlreadyPaid)
     );
+    // An amountless return invoice over HTTP pays its wallet's account what the payer chooses.
+    let bob = DevHttp::new(base.clone(), "bob");
+    let returned = bob.create_amountless_invoice("refund", 600).await.unwrap();
+    assert_eq!(decode_invoice(&returned.bolt11).unwrap().amount_msat, None);
+    net.pay_amount("gateway", &returned.bolt11, 4_000).unwrap();
+    assert_eq!(bob.balance().await.unwrap().msat, 54_000);
     let big = net.create_invoice(&request(30)).unwrap();
     assert!(matches!(
         remote.pay(&big.bolt11, 0).await,
@@ -350,7 +356,11 @@ fn an_amountless_invoice_pays_its_issuer_the_amount_chosen_once() {
     let payment = net.pay_amount("gateway", &issued.bolt11, 140_000).unwrap();
     assert_eq!(payment.amount_msat, 140_000);
     assert!(payment.preimage.pays(&issued.payment_hash));
-    assert_eq!(net.balance("alice"), 1_140_000, "the issuer is paid, not the receiver");
+    assert_eq!(
+        net.balance("alice"),
+        1_140_000,
+        "the issuer is paid, not the receiver"
+    );
     assert_eq!(net.balance("gateway"), 860_000);
     assert!(matches!(
         net.pay_amount("gateway", &issued.bolt11, 1_000),
