@@ -11,7 +11,8 @@
 //! next call to the place       -> `bearer` with the deposit's preimage; a debit recorded
 //! 402 to a bearer, balance short (as the ledger knows it, or the server says
 //!     payment-insufficient)    -> `topUp`: the new invoice checked, reserved within the
-//!                                 session's limit and the budgets, paid; once per call
+//!                                 session's limit and the budgets, paid; once per call; its
+//!                                 answer's `balance` recorded, then `bearer` again, once
 //! 402 to a bearer, otherwise   -> the server no longer knows the session: recorded closed
 //! a stream ends with the payment-need-topup event
 //!                              -> reported (`Response::need_top_up`); the ledger's balance is 0,
@@ -82,6 +83,19 @@ async fn problem_kind(mut response: reqwest::Response) -> Option<String> {
     }
     let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
     json["type"].as_str().map(str::to_string)
+}
+
+/// The balance in sats a top-up's answer says the session holds (`{"balance": N}`), if it says.
+async fn top_up_balance(mut response: reqwest::Response) -> Option<u64> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_PROBLEM_BODY {
+            return None;
+        }
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    json["balance"].as_u64()
 }
 
 /// What closing a session gave back.
@@ -411,21 +425,40 @@ impl Client {
         let response = self
             .send_once(request, Some(&presented), options, deadline)
             .await?;
+        let still_unpaid = || ClientError::SessionStillUnpaid {
+            session_id: hex::encode(session.session_id),
+            origin: origin.clone(),
+        };
+        if !response.status().is_success() {
+            return Err(still_unpaid());
+        }
+        // The top-up is answered with the balance and the request is not served (as Plannt's
+        // gateway does): the request is sent again from the session, once.
+        let mut balance = session.balance_msat.saturating_add(quote.quote.amount_msat);
+        if let Some(sats) = top_up_balance(response).await {
+            balance = sats.saturating_mul(1000);
+        }
+        self.ledger()
+            .session_balance(&session.session_id, balance, unix_now())?;
+        let bearer = Self::credential(
+            &Self::stored_challenge(session)?,
+            &SessionPayload::bearer(&session.preimage),
+        );
+        let response = self
+            .send_once(request, Some(&bearer), options, deadline)
+            .await?;
         if response.status() == StatusCode::PAYMENT_REQUIRED {
-            return Err(ClientError::SessionStillUnpaid {
-                session_id: hex::encode(session.session_id),
-                origin,
-            });
+            return Err(still_unpaid());
         }
         Ok(Ok(self.served(
             response,
             &session.session_id,
             &session.path,
             session.unit_msat,
-            session.balance_msat.saturating_add(quote.quote.amount_msat),
+            balance,
             "topUp",
             (quote.quote.amount_sats(), payment.fee_msat),
-            presented,
+            bearer,
         )?))
     }
 

@@ -12,7 +12,8 @@
 //! bearer             -> one unit debited; a balance short of it: 402 with a session challenge
 //!                       whose invoice tops the session up, and the `payment-insufficient`
 //!                       problem
-//! topUp              -> the top-up invoice settled and unspent: added, one unit debited; 200
+//! topUp              -> the top-up invoice settled and unspent: added; 200 with the balance,
+//!                       the request not served (as Plannt's gateway does: send it again)
 //! bearer on /v1/stream -> a stream that spends the whole balance and ends with the
 //!                       `payment-need-topup` event
 //! close              -> the balance paid to the return invoice (amountless, from the "gateway"
@@ -59,7 +60,7 @@ pub enum SessionScenario {
     /// A close answers `refundStatus: succeeded` with the balance, and pays nothing.
     NoRefund,
     /// Every bearer request is answered with a top-up challenge, whatever the balance; a
-    /// top-up is taken and the request still refused.
+    /// top-up is taken, and the request sent again is refused again.
     TopUpForever,
 }
 
@@ -81,7 +82,7 @@ pub struct SessionShared {
     deposit_sats: u64,
     sessions: Mutex<HashMap<PaymentHash, Session>>,
     spent: Mutex<HashSet<PaymentHash>>,
-    /// Requests served from a session (open, bearer, top-up).
+    /// Requests served from a session (open, bearer).
     pub served_in_session: AtomicU64,
     /// Requests served by a charge.
     pub served_by_charge: AtomicU64,
@@ -361,14 +362,13 @@ async fn handle(
                 return payment_required(&shared, false);
             };
             session.balance_msat += paid;
-            if shared.scenario == SessionScenario::TopUpForever {
-                drop(sessions);
-                return payment_required(&shared, true);
-            }
-            session.balance_msat = session.balance_msat.saturating_sub(unit_msat);
+            let body = serde_json::json!({
+                "sessionId": session_id.to_hex(),
+                "toppedUp": paid / 1000,
+                "balance": session.balance_msat / 1000,
+            });
             drop(sessions);
-            shared.served_in_session.fetch_add(1, Ordering::SeqCst);
-            served(&session_id, format!("topped up {path}"))
+            served(&session_id, body.to_string())
         }
         SessionVerified::Close { session_id } => {
             let session = {

@@ -13,8 +13,8 @@
 //! - `serve`, `rotation`, `replicas`, `crash_load`, `load`: `plannt serve` processes, killed,
 //!   restarted, sharing a Redis, under load;
 //! - `sessions`: `plannt session list` and `close`, and `plannt ledger`, on a session opened
-//!   with the test kit's session server; `plannt get` paying a charge when the wallet cannot
-//!   issue a session's return invoice;
+//!   with the test kit's session server; `plannt get` opening a session that another
+//!   `plannt get` spends from;
 //! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
 //! - `check`: `plannt check` against `plannt serve`, the hostile server and a crafted one whose
 //!   402s and catalog lie;

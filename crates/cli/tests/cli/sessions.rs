@@ -1,7 +1,7 @@
-//! `plannt session list`, `plannt session close` and `plannt ledger` on prepaid sessions, with
-//! the test kit's session server (a minimal server that follows draft-lightning-session-00,
-//! a charge offered beside each session) and its dev network; and `plannt get` with a wallet
-//! that cannot issue the return invoice a session needs, which pays a charge instead.
+//! `plannt session list`, `plannt session close` and `plannt ledger` on prepaid sessions, and
+//! `plannt get` opening a session that another `plannt get` spends from, with the test kit's
+//! session server (a minimal server that follows draft-lightning-session-00, a charge offered
+//! beside each session) and its dev network (a `dev+http://` wallet issues the return invoices).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,28 +151,53 @@ fn session_list_shows_a_session_and_session_close_brings_its_refund_into_the_wal
 }
 
 #[test]
-fn plannt_get_pays_a_charge_when_the_wallet_cannot_issue_a_return_invoice() {
+fn plannt_get_opens_a_session_and_another_plannt_get_spends_from_it() {
     let sessions = Sessions::start();
     let home = Home::new();
-    let out = home
-        .plannt(&[
+    let get = || {
+        home.plannt(&[
             "get",
             sessions.server.url("/v1/thing").as_str(),
+            "--json",
             "--wallet",
             &sessions.wallet(),
         ])
-        .env("PLANNT_SESSION_DEPOSIT_SATS", "500")
+        .env("PLANNT_SESSION_DEPOSIT_SATS", "127.0.0.1=500")
         .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", describe(&out));
+        .unwrap()
+    };
+    let first = get();
+    assert_eq!(code(&first), 0, "{}", describe(&first));
+    let first = json(&first);
+    assert_eq!(first["session"]["action"], "open");
+    assert_eq!(first["paid_sats"], 100);
+    assert_eq!(first["preimage"], "");
+    // Another process: the session is found in the ledger and spent from; nothing is paid.
+    let second = get();
+    assert_eq!(code(&second), 0, "{}", describe(&second));
+    let second = json(&second);
+    assert_eq!(second["session"]["action"], "bearer");
+    assert_eq!(second["session"]["balance_sats"], 96);
+    assert_eq!(second["paid_sats"], 0);
+    assert_eq!(sessions.balance(), START_MSAT - 100_000);
     assert_eq!(
         sessions
             .server
             .shared
-            .served_by_charge
+            .opened
             .load(std::sync::atomic::Ordering::SeqCst),
         1
     );
-    assert!(home.ledger().sessions(true).unwrap().is_empty());
-    assert_eq!(sessions.balance(), START_MSAT - 2_000);
+    // Without session_deposit_sats for the host, plannt get pays a charge.
+    let other = Home::new();
+    let out = other.run(&[
+        "get",
+        sessions.server.url("/v1/thing").as_str(),
+        "--json",
+        "--wallet",
+        &sessions.wallet(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(json(&out)["session"], Value::Null);
+    assert_eq!(sessions.balance(), START_MSAT - 102_000);
 }

@@ -356,6 +356,23 @@ impl Ledger {
         })
     }
 
+    /// The balance the server said the session holds, in msat.
+    pub fn session_balance(
+        &self,
+        session_id: &PaymentHash,
+        balance_msat: u64,
+        now: u64,
+    ) -> Result<(), LedgerError> {
+        let id = hex::encode(session_id);
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE sessions SET balance_msat = ?2, last_used_at = ?3 WHERE session_id = ?1",
+                params![id, balance_msat as i64, now as i64],
+            )
+            .map(drop)
+        })
+    }
+
     /// The server said the session cannot pay for more (its `payment-need-topup` event): the
     /// balance as last known is 0, so the next request tops it up.
     pub fn session_short(&self, session_id: &PaymentHash) -> Result<(), LedgerError> {
