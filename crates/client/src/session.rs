@@ -42,7 +42,7 @@ use crate::call::{
 };
 use crate::checks::check_session;
 use crate::client::{Client, Deadline};
-use crate::ledger::{NewSession, SessionToken};
+use crate::ledger::{MAX_RECORDED_BODY, NewSession, SessionToken};
 use crate::policy::Policy;
 
 /// How long the return invoice stays payable: the server pays it when the session closes,
@@ -278,6 +278,12 @@ impl Client {
             Err(e @ (ClientError::Refused(_) | ClientError::OverBudget(_))) => return Ok(Err(e)),
             Err(e) => return Err(e),
         };
+        let content_type = request
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let close_body = (request.body.len() <= MAX_RECORDED_BODY)
+            .then(|| (request.body.as_ref(), content_type));
         self.ledger().open_session(
             &NewSession {
                 session_id: &id,
@@ -287,6 +293,8 @@ impl Client {
                 return_invoice: &returned.bolt11,
                 unit_msat: quote.unit_msat,
                 idle_timeout_secs: quote.idle_secs,
+                method: request.method.as_str(),
+                close_body,
             },
             unix_now(),
         )?;
@@ -506,14 +514,22 @@ impl Client {
             .map_err(|_| not_closed("its place is not a URL".into()))?;
         let challenge = Self::stored_challenge(&session)?;
         let presented = Self::credential(&challenge, &SessionPayload::close(&session.preimage));
+        // Sent as the request that opened the session was (its method, and its body for a
+        // server that prices each request from it): a route answers only its own method.
+        let mut close = Request::get(url);
+        close.method = session
+            .method
+            .parse()
+            .map_err(|_| not_closed("its method is unreadable".into()))?;
+        if let Some((body, content_type)) = &session.close_body {
+            close.body = body.clone().into();
+            if let Some(value) = content_type.as_deref().and_then(|t| t.parse().ok()) {
+                close.headers.insert(CONTENT_TYPE, value);
+            }
+        }
         self.ledger().session_closing(session_id, unix_now())?;
         let response = self
-            .send_once(
-                &Request::get(url),
-                Some(&presented),
-                &Options::default(),
-                &deadline,
-            )
+            .send_once(&close, Some(&presented), &Options::default(), &deadline)
             .await?;
         let status = response.status();
         let receipt = response

@@ -201,3 +201,68 @@ fn plannt_get_opens_a_session_and_another_plannt_get_spends_from_it() {
     assert_eq!(json(&out)["session"], Value::Null);
     assert_eq!(sessions.balance(), START_MSAT - 102_000);
 }
+
+/// `plannt post` against a real `plannt serve` whose metered chat route sells sessions, in front
+/// of the test kit's OpenAI-compatible upstream: the first request opens a session, the second
+/// (another process) spends from it, `plannt session close --all` has the gateway refund the
+/// rest to the dev wallet, and the ledger's refund is what arrived.
+#[test]
+fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
+    use crate::cluster::Serve;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = runtime.block_on(plannt_testkit::openai::OpenAi::start());
+    let home = Home::new();
+    let config = home.path().join("plannt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[routes]]\nid = \"status\"\npath = \"/status\"\nhandler = \"status\"\n\n[[routes]]\nid = \"chat\"\nmethod = \"POST\"\npath = \"/v1/chat/completions\"\nupstream = \"http://{}\"\nprice = {{ per = \"openai-tokens\", models = {{ \"gpt-4o-mini\" = {{ input_per_1k = 2, output_per_1k = 8 }} }}, default_max_tokens = 256, max_tokens_ceiling = 2048, min_sats = 1 }}\nsession = {{ deposit_sats = 300, idle_secs = 300 }}\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(
+        &home.path().join("gateway"),
+        &["--config", config.to_str().unwrap(), "--store", "sqlite"],
+        &[],
+    );
+    let wallet = format!("dev+http://127.0.0.1:{}?account={PAYER}", serve.port);
+    let url = serve.url("/v1/chat/completions");
+    let body =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
+    let post = || {
+        home.plannt(&["post", &url, "-d", body, "--json", "--wallet", &wallet])
+            .env("PLANNT_SESSION_DEPOSIT_SATS", "127.0.0.1=1000")
+            .output()
+            .unwrap()
+    };
+    let first = post();
+    assert_eq!(code(&first), 0, "{}", describe(&first));
+    let first = json(&first);
+    assert_eq!(first["status"], 200, "{first}");
+    assert_eq!(first["session"]["action"], "open", "{first}");
+    assert_eq!(first["paid_sats"], 300);
+    let second = post();
+    assert_eq!(code(&second), 0, "{}", describe(&second));
+    let second = json(&second);
+    assert_eq!(second["session"]["action"], "bearer", "{second}");
+    assert_eq!(second["paid_sats"], 0);
+
+    let closed = home.run(&["session", "close", "--all", "--json", "--wallet", &wallet]);
+    assert_eq!(code(&closed), 0, "{}", describe(&closed));
+    let closed = json(&closed);
+    let c = &closed["closed"][0];
+    assert_eq!(c["refund_status"], "succeeded", "{closed}");
+    let refund = c["refund_received_sats"].as_u64().unwrap();
+    assert_eq!(c["refund_claimed_sats"].as_u64().unwrap(), refund);
+    assert!(refund > 0 && refund < 300, "{closed}");
+    let ledger = json(&home.run(&["ledger", "--json"]));
+    assert_eq!(ledger["sessions"][0]["session"]["refund_sats"], refund);
+    assert_eq!(ledger["sessions"][0]["session"]["state"], "closed");
+    drop(serve);
+    drop(upstream);
+}

@@ -91,6 +91,12 @@ pub struct NewSession<'a> {
     pub unit_msat: u64,
     /// The server's idle timeout, if it gave one.
     pub idle_timeout_secs: Option<u64>,
+    /// The method of the request that opened it: `close` is sent the same way.
+    pub method: &'a str,
+    /// The body of that request and its `Content-Type` (at most [`super::MAX_RECORDED_BODY`]
+    /// bytes; `None` beyond): a server that prices each request from its body (a metered route)
+    /// is sent `close` with it.
+    pub close_body: Option<(&'a [u8], Option<&'a str>)>,
 }
 
 /// What a request presents for an open session, and what the ledger knows of it.
@@ -120,6 +126,10 @@ pub struct SessionToken {
     pub last_used_at: u64,
     /// Its state.
     pub state: SessionState,
+    /// The method `close` is sent with.
+    pub method: String,
+    /// The body `close` is sent with, and its `Content-Type`.
+    pub close_body: Option<(Vec<u8>, Option<String>)>,
 }
 
 /// A session as `plannt session list` and the MCP tools show it (no secret).
@@ -169,7 +179,7 @@ pub struct SessionDebit {
 /// What [`read_token`] reads, in its order (`s`: sessions, `p`: the deposit's payment).
 const TOKEN_COLUMNS: &str = "s.session_id, p.preimage, s.origin, s.path, s.challenge, s.return_invoice, s.unit_msat,
     (SELECT COALESCE(SUM(amount_msat), 0) FROM payments WHERE session_id = s.session_id AND status = 'paid'),
-    s.balance_msat, s.idle_timeout_secs, s.last_used_at, s.state";
+    s.balance_msat, s.idle_timeout_secs, s.last_used_at, s.state, s.method, s.close_body, s.close_type";
 
 const TOKEN_FROM: &str =
     "FROM sessions s JOIN payments p ON p.payment_hash = s.session_id AND p.status = 'paid'";
@@ -191,6 +201,11 @@ fn read_token(row: &rusqlite::Row<'_>) -> Result<SessionToken, rusqlite::Error> 
         idle_timeout_secs: row.get::<_, Option<i64>>(9)?.map(|t| t.max(0) as u64),
         last_used_at: row.get::<_, i64>(10)?.max(0) as u64,
         state: SessionState::read(&row.get::<_, String>(11)?),
+        method: row.get(12)?,
+        close_body: row
+            .get::<_, Option<Vec<u8>>>(13)?
+            .map(|body| Ok::<_, rusqlite::Error>((body, row.get::<_, Option<String>>(14)?)))
+            .transpose()?,
     })
 }
 
@@ -259,10 +274,11 @@ impl Ledger {
         let id = hex::encode(s.session_id);
         self.with(|conn| {
             conn.execute(
-                "INSERT OR IGNORE INTO sessions (session_id, origin, path, challenge, return_invoice, unit_msat, idle_timeout_secs, balance_msat, state, opened_at, last_used_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(SUM(amount_msat), 0), 'open', ?8, ?8
+                "INSERT OR IGNORE INTO sessions (session_id, origin, path, challenge, return_invoice, unit_msat, idle_timeout_secs, balance_msat, state, opened_at, last_used_at, method, close_body, close_type)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(SUM(amount_msat), 0), 'open', ?8, ?8, ?9, ?10, ?11
                  FROM payments WHERE session_id = ?1 AND status = 'paid'",
-                params![id, s.origin, s.path, s.challenge, s.return_invoice, s.unit_msat as i64, s.idle_timeout_secs.map(|t| t as i64), now as i64],
+                params![id, s.origin, s.path, s.challenge, s.return_invoice, s.unit_msat as i64, s.idle_timeout_secs.map(|t| t as i64), now as i64,
+                    s.method, s.close_body.map(|(b, _)| b), s.close_body.and_then(|(_, t)| t)],
             )
             .map(drop)
         })

@@ -340,6 +340,8 @@ fn a_ledger_without_sessions_reads_its_payments_as_charges_and_opens_sessions() 
                 return_invoice: "lnbcrt1return",
                 unit_msat: 2_000,
                 idle_timeout_secs: Some(300),
+                method: "POST",
+                close_body: None,
             },
             1_800_000_000,
         )

@@ -64,6 +64,8 @@ fn open(ledger: &Ledger, id: &PaymentHash, sats: u64, limit: u64, now: u64) {
                 return_invoice: "lnbcrt1return",
                 unit_msat: 1_000,
                 idle_timeout_secs: Some(600),
+                method: "POST",
+                close_body: None,
             },
             now,
         )
