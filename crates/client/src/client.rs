@@ -280,6 +280,10 @@ fn read_server_receipt(response: &reqwest::Response, token: &StoredToken) {
     }
 }
 
+/// How long no new session is opened for a place whose last one was lost (the server refused
+/// its open, forgot it, or never answered its close): a day.
+const LOST_SESSION_SECS: u64 = 86_400;
+
 /// How much of a 402 body we read looking for a challenge.
 const MAX_CHALLENGE_BODY: usize = 64 * 1024;
 
@@ -795,6 +799,11 @@ impl Client {
         let limit = self.session_limit(&challenged, options);
         if limit > 0
             && self.ledger.session_for(&origin, &path)?.is_none()
+            && !self.ledger.session_lost_since(
+                &origin,
+                &path,
+                unix_now().saturating_sub(LOST_SESSION_SECS),
+            )?
             && let Some(challenge) = session_challenges(&response).into_iter().next()
         {
             let policy = self.policy.capped(options.max_sats);

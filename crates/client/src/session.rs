@@ -495,7 +495,17 @@ impl Client {
         &self,
         session_id: &PaymentHash,
     ) -> Result<SessionClosed, ClientError> {
-        let deadline = Deadline::start(self.timeouts().max_time);
+        self.close_within(session_id, self.timeouts().max_time)
+            .await
+    }
+
+    /// [`Client::close_session`] within `max_time`.
+    async fn close_within(
+        &self,
+        session_id: &PaymentHash,
+        max_time: std::time::Duration,
+    ) -> Result<SessionClosed, ClientError> {
+        let deadline = Deadline::start(max_time);
         let hex_id = hex::encode(session_id);
         let Some(session) = self.ledger().session(session_id)? else {
             return Err(ClientError::SessionNotClosed {
@@ -568,12 +578,16 @@ impl Client {
     }
 
     /// Closes the sessions idle past the server's timeout (and those a close left `closing`):
-    /// what a new run does first, so that their balance comes back. A session whose close
-    /// fails stays for the next run.
+    /// what a new run does first, so that their balance comes back. Each close takes at most
+    /// the connect timeout, so a server that is down delays a run by no more; a session whose
+    /// close fails stays for the next run.
     pub async fn close_idle_sessions(&self) -> Result<Vec<SessionClosed>, ClientError> {
         let mut closed = Vec::new();
         for session in self.ledger().idle_sessions(unix_now())? {
-            match self.close_session(&session.session_id).await {
+            match self
+                .close_within(&session.session_id, self.timeouts().connect)
+                .await
+            {
                 Ok(c) => closed.push(c),
                 Err(e) => tracing::warn!(error = %e, "an idle session could not be closed"),
             }

@@ -21,8 +21,8 @@
 //! ```
 //!
 //! Every answer to a session credential carries a `Payment-Receipt` naming the session. The
-//! hostile [`SessionScenario`]s: a close that says it refunded and never pays, and a server that
-//! asks for a top-up again and again, whatever the balance.
+//! hostile [`SessionScenario`]s: a close that says it refunded and never pays, a server that
+//! asks for a top-up again and again, whatever the balance, and one that forgets every session.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -59,6 +59,8 @@ pub enum SessionScenario {
     Honest,
     /// A close answers `refundStatus: succeeded` with the balance, and pays nothing.
     NoRefund,
+    /// Every bearer request is answered as if the session were unknown: a fresh 402.
+    Forgetful,
     /// Every bearer request is answered with a top-up challenge, whatever the balance; a
     /// top-up is taken, and the request sent again is refused again.
     TopUpForever,
@@ -305,8 +307,10 @@ async fn handle(
             served(&session_id, format!("opened {path}"))
         }
         SessionVerified::Bearer { session_id } => {
-            if shared.scenario == SessionScenario::TopUpForever {
-                return payment_required(&shared, true);
+            match shared.scenario {
+                SessionScenario::TopUpForever => return payment_required(&shared, true),
+                SessionScenario::Forgetful => return payment_required(&shared, false),
+                _ => {}
             }
             let mut sessions = shared.sessions.lock().unwrap();
             let Some(session) = sessions.get_mut(&session_id).filter(|s| s.open) else {

@@ -389,6 +389,27 @@ impl Ledger {
         })
     }
 
+    /// Whether a session for this place was lost since `since`: closed without a refund the
+    /// wallet can account for because the server refused its open, forgot it, or did not answer
+    /// its close. No new session is opened there until a day has passed: a server that forgets
+    /// sessions loses one deposit a day, not one a call.
+    pub fn session_lost_since(
+        &self,
+        origin: &str,
+        path: &str,
+        since: u64,
+    ) -> Result<bool, LedgerError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE origin = ?1 AND path = ?2 AND state = 'closed'
+                 AND refund_status IN ('unknown', 'refused') AND refund_msat = 0 AND closed_at >= ?3",
+                params![origin, path, since as i64],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+        })
+    }
+
     /// The server said the session cannot pay for more (its `payment-need-topup` event): the
     /// balance as last known is 0, so the next request tops it up.
     pub fn session_short(&self, session_id: &PaymentHash) -> Result<(), LedgerError> {

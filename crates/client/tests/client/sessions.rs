@@ -528,6 +528,38 @@ mod live {
     }
 
     #[tokio::test]
+    async fn a_server_that_forgets_sessions_gets_one_deposit_not_one_a_call() {
+        let server = server(SessionScenario::Forgetful, 2, 100).await;
+        let network = server.shared.network.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let policy = policy(100);
+        let client = client(&network, &ledger, policy.clone());
+        let first = get(&client, &server).await.unwrap();
+        assert_eq!(first.receipt.unwrap().session.unwrap().action, "open");
+        // The server no longer knows it: the session is recorded lost, and the place is paid
+        // by charges, not new sessions.
+        for _ in 0..4 {
+            let r = get(&client, &server).await.unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.receipt.unwrap().session, None);
+        }
+        assert_eq!(
+            server
+                .shared
+                .opened
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        let record = &ledger.sessions(true).unwrap()[0];
+        assert_eq!(
+            (record.state, record.refund_status.as_deref()),
+            (SessionState::Closed, Some("unknown"))
+        );
+        assert_eq!(hour(&ledger, &policy), 100 + 4 * 2);
+    }
+
+    #[tokio::test]
     async fn idle_sessions_are_closed_on_the_next_run() {
         let server = server(SessionScenario::Honest, 2, 100).await;
         let network = server.shared.network.clone();
