@@ -757,14 +757,26 @@ fn answer_text(answer: &Value) -> String {
         .collect()
 }
 
-/// The text of every choice of a stream chunk (`choices[].delta.content`).
-fn delta_text(chunk: &Value) -> String {
-    chunk["choices"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["delta"]["content"].as_str())
-        .collect()
+/// What the meter reads of a stream chunk, borrowed where it needs no unescaping: the usage,
+/// and each choice's `delta.content`.
+#[derive(serde::Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceView<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
 }
 
 struct StreamMeter {
@@ -801,20 +813,34 @@ impl StreamMeter {
         }
     }
 
-    /// The next bytes for the client, or `None` at the end.
+    /// The next bytes for the client, or `None` at the end: every whole event the upstream
+    /// has sent so far, at once.
     async fn next_out(&mut self) -> Option<Bytes> {
         loop {
             if self.done {
                 return None;
             }
-            // Whole events first: `\n\n` ends one.
-            if let Some(end) = find_event_end(&self.pending) {
-                let rest = self.pending.split_off(end);
-                let event = std::mem::replace(&mut self.pending, rest);
-                return Some(self.pass(event).await);
-            }
             match self.upstream.next().await {
-                Some(Ok(bytes)) => self.pending.extend_from_slice(&bytes),
+                Some(Ok(bytes)) => {
+                    self.pending.extend_from_slice(&bytes);
+                    let pending = std::mem::take(&mut self.pending);
+                    let mut out = Vec::with_capacity(pending.len());
+                    let mut start = 0;
+                    // Whole events: `\n\n` ends one.
+                    while let Some(len) = find_event_end(&pending[start..]) {
+                        let event = &pending[start..start + len];
+                        if let Some(tail) = self.pass(event).await {
+                            out.extend_from_slice(tail.as_bytes());
+                            return Some(Bytes::from(out));
+                        }
+                        out.extend_from_slice(event);
+                        start += len;
+                    }
+                    self.pending = pending[start..].to_vec();
+                    if !out.is_empty() {
+                        return Some(Bytes::from(out));
+                    }
+                }
                 Some(Err(_)) | None => {
                     // The upstream ended (or broke): what is left passes as is; then settle.
                     self.done = true;
@@ -826,45 +852,46 @@ impl StreamMeter {
         }
     }
 
-    /// One whole event: counted, and passed on if the session can pay for it.
-    async fn pass(&mut self, event: Vec<u8>) -> Bytes {
+    /// One whole event, counted: `None` to pass it on, or, when the session cannot pay for it,
+    /// what ends the stream instead (`payment-need-topup`, `data: [DONE]`).
+    async fn pass(&mut self, event: &[u8]) -> Option<String> {
         let (before_text, before_usage) = (self.text.len(), self.usage);
-        if let Ok(text) = std::str::from_utf8(&event) {
+        if let Ok(text) = std::str::from_utf8(event) {
             for data in text
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
                 .map(str::trim)
                 .filter(|d| d.starts_with('{'))
             {
-                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
-                    if let Some(usage) = chunk
-                        .get("usage")
-                        .filter(|u| !u.is_null())
-                        .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-                    {
+                if let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(data) {
+                    if let Some(usage) = chunk.usage {
                         self.usage = Some(usage);
                     }
-                    self.text.push_str(&delta_text(&chunk));
+                    for choice in &chunk.choices {
+                        if let Some(content) =
+                            choice.delta.as_ref().and_then(|d| d.content.as_ref())
+                        {
+                            self.text.push_str(content);
+                        }
+                    }
                 }
             }
         }
         let held = self.meter.as_ref().map_or(0, |m| m.held);
         if self.cost_bound() <= held {
-            return Bytes::from(event);
+            return None;
         }
         let cost = self.delivered_cost();
         if cost <= held {
-            return Bytes::from(event);
+            return None;
         }
-        let Some(meter) = self.meter.as_mut() else {
-            return Bytes::from(event);
-        };
+        let meter = self.meter.as_mut()?;
         let more = cost - held;
         let now = meter.clock.now();
         let refused = match meter.store.hold(&meter.session_id, more, now).await {
             Ok(Hold::Held { .. }) => {
                 meter.held += more;
-                return Bytes::from(event);
+                return None;
             }
             Ok(Hold::Short { spent, .. }) => Some(NeedTopUp {
                 session_id: meter.session_id.to_hex(),
@@ -880,7 +907,7 @@ impl StreamMeter {
         self.finish().await;
         let mut out = refused.map(|need| need.to_sse()).unwrap_or_default();
         out.push_str("data: [DONE]\n\n");
-        Bytes::from(out)
+        Some(out)
     }
 
     async fn finish(&mut self) {
