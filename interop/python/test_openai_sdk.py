@@ -11,12 +11,16 @@ with `plannt wallet pay` on the dev network, then calls `client.chat.completions
 with nothing changed but `base_url` and `default_headers={"Authorization": "L402 …"}`: plain
 and streamed (`stream=True`, `stream_options={"include_usage": True}`). The answer and its usage
 must be the upstream's own for the same request. A token buys one call: the same token for
-another request, or for a dearer one, is refused with a 402. If the package is missing the tests
-fail under CI=true and are skipped, loudly, elsewhere.
+another request, or for a dearer one, is refused with a 402. The route also sells prepaid
+sessions (MPP `intent="session"`): the SDK streams through one with the session's credential in
+`default_headers`, and what the session is debited is the upstream's usage priced by the rule.
+If the package is missing the tests fail under CI=true and are skipped, loudly, elsewhere.
 """
 
+import base64
 import importlib.util
 import json
+import re
 import math
 import os
 import socket
@@ -47,6 +51,7 @@ method = "POST"
 upstream = "{upstream}"
 description = "Chat completions, priced by their tokens"
 price = {{ per = "openai-tokens", models = {{ "gpt-4o-mini" = {{ input_per_1k = 2, output_per_1k = 8 }}, "gpt-4o" = {{ input_per_1k = 10, output_per_1k = 40 }} }}, default_max_tokens = 256, max_tokens_ceiling = 2048, min_sats = 1 }}
+session = {{ deposit_sats = 500, idle_secs = 300 }}
 """
 
 PROMPT = "Say the words of this sentence back to me, in order."
@@ -251,3 +256,99 @@ def test_the_catalog_and_openapi_say_how_the_route_is_priced(stack):
     offer = doc["paths"]["/v1/chat/completions"]["post"]["x-payment-info"]["offers"][0]
     assert offer["amount"] is None, "the amount is the 402's"
     assert offer["x-plannt-price-rule"]["max_tokens_ceiling"] == 2048
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def session_challenge(headers) -> dict:
+    """The `intent="session"` challenge among the 402's `WWW-Authenticate` values, as its params."""
+    for value in headers.get_all("WWW-Authenticate") or []:
+        for challenge in re.split(r",\s*(?=Payment )", value):
+            if not challenge.startswith("Payment "):
+                continue
+            params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+            if params.get("intent") == "session":
+                return params
+    raise AssertionError(f"no session challenge in {headers}")
+
+
+def credential(challenge: dict, payload: dict) -> str:
+    return "Payment " + b64url(json.dumps({"challenge": challenge, "payload": payload}).encode())
+
+
+def usage_price(model: str, prompt_tokens: int, completion_tokens: int) -> int:
+    """What the rule charges for a usage: whole sats, rounded up, at least the minimum."""
+    input_msat, output_msat = PRICES[model]
+    return max(MIN_SATS, math.ceil((prompt_tokens * input_msat + completion_tokens * output_msat) / 1_000_000))
+
+
+def dev_balance(stack, account: str) -> int:
+    url = f"{stack['gateway']}/_plannt/dev/balance?account={account}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())["balance_msat"]
+
+
+def test_the_sdk_streams_through_a_session_debited_by_the_upstreams_usage(stack):
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 40,
+               "stream": True, "stream_options": {"include_usage": True}}
+    # The 402 offers a session beside the single-use charge.
+    url = f"{stack['gateway']}/v1/chat/completions"
+    http_request = urllib.request.Request(url, data=json.dumps(request).encode(), method="POST",
+                                          headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as offered:
+        urllib.request.urlopen(http_request, timeout=10)
+    assert offered.value.code == 402
+    challenge = session_challenge(offered.value.headers)
+    session_request = json.loads(unb64url(challenge["request"]))
+    assert session_request["depositAmount"] == "500"
+    assert session_request["unitType"] == "token"
+
+    # Pay the deposit with `plannt wallet pay`; a return invoice of the client's own account.
+    env = dict(stack["env"], PLANNT_DATA_DIR=str(stack["work"] / "session-payer"))
+    paid = subprocess.run(
+        [str(BIN), "wallet", "--wallet", f"dev+{stack['gateway']}", "pay",
+         session_request["depositInvoice"], "--json"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert paid.returncode == 0, paid.stderr
+    preimage = json.loads(paid.stdout)["preimage"]
+    status, issued = post(f"{stack['gateway']}/_plannt/dev/return-invoices",
+                          {"account": "sdk-refunds", "memo": "refund", "expiry_secs": 3600})
+    assert status == 200, issued
+    before = dev_balance(stack, "sdk-refunds")
+
+    # Open, then a bearer call: each streamed through the SDK, unchanged but for its headers.
+    session_id = session_request["paymentHash"]
+    opening = credential(challenge, {"action": "open", "preimage": preimage,
+                                     "returnInvoice": issued["bolt11"]})
+    bearer = credential(challenge, {"action": "bearer", "sessionId": session_id, "preimage": preimage})
+    expected = 0
+    for authorization, prompt in ((opening, PROMPT), (bearer, "and now these other words")):
+        stream = sdk(stack, authorization).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": prompt}], max_tokens=40,
+            stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text.startswith("echo:")
+        usage = chunks[-1].usage
+        expected += usage_price("gpt-4o", usage.prompt_tokens, usage.completion_tokens)
+
+    # Close: the refund is the deposit less exactly what the usage costs, paid to the return
+    # invoice.
+    closing = credential(challenge, {"action": "close", "sessionId": session_id, "preimage": preimage})
+    close_request = urllib.request.Request(
+        url, data=json.dumps(request).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": closing})
+    with urllib.request.urlopen(close_request, timeout=30) as response:
+        closed = json.loads(response.read())
+        receipt = json.loads(unb64url(response.headers["Payment-Receipt"]))
+    assert closed["spent"] == expected, closed
+    assert closed["refundSats"] == 500 - expected
+    assert receipt["refundSats"] == 500 - expected
+    assert receipt["refundStatus"] == "succeeded"
+    assert dev_balance(stack, "sdk-refunds") == before + (500 - expected) * 1000

@@ -7,11 +7,13 @@
 //! 1  setup or other failure: the settings, the wallet, the ledger, a file, a port
 //! 2  bad usage: an argument (clap's own errors, and Error::Usage)
 //! 3  over budget (nothing paid)                      ClientError::OverBudget
-//! 4  a check refused the request or the payment      ClientError::Refused, NoDialect, Error::Refused
+//! 4  a check refused the request or the payment      ClientError::Refused, NoDialect, TopUpRefused,
+//!                                                    Error::Refused
 //! 5  the payment failed, or is still in flight       ClientError::PaymentFailed, PaymentPending,
 //!                                                    PaymentTimedOut, Error::PaymentFailed
-//! 6  the server answered an HTTP error               ClientError::BadChallenge (and `plannt get`'s
-//!                                                    own answer of a 4xx or 5xx)
+//! 6  the server answered an HTTP error               ClientError::BadChallenge, SessionStillUnpaid,
+//!                                                    SessionNotClosed (and `plannt get`'s own
+//!                                                    answer of a 4xx or 5xx)
 //! 7  the server could not be reached, or the answer  ClientError::Network, AnswerLost
 //!    to a paid request was lost and none was kept
 //! 8  `plannt check` found a check that failed        (its own verdict, not an error)
@@ -127,12 +129,16 @@ impl Error {
 fn client_status(e: &ClientError) -> u8 {
     match e {
         ClientError::OverBudget(_) => exit::OVER_BUDGET,
-        ClientError::Refused(_) | ClientError::NoDialect { .. } => exit::REFUSED,
+        ClientError::Refused(_)
+        | ClientError::NoDialect { .. }
+        | ClientError::TopUpRefused { .. } => exit::REFUSED,
         ClientError::PaymentFailed(_)
         | ClientError::PaymentPending(_)
         | ClientError::PaymentTimedOut { .. } => exit::PAYMENT_FAILED,
         ClientError::Network(_) | ClientError::AnswerLost { .. } => exit::NETWORK_ERROR,
-        ClientError::BadChallenge(_) => exit::HTTP_ERROR,
+        ClientError::BadChallenge(_)
+        | ClientError::SessionStillUnpaid { .. }
+        | ClientError::SessionNotClosed { .. } => exit::HTTP_ERROR,
         _ => 1,
     }
 }

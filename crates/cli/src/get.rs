@@ -25,7 +25,7 @@ const EXIT_CODES: &str = concat!(
 
 Timeouts: --connect-timeout (connect_timeout_secs, PLANNT_CONNECT_TIMEOUT_SECS, default 10 s) bounds each connection, --max-time (max_time_secs, PLANNT_MAX_TIME_SECS, default 120 s) the whole request, payment included. A network error (7) names its cause: connection refused, unknown host (DNS), TLS handshake, connect timeout, max time, connection reset. When the max time runs out while a payment is in flight, the exit is 5 and the payment stays pending; when it runs out after paying, the token is kept: run the same request again to finish either, never paying twice. When the answer to a paid request is lost after the credential was sent (the connection cut or reset before the answer, `409` with x-l402: pending), the same credential is presented again for the same request (after a network failure: 250 ms, doubling, at most 5 more times; a 409 is waited out by its Retry-After; all within --max-time): a Plannt gateway answers it with the answer it kept (x-l402: replayed), and the note says the answer was recovered. If the server answers that retry with a 402, it kept no answer: the exit is 7 with \"paid; the answer was lost and the server kept none\", and nothing is paid again. A paid request still without an answer (the max time ran out, the run was killed, the body broke off) is listed by `plannt ledger` and sent again by `plannt ledger retry` (or by running the same request again), with the same credential, never paying again. A wallet that cannot be reached is a failed payment (5) that paid nothing and holds no budget. --dry-run runs every check a payment would, the budgets included, and reserves nothing.
 
-Budgets come from the paying side's config.toml (~/.config/plannt/config.toml, unless PLANNT_CONFIG_DIR or XDG_CONFIG_HOME move it: see plannt --help), each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), pay_dialects (PLANNT_PAY_DIALECTS, default l402,mpp,x402: the payment dialects paid, in order of preference when a 402 offers several; one left out is never paid, and --dialect only narrows it), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`."
+Budgets come from the paying side's config.toml (~/.config/plannt/config.toml, unless PLANNT_CONFIG_DIR or XDG_CONFIG_HOME move it: see plannt --help), each key overridable by the environment: max_sats_per_request (PLANNT_MAX_SATS_PER_REQUEST, default 500), budget_hourly_sats (2000), budget_daily_sats (5000), budget_total_sats (none), max_fee_sats (10), allowed_hosts (PLANNT_ALLOWED_HOSTS, comma-separated, *.example.com allowed; default any), allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS; for plannt get default true, --no-private-networks refuses loopback, private and link-local addresses), allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP, default false: a challenge over plain http is paid only from a loopback host, or with --allow-insecure-http), pay_dialects (PLANNT_PAY_DIALECTS, default l402,mpp,x402: the payment dialects paid, in order of preference when a 402 offers several; one left out is never paid, and --dialect only narrows it), session_deposit_sats (PLANNT_SESSION_DEPOSIT_SATS, e.g. api.example.com=500; default none: the most a prepaid MPP session with a host may hold; see plannt session), wallet (PLANNT_WALLET). allowed_hosts binds every request, redirects included. The wallet's own API (e.g. /_plannt/dev/ of a dev+http wallet, /api/ of LNbits, the whole LND, CLN or phoenixd address) is never sent a request, whatever the settings. Every payment is recorded in ledger.sqlite under the data directory (PLANNT_DATA_DIR); see `plannt ledger`."
 );
 
 #[derive(clap::Args)]
@@ -363,6 +363,7 @@ pub async fn run(args: &Args, default_method: &str) -> Result<ExitCode, Error> {
         dry_run: args.dry_run,
         on_event: Some(&on_event),
         dialects: (!args.dialect.is_empty()).then_some(args.dialect.as_slice()),
+        max_session_sats: None,
     };
     let outcome = client.send(&request, &options).await;
     stop_spinner();
@@ -447,6 +448,8 @@ pub(crate) async fn print_answer(
             "preimage": receipt.as_ref().map(|r| r.preimage.clone()),
             "reused_token": receipt.as_ref().is_some_and(|r| r.reused_token),
             "recovered": receipt.as_ref().is_some_and(|r| r.recovered),
+            "session": receipt.as_ref().and_then(|r| r.session.as_deref()),
+            "need_top_up": response.need_top_up,
             "time_ms": started.elapsed().as_millis() as u64,
             "content_type": response.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
         });
@@ -481,7 +484,19 @@ pub(crate) async fn print_answer(
         if !args.silent
             && let Some(r) = &response.receipt
         {
-            if r.reused_token && r.recovered {
+            if let Some(session) = &r.session {
+                let paid = match session.action.as_str() {
+                    "open" => format!("opened it with a deposit of {}", sats(r.amount_sats)),
+                    "topUp" => format!("topped it up with {}", sats(r.amount_sats)),
+                    _ => "nothing paid now".to_string(),
+                };
+                errln!(
+                    "plannt: paid from the prepaid session {} over mpp ({paid}); {} left (plannt session close {} refunds it)",
+                    &session.id[..16],
+                    sats(session.balance_sats),
+                    &session.id[..16]
+                );
+            } else if r.reused_token && r.recovered {
                 errln!(
                     "plannt: presented a token paid earlier over {} again for the same request (payment hash {}): its first answer was lost, and this is the answer, recovered; nothing more was paid",
                     r.dialect,
@@ -510,6 +525,16 @@ pub(crate) async fn print_answer(
                     r.payment_hash
                 );
             }
+        }
+        if let Some(event) = &response.need_top_up
+            && !args.silent
+        {
+            errln!(
+                "plannt: the server stopped the stream: the prepaid session {} ran out ({} spent, {} more needed); the answer may be incomplete, and the next request tops the session up",
+                &event.session_id[..16.min(event.session_id.len())],
+                sats(event.balance_spent),
+                sats(event.balance_required)
+            );
         }
         written?;
     }

@@ -160,7 +160,19 @@ pub fn print(
     let receipts = ledger.recent(limit)?;
     let refusals = ledger.refusals(limit)?;
     let unanswered = ledger.unanswered()?;
+    let sessions = ledger.sessions(true)?;
     if as_json {
+        let sessions: Vec<_> = sessions
+            .iter()
+            .map(|s| {
+                let debits = PaymentHash::from_hex(&s.session_id)
+                    .ok()
+                    .map(|id| ledger.session_debits(&id))
+                    .transpose()?
+                    .unwrap_or_default();
+                Ok(json!({ "session": s, "debits": debits }))
+            })
+            .collect::<Result<_, plannt_client::LedgerError>>()?;
         let value = json!({
             "budgets": usage,
             "per_request_cap_sats": budget.per_request_sats,
@@ -168,6 +180,7 @@ pub fn print(
             "receipts": receipts,
             "refusals": refusals,
             "unanswered": unanswered,
+            "sessions": sessions,
         });
         outln!(
             "{}",
@@ -226,6 +239,27 @@ pub fn print(
                 sats(u.amount_sats),
                 u.dialect,
                 u.payment_hash
+            )?;
+        }
+    }
+    if !sessions.is_empty() {
+        outln!(
+            "prepaid sessions (deposits and top-ups are among the payments; plannt session close ID refunds one)"
+        )?;
+        for s in sessions.iter().take(limit) {
+            outln!(
+                "  {}{}  id {}  {:<7} deposit {}, spent {}, balance {}, refund {}",
+                s.origin,
+                s.path,
+                &s.session_id[..16.min(s.session_id.len())],
+                s.state,
+                sats(s.deposit_sats),
+                sats(s.spent_sats),
+                sats(s.balance_sats),
+                match &s.refund_status {
+                    Some(status) => format!("{} ({status})", sats(s.refund_sats)),
+                    None => "-".into(),
+                }
             )?;
         }
     }

@@ -14,6 +14,7 @@ mod manual;
 mod mcp;
 mod out;
 mod serve;
+mod session;
 mod setup;
 mod stats;
 mod wallet;
@@ -79,6 +80,8 @@ enum Command {
     /// Show what a gateway earned and refused: per route, per day, per dialect, refusals by
     /// reason, the latest payments (from its admin API, or read from its store).
     Stats(stats::Args),
+    /// List the prepaid sessions (MPP) the ledger knows, and close them to get their balance back.
+    Session(session::Args),
     /// Show what a macaroon, credential, challenge, invoice or receipt holds, in any dialect.
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
@@ -124,6 +127,7 @@ fn run(command: &Command) -> Result<ExitCode, Error> {
         Command::Decode(args) => decode::run(args).map(done),
         Command::Ledger(args) => ledger::run(args),
         Command::Stats(args) => runtime()?.block_on(stats::run(args)).map(done),
+        Command::Session(args) => session::run(args),
         Command::Demo => runtime()?.block_on(demo::run()).map(done),
         Command::Wallet(args) => runtime()?.block_on(wallet::run(args)).map(done),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)).map(done),

@@ -63,13 +63,15 @@ pub struct Setup<'a> {
     pub timeouts: Timeouts,
 }
 
-/// Opens the wallet, the ledger and the client, and finishes any payment a crash left pending.
+/// Opens the wallet, the ledger and the client, finishes any payment a crash left pending, and
+/// closes the prepaid sessions idle past their server's timeout.
 /// The client never sends a request to the wallet's own API.
 pub async fn open_client(settings: &Settings, setup: Setup<'_>) -> Result<Client, Error> {
     let uri = wallet_uri(setup.wallet, settings)?;
     let wallet = open_wallet(&uri)?;
     let ledger = open_ledger()?;
-    let mut builder = Client::builder(wallet, ledger, setup.policy)
+    let mut builder = Client::builder(wallet.clone(), ledger, setup.policy)
+        .return_invoices(wallet)
         .wallet_api(WalletApi::of(&uri))
         .follow_redirects(setup.redirects)
         .timeouts(setup.timeouts);

@@ -99,11 +99,28 @@ pub struct Receipt {
     pub preimage: String,
     /// True if no payment was made now: a token paid earlier was presented.
     pub reused_token: bool,
+    /// The prepaid session the answer was paid from, when it was (MPP's `session` intent). Its
+    /// `preimage` is then empty: the deposit's preimage spends what the session still holds,
+    /// and stays in the ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<Box<SessionUse>>,
     /// True if this answer was recovered: the first answer to the credential was lost (the
     /// connection broke, the time ran out, the process died), and the same credential presented
     /// again for the same request got it (`x-l402: replayed` from a Plannt gateway). Nothing more
     /// was paid for it.
     pub recovered: bool,
+}
+
+/// How an answer was paid from a prepaid session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionUse {
+    /// The session id (the deposit's payment hash), hex.
+    pub id: String,
+    /// What the request did: `open` (the deposit was paid now), `bearer` (spent from the
+    /// balance), `topUp` (a top-up was paid now).
+    pub action: String,
+    /// The balance left as the client knows it, in sats.
+    pub balance_sats: u64,
 }
 
 fn dialect_name<S: serde::Serializer>(dialect: &Dialect, serializer: S) -> Result<S::Ok, S::Error> {
@@ -126,6 +143,45 @@ pub struct Response {
     pub(crate) limits: Limits,
     /// For an answer to a paid credential: the ledger to tell when its body breaks off.
     pub(crate) answer: Option<Answering>,
+    /// For an answer paid from a prepaid session: the stream is watched for the server's
+    /// `payment-need-topup` event.
+    pub(crate) session: Option<Box<SessionWatch>>,
+    /// The server's `payment-need-topup` event, once the body read so far carried one: the
+    /// stream stopped because the session could not pay for more. The ledger knows the session
+    /// is short, and the next request to the place tops it up (within the policy).
+    pub need_top_up: Option<Box<plannt_l402::mpp::NeedTopUp>>,
+}
+
+/// A stream paid from a prepaid session, watched for the server's `payment-need-topup` event.
+pub(crate) struct SessionWatch {
+    pub(crate) ledger: crate::ledger::Ledger,
+    pub(crate) session_id: plannt_l402::PaymentHash,
+    /// The end of the body read so far (the event may straddle chunks).
+    pub(crate) tail: Vec<u8>,
+}
+
+/// The most of a stream's end kept to find the event in.
+const WATCHED_TAIL: usize = 8 * 1024;
+
+impl SessionWatch {
+    /// Reads `chunk`; the event's data once it has arrived whole.
+    fn read(&mut self, chunk: &[u8]) -> Option<plannt_l402::mpp::NeedTopUp> {
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > WATCHED_TAIL {
+            let cut = self.tail.len() - WATCHED_TAIL;
+            self.tail.drain(..cut);
+        }
+        let text = String::from_utf8_lossy(&self.tail);
+        let marker = format!("event: {}", plannt_l402::mpp::NEED_TOPUP_EVENT);
+        let after = &text[text.find(&marker)? + marker.len()..];
+        let data = after.lines().find_map(|l| l.strip_prefix("data:"))?;
+        // The data line must have ended: its newline is in the text.
+        let ended = [format!("data:{data}\n"), format!("data:{data}\r\n")];
+        if !ended.iter().any(|line| after.contains(line.as_str())) {
+            return None;
+        }
+        plannt_l402::mpp::NeedTopUp::parse_data(data.trim()).ok()
+    }
 }
 
 /// A paid request's answer being read: the ledger recorded it answered when its status and
@@ -157,7 +213,22 @@ impl Response {
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
         let limits = self.limits;
         match self.body.chunk().await {
-            Ok(chunk) => Ok(chunk),
+            Ok(Some(chunk)) => {
+                if self.need_top_up.is_none()
+                    && let Some(watch) = &mut self.session
+                    && let Some(event) = watch.read(&chunk)
+                {
+                    tracing::info!(
+                        spent_sats = event.balance_spent,
+                        required_sats = event.balance_required,
+                        "the server stopped the stream: the session needs a top-up"
+                    );
+                    watch.ledger.session_short(&watch.session_id)?;
+                    self.need_top_up = Some(Box::new(event));
+                }
+                Ok(Some(chunk))
+            }
+            Ok(None) => Ok(None),
             Err(e) => {
                 let mut error = NetworkError::new(e, Step::Body, limits);
                 if let Some(a) = &self.answer {
@@ -194,6 +265,10 @@ pub struct Options<'a> {
     /// The dialects this call may pay, in the order it prefers them: it narrows (and may
     /// reorder) the policy's `dialects`, never widens them. `None`: the policy's.
     pub dialects: Option<&'a [Dialect]>,
+    /// Lower the most a prepaid session may hold for this call (never raises the policy's
+    /// `session_deposit_sats`): a session whose deposit, or a top-up that would make it hold
+    /// more, is not paid, and a charge is paid instead. `Some(0)`: no session is used.
+    pub max_session_sats: Option<u64>,
 }
 
 /// The outcome of a call.
@@ -445,6 +520,48 @@ pub enum ClientError {
         /// Why (its body was over the bound the ledger records, or no such request).
         why: String,
     },
+    /// A prepaid session was topped up and the server still asked for more: no more is paid
+    /// into it by this call.
+    #[error(
+        "the session {session_id} with {origin} was topped up and the server still asks for payment: nothing more is paid into it now. Close it (plannt session close {session_id}) to have its balance refunded, or lower session_deposit_sats for this host"
+    )]
+    SessionStillUnpaid {
+        /// The session id, hex.
+        session_id: String,
+        /// The server's origin.
+        origin: String,
+    },
+    /// The server asked a prepaid session for a top-up, and the policy does not let it be paid
+    /// (the session would hold more than `session_deposit_sats`, or a budget is spent), and the
+    /// server offered no charge to pay instead.
+    #[error(
+        "the session {session_id} with {origin} needs a top-up, and it cannot be paid: {why}. Nothing was paid; close the session (plannt session close {session_id}) to have its balance refunded"
+    )]
+    TopUpRefused {
+        /// The session id, hex.
+        session_id: String,
+        /// The server's origin.
+        origin: String,
+        /// Why: the refusal or the budget that stopped it.
+        why: String,
+    },
+    /// Closing a session failed: the server did not take the close.
+    #[error(
+        "the session {session_id} with {origin} could not be closed: {why}. It stays in the ledger, to be closed again (plannt session close {session_id})"
+    )]
+    SessionNotClosed {
+        /// The session id, hex.
+        session_id: String,
+        /// The server's origin.
+        origin: String,
+        /// What the server answered.
+        why: String,
+    },
+    /// No wallet to make the return invoice a session's refund is paid to.
+    #[error(
+        "no session with {0} can be opened: the wallet cannot issue an invoice without an amount, to be refunded to"
+    )]
+    NoReturnInvoice(String),
     /// The ledger cannot be used.
     #[error(transparent)]
     Ledger(#[from] LedgerError),

@@ -127,6 +127,16 @@ pub enum Refusal {
         /// The check that failed.
         error: PayCheckError,
     },
+    /// A prepaid session's deposit is above what the policy lets a session with this host hold.
+    #[error(
+        "the session's deposit is {deposit_sats} sats, more than the {limit_sats} sats a session with this host may hold (session_deposit_sats)"
+    )]
+    OverSessionDeposit {
+        /// The deposit asked.
+        deposit_sats: u64,
+        /// The most a session with this host may hold.
+        limit_sats: u64,
+    },
     /// The challenge came over plain `http` from a host that is not loopback.
     #[error(
         "the challenge came over plain http from {0}, which is not a loopback host, so anyone on the path could have written it; use https, or allow it with allow_insecure_http (PLANNT_ALLOW_INSECURE_HTTP=true, or plannt get --allow-insecure-http)"
@@ -150,6 +160,7 @@ impl Refusal {
             Refusal::PrivateNetwork { .. } => "private_network",
             Refusal::WalletApi { .. } => "wallet_api",
             Refusal::InsecureHttp(_) => "insecure_http",
+            Refusal::OverSessionDeposit { .. } => "over_session_deposit",
             Refusal::Offer { error, .. } => error.code(),
         }
     }
@@ -322,6 +333,84 @@ fn check_mpp(
     let quote = within_cap(Dialect::Mpp, invoice, policy)?;
     let echo = serde_json::to_string(&offer.challenge).expect("strings serialize");
     Ok((quote, echo))
+}
+
+/// A session offer that passed every check: what opening (or topping up) would pay.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionQuote {
+    /// The deposit (or top-up) invoice, its amount the deposit.
+    pub(crate) quote: Quote,
+    /// The challenge to echo, as JSON.
+    pub(crate) echo: String,
+    /// The price of one unit, in msat.
+    pub(crate) unit_msat: u64,
+    /// The server's idle timeout, if it named one.
+    pub(crate) idle_secs: Option<u64>,
+}
+
+/// The checks of an MPP session challenge (draft-lightning-session-00) before its deposit or a
+/// top-up is paid: the origin (allowed host, https or loopback), the deposit invoice against
+/// the offer ([`plannt_l402::mpp::SessionRequest::check_before_paying`]: currency, amount,
+/// payment hash, network, expiry), the price of one unit within the per-request cap (the same
+/// check as a charge), and the deposit within `max_session_sats`, what the policy lets a
+/// session with this host hold.
+pub(crate) fn check_session(
+    challenge: &plannt_l402::mpp::PaymentChallenge,
+    url: &Url,
+    policy: &Policy,
+    network: Network,
+    max_session_sats: u64,
+    now: u64,
+) -> Result<SessionQuote, Refusal> {
+    check_origin(url, policy)?;
+    let refuse = |error| Refusal::Offer {
+        dialect: Dialect::Mpp,
+        error,
+    };
+    let request = challenge
+        .session_request()
+        .map_err(|e| refuse(PayCheckError::Unsupported(e.to_string())))?;
+    let bolt11 = request.deposit_invoice.clone().unwrap_or_default();
+    let (invoice, facts, wallet) = invoice_facts(&bolt11, network)?;
+    let expires_at = match (&challenge.expires, challenge.expires_at()) {
+        (Some(text), None) => {
+            return Err(refuse(PayCheckError::Unsupported(format!(
+                "its expires {text:?} is not an RFC 3339 time"
+            ))));
+        }
+        (_, at) => at,
+    };
+    request
+        .check_before_paying(&facts, wallet, expires_at, now)
+        .map_err(refuse)?;
+    let unit_sats = request
+        .amount_sats()
+        .ok_or_else(|| refuse(PayCheckError::BadAmount(request.amount.clone())))?;
+    if unit_sats > policy.budget.per_request_sats {
+        return Err(Refusal::OverCap {
+            amount_sats: unit_sats,
+            cap_sats: policy.budget.per_request_sats,
+        });
+    }
+    let amount_msat = invoice.amount_msat.ok_or(Refusal::NoAmount)?;
+    let deposit_sats = amount_msat.div_ceil(1000);
+    if deposit_sats > max_session_sats {
+        return Err(Refusal::OverSessionDeposit {
+            deposit_sats,
+            limit_sats: max_session_sats,
+        });
+    }
+    Ok(SessionQuote {
+        quote: Quote {
+            dialect: Dialect::Mpp,
+            invoice,
+            macaroon: None,
+            amount_msat,
+        },
+        echo: serde_json::to_string(challenge).expect("strings serialize"),
+        unit_msat: unit_sats.saturating_mul(1000),
+        idle_secs: request.idle_secs(),
+    })
 }
 
 fn check_x402(

@@ -43,7 +43,7 @@ use plannt_l402::{
     wire,
 };
 use plannt_lightning::invoice::unix_now;
-use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup};
+use plannt_lightning::{LightningError, Payer, Payment, PaymentLookup, Receiver};
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION, RETRY_AFTER,
@@ -59,9 +59,10 @@ use crate::call::{
 use crate::checks::{Quote, Refusal, check_offer};
 use crate::guard::{Blocked, Guard, Resolver, blocked_in, shown};
 use crate::ledger::{
-    Ledger, MAX_RECORDED_BODY, PresentedRequest, Reservation, Reserved, StoredToken,
+    Ledger, MAX_RECORDED_BODY, PresentedRequest, Reservation, Reserved, SessionRefused, StoredToken,
 };
 use crate::policy::Policy;
+use crate::session::session_challenges;
 use crate::settings::Timeouts;
 use crate::wallet_api::WalletApi;
 
@@ -75,6 +76,9 @@ pub struct Client {
     ledger: Ledger,
     policy: Policy,
     timeouts: Timeouts,
+    /// The wallet's receiving side, for the return invoice of a prepaid session; without it no
+    /// session is opened.
+    pub(crate) receiver: Option<Arc<dyn Receiver>>,
 }
 
 /// Every offer of a 402's headers, and the dialects they are in, each once, in their order.
@@ -276,6 +280,10 @@ fn read_server_receipt(response: &reqwest::Response, token: &StoredToken) {
     }
 }
 
+/// How long no new session is opened for a place whose last one was lost (the server refused
+/// its open, forgot it, or never answered its close): a day.
+const LOST_SESSION_SECS: u64 = 86_400;
+
 /// How much of a 402 body we read looking for a challenge.
 const MAX_CHALLENGE_BODY: usize = 64 * 1024;
 
@@ -288,9 +296,18 @@ pub struct ClientBuilder {
     wallet_api: WalletApi,
     pins: HashMap<String, Vec<IpAddr>>,
     timeouts: Timeouts,
+    receiver: Option<Arc<dyn Receiver>>,
 }
 
 impl ClientBuilder {
+    /// The wallet's receiving side: it issues the amountless invoice a prepaid session's refund
+    /// is paid to. Without it (or with a backend that cannot issue one) no session is opened,
+    /// whatever `session_deposit_sats` says.
+    pub fn return_invoices(mut self, receiver: Arc<dyn Receiver>) -> Self {
+        self.receiver = Some(receiver);
+        self
+    }
+
     /// How long a connection and a whole call may take ([`Timeouts::default`] unless set).
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
@@ -336,6 +353,7 @@ impl ClientBuilder {
             ledger: self.ledger,
             policy: self.policy,
             timeouts: self.timeouts,
+            receiver: self.receiver,
         }
     }
 }
@@ -405,6 +423,7 @@ impl Client {
             wallet_api: WalletApi::none(),
             pins: HashMap::new(),
             timeouts: Timeouts::default(),
+            receiver: None,
         }
     }
 
@@ -438,7 +457,9 @@ impl Client {
     /// Finishes payments a crash left pending: each is looked up, never paid again. Payments
     /// another process is making right now are left to it. A payment the wallet does not know
     /// (never sent) is failed, its reservation released. It takes at most the max time: what
-    /// is not looked up by then stays pending for the next run.
+    /// is not looked up by then stays pending for the next run. Then it closes the prepaid
+    /// sessions idle past their server's timeout ([`Client::close_idle_sessions`]), so that what
+    /// they hold comes back; one that cannot be closed now stays for the next run.
     pub async fn recover(&self) -> Result<usize, ClientError> {
         let deadline = Deadline::start(self.timeouts.max_time);
         let mut finished = 0;
@@ -451,6 +472,7 @@ impl Client {
                 Err(_) => break,
             }
         }
+        self.close_idle_sessions().await?;
         Ok(finished)
     }
 
@@ -472,7 +494,7 @@ impl Client {
 
     /// Wraps an answer; `paid`: the receipt of the token presented for it, and how it was
     /// presented.
-    fn response(
+    pub(crate) fn response(
         &self,
         response: reqwest::Response,
         paid: Option<(Receipt, Presented)>,
@@ -486,10 +508,12 @@ impl Client {
             body: response,
             limits: self.limits(),
             answer: None,
+            session: None,
+            need_top_up: None,
         }
     }
 
-    async fn send_once(
+    pub(crate) async fn send_once(
         &self,
         request: &Request,
         credential: Option<&Presented>,
@@ -701,6 +725,22 @@ impl Client {
         let origin = request.url.origin().ascii_serialization();
         let path = request.url.path().to_string();
 
+        // A prepaid session for this place: present it (`bearer`), topped up when the server
+        // asks and the policy lets it. One the policy cannot top up leaves a charge to pay.
+        let mut stuck = None;
+        let limit = self.session_limit(&request.url, options);
+        if limit > 0
+            && let Some(session) = self.ledger.session_for(&origin, &path)?
+        {
+            match self
+                .bearer(request, &session, limit, options, &deadline)
+                .await?
+            {
+                Ok(outcome) => return Ok(outcome),
+                Err(why) => stuck = why,
+            }
+        }
+
         // A token paid earlier: for this very request, its answer lost; or for this place, one
         // a crash left unused, or a reusable one.
         let mut response = None;
@@ -754,7 +794,41 @@ impl Client {
         let path = challenged.path().to_string();
         let allowed = self.policy.dialects_for(options.dialects);
         let (offers, offered) = offers_of(&response);
+        // A prepaid session offered, which the policy lets this host have, and none open for
+        // this place already: open it. One the policy refuses leaves the charge offered beside it.
+        let limit = self.session_limit(&challenged, options);
+        if limit > 0
+            && self.ledger.session_for(&origin, &path)?.is_none()
+            && !self.ledger.session_lost_since(
+                &origin,
+                &path,
+                unix_now().saturating_sub(LOST_SESSION_SECS),
+            )?
+            && let Some(challenge) = session_challenges(&response).into_iter().next()
+        {
+            let policy = self.policy.capped(options.max_sats);
+            match self
+                .open_session(
+                    request,
+                    &challenge,
+                    &challenged,
+                    limit,
+                    &policy,
+                    options,
+                    &deadline,
+                )
+                .await?
+            {
+                Ok(outcome) => return Ok(outcome),
+                Err(declined) => stuck = stuck.or(Some(declined)),
+            }
+        }
         let chosen = allowed.iter().find_map(|d| offers.first(*d)).cloned();
+        if chosen.is_none()
+            && let Some(why) = stuck
+        {
+            return Err(why);
+        }
         let offer = match chosen {
             Some(offer) => offer,
             // No offer in the headers: an L402 challenge may still be in the JSON body.
@@ -823,7 +897,7 @@ impl Client {
         }
         let payment = self
             .pay(
-                &quote, &origin, &path, &presented, &policy, options, &deadline,
+                &quote, &origin, &path, &presented, &policy, options, &deadline, None,
             )
             .await?;
         let token = StoredToken {
@@ -878,7 +952,7 @@ impl Client {
     }
 
     /// Records an over-budget refusal in the ledger and turns it into the error to return.
-    fn over_budget(
+    pub(crate) fn over_budget(
         &self,
         origin: &str,
         path: &str,
@@ -891,7 +965,7 @@ impl Client {
     }
 
     /// Records a refusal in the ledger and turns it into the error to return.
-    fn refused(
+    pub(crate) fn refused(
         &self,
         origin: &str,
         path: &str,
@@ -911,7 +985,7 @@ impl Client {
     /// runs in a task of its own, which records its outcome however long it takes; when the max
     /// time runs out first, the payment stays pending and the call returns.
     #[allow(clippy::too_many_arguments)]
-    async fn pay(
+    pub(crate) async fn pay(
         &self,
         quote: &Quote,
         origin: &str,
@@ -920,6 +994,7 @@ impl Client {
         policy: &Policy,
         options: &Options<'_>,
         deadline: &Deadline,
+        session: Option<(&PaymentHash, u64)>,
     ) -> Result<Payment, ClientError> {
         let hash = quote.invoice.payment_hash;
         let timed_out = || ClientError::PaymentTimedOut {
@@ -945,11 +1020,34 @@ impl Client {
                     Step::Pay,
                 )));
             };
-            match self
-                .ledger
-                .reserve(&reservation, &policy.budget, unix_now())?
-            {
-                Err(over) => return Err(self.over_budget(origin, path, over)?),
+            let reserved = match session {
+                None => self
+                    .ledger
+                    .reserve(&reservation, &policy.budget, unix_now())?
+                    .map_err(SessionRefused::OverBudget),
+                Some((id, limit)) => self.ledger.reserve_for_session(
+                    &reservation,
+                    id,
+                    limit,
+                    &policy.budget,
+                    unix_now(),
+                )?,
+            };
+            match reserved {
+                Err(SessionRefused::OverBudget(over)) => {
+                    return Err(self.over_budget(origin, path, over)?);
+                }
+                Err(SessionRefused::OverDeposit {
+                    limit_sats,
+                    paid_in_sats,
+                    cost_sats,
+                }) => {
+                    let refusal = Refusal::OverSessionDeposit {
+                        deposit_sats: paid_in_sats.saturating_add(cost_sats),
+                        limit_sats,
+                    };
+                    return Err(self.refused(origin, path, refusal)?);
+                }
                 Ok(Reserved::AlreadyPaid(preimage)) => {
                     return Ok(Payment {
                         payment_hash: hash,
@@ -1059,6 +1157,7 @@ impl Client {
             preimage: token.preimage.to_hex(),
             reused_token: reused,
             recovered: lost || replayed,
+            session: None,
         };
         self.ledger
             .answered(&token.payment_hash, lost || replayed, unix_now())?;
@@ -1072,19 +1171,19 @@ impl Client {
 }
 
 /// When a call must end: its max time after it started.
-struct Deadline {
+pub(crate) struct Deadline {
     at: Instant,
 }
 
 impl Deadline {
-    fn start(max_time: Duration) -> Self {
+    pub(crate) fn start(max_time: Duration) -> Self {
         Deadline {
             at: Instant::now() + max_time,
         }
     }
 
     /// The time left, `None` once it is up.
-    fn remaining(&self) -> Option<Duration> {
+    pub(crate) fn remaining(&self) -> Option<Duration> {
         Some(self.at.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
     }
 }

@@ -29,19 +29,23 @@ mod guard;
 mod ledger;
 mod policy;
 pub mod probe;
+mod session;
 mod settings;
 mod wallet_api;
 
 pub use call::{
-    ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, Step,
+    ClientError, Event, NetworkError, Options, Outcome, Receipt, Request, Response, SessionUse,
+    Step,
 };
 pub use checks::{CHECKS, Quote, Refusal, check, check_offer};
 pub use client::{Client, ClientBuilder};
 pub use ledger::{
-    Ledger, LedgerError, MAX_RECORDED_BODY, OverBudget, PresentedRequest, QUOTE_SECS, Record,
-    RefusalRecord, Reservation, Reserved, StoredToken, Totals, Unanswered, WindowUse,
+    Ledger, LedgerError, MAX_RECORDED_BODY, NewSession, OverBudget, PresentedRequest, QUOTE_SECS,
+    Record, RefusalRecord, Reservation, Reserved, SessionDebit, SessionRecord, SessionRefused,
+    SessionState, SessionToken, StoredToken, Totals, Unanswered, WindowUse,
 };
 pub use policy::{Budget, Policy, Window};
+pub use session::{RETURN_INVOICE_SECS, SessionClosed};
 pub use settings::{DEFAULT_WALLET, Settings, SettingsError, Timeouts, default_path, timeout_secs};
 pub use wallet_api::WalletApi;
 

@@ -119,6 +119,11 @@ pub struct Policy {
     /// The dialects the client may pay (`l402`, `mpp`, `x402`), in the order it prefers them
     /// when a 402 offers several; a dialect left out is never paid.
     pub dialects: Vec<Dialect>,
+    /// The most a prepaid session may hold, per host: `(pattern, sats)`, patterns as in
+    /// `allowed_hosts` (`*` alone matches every host). A host no pattern matches, or one whose
+    /// limit is 0, never has a session opened: its requests are paid one by one. Set by the
+    /// operator only; nothing a call says raises it.
+    pub session_deposits: Vec<(String, u64)>,
 }
 
 impl Default for Policy {
@@ -130,6 +135,7 @@ impl Default for Policy {
             allow_private_networks: false,
             allow_insecure_http: false,
             dialects: Dialect::ALL.to_vec(),
+            session_deposits: Vec::new(),
         }
     }
 }
@@ -146,6 +152,31 @@ impl Policy {
                     None => host == pattern,
                 }
             })
+    }
+
+    /// The most a prepaid session with `host` may hold (its deposit plus every top-up), in
+    /// sats; 0: never open one. An exact name wins over `*.suffix`, the longest suffix over a
+    /// shorter one, and either over `*`.
+    pub fn session_deposit_sats(&self, host: &str) -> u64 {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let mut best: Option<(usize, u64)> = None;
+        for (pattern, sats) in &self.session_deposits {
+            let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+            let rank = if pattern == "*" {
+                Some(0)
+            } else if let Some(suffix) = pattern.strip_prefix("*.") {
+                host.ends_with(&format!(".{suffix}"))
+                    .then_some(1 + suffix.len())
+            } else {
+                (host == pattern).then_some(usize::MAX)
+            };
+            if let Some(rank) = rank
+                && best.is_none_or(|(r, _)| rank > r)
+            {
+                best = Some((rank, *sats));
+            }
+        }
+        best.map_or(0, |(_, sats)| sats)
     }
 
     /// The dialects one call may pay, in the order it prefers them: the policy's, or, when the
@@ -226,6 +257,30 @@ mod tests {
         };
         assert_eq!(mpp_only.dialects_for(Some(&Dialect::ALL)), [Dialect::Mpp]);
         assert!(mpp_only.dialects_for(Some(&[Dialect::L402])).is_empty());
+    }
+
+    #[test]
+    fn session_deposits_are_per_host_and_off_by_default() {
+        assert_eq!(Policy::default().session_deposit_sats("api.example.com"), 0);
+        let policy = Policy {
+            session_deposits: vec![
+                ("*".into(), 100),
+                ("*.example.com".into(), 200),
+                ("*.api.example.com".into(), 300),
+                ("pay.api.example.com".into(), 0),
+            ],
+            ..Policy::default()
+        };
+        assert_eq!(policy.session_deposit_sats("other.org"), 100);
+        assert_eq!(policy.session_deposit_sats("Api.Example.com."), 200);
+        assert_eq!(policy.session_deposit_sats("x.api.example.com"), 300);
+        assert_eq!(policy.session_deposit_sats("pay.api.example.com"), 0);
+        let only_one = Policy {
+            session_deposits: vec![("api.example.com".into(), 500)],
+            ..Policy::default()
+        };
+        assert_eq!(only_one.session_deposit_sats("api.example.com"), 500);
+        assert_eq!(only_one.session_deposit_sats("example.com"), 0);
     }
 
     #[test]

@@ -1043,6 +1043,8 @@ pub async fn pay(
         dry_run: false,
         on_event: None,
         dialects: only.as_ref().map(|d| &d[..]),
+        // A probe pays one charge, never a session's deposit.
+        max_session_sats: Some(0),
     };
     let outcome = client.send(request, &options).await?;
     let Outcome::Response(mut response) = outcome else {

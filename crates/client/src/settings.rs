@@ -17,6 +17,9 @@
 //! connect_timeout_secs = 10                         # PLANNT_CONNECT_TIMEOUT_SECS
 //! max_time_secs = 120                               # PLANNT_MAX_TIME_SECS
 //! pay_dialects = ["l402", "mpp", "x402"]            # PLANNT_PAY_DIALECTS (comma-separated)
+//! session_deposit_sats = { "api.example.com" = 500, "*.plannt.com" = 200 }
+//!                                                   # PLANNT_SESSION_DEPOSIT_SATS
+//!                                                   #   ("api.example.com=500,*.plannt.com=200")
 //! ```
 //!
 //! `allowed_hosts` and `allow_private_networks` bind every request, paid or free; the wallet's
@@ -26,6 +29,10 @@
 //! fractions allowed): the connection to the server, and the whole request, its payment and
 //! its answer included. `pay_dialects` lists the payment dialects the client may pay, in the order
 //! it prefers them when a 402 offers several; one left out is never paid.
+//! `session_deposit_sats` is the most a prepaid session with a host may hold, its deposit and
+//! every top-up together: a table of host patterns (as `allowed_hosts`, `*` for every host) to
+//! sats, or one number for every host. A host it does not name, or names with 0, never has a
+//! session opened (the default: none at all).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -113,6 +120,7 @@ impl Default for Settings {
                 allow_private_networks: false,
                 allow_insecure_http: false,
                 dialects: Dialect::ALL.to_vec(),
+                session_deposits: Vec::new(),
             },
             confirm_above_sats: Some(100),
             allow_private_networks: None,
@@ -159,7 +167,7 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(home).join(".config/plannt/config.toml")
 }
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "wallet",
     "max_sats_per_request",
     "budget_hourly_sats",
@@ -173,6 +181,7 @@ const KEYS: [&str; 13] = [
     "connect_timeout_secs",
     "max_time_secs",
     "pay_dialects",
+    "session_deposit_sats",
 ];
 
 impl Settings {
@@ -239,6 +248,11 @@ impl Settings {
                         .ok_or_else(|| {
                             bad("expected a list of one or more of \"l402\", \"mpp\", \"x402\"")
                         })?
+                }
+                "session_deposit_sats" => {
+                    settings.policy.session_deposits = value.host_sats().ok_or_else(|| {
+                        bad("expected a number of sats, or host patterns to sats (\"api.example.com\" = 500)")
+                    })?
                 }
                 "allow_private_networks" => {
                     settings.allow_private_networks =
@@ -317,6 +331,39 @@ impl Value {
             Value::Toml(toml::Value::Array(items)) => items
                 .iter()
                 .map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            Value::Toml(_) => None,
+        }
+    }
+
+    /// Host patterns to sats: a table (`{ "a.example" = 500 }`), `host=sats` pairs separated by
+    /// commas in the environment, or one number for every host (`*`).
+    fn host_sats(&self) -> Option<Vec<(String, u64)>> {
+        match self {
+            Value::Env(t) => {
+                if let Ok(sats) = t.trim().parse::<u64>() {
+                    return Some(vec![("*".into(), sats)]);
+                }
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (host, sats) = pair.split_once('=')?;
+                        let host = host.trim();
+                        (!host.is_empty())
+                            .then(|| Some((host.to_string(), sats.trim().parse().ok()?)))?
+                    })
+                    .collect()
+            }
+            Value::Toml(toml::Value::Integer(n)) => {
+                Some(vec![("*".into(), u64::try_from(*n).ok()?)])
+            }
+            Value::Toml(toml::Value::Table(table)) => table
+                .iter()
+                .map(|(host, sats)| {
+                    let sats = u64::try_from(sats.as_integer()?).ok()?;
+                    (!host.trim().is_empty()).then(|| (host.trim().to_string(), sats))
+                })
                 .collect(),
             Value::Toml(_) => None,
         }
@@ -467,6 +514,50 @@ mod tests {
         assert_eq!(
             Settings::load(&path, &env(&[])).unwrap_err().key,
             "pay_dialects"
+        );
+    }
+
+    #[test]
+    fn session_deposits_are_off_unless_set_per_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.policy.session_deposit_sats("api.example.com"), 0);
+        std::fs::write(
+            &path,
+            "[session_deposit_sats]\n\"api.example.com\" = 500\n\"*.plannt.com\" = 200\n",
+        )
+        .unwrap();
+        let s = Settings::load(&path, &env(&[])).unwrap();
+        assert_eq!(s.policy.session_deposit_sats("api.example.com"), 500);
+        assert_eq!(s.policy.session_deposit_sats("x.plannt.com"), 200);
+        assert_eq!(s.policy.session_deposit_sats("other.org"), 0);
+        let s = Settings::load(&path, &env_one("PLANNT_SESSION_DEPOSIT_SATS", "300")).unwrap();
+        assert_eq!(s.policy.session_deposit_sats("other.org"), 300);
+        let s = Settings::load(
+            &path,
+            &env_one(
+                "PLANNT_SESSION_DEPOSIT_SATS",
+                "a.example=7, *.b.example = 9",
+            ),
+        )
+        .unwrap();
+        assert_eq!(s.policy.session_deposit_sats("a.example"), 7);
+        assert_eq!(s.policy.session_deposit_sats("x.b.example"), 9);
+        assert_eq!(s.policy.session_deposit_sats("api.example.com"), 0);
+        for bad in ["lots", "a.example=", "=5", "a.example=-1"] {
+            let e =
+                Settings::load(&path, &env_one("PLANNT_SESSION_DEPOSIT_SATS", bad)).unwrap_err();
+            assert_eq!(e.key, "session_deposit_sats", "{bad}");
+        }
+        std::fs::write(
+            &path,
+            "session_deposit_sats = { \"a.example\" = \"many\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Settings::load(&path, &env(&[])).unwrap_err().key,
+            "session_deposit_sats"
         );
     }
 

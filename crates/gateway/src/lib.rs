@@ -31,7 +31,7 @@ pub use conn::{ConnectionLimits, default_max_connections, serve};
 pub use forwarded::TrustedProxies;
 pub use paywall::{
     DEFAULT_DIALECTS, KeepOptions, L402Layer, L402Service, Paywall, PaywallOptions, RoutesOf,
-    Unanswered,
+    SessionBackend, Unanswered,
 };
 pub use proxy::Proxy;
 pub use quota::Quota;

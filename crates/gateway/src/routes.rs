@@ -69,6 +69,19 @@ pub struct Route {
     /// The rule that prices each request from its body (`price = { per = "openai-tokens", … }`),
     /// instead of `price_sats`; `None`: the fixed price.
     pub meter: Option<Arc<PriceRule>>,
+    /// Prepaid sessions on a metered route (the MPP `session` intent, [`crate::session`]);
+    /// `None`: single-use payments only.
+    pub session: Option<SessionPolicy>,
+}
+
+/// A metered route's prepaid sessions: `session = { deposit_sats = 2000, idle_secs = 300 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// The deposit that opens a session (and each top-up), in sats; at least the price of the
+    /// request that asks for it.
+    pub deposit_sats: u64,
+    /// Seconds without a request after which the gateway closes the session and refunds it.
+    pub idle_secs: u64,
 }
 
 /// How well a route matches a path: a higher rank wins.
@@ -99,6 +112,7 @@ impl Route {
             free: None,
             rate_limit: None,
             meter: None,
+            session: None,
         }
     }
 
@@ -290,6 +304,7 @@ mod tests {
             free: None,
             rate_limit: None,
             meter: None,
+            session: None,
         }
     }
 

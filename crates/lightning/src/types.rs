@@ -183,6 +183,18 @@ pub trait Receiver: Send + Sync {
     fn can_lookup_invoices(&self) -> bool {
         false
     }
+    /// Issues an invoice that names no amount, which the payer chooses: what a client hands a
+    /// server to be paid a refund to. A backend that cannot answers [`LightningError::Backend`].
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let _ = (memo, expiry_secs);
+        Err(LightningError::Backend(
+            "this Lightning backend cannot issue an invoice without an amount".into(),
+        ))
+    }
 }
 
 /// The client side: pay invoices.
@@ -197,6 +209,26 @@ pub trait Payer: Send + Sync {
         &self,
         payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError>;
+    /// Pays `amount_msat` to an invoice that names no amount (a refund to the return invoice a
+    /// client gave), spending at most `max_fee_msat` on fees. A backend that cannot
+    /// ([`can_pay_amountless`](Self::can_pay_amountless) is false) answers
+    /// [`LightningError::Backend`] and pays nothing.
+    async fn pay_amount(
+        &self,
+        bolt11: &str,
+        amount_msat: u64,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        let _ = (bolt11, amount_msat, max_fee_msat);
+        Err(LightningError::Backend(
+            "this Lightning backend cannot pay an invoice without an amount".into(),
+        ))
+    }
+    /// Whether [`pay_amount`](Self::pay_amount) works: a gateway offers prepaid sessions, whose
+    /// close pays a refund, only when it does.
+    fn can_pay_amountless(&self) -> bool {
+        false
+    }
     /// The network whose invoices this wallet pays.
     fn network(&self) -> Network;
     /// A short name for messages: `dev`, `lnbits`, …

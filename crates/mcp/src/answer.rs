@@ -95,6 +95,7 @@ pub fn receipt(r: &Receipt) -> Value {
         "preimage": r.preimage,
         "reused_token": r.reused_token,
         "recovered": r.recovered,
+        "session": r.session.as_deref(),
     })
 }
 
@@ -128,6 +129,8 @@ pub struct Finished<'a> {
     pub body: Body,
     /// The most bytes of a body a result carries.
     pub limit: usize,
+    /// The server's `payment-need-topup` event, when the stream stopped on it.
+    pub need_top_up: Option<&'a plannt_l402::mpp::NeedTopUp>,
 }
 
 /// The result of a request that got an answer: a success for 1xx–3xx, an `isError` result
@@ -152,6 +155,9 @@ pub fn finished(f: Finished<'_>) -> CallToolResult {
         "paid": paid,
         "receipt": f.receipt.map(receipt),
     });
+    if let Some(event) = f.need_top_up {
+        value["need_top_up"] = json!(event);
+    }
     match (&f.body.text, &f.body.base64) {
         (Some(text), _) => value["body"] = json!(text),
         (None, Some(b64)) => value["body_base64"] = json!(b64),
@@ -159,6 +165,24 @@ pub fn finished(f: Finished<'_>) -> CallToolResult {
     }
     let mut notes = Vec::new();
     match f.receipt {
+        Some(r) if r.session.is_some() => {
+            let session = r.session.as_deref().expect("matched");
+            let paid = match session.action.as_str() {
+                "open" => format!(
+                    "a prepaid session was opened for this place with a deposit of {} sats (routing fee {} msat)",
+                    r.amount_sats, r.fee_msat
+                ),
+                "topUp" => format!(
+                    "the prepaid session for this place was topped up with {} sats (routing fee {} msat)",
+                    r.amount_sats, r.fee_msat
+                ),
+                _ => "nothing was paid now: it was spent from the prepaid session for this place".to_string(),
+            };
+            notes.push(format!(
+                "Paid from a prepaid session (id {}): {paid}. It holds {} sats; later calls to the same place spend from it, and what is left is refunded when it closes (the spending tool lists sessions).",
+                session.id, session.balance_sats
+            ));
+        }
         Some(r) if r.recovered => notes.push(format!(
             "This answer was recovered: the first answer to the payment {} was lost (the connection broke or the server was still working), and the same credential presented again for the same request got it. Nothing more was paid{}.",
             r.payment_hash,
@@ -180,6 +204,12 @@ pub fn finished(f: Finished<'_>) -> CallToolResult {
             r.amount_sats, r.fee_msat, r.payment_hash, r.preimage
         )),
         None => notes.push("Nothing was paid: the server did not ask for payment.".into()),
+    }
+    if let Some(event) = f.need_top_up {
+        notes.push(format!(
+            "The server stopped the stream: the prepaid session {} ran out ({} sats spent, {} more needed for the next unit). The answer may be incomplete; the next call to this place tops the session up within the operator's limits.",
+            event.session_id, event.balance_spent, event.balance_required
+        ));
     }
     if f.body.truncated {
         let length = f
@@ -633,6 +663,7 @@ mod tests {
             preimage: "cd".repeat(32),
             reused_token: false,
             recovered: false,
+            session: None,
         };
         let headers = HeaderMap::new();
         let r = finished(Finished {
@@ -643,6 +674,7 @@ mod tests {
             receipt: Some(&receipt),
             body: body(b"upstream down", false),
             limit: 100,
+            need_top_up: None,
         });
         assert_eq!(r.is_error, Some(true));
         let s = r.structured_content.clone().unwrap();
@@ -659,6 +691,7 @@ mod tests {
             receipt: None,
             body: body(b"0123456789", true),
             limit: 10,
+            need_top_up: None,
         });
         assert_eq!(ok.is_error, Some(false));
         let s = ok.structured_content.unwrap();

@@ -35,11 +35,14 @@ impl PlanntMcp {
         quoted: Option<u64>,
         dialects: Option<&[Dialect]>,
     ) -> CallToolResult {
+        // A session's deposit is paid without asking anyone: never more than a payment a human
+        // would not be asked to confirm.
         let options = Options {
             max_sats,
             dry_run: false,
             on_event: None,
             dialects,
+            max_session_sats: self.config().confirm_above_sats,
         };
         match self.client().send(request, &options).await {
             Ok(Outcome::Response(response)) => self.finish(request, response).await,
@@ -99,6 +102,7 @@ impl PlanntMcp {
             receipt: response.receipt.as_ref(),
             body: answer::body(&bytes, truncated),
             limit,
+            need_top_up: response.need_top_up.as_deref(),
         })
     }
 }

@@ -3,7 +3,9 @@
 //! network's HTTP API, beside a small L402 API on the same loopback address, with a SQLite
 //! ledger. Each asserts that nothing moved on the dev network, that no request reached the
 //! server (its own counter), that the tool result says what was refused and why, and that
-//! `spending` shows the refusal.
+//! `spending` shows the refusal. And prepaid sessions, against the test kit's session server:
+//! `fetch` spends from one, `spending` shows what it holds, and the agent cannot open one
+//! beyond the policy or above what a human would be asked to confirm.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -405,4 +407,103 @@ async fn fetch_does_not_pay_a_challenge_over_plain_http_from_a_remote_host() {
     let result = s.call("fetch", json!({"url": url})).await;
     assert_eq!(result.is_error, Some(false), "{}", text(&result));
     assert_eq!(api.network.balance(PAYER), START_MSAT - 21_000);
+}
+
+// Prepaid sessions, against the test kit's session server (draft-lightning-session-00, a
+// charge beside each session), the agent's wallet on its dev network in the process.
+
+/// A `PlanntMcp` whose client may open sessions of up to `deposit` sats with the loopback
+/// host, paying from `network` (which issues the return invoices too).
+async fn session_mcp(
+    network: &DevNetwork,
+    deposit: u64,
+    confirm_above_sats: Option<u64>,
+) -> Session {
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = Arc::new(network.wallet(PAYER));
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let mut policy = Policy {
+        allow_private_networks: true,
+        ..policy()
+    };
+    policy.session_deposits = vec![("127.0.0.1".into(), deposit)];
+    let client = Client::builder(wallet.clone(), ledger, policy)
+        .return_invoices(wallet)
+        .build();
+    let server = PlanntMcp::new(
+        client,
+        Config {
+            confirm_above_sats,
+            ..Config::default()
+        },
+    );
+    let (server_side, client_side) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        if let Ok(running) = server.serve(server_side).await {
+            let _ = running.waiting().await;
+        }
+    });
+    Session {
+        client: ().serve(client_side).await.unwrap(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn fetch_spends_from_a_session_and_spending_shows_what_it_holds() {
+    use plannt_testkit::sessions::{SessionScenario, SessionServer};
+    let network = DevNetwork::ephemeral(1_000_000);
+    let server = SessionServer::start(network.clone(), SessionScenario::Honest, 2, 100).await;
+    let mcp = session_mcp(&network, 100, None).await;
+    let url = server.url("/v1/thing").to_string();
+    let first = mcp.call("fetch", json!({ "url": url })).await;
+    assert_eq!(first.is_error, Some(false), "{}", text(&first));
+    assert_eq!(data(&first)["receipt"]["session"]["action"], "open");
+    assert_eq!(data(&first)["receipt"]["preimage"], "");
+    let second = mcp.call("fetch", json!({ "url": url })).await;
+    assert_eq!(data(&second)["receipt"]["session"]["action"], "bearer");
+    assert_eq!(data(&second)["paid"], false);
+    assert!(
+        text(&second).contains("prepaid session"),
+        "{}",
+        text(&second)
+    );
+    let spending = data(&mcp.call("spending", json!({})).await);
+    assert_eq!(spending["held_in_sessions_sats"], 96);
+    assert_eq!(spending["open_sessions"][0]["balance_sats"], 96);
+    assert_eq!(spending["open_sessions"][0]["deposit_sats"], 100);
+    assert_eq!(network.balance(PAYER), START_MSAT - 100_000);
+}
+
+#[tokio::test]
+async fn the_agent_cannot_open_a_session_beyond_the_policy() {
+    use plannt_testkit::sessions::{SessionScenario, SessionServer};
+    let network = DevNetwork::ephemeral(1_000_000);
+    let server = SessionServer::start(network.clone(), SessionScenario::Honest, 2, 100).await;
+    let url = server.url("/v1/thing").to_string();
+    // The policy allows 50 sats a session with this host: whatever the agent asks, the 100-sat
+    // deposit is not paid, and a charge is.
+    let small = session_mcp(&network, 50, None).await;
+    let r = small
+        .call("fetch", json!({ "url": url, "max_sats": 100 }))
+        .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert_eq!(data(&r)["receipt"]["session"], Value::Null);
+    assert_eq!(data(&r)["receipt"]["amount_sats"], 2);
+    // A deposit above what a human would be asked to confirm is never paid without one: a
+    // charge is paid instead.
+    let confirming = session_mcp(&network, 500, Some(50)).await;
+    let r = confirming.call("fetch", json!({ "url": url })).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert_eq!(data(&r)["receipt"]["session"], Value::Null);
+    let spending = data(&confirming.call("spending", json!({})).await);
+    assert_eq!(spending["open_sessions"].as_array().unwrap().len(), 0);
+    assert_eq!(network.balance(PAYER), START_MSAT - 4_000);
+    assert_eq!(
+        server
+            .shared
+            .opened
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }

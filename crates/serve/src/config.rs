@@ -112,6 +112,26 @@ pub struct RouteConfig {
     /// `rate_limit = { requests = N, per = "1s" }`: at most N requests per client address per
     /// window, paid or not (429 beyond). Default none.
     pub rate_limit: Option<QuotaConfig>,
+    /// `session = { deposit_sats = 2000, idle_secs = 300 }`: prepaid sessions on a metered
+    /// route (the MPP `session` intent, docs/metering.md). Default none.
+    #[serde(default)]
+    pub session: Option<SessionConfig>,
+}
+
+/// A metered route's prepaid sessions.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The deposit that opens a session, and each top-up, in sats (at least 1).
+    pub deposit_sats: u64,
+    /// Seconds without a request after which the gateway closes a session and refunds its
+    /// balance (at least 1). Default 300.
+    #[serde(default = "default_idle_secs")]
+    pub idle_secs: u64,
+}
+
+fn default_idle_secs() -> u64 {
+    300
 }
 
 /// The longest window of a free tier or rate limit.
@@ -706,6 +726,26 @@ impl Config {
                     Some(&format!("{key}.free")),
                     "a route without a price is free already; give it a price_sats or drop free",
                 ));
+            }
+            if let Some(session) = route.session {
+                let why = if route.price.is_none() {
+                    Some(
+                        "sessions are debited by metered usage: give the route a price rule (price = { per = \"openai-tokens\", … }) or drop session",
+                    )
+                } else if session.deposit_sats == 0 {
+                    Some("deposit_sats must be at least 1")
+                } else if session.idle_secs == 0 {
+                    Some("idle_secs must be at least 1")
+                } else if matches!(self.store, Store::Redis(_)) {
+                    Some(
+                        "session balances live in SQLite or memory; a Redis store cannot hold them yet: use store = \"sqlite\" or drop session",
+                    )
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(error(source, Some(&format!("{key}.session")), why));
+                }
             }
         }
         Ok(())

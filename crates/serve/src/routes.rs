@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::Method;
+use plannt_gateway::routes::SessionPolicy;
 use plannt_gateway::{Route, RouteTable, Target};
 
 use crate::config::{Config, MatchKind, QuotaConfig, RouteConfig};
@@ -77,6 +78,7 @@ fn demo(openai: bool) -> Vec<(Route, Option<Handler>)> {
             free: None,
             rate_limit: None,
             meter: None,
+            session: None,
         };
         (route, Some(handler))
     };
@@ -174,6 +176,10 @@ fn configured(
         free: rc.free.map(QuotaConfig::quota),
         rate_limit: rc.rate_limit.map(QuotaConfig::quota),
         meter: rc.price.clone().map(Arc::new),
+        session: rc.session.map(|s| SessionPolicy {
+            deposit_sats: s.deposit_sats,
+            idle_secs: s.idle_secs,
+        }),
     };
     Ok((route, handler))
 }

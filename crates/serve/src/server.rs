@@ -14,12 +14,13 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use plannt_gateway::store::sessions::{MemorySessions, SessionStore, SqliteSessions};
 use plannt_gateway::store::{
     MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore, WaitReplicas,
 };
 use plannt_gateway::{
-    Clock, ConnectionLimits, KeepOptions, Paywall, PaywallOptions, Proxy, RoutesOf, Target,
-    TrustedProxies,
+    Clock, ConnectionLimits, KeepOptions, Paywall, PaywallOptions, Proxy, RoutesOf, SessionBackend,
+    Target, TrustedProxies,
 };
 use plannt_lightning::dev::DevNetwork;
 use serde_json::json;
@@ -43,6 +44,8 @@ pub struct Gateway {
     limits: ConnectionLimits,
     /// The dev network, when it is the backend.
     pub dev_network: Option<DevNetwork>,
+    /// How often idle sessions are looked for: the shortest idle timeout, 1 to 5 seconds.
+    session_tick_secs: u64,
 }
 
 /// Opens the configured spent store.
@@ -76,6 +79,37 @@ async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentSto
             )
         }
     })
+}
+
+/// Opens the session store when a route sells sessions: in memory with the memory store, else
+/// a SQLite file beside the spent set (`sessions.sqlite` under the data directory, or
+/// `<spent file>.sessions`). The configuration refuses sessions with a Redis store.
+fn open_sessions(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<Option<Arc<dyn SessionStore>>, StartError> {
+    if !config.routes.iter().any(|r| r.session.is_some()) {
+        return Ok(None);
+    }
+    let failed = |source| StartError::Store {
+        store: config.store.to_string(),
+        source,
+    };
+    Ok(Some(match &config.store {
+        Store::Memory => Arc::new(MemorySessions::new()),
+        Store::Sqlite(path) => {
+            let path = match path {
+                Some(spent) => {
+                    let mut name = spent.clone().into_os_string();
+                    name.push(".sessions");
+                    PathBuf::from(name)
+                }
+                None => data_dir.join("sessions.sqlite"),
+            };
+            Arc::new(SqliteSessions::open(&path).map_err(failed)?)
+        }
+        Store::Redis(_) => return Ok(None),
+    }))
 }
 
 impl Gateway {
@@ -155,13 +189,13 @@ impl Gateway {
             .build()
             .map_err(StartError::Http)?;
         let keys = keys::load(&config, &data_dir)?;
-        let paywall = Arc::new(Paywall::new(
-            keys,
-            opened.wallet,
-            store,
-            routes.table,
-            options,
-        ));
+        let sessions = open_sessions(&config, &data_dir)?;
+        let payer: Arc<dyn plannt_lightning::Payer> = opened.wallet.clone();
+        let mut paywall = Paywall::new(keys, opened.wallet, store, routes.table, options);
+        if let Some(store) = sessions {
+            paywall = paywall.with_sessions(SessionBackend { store, payer });
+        }
+        let paywall = Arc::new(paywall);
         let shared = Arc::new(Shared {
             paywall: paywall.clone(),
             proxy: Proxy::new(timeout, trusted.clone()),
@@ -195,11 +229,19 @@ impl Gateway {
             .layer(cors)
             .merge(admin::router(shared.clone()))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
+        let session_tick_secs = config
+            .routes
+            .iter()
+            .filter_map(|r| r.session.map(|s| s.idle_secs))
+            .min()
+            .unwrap_or(5)
+            .clamp(1, 5);
         Ok(Gateway {
             router,
             shared,
             limits,
             dev_network,
+            session_tick_secs,
         })
     }
 
@@ -238,6 +280,12 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purger = self.shared.paywall.spawn_purger();
+        // Closes a crash left half done are finished first; idle sessions are closed and
+        // refunded every few seconds.
+        let closer = self
+            .shared
+            .paywall
+            .spawn_session_closer(Duration::from_secs(self.session_tick_secs));
         // Ask the backend once at start: an operator learns at once that it does not answer, and
         // a backend with a connection to set up (an NWC relay) has it ready for the first 402.
         let receiver = self.shared.paywall.receiver().clone();
@@ -258,6 +306,10 @@ impl Gateway {
         self.shared.paywall.drain().await;
         purger.abort();
         warm_up.abort();
+        if let Some(closer) = closer {
+            closer.abort();
+            let _ = closer.await;
+        }
         // The purge task holds the store: let it go before returning, so the file is free.
         let _ = purger.await;
         result

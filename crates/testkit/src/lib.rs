@@ -1,7 +1,7 @@
 //! What Plannt's tests share, written once: the `CI` switch that turns a skipped test into a
 //! failure, free and dead loopback ports, a `redis-server` of the test's own ([`Redis`]), a
 //! Redis Cluster ([`cluster`]) and Redis with Sentinel ([`sentinel`]) of its own, a hostile L402
-//! server ([`hostile`]), HTTP servers that never answer or hang up ([`broken`]), a gateway that
+//! server ([`hostile`]), an MPP session server with a charge beside it ([`sessions`]), HTTP servers that never answer or hang up ([`broken`]), a gateway that
 //! keeps paid answers and loses the first on purpose ([`keeper`]),
 //! an OpenAI-compatible upstream ([`openai`]: chat completions, streamed or not, with honest
 //! usage), helpers to run processes with a deadline ([`process`]), and fakes of the Lightning nodes
@@ -20,6 +20,7 @@ pub mod openai;
 pub mod process;
 mod redis;
 pub mod sentinel;
+pub mod sessions;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};

@@ -14,6 +14,9 @@
 //!   restarted, sharing a Redis, under load;
 //! - `stats`: `plannt stats` from a gateway's admin API and from its store, and `SIGHUP`
 //!   reloading a running `plannt serve` with a paid request in flight;
+//! - `sessions`: `plannt session list` and `close`, and `plannt ledger`, on a session opened
+//!   with the test kit's session server; `plannt get` opening a session that another
+//!   `plannt get` spends from;
 //! - `wallets`: `plannt wallet` against fakes of the Lightning nodes' APIs;
 //! - `check`: `plannt check` against `plannt serve`, the hostile server and a crafted one whose
 //!   402s and catalog lie;
@@ -39,6 +42,7 @@ mod refusals;
 mod replicas;
 mod rotation;
 mod serve;
+mod sessions;
 mod stats;
 mod support;
 mod texts;

@@ -19,6 +19,10 @@
 //! sent again with the same credential, never paid again, and an answer recovered that way is
 //! recorded as such.
 //!
+//! A prepaid session (MPP's `session` intent) is kept beside the payments that paid into it,
+//! its deposit and top-ups, which buy no token of their own; a refund gives back to the budget
+//! windows what it returned (see the `sessions` module).
+//!
 //! A payment in flight and a token not yet presented belong to the process that made them (its
 //! `owner`), so another process neither fails the one nor presents the other while that process
 //! lives. Each open ledger holds an exclusive lock on a file of its own under
@@ -29,6 +33,7 @@ mod error;
 mod owner;
 mod records;
 mod schema;
+mod sessions;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -40,12 +45,17 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::policy::Budget;
 use error::{io, open};
 use owner::Owner;
-use schema::{SCHEMA, add_charged_at, add_dialect, add_owner_columns, add_request_columns};
+use schema::{
+    SCHEMA, add_charged_at, add_dialect, add_owner_columns, add_request_columns, add_session_column,
+};
 
 pub use error::LedgerError;
 pub use records::{
     MAX_RECORDED_BODY, OverBudget, PresentedRequest, Record, RefusalRecord, Reservation, Reserved,
     StoredToken, Totals, Unanswered, WindowUse,
+};
+pub use sessions::{
+    NewSession, SessionDebit, SessionRecord, SessionRefused, SessionState, SessionToken,
 };
 
 /// The ledger. Cheap to clone.
@@ -85,6 +95,7 @@ impl Ledger {
         add_charged_at(&mut conn).map_err(open(path))?;
         add_dialect(&mut conn).map_err(open(path))?;
         add_request_columns(&mut conn).map_err(open(path))?;
+        add_session_column(&mut conn).map_err(open(path))?;
         let name = path
             .file_name()
             .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
@@ -175,7 +186,8 @@ impl Ledger {
         })
     }
 
-    /// Marks a payment paid and stores its token for the place it was bought for. The token
+    /// Marks a payment paid and stores its token for the place it was bought for (a session's
+    /// deposit or top-up buys no token: the session is presented instead). The token
     /// stays this ledger's to present if it made the payment; a payment found paid after its
     /// owner died leaves a token for anyone. From now on it counts in the budget windows at `now`,
     /// when it was paid.
@@ -197,7 +209,7 @@ impl Ledger {
             tx.execute(
                 "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at, owner, dialect)
                  SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3, CASE WHEN owner = ?4 THEN ?4 END, dialect
-                 FROM payments WHERE payment_hash = ?1",
+                 FROM payments WHERE payment_hash = ?1 AND session_id IS NULL",
                 params![hash, preimage, now as i64, self.owner.id],
             )?;
             tx.commit()
@@ -672,12 +684,30 @@ fn read_preimage(text: &str) -> Preimage {
 const CHARGED_AT: &str = "COALESCE(charged_at, created_at)";
 
 /// Millisatoshis paid or reserved since `since` (all time for `None`): pending payments count
-/// their amount plus their fee limit, paid ones their amount plus the fee.
+/// their amount plus their fee limit, paid ones their amount plus the fee, less what sessions
+/// refunded ([`given_back_since`]).
 fn spent_since(conn: &Connection, since: Option<u64>) -> Result<u64, rusqlite::Error> {
     let since = since.unwrap_or(0) as i64;
+    let spent = conn
+        .query_row(
+            &format!("SELECT COALESCE(SUM(CASE status WHEN 'pending' THEN amount_msat + max_fee_msat ELSE amount_msat + fee_msat END), 0)
+             FROM payments WHERE status IN ('pending', 'paid') AND {CHARGED_AT} >= ?1"),
+            params![since],
+            |row| row.get::<_, i64>(0),
+        )?
+        .max(0) as u64;
+    Ok(spent.saturating_sub(given_back_since(conn, since)?))
+}
+
+/// Millisatoshis sessions refunded that a window starting at `since` gives back: a refund
+/// counts in a window once it has arrived, and never for more than the deposits and top-ups of
+/// its session the same window counted (a refund for a deposit paid before the window gives
+/// nothing back to it, and a server that refunds more than it was paid gives back no more).
+fn given_back_since(conn: &Connection, since: i64) -> Result<u64, rusqlite::Error> {
     conn.query_row(
-        &format!("SELECT COALESCE(SUM(CASE status WHEN 'pending' THEN amount_msat + max_fee_msat ELSE amount_msat + fee_msat END), 0)
-         FROM payments WHERE status IN ('pending', 'paid') AND {CHARGED_AT} >= ?1"),
+        "SELECT COALESCE(SUM(MIN(s.refund_msat, (SELECT COALESCE(SUM(p.amount_msat), 0) FROM payments p
+           WHERE p.session_id = s.session_id AND p.status = 'paid' AND COALESCE(p.charged_at, p.created_at) >= ?1))), 0)
+         FROM sessions s WHERE s.refund_msat > 0 AND s.refunded_at >= ?1",
         params![since],
         |row| row.get::<_, i64>(0),
     )

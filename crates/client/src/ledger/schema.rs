@@ -40,6 +40,36 @@ CREATE TABLE IF NOT EXISTS quotes (
     quoted_at   INTEGER NOT NULL,
     PRIMARY KEY (origin, path)
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id        TEXT PRIMARY KEY,
+    origin            TEXT NOT NULL,
+    path              TEXT NOT NULL,
+    challenge         TEXT NOT NULL,
+    return_invoice    TEXT NOT NULL,
+    unit_msat         INTEGER NOT NULL,
+    idle_timeout_secs INTEGER,
+    method            TEXT NOT NULL DEFAULT 'GET',
+    close_body        BLOB,
+    close_type        TEXT,
+    spent_msat        INTEGER NOT NULL DEFAULT 0,
+    balance_msat      INTEGER,
+    state             TEXT NOT NULL CHECK (state IN ('open', 'closing', 'closed')),
+    refund_msat       INTEGER NOT NULL DEFAULT 0,
+    refund_status     TEXT,
+    opened_at         INTEGER NOT NULL,
+    last_used_at      INTEGER NOT NULL,
+    closed_at         INTEGER,
+    refunded_at       INTEGER
+);
+CREATE INDEX IF NOT EXISTS sessions_place ON sessions (origin, path, state);
+CREATE TABLE IF NOT EXISTS session_debits (
+    session_id   TEXT NOT NULL REFERENCES sessions (session_id),
+    path         TEXT NOT NULL,
+    amount_msat  INTEGER NOT NULL,
+    balance_msat INTEGER,
+    at           INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_debits_session ON session_debits (session_id);
 CREATE TABLE IF NOT EXISTS refusals (
     origin     TEXT NOT NULL,
     path       TEXT NOT NULL,
@@ -137,6 +167,25 @@ pub(super) fn add_request_columns(conn: &mut Connection) -> Result<(), rusqlite:
     }
     tx.execute_batch(
         "CREATE INDEX IF NOT EXISTS payments_unanswered ON payments (answer) WHERE answer = 'unanswered';",
+    )?;
+    tx.commit()
+}
+
+/// Adds `session_id` to the payments of a ledger written before the client opened prepaid
+/// sessions: a payment with one is a session's deposit or top-up, which buys no token of its
+/// own. Every older payment reads as a charge.
+pub(super) fn add_session_column(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('payments') WHERE name = 'session_id'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has == 0 {
+        tx.execute_batch("ALTER TABLE payments ADD COLUMN session_id TEXT")?;
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS payments_session ON payments (session_id) WHERE session_id IS NOT NULL;",
     )?;
     tx.commit()
 }

@@ -261,3 +261,105 @@ fn a_ledger_without_request_columns_reads_its_payments_as_never_presented() {
         Some("recovered")
     );
 }
+
+/// The schema before prepaid sessions: every column of payments but `session_id`, no
+/// `sessions` or `session_debits` tables.
+const SCHEMA_BEFORE_SESSIONS: &str = "
+CREATE TABLE payments (
+    payment_hash TEXT PRIMARY KEY, origin TEXT NOT NULL, path TEXT NOT NULL, bolt11 TEXT NOT NULL,
+    macaroon TEXT NOT NULL, amount_msat INTEGER NOT NULL, max_fee_msat INTEGER NOT NULL,
+    fee_msat INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed')),
+    preimage TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, owner TEXT,
+    charged_at INTEGER, dialect TEXT NOT NULL DEFAULT 'l402',
+    request_method TEXT, request_url TEXT, request_headers TEXT, request_body BLOB,
+    request_sha256 TEXT, request_len INTEGER, presented_at INTEGER, answer TEXT
+);
+CREATE TABLE tokens (
+    payment_hash TEXT PRIMARY KEY REFERENCES payments (payment_hash), origin TEXT NOT NULL,
+    path TEXT NOT NULL, macaroon TEXT NOT NULL, preimage TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, owner TEXT,
+    dialect TEXT NOT NULL DEFAULT 'l402'
+);
+INSERT INTO payments (payment_hash, origin, path, bolt11, macaroon, amount_msat, max_fee_msat, fee_msat, status, preimage, created_at, updated_at, charged_at, dialect)
+VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', 'lnbcrt1', '{}', 21000, 0, 0, 'paid', 'bb' || printf('%062d', 0), 1800000000, 1800000000, 1800000000, 'mpp');
+INSERT INTO tokens VALUES ('aa' || printf('%062d', 0), 'http://old.example', '/paid', '{}', 'bb' || printf('%062d', 0), 0, 1800000000, NULL, 'mpp');
+";
+
+#[test]
+fn a_ledger_without_sessions_reads_its_payments_as_charges_and_opens_sessions() {
+    use plannt_client::NewSession;
+    use plannt_client::l402::{PaymentHash, Preimage};
+
+    let (_dir, path) = written_by_an_older_plannt(SCHEMA_BEFORE_SESSIONS);
+    let ledger = Ledger::open(&path).unwrap();
+    assert!(ledger.sessions(true).unwrap().is_empty());
+    // The old payment is a charge: its token is still presented, and it still counts.
+    assert!(
+        ledger
+            .token_for("http://old.example", "/paid")
+            .unwrap()
+            .is_some()
+    );
+    let budget = Budget {
+        daily_sats: Some(100),
+        hourly_sats: None,
+        ..Budget::default()
+    };
+    let day = |ledger: &Ledger| ledger.usage(&budget, 1_800_000_100).unwrap()[1].used_sats;
+    assert_eq!(day(&ledger), 21);
+
+    // A session's deposit is reserved, paid, recorded, and found again after a reopen.
+    let id = PaymentHash([5u8; 32]);
+    let deposit = Reservation {
+        dialect: plannt_client::Dialect::Mpp,
+        payment_hash: &id,
+        origin: "http://new.example",
+        path: "/v1/chat",
+        bolt11: "lnbcrt1",
+        macaroon: "{\"id\":\"s\"}",
+        amount_msat: 50_000,
+        max_fee_msat: 0,
+    };
+    assert_eq!(
+        ledger
+            .reserve_for_session(&deposit, &id, 50, &budget, 1_800_000_000)
+            .unwrap(),
+        Ok(Reserved::New)
+    );
+    ledger
+        .mark_paid(&id, &Preimage::new([6; 32]), 0, 1_800_000_000)
+        .unwrap();
+    ledger
+        .open_session(
+            &NewSession {
+                session_id: &id,
+                origin: "http://new.example",
+                path: "/v1/chat",
+                challenge: "{\"id\":\"s\"}",
+                return_invoice: "lnbcrt1return",
+                unit_msat: 2_000,
+                idle_timeout_secs: Some(300),
+                method: "POST",
+                close_body: None,
+            },
+            1_800_000_000,
+        )
+        .unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    let session = ledger
+        .session_for("http://new.example", "/v1/chat")
+        .unwrap()
+        .expect("the session");
+    assert_eq!(session.preimage, Preimage::new([6; 32]));
+    assert_eq!(session.balance_msat, 50_000);
+    // The deposit bought no token of its own, and counts in the budget.
+    assert!(
+        ledger
+            .token_for("http://new.example", "/v1/chat")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(day(&ledger), 71);
+}

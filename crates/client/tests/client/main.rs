@@ -16,6 +16,11 @@
 //! - `retry`: a paid request whose answer was lost gets the answer the gateway kept with the
 //!   same credential (a cut connection, `409` pending, a broken body, the ledger's retry, each
 //!   dialect), or a clear error when none was kept; never a second payment;
+//! - `sessions`: prepaid sessions in the ledger (deposits, top-ups and refunds in the budgets,
+//!   the most a session may hold, idle sessions found to close), and against the test kit's
+//!   session server: open, bearer, top-up and close with the refund in the dev wallet, reuse by
+//!   a second process, a session the policy refuses paid as a charge, a refund that never
+//!   comes and top-ups asked for again and again;
 //! - `redirect`: the host that asks for payment is the one checked and paid;
 //! - `tokens`: tokens kept between requests, reused or paid again.
 
@@ -28,5 +33,6 @@ mod offers;
 mod recovery;
 mod redirect;
 mod retry;
+mod sessions;
 mod support;
 mod tokens;

@@ -198,6 +198,15 @@ impl Paywall {
             }
             None => None,
         };
+        // A route that sells sessions offers one beside the single-use charge, with a deposit
+        // invoice of its own (paywall/session.rs).
+        let session = match self.session_policy(at) {
+            Some(policy) if network.is_some() => {
+                self.session_challenge(at, policy, policy.deposit_sats.max(price))
+                    .await
+            }
+            _ => None,
+        };
         let x402 = match network.filter(|_| at.offered.contains(&Dialect::X402)) {
             Some(network) => {
                 let offer = self.x402_keys.requirements(&ExactOffer {
@@ -271,6 +280,7 @@ impl Paywall {
         let headers = response.headers_mut();
         let mut l402 = macaroon.map(|m| Challenge::new(m, invoice.bolt11).to_header_value());
         let mut mpp = mpp;
+        let mut session = session;
         // The `WWW-Authenticate` values in the order the route lists its dialects: clients that
         // read one challenge from the start of the joined value pay the first.
         for dialect in at.offered {
@@ -281,6 +291,12 @@ impl Paywall {
             };
             // From the String itself: its bytes become the header's, not a copy of them.
             if let Some(value) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
+                headers.append(header::WWW_AUTHENTICATE, value);
+            }
+            // The session challenge right after the MPP charge.
+            if *dialect == Dialect::Mpp
+                && let Some(value) = session.take().and_then(|v| HeaderValue::try_from(v).ok())
+            {
                 headers.append(header::WWW_AUTHENTICATE, value);
             }
         }

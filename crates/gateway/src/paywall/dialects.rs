@@ -288,6 +288,7 @@ mod tests {
             free: None,
             rate_limit: None,
             meter: None,
+            session: None,
         };
         let paywall = Arc::new(Paywall::new(
             KeyRing::single(RootKey::new([7; 32])),

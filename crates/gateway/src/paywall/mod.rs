@@ -88,6 +88,7 @@ mod metered;
 mod page;
 mod poll;
 mod quotas;
+mod session;
 mod settle;
 
 pub(crate) use answers::gateway_error;
@@ -95,6 +96,7 @@ use answers::{Challenged, unavailable, with_problem};
 pub(crate) use headers::peer_ip;
 use headers::{IDEMPOTENCY_KEY, PAYMENT_HASH, scrub, set_path, strip_credentials};
 use metered::PriceBinding;
+pub use session::SessionBackend;
 pub use settle::Unanswered;
 use settle::{Paid, SettleOnUnwind};
 
@@ -211,6 +213,8 @@ pub struct Paywall {
     metrics: Arc<Metrics>,
     /// Paid requests in flight, each in a task of its own: shutdown waits for them.
     in_flight: TaskTracker,
+    /// Prepaid sessions, when offered ([`Paywall::with_sessions`]).
+    sessions: Option<SessionBackend>,
 }
 
 impl Paywall {
@@ -242,6 +246,7 @@ impl Paywall {
             options,
             metrics,
             in_flight: TaskTracker::new(),
+            sessions: None,
         }
     }
 
@@ -539,6 +544,16 @@ impl Paywall {
             offered: &offered,
             page: html,
         };
+        // A session credential on a route that sells sessions: a balance, not a single-use
+        // payment (paywall/session.rs).
+        if let Some(quote) = quote.as_ref()
+            && at.route.session.is_some()
+            && let Some(credential) = session::session_credential(request.headers())
+        {
+            return self
+                .session_answer(&at, quote, credential, request, inner)
+                .await;
+        }
         let values = request.headers().get_all(header::AUTHORIZATION);
         let l402 = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
             Ok(found) => found,

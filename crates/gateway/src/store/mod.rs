@@ -35,10 +35,15 @@
 //! after its retention.
 //!
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
+//!
+//! The balances of prepaid sessions are a second kind of state, in [`sessions`]
+//! ([`sessions::SessionStore`]: memory or SQLite).
 
 mod memory;
 mod redis;
+pub mod sessions;
 mod sqlite;
+mod sqlite_sessions;
 
 use plannt_l402::PaymentHash;
 use std::sync::Arc;

@@ -676,7 +676,7 @@ fn sql_time(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-fn sql_error(path: &str, doing: &'static str, e: rusqlite::Error) -> StoreError {
+pub(super) fn sql_error(path: &str, doing: &'static str, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => {
             " (this file is not a SQLite database: point the spent set at a new file)"

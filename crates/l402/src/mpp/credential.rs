@@ -359,8 +359,8 @@ pub enum VerifyError {
     /// The header does not parse.
     #[error("malformed Payment credential: {0}")]
     Malformed(#[from] CredentialError),
-    /// Not a Lightning charge.
-    #[error("method {method:?} intent {intent:?} is not a Lightning charge, the one Plannt takes")]
+    /// Not the Lightning intent this check takes (a charge, or a session).
+    #[error("method {method:?} intent {intent:?} is not the Lightning intent expected here")]
     Unsupported {
         /// The echoed method.
         method: String,
@@ -402,6 +402,10 @@ pub enum VerifyError {
         /// The route's price now.
         price: u64,
     },
+    /// A session credential's payload lacks a field its action needs, or holds one that is not
+    /// of its form (`action`, `preimage`, `sessionId`, `returnInvoice`, `topUpPreimage`).
+    #[error("the session payload has no valid {0}")]
+    SessionField(&'static str),
 }
 
 impl VerifyError {
@@ -412,7 +416,8 @@ impl VerifyError {
             VerifyError::Malformed(_)
             | VerifyError::Unsupported { .. }
             | VerifyError::NoPreimage
-            | VerifyError::BadRequest(_) => Reason::Malformed,
+            | VerifyError::BadRequest(_)
+            | VerifyError::SessionField(_) => Reason::Malformed,
             VerifyError::UnknownChallenge => Reason::BadSignature,
             VerifyError::BadPreimage => Reason::BadPreimage,
             VerifyError::Expired { .. } => Reason::Expired,
@@ -422,7 +427,58 @@ impl VerifyError {
     }
 }
 
+/// What every minted challenge is checked for, whatever its intent.
+pub(super) struct MintCheck<'a> {
+    pub(super) realm: &'a str,
+    pub(super) route: &'a str,
+    pub(super) description: Option<&'a str>,
+    pub(super) invoice: &'a str,
+    pub(super) amount_sats: u64,
+    pub(super) expires_at: u64,
+}
+
+/// Refuses what a challenge cannot bind: a bad route id, realm, description or invoice, a zero
+/// amount, an expiry RFC 3339 cannot write.
+pub(super) fn check_mint(offer: &MintCheck<'_>) -> Result<(), MintError> {
+    if !caveat::is_route_id(offer.route) {
+        return Err(MintError::BadRoute(offer.route.to_string()));
+    }
+    if offer.realm.is_empty()
+        || offer.realm.len() > 256
+        || offer.realm.chars().any(|c| c.is_control() || c == '|')
+    {
+        return Err(MintError::BadRealm(offer.realm.to_string()));
+    }
+    if offer
+        .description
+        .is_some_and(|d| d.chars().any(char::is_control))
+    {
+        return Err(MintError::BadDescription);
+    }
+    if offer.invoice.is_empty() || !offer.invoice.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(MintError::BadInvoice);
+    }
+    if offer.amount_sats == 0 {
+        return Err(MintError::ZeroAmount);
+    }
+    if offer.expires_at > MAX_UNIX {
+        return Err(MintError::BadExpiry(offer.expires_at));
+    }
+    Ok(())
+}
+
 impl ChallengeKeys {
+    /// The key that mints: the newest.
+    pub(super) fn minting_key(&self) -> Result<&ChallengeKey, MintError> {
+        self.keys.last().ok_or(MintError::NoKey)
+    }
+
+    /// Whether one of the keys gave this challenge its id.
+    pub(super) fn issued(&self, challenge: &PaymentChallenge) -> bool {
+        let echo = Echo::from(challenge);
+        self.keys.iter().any(|key| key.verifies_echo(&echo))
+    }
+
     /// Keys of these secrets; the last one mints.
     pub fn new(keys: Vec<ChallengeKey>) -> Self {
         ChallengeKeys { keys }
@@ -442,31 +498,15 @@ impl ChallengeKeys {
     /// Mints the challenge of a Lightning charge: the request JSON of `offer`, its id under the
     /// newest key.
     pub fn mint_charge(&self, offer: &ChargeOffer<'_>) -> Result<PaymentChallenge, MintError> {
-        let key = self.keys.last().ok_or(MintError::NoKey)?;
-        if !caveat::is_route_id(offer.route) {
-            return Err(MintError::BadRoute(offer.route.to_string()));
-        }
-        if offer.realm.is_empty()
-            || offer.realm.len() > 256
-            || offer.realm.chars().any(|c| c.is_control() || c == '|')
-        {
-            return Err(MintError::BadRealm(offer.realm.to_string()));
-        }
-        if offer
-            .description
-            .is_some_and(|d| d.chars().any(char::is_control))
-        {
-            return Err(MintError::BadDescription);
-        }
-        if offer.invoice.is_empty() || !offer.invoice.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(MintError::BadInvoice);
-        }
-        if offer.amount_sats == 0 {
-            return Err(MintError::ZeroAmount);
-        }
-        if offer.expires_at > MAX_UNIX {
-            return Err(MintError::BadExpiry(offer.expires_at));
-        }
+        let key = self.minting_key()?;
+        check_mint(&MintCheck {
+            realm: offer.realm,
+            route: offer.route,
+            description: offer.description,
+            invoice: offer.invoice,
+            amount_sats: offer.amount_sats,
+            expires_at: offer.expires_at,
+        })?;
         let request = ChargeRequest {
             amount: offer.amount_sats.to_string(),
             currency: CURRENCY_SAT.to_string(),

@@ -24,14 +24,23 @@
 //! price and the time: id (constant time), `sha256(preimage)` against the payment hash, expiry,
 //! route, amount. Whether the payment hash was spent is the caller's spent set, shared with L402
 //! and x402.
+//!
+//! The prepaid `session` intent (draft-lightning-session-00) is in [`session`]: a deposit,
+//! requests debited from it, top-ups and a refunding close.
 
 mod answer;
 mod credential;
+pub mod session;
 
 pub use answer::{Problem, Receipt, ReceiptError, problem_type};
 pub use credential::{
     ChallengeKey, ChallengeKeys, ChargeExpect, ChargeOffer, ChargeVerified, CredentialError,
     MintError, PaymentCredential, VerifyError,
+};
+pub use session::{
+    INTENT_SESSION, NEED_TOPUP_EVENT, NeedTopUp, RefundStatus, SessionAction, SessionExpect,
+    SessionOffer, SessionPayload, SessionReceipt, SessionRequest, SessionRequestError,
+    SessionVerified,
 };
 
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,8 @@
 use plannt_l402::jcs::{self, JcsError};
 use plannt_l402::mpp::{
     self, ChallengeKey, ChallengeKeys, ChargeExpect, ChargeOffer, ChargeRequest, CredentialError,
-    MethodDetails, MintError, PaymentChallenge, PaymentCredential, Problem, Receipt, VerifyError,
+    MethodDetails, MintError, NeedTopUp, PaymentChallenge, PaymentCredential, Problem, Receipt,
+    RefundStatus, SessionAction, SessionPayload, SessionReceipt, SessionRequest, VerifyError,
     problem_type,
 };
 use plannt_l402::{
@@ -214,6 +215,103 @@ fn aperture_receipts_decode_and_ours_match_byte_for_byte() {
         Some("kM9xPqWvT2nJrHsY4aDfEb")
     );
     assert_eq!(receipt.payment_hash(), None, "not 32 bytes of hex");
+}
+
+#[test]
+fn aperture_session_vectors_read_as_our_session_types() {
+    // The session request of the JCS vectors: ours writes its canonical form.
+    let jcs_case = group("canonicalization")
+        .into_iter()
+        .find(|c| s(c, "name") == "session request")
+        .expect("a session request vector");
+    let request: SessionRequest = serde_json::from_str(&s(&jcs_case, "input")).unwrap();
+    assert_eq!(request.canonical_json(), s(&jcs_case, "canonical"));
+    assert_eq!(request.amount_sats(), Some(3));
+    assert_eq!(request.deposit_sats(), Some(5000));
+    assert_eq!(request.idle_secs(), Some(900));
+    assert_eq!(request.unit_type.as_deref(), Some("token"));
+
+    // The session challenge header: its request decodes, and re-encodes to the same bytes.
+    let header = group("challengeHeaders")
+        .into_iter()
+        .find(|c| s(c, "name") == "session challenge with every parameter")
+        .expect("a session challenge vector");
+    let challenge = PaymentChallenge::parse_list(&s(&header, "header")).unwrap()[0].clone();
+    assert!(challenge.is_lightning_session());
+    let request = challenge.session_request().unwrap();
+    assert_eq!(
+        request.deposit_invoice.as_deref(),
+        Some("lnbc500n1pexample")
+    );
+    assert_eq!(request.encode(), challenge.request);
+
+    // The open and bearer credentials: their payloads read as session payloads, and written
+    // back they are the same JSON.
+    let credentials = group("credentials");
+    for (name, action) in [
+        ("session open credential with a source", SessionAction::Open),
+        ("session bearer credential", SessionAction::Bearer),
+    ] {
+        let case = credentials
+            .iter()
+            .find(|c| s(c, "name") == name)
+            .expect("a session credential vector");
+        let credential = PaymentCredential::parse(&s(case, "header")).unwrap();
+        let payload = SessionPayload::from_credential(&credential).unwrap();
+        assert_eq!(payload.action, action, "{name}");
+        let rebuilt = PaymentCredential {
+            source: credential.source.clone(),
+            ..PaymentCredential::session(&credential.challenge, &payload)
+        };
+        assert_eq!(rebuilt, credential, "{name}");
+        // The same JSON (Go writes the payload in its struct's order, ours sorts its members).
+        let ours: Value = serde_json::to_value(&rebuilt).unwrap();
+        let theirs: Value = serde_json::from_str(&s(case, "credentialJson")).unwrap();
+        assert_eq!(ours, theirs, "{name}");
+    }
+
+    // The session receipts: ours writes the same bytes, up to the largest u64 an i64 holds.
+    let receipts: Vec<Value> = group("receipts")
+        .into_iter()
+        .filter(|c| s(c, "name").contains("refund") || s(c, "name").starts_with("session"))
+        .collect();
+    assert_eq!(receipts.len(), 4);
+    for case in &receipts {
+        let receipt = SessionReceipt::parse(&s(case, "header")).unwrap();
+        assert_eq!(
+            receipt.to_header_value(),
+            s(case, "header"),
+            "{}",
+            s(case, "name")
+        );
+        assert!(receipt.refund_status.is_some());
+    }
+    let close = SessionReceipt::parse(&s(&receipts[0], "header")).unwrap();
+    assert_eq!(
+        (close.refund_sats, close.refund_status),
+        (140, Some(RefundStatus::Succeeded))
+    );
+    let skipped = SessionReceipt::parse(&s(&receipts[1], "header")).unwrap();
+    assert_eq!(
+        (skipped.refund_sats, skipped.refund_status),
+        (0, Some(RefundStatus::Skipped))
+    );
+
+    // The need-top-up events (in the receipts group): ours writes the same JSON.
+    let events: Vec<Value> = group("receipts")
+        .into_iter()
+        .filter(|c| s(c, "name").starts_with("need top-up"))
+        .collect();
+    assert_eq!(events.len(), 2);
+    for case in &events {
+        let event = NeedTopUp::parse_data(&s(case, "receiptJson")).unwrap();
+        assert_eq!(
+            base64url_encode(serde_json::to_string(&event).unwrap().as_bytes()),
+            s(case, "header"),
+            "{}",
+            s(case, "name")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 //! ```text
 //! GET  /_plannt/dev/info                       network, node id, the warning
 //! POST /_plannt/dev/invoices                   {amount_sats, memo, expiry_secs} -> invoice
+//! POST /_plannt/dev/return-invoices            {account, memo, expiry_secs} -> an invoice
+//!                                              without an amount, paid to `account`
 //! POST /_plannt/dev/pay                        {invoice, account} -> payment with preimage
 //! GET  /_plannt/dev/balance?account=NAME       balance
 //! GET  /_plannt/dev/payments/HASH?account=NAME a payment looked up by hash
@@ -60,6 +62,16 @@ struct IssuedBody {
     bolt11: String,
     payment_hash: String,
     expires_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReturnInvoiceBody {
+    #[serde(default = "default_account")]
+    account: String,
+    #[serde(default)]
+    memo: String,
+    #[serde(default = "default_expiry")]
+    expiry_secs: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -162,6 +174,10 @@ impl DevNetwork {
         Router::new()
             .route(&format!("{PREFIX}/info"), get(info))
             .route(&format!("{PREFIX}/invoices"), post(create_invoice))
+            .route(
+                &format!("{PREFIX}/return-invoices"),
+                post(create_return_invoice),
+            )
             .route(&format!("{PREFIX}/pay"), post(pay))
             .route(&format!("{PREFIX}/balance"), get(balance))
             .route(&format!("{PREFIX}/payments/{{hash}}"), get(lookup))
@@ -197,6 +213,21 @@ async fn create_invoice(
             memo: body.memo,
             expiry_secs: body.expiry_secs,
         })
+        .map_err(ApiError)?;
+    Ok(Json(IssuedBody {
+        bolt11: issued.bolt11,
+        payment_hash: hex::encode(issued.payment_hash),
+        expires_at: issued.expires_at,
+    }))
+}
+
+async fn create_return_invoice(
+    State(net): State<DevNetwork>,
+    Json(body): Json<ReturnInvoiceBody>,
+) -> Result<Json<IssuedBody>, ApiError> {
+    check_account(&body.account)?;
+    let issued = net
+        .create_amountless_invoice(&body.account, &body.memo, body.expiry_secs)
         .map_err(ApiError)?;
     Ok(Json(IssuedBody {
         bolt11: issued.bolt11,
@@ -407,6 +438,35 @@ impl Receiver for DevHttp {
 
     fn can_lookup_invoices(&self) -> bool {
         true
+    }
+
+    /// An amountless invoice paid to this wallet's account.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let body = ReturnInvoiceBody {
+            account: self.account.clone(),
+            memo: memo.to_string(),
+            expiry_secs,
+        };
+        let issued: IssuedBody = self
+            .read(
+                self.http
+                    .post(self.url("/return-invoices"))
+                    .json(&body)
+                    .send()
+                    .await,
+            )
+            .await?;
+        let payment_hash = PaymentHash::from_hex(&issued.payment_hash)
+            .map_err(|_| LightningError::Backend("dev: bad payment hash".into()))?;
+        Ok(IssuedInvoice {
+            bolt11: issued.bolt11,
+            payment_hash,
+            expires_at: issued.expires_at,
+        })
     }
 }
 

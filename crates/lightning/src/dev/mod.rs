@@ -70,6 +70,8 @@ struct State {
     inserts_since_purge: usize,
     /// Payment hashes issued here, with when their invoice expires.
     issued: HashMap<PaymentHash, u64>,
+    /// The account an amountless invoice pays, by its payment hash (others pay the receiver).
+    payees: HashMap<PaymentHash, String>,
     issued_since_purge: usize,
 }
 
@@ -141,25 +143,50 @@ impl DevNetwork {
                 "the amount is more bitcoin than exists".into(),
             ));
         }
-        if request.memo.len() > MAX_MEMO_BYTES {
+        self.issue(Some(amount_msat), &request.memo, request.expiry_secs, None)
+    }
+
+    /// Issues a regtest invoice without an amount whose payments go to `payee` (not the
+    /// receiving account): a client's return invoice, paid whatever the payer chooses.
+    pub fn create_amountless_invoice(
+        &self,
+        payee: &str,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        self.issue(None, memo, expiry_secs, Some(payee))
+    }
+
+    fn issue(
+        &self,
+        amount_msat: Option<u64>,
+        memo: &str,
+        expiry_secs: u64,
+        payee: Option<&str>,
+    ) -> Result<IssuedInvoice, LightningError> {
+        if memo.len() > MAX_MEMO_BYTES {
             return Err(LightningError::InvalidInvoice(format!(
                 "the memo is {} bytes; BOLT11 carries at most {MAX_MEMO_BYTES}",
-                request.memo.len()
+                memo.len()
             )));
         }
         let payment_secret = random32();
         let preimage = self.preimage(&payment_secret);
         let payment_hash = preimage.hash();
         let inner = &self.inner;
-        let invoice = InvoiceBuilder::new(Currency::Regtest)
-            .description(request.memo.clone())
-            .amount_milli_satoshis(amount_msat)
+        let builder = InvoiceBuilder::new(Currency::Regtest)
+            .description(memo.to_string())
             .payment_hash(sha256::Hash::from_byte_array(payment_hash.0))
             .payment_secret(PaymentSecret(payment_secret))
             .timestamp(SystemTime::now())
             .min_final_cltv_expiry_delta(144)
-            .expiry_time(Duration::from_secs(request.expiry_secs))
-            .payee_pub_key(inner.node_id)
+            .expiry_time(Duration::from_secs(expiry_secs))
+            .payee_pub_key(inner.node_id);
+        let builder = match amount_msat {
+            Some(msat) => builder.amount_milli_satoshis(msat),
+            None => builder,
+        };
+        let invoice = builder
             .build_signed(|message| {
                 inner
                     .secp
@@ -174,10 +201,16 @@ impl DevNetwork {
         {
             let mut state = self.inner.state.lock().expect("dev state lock");
             state.issued.insert(payment_hash, expires_at);
+            if let Some(payee) = payee {
+                state.payees.insert(payment_hash, payee.to_string());
+            }
             state.issued_since_purge += 1;
             if state.issued_since_purge >= 4096 {
                 let now = unix_now();
                 state.issued.retain(|_, expires_at| *expires_at > now);
+                let issued = std::mem::take(&mut state.issued);
+                state.payees.retain(|hash, _| issued.contains_key(hash));
+                state.issued = issued;
                 state.issued_since_purge = 0;
             }
         }
@@ -190,6 +223,31 @@ impl DevNetwork {
 
     /// Pays an invoice of this network from `account`. The dev network charges no fee.
     pub fn pay(&self, account: &str, bolt11: &str) -> Result<Payment, LightningError> {
+        self.pay_inner(account, bolt11, None)
+    }
+
+    /// Pays `amount_msat` from `account` to an invoice of this network that names no amount.
+    /// An invoice that names one is refused: pay it with [`DevNetwork::pay`].
+    pub fn pay_amount(
+        &self,
+        account: &str,
+        bolt11: &str,
+        amount_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        if amount_msat == 0 {
+            return Err(LightningError::InvalidInvoice(
+                "a payment of 0 msat pays nothing".into(),
+            ));
+        }
+        self.pay_inner(account, bolt11, Some(amount_msat))
+    }
+
+    fn pay_inner(
+        &self,
+        account: &str,
+        bolt11: &str,
+        chosen_msat: Option<u64>,
+    ) -> Result<Payment, LightningError> {
         let invoice: Bolt11Invoice = bolt11
             .trim()
             .parse()
@@ -208,12 +266,19 @@ impl DevNetwork {
         if invoice.is_expired() {
             return Err(LightningError::InvoiceExpired);
         }
-        let amount_msat = invoice.amount_milli_satoshis().ok_or_else(|| {
-            LightningError::InvalidInvoice(
-                "the invoice has no amount; the dev network pays only invoices that name one"
-                    .into(),
-            )
-        })?;
+        let amount_msat = match (invoice.amount_milli_satoshis(), chosen_msat) {
+            (Some(msat), None) | (None, Some(msat)) => msat,
+            (None, None) => {
+                return Err(LightningError::InvalidInvoice(
+                    "the invoice has no amount; pay it with an amount of your choosing".into(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(LightningError::InvalidInvoice(
+                    "the invoice names its amount; it cannot be paid another".into(),
+                ));
+            }
+        };
         let payment_hash = PaymentHash(invoice.payment_hash().to_byte_array());
         let preimage = self.preimage(&invoice.payment_secret().0);
         let payment = Payment::checked("dev", payment_hash, preimage, amount_msat, 0)?;
@@ -238,10 +303,12 @@ impl DevNetwork {
         state
             .accounts
             .insert(account.to_string(), balance - amount_msat);
-        *state
-            .accounts
-            .entry(RECEIVER_ACCOUNT.to_string())
-            .or_insert(starting) += amount_msat;
+        let payee = state
+            .payees
+            .get(&payment_hash)
+            .cloned()
+            .unwrap_or_else(|| RECEIVER_ACCOUNT.to_string());
+        *state.accounts.entry(payee).or_insert(starting) += amount_msat;
         state.paid.insert(
             payment_hash,
             Paid {
@@ -337,6 +404,16 @@ impl Receiver for DevWallet {
     fn can_lookup_invoices(&self) -> bool {
         true
     }
+
+    /// An amountless invoice paid to this wallet's own account.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        self.network
+            .create_amountless_invoice(&self.account, memo, expiry_secs)
+    }
 }
 
 #[async_trait]
@@ -356,6 +433,19 @@ impl Payer for DevWallet {
         payment_hash: &PaymentHash,
     ) -> Result<PaymentLookup, LightningError> {
         Ok(self.network.lookup(&self.account, payment_hash))
+    }
+
+    async fn pay_amount(
+        &self,
+        bolt11: &str,
+        amount_msat: u64,
+        _max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        self.network.pay_amount(&self.account, bolt11, amount_msat)
+    }
+
+    fn can_pay_amountless(&self) -> bool {
+        true
     }
 
     fn network(&self) -> Network {

@@ -168,8 +168,8 @@ fn every_typed_error() {
 }
 
 #[test]
-fn amountless_invoices_of_this_node_are_refused() {
-    // An amountless invoice signed by the node itself: the dev network names amounts only.
+fn amountless_invoices_are_refused_without_an_amount() {
+    // An amountless invoice signed by the node itself: `pay` has no amount to pay it.
     let net = DevNetwork::ephemeral(100);
     let inner = &net.inner;
     let invoice = InvoiceBuilder::new(Currency::Regtest)
@@ -292,6 +292,12 @@ async fn the_http_api_carries_every_call_and_error() {
         remote.pay(&issued.bolt11, 0).await,
         Err(LightningError::AlreadyPaid)
     );
+    // An amountless return invoice over HTTP pays its wallet's account what the payer chooses.
+    let bob = DevHttp::new(base.clone(), "bob");
+    let returned = bob.create_amountless_invoice("refund", 600).await.unwrap();
+    assert_eq!(decode_invoice(&returned.bolt11).unwrap().amount_msat, None);
+    net.pay_amount("gateway", &returned.bolt11, 4_000).unwrap();
+    assert_eq!(bob.balance().await.unwrap().msat, 54_000);
     let big = net.create_invoice(&request(30)).unwrap();
     assert!(matches!(
         remote.pay(&big.bolt11, 0).await,
@@ -332,4 +338,32 @@ async fn the_http_api_carries_every_call_and_error() {
     ));
     let arc: Arc<dyn crate::Wallet> = Arc::new(remote);
     assert_eq!(arc.network(), Network::Regtest);
+}
+
+#[test]
+fn an_amountless_invoice_pays_its_issuer_the_amount_chosen_once() {
+    let net = DevNetwork::ephemeral(1000);
+    let issued = net
+        .create_amountless_invoice("alice", "refund", 600)
+        .unwrap();
+    let decoded = crate::invoice::decode_invoice(&issued.bolt11).unwrap();
+    assert_eq!(decoded.amount_msat, None);
+    // Without an amount, or for an invoice that names one, nothing moves.
+    assert!(net.pay("gateway", &issued.bolt11).is_err());
+    let fixed = net.create_invoice(&request(5)).unwrap();
+    assert!(net.pay_amount("gateway", &fixed.bolt11, 5_000).is_err());
+    assert_eq!(net.balance("alice"), 1_000_000);
+    let payment = net.pay_amount("gateway", &issued.bolt11, 140_000).unwrap();
+    assert_eq!(payment.amount_msat, 140_000);
+    assert!(payment.preimage.pays(&issued.payment_hash));
+    assert_eq!(
+        net.balance("alice"),
+        1_140_000,
+        "the issuer is paid, not the receiver"
+    );
+    assert_eq!(net.balance("gateway"), 860_000);
+    assert!(matches!(
+        net.pay_amount("gateway", &issued.bolt11, 1_000),
+        Err(LightningError::AlreadyPaid)
+    ));
 }

@@ -248,6 +248,7 @@ impl PlanntMcp {
             max_sats: args.max_sats,
             on_event: None,
             dialects,
+            max_session_sats: None,
         };
         let quote = match self.client().send(&request, &dry_run).await {
             Ok(Outcome::DryRun(quote)) => quote,

@@ -1,5 +1,6 @@
 //! `spending`: each budget window's limit, use and what is left; the operator's limits; the
-//! latest payments with their receipts, and the latest refusals.
+//! prepaid sessions open now and what they hold; the latest payments with their receipts, and
+//! the latest refusals.
 
 use plannt_lightning::invoice::unix_now;
 use rmcp::handler::server::wrapper::Parameters;
@@ -22,7 +23,7 @@ pub struct SpendingArgs {
     pub limit: Option<u32>,
 }
 
-const SPENDING: &str = "What the spending budgets allow and have used: for each window (the last hour, the last 24 hours, all time) its limit and the sats used and left; the operator's per-request cap, routing-fee limit, allowed hosts and confirmation threshold; the latest payments with their receipts (amount, fee, payment hash, preimage, status); and the latest refused payments with the reason. Free and read-only. Use it to plan before paying, and after an over-budget refusal.";
+const SPENDING: &str = "What the spending budgets allow and have used: for each window (the last hour, the last 24 hours, all time) its limit and the sats used and left; the operator's per-request cap, routing-fee limit, allowed hosts, confirmation threshold and the most a prepaid session with each host may hold; the prepaid sessions open now and what each holds (a deposit counts in the budgets when paid; what is left comes back when the session closes); the latest payments with their receipts (amount, fee, payment hash, preimage, status); and the latest refused payments with the reason. Free and read-only. Use it to plan before paying, and after an over-budget refusal.";
 
 #[tool_router(router = spending_router, vis = "pub(crate)")]
 impl PlanntMcp {
@@ -38,14 +39,33 @@ impl PlanntMcp {
         let policy = self.policy();
         let ledger = self.client().ledger();
         let now = unix_now();
-        let (usage, recent, refusals) = match (
+        let (usage, recent, refusals, sessions) = match (
             ledger.usage(&policy.budget, now),
             ledger.recent(limit),
             ledger.refusals(5),
+            ledger.sessions(false),
         ) {
-            (Ok(u), Ok(r), Ok(f)) => (u, r, f),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(self.failed_ledger(e)),
+            (Ok(u), Ok(r), Ok(f), Ok(s)) => (u, r, f, s),
+            (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                return Ok(self.failed_ledger(e));
+            }
         };
+        let open_sessions: Vec<Value> = sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "url": format!("{}{}", s.origin, s.path),
+                    "id": s.session_id,
+                    "state": s.state,
+                    "deposit_sats": s.deposit_sats,
+                    "spent_sats": s.spent_sats,
+                    "balance_sats": s.balance_sats,
+                    "last_used": answer::when(s.last_used_at),
+                    "idle_timeout_secs": s.idle_timeout_secs,
+                })
+            })
+            .collect();
+        let held: u64 = sessions.iter().map(|s| s.balance_sats).sum();
         let windows: Vec<Value> = usage
             .iter()
             .map(|w| {
@@ -98,6 +118,9 @@ impl PlanntMcp {
             "allow_private_networks": policy.allow_private_networks,
             "allow_insecure_http": policy.allow_insecure_http,
             "confirm_above_sats": self.config().confirm_above_sats,
+            "session_deposit_sats": policy.session_deposits.iter().map(|(host, sats)| json!({"host": host, "max_sats": sats})).collect::<Vec<_>>(),
+            "open_sessions": open_sessions,
+            "held_in_sessions_sats": held,
             "recent_payments": receipts,
             "recent_refusals": refused,
             "note": if left.is_empty() {

@@ -13,6 +13,7 @@ mod metering;
 mod page;
 mod protocol;
 mod quotas;
+mod sessions;
 mod spending;
 mod startup;
 mod support;

@@ -55,6 +55,7 @@ async fn metered() -> (TestGateway, OpenAi) {
         dialects: None,
         free: None,
         rate_limit: None,
+        session: None,
     }];
     (start(config).await, upstream)
 }
@@ -628,6 +629,7 @@ async fn a_route_with_both_prices_or_a_bad_rule_does_not_start() {
             dialects: None,
             free: None,
             rate_limit: None,
+            session: None,
         }];
         let dir = tempfile::tempdir().unwrap();
         let Err(e) = plannt_serve::Gateway::build(config, dir.path().to_path_buf()).await else {
@@ -700,6 +702,7 @@ async fn a_retry_of_a_paid_metered_request_gets_its_kept_answer() {
         dialects: None,
         free: None,
         rate_limit: None,
+        session: None,
     }];
     let gateway = start(config).await;
     let body = chat("gpt-4o-mini", "keep this answer", 20);

@@ -69,6 +69,7 @@ pub fn upstream_route(id: &str, prefix: &str, price_sats: u64, upstream: &str) -
         dialects: None,
         free: None,
         rate_limit: None,
+        session: None,
     }
 }
 

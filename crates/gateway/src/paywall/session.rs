@@ -1,0 +1,1177 @@
+//! Prepaid sessions on a metered route (the MPP `session` intent, draft-lightning-session-00):
+//! the 402's session challenge, and what each action of a session credential does.
+//!
+//! ```text
+//! 402               -> beside the single-use challenges, `intent="session"` with a deposit
+//!                      invoice of max(deposit_sats, this request's price)
+//! open              -> the deposit's preimage and an amountless return invoice on the gateway's
+//!                      network that outlives the idle timeout: a balance of the deposit,
+//!                      durable before anything else; then served as a bearer request
+//! bearer            -> hold this request's price (the rule's quote, its most) or 402 with a
+//!                      top-up challenge; forward; settle to the usage the answer reports
+//!                      (`usage`, or the stream's last usage chunk; counted with the tokenizer
+//!                      when there is none); a stream that outgrows its hold holds more, and
+//!                      when the balance cannot, gets `payment-need-topup` and `data: [DONE]`
+//! topUp             -> a fresh deposit invoice's amount added (each deposit counts once);
+//!                      answered 200 with the balance, not forwarded
+//! close             -> `closing` with the balance owed, durably; the refund paid to the return
+//!                      invoice; `closed`; the receipt with `refundSats` and `refundStatus`
+//! idle              -> a task closes and refunds sessions with no request for `idle_secs`
+//! ```
+//!
+//! Sessions are offered only when the paywall has a session store and its Lightning backend can
+//! pay an amountless invoice ([`plannt_lightning::Payer::can_pay_amountless`]): a backend that
+//! can only receive could never refund, so its routes offer single-use payments only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use plannt_l402::mpp::{
+    self, NeedTopUp, PaymentCredential, Problem, RefundStatus, SessionExpect, SessionOffer,
+    SessionReceipt, SessionVerified, problem_type,
+};
+use plannt_l402::{Dialect, PaymentHash, Reason};
+use plannt_lightning::{InvoiceRequest, Payer, PaymentLookup};
+use plannt_meter::{PriceRule, Quote, Usage};
+use serde_json::{Value, json};
+use tower::{Service, ServiceExt};
+
+use super::Paywall;
+use super::answers::{Challenged, invoice_network, unavailable, with_problem};
+use super::headers::{PAYMENT_RECEIPT, strip_credentials};
+use crate::routes::SessionPolicy;
+use crate::store::StoreError;
+use crate::store::sessions::{BeginClose, Hold, NewSession, Open, Session, SessionStore, TopUp};
+
+/// The largest JSON answer read to find its usage.
+const MAX_JSON_ANSWER: usize = 16 * 1024 * 1024;
+
+/// What sessions need: where balances live and the wallet that pays refunds.
+#[derive(Clone)]
+pub struct SessionBackend {
+    /// The balances.
+    pub store: Arc<dyn SessionStore>,
+    /// Pays refunds to return invoices; it must pay amountless invoices.
+    pub payer: Arc<dyn Payer>,
+}
+
+impl Paywall {
+    /// Sessions for the routes that configure them, if `backend`'s payer can pay a refund: a
+    /// payer that cannot pay an amountless invoice leaves every route single-use (and says so
+    /// in the log).
+    pub fn with_sessions(mut self, backend: SessionBackend) -> Self {
+        if backend.payer.can_pay_amountless() {
+            self.sessions = Some(backend);
+        } else if self
+            .routes
+            .load()
+            .routes()
+            .iter()
+            .any(|r| r.session.is_some())
+        {
+            tracing::warn!(
+                backend = backend.payer.name(),
+                "the Lightning backend cannot pay an amountless invoice, so it could not refund a session: sessions are not offered"
+            );
+        }
+        self
+    }
+
+    /// The session store, when sessions are offered.
+    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.sessions.as_ref().map(|s| &s.store)
+    }
+
+    /// The session policy of a request's route, when sessions are offered on it.
+    pub(super) fn session_policy(&self, at: &Challenged<'_>) -> Option<SessionPolicy> {
+        let policy = at.route.session?;
+        (self.sessions.is_some() && at.route.meter.is_some() && at.offered.contains(&Dialect::Mpp))
+            .then_some(policy)
+    }
+
+    /// A session challenge with a fresh deposit invoice of `deposit_sats`: the
+    /// `WWW-Authenticate` value, or `None` (logged) when the backend or the keys fail.
+    pub(super) async fn session_challenge(
+        &self,
+        at: &Challenged<'_>,
+        policy: SessionPolicy,
+        deposit_sats: u64,
+    ) -> Option<String> {
+        let rule = at.route.meter.as_ref()?;
+        let request = InvoiceRequest {
+            amount_sats: deposit_sats,
+            memo: format!("Plannt session deposit: {}", at.route.id),
+            expiry_secs: self.options.invoice_expiry_secs,
+        };
+        let issue = self.receiver.create_invoice(&request);
+        let invoice = match tokio::time::timeout(self.options.invoice_timeout, issue).await {
+            Ok(Ok(invoice)) => invoice,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the Lightning backend could not issue a deposit invoice");
+                return None;
+            }
+            Err(_) => {
+                tracing::error!("the Lightning backend did not issue a deposit invoice in time");
+                return None;
+            }
+        };
+        invoice_network(&invoice.bolt11)?;
+        let now = self.options.clock.now();
+        let minted = self.mpp_keys.mint_session(&SessionOffer {
+            realm: &self.options.mpp_realm,
+            route: &at.route.id,
+            unit_sats: unit_sats(rule),
+            unit_type: Some("token"),
+            description: None,
+            deposit_invoice: &invoice.bolt11,
+            deposit_sats,
+            payment_hash: invoice.payment_hash,
+            idle_secs: policy.idle_secs,
+            expires_at: invoice
+                .expires_at
+                .min(now + self.options.invoice_expiry_secs),
+        });
+        match minted {
+            Ok(challenge) => Some(challenge.to_header_value()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot mint a session challenge");
+                None
+            }
+        }
+    }
+
+    /// Answers a request that carries a session credential.
+    pub(super) async fn session_answer<S>(
+        self: &Arc<Self>,
+        at: &Challenged<'_>,
+        quote: &Quote,
+        credential: PaymentCredential,
+        request: Request<Body>,
+        inner: S,
+    ) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        let (Some(policy), Some(backend)) = (self.session_policy(at), self.sessions.clone()) else {
+            let e = mpp::VerifyError::Unsupported {
+                method: credential.challenge.method.clone(),
+                intent: credential.challenge.intent.clone(),
+            };
+            return with_problem(self.refuse(e.reason(), &e.to_string()), e.problem());
+        };
+        let now = self.options.clock.now();
+        let expect = SessionExpect {
+            route: &at.route.id,
+            now,
+        };
+        let verified = match self.mpp_keys.verify_session(&credential, &expect) {
+            Ok(verified) => verified,
+            Err(e) if e.reason().pay_again() => {
+                self.metrics.rejected(e.reason());
+                let answer = self.challenge(at, Some((e.reason(), e.to_string()))).await;
+                return with_problem(answer, e.problem());
+            }
+            Err(e) => {
+                return with_problem(self.refuse(e.reason(), &e.to_string()), e.problem());
+            }
+        };
+        let store = &backend.store;
+        let session_id = verified.session_id();
+        match verified {
+            SessionVerified::Open {
+                deposit_sats,
+                return_invoice,
+                ..
+            } => {
+                if let Err(why) = check_return_invoice(
+                    &return_invoice,
+                    backend.payer.as_ref(),
+                    policy.idle_secs,
+                    now,
+                ) {
+                    return with_problem(
+                        self.refuse(Reason::Malformed, &why),
+                        Problem::for_reason(Reason::Malformed, why.clone()),
+                    );
+                }
+                let new = NewSession {
+                    id: session_id,
+                    route: at.route.id.clone(),
+                    deposit: deposit_sats,
+                    return_invoice,
+                    idle_secs: policy.idle_secs,
+                    now,
+                };
+                match store.open(&new).await {
+                    Ok(Open::Opened(_)) => {
+                        tracing::info!(session = %session_id.to_hex(), deposit_sats, route = %at.route.id, "session opened");
+                    }
+                    Ok(Open::Exists(session)) if session.route == at.route.id => {}
+                    Ok(Open::Exists(_)) | Ok(Open::DepositSpent) => {
+                        let why = "this deposit was already counted: pay a new deposit invoice"
+                            .to_string();
+                        self.metrics.rejected(Reason::Spent);
+                        let answer = self.challenge(at, Some((Reason::Spent, why.clone()))).await;
+                        return with_problem(answer, Problem::for_reason(Reason::Spent, why));
+                    }
+                    Err(e) => return self.store_down(e),
+                }
+                self.bearer(at, quote, policy, &backend, session_id, request, inner)
+                    .await
+            }
+            SessionVerified::Bearer { .. } => {
+                self.bearer(at, quote, policy, &backend, session_id, request, inner)
+                    .await
+            }
+            SessionVerified::TopUp {
+                top_up_hash,
+                amount_sats,
+                ..
+            } => match store
+                .top_up(&session_id, &top_up_hash, amount_sats, now)
+                .await
+            {
+                Ok(TopUp::Credited { balance }) => {
+                    let body = json!({
+                        "sessionId": session_id.to_hex(),
+                        "toppedUp": amount_sats,
+                        "balance": balance,
+                    });
+                    with_receipt(
+                        (StatusCode::OK, axum::Json(body)).into_response(),
+                        &SessionReceipt::served(&session_id, now),
+                    )
+                }
+                Ok(TopUp::DepositSpent) => {
+                    let why = "this top-up was already counted: pay a new invoice".to_string();
+                    self.metrics.rejected(Reason::Spent);
+                    let answer = self.challenge(at, Some((Reason::Spent, why.clone()))).await;
+                    with_problem(answer, Problem::for_reason(Reason::Spent, why))
+                }
+                Ok(TopUp::NotOpen) => self.session_gone(at, session_id).await,
+                Ok(TopUp::Unknown) => self.unknown_session(),
+                Err(e) => self.store_down(e),
+            },
+            SessionVerified::Close { .. } => {
+                match close_session(store.as_ref(), backend.payer.as_ref(), &session_id).await {
+                    Ok(Closed::Done(session)) => {
+                        let status = session.refund_status.unwrap_or(RefundStatus::Failed);
+                        let body = json!({
+                            "sessionId": session_id.to_hex(),
+                            "spent": session.spent,
+                            "refundSats": session.refund,
+                            "refundStatus": status.as_str(),
+                        });
+                        let receipt =
+                            SessionReceipt::closed(&session_id, session.refund, status, now);
+                        with_receipt((StatusCode::OK, axum::Json(body)).into_response(), &receipt)
+                    }
+                    Ok(Closed::Busy) => conflict(
+                        "requests of this session are still being answered: close it after they finish",
+                    ),
+                    Ok(Closed::Paying) => conflict(
+                        "this session is being closed and its refund paid: ask again shortly",
+                    ),
+                    Ok(Closed::Unknown) => self.unknown_session(),
+                    Err(e) => self.store_down(e),
+                }
+            }
+            _ => self.unknown_session(),
+        }
+    }
+
+    /// Serves a request from a session: hold its price, forward, settle to its usage.
+    #[allow(clippy::too_many_arguments)]
+    async fn bearer<S>(
+        self: &Arc<Self>,
+        at: &Challenged<'_>,
+        quote: &Quote,
+        policy: SessionPolicy,
+        backend: &SessionBackend,
+        session_id: PaymentHash,
+        mut request: Request<Body>,
+        inner: S,
+    ) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send,
+    {
+        let now = self.options.clock.now();
+        let store = backend.store.clone();
+        match store.hold(&session_id, quote.sats, now).await {
+            Ok(Hold::Held { .. }) => {}
+            Ok(Hold::Short { balance, .. }) => {
+                return self
+                    .top_up_required(at, policy, session_id, balance, quote.sats)
+                    .await;
+            }
+            Ok(Hold::NotOpen) => return self.session_gone(at, session_id).await,
+            Ok(Hold::Unknown) => return self.unknown_session(),
+            Err(e) => return self.store_down(e),
+        }
+        let Some(rule) = at.route.meter.clone() else {
+            return self.unknown_session();
+        };
+        strip_credentials(request.headers_mut());
+        let meter = Meter {
+            store: store.clone(),
+            session_id,
+            rule,
+            quote: quote.clone(),
+            held: quote.sats,
+            clock: self.options.clock.clone(),
+        };
+        // The upstream call runs in a task of its own: a client that hangs up does not strand
+        // the hold, which is settled whatever happens.
+        let task = self.in_flight.spawn(async move {
+            let response = inner.oneshot(request).await.unwrap_or_else(|e| match e {});
+            meter.answer(response).await
+        });
+        let mut response = match task.await {
+            Ok(response) => response,
+            Err(_) => {
+                return super::gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request failed inside the gateway",
+                );
+            }
+        };
+        self.metrics.accepted(&at.route.id, 0);
+        let receipt = SessionReceipt::served(&session_id, self.options.clock.now());
+        if let Ok(value) = HeaderValue::from_str(&receipt.to_header_value()) {
+            response.headers_mut().insert(PAYMENT_RECEIPT, value);
+        }
+        response
+    }
+
+    /// A 402 for a session whose balance cannot cover this request: a top-up challenge only.
+    async fn top_up_required(
+        &self,
+        at: &Challenged<'_>,
+        policy: SessionPolicy,
+        session_id: PaymentHash,
+        balance: u64,
+        price: u64,
+    ) -> Response {
+        if let Some(too_many) = self.rate_limit(at.client) {
+            return too_many;
+        }
+        let deposit = policy.deposit_sats.max(price.saturating_sub(balance));
+        let Some(challenge) = self.session_challenge(at, policy, deposit).await else {
+            return unavailable(
+                "lightning_unavailable",
+                "the gateway cannot issue a top-up invoice right now; nothing was charged, retry shortly",
+            );
+        };
+        let problem = Problem {
+            kind: problem_type::PAYMENT_INSUFFICIENT.to_string(),
+            title: "Payment Insufficient".to_string(),
+            status: 402,
+            detail: Some(format!(
+                "session {} holds {balance} sats; this request may cost {price}: top it up with the invoice of this challenge (action topUp), then send the request again",
+                session_id.to_hex()
+            )),
+            challenge_id: None,
+        };
+        let mut response = (
+            StatusCode::PAYMENT_REQUIRED,
+            [(header::CONTENT_TYPE, problem_type::CONTENT_TYPE)],
+            problem.to_json(),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::try_from(challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    /// A 402 for a session that is closing or closed: open a new one.
+    async fn session_gone(&self, at: &Challenged<'_>, session_id: PaymentHash) -> Response {
+        let why = format!(
+            "session {} is closed: open a new one with the session challenge",
+            session_id.to_hex()
+        );
+        self.metrics.rejected(Reason::Expired);
+        let answer = self
+            .challenge(at, Some((Reason::Expired, why.clone())))
+            .await;
+        with_problem(answer, Problem::for_reason(Reason::Expired, why))
+    }
+
+    /// A 401 for a session this gateway does not know.
+    fn unknown_session(&self) -> Response {
+        let why = "no session with this id is open here: open one with the session challenge";
+        with_problem(
+            self.refuse(Reason::BadSignature, why),
+            Problem::for_reason(Reason::BadSignature, why),
+        )
+    }
+
+    fn store_down(&self, e: StoreError) -> Response {
+        self.metrics.store_failure();
+        tracing::error!(error = %e, "session store unavailable");
+        unavailable(
+            "store_unavailable",
+            "the gateway cannot read session balances right now; nothing was charged, retry shortly",
+        )
+    }
+
+    /// Finishes the closes a crash left half done, then starts the task that closes and refunds
+    /// idle sessions every `every`. Both stop with the paywall.
+    pub fn spawn_session_closer(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let backend = self.sessions.clone()?;
+        let paywall = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            match recover_closing(backend.store.as_ref(), backend.payer.as_ref()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "finished closes a restart interrupted"),
+                Err(e) => tracing::warn!(error = %e, "could not finish interrupted closes"),
+            }
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(paywall) = paywall.upgrade() else {
+                    return;
+                };
+                let now = paywall.options.clock.now();
+                drop(paywall);
+                match close_idle(backend.store.as_ref(), backend.payer.as_ref(), now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "closed idle sessions"),
+                    Err(e) => tracing::warn!(error = %e, "could not close idle sessions"),
+                }
+            }
+        }))
+    }
+}
+
+/// The whole-sat price of one output token under `rule`, rounded up (at least 1): the session
+/// challenge's `amount` per `unitType` `token`. Requests are debited by the rule, to the
+/// millisat, not by this figure.
+fn unit_sats(rule: &PriceRule) -> u64 {
+    rule.models
+        .values()
+        .map(|p| p.output_per_1k.msat.div_ceil(1_000_000))
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The checks a return invoice must pass at open: a BOLT11 invoice without an amount, on the
+/// network the gateway pays on, payable until at least the idle timeout has passed.
+fn check_return_invoice(
+    bolt11: &str,
+    payer: &dyn Payer,
+    idle_secs: u64,
+    now: u64,
+) -> Result<(), String> {
+    let decoded = plannt_lightning::decode_invoice(bolt11)
+        .map_err(|e| format!("the return invoice is not a BOLT11 invoice: {e}"))?;
+    if decoded.amount_msat.is_some() {
+        return Err("the return invoice names an amount; give one without, so the gateway can refund any balance".into());
+    }
+    if decoded.network != payer.network() {
+        return Err(format!(
+            "the return invoice is for {}, the gateway pays on {}",
+            decoded.network,
+            payer.network()
+        ));
+    }
+    if decoded.expires_at() < now.saturating_add(idle_secs) {
+        return Err(format!(
+            "the return invoice expires before the session's idle timeout of {idle_secs} s: give one that stays payable at least that long"
+        ));
+    }
+    Ok(())
+}
+
+fn with_receipt(mut response: Response, receipt: &SessionReceipt) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&receipt.to_header_value()) {
+        response.headers_mut().insert(PAYMENT_RECEIPT, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn conflict(message: &str) -> Response {
+    let body = json!({ "error": "Conflict", "message": message });
+    let mut response = (StatusCode::CONFLICT, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The session credential of a request, if it carries one (`Authorization: Payment` with
+/// `intent="session"`); other credentials are left to the single-use path.
+pub(super) fn session_credential(headers: &HeaderMap) -> Option<PaymentCredential> {
+    let values = headers.get_all(header::AUTHORIZATION);
+    let credential = PaymentCredential::from_headers(values.iter().map(HeaderValue::as_bytes))
+        .ok()
+        .flatten()?;
+    (credential.challenge.intent == mpp::INTENT_SESSION).then_some(credential)
+}
+
+/// What a close came to.
+pub(crate) enum Closed {
+    /// Closed, with its refund's outcome.
+    Done(Session),
+    /// Requests in flight: not closed.
+    Busy,
+    /// Another close is paying the refund.
+    Paying,
+    /// No such session.
+    Unknown,
+}
+
+/// The most a refund may spend on routing fees: 1 %, at least 10 sats.
+fn refund_fee_msat(refund_sats: u64) -> u64 {
+    (refund_sats / 100).max(10).saturating_mul(1000)
+}
+
+/// Closes a session: `closing` (durable), the refund paid, `closed`.
+pub(crate) async fn close_session(
+    store: &dyn SessionStore,
+    payer: &dyn Payer,
+    id: &PaymentHash,
+) -> Result<Closed, StoreError> {
+    match store.begin_close(id).await? {
+        BeginClose::Closing(session) => Ok(Closed::Done(pay_refund(store, payer, &session).await?)),
+        BeginClose::Busy => Ok(Closed::Busy),
+        BeginClose::AlreadyClosing(_) => Ok(Closed::Paying),
+        BeginClose::Closed(session) => Ok(Closed::Done(session)),
+        BeginClose::Unknown => Ok(Closed::Unknown),
+    }
+}
+
+/// Pays a `closing` session's refund and records `closed` with how it went.
+async fn pay_refund(
+    store: &dyn SessionStore,
+    payer: &dyn Payer,
+    session: &Session,
+) -> Result<Session, StoreError> {
+    let status = if session.refund == 0 {
+        RefundStatus::Skipped
+    } else {
+        let msat = session.refund.saturating_mul(1000);
+        match payer
+            .pay_amount(
+                &session.return_invoice,
+                msat,
+                refund_fee_msat(session.refund),
+            )
+            .await
+        {
+            Ok(_) => RefundStatus::Succeeded,
+            Err(e) => {
+                tracing::error!(session = %session.id.to_hex(), refund_sats = session.refund, error = %e, "the refund of a session could not be paid");
+                RefundStatus::Failed
+            }
+        }
+    };
+    tracing::info!(session = %session.id.to_hex(), refund_sats = session.refund, status = status.as_str(), "session closed");
+    Ok(store
+        .finish_close(&session.id, status)
+        .await?
+        .unwrap_or_else(|| session.clone()))
+}
+
+/// Finishes every close a crash left `closing`: the backend is asked first whether the refund
+/// went out (then it is recorded, not paid again); one it never saw is paid now; one still in
+/// flight is left for the next start. Returns how many were finished.
+pub(crate) async fn recover_closing(
+    store: &dyn SessionStore,
+    payer: &dyn Payer,
+) -> Result<usize, StoreError> {
+    let mut finished = 0;
+    for session in store.closing().await? {
+        if session.refund == 0 {
+            store
+                .finish_close(&session.id, RefundStatus::Skipped)
+                .await?;
+            finished += 1;
+            continue;
+        }
+        let Ok(invoice) = plannt_lightning::decode_invoice(&session.return_invoice) else {
+            store
+                .finish_close(&session.id, RefundStatus::Failed)
+                .await?;
+            finished += 1;
+            continue;
+        };
+        match payer.lookup_payment(&invoice.payment_hash).await {
+            Ok(PaymentLookup::Succeeded(_)) => {
+                store
+                    .finish_close(&session.id, RefundStatus::Succeeded)
+                    .await?;
+                finished += 1;
+            }
+            Ok(PaymentLookup::Pending) => {
+                tracing::warn!(session = %session.id.to_hex(), "a refund is still in flight; its close is finished at the next start");
+            }
+            Ok(PaymentLookup::Failed(_) | PaymentLookup::NotFound) => {
+                pay_refund(store, payer, &session).await?;
+                finished += 1;
+            }
+            Err(e) => {
+                tracing::warn!(session = %session.id.to_hex(), error = %e, "cannot ask the backend whether a refund went out; left closing, never paid twice");
+            }
+        }
+    }
+    Ok(finished)
+}
+
+/// Closes and refunds every session idle at `now`. Returns how many were closed.
+pub(crate) async fn close_idle(
+    store: &dyn SessionStore,
+    payer: &dyn Payer,
+    now: u64,
+) -> Result<usize, StoreError> {
+    let mut closed = 0;
+    for id in store.idle(now).await? {
+        if let Closed::Done(_) = close_session(store, payer, &id).await? {
+            closed += 1;
+        }
+    }
+    Ok(closed)
+}
+
+/// Settles one request's hold by what its answer used.
+struct Meter {
+    store: Arc<dyn SessionStore>,
+    session_id: PaymentHash,
+    rule: Arc<PriceRule>,
+    quote: Quote,
+    /// What the request holds now.
+    held: u64,
+    clock: crate::Clock,
+}
+
+impl Meter {
+    /// What `usage` costs under the rule (at least its minimum); `None` for a model the rule
+    /// does not sell (cannot happen for a priced request).
+    fn cost(&self, prompt: u64, completion: u64) -> u64 {
+        match self.rule.models.get(&self.quote.model) {
+            Some(price) => self.rule.sats(price, prompt, completion),
+            None => self.held,
+        }
+    }
+
+    fn count(&self, text: &str) -> u64 {
+        self.rule
+            .encoding_of(&self.quote.model)
+            .map_or(0, |e| e.count(text))
+    }
+
+    async fn settle(&self, used: u64) {
+        let now = self.clock.now();
+        if let Err(e) = self
+            .store
+            .settle(&self.session_id, self.held, used.min(self.held), now)
+            .await
+        {
+            tracing::error!(error = %e, session = %self.session_id.to_hex(), "could not settle a session request; its hold stays until the store answers");
+        }
+    }
+
+    /// The answer as the client gets it, its hold settled (a JSON answer now; a stream as it
+    /// ends or is dropped).
+    async fn answer(self, response: Response) -> Response {
+        if !response.status().is_success() {
+            // The upstream failed or refused: nothing it did is charged.
+            self.settle(0).await;
+            return response;
+        }
+        let streaming = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if streaming {
+            return self.stream(response);
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_JSON_ANSWER).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                // Cut or too large: what was held is what it may have cost.
+                let held = self.held;
+                self.settle(held).await;
+                return super::gateway_error(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream's answer could not be read; the session was charged at most this request's quote",
+                );
+            }
+        };
+        let used = match Usage::from_answer(&bytes) {
+            Some(usage) => self.cost(usage.prompt_tokens, usage.completion_tokens),
+            None => {
+                let completion = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .map_or(0, |v| self.count(&answer_text(&v)));
+                self.cost(self.quote.input_tokens, completion)
+            }
+        };
+        self.settle(used).await;
+        Response::from_parts(parts, Body::from(bytes))
+    }
+
+    /// A streamed answer, metered event by event: content counted as it passes, the hold
+    /// extended when the content outgrows it, the stream ended with `payment-need-topup` and
+    /// `data: [DONE]` when the balance cannot extend it. Settled at the end to the last usage
+    /// chunk (or the count), or, if the client goes, to what was delivered.
+    fn stream(self, response: Response) -> Response {
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let state = StreamMeter {
+            meter: Some(self),
+            upstream: body.into_data_stream(),
+            pending: Vec::new(),
+            text: String::new(),
+            usage: None,
+            done: false,
+        };
+        let stream = futures_util::stream::unfold(state, |mut state| async move {
+            let out = state.next_out().await?;
+            Some((Ok::<Bytes, Infallible>(out), state))
+        });
+        Response::from_parts(parts, Body::from_stream(stream))
+    }
+}
+
+/// The text of every choice of a JSON answer (`choices[].message.content`).
+fn answer_text(answer: &Value) -> String {
+    answer["choices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["message"]["content"].as_str())
+        .collect()
+}
+
+/// What the meter reads of a stream chunk, borrowed where it needs no unescaping: the usage,
+/// and each choice's `delta.content`.
+#[derive(serde::Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceView<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+struct StreamMeter {
+    /// `None` once settled.
+    meter: Option<Meter>,
+    upstream: axum::body::BodyDataStream,
+    /// Bytes of an event not complete yet.
+    pending: Vec<u8>,
+    /// The content delivered (`choices[].delta.content`), counted with the tokenizer only when
+    /// its length could cost more than is held, and at the end.
+    text: String,
+    /// The last usage the stream reported.
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl StreamMeter {
+    /// What was delivered costs: the last usage chunk, else the content counted.
+    fn delivered_cost(&self) -> u64 {
+        let Some(meter) = &self.meter else { return 0 };
+        match self.usage {
+            Some(usage) => meter.cost(usage.prompt_tokens, usage.completion_tokens),
+            None => meter.cost(meter.quote.input_tokens, meter.count(&self.text)),
+        }
+    }
+
+    /// Never less than what was delivered costs, without the tokenizer: a token is at least one
+    /// byte of text.
+    fn cost_bound(&self) -> u64 {
+        let Some(meter) = &self.meter else { return 0 };
+        match self.usage {
+            Some(usage) => meter.cost(usage.prompt_tokens, usage.completion_tokens),
+            None => meter.cost(meter.quote.input_tokens, self.text.len() as u64),
+        }
+    }
+
+    /// The next bytes for the client, or `None` at the end: every whole event the upstream
+    /// has sent so far, at once.
+    async fn next_out(&mut self) -> Option<Bytes> {
+        loop {
+            if self.done {
+                return None;
+            }
+            match self.upstream.next().await {
+                Some(Ok(bytes)) => {
+                    self.pending.extend_from_slice(&bytes);
+                    let pending = std::mem::take(&mut self.pending);
+                    let mut out = Vec::with_capacity(pending.len());
+                    let mut start = 0;
+                    // Whole events: `\n\n` ends one.
+                    while let Some(len) = find_event_end(&pending[start..]) {
+                        let event = &pending[start..start + len];
+                        if let Some(tail) = self.pass(event).await {
+                            out.extend_from_slice(tail.as_bytes());
+                            return Some(Bytes::from(out));
+                        }
+                        out.extend_from_slice(event);
+                        start += len;
+                    }
+                    self.pending = pending[start..].to_vec();
+                    if !out.is_empty() {
+                        return Some(Bytes::from(out));
+                    }
+                }
+                Some(Err(_)) | None => {
+                    // The upstream ended (or broke): what is left passes as is; then settle.
+                    self.done = true;
+                    let rest = std::mem::take(&mut self.pending);
+                    self.finish().await;
+                    return (!rest.is_empty()).then(|| Bytes::from(rest));
+                }
+            }
+        }
+    }
+
+    /// One whole event, counted: `None` to pass it on, or, when the session cannot pay for it,
+    /// what ends the stream instead (`payment-need-topup`, `data: [DONE]`).
+    async fn pass(&mut self, event: &[u8]) -> Option<String> {
+        let (before_text, before_usage) = (self.text.len(), self.usage);
+        if let Ok(text) = std::str::from_utf8(event) {
+            for data in text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .filter(|d| d.starts_with('{'))
+            {
+                if let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(data) {
+                    if let Some(usage) = chunk.usage {
+                        self.usage = Some(usage);
+                    }
+                    for choice in &chunk.choices {
+                        if let Some(content) =
+                            choice.delta.as_ref().and_then(|d| d.content.as_ref())
+                        {
+                            self.text.push_str(content);
+                        }
+                    }
+                }
+            }
+        }
+        let held = self.meter.as_ref().map_or(0, |m| m.held);
+        if self.cost_bound() <= held {
+            return None;
+        }
+        let cost = self.delivered_cost();
+        if cost <= held {
+            return None;
+        }
+        let meter = self.meter.as_mut()?;
+        let more = cost - held;
+        let now = meter.clock.now();
+        let refused = match meter.store.hold(&meter.session_id, more, now).await {
+            Ok(Hold::Held { .. }) => {
+                meter.held += more;
+                return None;
+            }
+            Ok(Hold::Short { spent, .. }) => Some(NeedTopUp {
+                session_id: meter.session_id.to_hex(),
+                balance_spent: spent.saturating_add(held),
+                balance_required: more,
+            }),
+            Ok(_) | Err(_) => None,
+        };
+        // The balance cannot pay for this event: it is not delivered, and the stream ends.
+        self.text.truncate(before_text);
+        self.usage = before_usage;
+        self.done = true;
+        self.finish().await;
+        let mut out = refused.map(|need| need.to_sse()).unwrap_or_default();
+        out.push_str("data: [DONE]\n\n");
+        Some(out)
+    }
+
+    async fn finish(&mut self) {
+        let cost = self.delivered_cost();
+        if let Some(meter) = self.meter.take() {
+            meter.settle(cost).await;
+        }
+    }
+}
+
+impl Drop for StreamMeter {
+    /// A stream the client dropped is settled to what was delivered.
+    fn drop(&mut self) {
+        let cost = self.delivered_cost();
+        let Some(meter) = self.meter.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { meter.settle(cost).await });
+        }
+    }
+}
+
+/// Where the first whole SSE event of `buf` ends (after its blank line), if one is complete.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sessions::{SessionState, SqliteSessions};
+    use async_trait::async_trait;
+    use plannt_l402::Preimage;
+    use plannt_lightning::dev::DevNetwork;
+    use plannt_lightning::{Balance, LightningError, Network, Payment};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A wallet that counts the refunds it pays, fails them when told to, and answers lookups
+    /// as told: what a backend says after a crash.
+    struct Double {
+        paid: AtomicUsize,
+        fail: bool,
+        lookup: Mutex<PaymentLookup>,
+        amountless: bool,
+    }
+
+    impl Double {
+        fn new(fail: bool, lookup: PaymentLookup) -> Self {
+            Double {
+                paid: AtomicUsize::new(0),
+                fail,
+                lookup: Mutex::new(lookup),
+                amountless: true,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Payer for Double {
+        async fn pay(&self, _: &str, _: u64) -> Result<Payment, LightningError> {
+            Err(LightningError::Backend("not this way".into()))
+        }
+        async fn pay_amount(
+            &self,
+            bolt11: &str,
+            msat: u64,
+            _: u64,
+        ) -> Result<Payment, LightningError> {
+            if self.fail {
+                return Err(LightningError::NoRoute(
+                    "no route to the return invoice".into(),
+                ));
+            }
+            self.paid.fetch_add(1, Ordering::SeqCst);
+            let hash = plannt_lightning::decode_invoice(bolt11)
+                .unwrap()
+                .payment_hash;
+            Ok(Payment {
+                payment_hash: hash,
+                preimage: Preimage::new([0; 32]),
+                amount_msat: msat,
+                fee_msat: 0,
+            })
+        }
+        fn can_pay_amountless(&self) -> bool {
+            self.amountless
+        }
+        async fn balance(&self) -> Result<Balance, LightningError> {
+            Ok(Balance { msat: 0 })
+        }
+        async fn lookup_payment(&self, _: &PaymentHash) -> Result<PaymentLookup, LightningError> {
+            Ok(self.lookup.lock().unwrap().clone())
+        }
+        fn network(&self) -> Network {
+            Network::Regtest
+        }
+        fn name(&self) -> &'static str {
+            "double"
+        }
+    }
+
+    /// A session of 50 sats left `closing` as a crash would leave it: marked, not paid.
+    async fn crashed_mid_close(store: &dyn SessionStore, id: u8) -> PaymentHash {
+        let network = DevNetwork::ephemeral(1000);
+        let id = PaymentHash([id; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 50,
+                return_invoice: network
+                    .create_amountless_invoice("client", "refund", 3600)
+                    .unwrap()
+                    .bolt11,
+                idle_secs: 60,
+                now: 1,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.begin_close(&id).await.unwrap(),
+            BeginClose::Closing(_)
+        ));
+        id
+    }
+
+    #[test]
+    fn a_backend_that_cannot_pay_a_refund_offers_no_sessions() {
+        use crate::routes::{Route, RouteTable, Target};
+        use crate::store::MemoryStore;
+        use crate::store::sessions::MemorySessions;
+        let mut route = Route::paid(
+            "chat",
+            axum::http::Method::POST,
+            "/chat",
+            1,
+            Target::Service,
+        );
+        route.session = Some(SessionPolicy {
+            deposit_sats: 100,
+            idle_secs: 60,
+        });
+        let paywall = |amountless: bool| {
+            let mut payer = Double::new(false, PaymentLookup::NotFound);
+            payer.amountless = amountless;
+            Paywall::new(
+                plannt_l402::KeyRing::single(plannt_l402::RootKey::new([7; 32])),
+                Arc::new(DevNetwork::ephemeral(0).wallet("gateway")),
+                Arc::new(MemoryStore::new()),
+                RouteTable::new(vec![route.clone()]).unwrap(),
+                super::super::PaywallOptions::default(),
+            )
+            .with_sessions(SessionBackend {
+                store: Arc::new(MemorySessions::new()),
+                payer: Arc::new(payer),
+            })
+        };
+        assert!(paywall(true).session_store().is_some());
+        assert!(
+            paywall(false).session_store().is_none(),
+            "a receive-only backend could never refund"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_closing_and_the_refund_never_pays_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteSessions::open(dir.path().join("s.sqlite")).unwrap();
+
+        // The refund went out before the crash: recorded, not paid again.
+        let went_out = crashed_mid_close(&store, 1).await;
+        let payer = Double::new(
+            false,
+            PaymentLookup::Succeeded(Payment {
+                payment_hash: PaymentHash([0; 32]),
+                preimage: Preimage::new([0; 32]),
+                amount_msat: 50_000,
+                fee_msat: 0,
+            }),
+        );
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 1);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        let s = store.get(&went_out).await.unwrap().unwrap();
+        assert_eq!(
+            (s.state, s.refund_status),
+            (SessionState::Closed, Some(RefundStatus::Succeeded))
+        );
+
+        // Still in flight: left closing, nothing paid.
+        let in_flight = crashed_mid_close(&store, 2).await;
+        let payer = Double::new(false, PaymentLookup::Pending);
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 0);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        // The backend never saw it: paid now, once; another start pays nothing more.
+        *payer.lookup.lock().unwrap() = PaymentLookup::NotFound;
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 1);
+        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 0);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 1);
+        let s = store.get(&in_flight).await.unwrap().unwrap();
+        assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
+
+        // A refund that fails is recorded failed, not retried on its own.
+        let network = DevNetwork::ephemeral(1000);
+        let failing = Double::new(true, PaymentLookup::NotFound);
+        let id = PaymentHash([3; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 20,
+                return_invoice: network
+                    .create_amountless_invoice("client", "refund", 3600)
+                    .unwrap()
+                    .bolt11,
+                idle_secs: 60,
+                now: 1,
+            })
+            .await
+            .unwrap();
+        let Closed::Done(s) = close_session(&store, &failing, &id).await.unwrap() else {
+            panic!("closed");
+        };
+        assert_eq!(
+            (s.refund, s.refund_status),
+            (20, Some(RefundStatus::Failed))
+        );
+        assert_eq!(recover_closing(&store, &failing).await.unwrap(), 0);
+        // A close asked again answers as it was closed, and pays nothing.
+        let payer = Double::new(false, PaymentLookup::NotFound);
+        assert!(matches!(
+            close_session(&store, &payer, &id).await.unwrap(),
+            Closed::Done(_)
+        ));
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn events_end_at_their_blank_line() {
+        assert_eq!(find_event_end(b"data: 1\n\ndata: 2"), Some(9));
+        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some(11));
+        assert_eq!(find_event_end(b"data: 1\n"), None);
+    }
+
+    #[test]
+    fn the_unit_is_the_dearest_output_token_rounded_up() {
+        let rule: PriceRule = serde_json::from_value(json!({
+            "per": "openai-tokens",
+            "models": {"a": {"input_per_1k": 2, "output_per_1k": 8},
+                       "b": {"input_per_1k": 2, "output_per_1k": 1500}},
+        }))
+        .unwrap();
+        assert_eq!(unit_sats(&rule), 2);
+    }
+}
