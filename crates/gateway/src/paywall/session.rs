@@ -717,7 +717,11 @@ impl Meter {
                 );
             }
         };
-        let used = match Usage::from_answer(&bytes) {
+        // The usage alone is read; the rest of the answer is skipped, not built into a value.
+        let usage = serde_json::from_slice::<AnswerView>(&bytes)
+            .ok()
+            .and_then(|a| a.usage);
+        let used = match usage {
             Some(usage) => self.cost(usage.prompt_tokens, usage.completion_tokens),
             None => {
                 let completion = serde_json::from_slice::<Value>(&bytes)
@@ -742,6 +746,8 @@ impl Meter {
             upstream: body.into_data_stream(),
             pending: Vec::new(),
             text: String::new(),
+            counted: 0,
+            counted_upto: 0,
             usage: None,
             done: false,
         };
@@ -761,6 +767,13 @@ fn answer_text(answer: &Value) -> String {
         .flatten()
         .filter_map(|c| c["message"]["content"].as_str())
         .collect()
+}
+
+/// What the meter reads of a JSON answer: its usage.
+#[derive(serde::Deserialize)]
+struct AnswerView {
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// What the meter reads of a stream chunk, borrowed where it needs no unescaping: the usage,
@@ -794,18 +807,29 @@ struct StreamMeter {
     /// The content delivered (`choices[].delta.content`), counted with the tokenizer only when
     /// its length could cost more than is held, and at the end.
     text: String,
+    /// Tokens of `text[..counted_upto]`, counted already: each stretch is counted once.
+    counted: u64,
+    counted_upto: usize,
     /// The last usage the stream reported.
     usage: Option<Usage>,
     done: bool,
 }
 
 impl StreamMeter {
-    /// What was delivered costs: the last usage chunk, else the content counted.
-    fn delivered_cost(&self) -> u64 {
+    /// What was delivered costs: the last usage chunk, else the content counted (the stretch
+    /// not counted yet is counted now, and remembered).
+    fn delivered_cost(&mut self) -> u64 {
         let Some(meter) = &self.meter else { return 0 };
         match self.usage {
             Some(usage) => meter.cost(usage.prompt_tokens, usage.completion_tokens),
-            None => meter.cost(meter.quote.input_tokens, meter.count(&self.text)),
+            None => {
+                let upto = self.text.len();
+                if upto > self.counted_upto {
+                    self.counted += meter.count(&self.text[self.counted_upto..]);
+                    self.counted_upto = upto;
+                }
+                meter.cost(meter.quote.input_tokens, self.counted)
+            }
         }
     }
 
@@ -815,7 +839,10 @@ impl StreamMeter {
         let Some(meter) = &self.meter else { return 0 };
         match self.usage {
             Some(usage) => meter.cost(usage.prompt_tokens, usage.completion_tokens),
-            None => meter.cost(meter.quote.input_tokens, self.text.len() as u64),
+            None => {
+                let fresh = (self.text.len() - self.counted_upto) as u64;
+                meter.cost(meter.quote.input_tokens, self.counted + fresh)
+            }
         }
     }
 
@@ -908,6 +935,11 @@ impl StreamMeter {
         };
         // The balance cannot pay for this event: it is not delivered, and the stream ends.
         self.text.truncate(before_text);
+        if self.counted_upto > before_text {
+            // The refused event was counted: count what was delivered afresh.
+            self.counted = 0;
+            self.counted_upto = 0;
+        }
         self.usage = before_usage;
         self.done = true;
         self.finish().await;
