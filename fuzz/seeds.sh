@@ -147,3 +147,14 @@ for p in /v1/search /v1/searc%68 /v1/%73earch //v1///search// /a%2a /caf%c3%a9 /
     /v1/searc%2568 /v1/a%00 /a%zz /%c0%ae%c0%ae/api; do
     printf '%s' "$p" | seed path "$(printf '%s' "$p" | sha256sum | cut -c1-12)"
 done
+
+# Bodies of a metered route: an OpenAI chat completion request, plain, streamed, and with parts.
+printf '{"model":"gpt-4o-mini","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello world"}],"max_tokens":32}' | seed openai_price chat
+printf '{"model":"o","messages":[{"role":"user","name":"ann","content":"hi"}],"max_completion_tokens":8,"n":2,"stream":true,"stream_options":{"include_usage":true}}' | seed openai_price stream
+printf '{"model":"gpt-4o-mini","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}' | seed openai_price parts
+
+# MPP sessions: a session challenge's request (JSON and base64url) and a need-top-up event.
+SESSION_REQUEST='{"amount":"1","currency":"sat","depositAmount":"2000","depositInvoice":"lnbcrt20u1p","idleTimeout":"300","paymentHash":"0000000000000000000000000000000000000000000000000000000000000000","unitType":"token"}'
+printf '%s' "$SESSION_REQUEST" | seed mpp_session request_json
+printf '%s' "$SESSION_REQUEST" | base64 -w0 | tr '+/' '-_' | tr -d '=' | seed mpp_session request
+printf '{"sessionId":"00","balanceSpent":2000,"balanceRequired":8}' | seed mpp_session need_topup
