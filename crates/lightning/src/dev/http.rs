@@ -361,6 +361,24 @@ impl DevHttp {
         }
     }
 
+    /// Asks the network for an invoice at `path` (`/invoices`, `/return-invoices`).
+    async fn issue(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let issued: IssuedBody = self
+            .read(self.http.post(self.url(path)).json(body).send().await)
+            .await?;
+        let payment_hash = PaymentHash::from_hex(&issued.payment_hash)
+            .map_err(|_| LightningError::Backend("dev: bad payment hash".into()))?;
+        Ok(IssuedInvoice {
+            bolt11: issued.bolt11,
+            payment_hash,
+            expires_at: issued.expires_at,
+        })
+    }
+
     fn payment(body: PaymentBody) -> Result<Payment, LightningError> {
         let bad =
             || LightningError::Backend("dev: a hash or preimage is not 64 hex characters".into());
@@ -381,22 +399,7 @@ impl Receiver for DevHttp {
             memo: request.memo.clone(),
             expiry_secs: request.expiry_secs,
         };
-        let issued: IssuedBody = self
-            .read(
-                self.http
-                    .post(self.url("/invoices"))
-                    .json(&body)
-                    .send()
-                    .await,
-            )
-            .await?;
-        let payment_hash = PaymentHash::from_hex(&issued.payment_hash)
-            .map_err(|_| LightningError::Backend("dev: bad payment hash".into()))?;
-        Ok(IssuedInvoice {
-            bolt11: issued.bolt11,
-            payment_hash,
-            expires_at: issued.expires_at,
-        })
+        self.issue("/invoices", &body).await
     }
 
     async fn health(&self) -> Result<(), LightningError> {
@@ -451,22 +454,7 @@ impl Receiver for DevHttp {
             memo: memo.to_string(),
             expiry_secs,
         };
-        let issued: IssuedBody = self
-            .read(
-                self.http
-                    .post(self.url("/return-invoices"))
-                    .json(&body)
-                    .send()
-                    .await,
-            )
-            .await?;
-        let payment_hash = PaymentHash::from_hex(&issued.payment_hash)
-            .map_err(|_| LightningError::Backend("dev: bad payment hash".into()))?;
-        Ok(IssuedInvoice {
-            bolt11: issued.bolt11,
-            payment_hash,
-            expires_at: issued.expires_at,
-        })
+        self.issue("/return-invoices", &body).await
     }
 }
 
