@@ -17,12 +17,13 @@ use crate::support::{
     start,
 };
 
-/// The route every test meters.
-const PATH: &str = "/v1/chat/completions";
+/// The route every test meters (and the session tests sell).
+pub(crate) const PATH: &str = "/v1/chat/completions";
 /// Its id, minted into tokens.
 const ROUTE: &str = "chat";
 
-fn rule() -> PriceRule {
+/// The price rule of [`PATH`].
+pub(crate) fn rule() -> PriceRule {
     serde_json::from_value(json!({
         "per": "openai-tokens",
         "models": {
@@ -60,7 +61,8 @@ async fn metered() -> (TestGateway, OpenAi) {
     (start(config).await, upstream)
 }
 
-fn chat(model: &str, prompt: &str, max_tokens: u64) -> Value {
+/// A chat completion request of one user message.
+pub(crate) fn chat(model: &str, prompt: &str, max_tokens: u64) -> Value {
     json!({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],

@@ -15,32 +15,17 @@ use plannt_gateway::l402::mpp::{
     SessionRequest,
 };
 use plannt_gateway::store::sessions::{Session, SessionState};
-use plannt_meter::{PriceRule, Usage};
+use plannt_meter::Usage;
 use plannt_serve::config::{MatchKind, RouteConfig, SessionConfig};
 use plannt_testkit::openai::OpenAi;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::metering::{PATH, chat, rule};
 use crate::support::{Answer, TestGateway, config, start};
 
-const PATH: &str = "/v1/chat/completions";
 /// The dev account that pays deposits and receives refunds.
 const CLIENT: &str = "session-client";
-
-fn rule() -> PriceRule {
-    serde_json::from_value(json!({
-        "per": "openai-tokens",
-        "models": {
-            "gpt-4o-mini": {"input_per_1k": 2, "output_per_1k": 8},
-            "gpt-4o": {"input_per_1k": 10, "output_per_1k": 40},
-        },
-        "default_max_tokens": 256,
-        "max_tokens_ceiling": 2048,
-        "min_sats": 1,
-        "max_body_bytes": 65536,
-    }))
-    .unwrap()
-}
 
 fn route(upstream: &str, deposit_sats: u64, idle_secs: u64) -> RouteConfig {
     RouteConfig {
@@ -69,14 +54,6 @@ async fn gateway(store: &str, upstream: &str, deposit_sats: u64, idle_secs: u64)
     let mut config = config(store);
     config.routes = vec![route(upstream, deposit_sats, idle_secs)];
     start(config).await
-}
-
-fn chat(model: &str, prompt: &str, max_tokens: u64) -> Value {
-    json!({
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-    })
 }
 
 async fn ask(gateway: &TestGateway, credential: Option<&str>, body: &Value) -> Answer {
