@@ -134,6 +134,63 @@ pub(crate) fn invoice_to_pay(bolt11: &str) -> Result<(DecodedInvoice, u64), Ligh
     Ok((decoded, amount_msat))
 }
 
+/// Decodes an invoice to pay `amount_msat` to, for [`crate::Payer::pay_amount`]: a refund to the
+/// return invoice a client gave. Before anything is sent it must name no amount (one that names
+/// its own is paid with [`crate::Payer::pay`], never another amount), be for `network` (the payer's),
+/// not have expired, and `amount_msat` must pay something.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "phoenixd",
+    feature = "nwc"
+))]
+pub(crate) fn amountless_to_pay(
+    bolt11: &str,
+    amount_msat: u64,
+    network: Network,
+) -> Result<DecodedInvoice, LightningError> {
+    let decoded =
+        decode_invoice(bolt11).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
+    if let Some(named) = decoded.amount_msat {
+        return Err(LightningError::InvalidInvoice(format!(
+            "the invoice names its own amount ({named} msat); only an invoice without an amount \
+             is paid an amount of the payer's choosing"
+        )));
+    }
+    if decoded.network != network {
+        return Err(LightningError::InvalidInvoice(format!(
+            "a {} invoice; this wallet pays {network} invoices",
+            decoded.network
+        )));
+    }
+    if amount_msat == 0 {
+        return Err(LightningError::InvalidInvoice(
+            "a payment of 0 msat pays nothing".into(),
+        ));
+    }
+    if decoded.is_expired_at(crate::invoice::unix_now()) {
+        return Err(LightningError::InvoiceExpired);
+    }
+    Ok(decoded)
+}
+
+/// Reads back an amountless invoice a node issued: it must decode, carry the payment hash the
+/// node reported (hex), if it reported one, and name no amount.
+#[cfg(any(feature = "lnd", feature = "cln", feature = "phoenixd"))]
+pub(crate) fn read_back_amountless(
+    backend: &str,
+    bolt11: &str,
+    reported_hash: Option<&str>,
+) -> Result<IssuedInvoice, LightningError> {
+    let decoded = read_back(backend, bolt11, reported_hash)?;
+    if decoded.amount_msat.is_some() {
+        return Err(LightningError::Backend(format!(
+            "{backend}: asked for an invoice without an amount, issued one that names an amount"
+        )));
+    }
+    Ok(issued(&decoded))
+}
+
 /// A preimage a backend sent as hex (not yet checked against its hash).
 #[cfg(any(feature = "cln", feature = "phoenixd", feature = "nwc"))]
 pub(crate) fn hex_preimage(backend: &str, text: Option<&str>) -> Result<Preimage, LightningError> {

@@ -10,10 +10,14 @@
 //!   to `invoice` and `listinvoices`: `health` takes a 1502 answer to `getinfo` as healthy.
 //! - Millisatoshi amounts are integers (older releases wrote `"1000msat"`: both are read).
 //! - Receiving: `invoice` with a unique label (`plannt-<random hex>`), `listinvoices` by
-//!   `payment_hash` (`status`: `unpaid | paid | expired`).
+//!   `payment_hash` (`status`: `unpaid | paid | expired`). `amount_msat: "any"` issues an
+//!   invoice without an amount (a client's return invoice).
 //! - Paying: `xpay` (v24.11+), or `pay` when the node does not know `xpay`. Their error codes:
 //!   203 permanent failure, 205 no route, 206 too expensive (pay), 207 expired, 209 other,
 //!   210 timed out (pay), 219 already paid (xpay), 201 paid before with another amount (pay).
+//!   An invoice without an amount is paid with `amount_msat`, which both take for such an
+//!   invoice only (-32602 `amount_msat unnecessary`, pay's `amount_msat parameter
+//!   unnecessary`, otherwise).
 //!   A payment whose call breaks off is looked up with `listpays {payment_hash}` (`pending |
 //!   failed | complete`, the preimage in `preimage`), never sent again.
 //! - Balance: `listfunds`, the sum of `our_amount_msat` over channels in `CHANNELD_NORMAL`.
@@ -29,8 +33,8 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::backend::{
-    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
-    issued, read_back,
+    PAY_TIMEOUT, REQUEST_TIMEOUT, amountless_to_pay, check_network, checked_preimage, hex_preimage,
+    invoice_to_pay, issued, read_back, read_back_amountless,
 };
 use crate::http::{Unanswered, client, excerpt, exchange};
 use crate::{
@@ -286,38 +290,13 @@ impl Cln {
         Payment::checked("cln", *payment_hash, preimage, amount, fee)
     }
 
-    /// Sends `xpay`, or `pay` on a node without it. `Err` holds the call's failure.
-    async fn send_payment(&self, bolt11: &str, max_fee_msat: u64) -> Result<Value, Failure> {
-        if !self.xpay_missing.load(Ordering::Relaxed) {
-            let params = json!({
-                "invstring": bolt11,
-                "maxfee": max_fee_msat,
-                "retry_for": RETRY_FOR_SECS,
-            });
-            match self.rpc("xpay", params, self.pay_timeout).await {
-                Err(failure) if failure.unknown_method() => {
-                    tracing::info!("cln: the node has no xpay; paying with pay");
-                    self.xpay_missing.store(true, Ordering::Relaxed);
-                }
-                other => return other,
-            }
-        }
-        let params = json!({
-            "bolt11": bolt11,
-            "maxfee": max_fee_msat,
-            "retry_for": RETRY_FOR_SECS,
-        });
-        self.rpc("pay", params, self.pay_timeout).await
-    }
-}
-
-#[async_trait]
-impl Receiver for Cln {
-    async fn create_invoice(
+    /// `invoice` with a fresh label (`plannt-<random hex>`).
+    async fn invoice(
         &self,
-        request: &InvoiceRequest,
-    ) -> Result<IssuedInvoice, LightningError> {
-        let amount_msat = request.amount_msat()?;
+        amount_msat: Value,
+        description: &str,
+        expiry_secs: u64,
+    ) -> Result<InvoiceBody, LightningError> {
         let mut label = [0u8; 16];
         getrandom::fill(&mut label).map_err(|e| {
             LightningError::Backend(format!("cln: no random source for the label: {e}"))
@@ -325,53 +304,29 @@ impl Receiver for Cln {
         let params = json!({
             "amount_msat": amount_msat,
             "label": format!("plannt-{}", hex::encode(label)),
-            "description": request.memo,
-            "expiry": request.expiry_secs,
+            "description": description,
+            "expiry": expiry_secs,
         });
         let value = self.call("invoice", params).await?;
-        let created: InvoiceBody = serde_json::from_value(value)
-            .map_err(|e| LightningError::Backend(format!("cln: unreadable invoice: {e}")))?;
-        let decoded = read_back("cln", &created.bolt11, Some(&created.payment_hash))?;
-        Ok(issued(&decoded))
+        serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("cln: unreadable invoice: {e}")))
     }
 
-    async fn health(&self) -> Result<(), LightningError> {
-        let info = match self.rpc("getinfo", json!({}), self.request_timeout).await {
-            Ok(info) => info,
-            // The rune verified but does not allow `getinfo` (checkrune's 1502, "Not
-            // permitted"), as a rune restricted to `invoice` and `listinvoices` does: the
-            // credentials work for what a gateway asks.
-            Err(Failure::Rpc {
-                status: 401 | 403,
-                code: Some(1502),
-                ..
-            }) => return Ok(()),
-            Err(failure) => return Err(failure.into_error()),
-        };
-        if let Some(network) = info.get("network").and_then(Value::as_str) {
-            check_network("cln", network, self.network)?;
-        }
-        Ok(())
-    }
-
-    async fn lookup_invoice(
+    /// Pays a decoded invoice: `invoice_msat` is its amount, or with `chosen` the amount
+    /// chosen for an invoice without one (sent as `amount_msat`).
+    async fn pay_decoded(
         &self,
-        payment_hash: &PaymentHash,
-    ) -> Result<InvoiceState, LightningError> {
-        Cln::lookup_invoice(self, payment_hash).await
-    }
-
-    fn can_lookup_invoices(&self) -> bool {
-        true
-    }
-}
-
-#[async_trait]
-impl Payer for Cln {
-    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let (decoded, invoice_msat) = invoice_to_pay(bolt11)?;
+        decoded: &crate::DecodedInvoice,
+        invoice_msat: u64,
+        chosen: bool,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
         let hash = decoded.payment_hash;
-        let answer = match self.send_payment(&decoded.bolt11, max_fee_msat).await {
+        let amount = chosen.then_some(invoice_msat);
+        let answer = match self
+            .send_payment(&decoded.bolt11, amount, max_fee_msat)
+            .await
+        {
             Ok(answer) => answer,
             Err(Failure::NotSent(error)) => return Err(error),
             Err(Failure::Transport(error)) => {
@@ -417,6 +372,123 @@ impl Payer for Cln {
             }
             Err(error) => crate::backend::after_interruption(self, &hash, error).await,
         }
+    }
+
+    /// Sends `xpay`, or `pay` on a node without it; `amount_msat` only for an invoice without
+    /// an amount (both refuse it otherwise). `Err` holds the call's failure.
+    async fn send_payment(
+        &self,
+        bolt11: &str,
+        amount_msat: Option<u64>,
+        max_fee_msat: u64,
+    ) -> Result<Value, Failure> {
+        if !self.xpay_missing.load(Ordering::Relaxed) {
+            let mut params = json!({
+                "invstring": bolt11,
+                "maxfee": max_fee_msat,
+                "retry_for": RETRY_FOR_SECS,
+            });
+            if let Some(msat) = amount_msat {
+                params["amount_msat"] = json!(msat);
+            }
+            match self.rpc("xpay", params, self.pay_timeout).await {
+                Err(failure) if failure.unknown_method() => {
+                    tracing::info!("cln: the node has no xpay; paying with pay");
+                    self.xpay_missing.store(true, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        let mut params = json!({
+            "bolt11": bolt11,
+            "maxfee": max_fee_msat,
+            "retry_for": RETRY_FOR_SECS,
+        });
+        if let Some(msat) = amount_msat {
+            params["amount_msat"] = json!(msat);
+        }
+        self.rpc("pay", params, self.pay_timeout).await
+    }
+}
+
+#[async_trait]
+impl Receiver for Cln {
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let amount_msat = request.amount_msat()?;
+        let created = self
+            .invoice(json!(amount_msat), &request.memo, request.expiry_secs)
+            .await?;
+        let decoded = read_back("cln", &created.bolt11, Some(&created.payment_hash))?;
+        Ok(issued(&decoded))
+    }
+
+    /// `invoice` with `amount_msat: "any"`: CLN issues it without an amount.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let created = self.invoice(json!("any"), memo, expiry_secs).await?;
+        read_back_amountless("cln", &created.bolt11, Some(&created.payment_hash))
+    }
+
+    async fn health(&self) -> Result<(), LightningError> {
+        let info = match self.rpc("getinfo", json!({}), self.request_timeout).await {
+            Ok(info) => info,
+            // The rune verified but does not allow `getinfo` (checkrune's 1502, "Not
+            // permitted"), as a rune restricted to `invoice` and `listinvoices` does: the
+            // credentials work for what a gateway asks.
+            Err(Failure::Rpc {
+                status: 401 | 403,
+                code: Some(1502),
+                ..
+            }) => return Ok(()),
+            Err(failure) => return Err(failure.into_error()),
+        };
+        if let Some(network) = info.get("network").and_then(Value::as_str) {
+            check_network("cln", network, self.network)?;
+        }
+        Ok(())
+    }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Cln::lookup_invoice(self, payment_hash).await
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl Payer for Cln {
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let (decoded, invoice_msat) = invoice_to_pay(bolt11)?;
+        self.pay_decoded(&decoded, invoice_msat, false, max_fee_msat)
+            .await
+    }
+
+    /// `xpay` (or `pay`) with `amount_msat`, which both take for an invoice without an amount
+    /// only.
+    async fn pay_amount(
+        &self,
+        bolt11: &str,
+        amount_msat: u64,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        let decoded = amountless_to_pay(bolt11, amount_msat, self.network)?;
+        self.pay_decoded(&decoded, amount_msat, true, max_fee_msat)
+            .await
+    }
+
+    fn can_pay_amountless(&self) -> bool {
+        true
     }
 
     async fn balance(&self) -> Result<Balance, LightningError> {

@@ -5,7 +5,9 @@
 //! always be sent (it defaults to true); amounts in answers are millisatoshis, negative for an
 //! outgoing payment, and so is its fee; creating answers 201. A key that matches no wallet is
 //! answered 404 `Wallet not found.`; payment failures 520 `{detail, status}`. LNbits takes no
-//! fee limit, so the fee is checked after the fact and reported.
+//! fee limit, so the fee is checked after the fact and reported. LNbits neither issues nor pays
+//! an invoice without an amount (`Amountless invoices not supported.`), so an LNbits wallet can
+//! neither open a prepaid session (no return invoice) nor refund one.
 
 use async_trait::async_trait;
 use plannt_l402::{PaymentHash, Preimage};
@@ -259,6 +261,23 @@ impl Receiver for LnBits {
 
     fn can_lookup_invoices(&self) -> bool {
         true
+    }
+
+    /// LNbits refuses to issue an invoice without an amount (`POST /api/v1/payments` with
+    /// `out: false` and `amount: 0` is answered 520 `Amountless invoices not supported.`, and
+    /// it pays none either), so nothing is asked of it.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let _ = (memo, expiry_secs);
+        Err(LightningError::Backend(
+            "lnbits cannot issue an invoice without an amount (LNbits answers \"Amountless \
+             invoices not supported.\"); open a session with a wallet that can (lnd, cln, \
+             phoenixd)"
+                .into(),
+        ))
     }
 }
 

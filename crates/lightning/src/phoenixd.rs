@@ -10,13 +10,15 @@
 //!   (`explicitNulls = false`). Errors are plain text: 400 for a bad or missing parameter,
 //!   404 `Not found` for an unknown payment, 500 otherwise.
 //! - Receiving: `POST /createinvoice` (`description` at most 128 characters; phoenixd chooses
-//!   the preimage) and `GET /payments/incoming/{hash}` (settled ⇔ `isPaid`).
+//!   the preimage; without `amountSat` the invoice names no amount) and `GET /payments/incoming/{hash}` (settled ⇔ `isPaid`).
 //! - Paying: `POST /payinvoice` answers 200 both when the payment succeeded (`paymentPreimage`,
 //!   `routingFeeSat`) and when it failed (`reason`), so the preimage decides. phoenixd takes no
 //!   fee limit (its fees are the trampoline node's): the fee is checked after the fact. A
 //!   payment whose call breaks off is looked up with `GET /payments/outgoingbyhash/{hash}`
 //!   (`isPaid`, `preimage`; a failed one has `completedAt` and no preimage, a pending one
-//!   neither), never sent again.
+//!   neither), never sent again. An invoice without an amount is paid with `amountSat` (whole
+//!   satoshis); phoenixd would also pay it over an invoice's own amount, so Plannt sends it
+//!   only for an invoice that names none.
 //! - Balance: `GET /getbalance` → `balanceSat` (the fee credit is not spendable).
 
 use plannt_l402::PaymentHash;
@@ -28,8 +30,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::backend::{
-    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
-    issued, read_back, report_fee_over_limit,
+    PAY_TIMEOUT, REQUEST_TIMEOUT, amountless_to_pay, check_network, checked_preimage, hex_preimage,
+    invoice_to_pay, issued, read_back, read_back_amountless, report_fee_over_limit,
 };
 use crate::http::{Unanswered, client, excerpt, exchange};
 use crate::invoice::decode_invoice;
@@ -242,52 +244,26 @@ impl Phoenixd {
             .await
     }
 
-    /// Reads an invoice this node issued, by payment hash.
-    pub async fn lookup_invoice(
+    /// `POST /createinvoice`; without `amount_sats`, an invoice without an amount.
+    async fn create(
         &self,
-        payment_hash: &PaymentHash,
-    ) -> Result<InvoiceState, LightningError> {
-        let path = format!("/payments/incoming/{}", hex::encode(payment_hash));
-        let value = match self.get(&path).await {
-            Ok(value) => value,
-            Err(Failure::Http { status: 404, .. }) => return Ok(InvoiceState::NotFound),
-            Err(failure) => return Err(failure.into_error()),
-        };
-        let incoming: IncomingPayment = serde_json::from_value(value).map_err(|e| {
-            LightningError::Backend(format!("phoenixd: unreadable incoming payment: {e}"))
-        })?;
-        if incoming.is_paid {
-            return Ok(InvoiceState::Settled {
-                preimage: checked_preimage("phoenixd", incoming.preimage.as_deref(), payment_hash)?,
-                amount_received_msat: incoming.received_sat.saturating_mul(1000),
-            });
-        }
-        Ok(if incoming.is_expired {
-            InvoiceState::Expired
-        } else {
-            InvoiceState::Open
-        })
-    }
-}
-
-#[async_trait]
-impl Receiver for Phoenixd {
-    async fn create_invoice(
-        &self,
-        request: &InvoiceRequest,
-    ) -> Result<IssuedInvoice, LightningError> {
-        request.amount_msat()?;
-        let length = request.memo.encode_utf16().count();
+        amount_sats: Option<u64>,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<GeneratedInvoice, LightningError> {
+        let length = memo.encode_utf16().count();
         if length > MAX_DESCRIPTION {
             return Err(LightningError::InvalidInvoice(format!(
                 "the memo is {length} characters; phoenixd takes at most {MAX_DESCRIPTION}"
             )));
         }
-        let form = [
-            ("amountSat", request.amount_sats.to_string()),
-            ("description", request.memo.clone()),
-            ("expirySeconds", request.expiry_secs.to_string()),
+        let mut form = vec![
+            ("description", memo.to_string()),
+            ("expirySeconds", expiry_secs.to_string()),
         ];
+        if let Some(sats) = amount_sats {
+            form.insert(0, ("amountSat", sats.to_string()));
+        }
         let value = self
             .send(
                 self.http.post(self.url("/createinvoice")).form(&form),
@@ -295,37 +271,24 @@ impl Receiver for Phoenixd {
             )
             .await
             .map_err(Failure::into_error)?;
-        let created: GeneratedInvoice = serde_json::from_value(value)
-            .map_err(|e| LightningError::Backend(format!("phoenixd: unreadable invoice: {e}")))?;
-        let decoded = read_back("phoenixd", &created.serialized, Some(&created.payment_hash))?;
-        Ok(issued(&decoded))
+        serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("phoenixd: unreadable invoice: {e}")))
     }
 
-    async fn health(&self) -> Result<(), LightningError> {
-        let value = self.get("/getinfo").await.map_err(Failure::into_error)?;
-        let info: InfoBody = serde_json::from_value(value)
-            .map_err(|e| LightningError::Backend(format!("phoenixd: unreadable getinfo: {e}")))?;
-        check_network("phoenixd", &info.chain, self.network)
-    }
-
-    async fn lookup_invoice(
+    /// `POST /payinvoice` of a decoded invoice: `amount_msat` is its amount, or with `chosen`
+    /// the amount chosen for an invoice without one (sent as `amountSat`).
+    async fn pay_decoded(
         &self,
-        payment_hash: &PaymentHash,
-    ) -> Result<InvoiceState, LightningError> {
-        Phoenixd::lookup_invoice(self, payment_hash).await
-    }
-
-    fn can_lookup_invoices(&self) -> bool {
-        true
-    }
-}
-
-#[async_trait]
-impl Payer for Phoenixd {
-    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let (decoded, amount_msat) = invoice_to_pay(bolt11)?;
+        decoded: &crate::DecodedInvoice,
+        amount_msat: u64,
+        chosen: bool,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
         let hash = decoded.payment_hash;
-        let form = [("invoice", decoded.bolt11.as_str())];
+        let mut form = vec![("invoice", decoded.bolt11.clone())];
+        if chosen {
+            form.push(("amountSat", (amount_msat / 1000).to_string()));
+        }
         let answer = match self
             .send(
                 self.http.post(self.url("/payinvoice")).form(&form),
@@ -371,6 +334,111 @@ impl Payer for Phoenixd {
         let fee_msat = answer.routing_fee_sat.saturating_mul(1000);
         report_fee_over_limit("phoenixd", fee_msat, max_fee_msat);
         Payment::checked("phoenixd", hash, preimage, amount_msat, fee_msat)
+    }
+
+    /// Reads an invoice this node issued, by payment hash.
+    pub async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        let path = format!("/payments/incoming/{}", hex::encode(payment_hash));
+        let value = match self.get(&path).await {
+            Ok(value) => value,
+            Err(Failure::Http { status: 404, .. }) => return Ok(InvoiceState::NotFound),
+            Err(failure) => return Err(failure.into_error()),
+        };
+        let incoming: IncomingPayment = serde_json::from_value(value).map_err(|e| {
+            LightningError::Backend(format!("phoenixd: unreadable incoming payment: {e}"))
+        })?;
+        if incoming.is_paid {
+            return Ok(InvoiceState::Settled {
+                preimage: checked_preimage("phoenixd", incoming.preimage.as_deref(), payment_hash)?,
+                amount_received_msat: incoming.received_sat.saturating_mul(1000),
+            });
+        }
+        Ok(if incoming.is_expired {
+            InvoiceState::Expired
+        } else {
+            InvoiceState::Open
+        })
+    }
+}
+
+#[async_trait]
+impl Receiver for Phoenixd {
+    async fn create_invoice(
+        &self,
+        request: &InvoiceRequest,
+    ) -> Result<IssuedInvoice, LightningError> {
+        request.amount_msat()?;
+        let created = self
+            .create(
+                Some(request.amount_sats),
+                &request.memo,
+                request.expiry_secs,
+            )
+            .await?;
+        let decoded = read_back("phoenixd", &created.serialized, Some(&created.payment_hash))?;
+        Ok(issued(&decoded))
+    }
+
+    /// `POST /createinvoice` without `amountSat`, which phoenixd then issues without an amount.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let created = self.create(None, memo, expiry_secs).await?;
+        read_back_amountless("phoenixd", &created.serialized, Some(&created.payment_hash))
+    }
+
+    async fn health(&self) -> Result<(), LightningError> {
+        let value = self.get("/getinfo").await.map_err(Failure::into_error)?;
+        let info: InfoBody = serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("phoenixd: unreadable getinfo: {e}")))?;
+        check_network("phoenixd", &info.chain, self.network)
+    }
+
+    async fn lookup_invoice(
+        &self,
+        payment_hash: &PaymentHash,
+    ) -> Result<InvoiceState, LightningError> {
+        Phoenixd::lookup_invoice(self, payment_hash).await
+    }
+
+    fn can_lookup_invoices(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl Payer for Phoenixd {
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let (decoded, amount_msat) = invoice_to_pay(bolt11)?;
+        self.pay_decoded(&decoded, amount_msat, false, max_fee_msat)
+            .await
+    }
+
+    /// `POST /payinvoice` with `amountSat`: phoenixd pays whole satoshis, so an amount that is
+    /// not one is refused rather than rounded.
+    async fn pay_amount(
+        &self,
+        bolt11: &str,
+        amount_msat: u64,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        let decoded = amountless_to_pay(bolt11, amount_msat, self.network)?;
+        if !amount_msat.is_multiple_of(1000) {
+            return Err(LightningError::InvalidInvoice(format!(
+                "phoenixd pays whole satoshis; {amount_msat} msat is not a whole number of them"
+            )));
+        }
+        self.pay_decoded(&decoded, amount_msat, true, max_fee_msat)
+            .await
+    }
+
+    fn can_pay_amountless(&self) -> bool {
+        true
     }
 
     async fn balance(&self) -> Result<Balance, LightningError> {

@@ -12,7 +12,9 @@
 //!   updates, ending at `SUCCEEDED` or `FAILED`. `payment_preimage` is 64 zeros until the
 //!   payment succeeds, so only `status` says it did. A fee limit is always sent: LND reads a
 //!   missing one as zero (zero-fee routes only). `POST /v1/channels/transactions` is not used:
-//!   lnd 0.21 removed it.
+//!   lnd 0.21 removed it. An invoice without an amount is paid with `amt_msat`, which LND takes
+//!   for such an invoice only (`amount must not be specified when paying a non-zero amount
+//!   invoice` otherwise); `POST /v1/invoices` with neither `value` nor `value_msat` issues one.
 //! - A payment whose stream breaks off is looked up with `GET /v2/router/track/{hash}`, whose
 //!   first update is the current state; it is never sent again. LND itself refuses a second
 //!   payment of a hash that is in flight or paid (gRPC `AlreadyExists`, HTTP 409).
@@ -37,14 +39,15 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::backend::{
-    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, invoice_to_pay, issued, read_back, still_unknown,
+    PAY_TIMEOUT, REQUEST_TIMEOUT, amountless_to_pay, check_network, invoice_to_pay, issued,
+    read_back, read_back_amountless, still_unknown,
 };
 use crate::http::{builder, client};
 use crate::tls::pinned_tls_config;
 use crate::uri::MacaroonSource;
 use crate::{
-    Balance, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network, Payer, Payment,
-    PaymentLookup, Receiver, Secret,
+    Balance, DecodedInvoice, InvoiceRequest, InvoiceState, IssuedInvoice, LightningError, Network,
+    Payer, Payment, PaymentLookup, Receiver, Secret,
 };
 use wire::{
     AddInvoiceBody, ChannelBalanceBody, InfoBody, InvoiceBody, Lines, PaymentBody, Update, failure,
@@ -316,6 +319,15 @@ impl Lnd {
         })
     }
 
+    /// `POST /v1/invoices` (`AddInvoice`).
+    async fn add_invoice(&self, body: &Value) -> Result<AddInvoiceBody, LightningError> {
+        let value = self
+            .call(self.http.post(self.url("/v1/invoices")).json(body))
+            .await?;
+        serde_json::from_value(value)
+            .map_err(|e| LightningError::Backend(format!("lnd: unreadable invoice: {e}")))
+    }
+
     /// After a payment call broke off: what the node knows decides; if it does not know yet,
     /// the outcome stays unknown (`error`, or `Timeout`) and the caller looks it up later.
     async fn after_interruption(
@@ -367,20 +379,8 @@ impl Receiver for Lnd {
             "value": request.amount_sats.to_string(),
             "expiry": request.expiry_secs.to_string(),
         });
-        let value = self
-            .call(self.http.post(self.url("/v1/invoices")).json(&body))
-            .await?;
-        let added: AddInvoiceBody = serde_json::from_value(value)
-            .map_err(|e| LightningError::Backend(format!("lnd: unreadable invoice: {e}")))?;
-        let decoded = read_back("lnd", &added.payment_request, None)?;
-        let r_hash = STANDARD
-            .decode(added.r_hash.as_bytes())
-            .map_err(|_| LightningError::Backend("lnd: r_hash is not base64".into()))?;
-        if r_hash != decoded.payment_hash.as_bytes() {
-            return Err(LightningError::Backend(
-                "lnd: the invoice's payment hash differs from r_hash".into(),
-            ));
-        }
+        let added = self.add_invoice(&body).await?;
+        let decoded = read_back("lnd", &added.payment_request, Some(&added.r_hash_hex()?))?;
         Ok(issued(&decoded))
     }
 
@@ -412,19 +412,38 @@ impl Receiver for Lnd {
     fn can_lookup_invoices(&self) -> bool {
         true
     }
+
+    /// `POST /v1/invoices` with neither `value` nor `value_msat`: LND issues it without an
+    /// amount.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let body = json!({ "memo": memo, "expiry": expiry_secs.to_string() });
+        let added = self.add_invoice(&body).await?;
+        read_back_amountless("lnd", &added.payment_request, Some(&added.r_hash_hex()?))
+    }
 }
 
-#[async_trait]
-impl Payer for Lnd {
-    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let (decoded, _) = invoice_to_pay(bolt11)?;
+impl Lnd {
+    /// `SendPaymentV2` of a decoded invoice; `amt_msat` only for one without an amount.
+    async fn send_payment(
+        &self,
+        decoded: &DecodedInvoice,
+        amt_msat: Option<u64>,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
         let hash = decoded.payment_hash;
-        let body = json!({
+        let mut body = json!({
             "payment_request": decoded.bolt11,
             "fee_limit_msat": max_fee_msat.to_string(),
             "timeout_seconds": ROUTING_TIMEOUT_SECS,
             "no_inflight_updates": false,
         });
+        if let Some(msat) = amt_msat {
+            body["amt_msat"] = json!(msat.to_string());
+        }
         let sent = self
             .authed(
                 self.http
@@ -502,6 +521,30 @@ impl Payer for Lnd {
                 Err(error) => return self.after_interruption(&hash, error).await,
             }
         }
+    }
+}
+
+#[async_trait]
+impl Payer for Lnd {
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let (decoded, _) = invoice_to_pay(bolt11)?;
+        self.send_payment(&decoded, None, max_fee_msat).await
+    }
+
+    /// `SendPaymentV2` with `amt_msat`, which LND takes for an invoice without an amount only.
+    async fn pay_amount(
+        &self,
+        bolt11: &str,
+        amount_msat: u64,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        let decoded = amountless_to_pay(bolt11, amount_msat, self.network)?;
+        self.send_payment(&decoded, Some(amount_msat), max_fee_msat)
+            .await
+    }
+
+    fn can_pay_amountless(&self) -> bool {
+        true
     }
 
     async fn balance(&self) -> Result<Balance, LightningError> {

@@ -41,6 +41,17 @@ pub(super) struct AddInvoiceBody {
     pub(super) payment_request: String,
 }
 
+impl AddInvoiceBody {
+    /// `r_hash` (standard base64) as hex, to compare with the invoice's payment hash.
+    pub(super) fn r_hash_hex(&self) -> Result<String, LightningError> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(self.r_hash.as_bytes())
+            .map(hex::encode)
+            .map_err(|_| LightningError::Backend("lnd: r_hash is not base64".into()))
+    }
+}
+
 /// The fields of `lnrpc.Invoice` we read.
 #[derive(Deserialize)]
 pub(super) struct InvoiceBody {
@@ -156,6 +167,7 @@ fn map_error(status: u16, code: Option<i64>, message: &str) -> LightningError {
         || lower.contains("not for current active network")
         || lower.contains("amount must be specified")
         || lower.contains("zero-amount")
+        || lower.contains("amount must not be specified")
     {
         return LightningError::InvalidInvoice(format!("lnd: {message}"));
     }

@@ -19,9 +19,10 @@
 //!   ephemeral events). The reply is awaited, with a timeout, on a subscription for
 //!   `authors=[wallet]`, `kinds=[23195]`, `#e=[request id]`: `@getalby/sdk` 7 replies with no
 //!   `p` tag. A reply by anyone but the wallet, or for another request, is ignored.
-//! - Amounts are millisatoshis. `make_invoice` takes `amount`, `description`, `expiry`;
-//!   `pay_invoice` takes `invoice` (Plannt pays only invoices that name an amount, so no
-//!   `amount`) and answers `preimage` and `fees_paid`; `lookup_invoice` takes `payment_hash`
+//! - Amounts are millisatoshis. `make_invoice` takes `amount` (required: a wallet connection
+//!   cannot issue an invoice without an amount), `description`, `expiry`;
+//!   `pay_invoice` takes `invoice`, and `amount` only for an invoice that names none (a refund
+//!   to a return invoice: [`Payer::pay_amount`]), and answers `preimage` and `fees_paid`; `lookup_invoice` takes `payment_hash`
 //!   and answers a transaction whose `state` is `pending | settled | accepted | expired |
 //!   failed` (wallets from before `state` are read from `settled_at` and `preimage`);
 //!   `get_balance` answers `balance`.
@@ -50,8 +51,8 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::backend::{
-    PAY_TIMEOUT, REQUEST_TIMEOUT, check_network, checked_preimage, hex_preimage, invoice_to_pay,
-    issued, read_back, report_fee_over_limit,
+    PAY_TIMEOUT, REQUEST_TIMEOUT, amountless_to_pay, check_network, checked_preimage, hex_preimage,
+    invoice_to_pay, issued, read_back, report_fee_over_limit,
 };
 use crate::invoice::{decode_invoice, unix_now};
 use crate::{
@@ -303,14 +304,38 @@ impl Receiver for Nwc {
         let methods = self.connection.get().and_then(|c| c.methods.as_ref());
         methods.is_none_or(|methods| methods.iter().any(|m| m == "lookup_invoice"))
     }
+
+    /// NIP-47's `make_invoice` requires `amount`: a wallet connection cannot issue an invoice
+    /// without one, so nothing is asked of the wallet.
+    async fn create_amountless_invoice(
+        &self,
+        memo: &str,
+        expiry_secs: u64,
+    ) -> Result<IssuedInvoice, LightningError> {
+        let _ = (memo, expiry_secs);
+        Err(LightningError::Backend(
+            "nwc cannot issue an invoice without an amount: NIP-47's make_invoice requires \
+             `amount`; open a session with a wallet that can (lnd, cln, phoenixd)"
+                .into(),
+        ))
+    }
 }
 
-#[async_trait]
-impl Payer for Nwc {
-    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
-        let (decoded, amount_msat) = invoice_to_pay(bolt11)?;
+impl Nwc {
+    /// `pay_invoice` of a decoded invoice: `amount_msat` is its amount, or with `chosen` the
+    /// amount chosen for an invoice without one (sent as `amount`).
+    async fn pay_decoded(
+        &self,
+        decoded: &crate::DecodedInvoice,
+        amount_msat: u64,
+        chosen: bool,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
         let hash = decoded.payment_hash;
-        let params = json!({ "invoice": decoded.bolt11 });
+        let mut params = json!({ "invoice": decoded.bolt11 });
+        if chosen {
+            params["amount"] = json!(amount_msat);
+        }
         let result = match self.call("pay_invoice", params, self.pay_timeout).await {
             Ok(result) => result,
             Err(Failure::NotSent(error)) => return Err(error),
@@ -341,6 +366,31 @@ impl Payer for Nwc {
         let fee_msat = answer.fees_paid.unwrap_or(0);
         report_fee_over_limit("nwc", fee_msat, max_fee_msat);
         Payment::checked("nwc", hash, preimage, amount_msat, fee_msat)
+    }
+}
+
+#[async_trait]
+impl Payer for Nwc {
+    async fn pay(&self, bolt11: &str, max_fee_msat: u64) -> Result<Payment, LightningError> {
+        let (decoded, amount_msat) = invoice_to_pay(bolt11)?;
+        self.pay_decoded(&decoded, amount_msat, false, max_fee_msat)
+            .await
+    }
+
+    /// `pay_invoice` with `amount` (msat), which NIP-47 takes for an invoice without one.
+    async fn pay_amount(
+        &self,
+        bolt11: &str,
+        amount_msat: u64,
+        max_fee_msat: u64,
+    ) -> Result<Payment, LightningError> {
+        let decoded = amountless_to_pay(bolt11, amount_msat, self.network)?;
+        self.pay_decoded(&decoded, amount_msat, true, max_fee_msat)
+            .await
+    }
+
+    fn can_pay_amountless(&self) -> bool {
+        true
     }
 
     async fn balance(&self) -> Result<Balance, LightningError> {
