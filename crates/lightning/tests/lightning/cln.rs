@@ -83,6 +83,8 @@ pub async fn subject() -> Option<Subject> {
         stranger: open_uri(&uri(port, &"SeCrEtRuNe-".repeat(5)), &context),
         payee: Payee::Network(setup.network.clone()),
         amountless: amountless_invoice(Currency::Regtest, None),
+        issues_amountless: true,
+        pays_amountless: true,
         balance_moves: false,
         settle: Some({
             let fake = setup.fake.clone();
@@ -366,4 +368,59 @@ async fn health_checks_the_network() {
     );
     let error = mainnet.health().await.unwrap_err();
     assert!(error.to_string().contains("regtest"), "{error}");
+}
+
+/// A return invoice is `invoice` with `amount_msat: "any"`, and reads as paid what its payer
+/// chose; a refund is `xpay` (or `pay`, on a node without it) with `amount_msat` and `maxfee`,
+/// and pays the payee exactly that.
+#[tokio::test]
+async fn an_amountless_invoice_is_issued_for_any_amount_and_paid_with_amount_msat() {
+    let setup = Setup::new().await;
+    let cln = setup.wallet();
+    let issued = cln.create_amountless_invoice("refund", 600).await.unwrap();
+    assert_eq!(setup.calls("invoice")[0]["amount_msat"], "any");
+    assert_eq!(decode_invoice(&issued.bolt11).unwrap().amount_msat, None);
+    setup.fake.settle_with(&issued.payment_hash, 4_321_000);
+    match cln.lookup_invoice(&issued.payment_hash).await.unwrap() {
+        InvoiceState::Settled {
+            amount_received_msat,
+            ..
+        } => assert_eq!(amount_received_msat, 4_321_000),
+        other => panic!("settled, not {other:?}"),
+    }
+
+    for xpay in [true, false] {
+        setup.fake.state().xpay = xpay;
+        let cln = setup.wallet();
+        let returned = setup
+            .network
+            .create_amountless_invoice("client", "refund", 600)
+            .unwrap();
+        let before = setup.network.balance("client");
+        let payment = cln
+            .pay_amount(&returned.bolt11, 12_000, 3_000)
+            .await
+            .unwrap();
+        let method = if xpay { "xpay" } else { "pay" };
+        let params = setup.calls(method).pop().expect("a payment call");
+        assert_eq!(params["amount_msat"], 12_000, "{method}");
+        assert_eq!(params["maxfee"], 3_000, "{method}");
+        assert_eq!(payment.amount_msat, 12_000, "{method}");
+        assert_eq!(setup.network.balance("client") - before, 12_000, "{method}");
+    }
+}
+
+/// CLN refuses `amount_msat` for an invoice with an amount (`amount_msat unnecessary`), and
+/// Plannt never sends it one: it is refused before anything reaches the node.
+#[tokio::test]
+async fn an_invoice_with_an_amount_is_not_paid_another_amount() {
+    let setup = Setup::new().await;
+    let invoice = fake::payable(&setup.network, 5);
+    let error = setup
+        .wallet()
+        .pay_amount(&invoice, 12_000, 3_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert!(setup.calls("xpay").is_empty() && setup.calls("pay").is_empty());
 }

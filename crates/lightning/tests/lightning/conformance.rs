@@ -6,7 +6,8 @@
 //! payment hash, finds that payment again by its hash, refuses to pay it twice, refuses an
 //! invoice without an amount and one that is not an invoice, knows no payment of an unknown
 //! hash, looks up the invoices it issued (open, then settled once paid; an unknown hash is not
-//! found), says it is unreachable when nothing answers (a payment that then paid nothing, named by
+//! found), issues a return invoice without an amount and pays one the amount chosen (or says,
+//! typed, that it cannot), says it is unreachable when nothing answers (a payment that then paid nothing, named by
 //! backend, host and port, never by its secret), and, where it speaks HTTP, says a payment's
 //! outcome is unknown when the connection breaks off after the request went out.
 //!
@@ -22,7 +23,9 @@ use plannt_lightning::{
     InvoiceState, IssuedInvoice, LightningError, Network, PaymentLookup, Wallet, decode_invoice,
 };
 
-use crate::support::{random32, request, sha256};
+use lightning_invoice::Currency;
+
+use crate::support::{amountless_invoice, random32, request, sha256};
 
 /// What the invoices the suite pays are for.
 const SATS: u64 = 21;
@@ -46,6 +49,10 @@ pub struct Subject {
     pub payee: Payee,
     /// An invoice without an amount, that the payer would otherwise reach.
     pub amountless: String,
+    /// Whether the receiver issues an invoice without an amount (a client's return invoice).
+    pub issues_amountless: bool,
+    /// Whether the payer pays an invoice without an amount an amount it chooses (a refund).
+    pub pays_amountless: bool,
     /// Whether the balance shows what a payment spent (a fake whose balance is fixed does not).
     pub balance_moves: bool,
     /// How an invoice the receiver issued gets paid: `None`, the payer pays it; else what
@@ -211,6 +218,140 @@ pub async fn refuses_an_invoice_without_an_amount(subject: Subject) {
     );
 }
 
+/// A return invoice: where the backend can, it issues an invoice without an amount that reads
+/// back as asked and is open; where it cannot, it says so, typed, and issues nothing.
+pub async fn issues_an_amountless_invoice_or_says_it_cannot(subject: Subject) {
+    let memo = "plannt conformance: return";
+    let issued = subject.receiver.create_amountless_invoice(memo, 600).await;
+    if !subject.issues_amountless {
+        let error = issued.unwrap_err();
+        assert_eq!(error.code(), "backend", "{error}");
+        assert!(error.to_string().contains("without an amount"), "{error}");
+        return;
+    }
+    let issued = issued.expect("an invoice without an amount");
+    let decoded = decode_invoice(&issued.bolt11).expect("it decodes and its signature verifies");
+    assert_eq!(decoded.amount_msat, None);
+    assert_eq!(decoded.payment_hash, issued.payment_hash);
+    assert_eq!(decoded.network, subject.network);
+    assert_eq!(decoded.description.as_deref(), Some(memo));
+    assert_eq!(decoded.expiry_secs, 600);
+    if subject.receiver.can_lookup_invoices() {
+        assert_eq!(
+            subject
+                .receiver
+                .lookup_invoice(&issued.payment_hash)
+                .await
+                .unwrap(),
+            InvoiceState::Open
+        );
+    }
+}
+
+/// A refund: where the backend can, it pays an invoice without an amount exactly the amount it
+/// chose (the payee receives that, the preimage hashes to the hash, the payment is found again);
+/// before anything is sent it refuses an invoice that names its own amount, one of another
+/// network and an amount of nothing. Where it cannot, it says so, typed, and pays nothing.
+pub async fn pays_an_amountless_invoice_the_amount_chosen(subject: Subject) {
+    const CHOSEN_MSAT: u64 = 7_000;
+    let payer = &subject.payer;
+    assert_eq!(
+        payer.can_pay_amountless(),
+        subject.pays_amountless,
+        "{}",
+        subject.name
+    );
+    if !subject.pays_amountless {
+        let error = payer
+            .pay_amount(&subject.amountless, CHOSEN_MSAT, MAX_FEE_MSAT)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "backend", "{error}");
+        assert!(error.to_string().contains("without an amount"), "{error}");
+        let hash = decode_invoice(&subject.amountless).unwrap().payment_hash;
+        assert_eq!(
+            payer.lookup_payment(&hash).await.unwrap(),
+            PaymentLookup::NotFound
+        );
+        return;
+    }
+
+    // Refused before anything is sent: an invoice that names its amount, …
+    let named = subject.payable(SATS).await;
+    let error = payer
+        .pay_amount(&named.bolt11, CHOSEN_MSAT, MAX_FEE_MSAT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert!(!error.outcome_unknown(), "{error}");
+    assert_eq!(
+        payer.lookup_payment(&named.payment_hash).await.unwrap(),
+        PaymentLookup::NotFound
+    );
+    // … one of another network, and nothing.
+    let other = if subject.network == Network::Bitcoin {
+        Currency::Regtest
+    } else {
+        Currency::Bitcoin
+    };
+    let foreign = amountless_invoice(other, None);
+    let error = payer
+        .pay_amount(&foreign, CHOSEN_MSAT, MAX_FEE_MSAT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert!(!error.outcome_unknown(), "{error}");
+
+    // Paid the amount chosen, and the payee receives exactly that.
+    let (returned, received): (IssuedInvoice, Box<dyn Fn() -> u64>) = match &subject.payee {
+        Payee::Receiver => {
+            let returned = subject
+                .receiver
+                .create_amountless_invoice("plannt conformance: refund", 600)
+                .await
+                .expect("the receiver issues a return invoice");
+            (returned, Box::new(|| 0))
+        }
+        Payee::Network(network) => {
+            const PAYEE: &str = "plannt-conformance-refunded";
+            let returned = network
+                .create_amountless_invoice(PAYEE, "plannt conformance: refund", 600)
+                .expect("the rest of the network issues a return invoice");
+            let before = network.balance(PAYEE);
+            let network = network.clone();
+            (returned, Box::new(move || network.balance(PAYEE) - before))
+        }
+    };
+    let error = payer
+        .pay_amount(&returned.bolt11, 0, MAX_FEE_MSAT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    let hash = returned.payment_hash;
+    let payment = payer
+        .pay_amount(&returned.bolt11, CHOSEN_MSAT, MAX_FEE_MSAT)
+        .await
+        .expect("the refund is paid");
+    assert_eq!(payment.payment_hash, hash);
+    assert_eq!(sha256(payment.preimage.as_bytes()), hash);
+    assert_eq!(payment.amount_msat, CHOSEN_MSAT);
+    assert!(payment.fee_msat <= MAX_FEE_MSAT);
+    match &subject.payee {
+        Payee::Receiver => match subject.receiver.lookup_invoice(&hash).await.unwrap() {
+            InvoiceState::Settled {
+                amount_received_msat,
+                ..
+            } => assert_eq!(amount_received_msat, CHOSEN_MSAT),
+            other => panic!("a paid return invoice reads as settled, not {other:?}"),
+        },
+        Payee::Network(_) => assert_eq!(received(), CHOSEN_MSAT),
+    }
+    match payer.lookup_payment(&hash).await.unwrap() {
+        PaymentLookup::Succeeded(found) => assert_eq!(found.preimage, payment.preimage),
+        other => panic!("the refund is found again, not {other:?}"),
+    }
+}
+
 /// What is not an invoice is an invalid invoice.
 pub async fn refuses_what_is_not_an_invoice(subject: Subject) {
     let error = subject
@@ -356,6 +497,8 @@ macro_rules! suite {
             suite!(@test $subject, refuses_what_is_not_an_invoice);
             suite!(@test $subject, knows_no_payment_of_an_unknown_hash);
             suite!(@test $subject, looks_up_the_invoices_it_issued);
+            suite!(@test $subject, issues_an_amountless_invoice_or_says_it_cannot);
+            suite!(@test $subject, pays_an_amountless_invoice_the_amount_chosen);
             $(
                 #[tokio::test]
                 async fn says_when_it_is_unreachable() {

@@ -126,6 +126,8 @@ pub async fn subject() -> Option<Subject> {
         stranger: open_uri(&uri(&service.url, WRONG_KEY), &context),
         payee: Payee::Receiver,
         amountless: amountless_invoice(Currency::Bitcoin, None),
+        issues_amountless: false,
+        pays_amountless: false,
         balance_moves: true,
         settle: None,
         _alive: Vec::new(),
@@ -281,4 +283,59 @@ fn decodes_a_fakewallet_invoice_without_features() {
     assert_eq!(decoded.description.as_deref(), Some("x"));
     // Another network's prefix with the same data breaks the checksum, not the signature.
     assert!(decode_invoice(&INVOICE.replacen("lnbc", "lntb", 1)).is_err());
+}
+
+/// LNbits neither issues nor pays an invoice without an amount (`Amountless invoices not
+/// supported.`): Plannt's LNbits wallet says so, typed and naming what can, asks nothing of
+/// LNbits, and offers no refunds.
+#[tokio::test]
+async fn an_amountless_invoice_is_refused_and_plannt_says_so() {
+    let service = service!("an_amountless_invoice_is_refused_and_plannt_says_so");
+    let http = reqwest::Client::new();
+    let url = format!("{}api/v1/payments", service.url);
+    // LNbits' own answer, which the refusal rests on: issuing one…
+    let answer = http
+        .post(&url)
+        .header("X-Api-Key", &service.payer_inkey)
+        .json(&serde_json::json!({"out": false, "amount": 0, "memo": "refund", "unit": "sat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 520);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["detail"], "Amountless invoices not supported.");
+    // … and paying one.
+    let answer = http
+        .post(&url)
+        .header("X-Api-Key", &service.payee_adminkey)
+        .json(&serde_json::json!({"out": true, "bolt11": amountless_invoice(Currency::Bitcoin, None)}))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(
+        body["detail"], "Amountless invoices not supported.",
+        "HTTP {status}"
+    );
+
+    let error = service
+        .wallet(&service.payer_inkey)
+        .create_amountless_invoice("refund", 600)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LightningError::Backend(_)), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("lnbits cannot issue an invoice without an amount")
+            && message.contains("open a session with a wallet that can"),
+        "{message}"
+    );
+    let payer = service.wallet(&service.payee_adminkey);
+    assert!(!payer.can_pay_amountless());
+    let error = payer
+        .pay_amount(&amountless_invoice(Currency::Bitcoin, None), 5_000, 10_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "backend", "{error}");
 }

@@ -93,6 +93,8 @@ pub async fn subject() -> Option<Subject> {
         stranger: open_uri(&uri(port, &"0123456789abcdef".repeat(4)), &context),
         payee: Payee::Network(setup.network.clone()),
         amountless: amountless_invoice(Currency::Regtest, None),
+        issues_amountless: true,
+        pays_amountless: true,
         balance_moves: true,
         settle: Some({
             let fake = setup.fake.clone();
@@ -472,4 +474,58 @@ async fn opens_from_a_uri_with_a_macaroon_file_and_a_cert_file() {
         open_wallet(&missing, &context),
         Err(OpenError::Io(_))
     ));
+}
+
+/// A return invoice is `AddInvoice` with neither `value` nor `value_msat`, and reads as paid
+/// what its payer chose; a refund is `SendPaymentV2` with `amt_msat` and the fee limit, and pays
+/// the payee exactly that.
+#[tokio::test]
+async fn an_amountless_invoice_is_issued_without_a_value_and_paid_with_amt_msat() {
+    let setup = Setup::new().await;
+    let lnd = setup.invoice_wallet();
+    let issued = lnd.create_amountless_invoice("refund", 600).await.unwrap();
+    let body = setup.posted("/v1/invoices");
+    assert!(body.get("value").is_none() && body.get("value_msat").is_none());
+    assert_eq!(body["expiry"], "600");
+    assert_eq!(decode_invoice(&issued.bolt11).unwrap().amount_msat, None);
+    setup.fake.settle_with(&issued.payment_hash, 4_321_000);
+    match lnd.lookup_invoice(&issued.payment_hash).await.unwrap() {
+        InvoiceState::Settled {
+            amount_received_msat,
+            ..
+        } => assert_eq!(amount_received_msat, 4_321_000),
+        other => panic!("settled, not {other:?}"),
+    }
+
+    let returned = setup
+        .network
+        .create_amountless_invoice("client", "refund", 600)
+        .unwrap();
+    let before = setup.network.balance("client");
+    let payment = setup
+        .wallet()
+        .pay_amount(&returned.bolt11, 12_000, 3_000)
+        .await
+        .unwrap();
+    let body = setup.posted("/v2/router/send");
+    assert_eq!(body["amt_msat"], "12000");
+    assert_eq!(body["fee_limit_msat"], "3000");
+    assert_eq!(payment.amount_msat, 12_000);
+    assert_eq!(setup.network.balance("client") - before, 12_000);
+}
+
+/// LND refuses `amt_msat` for an invoice with an amount, and Plannt never sends it one: it is
+/// refused before anything reaches the node.
+#[tokio::test]
+async fn an_invoice_with_an_amount_is_not_paid_another_amount() {
+    let setup = Setup::new().await;
+    let invoice = fake::payable(&setup.network, 5);
+    let error = setup
+        .wallet()
+        .pay_amount(&invoice, 12_000, 3_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert_eq!(setup.fake.state().payments_started, 0);
+    assert!(setup.fake.state().posted.is_empty());
 }

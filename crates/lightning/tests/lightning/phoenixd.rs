@@ -92,6 +92,8 @@ pub async fn subject() -> Option<Subject> {
         stranger: open_uri(&uri(port, "hunter2-but-longer"), &context),
         payee: Payee::Network(setup.network.clone()),
         amountless: amountless_invoice(Currency::Regtest, None),
+        issues_amountless: true,
+        pays_amountless: true,
         balance_moves: true,
         settle: Some({
             let fake = setup.fake.clone();
@@ -317,4 +319,64 @@ async fn health_checks_the_network() {
     );
     let error = mainnet.health().await.unwrap_err();
     assert!(error.to_string().contains("regtest"), "{error}");
+}
+
+/// A return invoice is `/createinvoice` without `amountSat`, and reads as paid what its payer
+/// chose; a refund is `/payinvoice` with `amountSat` (whole satoshis), and pays the payee
+/// exactly that. An amount that is not whole satoshis is refused, not rounded.
+#[tokio::test]
+async fn an_amountless_invoice_is_issued_without_amount_sat_and_paid_with_one() {
+    let setup = Setup::new().await;
+    let phoenixd = setup.wallet();
+    let issued = phoenixd
+        .create_amountless_invoice("refund", 600)
+        .await
+        .unwrap();
+    let form = setup.posted("/createinvoice");
+    assert!(!form.contains_key("amountSat"));
+    assert_eq!(form["expirySeconds"], "600");
+    assert_eq!(decode_invoice(&issued.bolt11).unwrap().amount_msat, None);
+    setup.fake.settle_with(&issued.payment_hash, 4_321);
+    match phoenixd.lookup_invoice(&issued.payment_hash).await.unwrap() {
+        InvoiceState::Settled {
+            amount_received_msat,
+            ..
+        } => assert_eq!(amount_received_msat, 4_321_000),
+        other => panic!("settled, not {other:?}"),
+    }
+
+    let returned = setup
+        .network
+        .create_amountless_invoice("client", "refund", 600)
+        .unwrap();
+    let error = phoenixd
+        .pay_amount(&returned.bolt11, 12_500, 3_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert_eq!(setup.fake.state().payments_started, 0);
+    let before = setup.network.balance("client");
+    let payment = phoenixd
+        .pay_amount(&returned.bolt11, 12_000, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(setup.posted("/payinvoice")["amountSat"], "12");
+    assert_eq!(payment.amount_msat, 12_000);
+    assert_eq!(setup.network.balance("client") - before, 12_000);
+}
+
+/// phoenixd would pay `amountSat` over an invoice's own amount: Plannt refuses such an
+/// invoice before anything reaches the node.
+#[tokio::test]
+async fn an_invoice_with_an_amount_is_not_paid_another_amount() {
+    let setup = Setup::new().await;
+    let invoice = fake::payable(&setup.network, 5);
+    let error = setup
+        .wallet()
+        .pay_amount(&invoice, 12_000, 3_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_invoice", "{error}");
+    assert_eq!(setup.fake.state().payments_started, 0);
+    assert!(setup.fake.state().posted.is_empty());
 }

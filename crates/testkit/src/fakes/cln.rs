@@ -16,11 +16,14 @@
 //!   payment_secret, expires_at, created_index}`.
 //! - `listinvoices {payment_hash}`: `invoices[]` with `status` `unpaid | paid | expired`, and
 //!   for `paid` `amount_received_msat`, `paid_at`, `payment_preimage`.
-//! - `xpay {invstring, maxfee, retry_for}` (switchable off: the node then has no `xpay`):
+//! - `xpay {invstring, amount_msat, maxfee, retry_for}` (switchable off: the node then has no
+//!   `xpay`); `amount_msat` is required for an invoice without an amount and refused for one
+//!   with (-32602 `amount_msat required` / `amount_msat unnecessary`; `pay` says `amount_msat
+//!   parameter required` / `… unnecessary`):
 //!   answers `{payment_preimage, failed_parts, successful_parts, amount_msat,
 //!   amount_sent_msat}`; 207 expired, 219 already paid, 205 no route (also: a fee above
 //!   `maxfee`, not enough balance), -32602 an unparsable invoice.
-//! - `pay {bolt11, maxfee, retry_for}`: answers `{payment_preimage, destination, payment_hash,
+//! - `pay {bolt11, amount_msat, maxfee, retry_for}`: answers `{payment_preimage, destination, payment_hash,
 //!   created_at, parts, amount_msat, amount_sent_msat, status: "complete"}`; a second `pay` of
 //!   a paid invoice answers its success again without paying (pay.json); 206 when the fee is
 //!   above `maxfee`, 205 no route, 207 expired.
@@ -59,6 +62,8 @@ pub struct Invoice {
     preimage: [u8; 32],
     bolt11: String,
     amount_msat: Option<u64>,
+    /// What it was paid (for an invoice without an amount, what the payer chose).
+    received_msat: Option<u64>,
     expires_at: u64,
     status: &'static str,
     paid_at: u64,
@@ -69,6 +74,8 @@ pub struct Invoice {
 pub struct Pay {
     hash: [u8; 32],
     bolt11: String,
+    /// Whether the invoice names no amount: `amount_msat` is the one the call chose.
+    amountless: bool,
     destination: String,
     status: &'static str,
     preimage: Option<[u8; 32]>,
@@ -172,8 +179,17 @@ impl Cln {
         fake::serve(router).await
     }
 
-    /// A payer paid the invoice with this hash.
+    /// A payer paid the invoice with this hash its amount.
     pub fn settle(&self, hash: &PaymentHash) {
+        self.settle_paying(hash, None);
+    }
+
+    /// A payer paid the invoice with this hash, which names no amount, `amount_msat`.
+    pub fn settle_with(&self, hash: &PaymentHash, amount_msat: u64) {
+        self.settle_paying(hash, Some(amount_msat));
+    }
+
+    fn settle_paying(&self, hash: &PaymentHash, chosen_msat: Option<u64>) {
         let hash = &hash.0;
         let mut state = self.state();
         let invoice = state
@@ -183,6 +199,7 @@ impl Cln {
             .expect("an invoice we issued");
         invoice.status = "paid";
         invoice.paid_at = fake::now();
+        invoice.received_msat = chosen_msat.or(invoice.amount_msat);
     }
 
     /// The invoice with this hash expired unpaid.
@@ -230,7 +247,12 @@ fn complete(state: &mut Node, index: usize) -> Result<(), (i64, String)> {
             ),
         ));
     }
-    match network.pay(NODE_ACCOUNT, &pay.bolt11) {
+    let paid = if pay.amountless {
+        network.pay_amount(NODE_ACCOUNT, &pay.bolt11, pay.amount_msat)
+    } else {
+        network.pay(NODE_ACCOUNT, &pay.bolt11)
+    };
+    match paid {
         Ok(paid) => {
             pay.status = "complete";
             pay.preimage = Some(*paid.preimage.as_bytes());
@@ -290,7 +312,7 @@ fn invoice_json(invoice: &Invoice) -> Value {
     }
     if invoice.status == "paid" {
         value["pay_index"] = json!(1);
-        value["amount_received_msat"] = json!(invoice.amount_msat.unwrap_or(0));
+        value["amount_received_msat"] = json!(invoice.received_msat.unwrap_or(0));
         value["paid_at"] = json!(invoice.paid_at);
         value["payment_preimage"] = json!(hex::encode(invoice.preimage));
         value["updated_index"] = json!(invoice.created_index + 1);
@@ -457,6 +479,7 @@ fn invoice(fake: &Cln, params: &Value) -> Result<Value, RpcError> {
         preimage,
         bolt11: bolt11.clone(),
         amount_msat,
+        received_msat: None,
         expires_at,
         status: "unpaid",
         paid_at: 0,
@@ -560,8 +583,23 @@ async fn pay(
     if !invoice.currency_regtest {
         return Err(RpcError::rpc(-32602, "Invoice is for another network"));
     }
-    let Some(amount_msat) = invoice.amount_msat else {
-        return Err(RpcError::rpc(-32602, "amount_msat parameter required"));
+    // xpay says `amount_msat required` / `amount_msat unnecessary`, pay the same with
+    // `parameter`.
+    let parameter = if xpay { "" } else { " parameter" };
+    let amount_msat = match (invoice.amount_msat, msat(params, "amount_msat")) {
+        (Some(msat), None) | (None, Some(msat)) => msat,
+        (None, None) => {
+            return Err(RpcError::rpc(
+                -32602,
+                format!("amount_msat{parameter} required"),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(RpcError::rpc(
+                -32602,
+                format!("amount_msat{parameter} unnecessary"),
+            ));
+        }
     };
     if invoice.expired {
         return Err(RpcError::rpc(207, "Invoice expired"));
@@ -594,6 +632,7 @@ async fn pay(
         state.pays.push(Pay {
             hash,
             bolt11: text.to_string(),
+            amountless: invoice.amount_msat.is_none(),
             destination: invoice.payee.clone(),
             status: "pending",
             preimage: None,

@@ -11,12 +11,14 @@
 //! - Request bodies are read as forms; a body of another type has no parameters (a missing
 //!   one is 400 `Missing parameter <name>`). Answers are JSON without `null` fields
 //!   (`explicitNulls = false`); errors are plain text.
-//! - `POST /createinvoice` (`amountSat`, `description` ≤ 128 characters or `descriptionHash`,
+//! - `POST /createinvoice` (`amountSat`, optional: without it the invoice names no amount, `description` ≤ 128 characters or `descriptionHash`,
 //!   `expirySeconds`, `externalId`): `{amountSat, paymentHash, serialized}`; phoenixd chooses
 //!   the preimage.
 //! - `GET /payments/incoming/{paymentHash}`: `IncomingPayment` (`isPaid`, `preimage`,
 //!   `receivedSat`, `fees` in msat, `isExpired`, …), or 404 `Not found`.
-//! - `POST /payinvoice` (`invoice`, `amountSat` for an invoice without amount): 200
+//! - `POST /payinvoice` (`invoice`, `amountSat`: the amount of an invoice without one; over an
+//!   invoice's own amount phoenixd would send `amountSat`, which the fake, paying through a dev
+//!   network that takes no other amount, does not model: it pays the invoice's amount): 200
 //!   `{recipientAmountSat, routingFeeSat, paymentId, paymentHash, paymentPreimage}` on success,
 //!   and 200 `{paymentHash, reason}` on failure (no route, not enough funds, `this invoice has
 //!   already been paid`, `another payment is in progress for that invoice`); an invoice that
@@ -58,6 +60,8 @@ pub struct Incoming {
     description: String,
     invoice: String,
     amount_sat: Option<u64>,
+    /// What it was paid (for an invoice without an amount, what the payer chose).
+    received_sat: Option<u64>,
     external_id: Option<String>,
     paid: bool,
     expires_at_ms: u64,
@@ -70,6 +74,8 @@ pub struct Outgoing {
     id: String,
     hash: [u8; 32],
     invoice: String,
+    /// Whether the invoice names no amount: `amount_msat` is the `amountSat` sent.
+    amountless: bool,
     amount_msat: u64,
     fee_msat: u64,
     status: &'static str,
@@ -193,12 +199,22 @@ impl Phoenixd {
         fake::serve(router).await
     }
 
-    /// A payer paid the invoice with this hash.
+    /// A payer paid the invoice with this hash its amount.
     pub fn settle(&self, hash: &PaymentHash) {
+        self.settle_paying(hash, None);
+    }
+
+    /// A payer paid the invoice with this hash, which names no amount, `amount_sat`.
+    pub fn settle_with(&self, hash: &PaymentHash, amount_sat: u64) {
+        self.settle_paying(hash, Some(amount_sat));
+    }
+
+    fn settle_paying(&self, hash: &PaymentHash, chosen_sat: Option<u64>) {
         let hash = &hash.0;
         let mut state = self.state();
         let incoming = state.incoming.get_mut(hash).expect("an invoice we issued");
         incoming.paid = true;
+        incoming.received_sat = chosen_sat.or(incoming.amount_sat);
         incoming.completed_at_ms = Some(now_ms());
     }
 
@@ -223,7 +239,12 @@ fn complete(state: &mut Node, index: usize) {
     let fee_sat = state.routing_fee_sat;
     let network = state.network.clone();
     let payment = &mut state.outgoing[index];
-    match network.pay(NODE_ACCOUNT, &payment.invoice) {
+    let paid = if payment.amountless {
+        network.pay_amount(NODE_ACCOUNT, &payment.invoice, payment.amount_msat)
+    } else {
+        network.pay(NODE_ACCOUNT, &payment.invoice)
+    };
+    match paid {
         Ok(paid) => {
             payment.status = "succeeded";
             payment.preimage = Some(*paid.preimage.as_bytes());
@@ -366,6 +387,7 @@ async fn createinvoice(State(fake): State<Phoenixd>, headers: HeaderMap, body: B
             description,
             invoice: invoice.clone(),
             amount_sat,
+            received_sat: None,
             external_id: form.get("externalId").cloned(),
             paid: false,
             expires_at_ms: created + expiry * 1000,
@@ -397,7 +419,7 @@ async fn incoming(
         return not_found();
     };
     let received_sat = if payment.paid {
-        payment.amount_sat.unwrap_or(0)
+        payment.received_sat.unwrap_or(0)
     } else {
         0
     };
@@ -456,11 +478,13 @@ async fn payinvoice(State(fake): State<Phoenixd>, headers: HeaderMap, body: Byte
     if !invoice.currency_regtest {
         return text_response_400("Invalid parameter invoice (expected bolt11invoice)");
     }
-    let Some(amount_msat) = invoice.amount_msat.or_else(|| {
-        form.get("amountSat")
-            .and_then(|s| s.parse::<u64>().ok())
-            .map(|s| s * 1000)
-    }) else {
+    // `(overrideAmount ?: invoice.amount) ?: missing("amountSat")`.
+    let override_msat = match form.get("amountSat").map(|s| s.parse::<u64>()) {
+        None => None,
+        Some(Ok(sat)) => Some(sat * 1000),
+        Some(Err(_)) => return text_response_400("Invalid parameter amountSat (expected long)"),
+    };
+    let Some(amount_msat) = override_msat.or(invoice.amount_msat) else {
         return text_response_400("Missing parameter amountSat");
     };
     let hash = invoice.payment_hash;
@@ -503,6 +527,7 @@ async fn payinvoice(State(fake): State<Phoenixd>, headers: HeaderMap, body: Byte
             id,
             hash,
             invoice: bolt11.clone(),
+            amountless: invoice.amount_msat.is_none(),
             amount_msat,
             fee_msat: 0,
             status: "pending",

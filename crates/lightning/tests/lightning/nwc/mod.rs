@@ -43,6 +43,8 @@ pub async fn subject() -> Option<Subject> {
         stranger: open_uri(&stranger, &context),
         payee: Payee::Network(network.clone()),
         amountless: amountless_invoice(Currency::Regtest, None),
+        issues_amountless: false,
+        pays_amountless: true,
         balance_moves: true,
         settle: Some(Box::new(move |issued| {
             network

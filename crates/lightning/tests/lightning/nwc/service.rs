@@ -283,7 +283,12 @@ impl Handler {
             "get_balance" => ok(json!({ "balance": self.network.balance(ACCOUNT) })),
             "pay_invoice" => {
                 let invoice = params["invoice"].as_str().unwrap_or_default();
-                match self.network.pay(ACCOUNT, invoice) {
+                // `amount` (msat) pays an invoice that names none.
+                let paid = match params["amount"].as_u64() {
+                    Some(amount) => self.network.pay_amount(ACCOUNT, invoice, amount),
+                    None => self.network.pay(ACCOUNT, invoice),
+                };
+                match paid {
                     Ok(payment) => ok(json!({
                         "preimage": payment.preimage.to_hex(),
                         "fees_paid": payment.fee_msat,

@@ -18,7 +18,11 @@
 //!   message is `{"error":{…}}` with the HTTP status of the gRPC code (AlreadyExists 409,
 //!   NotFound 404, Unknown 500).
 //! - `SendPaymentV2`: an expired invoice is refused (`invoice expired. Valid until …`), so is
-//!   one of another network or without an amount. A hash already paid is refused with
+//!   one of another network. `amt` or `amt_msat` (mutually exclusive) is the amount of an
+//!   invoice without one, which is refused without it (`amount must be specified when paying a
+//!   zero amount invoice`); an invoice with an amount is refused with it (`amount must not be
+//!   specified when paying a non-zero  amount invoice`, lnd's double space included).
+//!   `AddInvoice` without `value` or `value_msat` issues an invoice without an amount. A hash already paid is refused with
 //!   `invoice is already paid`, one in flight with `payment is in transition` (AlreadyExists);
 //!   a failed one may be retried. No fee limit means zero (zero-fee routes only). The stream
 //!   sends `IN_FLIGHT` (unless `no_inflight_updates`) with `payment_preimage` all zeros, then
@@ -78,6 +82,8 @@ pub struct Invoice {
 /// A payment the node made.
 pub struct Outgoing {
     bolt11: String,
+    /// Whether the invoice names no amount: `value_msat` is the `amt`/`amt_msat` sent.
+    amountless: bool,
     value_msat: u64,
     fee_limit_msat: u64,
     fee_msat: u64,
@@ -194,15 +200,22 @@ impl Lnd {
             .with_state(self.clone())
     }
 
-    /// A payer paid the invoice with this hash.
+    /// A payer paid the invoice with this hash its amount.
     pub fn settle(&self, hash: &PaymentHash) {
+        let amount = self.state().invoices.get(&hash.0).map(|i| i.value_msat);
+        self.settle_with(hash, amount.expect("an invoice we issued"));
+    }
+
+    /// A payer paid the invoice with this hash `amt_paid_msat` (an invoice without an amount
+    /// is paid what its payer chose).
+    pub fn settle_with(&self, hash: &PaymentHash, amt_paid_msat: u64) {
         let hash = &hash.0;
         let mut state = self.state();
         state.settle_index += 1;
         let index = state.settle_index;
         let invoice = state.invoices.get_mut(hash).expect("an invoice we issued");
         invoice.state = "SETTLED";
-        invoice.amt_paid_msat = invoice.value_msat;
+        invoice.amt_paid_msat = amt_paid_msat;
         invoice.settle_date = fake::now();
         invoice.settle_index = index;
     }

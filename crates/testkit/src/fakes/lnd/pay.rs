@@ -14,7 +14,12 @@ pub(super) fn complete(state: &mut Node, hash: &[u8; 32]) {
         payment.failure_reason = "FAILURE_REASON_NO_ROUTE";
         return;
     }
-    match network.pay(NODE_ACCOUNT, &payment.bolt11) {
+    let paid = if payment.amountless {
+        network.pay_amount(NODE_ACCOUNT, &payment.bolt11, payment.value_msat)
+    } else {
+        network.pay(NODE_ACCOUNT, &payment.bolt11)
+    };
+    match paid {
         Ok(paid) => {
             payment.status = "SUCCEEDED";
             payment.preimage = Some(*paid.preimage.as_bytes());
@@ -146,13 +151,37 @@ pub(super) async fn send_payment(
             "invoice not for current active network 'regtest'",
         );
     }
-    if invoice.amount_msat.is_none() && int64(&body, "amt").unwrap_or(0) == 0 {
+    // lnrpc.UnmarshallAmt, then routerrpc's extractIntentFromSendRequest.
+    let (amt, amt_msat) = match (int64(&body, "amt"), int64(&body, "amt_msat")) {
+        (Ok(s), Ok(m)) => (s, m),
+        _ => return error(StatusCode::BAD_REQUEST, 3, "bad amount"),
+    };
+    if amt != 0 && amt_msat != 0 {
         return stream_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             2,
-            "amount must be specified when paying a zero amount invoice",
+            "sat and msat arguments are mutually exclusive",
         );
     }
+    let chosen_msat = if amt != 0 { amt * 1000 } else { amt_msat };
+    let value_msat = match (invoice.amount_msat, chosen_msat) {
+        (None, 0) => {
+            return stream_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                2,
+                "amount must be specified when paying a zero amount invoice",
+            );
+        }
+        (None, chosen) => chosen,
+        (Some(_), 0) => invoice.amount_msat.unwrap_or(0),
+        (Some(_), _) => {
+            return stream_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                2,
+                "amount must not be specified when paying a non-zero  amount invoice",
+            );
+        }
+    };
     if invoice.expired {
         let message = format!("invoice expired. Valid until {} (unix)", invoice.expires_at);
         return stream_error(StatusCode::INTERNAL_SERVER_ERROR, 2, &message);
@@ -200,7 +229,8 @@ pub(super) async fn send_payment(
             hash,
             Outgoing {
                 bolt11,
-                value_msat: invoice.amount_msat.unwrap_or(0),
+                amountless: invoice.amount_msat.is_none(),
+                value_msat,
                 fee_limit_msat,
                 fee_msat: 0,
                 status: "IN_FLIGHT",
