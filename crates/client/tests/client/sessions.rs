@@ -229,7 +229,7 @@ fn sessions_idle_past_the_servers_timeout_are_found_to_close() {
 
 // Against a server of sessions (`plannt_testkit::sessions`, a minimal server that follows
 // draft-lightning-session-00 with Plannt's wire types, a charge offered beside each session),
-// paid on its dev network, refunds included.
+// paid on its dev network (or through a fake LND that pays into it), refunds included.
 
 mod live {
     use std::sync::Arc;
@@ -372,6 +372,70 @@ mod live {
                 .load(std::sync::atomic::Ordering::SeqCst),
             2
         );
+    }
+
+    /// The client's wallet is LND (the test kit's fake LND REST API, paying into the server's
+    /// dev network) and its return invoices another backend's (an account of that network):
+    /// the deposit goes out through LND, the session serves bearer requests, and its refund
+    /// arrives in the wallet that issued the return invoice, exactly.
+    #[tokio::test]
+    async fn a_session_paid_through_lnd_gets_its_refund_in_the_wallet_of_its_return_invoice() {
+        use plannt_client::lightning::{Lnd, Network, Secret};
+        use plannt_testkit::fakes::lnd as fake_lnd;
+
+        let server = server(SessionScenario::Honest, 2, 100).await;
+        let network = server.shared.network.clone();
+        let node = fake_lnd::Lnd::new(network.clone());
+        let rest = node.serve().await;
+        let macaroon = node.state().admin_macaroon.clone();
+        let lnd = Arc::new(Lnd::new(
+            rest.url.clone(),
+            Secret::new(macaroon),
+            Network::Regtest,
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let mut policy = policy(100);
+        // LND's route costs a sat.
+        policy.max_fee_sats = 1;
+        let client = Client::builder(lnd, ledger.clone(), policy)
+            .timeouts(Timeouts {
+                connect: Duration::from_secs(10),
+                max_time: Duration::from_secs(30),
+            })
+            .return_invoices(Arc::new(network.wallet(PAYER)))
+            .build();
+
+        let opened = get(&client, &server).await.unwrap();
+        let session = opened
+            .receipt
+            .unwrap()
+            .session
+            .expect("paid from a session");
+        assert_eq!(
+            (session.action.as_str(), session.balance_sats),
+            ("open", 98)
+        );
+        assert_eq!(
+            node.state().payments_started,
+            1,
+            "the deposit went through LND"
+        );
+        let r = get(&client, &server).await.unwrap();
+        let s = r.receipt.unwrap().session.unwrap();
+        assert_eq!((s.action.as_str(), s.balance_sats), ("bearer", 96));
+
+        let id = plannt_client::l402::PaymentHash::from_hex(&session.id).unwrap();
+        let closed = client.close_session(&id).await.unwrap();
+        assert_eq!(
+            (
+                closed.refund_claimed_sats,
+                closed.refund_received_sats,
+                closed.refund_status.as_str()
+            ),
+            (96, 96, "succeeded")
+        );
+        assert_eq!(network.balance(PAYER), START_MSAT + 96_000);
     }
 
     #[tokio::test]

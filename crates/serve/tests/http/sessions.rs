@@ -1,7 +1,8 @@
 //! Prepaid sessions on a metered route (the MPP `session` intent): the 402's session challenge,
 //! open with a deposit and a return invoice, bearer requests debited by the usage the upstream
 //! reports, a top-up when the balance is short, a close that pays the unspent balance to the
-//! return invoice on the dev network, the idle close, parallel requests that cannot overdraw,
+//! return invoice on the dev network (and, on a gateway whose backend is LND, with LND's
+//! `SendPaymentV2` and `amt_msat`), the idle close, parallel requests that cannot overdraw,
 //! forged preimages refused, and a stream that outgrows its balance.
 
 use std::convert::Infallible;
@@ -519,4 +520,90 @@ async fn an_abandoned_stream_is_debited_what_was_delivered_not_its_quote() {
         "a few words cost a sat or two, not the quote of {quote}: {debited}"
     );
     assert_eq!(s.balance + s.spent, s.deposited);
+}
+
+/// A session on a gateway whose Lightning backend is LND (the test kit's fake LND REST API, on
+/// a dev network that stands for the rest of Lightning), with the client's wallet another
+/// backend that issues return invoices (an account of that dev network): the deposit is paid to
+/// the node, the session opens and serves a bearer request, and its close pays the unspent
+/// balance to the client's return invoice with LND's `SendPaymentV2` and `amt_msat`: exactly
+/// that balance arrives.
+#[tokio::test]
+async fn a_session_on_an_lnd_gateway_refunds_the_clients_return_invoice() {
+    use plannt_gateway::lightning::{InvoiceState, Lnd, Network, Receiver, Secret, decode_invoice};
+    use plannt_testkit::fakes::{self, lnd as fake_lnd};
+
+    let upstream = OpenAi::start().await;
+    let network = fakes::network();
+    let node = fake_lnd::Lnd::new(network.clone());
+    let server = node.serve().await;
+    let macaroon = node.state().admin_macaroon.clone();
+    let mut config = config("memory");
+    config.lightning = format!(
+        "lnd+http://127.0.0.1:{}?macaroon={macaroon}&network=regtest",
+        server.url.port().unwrap()
+    )
+    .parse()
+    .unwrap();
+    config.routes = vec![route(&upstream.base_url(), 60, 300)];
+    let gateway = start(config).await;
+    assert!(gateway.paywall.session_store().is_some(), "LND can refund");
+    let body = chat("gpt-4o", "the quick brown fox jumps", 16);
+
+    // The rest of the network pays the deposit invoice LND issued; its preimage is the
+    // client's proof.
+    let offer = ask(&gateway, None, &body).await;
+    let challenge = session_challenge(&offer);
+    let request = challenge.session_request().unwrap();
+    let deposit = decode_invoice(request.deposit_invoice.as_deref().unwrap()).unwrap();
+    assert_eq!(deposit.amount_msat, Some(60_000));
+    node.settle(&deposit.payment_hash);
+    let lnd = Lnd::new(server.url.clone(), Secret::new(macaroon), Network::Regtest);
+    let preimage = match lnd.lookup_invoice(&deposit.payment_hash).await.unwrap() {
+        InvoiceState::Settled { preimage, .. } => preimage,
+        other => panic!("the deposit is settled, not {other:?}"),
+    };
+
+    // The client's wallet issues the return invoice.
+    let wallet = network.wallet(CLIENT);
+    let returned = wallet
+        .create_amountless_invoice("refund", 3600)
+        .await
+        .unwrap();
+    let credential = PaymentCredential::session(
+        &challenge,
+        &SessionPayload::open(&preimage, &returned.bolt11),
+    )
+    .to_header_value();
+    let opened = ask(&gateway, Some(&credential), &body).await;
+    assert_eq!(opened.status, StatusCode::OK, "{opened:?}");
+    let again = ask(&gateway, Some(&bearer(&challenge, &preimage)), &body).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    let spent = cost("gpt-4o", &opened.json) + cost("gpt-4o", &again.json);
+    let left = session(&gateway, &preimage).await.balance;
+    assert_eq!(left, 60 - spent);
+    assert!(left > 0);
+
+    let before = network.balance(CLIENT);
+    let close =
+        PaymentCredential::session(&challenge, &SessionPayload::close(&preimage)).to_header_value();
+    let closed = ask(&gateway, Some(&close), &body).await;
+    assert_eq!(closed.status, StatusCode::OK, "{closed:?}");
+    let receipt = SessionReceipt::parse(closed.header("payment-receipt").unwrap()).unwrap();
+    assert_eq!(receipt.refund_sats, left);
+    assert_eq!(receipt.refund_status, Some(RefundStatus::Succeeded));
+    assert_eq!(
+        network.balance(CLIENT) - before,
+        left * 1000,
+        "exactly the unspent balance arrived"
+    );
+    let state = node.state();
+    let (_, sent) = state
+        .posted
+        .iter()
+        .rev()
+        .find(|(path, _)| *path == "/v2/router/send")
+        .expect("the refund went through SendPaymentV2");
+    assert_eq!(sent["payment_request"], returned.bolt11);
+    assert_eq!(sent["amt_msat"], (left * 1000).to_string());
 }
