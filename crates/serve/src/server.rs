@@ -192,7 +192,9 @@ impl Gateway {
         let sessions = open_sessions(&config, &data_dir)?;
         let payer: Arc<dyn plannt_lightning::Payer> = opened.wallet.clone();
         let mut paywall = Paywall::new(keys, opened.wallet, store, routes.table, options);
-        if let Some(store) = sessions {
+        if let Some(store) = sessions
+            && refunds_can_be_paid(payer.as_ref()).await
+        {
             paywall = paywall.with_sessions(SessionBackend { store, payer });
         }
         let paywall = Arc::new(paywall);
@@ -313,6 +315,30 @@ impl Gateway {
         // The purge task holds the store: let it go before returning, so the file is free.
         let _ = purger.await;
         result
+    }
+}
+
+/// Whether the backend's credential may pay a session's refund: one that can pay an amountless
+/// invoice, and is not refused reading the balance (LND's `invoice.macaroon`, a CLN rune limited
+/// to invoices: credentials a gateway is rightly given, which could take deposits but never
+/// refund them). Anything else the balance call answers leaves sessions on (a node down at
+/// start may be up by the first close). phoenixd's limited password reads the balance and
+/// cannot pay: docs/backends.md says to give a gateway that sells sessions the full one.
+async fn refunds_can_be_paid(payer: &dyn plannt_lightning::Payer) -> bool {
+    if !payer.can_pay_amountless() {
+        // `Paywall::with_sessions` says so.
+        return true;
+    }
+    match payer.balance().await {
+        Err(plannt_lightning::LightningError::Unauthorized(why)) => {
+            tracing::warn!(
+                backend = payer.name(),
+                error = %why,
+                "the Lightning credential cannot pay, so it could not refund a session: sessions are not offered (give the gateway a credential that can pay)"
+            );
+            false
+        }
+        _ => true,
     }
 }
 

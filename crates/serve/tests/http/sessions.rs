@@ -607,3 +607,39 @@ async fn a_session_on_an_lnd_gateway_refunds_the_clients_return_invoice() {
     assert_eq!(sent["payment_request"], returned.bolt11);
     assert_eq!(sent["amt_msat"], (left * 1000).to_string());
 }
+
+/// A gateway given LND's `invoice.macaroon` (the least a gateway needs to sell single-use
+/// payments) could take deposits but never refund them: it offers no sessions, only charges.
+#[tokio::test]
+async fn a_gateway_whose_credential_cannot_pay_offers_no_sessions() {
+    use plannt_testkit::fakes::{self, lnd as fake_lnd};
+
+    let upstream = OpenAi::start().await;
+    let node = fake_lnd::Lnd::new(fakes::network());
+    let server = node.serve().await;
+    let macaroon = node.state().invoice_macaroon.clone();
+    let mut config = config("memory");
+    config.lightning = format!(
+        "lnd+http://127.0.0.1:{}?macaroon={macaroon}&network=regtest",
+        server.url.port().unwrap()
+    )
+    .parse()
+    .unwrap();
+    config.routes = vec![route(&upstream.base_url(), 60, 300)];
+    let gateway = start(config).await;
+    assert!(gateway.paywall.session_store().is_none());
+    let offer = ask(&gateway, None, &chat("gpt-4o", "hello", 16)).await;
+    assert_eq!(offer.status, StatusCode::PAYMENT_REQUIRED);
+    let values = offer
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap());
+    let challenges = PaymentChallenge::parse_all(values).unwrap();
+    assert!(!challenges.is_empty(), "single-use payments are still sold");
+    assert!(
+        !challenges
+            .iter()
+            .any(PaymentChallenge::is_lightning_session)
+    );
+}
