@@ -461,7 +461,9 @@ fn render(value: &Value) -> String {
                         "{} ({msat} msat)",
                         crate::out::sats(value["amount_sats"].as_u64().unwrap_or_default())
                     ),
-                    None => "none (amountless: Plannt never pays these)".to_string(),
+                    None => {
+                        "none (amountless: plannt get and plannt mcp never pay these)".to_string()
+                    }
                 },
             );
             out += &field(

@@ -54,7 +54,7 @@ pub enum Refusal {
         macaroon: String,
     },
     /// No amount in the invoice: the server could take anything.
-    #[error("the invoice names no amount; Plannt never pays amountless invoices")]
+    #[error("the invoice names no amount; a paying client never pays amountless invoices")]
     NoAmount,
     /// The amount is above the per-request cap.
     #[error(
