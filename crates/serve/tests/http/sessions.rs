@@ -11,8 +11,8 @@ use axum::body::Body;
 use axum::response::Response;
 use plannt_gateway::l402::Preimage;
 use plannt_gateway::l402::mpp::{
-    NeedTopUp, PaymentChallenge, PaymentCredential, RefundStatus, SessionPayload, SessionReceipt,
-    SessionRequest,
+    NeedTopUp, PaymentChallenge, PaymentCredential, RefundStatus, SessionDebit, SessionPayload,
+    SessionReceipt, SessionRequest,
 };
 use plannt_gateway::store::sessions::{Session, SessionState};
 use plannt_meter::Usage;
@@ -127,6 +127,19 @@ async fn session(gateway: &TestGateway, preimage: &Preimage) -> Session {
         .expect("the session is stored")
 }
 
+/// The session receipt of an answer.
+fn receipt(answer: &Answer) -> SessionReceipt {
+    SessionReceipt::parse(answer.header("payment-receipt").expect("a receipt")).unwrap()
+}
+
+/// The debit comments of a stream, in order.
+fn debits(text: &str) -> Vec<SessionDebit> {
+    text.lines()
+        .filter_map(SessionDebit::parse_line)
+        .map(|d| d.expect("a well-formed debit"))
+        .collect()
+}
+
 /// What the rule charges for the usage a JSON answer reports.
 fn cost(model: &str, answer: &Value) -> u64 {
     let usage = Usage::from_answer(answer.to_string().as_bytes()).expect("usage");
@@ -161,13 +174,18 @@ async fn open_bearer_top_up_close(store: &str) {
     let client_before = dev(&gateway).balance(CLIENT);
     let (challenge, preimage, opened) = open(&gateway, &small).await;
     assert_eq!(opened.status, StatusCode::OK, "{opened:?}");
-    let receipt = SessionReceipt::parse(opened.header("payment-receipt").unwrap()).unwrap();
-    assert_eq!(receipt.session_id(), Some(preimage.hash()));
+    let said = receipt(&opened);
+    assert_eq!(said.session_id(), Some(preimage.hash()));
     let first = cost("gpt-4o", &opened.json);
     let s = session(&gateway, &preimage).await;
     assert_eq!(
         (s.deposited, s.spent, s.balance, s.held),
         (60, first, 60 - first, 0)
+    );
+    // The answer says what it debited and what is left, as the store has it.
+    assert_eq!(
+        (said.debit_sats, said.held_sats, said.balance_sats),
+        (Some(first), None, Some(s.balance))
     );
 
     // Bearer: served and debited again.
@@ -176,6 +194,11 @@ async fn open_bearer_top_up_close(store: &str) {
     let second = cost("gpt-4o", &again.json);
     let s = session(&gateway, &preimage).await;
     assert_eq!(s.spent, first + second);
+    let said = receipt(&again);
+    assert_eq!(
+        (said.debit_sats, said.balance_sats),
+        (Some(second), Some(s.balance))
+    );
 
     // A request the balance cannot hold: a 402 with a top-up challenge, nothing held.
     let big = chat("gpt-4o", "the quick brown fox jumps", 2048);
@@ -213,6 +236,11 @@ async fn open_bearer_top_up_close(store: &str) {
     );
     let left = s.balance;
     assert_eq!(left, 120 - s.spent);
+    let said = receipt(&served);
+    assert_eq!(
+        (said.debit_sats, said.balance_sats),
+        (Some(third), Some(left))
+    );
 
     // Close: the balance goes back to the return invoice, exactly.
     let close =
@@ -444,6 +472,14 @@ async fn a_stream_that_outgrows_its_balance_gets_the_need_top_up_event_then_done
         "the whole deposit was delivered, no more: {s:?}"
     );
     assert_eq!(s.balance, 0);
+    // The debit goes between the event and the end: the whole deposit, nothing left.
+    let debit = &events[events.len() - 2];
+    let debit = SessionDebit::parse_line(debit).expect("the debit").unwrap();
+    assert_eq!(
+        (debit.session_id, debit.debit_sats, debit.balance_sats),
+        (preimage.hash().to_hex(), 8, Some(0))
+    );
+    assert!(events[events.len() - 3].starts_with("event: payment-need-topup"));
     // The next request is refused for a top-up.
     let next = ask(&gateway, Some(&bearer(&challenge, &preimage)), &body).await;
     assert_eq!(next.status, StatusCode::PAYMENT_REQUIRED);
@@ -465,7 +501,34 @@ async fn a_streamed_answer_is_debited_by_its_usage_chunk() {
         usage.prompt_tokens,
         usage.completion_tokens,
     );
-    assert_eq!(session(&gateway, &preimage).await.spent, expected);
+    let s = session(&gateway, &preimage).await;
+    assert_eq!(s.spent, expected);
+    // The headers went before the usage was known: the receipt gives the hold (the quote) and
+    // the balance after it; the debit comes as the stream's last comment, before its end.
+    let quote = rule
+        .price(&serde_json::to_vec(&body).unwrap())
+        .unwrap()
+        .sats;
+    let said = receipt(&opened);
+    assert_eq!(
+        (said.debit_sats, said.held_sats, said.balance_sats),
+        (None, Some(quote), Some(200 - quote))
+    );
+    assert_eq!(
+        debits(&opened.text),
+        vec![SessionDebit {
+            session_id: preimage.hash().to_hex(),
+            debit_sats: expected,
+            balance_sats: Some(s.balance),
+        }]
+    );
+    let events: Vec<&str> = opened
+        .text
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert!(events[events.len() - 2].starts_with(": plannt-session-debit "));
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
 }
 
 #[tokio::test]
