@@ -202,11 +202,15 @@ fn plannt_get_opens_a_session_and_another_plannt_get_spends_from_it() {
     assert_eq!(sessions.balance(), START_MSAT - 102_000);
 }
 
+/// The admin token of the real gateway below.
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
 /// `plannt post` against a real `plannt serve` whose metered chat route sells sessions, in front
 /// of the test kit's OpenAI-compatible upstream: the first request opens a session, the second
 /// (another process) spends from it, a third streams from it, each debit recorded as the gateway
 /// reported it, `plannt session close --all` has the gateway refund the rest to the dev wallet,
-/// the ledger's refund is what arrived, and the deposit less it is the sum of the debits recorded.
+/// the ledger's refund is what arrived, the deposit less it is the sum of the debits recorded, and
+/// `plannt stats` shows the deposit, the refund and the metered usage.
 #[test]
 fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     use crate::cluster::Serve;
@@ -229,7 +233,7 @@ fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     let serve = Serve::start(
         &home.path().join("gateway"),
         &["--config", config.to_str().unwrap(), "--store", "sqlite"],
-        &[],
+        &[("PLANNT_ADMIN_TOKEN", ADMIN_TOKEN)],
     );
     let wallet = format!("dev+http://127.0.0.1:{}?account={PAYER}", serve.port);
     let url = serve.url("/v1/chat/completions");
@@ -289,6 +293,47 @@ fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
         .map(|d| d["amount_msat"].as_u64().unwrap())
         .sum();
     assert_eq!(recorded, spent * 1000);
+
+    // The gateway's earnings: the deposit paid in, the refund paid back, the three requests
+    // metered at what they were debited; earned, the deposit less the refund.
+    let stats = |args: &[&str]| {
+        home.plannt(&[&["stats", "--admin", &serve.url(""), "--since", "1h"], args].concat())
+            .env("PLANNT_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    };
+    let figures = stats(&["--json"]);
+    assert_eq!(code(&figures), 0, "{}", describe(&figures));
+    let figures = json(&figures);
+    let session = &figures["dialects"]["mpp-session"];
+    assert_eq!(
+        (
+            &session["sats"],
+            &session["refunded_sats"],
+            &session["metered"],
+            &session["metered_sats"]
+        ),
+        (
+            &Value::from(300),
+            &Value::from(refund),
+            &Value::from(3),
+            &Value::from(spent)
+        ),
+        "{figures}"
+    );
+    assert_eq!(figures["total"]["earned_sats"], spent, "{figures}");
+    let table = stats(&[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    for says in [
+        format!("{spent} sats earned, 1 payment"),
+        format!(
+            "prepaid sessions: 300 sats paid in, {refund} sats refunded (1 refund), {spent} sats metered over 3 requests"
+        ),
+        "refunded".to_string(),
+        "mpp-session".to_string(),
+    ] {
+        assert!(text.contains(&says), "{says:?} missing:\n{text}");
+    }
     assert_eq!(ledger["sessions"][0]["session"]["refund_sats"], refund);
     assert_eq!(ledger["sessions"][0]["session"]["state"], "closed");
     drop(serve);

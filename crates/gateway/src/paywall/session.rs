@@ -214,6 +214,8 @@ impl Paywall {
                 };
                 match store.open(&new).await {
                     Ok(Open::Opened(_)) => {
+                        self.ledger
+                            .deposited(now, &at.route.id, deposit_sats, &session_id);
                         tracing::info!(session = %session_id.to_hex(), deposit_sats, route = %at.route.id, "session opened");
                     }
                     Ok(Open::Exists(session)) if session.route == at.route.id => {}
@@ -242,6 +244,8 @@ impl Paywall {
                 .await
             {
                 Ok(TopUp::Credited { balance }) => {
+                    self.ledger
+                        .deposited(now, &at.route.id, amount_sats, &top_up_hash);
                     let body = json!({
                         "sessionId": session_id.to_hex(),
                         "toppedUp": amount_sats,
@@ -263,8 +267,13 @@ impl Paywall {
                 Err(e) => self.store_down(e),
             },
             SessionVerified::Close { .. } => {
-                match close_session(store.as_ref(), backend.payer.as_ref(), &session_id).await {
-                    Ok(Closed::Done(session)) => {
+                let closed =
+                    close_session(store.as_ref(), backend.payer.as_ref(), &session_id).await;
+                if let Ok(Closed::Done(session)) = &closed {
+                    self.ledger_refund(session, now);
+                }
+                match closed {
+                    Ok(Closed::Done(session) | Closed::Already(session)) => {
                         let status = session.refund_status.unwrap_or(RefundStatus::Failed);
                         let body = json!({
                             "sessionId": session_id.to_hex(),
@@ -324,6 +333,8 @@ impl Paywall {
         };
         strip_credentials(request.headers_mut());
         let meter = Meter {
+            paywall: Arc::downgrade(self),
+            route: at.route.id.clone(),
             store: store.clone(),
             session_id,
             rule,
@@ -363,6 +374,14 @@ impl Paywall {
             response.headers_mut().insert(PAYMENT_RECEIPT, value);
         }
         response
+    }
+
+    /// Counts a refund a close just paid in the earnings ledger (one that failed or was not
+    /// owed earns nothing back).
+    fn ledger_refund(&self, session: &Session, now: u64) {
+        if session.refund_status == Some(RefundStatus::Succeeded) && session.refund > 0 {
+            self.ledger.refunded(now, &session.route, session.refund);
+        }
     }
 
     /// A 402 for a session whose balance cannot cover this request: a top-up challenge only.
@@ -446,7 +465,7 @@ impl Paywall {
         every: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let backend = self.sessions.clone()?;
-        let paywall = Arc::downgrade(self);
+        let weak = Arc::downgrade(self);
         Some(tokio::spawn(async move {
             match recover_closing(backend.store.as_ref(), backend.payer.as_ref()).await {
                 Ok(0) => {}
@@ -457,14 +476,21 @@ impl Paywall {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(paywall) = paywall.upgrade() else {
+                let Some(paywall) = weak.upgrade() else {
                     return;
                 };
                 let now = paywall.options.clock.now();
                 drop(paywall);
                 match close_idle(backend.store.as_ref(), backend.payer.as_ref(), now).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(sessions = n, "closed idle sessions"),
+                    Ok(closed) if closed.is_empty() => {}
+                    Ok(closed) => {
+                        tracing::info!(sessions = closed.len(), "closed idle sessions");
+                        if let Some(paywall) = weak.upgrade() {
+                            for session in &closed {
+                                paywall.ledger_refund(session, now);
+                            }
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not close idle sessions"),
                 }
             }
@@ -543,8 +569,10 @@ pub(super) fn session_credential(headers: &HeaderMap) -> Option<PaymentCredentia
 
 /// What a close came to.
 pub(crate) enum Closed {
-    /// Closed, with its refund's outcome.
+    /// Closed now, with its refund's outcome.
     Done(Session),
+    /// Closed before: as it was closed (nothing paid now).
+    Already(Session),
     /// Requests in flight: not closed.
     Busy,
     /// Another close is paying the refund.
@@ -568,7 +596,7 @@ pub(crate) async fn close_session(
         BeginClose::Closing(session) => Ok(Closed::Done(pay_refund(store, payer, &session).await?)),
         BeginClose::Busy => Ok(Closed::Busy),
         BeginClose::AlreadyClosing(_) => Ok(Closed::Paying),
-        BeginClose::Closed(session) => Ok(Closed::Done(session)),
+        BeginClose::Closed(session) => Ok(Closed::Already(session)),
         BeginClose::Unknown => Ok(Closed::Unknown),
     }
 }
@@ -650,16 +678,16 @@ pub(crate) async fn recover_closing(
     Ok(finished)
 }
 
-/// Closes and refunds every session idle at `now`. Returns how many were closed.
+/// Closes and refunds every session idle at `now`. Returns those it closed.
 pub(crate) async fn close_idle(
     store: &dyn SessionStore,
     payer: &dyn Payer,
     now: u64,
-) -> Result<usize, StoreError> {
-    let mut closed = 0;
+) -> Result<Vec<Session>, StoreError> {
+    let mut closed = Vec::new();
     for id in store.idle(now).await? {
-        if let Closed::Done(_) = close_session(store, payer, &id).await? {
-            closed += 1;
+        if let Closed::Done(session) = close_session(store, payer, &id).await? {
+            closed.push(session);
         }
     }
     Ok(closed)
@@ -667,6 +695,9 @@ pub(crate) async fn close_idle(
 
 /// Settles one request's hold by what its answer used.
 struct Meter {
+    /// Whose earnings ledger counts the debit (metered usage).
+    paywall: std::sync::Weak<Paywall>,
+    route: String,
     store: Arc<dyn SessionStore>,
     session_id: PaymentHash,
     rule: Arc<PriceRule>,
@@ -707,6 +738,9 @@ impl Meter {
                 debit,
                 balance: None,
             };
+        }
+        if let Some(paywall) = self.paywall.upgrade() {
+            paywall.ledger.used(now, &self.route, debit);
         }
         let balance = match self.store.get(&self.session_id).await {
             Ok(session) => session.map(|s| s.balance),
@@ -1261,7 +1295,7 @@ mod tests {
         let payer = Double::new(false, PaymentLookup::NotFound);
         assert!(matches!(
             close_session(&store, &payer, &id).await.unwrap(),
-            Closed::Done(_)
+            Closed::Already(_)
         ));
         assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
     }

@@ -583,3 +583,73 @@ async fn an_abandoned_stream_is_debited_what_was_delivered_not_its_quote() {
     );
     assert_eq!(s.balance + s.spent, s.deposited);
 }
+
+/// The earnings ledger counts a session: its deposit as a payment (`mpp-session`), each
+/// request's debit as metered usage, and the refund, so that what was earned is the deposit
+/// less the refund, which is what the requests were debited.
+async fn stats_count_a_session(store: &str) {
+    const TOKEN: &str = "admin-token-0123456789abcdef";
+    let upstream = OpenAi::start().await;
+    let mut config = config(store);
+    config.routes = vec![route(&upstream.base_url(), 100, 300)];
+    config.admin_token = Some(plannt_serve::config::AdminToken(zeroize::Zeroizing::new(
+        TOKEN.to_string(),
+    )));
+    let gateway = start(config).await;
+    let small = chat("gpt-4o", "the quick brown fox jumps", 16);
+    let (challenge, preimage, opened) = open(&gateway, &small).await;
+    assert_eq!(opened.status, StatusCode::OK, "{opened:?}");
+    let mut debited = receipt(&opened).debit_sats.unwrap();
+    for _ in 0..2 {
+        let again = ask(&gateway, Some(&bearer(&challenge, &preimage)), &small).await;
+        assert_eq!(again.status, StatusCode::OK, "{again:?}");
+        debited += receipt(&again).debit_sats.unwrap();
+    }
+    let close =
+        PaymentCredential::session(&challenge, &SessionPayload::close(&preimage)).to_header_value();
+    let closed = ask(&gateway, Some(&close), &small).await;
+    assert_eq!(closed.status, StatusCode::OK, "{closed:?}");
+    let refund = receipt(&closed).refund_sats;
+    assert_eq!(refund, 100 - debited);
+    // A close asked again refunds nothing more, and counts nothing more.
+    let again = ask(&gateway, Some(&close), &small).await;
+    assert_eq!(again.status, StatusCode::OK);
+
+    let stats = gateway
+        .http
+        .get(gateway.url("/_plannt/admin/stats?since=1h"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), StatusCode::OK);
+    let s: Value = stats.json().await.unwrap();
+    let session = &s["dialects"]["mpp-session"];
+    assert_eq!(session["payments"], 1, "the deposit: {s}");
+    assert_eq!(session["sats"], 100, "{s}");
+    assert_eq!(session["refunds"], 1, "{s}");
+    assert_eq!(session["refunded_sats"], refund, "{s}");
+    assert_eq!(session["metered"], 3, "the open and two bearers: {s}");
+    assert_eq!(session["metered_sats"], debited, "{s}");
+    assert_eq!(session["earned_sats"], debited, "{s}");
+    let chat = &s["routes"]["chat"];
+    assert_eq!(
+        (&chat["sats"], &chat["refunded_sats"], &chat["earned_sats"]),
+        (&json!(100), &json!(refund), &json!(100 - refund)),
+        "{s}"
+    );
+    assert_eq!(s["total"]["earned_sats"], 100 - refund, "{s}");
+    let recent = s["recent"].as_array().unwrap();
+    assert_eq!(recent[0]["dialect"], "mpp-session", "{s}");
+    assert_eq!(recent[0]["payment_hash"], preimage.hash().to_hex());
+}
+
+#[tokio::test]
+async fn stats_count_a_sessions_deposit_usage_and_refund_in_memory() {
+    stats_count_a_session("memory").await;
+}
+
+#[tokio::test]
+async fn stats_count_a_sessions_deposit_usage_and_refund_in_sqlite() {
+    stats_count_a_session("sqlite").await;
+}
