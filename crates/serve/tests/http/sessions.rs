@@ -388,6 +388,35 @@ async fn an_idle_session_is_closed_and_refunded() {
     assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
     assert_eq!(s.refund, 50 - s.spent);
     assert_eq!(dev(&gateway).balance(CLIENT), before - s.spent * 1000);
+    // The idle close's refund reaches the earnings ledger (counted by the task just after it
+    // records the session closed): earned is what was spent.
+    let now = plannt_gateway::lightning::invoice::unix_now();
+    let mut stats = plannt_gateway::ledger::Stats::default();
+    for _ in 0..40 {
+        gateway.paywall.flush_ledger().await.unwrap();
+        let read = gateway
+            .paywall
+            .store()
+            .ledger(now - 3_600, now + 3_600, 10)
+            .await
+            .unwrap();
+        stats = plannt_gateway::ledger::Stats::of(&read, now - 3_600, now + 3_600);
+        if stats.total.refunds > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let session = &stats.dialects["mpp-session"];
+    assert_eq!(
+        (
+            session.sats,
+            session.refunded_sats,
+            session.metered_sats,
+            session.earned_sats
+        ),
+        (50, s.refund, s.spent, s.spent),
+        "{stats:?}"
+    );
 }
 
 /// An upstream that ignores `max_tokens` and streams 400 words with no usage chunk, one every
