@@ -158,3 +158,6 @@ SESSION_REQUEST='{"amount":"1","currency":"sat","depositAmount":"2000","depositI
 printf '%s' "$SESSION_REQUEST" | seed mpp_session request_json
 printf '%s' "$SESSION_REQUEST" | base64 -w0 | tr '+/' '-_' | tr -d '=' | seed mpp_session request
 printf '{"sessionId":"00","balanceSpent":2000,"balanceRequired":8}' | seed mpp_session need_topup
+printf ': plannt-session-debit {"sessionId":"00","debitSats":17,"balanceSats":1983}\n' | seed mpp_session debit_comment
+printf '{"method":"lightning","reference":"00","status":"success","timestamp":"2026-01-01T00:00:00Z","debitSats":17,"balanceSats":1983}' | seed mpp_session receipt_debit
+printf '{"method":"lightning","reference":"00","status":"success","timestamp":"2026-01-01T00:00:00Z","heldSats":33,"balanceSats":1967}' | seed mpp_session receipt_held

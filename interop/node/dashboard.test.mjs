@@ -103,7 +103,8 @@ test('the dashboard shows the payments and refusals made, and nothing without th
     const data = routes.find((r) => r[0] === 'data');
     assert.deepEqual(data.slice(3), ['100', '1', '100']);
     assert.deepEqual(Object.fromEntries(await rows('refusals')), { malformed: '1', spent: '1' });
-    assert.deepEqual(await rows('dialects'), [['l402', '4', '163']]);
+    // No prepaid sessions here: nothing refunded, nothing metered.
+    assert.deepEqual(await rows('dialects'), [['l402', '4', '163', '0', '0']]);
     const recent = await rows('recent');
     assert.equal(recent.length, 4);
     assert.deepEqual(recent.map((r) => r[1]), ['data', 'demo', 'demo', 'demo']);

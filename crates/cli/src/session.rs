@@ -24,7 +24,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// List the sessions: host, id, deposit, spent, balance, state, idle since.
+    /// List the sessions: host, id, deposit, spent, balance, state, idle since. Spent and
+    /// balance are as the server reported them; `~` marks a session with a debit the server did
+    /// not report (or reported beyond what was paid in), counted as one unit, an estimate.
     List(ListArgs),
     /// Close a session (or every open one): the server refunds what it holds.
     Close(CloseArgs),
@@ -95,6 +97,7 @@ pub fn print(sessions: &[SessionRecord], as_json: bool) -> Result<(), Error> {
         outln!("no sessions")?;
         return Ok(());
     }
+    let estimated = sessions.iter().any(|s| s.estimated_debits > 0);
     let now = unix_now();
     outln!(
         "{:<32} {:<16} {:>8} {:>8} {:>8} {:<8} {:>6} {:>8}",
@@ -117,8 +120,16 @@ pub fn print(sessions: &[SessionRecord], as_json: bool) -> Result<(), Error> {
             host,
             &s.session_id[..16.min(s.session_id.len())],
             s.deposit_sats,
-            s.spent_sats,
-            s.balance_sats,
+            if s.estimated_debits > 0 {
+                format!("~{}", s.spent_sats)
+            } else {
+                s.spent_sats.to_string()
+            },
+            if s.estimated_debits > 0 {
+                format!("~{}", s.balance_sats)
+            } else {
+                s.balance_sats.to_string()
+            },
             s.state,
             ago(s.last_used_at, now),
             if s.refund_status.is_some() {
@@ -126,6 +137,11 @@ pub fn print(sessions: &[SessionRecord], as_json: bool) -> Result<(), Error> {
             } else {
                 "-".into()
             }
+        )?;
+    }
+    if estimated {
+        outln!(
+            "~ the server did not report every debit: one unit counted for each, an estimate until its refund"
         )?;
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use plannt_lightning::invoice::unix_now;
 use plannt_serve::config::Store;
-use plannt_serve::gateway::ledger::{DAY, Figures, LedgerRead, Stats, parse_when};
+use plannt_serve::gateway::ledger::{DAY, Figures, LedgerRead, SESSION_DIALECT, Stats, parse_when};
 use plannt_serve::gateway::store::{RedisStore, SpentStore, read_sqlite_ledger};
 use serde_json::Value;
 
@@ -180,11 +180,29 @@ async fn from_admin(args: &Args, since: u64, until: u64) -> Result<Stats, Error>
     }
 }
 
-fn row(name: &str, f: &Figures) -> String {
-    format!(
-        "  {name:<24} {:>10} {:>14} {:>10}",
-        f.payments, f.sats, f.refusals
-    )
+/// What was earned: the sats paid less the sats refunded (computed here, so that an older
+/// gateway's figures, without `earned_sats`, read right).
+fn earned(f: &Figures) -> u64 {
+    f.sats.saturating_sub(f.refunded_sats)
+}
+
+fn row(name: &str, f: &Figures, sessions: bool) -> String {
+    if sessions {
+        format!(
+            "  {name:<24} {:>10} {:>14} {:>10} {:>14} {:>10} {:>14}",
+            f.payments,
+            f.sats,
+            f.refusals,
+            f.refunded_sats,
+            earned(f),
+            f.metered_sats
+        )
+    } else {
+        format!(
+            "  {name:<24} {:>10} {:>14} {:>10}",
+            f.payments, f.sats, f.refusals
+        )
+    }
 }
 
 fn print(stats: &Stats) -> Result<(), Error> {
@@ -198,17 +216,39 @@ fn print(stats: &Stats) -> Result<(), Error> {
     let t = &stats.total;
     outln!(
         "  {} earned, {} {}, {} {}",
-        crate::out::sats(t.sats),
+        crate::out::sats(earned(t)),
         t.payments,
         plural(t.payments, "payment", "payments"),
         t.refusals,
         plural(t.refusals, "refusal", "refusals"),
     )?;
+    // Prepaid sessions: deposits are payments; refunds come off the earnings; the metered
+    // usage is what the deposits paid for.
+    let sessions = t.refunds > 0 || t.metered > 0;
+    if sessions {
+        outln!(
+            "  prepaid sessions: {} paid in, {} refunded ({} {}), {} metered over {} {}",
+            crate::out::sats(stats.dialects.get(SESSION_DIALECT).map_or(0, |f| f.sats)),
+            crate::out::sats(t.refunded_sats),
+            t.refunds,
+            plural(t.refunds, "refund", "refunds"),
+            crate::out::sats(t.metered_sats),
+            t.metered,
+            plural(t.metered, "request", "requests"),
+        )?;
+    }
     let header = |first: &str| {
-        format!(
-            "  {first:<24} {:>10} {:>14} {:>10}",
-            "payments", "sats", "refusals"
-        )
+        if sessions {
+            format!(
+                "  {first:<24} {:>10} {:>14} {:>10} {:>14} {:>10} {:>14}",
+                "payments", "sats", "refusals", "refunded", "earned", "metered"
+            )
+        } else {
+            format!(
+                "  {first:<24} {:>10} {:>14} {:>10}",
+                "payments", "sats", "refusals"
+            )
+        }
     };
     for (title, first, map) in [
         ("Per route", "route", &stats.routes),
@@ -223,7 +263,7 @@ fn print(stats: &Stats) -> Result<(), Error> {
         }
         outln!("{}", header(first))?;
         for (name, figures) in map {
-            outln!("{}", row(name, figures))?;
+            outln!("{}", row(name, figures, sessions))?;
         }
     }
     outln!()?;

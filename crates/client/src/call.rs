@@ -152,18 +152,150 @@ pub struct Response {
     pub need_top_up: Option<Box<plannt_l402::mpp::NeedTopUp>>,
 }
 
-/// A stream paid from a prepaid session, watched for the server's `payment-need-topup` event.
+/// A stream paid from a prepaid session, watched for the server's `payment-need-topup` event
+/// and for the debit it reports as it ends (`: plannt-session-debit …`, before `data: [DONE]`).
 pub(crate) struct SessionWatch {
     pub(crate) ledger: crate::ledger::Ledger,
     pub(crate) session_id: plannt_l402::PaymentHash,
     /// The end of the body read so far (the event may straddle chunks).
     pub(crate) tail: Vec<u8>,
+    /// The debit still to record for this stream, until the server reports it; recorded as an
+    /// estimate when the stream ends (or is dropped) without it.
+    pub(crate) debit: Option<PendingDebit>,
+    /// The line being read, for the debit comment (capped at [`MAX_DEBIT_LINE`]).
+    pub(crate) line: Vec<u8>,
+    /// The line being read is longer than any debit comment: skipped to its end.
+    pub(crate) long_line: bool,
+}
+
+/// A stream's debit not recorded yet.
+pub(crate) struct PendingDebit {
+    /// The path requested.
+    pub(crate) path: String,
+    /// The estimate recorded if the server reports no debit: one unit, in msat.
+    pub(crate) estimate_msat: u64,
 }
 
 /// The most of a stream's end kept to find the event in.
 const WATCHED_TAIL: usize = 8 * 1024;
 
+/// The longest line read as a debit comment.
+const MAX_DEBIT_LINE: usize = 1024;
+
 impl SessionWatch {
+    /// A watch over a stream from `session_id`; `debit`: the stream's debit, to record when
+    /// the server reports it (`None`: recorded already).
+    pub(crate) fn new(
+        ledger: crate::ledger::Ledger,
+        session_id: plannt_l402::PaymentHash,
+        debit: Option<PendingDebit>,
+    ) -> Self {
+        SessionWatch {
+            ledger,
+            session_id,
+            tail: Vec::new(),
+            debit,
+            line: Vec::new(),
+            long_line: false,
+        }
+    }
+
+    /// Reads `chunk` for the debit comment; records it once it has arrived whole.
+    fn read_debit(&mut self, chunk: &[u8]) -> Result<(), ClientError> {
+        if self.debit.is_none() {
+            return Ok(());
+        }
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (piece, after) = rest.split_at(end);
+            rest = &after[1..];
+            let whole = !self.long_line && self.line.len() + piece.len() <= MAX_DEBIT_LINE;
+            if whole {
+                self.line.extend_from_slice(piece);
+                let line = std::mem::take(&mut self.line);
+                if line.first() == Some(&b':')
+                    && let Some(read) = std::str::from_utf8(&line)
+                        .ok()
+                        .and_then(plannt_l402::mpp::SessionDebit::parse_line)
+                {
+                    self.reported(read.ok())?;
+                    if self.debit.is_none() {
+                        return Ok(());
+                    }
+                }
+            }
+            self.line.clear();
+            self.long_line = false;
+        }
+        if !self.long_line && self.line.len() + rest.len() <= MAX_DEBIT_LINE {
+            self.line.extend_from_slice(rest);
+        } else {
+            self.line.clear();
+            self.long_line = true;
+        }
+        Ok(())
+    }
+
+    /// The server's debit comment, read (`None`: garbled): recorded as it says when it names
+    /// this session and can be true, else as the estimate.
+    fn reported(
+        &mut self,
+        debit: Option<plannt_l402::mpp::SessionDebit>,
+    ) -> Result<(), ClientError> {
+        let Some(pending) = self.debit.take() else {
+            return Ok(());
+        };
+        let ours = debit.filter(|d| d.session_id == hex::encode(self.session_id));
+        let Some(debit) = ours else {
+            tracing::warn!(
+                "the stream's debit is unreadable or names another session: one unit recorded, an estimate"
+            );
+            self.ledger.session_debit(
+                &self.session_id,
+                &pending.path,
+                pending.estimate_msat,
+                None,
+                plannt_lightning::invoice::unix_now(),
+            )?;
+            return Ok(());
+        };
+        let credible = self.ledger.session_debit_reported(
+            &self.session_id,
+            &pending.path,
+            (
+                debit.debit_sats.saturating_mul(1000),
+                debit.balance_sats.map(|b| b.saturating_mul(1000)),
+            ),
+            pending.estimate_msat,
+            plannt_lightning::invoice::unix_now(),
+        )?;
+        if !credible {
+            tracing::warn!(
+                debit_sats = debit.debit_sats,
+                balance_sats = debit.balance_sats,
+                "the server reported a debit or a balance more than was paid into the session: one unit recorded, an estimate"
+            );
+        }
+        Ok(())
+    }
+
+    /// The stream ended (or was dropped) without a debit: the estimate is recorded.
+    fn ended(&mut self) -> Result<(), ClientError> {
+        if let Some(pending) = self.debit.take() {
+            tracing::info!(
+                "the stream ended without the server's debit: one unit recorded, an estimate"
+            );
+            self.ledger.session_debit(
+                &self.session_id,
+                &pending.path,
+                pending.estimate_msat,
+                None,
+                plannt_lightning::invoice::unix_now(),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Reads `chunk`; the event's data once it has arrived whole.
     fn read(&mut self, chunk: &[u8]) -> Option<plannt_l402::mpp::NeedTopUp> {
         self.tail.extend_from_slice(chunk);
@@ -181,6 +313,15 @@ impl SessionWatch {
             return None;
         }
         plannt_l402::mpp::NeedTopUp::parse_data(data.trim()).ok()
+    }
+}
+
+impl Drop for SessionWatch {
+    /// A stream dropped before its debit: the estimate is recorded.
+    fn drop(&mut self) {
+        if let Err(e) = self.ended() {
+            tracing::warn!(error = %e, "the estimate of a session debit could not be recorded");
+        }
     }
 }
 
@@ -226,9 +367,17 @@ impl Response {
                     watch.ledger.session_short(&watch.session_id)?;
                     self.need_top_up = Some(Box::new(event));
                 }
+                if let Some(watch) = &mut self.session {
+                    watch.read_debit(&chunk)?;
+                }
                 Ok(Some(chunk))
             }
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                if let Some(watch) = &mut self.session {
+                    watch.ended()?;
+                }
+                Ok(None)
+            }
             Err(e) => {
                 let mut error = NetworkError::new(e, Step::Body, limits);
                 if let Some(a) = &self.answer {

@@ -8,7 +8,11 @@
 //!                              -> the return invoice (amountless, from the wallet)
 //!                              -> reserve the deposit (budgets + the session's limit), pay it
 //!                              -> record the session, send `open`
-//! next call to the place       -> `bearer` with the deposit's preimage; a debit recorded
+//! next call to the place       -> `bearer` with the deposit's preimage; the debit the server
+//!                                 reports recorded (a JSON answer's receipt, `debitSats` and
+//!                                 `balanceSats`; a stream's `: plannt-session-debit` comment
+//!                                 as it ends), or one unit, an estimate, when it reports none
+//!                                 or one more than was paid in; never counted by the budgets
 //! 402 to a bearer, balance short (as the ledger knows it, or the server says
 //!     payment-insufficient)    -> `topUp`: the new invoice checked, reserved within the
 //!                                 session's limit and the budgets, paid; once per call; its
@@ -38,7 +42,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use url::Url;
 
 use crate::call::{
-    ClientError, Options, Outcome, Presented, Receipt, Request, SessionUse, SessionWatch,
+    ClientError, Options, Outcome, PendingDebit, Presented, Receipt, Request, SessionUse,
+    SessionWatch,
 };
 use crate::checks::check_session;
 use crate::client::{Client, Deadline};
@@ -148,8 +153,10 @@ impl Client {
         })
     }
 
-    /// The answer to a request paid from a session: a debit of one unit recorded when the
-    /// server served it, and the receipt naming the session (no preimage).
+    /// The answer to a request paid from a session, its debit recorded: the one the server
+    /// reports (a JSON answer's receipt says it; a stream says it as it ends), or, when it
+    /// reports none, or one that cannot be true, an estimate of one unit for a request it
+    /// served. The receipt names the session (no preimage).
     #[allow(clippy::too_many_arguments)]
     fn served(
         &self,
@@ -162,23 +169,89 @@ impl Client {
         paid: (u64, u64),
         presented: Presented,
     ) -> Result<Outcome, ClientError> {
-        let mut balance = balance_msat;
-        if response.status().is_success() {
-            balance = balance.saturating_sub(unit_msat);
-            self.ledger()
-                .session_debit(session_id, path, unit_msat, Some(balance), unix_now())?;
-        }
-        match response
+        let said = match response
             .headers()
             .get(PAYMENT_RECEIPT)
             .and_then(|v| v.to_str().ok())
             .map(SessionReceipt::parse)
         {
-            Some(Ok(r)) if r.session_id() == Some(*session_id) => {
-                tracing::debug!("the server's receipt names this session")
+            Some(Ok(r)) if r.session_id() == Some(*session_id) => Some(r),
+            Some(_) => {
+                tracing::warn!("the server's receipt does not name this session, or is unreadable");
+                None
             }
-            Some(_) => tracing::warn!("the server's receipt does not name this session"),
-            None => tracing::debug!("the answer carries no session receipt"),
+            None => {
+                tracing::debug!("the answer carries no session receipt");
+                None
+            }
+        };
+        let streaming = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let served = response.status().is_success();
+        let estimate = balance_msat.saturating_sub(unit_msat);
+        let mut balance = balance_msat;
+        let mut pending = None;
+        match said
+            .as_ref()
+            .and_then(|r| r.debit_sats.map(|d| (d, r.balance_sats)))
+        {
+            // The answer says what it debited.
+            Some((debit, left)) if !streaming => {
+                let reported = (
+                    debit.saturating_mul(1000),
+                    left.map(|b| b.saturating_mul(1000)),
+                );
+                if self.ledger().session_debit_reported(
+                    session_id,
+                    path,
+                    reported,
+                    unit_msat,
+                    unix_now(),
+                )? {
+                    balance = reported
+                        .1
+                        .unwrap_or_else(|| balance.saturating_sub(reported.0));
+                } else {
+                    tracing::warn!(
+                        debit_sats = debit,
+                        balance_sats = left,
+                        "the server reported a debit or a balance more than was paid into the session: one unit recorded, an estimate"
+                    );
+                    balance = estimate;
+                }
+            }
+            // A stream says its debit as it ends: recorded then (or, without it, estimated).
+            _ if served && streaming => {
+                if let Some(left) = said.as_ref().and_then(|r| r.balance_sats) {
+                    tracing::debug!(
+                        held_sats = said.as_ref().and_then(|r| r.held_sats),
+                        balance_sats = left,
+                        "the stream holds part of the session while it runs"
+                    );
+                }
+                balance = estimate;
+                pending = Some(PendingDebit {
+                    path: path.to_string(),
+                    estimate_msat: unit_msat,
+                });
+            }
+            _ if served => {
+                tracing::info!(
+                    "the server reported no debit for this request: one unit recorded, an estimate"
+                );
+                balance = estimate;
+                self.ledger().session_debit(
+                    session_id,
+                    path,
+                    unit_msat,
+                    Some(balance),
+                    unix_now(),
+                )?;
+            }
+            _ => {}
         }
         let receipt = Receipt {
             dialect: Dialect::Mpp,
@@ -195,11 +268,11 @@ impl Client {
             })),
         };
         let mut out = self.response(response, Some((receipt, presented)));
-        out.session = Some(Box::new(SessionWatch {
-            ledger: self.ledger().clone(),
-            session_id: *session_id,
-            tail: Vec::new(),
-        }));
+        out.session = Some(Box::new(SessionWatch::new(
+            self.ledger().clone(),
+            *session_id,
+            pending,
+        )));
         Ok(Outcome::Response(out))
     }
 

@@ -12,8 +12,15 @@
 //! the answer goes). A gateway that stops on a signal flushes first.
 //!
 //! **What is kept.** Counts per hour, per route, per event (`paid` with its dialect, `refused`
-//! with its reason) with the sats of the paid ones ([`Tally`]), and one row per payment
-//! ([`Payment`]). Both are dropped after [`LedgerOptions::retention`] (90 days by default); the
+//! with its reason, and for prepaid sessions `refunded` and `used`, their detail
+//! [`SESSION_DIALECT`]) with the sats of each ([`Tally`]), and one row per payment
+//! ([`Payment`]).
+//!
+//! **Sessions.** A session's deposit and each top-up are payments (dialect [`SESSION_DIALECT`],
+//! the sats paid in); a refund paid back is `refunded`, with its sats; each request served from
+//! a session is `used`, with the sats it was debited (the metered usage, already paid for by
+//! the deposits: not earnings of its own). What a gateway earned is its payments less its
+//! refunds ([`Figures::earned_sats`]). Both are dropped after [`LedgerOptions::retention`] (90 days by default); the
 //! memory store also keeps at most [`MEMORY_PAYMENTS`] payments, Redis a list of at most
 //! [`REDIS_PAYMENTS`].
 //!
@@ -40,6 +47,8 @@ pub const REDIS_PAYMENTS: usize = 10_000;
 /// The most payments held in memory between two flushes (while the store cannot be written,
 /// say): past it the oldest are dropped, and counted in the log. Counts are never dropped.
 pub const PENDING_PAYMENTS: usize = 100_000;
+/// The dialect detail of a prepaid session's deposits, refunds and usage.
+pub const SESSION_DIALECT: &str = "mpp-session";
 /// How many minutes of live counts the gateway keeps for the dashboard.
 pub const LIVE_MINUTES: usize = 60;
 
@@ -69,6 +78,11 @@ pub enum Event {
     Paid,
     /// A request was refused. The detail is the reason (`spent`, `expired`, `rate_limited`, …).
     Refused,
+    /// A prepaid session's unspent balance was paid back. The detail is [`SESSION_DIALECT`].
+    Refunded,
+    /// A request was served from a prepaid session and debited. The detail is
+    /// [`SESSION_DIALECT`].
+    Used,
 }
 
 impl Event {
@@ -77,6 +91,8 @@ impl Event {
         match self {
             Event::Paid => "paid",
             Event::Refused => "refused",
+            Event::Refunded => "refunded",
+            Event::Used => "used",
         }
     }
 
@@ -85,6 +101,8 @@ impl Event {
         match text {
             "paid" => Some(Event::Paid),
             "refused" => Some(Event::Refused),
+            "refunded" => Some(Event::Refunded),
+            "used" => Some(Event::Used),
             _ => None,
         }
     }
@@ -238,13 +256,41 @@ impl Ledger {
 
     /// A payment settled at `now` on `route`, in `dialect`, for `sats`.
     pub fn paid(&self, now: u64, route: &str, dialect: Dialect, sats: u64, hash: &PaymentHash) {
+        self.paid_as(now, route, dialect.as_str(), sats, hash);
+    }
+
+    /// A prepaid session's deposit (or top-up) of `sats` settled at `now` on `route`: a
+    /// payment in [`SESSION_DIALECT`].
+    pub fn deposited(&self, now: u64, route: &str, sats: u64, hash: &PaymentHash) {
+        self.paid_as(now, route, SESSION_DIALECT, sats, hash);
+    }
+
+    /// A prepaid session on `route` was refunded `sats` at `now`.
+    pub fn refunded(&self, now: u64, route: &str, sats: u64) {
+        self.count(now, route, Event::Refunded, SESSION_DIALECT, sats);
+    }
+
+    /// A request served from a prepaid session on `route` was debited `sats` at `now`.
+    pub fn used(&self, now: u64, route: &str, sats: u64) {
+        self.count(now, route, Event::Used, SESSION_DIALECT, sats);
+    }
+
+    fn count(&self, now: u64, route: &str, event: Event, detail: &str, sats: u64) {
+        let mut pending = self.pending();
+        let key = (now - now % HOUR, route.to_owned(), event, detail.to_owned());
+        let entry = pending.counts.entry(key).or_default();
+        entry.0 += 1;
+        entry.1 += sats;
+    }
+
+    fn paid_as(&self, now: u64, route: &str, dialect: &str, sats: u64, hash: &PaymentHash) {
         {
             let mut pending = self.pending();
             let key = (
                 now - now % HOUR,
                 route.to_owned(),
                 Event::Paid,
-                dialect.as_str().to_owned(),
+                dialect.to_owned(),
             );
             let entry = pending.counts.entry(key).or_default();
             entry.0 += 1;
@@ -256,7 +302,7 @@ impl Ledger {
             pending.payments.push_back(Payment {
                 at: now,
                 route: route.to_owned(),
-                dialect: dialect.as_str().to_owned(),
+                dialect: dialect.to_owned(),
                 sats,
                 payment_hash: hash.to_hex(),
             });
@@ -382,12 +428,27 @@ impl Ledger {
 /// Figures for one key (a route, a day, a dialect).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Figures {
-    /// Payments settled.
+    /// Payments settled (a session's deposit and each top-up among them).
     pub payments: u64,
-    /// Sats earned.
+    /// Sats they paid.
     pub sats: u64,
     /// Requests refused.
     pub refusals: u64,
+    /// Prepaid sessions refunded.
+    #[serde(default)]
+    pub refunds: u64,
+    /// Sats refunded.
+    #[serde(default)]
+    pub refunded_sats: u64,
+    /// What was earned: the sats paid less the sats refunded.
+    #[serde(default)]
+    pub earned_sats: u64,
+    /// Requests served from prepaid sessions (metered usage).
+    #[serde(default)]
+    pub metered: u64,
+    /// Sats they were debited (paid for by the deposits: part of `sats`, not added to it).
+    #[serde(default)]
+    pub metered_sats: u64,
 }
 
 /// The ledger's figures over a span, for people (`plannt stats`) and programs (the admin API).
@@ -461,19 +522,32 @@ impl Stats {
             .iter()
             .filter(|t| hour_in(t.hour, since, until))
         {
-            let add = |f: &mut Figures| match t.event {
-                Event::Paid => {
-                    f.payments += t.count;
-                    f.sats += t.sats;
+            let add = |f: &mut Figures| {
+                match t.event {
+                    Event::Paid => {
+                        f.payments += t.count;
+                        f.sats += t.sats;
+                    }
+                    Event::Refused => f.refusals += t.count,
+                    Event::Refunded => {
+                        f.refunds += t.count;
+                        f.refunded_sats += t.sats;
+                    }
+                    Event::Used => {
+                        f.metered += t.count;
+                        f.metered_sats += t.sats;
+                    }
                 }
-                Event::Refused => f.refusals += t.count,
+                f.earned_sats = f.sats.saturating_sub(f.refunded_sats);
             };
             add(&mut stats.total);
             add(stats.routes.entry(t.route.clone()).or_default());
             add(stats.days.entry(day_of(t.hour)).or_default());
             add(hours.entry(t.hour).or_default());
             match t.event {
-                Event::Paid => add(stats.dialects.entry(t.detail.clone()).or_default()),
+                Event::Paid | Event::Refunded | Event::Used => {
+                    add(stats.dialects.entry(t.detail.clone()).or_default())
+                }
                 Event::Refused => *stats.refusals.entry(t.detail.clone()).or_default() += t.count,
             }
         }
@@ -524,6 +598,45 @@ mod tests {
         let first_day = Stats::of(&read, t0, t0 + DAY);
         assert_eq!(first_day.total.refusals, 1);
         assert!(ledger.take(Duration::ZERO).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_sessions_deposits_usage_and_refund_are_counted_and_earnings_are_net_of_refunds() {
+        let ledger = Ledger::new();
+        let t0 = 1_767_225_600;
+        ledger.paid(t0 + 1, "chat", Dialect::L402, 40, &PaymentHash([1; 32]));
+        ledger.deposited(t0 + 2, "chat", 500, &PaymentHash([2; 32]));
+        ledger.used(t0 + 3, "chat", 17);
+        ledger.used(t0 + 4, "chat", 23);
+        ledger.deposited(t0 + 5, "chat", 200, &PaymentHash([3; 32]));
+        ledger.refunded(t0 + 6, "chat", 660);
+        let batch = ledger.take(Duration::from_secs(DAY));
+        assert_eq!(batch.payments.len(), 3, "the charge and the two deposits");
+        assert_eq!(batch.payments[1].dialect, SESSION_DIALECT);
+        let read = LedgerRead {
+            tallies: merge_tallies(batch.tallies),
+            payments: batch.payments.into_iter().rev().collect(),
+        };
+        let stats = Stats::of(&read, t0, t0 + DAY);
+        let session = &stats.dialects[SESSION_DIALECT];
+        assert_eq!((session.payments, session.sats), (2, 700));
+        assert_eq!((session.metered, session.metered_sats), (2, 40));
+        assert_eq!((session.refunds, session.refunded_sats), (1, 660));
+        assert_eq!(
+            session.earned_sats, 40,
+            "deposits less the refund: what was used"
+        );
+        assert_eq!(stats.dialects["l402"].earned_sats, 40);
+        assert_eq!(stats.total.sats, 740);
+        assert_eq!(stats.total.earned_sats, 80);
+        assert_eq!(stats.routes["chat"].earned_sats, 80);
+        assert_eq!(stats.days["2026-01-01"].refunded_sats, 660);
+        // Read back as the admin API gives it, and as an older gateway's JSON without them.
+        let json = serde_json::to_value(&stats.total).unwrap();
+        assert_eq!(json["earned_sats"], 80);
+        let old: Figures =
+            serde_json::from_str(r#"{"payments":1,"sats":21,"refusals":0}"#).unwrap();
+        assert_eq!((old.refunded_sats, old.metered), (0, 0));
     }
 
     #[test]

@@ -472,6 +472,9 @@ async fn fetch_spends_from_a_session_and_spending_shows_what_it_holds() {
     assert_eq!(spending["held_in_sessions_sats"], 96);
     assert_eq!(spending["open_sessions"][0]["balance_sats"], 96);
     assert_eq!(spending["open_sessions"][0]["deposit_sats"], 100);
+    // Spent and balance as the server reported them with each answer, none estimated.
+    assert_eq!(spending["open_sessions"][0]["spent_sats"], 4);
+    assert_eq!(spending["open_sessions"][0]["estimated_debits"], 0);
     assert_eq!(network.balance(PAYER), START_MSAT - 100_000);
 }
 

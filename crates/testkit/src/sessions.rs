@@ -20,9 +20,13 @@
 //!                       account of the dev network); 200 with `refundSats`, `refundStatus`
 //! ```
 //!
-//! Every answer to a session credential carries a `Payment-Receipt` naming the session. The
-//! hostile [`SessionScenario`]s: a close that says it refunded and never pays, a server that
-//! asks for a top-up again and again, whatever the balance, and one that forgets every session.
+//! Every answer to a session credential carries a `Payment-Receipt` naming the session; an
+//! answer served from one says what it debited and the balance after (`debitSats`,
+//! `balanceSats`), as Plannt's gateway does, and the stream says it in a
+//! `: plannt-session-debit` comment before it ends. The hostile [`SessionScenario`]s: a close
+//! that says it refunded and never pays, a server that asks for a top-up again and again,
+//! whatever the balance, one that forgets every session, one that reports debits larger than
+//! the deposit, and one whose reported balance grows with every request.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -35,8 +39,8 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use plannt_l402::mpp::{
     ChallengeKey, ChallengeKeys, ChargeExpect, ChargeOffer, NeedTopUp, PAYMENT_RECEIPT,
-    PaymentChallenge, PaymentCredential, RefundStatus, SessionExpect, SessionOffer, SessionReceipt,
-    SessionVerified, problem_type,
+    PaymentChallenge, PaymentCredential, RefundStatus, SessionDebit, SessionExpect, SessionOffer,
+    SessionReceipt, SessionVerified, problem_type,
 };
 use plannt_l402::{Network, PaymentHash};
 use plannt_lightning::dev::{DevNetwork, RECEIVER_ACCOUNT};
@@ -64,6 +68,10 @@ pub enum SessionScenario {
     /// Every bearer request is answered with a top-up challenge, whatever the balance; a
     /// top-up is taken, and the request sent again is refused again.
     TopUpForever,
+    /// Debits one unit, and reports a debit of a thousand times the deposit.
+    Overdebit,
+    /// Debits one unit, reports it, and reports a balance a deposit larger with each request.
+    GrowingBalance,
 }
 
 /// One session as the server keeps it.
@@ -235,6 +243,32 @@ fn served(session_id: &PaymentHash, body: String) -> Response {
     (StatusCode::OK, [(PAYMENT_RECEIPT, receipt)], body).into_response()
 }
 
+/// What the server reports a request debited and the balance after, in sats, by its scenario.
+fn reported(shared: &SessionShared, debit_msat: u64, balance_msat: u64) -> (u64, u64) {
+    let served = shared.served_in_session.load(Ordering::SeqCst);
+    match shared.scenario {
+        SessionScenario::Overdebit => (shared.deposit_sats * 1000, balance_msat / 1000),
+        SessionScenario::GrowingBalance => (
+            debit_msat / 1000,
+            balance_msat / 1000 + shared.deposit_sats * served,
+        ),
+        _ => (debit_msat / 1000, balance_msat / 1000),
+    }
+}
+
+/// A request served from a session, its receipt saying what it debited and what is left.
+fn debited(
+    shared: &SessionShared,
+    session_id: &PaymentHash,
+    (debit_msat, balance_msat): (u64, u64),
+    body: String,
+) -> Response {
+    let (debit, balance) = reported(shared, debit_msat, balance_msat);
+    let receipt =
+        SessionReceipt::debited(session_id, debit, Some(balance), now()).to_header_value();
+    (StatusCode::OK, [(PAYMENT_RECEIPT, receipt)], body).into_response()
+}
+
 /// Whether `hash` is an invoice of ours that was paid, and was not spent before (it is now).
 fn spend_paid(shared: &SessionShared, hash: &PaymentHash) -> Option<u64> {
     let amount = match shared.network.invoice_state(hash) {
@@ -304,7 +338,13 @@ async fn handle(
             );
             shared.opened.fetch_add(1, Ordering::SeqCst);
             shared.served_in_session.fetch_add(1, Ordering::SeqCst);
-            served(&session_id, format!("opened {path}"))
+            let left = paid.saturating_sub(unit_msat);
+            debited(
+                &shared,
+                &session_id,
+                (unit_msat, left),
+                format!("opened {path}"),
+            )
         }
         SessionVerified::Bearer { session_id } => {
             match shared.scenario {
@@ -322,6 +362,7 @@ async fn handle(
                 return payment_required(&shared, true);
             }
             session.balance_msat -= unit_msat;
+            let left = session.balance_msat;
             if path == STREAM_PATH {
                 // The stream spends what is left, then stops with the need-top-up event.
                 let spent = session.balance_msat;
@@ -333,8 +374,20 @@ async fn handle(
                     balance_spent: (spent + unit_msat) / 1000,
                     balance_required: shared.unit_sats,
                 };
-                let body = format!("data: {{\"n\":1}}\n\n{}", event.to_sse());
-                let receipt = SessionReceipt::served(&session_id, now()).to_header_value();
+                let (debit, balance) = reported(&shared, spent + unit_msat, 0);
+                let debit = SessionDebit {
+                    session_id: session_id.to_hex(),
+                    debit_sats: debit,
+                    balance_sats: Some(balance),
+                };
+                let body = format!(
+                    "data: {{\"n\":1}}\n\n{}{}data: [DONE]\n\n",
+                    event.to_sse(),
+                    debit.to_sse()
+                );
+                let receipt =
+                    SessionReceipt::holding(&session_id, (spent + unit_msat) / 1000, 0, now())
+                        .to_header_value();
                 return (
                     StatusCode::OK,
                     [
@@ -350,7 +403,12 @@ async fn handle(
             }
             drop(sessions);
             shared.served_in_session.fetch_add(1, Ordering::SeqCst);
-            served(&session_id, format!("bearer {path}"))
+            debited(
+                &shared,
+                &session_id,
+                (unit_msat, left),
+                format!("bearer {path}"),
+            )
         }
         SessionVerified::TopUp {
             session_id,

@@ -202,10 +202,15 @@ fn plannt_get_opens_a_session_and_another_plannt_get_spends_from_it() {
     assert_eq!(sessions.balance(), START_MSAT - 102_000);
 }
 
+/// The admin token of the real gateway below.
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
 /// `plannt post` against a real `plannt serve` whose metered chat route sells sessions, in front
 /// of the test kit's OpenAI-compatible upstream: the first request opens a session, the second
-/// (another process) spends from it, `plannt session close --all` has the gateway refund the
-/// rest to the dev wallet, and the ledger's refund is what arrived.
+/// (another process) spends from it, a third streams from it, each debit recorded as the gateway
+/// reported it, `plannt session close --all` has the gateway refund the rest to the dev wallet,
+/// the ledger's refund is what arrived, the deposit less it is the sum of the debits recorded, and
+/// `plannt stats` shows the deposit, the refund and the metered usage.
 #[test]
 fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     use crate::cluster::Serve;
@@ -228,18 +233,19 @@ fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     let serve = Serve::start(
         &home.path().join("gateway"),
         &["--config", config.to_str().unwrap(), "--store", "sqlite"],
-        &[],
+        &[("PLANNT_ADMIN_TOKEN", ADMIN_TOKEN)],
     );
     let wallet = format!("dev+http://127.0.0.1:{}?account={PAYER}", serve.port);
     let url = serve.url("/v1/chat/completions");
     let body =
         r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
-    let post = || {
+    let post_body = |body: &str| {
         home.plannt(&["post", &url, "-d", body, "--json", "--wallet", &wallet])
             .env("PLANNT_SESSION_DEPOSIT_SATS", "127.0.0.1=1000")
             .output()
             .unwrap()
     };
+    let post = || post_body(body);
     let first = post();
     assert_eq!(code(&first), 0, "{}", describe(&first));
     let first = json(&first);
@@ -251,6 +257,20 @@ fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     let second = json(&second);
     assert_eq!(second["session"]["action"], "bearer", "{second}");
     assert_eq!(second["paid_sats"], 0);
+    // A stream: its debit comes as its last comment, before `data: [DONE]`.
+    let streamed = post_body(
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16,"stream":true}"#,
+    );
+    assert_eq!(code(&streamed), 0, "{}", describe(&streamed));
+    // The ledger has each debit as the gateway reported it, none estimated.
+    let listed = json(&home.run(&["session", "list", "--json"]));
+    let s = &listed["sessions"][0];
+    assert_eq!(s["estimated_debits"], 0, "{listed}");
+    let (spent, balance) = (
+        s["spent_sats"].as_u64().unwrap(),
+        s["balance_sats"].as_u64().unwrap(),
+    );
+    assert!(spent >= 2 && spent + balance == 300, "{listed}");
 
     let closed = home.run(&["session", "close", "--all", "--json", "--wallet", &wallet]);
     assert_eq!(code(&closed), 0, "{}", describe(&closed));
@@ -260,7 +280,60 @@ fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     let refund = c["refund_received_sats"].as_u64().unwrap();
     assert_eq!(c["refund_claimed_sats"].as_u64().unwrap(), refund);
     assert!(refund > 0 && refund < 300, "{closed}");
+    // The gateway's own books: it refunded the deposit less what it debited, which is what the
+    // client recorded from its answers, to the sat.
+    assert_eq!(refund, balance, "{closed}");
+    assert_eq!(300 - refund, spent);
     let ledger = json(&home.run(&["ledger", "--json"]));
+    let debits = ledger["sessions"][0]["debits"].as_array().unwrap().clone();
+    assert_eq!(debits.len(), 3, "{ledger}");
+    assert!(debits.iter().all(|d| d["reported"] == true), "{ledger}");
+    let recorded: u64 = debits
+        .iter()
+        .map(|d| d["amount_msat"].as_u64().unwrap())
+        .sum();
+    assert_eq!(recorded, spent * 1000);
+
+    // The gateway's earnings: the deposit paid in, the refund paid back, the three requests
+    // metered at what they were debited; earned, the deposit less the refund.
+    let stats = |args: &[&str]| {
+        home.plannt(&[&["stats", "--admin", &serve.url(""), "--since", "1h"], args].concat())
+            .env("PLANNT_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    };
+    let figures = stats(&["--json"]);
+    assert_eq!(code(&figures), 0, "{}", describe(&figures));
+    let figures = json(&figures);
+    let session = &figures["dialects"]["mpp-session"];
+    assert_eq!(
+        (
+            &session["sats"],
+            &session["refunded_sats"],
+            &session["metered"],
+            &session["metered_sats"]
+        ),
+        (
+            &Value::from(300),
+            &Value::from(refund),
+            &Value::from(3),
+            &Value::from(spent)
+        ),
+        "{figures}"
+    );
+    assert_eq!(figures["total"]["earned_sats"], spent, "{figures}");
+    let table = stats(&[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    for says in [
+        format!("{spent} sats earned, 1 payment"),
+        format!(
+            "prepaid sessions: 300 sats paid in, {refund} sats refunded (1 refund), {spent} sats metered over 3 requests"
+        ),
+        "refunded".to_string(),
+        "mpp-session".to_string(),
+    ] {
+        assert!(text.contains(&says), "{says:?} missing:\n{text}");
+    }
     assert_eq!(ledger["sessions"][0]["session"]["refund_sats"], refund);
     assert_eq!(ledger["sessions"][0]["session"]["state"], "closed");
     drop(serve);

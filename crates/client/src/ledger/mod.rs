@@ -46,7 +46,8 @@ use crate::policy::Budget;
 use error::{io, open};
 use owner::Owner;
 use schema::{
-    SCHEMA, add_charged_at, add_dialect, add_owner_columns, add_request_columns, add_session_column,
+    SCHEMA, add_charged_at, add_debit_reported, add_dialect, add_owner_columns,
+    add_request_columns, add_session_column,
 };
 
 pub use error::LedgerError;
@@ -96,6 +97,7 @@ impl Ledger {
         add_dialect(&mut conn).map_err(open(path))?;
         add_request_columns(&mut conn).map_err(open(path))?;
         add_session_column(&mut conn).map_err(open(path))?;
+        add_debit_reported(&mut conn).map_err(open(path))?;
         let name = path
             .file_name()
             .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS session_debits (
     path         TEXT NOT NULL,
     amount_msat  INTEGER NOT NULL,
     balance_msat INTEGER,
-    at           INTEGER NOT NULL
+    at           INTEGER NOT NULL,
+    reported     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS session_debits_session ON session_debits (session_id);
 CREATE TABLE IF NOT EXISTS refusals (
@@ -187,5 +188,23 @@ pub(super) fn add_session_column(conn: &mut Connection) -> Result<(), rusqlite::
     tx.execute_batch(
         "CREATE INDEX IF NOT EXISTS payments_session ON payments (session_id) WHERE session_id IS NOT NULL;",
     )?;
+    tx.commit()
+}
+
+/// Adds `reported` to the session debits of a ledger written before the server reported each
+/// request's debit: a debit with 1 is what the server said it debited, one with 0 the client's
+/// estimate (one unit). Every older debit was an estimate.
+pub(super) fn add_debit_reported(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('session_debits') WHERE name = 'reported'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has == 0 {
+        tx.execute_batch(
+            "ALTER TABLE session_debits ADD COLUMN reported INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
     tx.commit()
 }

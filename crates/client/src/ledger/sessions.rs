@@ -8,7 +8,10 @@
 //! server's idle timeout, the balance as last known, its state (`open`, `closing`, `closed`) and
 //! the refund received. The preimage of the deposit, the session's bearer secret, stays where
 //! the ledger keeps every preimage: in its payment's row, in the file only the user can read.
-//! Each debit the server reports is a row of `session_debits`.
+//! Each request served from a session is a row of `session_debits`: the debit the server
+//! reported for it (`reported` = 1; a Plannt gateway says it in each answer), or, when it said
+//! none or one that cannot be true, an estimate of one unit (`reported` = 0). Debits are never
+//! counted by the budgets: the deposit and the top-ups were, when they were paid.
 //!
 //! A refund gives back to the budget windows what it returns, when it arrives, never more than
 //! the session's own payments those windows counted (see `given_back_since`).
@@ -143,10 +146,13 @@ pub struct SessionRecord {
     pub path: String,
     /// Sats paid in (deposit and top-ups).
     pub deposit_sats: u64,
-    /// Sats the server debited, as it reported them.
+    /// Sats the server debited, as it reported them (with an estimate of one unit for each
+    /// request it reported no debit for: `estimated_debits`).
     pub spent_sats: u64,
-    /// Sats left, as last known.
+    /// Sats left, as the server last said (less the estimates since).
     pub balance_sats: u64,
+    /// How many of its debits are the client's estimates, not the server's word.
+    pub estimated_debits: u64,
     /// `open`, `closing` or `closed`.
     pub state: SessionState,
     /// Sats refunded.
@@ -174,6 +180,8 @@ pub struct SessionDebit {
     pub balance_msat: Option<u64>,
     /// Unix seconds.
     pub at: u64,
+    /// True if the server reported it; false for the client's estimate of one unit.
+    pub reported: bool,
 }
 
 /// What [`read_token`] reads, in its order (`s`: sessions, `p`: the deposit's payment).
@@ -329,8 +337,56 @@ impl Ledger {
         })
     }
 
-    /// Records a debit the server reported for a request made in the session, and the balance
-    /// it said is left (the balance as last known less the debit when it did not say).
+    /// Records the debit the server reported for a request made in the session, and the
+    /// balance it said is left, when they can be true: the debits it reported, this one among
+    /// them, and the balance it gives, together no more than what was paid into the session.
+    /// Otherwise (a server that debits more than it was paid, or whose balance grows without a
+    /// top-up) `estimate_msat` is recorded instead, as [`Ledger::session_debit`] does, and the
+    /// answer is `false`. Either way the budgets do not change: they counted the payments.
+    pub fn session_debit_reported(
+        &self,
+        session_id: &PaymentHash,
+        path: &str,
+        (debit_msat, balance_msat): (u64, Option<u64>),
+        estimate_msat: u64,
+        now: u64,
+    ) -> Result<bool, LedgerError> {
+        let id = hex::encode(session_id);
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (paid_in, reported): (i64, i64) = tx.query_row(
+                "SELECT (SELECT COALESCE(SUM(amount_msat), 0) FROM payments WHERE session_id = ?1 AND status = 'paid'),
+                        (SELECT COALESCE(SUM(amount_msat), 0) FROM session_debits WHERE session_id = ?1 AND reported = 1)",
+                params![id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            let (paid_in, reported) = (paid_in.max(0) as u64, reported.max(0) as u64);
+            let total = reported
+                .checked_add(debit_msat)
+                .and_then(|t| t.checked_add(balance_msat.unwrap_or(0)));
+            let credible = total.is_some_and(|t| t <= paid_in) && debit_msat <= i64::MAX as u64;
+            let (amount, balance, flag) = if credible {
+                (debit_msat, balance_msat, 1)
+            } else {
+                (estimate_msat, None, 0)
+            };
+            tx.execute(
+                "INSERT INTO session_debits (session_id, path, amount_msat, balance_msat, at, reported) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, path, amount as i64, balance.map(|b| b as i64), now as i64, flag],
+            )?;
+            tx.execute(
+                "UPDATE sessions SET spent_msat = spent_msat + ?2, last_used_at = ?4,
+                 balance_msat = COALESCE(?3, MAX(COALESCE(balance_msat, 0) - ?2, 0)) WHERE session_id = ?1",
+                params![id, amount as i64, balance.map(|b| b as i64), now as i64],
+            )?;
+            tx.commit()?;
+            Ok(credible)
+        })
+    }
+
+    /// Records the client's estimate of a debit for a request made in the session (one unit:
+    /// the server reported none), and the balance left: `balance_msat` if given, else the
+    /// balance as last known less the estimate.
     pub fn session_debit(
         &self,
         session_id: &PaymentHash,
@@ -463,7 +519,8 @@ impl Ledger {
             let mut stmt = conn.prepare(&format!(
                 "SELECT s.session_id, s.origin, s.path,
                  (SELECT COALESCE(SUM(amount_msat), 0) FROM payments WHERE session_id = s.session_id AND status = 'paid'),
-                 s.spent_msat, s.balance_msat, s.state, s.refund_msat, s.refund_status, s.opened_at, s.last_used_at, s.idle_timeout_secs
+                 s.spent_msat, s.balance_msat, s.state, s.refund_msat, s.refund_status, s.opened_at, s.last_used_at, s.idle_timeout_secs,
+                 (SELECT COUNT(*) FROM session_debits WHERE session_id = s.session_id AND reported = 0)
                  FROM sessions s {} ORDER BY s.last_used_at DESC, s.rowid DESC",
                 if all { "" } else { "WHERE s.state <> 'closed'" }
             ))?;
@@ -488,6 +545,7 @@ impl Ledger {
                     opened_at: msat(9)?,
                     last_used_at: msat(10)?,
                     idle_timeout_secs: row.get::<_, Option<i64>>(11)?.map(|t| t.max(0) as u64),
+                    estimated_debits: msat(12)?,
                 })
             })?;
             rows.collect()
@@ -502,7 +560,7 @@ impl Ledger {
         let id = hex::encode(session_id);
         self.with(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT session_id, path, amount_msat, balance_msat, at FROM session_debits WHERE session_id = ?1 ORDER BY at, rowid",
+                "SELECT session_id, path, amount_msat, balance_msat, at, reported FROM session_debits WHERE session_id = ?1 ORDER BY at, rowid",
             )?;
             let rows = stmt.query_map(params![id], |row| {
                 Ok(SessionDebit {
@@ -511,6 +569,7 @@ impl Ledger {
                     amount_msat: row.get::<_, i64>(2)?.max(0) as u64,
                     balance_msat: row.get::<_, Option<i64>>(3)?.map(|b| b.max(0) as u64),
                     at: row.get::<_, i64>(4)?.max(0) as u64,
+                    reported: row.get::<_, i64>(5)? != 0,
                 })
             })?;
             rows.collect()

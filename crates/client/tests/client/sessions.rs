@@ -361,7 +361,20 @@ mod live {
             ),
             (SessionState::Closed, 100, 6, 94)
         );
-        assert_eq!(ledger.session_debits(&id).unwrap().len(), 3);
+        // Each debit is the one the server reported (its receipt's `debitSats`), not an estimate.
+        let debits = ledger.session_debits(&id).unwrap();
+        assert_eq!(
+            debits
+                .iter()
+                .map(|d| (d.amount_msat, d.balance_msat, d.reported))
+                .collect::<Vec<_>>(),
+            vec![
+                (2_000, Some(98_000), true),
+                (2_000, Some(96_000), true),
+                (2_000, Some(94_000), true)
+            ]
+        );
+        assert_eq!(record.estimated_debits, 0);
         // A closed session is not presented again: the next request opens a new one.
         let again = get(&client, &server).await.unwrap();
         assert_eq!(again.receipt.unwrap().session.unwrap().action, "open");
@@ -650,6 +663,53 @@ mod live {
         assert_eq!(ledger.sessions(false).unwrap().len(), 0);
         assert_eq!(network.balance(PAYER), START_MSAT - 2_000);
     }
+
+    /// A server that reports a debit larger than the deposit, or a balance that grows with each
+    /// request, is not believed: each of its debits is recorded as an estimate of one unit, the
+    /// budgets count the deposit paid and nothing else, and the refund gives back what arrived.
+    #[tokio::test]
+    async fn a_server_reporting_impossible_debits_cannot_move_the_budget() {
+        for scenario in [SessionScenario::Overdebit, SessionScenario::GrowingBalance] {
+            let server = server(scenario, 2, 100).await;
+            let network = server.shared.network.clone();
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+            let policy = policy(100);
+            let client = client(&network, &ledger, policy.clone());
+            let mut id = None;
+            for _ in 0..3 {
+                let r = get(&client, &server).await.unwrap();
+                assert_eq!(r.status, 200, "{scenario:?}");
+                id = Some(r.receipt.unwrap().session.unwrap().id);
+            }
+            assert_eq!(
+                hour(&ledger, &policy),
+                100,
+                "{scenario:?}: the deposit, no more"
+            );
+            let id = plannt_client::l402::PaymentHash::from_hex(&id.unwrap()).unwrap();
+            let debits = ledger.session_debits(&id).unwrap();
+            assert_eq!(debits.len(), 3, "{scenario:?}");
+            assert!(
+                debits.iter().all(|d| !d.reported && d.amount_msat == 2_000),
+                "{scenario:?}: {debits:?}"
+            );
+            let record = &ledger.sessions(false).unwrap()[0];
+            assert_eq!(
+                (
+                    record.spent_sats,
+                    record.balance_sats,
+                    record.estimated_debits
+                ),
+                (6, 94, 3),
+                "{scenario:?}"
+            );
+            let closed = client.close_session(&id).await.unwrap();
+            assert_eq!(closed.refund_received_sats, 94, "{scenario:?}");
+            assert_eq!(hour(&ledger, &policy), 6, "{scenario:?}");
+            assert_eq!(network.balance(PAYER), START_MSAT - 6_000, "{scenario:?}");
+        }
+    }
 }
 
 mod streams {
@@ -701,6 +761,20 @@ mod streams {
         assert!(body.starts_with(b"data: {\"n\":1}"));
         let event = stream.need_top_up.clone().expect("the event was seen");
         assert_eq!(event.balance_required, 2);
+        // The stream's debit came as its last comment: recorded as the server said it.
+        let id = plannt_client::l402::PaymentHash::from_hex(
+            &stream.receipt.clone().unwrap().session.unwrap().id,
+        )
+        .unwrap();
+        let debits = ledger.session_debits(&id).unwrap();
+        let last = debits.last().unwrap();
+        assert_eq!(
+            (last.amount_msat, last.balance_msat, last.reported),
+            (18_000, Some(0), true),
+            "{debits:?}"
+        );
+        let record = &ledger.sessions(false).unwrap()[0];
+        assert_eq!((record.spent_sats, record.balance_sats), (20, 0));
         // The ledger knows the session is short: the next call tops it up, within the limit.
         let next = send(STREAM_PATH).await;
         assert_eq!(next.status, 200);

@@ -11,7 +11,11 @@
 //!                      top-up challenge; forward; settle to the usage the answer reports
 //!                      (`usage`, or the stream's last usage chunk; counted with the tokenizer
 //!                      when there is none); a stream that outgrows its hold holds more, and
-//!                      when the balance cannot, gets `payment-need-topup` and `data: [DONE]`
+//!                      when the balance cannot, gets `payment-need-topup` and `data: [DONE]`;
+//!                      the answer says what it cost: a JSON answer's `Payment-Receipt` has
+//!                      `debitSats` and `balanceSats`, a stream's has `heldSats` and
+//!                      `balanceSats`, and the stream a `: plannt-session-debit` comment with
+//!                      the debit and the balance just before its `data: [DONE]`
 //! topUp             -> a fresh deposit invoice's amount added (each deposit counts once);
 //!                      answered 200 with the balance, not forwarded
 //! close             -> `closing` with the balance owed, durably; the refund paid to the return
@@ -32,8 +36,8 @@ use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use plannt_l402::mpp::{
-    self, NeedTopUp, PaymentCredential, Problem, RefundStatus, SessionExpect, SessionOffer,
-    SessionReceipt, SessionVerified, problem_type,
+    self, NeedTopUp, PaymentCredential, Problem, RefundStatus, SessionDebit, SessionExpect,
+    SessionOffer, SessionReceipt, SessionVerified, problem_type,
 };
 use plannt_l402::{Dialect, PaymentHash, Reason};
 use plannt_lightning::{InvoiceRequest, Payer, PaymentLookup};
@@ -210,6 +214,8 @@ impl Paywall {
                 };
                 match store.open(&new).await {
                     Ok(Open::Opened(_)) => {
+                        self.ledger
+                            .deposited(now, &at.route.id, deposit_sats, &session_id);
                         tracing::info!(session = %session_id.to_hex(), deposit_sats, route = %at.route.id, "session opened");
                     }
                     Ok(Open::Exists(session)) if session.route == at.route.id => {}
@@ -238,6 +244,8 @@ impl Paywall {
                 .await
             {
                 Ok(TopUp::Credited { balance }) => {
+                    self.ledger
+                        .deposited(now, &at.route.id, amount_sats, &top_up_hash);
                     let body = json!({
                         "sessionId": session_id.to_hex(),
                         "toppedUp": amount_sats,
@@ -259,8 +267,13 @@ impl Paywall {
                 Err(e) => self.store_down(e),
             },
             SessionVerified::Close { .. } => {
-                match close_session(store.as_ref(), backend.payer.as_ref(), &session_id).await {
-                    Ok(Closed::Done(session)) => {
+                let closed =
+                    close_session(store.as_ref(), backend.payer.as_ref(), &session_id).await;
+                if let Ok(Closed::Done(session)) = &closed {
+                    self.ledger_refund(session, now);
+                }
+                match closed {
+                    Ok(Closed::Done(session) | Closed::Already(session)) => {
                         let status = session.refund_status.unwrap_or(RefundStatus::Failed);
                         let body = json!({
                             "sessionId": session_id.to_hex(),
@@ -304,8 +317,8 @@ impl Paywall {
     {
         let now = self.options.clock.now();
         let store = backend.store.clone();
-        match store.hold(&session_id, quote.sats, now).await {
-            Ok(Hold::Held { .. }) => {}
+        let balance_after_hold = match store.hold(&session_id, quote.sats, now).await {
+            Ok(Hold::Held { balance }) => balance,
             Ok(Hold::Short { balance, .. }) => {
                 return self
                     .top_up_required(at, policy, session_id, balance, quote.sats)
@@ -314,12 +327,14 @@ impl Paywall {
             Ok(Hold::NotOpen) => return self.session_gone(at, session_id).await,
             Ok(Hold::Unknown) => return self.unknown_session(),
             Err(e) => return self.store_down(e),
-        }
+        };
         let Some(rule) = at.route.meter.clone() else {
             return self.unknown_session();
         };
         strip_credentials(request.headers_mut());
         let meter = Meter {
+            paywall: Arc::downgrade(self),
+            route: at.route.id.clone(),
             store: store.clone(),
             session_id,
             rule,
@@ -333,8 +348,8 @@ impl Paywall {
             let response = inner.oneshot(request).await.unwrap_or_else(|e| match e {});
             meter.answer(response).await
         });
-        let mut response = match task.await {
-            Ok(response) => response,
+        let (mut response, debited) = match task.await {
+            Ok(answer) => answer,
             Err(_) => {
                 return super::gateway_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -343,11 +358,30 @@ impl Paywall {
             }
         };
         self.metrics.accepted(&at.route.id, 0);
-        let receipt = SessionReceipt::served(&session_id, self.options.clock.now());
+        let at_now = self.options.clock.now();
+        // A JSON answer was settled before it is sent: its receipt gives the debit and the
+        // balance after. A stream is settled as it ends: its receipt gives the hold, and the
+        // debit follows in the stream, before its `data: [DONE]`.
+        let receipt = match debited {
+            Debited::Settled { debit, balance } => {
+                SessionReceipt::debited(&session_id, debit, balance, at_now)
+            }
+            Debited::Streaming => {
+                SessionReceipt::holding(&session_id, quote.sats, balance_after_hold, at_now)
+            }
+        };
         if let Ok(value) = HeaderValue::from_str(&receipt.to_header_value()) {
             response.headers_mut().insert(PAYMENT_RECEIPT, value);
         }
         response
+    }
+
+    /// Counts a refund a close just paid in the earnings ledger (one that failed or was not
+    /// owed earns nothing back).
+    fn ledger_refund(&self, session: &Session, now: u64) {
+        if session.refund_status == Some(RefundStatus::Succeeded) && session.refund > 0 {
+            self.ledger.refunded(now, &session.route, session.refund);
+        }
     }
 
     /// A 402 for a session whose balance cannot cover this request: a top-up challenge only.
@@ -431,7 +465,7 @@ impl Paywall {
         every: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let backend = self.sessions.clone()?;
-        let paywall = Arc::downgrade(self);
+        let weak = Arc::downgrade(self);
         Some(tokio::spawn(async move {
             match recover_closing(backend.store.as_ref(), backend.payer.as_ref()).await {
                 Ok(0) => {}
@@ -442,14 +476,21 @@ impl Paywall {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(paywall) = paywall.upgrade() else {
+                let Some(paywall) = weak.upgrade() else {
                     return;
                 };
                 let now = paywall.options.clock.now();
                 drop(paywall);
                 match close_idle(backend.store.as_ref(), backend.payer.as_ref(), now).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(sessions = n, "closed idle sessions"),
+                    Ok(closed) if closed.is_empty() => {}
+                    Ok(closed) => {
+                        tracing::info!(sessions = closed.len(), "closed idle sessions");
+                        if let Some(paywall) = weak.upgrade() {
+                            for session in &closed {
+                                paywall.ledger_refund(session, now);
+                            }
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not close idle sessions"),
                 }
             }
@@ -528,8 +569,10 @@ pub(super) fn session_credential(headers: &HeaderMap) -> Option<PaymentCredentia
 
 /// What a close came to.
 pub(crate) enum Closed {
-    /// Closed, with its refund's outcome.
+    /// Closed now, with its refund's outcome.
     Done(Session),
+    /// Closed before: as it was closed (nothing paid now).
+    Already(Session),
     /// Requests in flight: not closed.
     Busy,
     /// Another close is paying the refund.
@@ -553,7 +596,7 @@ pub(crate) async fn close_session(
         BeginClose::Closing(session) => Ok(Closed::Done(pay_refund(store, payer, &session).await?)),
         BeginClose::Busy => Ok(Closed::Busy),
         BeginClose::AlreadyClosing(_) => Ok(Closed::Paying),
-        BeginClose::Closed(session) => Ok(Closed::Done(session)),
+        BeginClose::Closed(session) => Ok(Closed::Already(session)),
         BeginClose::Unknown => Ok(Closed::Unknown),
     }
 }
@@ -635,16 +678,16 @@ pub(crate) async fn recover_closing(
     Ok(finished)
 }
 
-/// Closes and refunds every session idle at `now`. Returns how many were closed.
+/// Closes and refunds every session idle at `now`. Returns those it closed.
 pub(crate) async fn close_idle(
     store: &dyn SessionStore,
     payer: &dyn Payer,
     now: u64,
-) -> Result<usize, StoreError> {
-    let mut closed = 0;
+) -> Result<Vec<Session>, StoreError> {
+    let mut closed = Vec::new();
     for id in store.idle(now).await? {
-        if let Closed::Done(_) = close_session(store, payer, &id).await? {
-            closed += 1;
+        if let Closed::Done(session) = close_session(store, payer, &id).await? {
+            closed.push(session);
         }
     }
     Ok(closed)
@@ -652,6 +695,9 @@ pub(crate) async fn close_idle(
 
 /// Settles one request's hold by what its answer used.
 struct Meter {
+    /// Whose earnings ledger counts the debit (metered usage).
+    paywall: std::sync::Weak<Paywall>,
+    route: String,
     store: Arc<dyn SessionStore>,
     session_id: PaymentHash,
     rule: Arc<PriceRule>,
@@ -677,24 +723,39 @@ impl Meter {
             .map_or(0, |e| e.count(text))
     }
 
-    async fn settle(&self, used: u64) {
+    /// Settles the hold to `used` (at most what is held): what was debited, and the session's
+    /// balance after it as the store then reads it (`None` when it cannot).
+    async fn settle(&self, used: u64) -> Debited {
         let now = self.clock.now();
+        let debit = used.min(self.held);
         if let Err(e) = self
             .store
-            .settle(&self.session_id, self.held, used.min(self.held), now)
+            .settle(&self.session_id, self.held, debit, now)
             .await
         {
             tracing::error!(error = %e, session = %self.session_id.to_hex(), "could not settle a session request; its hold stays until the store answers");
+            return Debited::Settled {
+                debit,
+                balance: None,
+            };
         }
+        if let Some(paywall) = self.paywall.upgrade() {
+            paywall.ledger.used(now, &self.route, debit);
+        }
+        let balance = match self.store.get(&self.session_id).await {
+            Ok(session) => session.map(|s| s.balance),
+            Err(_) => None,
+        };
+        Debited::Settled { debit, balance }
     }
 
     /// The answer as the client gets it, its hold settled (a JSON answer now; a stream as it
-    /// ends or is dropped).
-    async fn answer(self, response: Response) -> Response {
+    /// ends or is dropped), and what it was debited when that is known now.
+    async fn answer(self, response: Response) -> (Response, Debited) {
         if !response.status().is_success() {
             // The upstream failed or refused: nothing it did is charged.
-            self.settle(0).await;
-            return response;
+            let debited = self.settle(0).await;
+            return (response, debited);
         }
         let streaming = response
             .headers()
@@ -702,7 +763,7 @@ impl Meter {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if streaming {
-            return self.stream(response);
+            return (self.stream(response), Debited::Streaming);
         }
         let (parts, body) = response.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_JSON_ANSWER).await {
@@ -710,11 +771,12 @@ impl Meter {
             Err(_) => {
                 // Cut or too large: what was held is what it may have cost.
                 let held = self.held;
-                self.settle(held).await;
-                return super::gateway_error(
+                let debited = self.settle(held).await;
+                let answer = super::gateway_error(
                     StatusCode::BAD_GATEWAY,
                     "the upstream's answer could not be read; the session was charged at most this request's quote",
                 );
+                return (answer, debited);
             }
         };
         // The usage alone is read; the rest of the answer is skipped, not built into a value.
@@ -730,8 +792,8 @@ impl Meter {
                 self.cost(self.quote.input_tokens, completion)
             }
         };
-        self.settle(used).await;
-        Response::from_parts(parts, Body::from(bytes))
+        let debited = self.settle(used).await;
+        (Response::from_parts(parts, Body::from(bytes)), debited)
     }
 
     /// A streamed answer, metered event by event: content counted as it passes, the hold
@@ -757,6 +819,19 @@ impl Meter {
         });
         Response::from_parts(parts, Body::from_stream(stream))
     }
+}
+
+/// What a request served from a session was debited, as its answer's receipt gives it.
+enum Debited {
+    /// Settled: the sats debited and the balance after (`None`: the store could not say).
+    Settled {
+        /// Sats debited.
+        debit: u64,
+        /// The balance after, in sats.
+        balance: Option<u64>,
+    },
+    /// A stream, settled as it ends: its debit goes in the stream.
+    Streaming,
 }
 
 /// The text of every choice of a JSON answer (`choices[].message.content`).
@@ -875,20 +950,44 @@ impl StreamMeter {
                     }
                 }
                 Some(Err(_)) | None => {
-                    // The upstream ended (or broke): what is left passes as is; then settle.
+                    // The upstream ended (or broke) without `data: [DONE]`: what is left passes
+                    // as is; then settle, and say the debit after it when that starts a line.
                     self.done = true;
-                    let rest = std::mem::take(&mut self.pending);
-                    self.finish().await;
+                    let mut rest = std::mem::take(&mut self.pending);
+                    let debit = self.finish().await;
+                    if let Some(debit) = debit
+                        && (rest.is_empty() || rest.ends_with(b"\n"))
+                    {
+                        rest.extend_from_slice(debit.to_sse().as_bytes());
+                    }
                     return (!rest.is_empty()).then(|| Bytes::from(rest));
                 }
             }
         }
     }
 
-    /// One whole event, counted: `None` to pass it on, or, when the session cannot pay for it,
-    /// what ends the stream instead (`payment-need-topup`, `data: [DONE]`).
+    /// One whole event, counted: `None` to pass it on, or what is sent instead: at the
+    /// upstream's `data: [DONE]`, the debit then the event; when the session cannot pay for
+    /// the event, what ends the stream (`payment-need-topup`, the debit, `data: [DONE]`).
     async fn pass(&mut self, event: &[u8]) -> Option<String> {
         let (before_text, before_usage) = (self.text.len(), self.usage);
+        if let Ok(text) = std::str::from_utf8(event)
+            && self.meter.is_some()
+            && text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .any(|d| d.trim() == "[DONE]")
+        {
+            // The end: settled now, so that the debit goes before it.
+            self.done = true;
+            let mut out = self
+                .finish()
+                .await
+                .map(|debit| debit.to_sse())
+                .unwrap_or_default();
+            out.push_str(text);
+            return Some(out);
+        }
         if let Ok(text) = std::str::from_utf8(event) {
             for data in text
                 .lines()
@@ -942,16 +1041,26 @@ impl StreamMeter {
         }
         self.usage = before_usage;
         self.done = true;
-        self.finish().await;
+        let debit = self.finish().await;
         let mut out = refused.map(|need| need.to_sse()).unwrap_or_default();
+        if let Some(debit) = debit {
+            out.push_str(&debit.to_sse());
+        }
         out.push_str("data: [DONE]\n\n");
         Some(out)
     }
 
-    async fn finish(&mut self) {
+    /// Settles what was delivered: the debit to send, once (`None` after).
+    async fn finish(&mut self) -> Option<SessionDebit> {
         let cost = self.delivered_cost();
-        if let Some(meter) = self.meter.take() {
-            meter.settle(cost).await;
+        let meter = self.meter.take()?;
+        match meter.settle(cost).await {
+            Debited::Settled { debit, balance } => Some(SessionDebit {
+                session_id: meter.session_id.to_hex(),
+                debit_sats: debit,
+                balance_sats: balance,
+            }),
+            Debited::Streaming => None,
         }
     }
 }
@@ -964,7 +1073,9 @@ impl Drop for StreamMeter {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { meter.settle(cost).await });
+            runtime.spawn(async move {
+                meter.settle(cost).await;
+            });
         }
     }
 }
@@ -1184,7 +1295,7 @@ mod tests {
         let payer = Double::new(false, PaymentLookup::NotFound);
         assert!(matches!(
             close_session(&store, &payer, &id).await.unwrap(),
-            Closed::Done(_)
+            Closed::Already(_)
         ));
         assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
     }

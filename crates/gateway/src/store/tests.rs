@@ -84,7 +84,7 @@ pub(crate) async fn suite(store: Arc<dyn SpentStore>) {
 /// The earnings ledger: batches add up, a read returns the span asked for, a prune drops what
 /// is older, and none of it counts as a spent entry.
 async fn ledger(store: &dyn SpentStore) {
-    use crate::ledger::{DAY, Event, HOUR, LedgerBatch, Payment, Stats, Tally};
+    use crate::ledger::{DAY, Event, HOUR, LedgerBatch, Payment, SESSION_DIALECT, Stats, Tally};
     use std::time::Duration;
 
     let entries = store.len().await.unwrap();
@@ -160,6 +160,41 @@ async fn ledger(store: &dyn SpentStore) {
     if store.name() != "redis" {
         assert!(after.tallies.iter().all(|t| t.hour >= today - DAY));
     }
+
+    // A prepaid session: two deposits (an open and a top-up) as payments, the requests served
+    // from it as metered usage, its refund; what was earned is the deposits less the refund.
+    let session = LedgerBatch {
+        tallies: vec![
+            tally(today, "chat", Event::Paid, SESSION_DIALECT, 2, 300),
+            tally(today, "chat", Event::Used, SESSION_DIALECT, 5, 180),
+            tally(today, "chat", Event::Refunded, SESSION_DIALECT, 1, 120),
+        ],
+        payments: vec![Payment {
+            at: today + 4,
+            route: "chat".into(),
+            dialect: SESSION_DIALECT.into(),
+            sats: 200,
+            payment_hash: hash(44).to_hex(),
+        }],
+        retention,
+    };
+    store.record(&session).await.unwrap();
+    let read = store.ledger(today, now + HOUR, 100).await.unwrap();
+    let stats = Stats::of(&read, today, now + HOUR);
+    let chat = &stats.routes["chat"];
+    assert_eq!(
+        (chat.payments, chat.sats, chat.refunds, chat.refunded_sats),
+        (2, 300, 1, 120),
+        "{read:?}"
+    );
+    assert_eq!(
+        (chat.metered, chat.metered_sats, chat.earned_sats),
+        (5, 180, 180)
+    );
+    assert_eq!(stats.dialects[SESSION_DIALECT], *chat);
+    assert_eq!(stats.total.sats, 363);
+    assert_eq!(stats.total.earned_sats, 363 - 120);
+    assert_eq!(read.payments[0].dialect, SESSION_DIALECT);
     assert_eq!(
         store.len().await.unwrap(),
         entries,

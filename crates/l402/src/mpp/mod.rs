@@ -38,9 +38,9 @@ pub use credential::{
     MintError, PaymentCredential, VerifyError,
 };
 pub use session::{
-    INTENT_SESSION, NEED_TOPUP_EVENT, NeedTopUp, RefundStatus, SessionAction, SessionExpect,
-    SessionOffer, SessionPayload, SessionReceipt, SessionRequest, SessionRequestError,
-    SessionVerified,
+    DEBIT_COMMENT, INTENT_SESSION, NEED_TOPUP_EVENT, NeedTopUp, RefundStatus, SessionAction,
+    SessionDebit, SessionExpect, SessionOffer, SessionPayload, SessionReceipt, SessionRequest,
+    SessionRequestError, SessionVerified,
 };
 
 use serde::{Deserialize, Serialize};

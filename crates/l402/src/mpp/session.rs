@@ -18,9 +18,19 @@
 //! 200  Payment-Receipt: <base64url of {"method":"lightning","reference":"<sessionId>",
 //!                        "status":"success","timestamp":"…","refundSats":140,
 //!                        "refundStatus":"succeeded"}>            (refund fields on close)
+//!      a bearer's JSON answer:  {…,"debitSats":17,"balanceSats":1983}
+//!      a bearer's stream:       {…,"heldSats":33,"balanceSats":1967} (the hold, when the
+//!                               headers go), and before its `data: [DONE]`:
+//! SSE  : plannt-session-debit {"sessionId":"<hex>","debitSats":17,"balanceSats":1983}
 //! SSE  event: payment-need-topup
 //!      data: {"sessionId":"<hex>","balanceSpent":300,"balanceRequired":2}
 //! ```
+//!
+//! The debit fields are Plannt's, added to the draft's receipt (section 15): a reader that does
+//! not know them skips them, as a JSON object's unknown members are (Aperture's receipt type
+//! does). A stream's headers go before its usage is known, so its receipt gives what was held
+//! and the debit follows as an SSE comment line, which every SSE reader skips (an OpenAI SDK
+//! among them): [`SessionDebit`].
 //!
 //! The session id is the payment hash of the deposit invoice; its preimage is the bearer
 //! secret. `amount` is the price of one unit (`unitType`, e.g. a token) in sats. As in the
@@ -53,6 +63,8 @@ pub const INTENT_SESSION: &str = "session";
 /// The SSE event name a stream sends when the session's balance cannot pay for more
 /// (draft-lightning-session-00, section 13.1), as Aperture names it.
 pub const NEED_TOPUP_EVENT: &str = "payment-need-topup";
+/// The name of the SSE comment that carries a stream's final debit ([`SessionDebit`]).
+pub const DEBIT_COMMENT: &str = "plannt-session-debit";
 
 /// The `request` of a Lightning session challenge (draft-lightning-session-00, section 7).
 /// Amounts are decimal strings of sats.
@@ -421,6 +433,20 @@ pub struct SessionReceipt {
         skip_serializing_if = "Option::is_none"
     )]
     pub refund_status: Option<RefundStatus>,
+    /// Plannt's: the sats this request was debited (a bearer's JSON answer).
+    #[serde(default, rename = "debitSats", skip_serializing_if = "Option::is_none")]
+    pub debit_sats: Option<u64>,
+    /// Plannt's: the sats this request holds while its stream runs (a bearer's stream; the
+    /// debit follows as [`SessionDebit`]).
+    #[serde(default, rename = "heldSats", skip_serializing_if = "Option::is_none")]
+    pub held_sats: Option<u64>,
+    /// Plannt's: the session's balance after the debit (or the hold), in sats.
+    #[serde(
+        default,
+        rename = "balanceSats",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub balance_sats: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -437,6 +463,34 @@ impl SessionReceipt {
             timestamp: format_rfc3339(at).unwrap_or_else(|| "9999-12-31T23:59:59Z".into()),
             refund_sats: 0,
             refund_status: None,
+            debit_sats: None,
+            held_sats: None,
+            balance_sats: None,
+        }
+    }
+
+    /// The receipt of a request served from session `session_id` and debited `debit_sats`,
+    /// leaving `balance_sats` (`None` when the balance could not be read).
+    pub fn debited(
+        session_id: &PaymentHash,
+        debit_sats: u64,
+        balance_sats: Option<u64>,
+        at: u64,
+    ) -> Self {
+        SessionReceipt {
+            debit_sats: Some(debit_sats),
+            balance_sats,
+            ..Self::served(session_id, at)
+        }
+    }
+
+    /// The receipt of a stream served from session `session_id`, holding `held_sats` while it
+    /// runs and leaving `balance_sats`.
+    pub fn holding(session_id: &PaymentHash, held_sats: u64, balance_sats: u64, at: u64) -> Self {
+        SessionReceipt {
+            held_sats: Some(held_sats),
+            balance_sats: Some(balance_sats),
+            ..Self::served(session_id, at)
         }
     }
 
@@ -501,6 +555,49 @@ impl NeedTopUp {
     /// Reads the `data` of the event.
     pub fn parse_data(data: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(data)
+    }
+}
+
+/// The final debit of a streamed answer, sent as an SSE comment before its `data: [DONE]`:
+/// `: plannt-session-debit {"sessionId":"<hex>","debitSats":17,"balanceSats":1983}` and a
+/// blank line. A comment is no event: an SSE reader that does not know it skips it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDebit {
+    /// The session id, hex.
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+    /// The sats the stream was debited.
+    #[serde(rename = "debitSats")]
+    pub debit_sats: u64,
+    /// The session's balance after it, in sats, when the server could read it.
+    #[serde(
+        default,
+        rename = "balanceSats",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub balance_sats: Option<u64>,
+}
+
+impl SessionDebit {
+    /// The SSE comment line and the blank line after it.
+    pub fn to_sse(&self) -> String {
+        format!(
+            ": {DEBIT_COMMENT} {}\n\n",
+            serde_json::to_string(self).expect("strings and numbers serialize")
+        )
+    }
+
+    /// Reads one line of a stream: the debit, if the line is its comment (`: plannt-session-debit
+    /// {…}`, with or without its line ending). `None` for any other line; `Some(Err)` for the
+    /// comment with data that is not a debit.
+    pub fn parse_line(line: &str) -> Option<Result<Self, serde_json::Error>> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let rest = line.strip_prefix(':')?.trim_start();
+        let data = rest.strip_prefix(DEBIT_COMMENT)?;
+        if !data.is_empty() && !data.starts_with(' ') {
+            return None;
+        }
+        Some(serde_json::from_str(data.trim()))
     }
 }
 
@@ -964,5 +1061,69 @@ mod tests {
         assert!(sse.ends_with("}\n\n"));
         let data = sse.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();
         assert_eq!(NeedTopUp::parse_data(data).unwrap(), event);
+    }
+
+    #[test]
+    fn a_bearers_receipt_says_what_it_debited_or_holds_and_what_is_left() {
+        let id = Preimage::new([7; 32]).hash();
+        let json = SessionReceipt::debited(&id, 17, Some(1983), 1_700_000_000);
+        let read = SessionReceipt::parse(&json.to_header_value()).unwrap();
+        assert_eq!(read, json);
+        assert_eq!(
+            (read.debit_sats, read.held_sats, read.balance_sats),
+            (Some(17), None, Some(1983))
+        );
+        let stream = SessionReceipt::holding(&id, 33, 1967, 1_700_000_000);
+        let read = SessionReceipt::parse(&stream.to_header_value()).unwrap();
+        assert_eq!(
+            (read.debit_sats, read.held_sats, read.balance_sats),
+            (None, Some(33), Some(1967))
+        );
+        // The draft's receipt, without Plannt's fields, still reads; and a receipt with a
+        // member neither knows reads too (additive).
+        let plain = SessionReceipt::served(&id, 1_700_000_000);
+        let text = String::from_utf8(base64url_decode(&plain.to_header_value()).unwrap()).unwrap();
+        assert!(!text.contains("Sats"), "{text}");
+        let extra = text.replace('}', r#","somethingElse":1}"#);
+        let read = SessionReceipt::parse(&base64url_encode(extra.as_bytes())).unwrap();
+        assert_eq!(read.debit_sats, None);
+        // A debit that is not a whole number of sats is not a receipt.
+        let bad = text.replace('}', r#","debitSats":-3}"#);
+        assert!(SessionReceipt::parse(&base64url_encode(bad.as_bytes())).is_err());
+    }
+
+    #[test]
+    fn a_streams_debit_is_one_sse_comment_that_reads_back() {
+        let debit = SessionDebit {
+            session_id: "aa".repeat(32),
+            debit_sats: 17,
+            balance_sats: Some(1983),
+        };
+        let sse = debit.to_sse();
+        assert!(sse.starts_with(": plannt-session-debit {"), "{sse}");
+        assert!(sse.ends_with("}\n\n"));
+        assert_eq!(sse.lines().count(), 2, "one comment line and the blank one");
+        let line = sse.lines().next().unwrap();
+        assert_eq!(SessionDebit::parse_line(line).unwrap().unwrap(), debit);
+        assert_eq!(
+            SessionDebit::parse_line(&format!("{line}\r\n"))
+                .unwrap()
+                .unwrap(),
+            debit
+        );
+        // Other lines are not it; its name with garbage after is a broken debit.
+        for other in [
+            "data: [DONE]",
+            ": keep-alive",
+            ": plannt-session-debitx {}",
+            "event: payment-need-topup",
+        ] {
+            assert!(SessionDebit::parse_line(other).is_none(), "{other}");
+        }
+        assert!(
+            SessionDebit::parse_line(": plannt-session-debit {\"debitSats\":\"x\"}")
+                .unwrap()
+                .is_err()
+        );
     }
 }

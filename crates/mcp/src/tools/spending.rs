@@ -60,6 +60,7 @@ impl PlanntMcp {
                     "deposit_sats": s.deposit_sats,
                     "spent_sats": s.spent_sats,
                     "balance_sats": s.balance_sats,
+                    "estimated_debits": s.estimated_debits,
                     "last_used": answer::when(s.last_used_at),
                     "idle_timeout_secs": s.idle_timeout_secs,
                 })

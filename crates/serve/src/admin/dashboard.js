@@ -22,6 +22,8 @@
   }
 
   const sats = (n) => Number(n).toLocaleString("en-US");
+  // What was earned: the sats paid less what prepaid sessions were refunded.
+  const earned = (f) => Math.max(0, (f.sats || 0) - (f.refunded_sats || 0));
   const when = (unix) => new Date(unix * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
 
   async function api(path) {
@@ -146,7 +148,7 @@
       el("section", { class: "health-line" }, healthRow(health.backend), healthRow(health.store),
         el("span", {}, `network ${health.network}`), el("span", {}, `up ${Math.round(health.uptime_secs / 60)} min`)),
       el("section", { class: "cards" },
-        card("total-sats", `sats earned (${days} d)`, sats(stats.total.sats)),
+        card("total-sats", `sats earned (${days} d)`, sats(earned(stats.total))),
         card("total-payments", "payments", sats(stats.total.payments)),
         card("total-refusals", "refusals", sats(stats.total.refusals)),
         card("live-challenges", "challenges, last hour", sats(sum("challenges"))),
@@ -160,12 +162,13 @@
       el("section", {}, el("h2", {}, "Routes"), table("routes", ["route", "method", "path", "price (sats)", "payments", "sats earned"],
         routes.routes.map((r) => [r.id, r.method || "any", r.path + (r.prefix ? "…" : ""),
           r.metered ? "per request" : r.price_sats == null ? "free" : sats(r.price_sats),
-          sats((byRoute[r.id] || {}).payments || 0), sats((byRoute[r.id] || {}).sats || 0)]))),
+          sats((byRoute[r.id] || {}).payments || 0), sats(earned(byRoute[r.id] || {}))]))),
       el("section", { class: "two" },
         el("div", {}, el("h2", {}, "Refusals by reason"), table("refusals", ["reason", "count"],
           Object.entries(stats.refusals).map(([k, v]) => [k, sats(v)]))),
-        el("div", {}, el("h2", {}, "By dialect"), table("dialects", ["dialect", "payments", "sats"],
-          Object.entries(stats.dialects).map(([k, f]) => [k, sats(f.payments), sats(f.sats)])))),
+        el("div", {}, el("h2", {}, "By dialect"), table("dialects", ["dialect", "payments", "sats", "refunded", "metered"],
+          Object.entries(stats.dialects).map(([k, f]) => [k, sats(f.payments), sats(f.sats),
+            sats(f.refunded_sats || 0), sats(f.metered_sats || 0)])))),
       el("section", {}, el("h2", {}, "Recent payments"), table("recent", ["time", "route", "dialect", "sats", "payment hash"],
         stats.recent.map((p) => [when(p.at), p.route, p.dialect, sats(p.sats), p.payment_hash.slice(0, 16) + "…"]))),
       el("p", { class: "foot" }, `Store ${stats.store}, ledger kept ${stats.retention_days} days. Updated ${when(Date.now() / 1000)}.`),

@@ -12,8 +12,8 @@ use axum::body::Body;
 use axum::response::Response;
 use plannt_gateway::l402::Preimage;
 use plannt_gateway::l402::mpp::{
-    NeedTopUp, PaymentChallenge, PaymentCredential, RefundStatus, SessionPayload, SessionReceipt,
-    SessionRequest,
+    NeedTopUp, PaymentChallenge, PaymentCredential, RefundStatus, SessionDebit, SessionPayload,
+    SessionReceipt, SessionRequest,
 };
 use plannt_gateway::store::sessions::{Session, SessionState};
 use plannt_meter::Usage;
@@ -128,6 +128,19 @@ async fn session(gateway: &TestGateway, preimage: &Preimage) -> Session {
         .expect("the session is stored")
 }
 
+/// The session receipt of an answer.
+fn receipt(answer: &Answer) -> SessionReceipt {
+    SessionReceipt::parse(answer.header("payment-receipt").expect("a receipt")).unwrap()
+}
+
+/// The debit comments of a stream, in order.
+fn debits(text: &str) -> Vec<SessionDebit> {
+    text.lines()
+        .filter_map(SessionDebit::parse_line)
+        .map(|d| d.expect("a well-formed debit"))
+        .collect()
+}
+
 /// What the rule charges for the usage a JSON answer reports.
 fn cost(model: &str, answer: &Value) -> u64 {
     let usage = Usage::from_answer(answer.to_string().as_bytes()).expect("usage");
@@ -162,13 +175,18 @@ async fn open_bearer_top_up_close(store: &str) {
     let client_before = dev(&gateway).balance(CLIENT);
     let (challenge, preimage, opened) = open(&gateway, &small).await;
     assert_eq!(opened.status, StatusCode::OK, "{opened:?}");
-    let receipt = SessionReceipt::parse(opened.header("payment-receipt").unwrap()).unwrap();
-    assert_eq!(receipt.session_id(), Some(preimage.hash()));
+    let said = receipt(&opened);
+    assert_eq!(said.session_id(), Some(preimage.hash()));
     let first = cost("gpt-4o", &opened.json);
     let s = session(&gateway, &preimage).await;
     assert_eq!(
         (s.deposited, s.spent, s.balance, s.held),
         (60, first, 60 - first, 0)
+    );
+    // The answer says what it debited and what is left, as the store has it.
+    assert_eq!(
+        (said.debit_sats, said.held_sats, said.balance_sats),
+        (Some(first), None, Some(s.balance))
     );
 
     // Bearer: served and debited again.
@@ -177,6 +195,11 @@ async fn open_bearer_top_up_close(store: &str) {
     let second = cost("gpt-4o", &again.json);
     let s = session(&gateway, &preimage).await;
     assert_eq!(s.spent, first + second);
+    let said = receipt(&again);
+    assert_eq!(
+        (said.debit_sats, said.balance_sats),
+        (Some(second), Some(s.balance))
+    );
 
     // A request the balance cannot hold: a 402 with a top-up challenge, nothing held.
     let big = chat("gpt-4o", "the quick brown fox jumps", 2048);
@@ -214,6 +237,11 @@ async fn open_bearer_top_up_close(store: &str) {
     );
     let left = s.balance;
     assert_eq!(left, 120 - s.spent);
+    let said = receipt(&served);
+    assert_eq!(
+        (said.debit_sats, said.balance_sats),
+        (Some(third), Some(left))
+    );
 
     // Close: the balance goes back to the return invoice, exactly.
     let close =
@@ -361,6 +389,35 @@ async fn an_idle_session_is_closed_and_refunded() {
     assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
     assert_eq!(s.refund, 50 - s.spent);
     assert_eq!(dev(&gateway).balance(CLIENT), before - s.spent * 1000);
+    // The idle close's refund reaches the earnings ledger (counted by the task just after it
+    // records the session closed): earned is what was spent.
+    let now = plannt_gateway::lightning::invoice::unix_now();
+    let mut stats = plannt_gateway::ledger::Stats::default();
+    for _ in 0..40 {
+        gateway.paywall.flush_ledger().await.unwrap();
+        let read = gateway
+            .paywall
+            .store()
+            .ledger(now - 3_600, now + 3_600, 10)
+            .await
+            .unwrap();
+        stats = plannt_gateway::ledger::Stats::of(&read, now - 3_600, now + 3_600);
+        if stats.total.refunds > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let session = &stats.dialects["mpp-session"];
+    assert_eq!(
+        (
+            session.sats,
+            session.refunded_sats,
+            session.metered_sats,
+            session.earned_sats
+        ),
+        (50, s.refund, s.spent, s.spent),
+        "{stats:?}"
+    );
 }
 
 /// An upstream that ignores `max_tokens` and streams 400 words with no usage chunk, one every
@@ -445,6 +502,14 @@ async fn a_stream_that_outgrows_its_balance_gets_the_need_top_up_event_then_done
         "the whole deposit was delivered, no more: {s:?}"
     );
     assert_eq!(s.balance, 0);
+    // The debit goes between the event and the end: the whole deposit, nothing left.
+    let debit = &events[events.len() - 2];
+    let debit = SessionDebit::parse_line(debit).expect("the debit").unwrap();
+    assert_eq!(
+        (debit.session_id, debit.debit_sats, debit.balance_sats),
+        (preimage.hash().to_hex(), 8, Some(0))
+    );
+    assert!(events[events.len() - 3].starts_with("event: payment-need-topup"));
     // The next request is refused for a top-up.
     let next = ask(&gateway, Some(&bearer(&challenge, &preimage)), &body).await;
     assert_eq!(next.status, StatusCode::PAYMENT_REQUIRED);
@@ -466,7 +531,34 @@ async fn a_streamed_answer_is_debited_by_its_usage_chunk() {
         usage.prompt_tokens,
         usage.completion_tokens,
     );
-    assert_eq!(session(&gateway, &preimage).await.spent, expected);
+    let s = session(&gateway, &preimage).await;
+    assert_eq!(s.spent, expected);
+    // The headers went before the usage was known: the receipt gives the hold (the quote) and
+    // the balance after it; the debit comes as the stream's last comment, before its end.
+    let quote = rule
+        .price(&serde_json::to_vec(&body).unwrap())
+        .unwrap()
+        .sats;
+    let said = receipt(&opened);
+    assert_eq!(
+        (said.debit_sats, said.held_sats, said.balance_sats),
+        (None, Some(quote), Some(200 - quote))
+    );
+    assert_eq!(
+        debits(&opened.text),
+        vec![SessionDebit {
+            session_id: preimage.hash().to_hex(),
+            debit_sats: expected,
+            balance_sats: Some(s.balance),
+        }]
+    );
+    let events: Vec<&str> = opened
+        .text
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert!(events[events.len() - 2].starts_with(": plannt-session-debit "));
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
 }
 
 #[tokio::test]
@@ -642,4 +734,74 @@ async fn a_gateway_whose_credential_cannot_pay_offers_no_sessions() {
             .iter()
             .any(PaymentChallenge::is_lightning_session)
     );
+}
+
+/// The earnings ledger counts a session: its deposit as a payment (`mpp-session`), each
+/// request's debit as metered usage, and the refund, so that what was earned is the deposit
+/// less the refund, which is what the requests were debited.
+async fn stats_count_a_session(store: &str) {
+    const TOKEN: &str = "admin-token-0123456789abcdef";
+    let upstream = OpenAi::start().await;
+    let mut config = config(store);
+    config.routes = vec![route(&upstream.base_url(), 100, 300)];
+    config.admin_token = Some(plannt_serve::config::AdminToken(zeroize::Zeroizing::new(
+        TOKEN.to_string(),
+    )));
+    let gateway = start(config).await;
+    let small = chat("gpt-4o", "the quick brown fox jumps", 16);
+    let (challenge, preimage, opened) = open(&gateway, &small).await;
+    assert_eq!(opened.status, StatusCode::OK, "{opened:?}");
+    let mut debited = receipt(&opened).debit_sats.unwrap();
+    for _ in 0..2 {
+        let again = ask(&gateway, Some(&bearer(&challenge, &preimage)), &small).await;
+        assert_eq!(again.status, StatusCode::OK, "{again:?}");
+        debited += receipt(&again).debit_sats.unwrap();
+    }
+    let close =
+        PaymentCredential::session(&challenge, &SessionPayload::close(&preimage)).to_header_value();
+    let closed = ask(&gateway, Some(&close), &small).await;
+    assert_eq!(closed.status, StatusCode::OK, "{closed:?}");
+    let refund = receipt(&closed).refund_sats;
+    assert_eq!(refund, 100 - debited);
+    // A close asked again refunds nothing more, and counts nothing more.
+    let again = ask(&gateway, Some(&close), &small).await;
+    assert_eq!(again.status, StatusCode::OK);
+
+    let stats = gateway
+        .http
+        .get(gateway.url("/_plannt/admin/stats?since=1h"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), StatusCode::OK);
+    let s: Value = stats.json().await.unwrap();
+    let session = &s["dialects"]["mpp-session"];
+    assert_eq!(session["payments"], 1, "the deposit: {s}");
+    assert_eq!(session["sats"], 100, "{s}");
+    assert_eq!(session["refunds"], 1, "{s}");
+    assert_eq!(session["refunded_sats"], refund, "{s}");
+    assert_eq!(session["metered"], 3, "the open and two bearers: {s}");
+    assert_eq!(session["metered_sats"], debited, "{s}");
+    assert_eq!(session["earned_sats"], debited, "{s}");
+    let chat = &s["routes"]["chat"];
+    assert_eq!(
+        (&chat["sats"], &chat["refunded_sats"], &chat["earned_sats"]),
+        (&json!(100), &json!(refund), &json!(100 - refund)),
+        "{s}"
+    );
+    assert_eq!(s["total"]["earned_sats"], 100 - refund, "{s}");
+    let recent = s["recent"].as_array().unwrap();
+    assert_eq!(recent[0]["dialect"], "mpp-session", "{s}");
+    assert_eq!(recent[0]["payment_hash"], preimage.hash().to_hex());
+}
+
+#[tokio::test]
+async fn stats_count_a_sessions_deposit_usage_and_refund_in_memory() {
+    stats_count_a_session("memory").await;
+}
+
+#[tokio::test]
+async fn stats_count_a_sessions_deposit_usage_and_refund_in_sqlite() {
+    stats_count_a_session("sqlite").await;
 }
