@@ -14,7 +14,9 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use plannt_gateway::store::sessions::{MemorySessions, SessionStore, SqliteSessions};
+use plannt_gateway::store::sessions::{
+    MemorySessions, RedisSessions, SessionStore, SqliteSessions,
+};
 use plannt_gateway::store::{
     MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore, WaitReplicas,
 };
@@ -63,28 +65,32 @@ async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentSto
                 .unwrap_or_else(|| data_dir.join("spent.sqlite"));
             Arc::new(SqliteStore::open_with(&path, config.sqlite_sync).map_err(failed)?)
         }
-        Store::Redis(url) => {
-            let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {
-                replicas: config.redis_wait_replicas,
-                timeout: Duration::from_millis(config.redis_wait_timeout_ms),
-            });
-            let options = RedisOptions {
-                wait,
-                ..RedisOptions::default()
-            };
-            Arc::new(
-                RedisStore::connect_with(url, options)
-                    .await
-                    .map_err(failed)?,
-            )
-        }
+        Store::Redis(url) => Arc::new(
+            RedisStore::connect_with(url, redis_options(config))
+                .await
+                .map_err(failed)?,
+        ),
     })
+}
+
+/// How the Redis spent set (and the session balances beside it) are reached: the replica wait
+/// applies to both.
+fn redis_options(config: &Config) -> RedisOptions {
+    let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {
+        replicas: config.redis_wait_replicas,
+        timeout: Duration::from_millis(config.redis_wait_timeout_ms),
+    });
+    RedisOptions {
+        wait,
+        ..RedisOptions::default()
+    }
 }
 
 /// Opens the session store when a route sells sessions: in memory with the memory store, else
 /// a SQLite file beside the spent set (`sessions.sqlite` under the data directory, or
-/// `<spent file>.sessions`). The configuration refuses sessions with a Redis store.
-fn open_sessions(
+/// `<spent file>.sessions`), or in the Redis of the spent set, beside its keys, shared by every
+/// replica on it.
+async fn open_sessions(
     config: &Config,
     data_dir: &Path,
 ) -> Result<Option<Arc<dyn SessionStore>>, StartError> {
@@ -108,7 +114,11 @@ fn open_sessions(
             };
             Arc::new(SqliteSessions::open(&path).map_err(failed)?)
         }
-        Store::Redis(_) => return Ok(None),
+        Store::Redis(url) => Arc::new(
+            RedisSessions::connect_with(url, redis_options(config))
+                .await
+                .map_err(failed)?,
+        ),
     }))
 }
 
@@ -189,7 +199,7 @@ impl Gateway {
             .build()
             .map_err(StartError::Http)?;
         let keys = keys::load(&config, &data_dir)?;
-        let sessions = open_sessions(&config, &data_dir)?;
+        let sessions = open_sessions(&config, &data_dir).await?;
         let payer: Arc<dyn plannt_lightning::Payer> = opened.wallet.clone();
         let mut paywall = Paywall::new(keys, opened.wallet, store, routes.table, options);
         if let Some(store) = sessions {

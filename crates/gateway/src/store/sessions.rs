@@ -18,8 +18,9 @@
 //! leaves the session `closing`: a restart lists it ([`SessionStore::closing`]) and asks the
 //! backend whether the refund went out before paying anything, so it is never paid twice.
 //!
-//! Two stores: [`MemorySessions`] (lost on restart: for tests and gateways that may lose their
-//! balances) and [`SqliteSessions`] (one file, each change durable before it returns).
+//! Three stores: [`MemorySessions`] (lost on restart: for tests and gateways that may lose their
+//! balances), [`SqliteSessions`] (one file, each change durable before it returns) and
+//! [`RedisSessions`] (shared by every replica on one Redis, Cluster or Sentinel primary).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -29,6 +30,7 @@ use plannt_l402::PaymentHash;
 use plannt_l402::mpp::RefundStatus;
 
 use super::StoreError;
+pub use super::redis_sessions::RedisSessions;
 pub use super::sqlite_sessions::SqliteSessions;
 
 /// Where a session is in its life.
@@ -215,7 +217,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn idle(&self, now: u64) -> Result<Vec<PaymentHash>, StoreError>;
     /// Sessions left `closing` (a crash between the two steps of a close).
     async fn closing(&self) -> Result<Vec<Session>, StoreError>;
-    /// A short name: `memory`, `sqlite`.
+    /// A short name: `memory`, `sqlite`, `redis`.
     fn name(&self) -> &'static str;
 }
 
@@ -445,7 +447,7 @@ impl SessionStore for MemorySessions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn new(id: u8, deposit: u64, now: u64) -> NewSession {
@@ -461,7 +463,7 @@ mod tests {
 
     /// Every store: open once per deposit, hold or refuse, settle to the usage, top-ups counted
     /// once, a close that waits for holds and owes the balance.
-    async fn lifecycle(store: &dyn SessionStore) {
+    pub(in crate::store) async fn lifecycle(store: &dyn SessionStore) {
         let id = PaymentHash([1; 32]);
         let Open::Opened(opened) = store.open(&new(1, 100, 10)).await.unwrap() else {
             panic!("a fresh deposit opens");
@@ -567,7 +569,7 @@ mod tests {
     }
 
     /// Many holds at once on one session: never more held than the balance.
-    async fn parallel_holds(store: std::sync::Arc<dyn SessionStore>) {
+    pub(in crate::store) async fn parallel_holds(store: std::sync::Arc<dyn SessionStore>) {
         let id = PaymentHash([4; 32]);
         store.open(&new(4, 100, 1)).await.unwrap();
         let holds = futures_util::future::join_all((0..40).map(|_| {
