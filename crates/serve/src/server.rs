@@ -48,7 +48,14 @@ pub struct Gateway {
     pub dev_network: Option<DevNetwork>,
     /// How often idle sessions are looked for: the shortest idle timeout, 1 to 5 seconds.
     session_tick_secs: u64,
+    /// How old a session's hold may grow before it is taken for one a crash left behind: the
+    /// upstream timeout (no request runs longer) and [`HOLD_MARGIN_SECS`].
+    hold_secs: u64,
 }
+
+/// What a hold may outlive the upstream timeout by before it is given back: time for the answer
+/// to be read and settled after the upstream's last byte.
+pub const HOLD_MARGIN_SECS: u64 = 60;
 
 /// Opens the configured spent store.
 async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
@@ -252,6 +259,9 @@ impl Gateway {
             limits,
             dev_network,
             session_tick_secs,
+            hold_secs: config
+                .upstream_timeout_secs
+                .saturating_add(HOLD_MARGIN_SECS),
         })
     }
 
@@ -290,12 +300,12 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purger = self.shared.paywall.spawn_purger();
-        // Closes a crash left half done are finished first; idle sessions are closed and
-        // refunded every few seconds.
-        let closer = self
-            .shared
-            .paywall
-            .spawn_session_closer(Duration::from_secs(self.session_tick_secs));
+        // Every few seconds: holds a crash left behind are given back, owed refunds (a close a
+        // crash cut short, a payment that failed) are tried again, idle sessions are closed.
+        let closer = self.shared.paywall.spawn_session_closer(
+            Duration::from_secs(self.session_tick_secs),
+            Duration::from_secs(self.hold_secs),
+        );
         // Ask the backend once at start: an operator learns at once that it does not answer, and
         // a backend with a connection to set up (an NWC relay) has it ready for the first 402.
         let receiver = self.shared.paywall.receiver().clone();

@@ -7,7 +7,8 @@
 //!
 //! **Keys.** Beside the spent keys, never under their prefix: for the default `plannt:spent:`,
 //! - `plannt:session:<id hex>`: a hash, the session (`route`, `deposited`, `balance`, `held`,
-//!   `spent`, `return_invoice`, `idle_secs`, `last_used`, `state`, `refund`, `refund_status`);
+//!   `spent`, `return_invoice`, `idle_secs`, `last_used`, `state`, `refund`, `refund_status`,
+//!   `held_at`, `refund_attempts`, `refund_at`: the fields of [`Session`]);
 //! - `plannt:session:<id hex>:credited`: a set, the top-ups this session was credited with;
 //! - `plannt:deposit:<hash hex>`: what a deposit paid for, `open` or `top-up:<session hex>`;
 //! - `plannt:session:index:idle` (a sorted set of session ids by when each may next be idle) and
@@ -39,7 +40,11 @@
 //! candidates from the index and re-check each by reading its session. An id enters the idle
 //! index before its open (and again after), the closing index before a close is begun; it leaves
 //! them only once its session is read closed, so no crash between the index and the session
-//! hides one. A candidate that is not idle yet is scored again with its last use.
+//! hides one. A candidate that is not idle yet is scored again with its last use (while it holds
+//! sats, no earlier than the next look). Stale holds ([`SessionStore::release_stale`]) are looked for
+//! among the idle index's candidates too, so a hold a crash left behind is given back once it is
+//! older than the bound and its session's idle time has come: at the latest the larger of the
+//! bound and the idle timeout after that last request.
 //!
 //! **Durability** is Redis's, as for the spent set: each script answers once the primary holds
 //! its writes in memory (run Redis with `appendonly yes` to survive its restart). Replication is
@@ -61,7 +66,8 @@ use redis::Value;
 
 use super::redis::RedisStore;
 use super::sessions::{
-    BeginClose, Hold, NewSession, Open, Session, SessionState, SessionStore, TopUp, step,
+    BeginClose, Hold, NewSession, Open, REFUND_CLAIM_SECS, Session, SessionState, SessionStore,
+    TopUp, step,
 };
 use super::{RedisOptions, StoreError};
 
@@ -69,9 +75,10 @@ use super::{RedisOptions, StoreError};
 /// write a large one with an exponent), `later` keeps the later of a stored time and `now`.
 const PRELUDE: &str = r"
 local function fmt(n) return string.format('%d', n) end
-local function later(key, now)
-    local last = tonumber(redis.call('HGET', key, 'last_used') or '0')
-    if tonumber(now) > last then redis.call('HSET', key, 'last_used', now) end
+local function later(key, now, field)
+    field = field or 'last_used'
+    local last = tonumber(redis.call('HGET', key, field) or '0')
+    if tonumber(now) > last then redis.call('HSET', key, field, now) end
 end
 ";
 
@@ -86,7 +93,8 @@ if not redis.call('SET', KEYS[2], 'open', 'NX') then
 end
 redis.call('HSET', KEYS[1], 'route', ARGV[1], 'deposited', ARGV[2], 'balance', ARGV[2],
     'held', '0', 'spent', '0', 'return_invoice', ARGV[3], 'idle_secs', ARGV[4],
-    'last_used', ARGV[5], 'state', 'open', 'refund', '0', 'refund_status', '')
+    'last_used', ARGV[5], 'state', 'open', 'refund', '0', 'refund_status', '',
+    'held_at', '0', 'refund_attempts', '0', 'refund_at', '0')
 return {'opened', redis.call('HGETALL', KEYS[1])}
 ";
 
@@ -101,6 +109,7 @@ if balance < sats then return {'short', s[2], s[3]} end
 redis.call('HSET', KEYS[1], 'balance', fmt(balance - sats))
 redis.call('HINCRBY', KEYS[1], 'held', ARGV[1])
 later(KEYS[1], ARGV[2])
+later(KEYS[1], ARGV[2], 'held_at')
 return {'held', fmt(balance - sats), s[3]}
 ";
 
@@ -150,14 +159,15 @@ later(KEYS[1], ARGV[3])
 return {'credited', fmt(balance)}
 ";
 
-/// Begins a close: `KEYS` the session.
+/// Begins a close: `KEYS` the session; `ARGV` until when the close owns its refund.
 const BEGIN_CLOSE: &str = r"
 local s = redis.call('HMGET', KEYS[1], 'state', 'held', 'balance')
 if not s[1] then return {'unknown', {}} end
 if s[1] == 'closing' then return {'already', redis.call('HGETALL', KEYS[1])} end
 if s[1] == 'closed' then return {'closed', redis.call('HGETALL', KEYS[1])} end
 if tonumber(s[2]) > 0 then return {'busy', {}} end
-redis.call('HSET', KEYS[1], 'state', 'closing', 'refund', s[3], 'balance', '0')
+redis.call('HSET', KEYS[1], 'state', 'closing', 'refund', s[3], 'balance', '0',
+    'refund_attempts', '1', 'refund_at', ARGV[1])
 return {'closing', redis.call('HGETALL', KEYS[1])}
 ";
 
@@ -167,6 +177,26 @@ if redis.call('HGET', KEYS[1], 'state') == 'closing' then
     redis.call('HSET', KEYS[1], 'state', 'closed', 'refund_status', ARGV[1])
 end
 return redis.call('HGETALL', KEYS[1])
+";
+
+/// Claims a refund's try: `KEYS` the session; `ARGV` now, until. The session, or nothing.
+const CLAIM_REFUND: &str = r"
+local s = redis.call('HMGET', KEYS[1], 'state', 'refund_at')
+if s[1] ~= 'closing' or tonumber(s[2] or '0') > tonumber(ARGV[1]) then return {} end
+redis.call('HINCRBY', KEYS[1], 'refund_attempts', 1)
+redis.call('HSET', KEYS[1], 'refund_at', ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+";
+
+/// Gives back a session's stale holds: `KEYS` the session; `ARGV` the latest time a stale hold
+/// was taken. What was given back.
+const RELEASE_STALE: &str = r"
+local s = redis.call('HMGET', KEYS[1], 'state', 'held', 'held_at')
+if s[1] ~= 'open' or tonumber(s[2] or '0') == 0 then return 0 end
+if tonumber(s[3] or '0') > tonumber(ARGV[1]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'balance', s[2])
+redis.call('HSET', KEYS[1], 'held', '0')
+return tonumber(s[2])
 ";
 
 /// The most idle candidates read from the index at a time.
@@ -333,6 +363,9 @@ impl RedisSessions {
                 "skipped" => Some(RefundStatus::Skipped),
                 _ => None,
             },
+            held_at: number("held_at"),
+            refund_attempts: number("refund_attempts"),
+            refund_at: number("refund_at"),
         }))
     }
 
@@ -492,14 +525,19 @@ impl SessionStore for RedisSessions {
         }
     }
 
-    async fn begin_close(&self, id: &PaymentHash) -> Result<BeginClose, StoreError> {
+    async fn begin_close(&self, id: &PaymentHash, now: u64) -> Result<BeginClose, StoreError> {
         const WHAT: &str = "a close (script)";
         // Indexed first: a crash after the mark still leaves it listed.
         let mut cmd = redis::cmd("SADD");
         cmd.arg(self.index_key("closing")).arg(id.to_hex());
         self.index("an index write (SADD)", cmd).await?;
         let reply = self
-            .run(WHAT, BEGIN_CLOSE, &[self.session_key(id)], &[])
+            .run(
+                WHAT,
+                BEGIN_CLOSE,
+                &[self.session_key(id)],
+                &[now.saturating_add(REFUND_CLAIM_SECS).to_string()],
+            )
             .await?;
         let (outcome, mut rest) = self.outcome(WHAT, reply)?;
         let fields = rest.pop().unwrap_or(Value::Nil);
@@ -541,6 +579,54 @@ impl SessionStore for RedisSessions {
         Ok(session)
     }
 
+    async fn claim_refund(
+        &self,
+        id: &PaymentHash,
+        now: u64,
+        until: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        const WHAT: &str = "a refund's claim (script)";
+        let reply = self
+            .run(
+                WHAT,
+                CLAIM_REFUND,
+                &[self.session_key(id)],
+                &[now.to_string(), until.to_string()],
+            )
+            .await?;
+        self.session(WHAT, id, reply)
+    }
+
+    async fn release_stale(
+        &self,
+        now: u64,
+        older_than: u64,
+    ) -> Result<Vec<(PaymentHash, u64)>, StoreError> {
+        const WHAT: &str = "a stale hold's release (script)";
+        let taken_by = now.saturating_sub(older_than);
+        let mut released = Vec::new();
+        for id in self.candidates(now).await? {
+            match self.get(&id).await? {
+                Some(session) if step::is_stale(&session, taken_by) => {}
+                _ => continue,
+            }
+            let reply = self
+                .run(
+                    WHAT,
+                    RELEASE_STALE,
+                    &[self.session_key(&id)],
+                    &[taken_by.to_string()],
+                )
+                .await?;
+            let sats: u64 = redis::from_redis_value(reply.clone())
+                .map_err(|_| self.unexpected(WHAT, &reply))?;
+            if sats > 0 {
+                released.push((id, sats));
+            }
+        }
+        Ok(released)
+    }
+
     async fn get(&self, id: &PaymentHash) -> Result<Option<Session>, StoreError> {
         const WHAT: &str = "a session read (HGETALL)";
         let mut cmd = redis::cmd("HGETALL");
@@ -551,21 +637,8 @@ impl SessionStore for RedisSessions {
     }
 
     async fn idle(&self, now: u64) -> Result<Vec<PaymentHash>, StoreError> {
-        const WHAT: &str = "an index read (ZRANGE)";
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.index_key("idle"))
-            .arg("-inf")
-            .arg(now)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(IDLE_BATCH);
-        let reply = self.index(WHAT, cmd).await?;
-        let candidates: Vec<Value> =
-            redis::from_redis_value(reply.clone()).map_err(|_| self.unexpected(WHAT, &reply))?;
         let mut idle = Vec::new();
-        for candidate in &candidates {
-            let id = self.parse_id(WHAT, candidate)?;
+        for id in self.candidates(now).await? {
             match self.get(&id).await? {
                 Some(session) if step::is_idle(&session, now) => idle.push(id),
                 Some(session) if session.state == SessionState::Open => {
@@ -613,6 +686,27 @@ impl SessionStore for RedisSessions {
 }
 
 impl RedisSessions {
+    /// The idle index's candidates at `now`: the sessions that may be idle (or hold stale
+    /// sats) by then.
+    async fn candidates(&self, now: u64) -> Result<Vec<PaymentHash>, StoreError> {
+        const WHAT: &str = "an index read (ZRANGE)";
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.index_key("idle"))
+            .arg("-inf")
+            .arg(now)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(IDLE_BATCH);
+        let reply = self.index(WHAT, cmd).await?;
+        let candidates: Vec<Value> =
+            redis::from_redis_value(reply.clone()).map_err(|_| self.unexpected(WHAT, &reply))?;
+        candidates
+            .iter()
+            .map(|candidate| self.parse_id(WHAT, candidate))
+            .collect()
+    }
+
     /// Takes a closed (or unknown) session out of the index.
     async fn forget(&self, id: &PaymentHash) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
@@ -642,7 +736,16 @@ mod tests {
     use plannt_testkit::cluster::RedisCluster;
 
     use super::*;
-    use crate::store::sessions::tests::{lifecycle, parallel_holds};
+    use crate::store::sessions::tests::{lifecycle, parallel_holds, stale_holds_and_refund_claims};
+
+    /// A store of its own on the same Redis: its keys under another prefix.
+    async fn apart(url: &str) -> RedisSessions {
+        let options = RedisOptions {
+            prefix: "plannt:apart:spent:".into(),
+            ..RedisOptions::default()
+        };
+        RedisSessions::connect_with(url, options).await.unwrap()
+    }
 
     fn new(id: u8, deposit: u64) -> NewSession {
         NewSession {
@@ -708,7 +811,7 @@ mod tests {
         assert_eq!(sa.deposited + sb.deposited, 120);
 
         // A top-up offered to a closed session stays free for an open one.
-        store.begin_close(&a).await.unwrap();
+        store.begin_close(&a, 4).await.unwrap();
         let other = PaymentHash([53; 32]);
         assert_eq!(
             store.top_up(&a, &other, 7, 4).await.unwrap(),
@@ -733,7 +836,7 @@ mod tests {
         assert!(!listed(store.idle(95).await.unwrap()), "a hold in flight");
         store.settle(&id, 1, 1, 30).await.unwrap();
         assert!(listed(store.idle(96).await.unwrap()));
-        store.begin_close(&id).await.unwrap();
+        store.begin_close(&id, 96).await.unwrap();
         assert!(!listed(store.idle(200).await.unwrap()));
         let closing = |list: Vec<Session>| list.iter().any(|s| s.id == id);
         assert!(closing(store.closing().await.unwrap()));
@@ -765,6 +868,7 @@ mod tests {
         holds_from_many_tasks(store.clone()).await;
         a_top_up_credits_one_session_once(store.clone()).await;
         the_index_is_checked_against_the_sessions(store.clone()).await;
+        stale_holds_and_refund_claims(&apart(&url).await).await;
         // A second replica, its own connection: the same books.
         let replica = connect().await.unwrap();
         let s = replica.get(&PaymentHash([40; 32])).await.unwrap().unwrap();
@@ -791,6 +895,7 @@ mod tests {
         holds_from_many_tasks(store.clone()).await;
         a_top_up_credits_one_session_once(store.clone()).await;
         the_index_is_checked_against_the_sessions(store.clone()).await;
+        stale_holds_and_refund_claims(&apart(&cluster.url()).await).await;
         // A session's keys share its slot; the deposits of the top-up test live elsewhere.
         let id = PaymentHash([50; 32]);
         let slot = cluster.slot_of(&store.session_key(&id));
