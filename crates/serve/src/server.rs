@@ -49,7 +49,8 @@ pub struct Gateway {
     /// How often idle sessions are looked for: the shortest idle timeout, 1 to 5 seconds.
     session_tick_secs: u64,
     /// How old a session's hold may grow before it is taken for one a crash left behind: the
-    /// upstream timeout (no request runs longer) and [`HOLD_MARGIN_SECS`].
+    /// upstream timeout (an upstream starts answering within it, a flowing stream renews its
+    /// hold well within it) and [`HOLD_MARGIN_SECS`].
     hold_secs: u64,
 }
 

@@ -429,8 +429,8 @@ impl Paywall {
     }
 
     /// Starts the task that, every `every` (the first time at once): gives back the holds of
-    /// requests a crash left behind, older than `stale_after` (no request of the gateway's runs
-    /// longer); finishes the closes a crash left half done and retries the refunds that failed;
+    /// requests a crash left behind, older than `stale_after` (longer than an upstream may take
+    /// to start answering, or a stream may go without renewing its hold); finishes the closes a crash left half done and retries the refunds that failed;
     /// and closes and refunds idle sessions. It stops with the paywall.
     pub fn spawn_session_closer(
         self: &Arc<Self>,
@@ -796,6 +796,7 @@ impl Meter {
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         let state = StreamMeter {
+            touched: self.clock.now(),
             meter: Some(self),
             upstream: body.into_data_stream(),
             pending: Vec::new(),
@@ -867,9 +868,26 @@ struct StreamMeter {
     /// The last usage the stream reported.
     usage: Option<Usage>,
     done: bool,
+    /// When the hold was last taken or renewed (Unix seconds).
+    touched: u64,
 }
 
+/// How often a stream that keeps flowing renews its hold, so that the background task never
+/// takes it for one a crash left behind ([`SessionStore::release_stale`]) however long it runs.
+const RENEW_HOLD_SECS: u64 = 10;
+
 impl StreamMeter {
+    /// Renews the hold of a stream still flowing (a hold of nothing, which marks the session's
+    /// holds as taken now), every [`RENEW_HOLD_SECS`].
+    async fn renew_hold(&mut self) {
+        let Some(meter) = &self.meter else { return };
+        let now = meter.clock.now();
+        if now >= self.touched.saturating_add(RENEW_HOLD_SECS) {
+            self.touched = now;
+            let _ = meter.store.hold(&meter.session_id, 0, now).await;
+        }
+    }
+
     /// What was delivered costs: the last usage chunk, else the content counted (the stretch
     /// not counted yet is counted now, and remembered).
     fn delivered_cost(&mut self) -> u64 {
@@ -909,6 +927,7 @@ impl StreamMeter {
             }
             match self.upstream.next().await {
                 Some(Ok(bytes)) => {
+                    self.renew_hold().await;
                     self.pending.extend_from_slice(&bytes);
                     let pending = std::mem::take(&mut self.pending);
                     let mut out = Vec::with_capacity(pending.len());

@@ -113,15 +113,19 @@ later(KEYS[1], ARGV[2], 'held_at')
 return {'held', fmt(balance - sats), s[3]}
 ";
 
-/// Settles: `KEYS` the session; `ARGV` held, used, now. Never more than is held.
+/// Settles: `KEYS` the session; `ARGV` held, used, now. Spent from what is held; what a hold
+/// given back meanwhile used comes from the balance, never below zero (`step::settle`).
 const SETTLE: &str = r"
-local held = redis.call('HGET', KEYS[1], 'held')
-if not held then return 0 end
-held = math.min(tonumber(ARGV[1]), tonumber(held))
+local s = redis.call('HMGET', KEYS[1], 'held', 'balance')
+if not s[1] then return 0 end
+local held = tonumber(ARGV[1])
 local used = math.min(tonumber(ARGV[2]), held)
-redis.call('HINCRBY', KEYS[1], 'held', fmt(-held))
-redis.call('HINCRBY', KEYS[1], 'spent', fmt(used))
-redis.call('HINCRBY', KEYS[1], 'balance', fmt(held - used))
+local from_hold = math.min(held, tonumber(s[1]))
+local used_from_hold = math.min(used, from_hold)
+local beyond = math.min(used - used_from_hold, tonumber(s[2]))
+redis.call('HINCRBY', KEYS[1], 'held', fmt(-from_hold))
+redis.call('HINCRBY', KEYS[1], 'spent', fmt(used_from_hold + beyond))
+redis.call('HINCRBY', KEYS[1], 'balance', fmt(from_hold - used_from_hold - beyond))
 later(KEYS[1], ARGV[3])
 return 1
 ";

@@ -25,13 +25,14 @@
 //! after [`REFUND_ATTEMPTS`] tries, is it recorded `closed`/`failed` for good, for the operator.
 //!
 //! **A hold does not outlive its request.** Every hold records when it was taken (`held_at`,
-//! the latest hold's time). A gateway that crashes with requests in flight leaves their holds
-//! behind; the background task gives back every hold of a session whose latest hold is older
-//! than a bound (the upstream timeout and a margin: no request of the gateway's runs longer)
-//! with [`SessionStore::release_stale`]. The gateway cannot prove those requests delivered
-//! anything, so it charges nothing for them. A request that was alive after all and settles
-//! later finds nothing held: its settle is clamped to what is held, so it neither returns sats
-//! twice nor takes the balance below zero (it is served free).
+//! the latest hold's time; a stream that keeps flowing renews it). A gateway that crashes with
+//! requests in flight leaves their holds behind; the background task gives back every hold of a
+//! session whose latest hold is older than a bound (the upstream timeout and a margin) with
+//! [`SessionStore::release_stale`]. The gateway cannot prove those requests delivered anything,
+//! so it charges nothing for them. A request that was alive after all and settles later finds
+//! less held than it took: it returns only what is still held and takes the rest of what it used
+//! from the balance, as far as that goes, so it neither returns sats twice nor takes the balance
+//! below zero.
 //!
 //! Three stores: [`MemorySessions`] (lost on restart: for tests and gateways that may lose their
 //! balances), [`SqliteSessions`] (one file, each change durable before it returns) and
@@ -221,7 +222,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// or refuses without holding anything.
     async fn hold(&self, id: &PaymentHash, sats: u64, now: u64) -> Result<Hold, StoreError>;
     /// Settles a hold of `held` sats: `used` (at most `held`) is spent, the rest returns to the
-    /// balance. Whether the session is open or not (a close waits for holds).
+    /// balance. Whether the session is open or not (a close waits for holds). A hold given back
+    /// meanwhile ([`SessionStore::release_stale`]) is spent from the balance instead, never
+    /// below zero.
     async fn settle(
         &self,
         id: &PaymentHash,
@@ -321,12 +324,18 @@ pub(super) mod step {
         }
     }
 
+    /// Settles a hold: `used` (at most `held`) is spent from what is held, the rest of the
+    /// hold returns to the balance. A hold given back meanwhile (a request taken for crashed
+    /// that was alive after all) finds less held than it took: what it used beyond that is
+    /// taken from the balance, as far as the balance goes and never below zero.
     pub(in crate::store) fn settle(session: &mut Session, held: u64, used: u64, now: u64) {
-        let held = held.min(session.held);
         let used = used.min(held);
-        session.held -= held;
-        session.spent += used;
-        session.balance += held - used;
+        let from_hold = held.min(session.held);
+        let used_from_hold = used.min(from_hold);
+        let beyond = (used - used_from_hold).min(session.balance);
+        session.held -= from_hold;
+        session.balance = session.balance + (from_hold - used_from_hold) - beyond;
+        session.spent += used_from_hold + beyond;
         session.last_used = session.last_used.max(now);
     }
 
@@ -722,10 +731,28 @@ pub(super) mod tests {
         store.settle(&live, 40, 40, 81).await.unwrap();
         let s = store.get(&live).await.unwrap().unwrap();
         assert_eq!(books(&s), (100, 100), "{s:?}");
+        // The other request finds part of its hold spent: the rest of its use comes from the
+        // balance, as far as it goes.
         store.settle(&live, 90, 90, 82).await.unwrap();
         let s = store.get(&live).await.unwrap().unwrap();
         assert_eq!(books(&s), (100, 100), "{s:?}");
-        assert_eq!((s.balance, s.held, s.spent), (10, 0, 90), "{s:?}");
+        assert_eq!((s.balance, s.held, s.spent), (0, 0, 100), "{s:?}");
+        // Alone, a late settle is charged from the balance; a hold of nothing renews the holds.
+        let late = PaymentHash([73; 32]);
+        store.open(&new(73, 100, 10)).await.unwrap();
+        store.hold(&late, 30, 11).await.unwrap();
+        store.hold(&late, 0, 70).await.unwrap();
+        assert!(
+            store.release_stale(75, 64).await.unwrap().is_empty(),
+            "renewed at 70"
+        );
+        assert_eq!(
+            store.release_stale(134, 64).await.unwrap(),
+            vec![(late, 30)]
+        );
+        store.settle(&late, 30, 20, 135).await.unwrap();
+        let s = store.get(&late).await.unwrap().unwrap();
+        assert_eq!((s.balance, s.held, s.spent), (80, 0, 20), "{s:?}");
 
         // The close claimed its refund until 76 + the claim; a retry claims it after that, once.
         assert_eq!(
