@@ -1436,6 +1436,85 @@ mod tests {
         closer.abort();
     }
 
+    /// A stream that keeps flowing renews its hold, so the background task never takes a long
+    /// answer for a crash's; its hold is settled when it ends.
+    #[tokio::test]
+    async fn a_flowing_stream_renews_its_hold_past_the_bound() {
+        use std::sync::atomic::AtomicU64;
+        let start = 1_000_000;
+        let clock = Arc::new(AtomicU64::new(start));
+        let store = Arc::new(MemorySessions::new());
+        let id = PaymentHash([11; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 100,
+                return_invoice: "lnbcrt1preturn".into(),
+                idle_secs: 300,
+                now: start,
+            })
+            .await
+            .unwrap();
+        store.hold(&id, 50, start).await.unwrap();
+        let rule: PriceRule = serde_json::from_value(json!({
+            "per": "openai-tokens",
+            "models": {"a": {"input_per_1k": 2, "output_per_1k": 8}},
+        }))
+        .unwrap();
+        let meter = Meter {
+            store: store.clone(),
+            session_id: id,
+            rule: Arc::new(rule),
+            quote: Quote {
+                model: "a".into(),
+                input_tokens: 10,
+                output_tokens: 100,
+                sats: 50,
+            },
+            held: 50,
+            clock: crate::Clock::from_fn({
+                let clock = clock.clone();
+                move || clock.load(Ordering::SeqCst)
+            }),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let upstream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(upstream))
+            .unwrap();
+        let mut body = meter.answer(response).await.into_body().into_data_stream();
+        let event = || {
+            Ok(Bytes::from_static(
+                b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            ))
+        };
+        tx.send(event()).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        // Eighty seconds on, the stream still flowing.
+        clock.store(start + 80, Ordering::SeqCst);
+        tx.send(event()).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        // Past the bound of the hold's first taking, not of its renewal: it stands.
+        assert!(
+            store
+                .release_stale(start + 100, 90)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.get(&id).await.unwrap().unwrap().held, 50);
+        drop(tx);
+        while body.next().await.is_some() {}
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(s.held, 0);
+        assert_eq!(s.balance + s.spent, 100);
+        assert!(s.spent >= 1, "{s:?}");
+    }
+
     #[test]
     fn events_end_at_their_blank_line() {
         assert_eq!(find_event_end(b"data: 1\n\ndata: 2"), Some(9));
