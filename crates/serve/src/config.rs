@@ -736,10 +736,6 @@ impl Config {
                     Some("deposit_sats must be at least 1")
                 } else if session.idle_secs == 0 {
                     Some("idle_secs must be at least 1")
-                } else if matches!(self.store, Store::Redis(_)) {
-                    Some(
-                        "session balances live in SQLite or memory; a Redis store cannot hold them yet: use store = \"sqlite\" or drop session",
-                    )
                 } else {
                     None
                 };
@@ -965,6 +961,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("only the SQLite store"), "{e}");
+    }
+
+    #[test]
+    fn a_session_route_is_accepted_on_every_store_redis_too() {
+        let route = "[[routes]]\nid = \"chat\"\nmethod = \"POST\"\npath = \"/v1/chat/completions\"\nupstream = \"http://127.0.0.1:9000\"\nprice = { per = \"openai-tokens\", models = { \"gpt-4o\" = { input_per_1k = 2, output_per_1k = 8 } } }\nsession = { deposit_sats = 300, idle_secs = 300 }\n";
+        for store in [
+            "memory",
+            "sqlite",
+            "redis://127.0.0.1:6379",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+            "redis+sentinel://10.0.0.1:26379/plannt",
+        ] {
+            let f = file(&format!("store = \"{store}\"\n{route}"));
+            let config = Config::load(Some(&f.0), env(&[]))
+                .unwrap_or_else(|e| panic!("a session route on {store}: {e}"));
+            assert!(config.routes[0].session.is_some());
+        }
+        // What it still checks.
+        let f = file(&format!(
+            "store = \"redis://127.0.0.1:6379\"\n{}",
+            route.replace("idle_secs = 300", "idle_secs = 0")
+        ));
+        let e = Config::load(Some(&f.0), env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("idle_secs must be at least 1"),
+            "{e}"
+        );
     }
 
     #[test]

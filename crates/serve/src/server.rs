@@ -14,7 +14,9 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use plannt_gateway::store::sessions::{MemorySessions, SessionStore, SqliteSessions};
+use plannt_gateway::store::sessions::{
+    MemorySessions, RedisSessions, SessionStore, SqliteSessions,
+};
 use plannt_gateway::store::{
     MemoryStore, RedisOptions, RedisStore, SpentStore, SqliteStore, WaitReplicas,
 };
@@ -46,7 +48,15 @@ pub struct Gateway {
     pub dev_network: Option<DevNetwork>,
     /// How often idle sessions are looked for: the shortest idle timeout, 1 to 5 seconds.
     session_tick_secs: u64,
+    /// How old a session's hold may grow before it is taken for one a crash left behind: the
+    /// upstream timeout (an upstream starts answering within it, a flowing stream renews its
+    /// hold well within it) and [`HOLD_MARGIN_SECS`].
+    hold_secs: u64,
 }
+
+/// What a hold may outlive the upstream timeout by before it is given back: time for the answer
+/// to be read and settled after the upstream's last byte.
+pub const HOLD_MARGIN_SECS: u64 = 60;
 
 /// Opens the configured spent store.
 async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentStore>, StartError> {
@@ -63,28 +73,32 @@ async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn SpentSto
                 .unwrap_or_else(|| data_dir.join("spent.sqlite"));
             Arc::new(SqliteStore::open_with(&path, config.sqlite_sync).map_err(failed)?)
         }
-        Store::Redis(url) => {
-            let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {
-                replicas: config.redis_wait_replicas,
-                timeout: Duration::from_millis(config.redis_wait_timeout_ms),
-            });
-            let options = RedisOptions {
-                wait,
-                ..RedisOptions::default()
-            };
-            Arc::new(
-                RedisStore::connect_with(url, options)
-                    .await
-                    .map_err(failed)?,
-            )
-        }
+        Store::Redis(url) => Arc::new(
+            RedisStore::connect_with(url, redis_options(config))
+                .await
+                .map_err(failed)?,
+        ),
     })
+}
+
+/// How the Redis spent set (and the session balances beside it) are reached: the replica wait
+/// applies to both.
+fn redis_options(config: &Config) -> RedisOptions {
+    let wait = (config.redis_wait_replicas > 0).then(|| WaitReplicas {
+        replicas: config.redis_wait_replicas,
+        timeout: Duration::from_millis(config.redis_wait_timeout_ms),
+    });
+    RedisOptions {
+        wait,
+        ..RedisOptions::default()
+    }
 }
 
 /// Opens the session store when a route sells sessions: in memory with the memory store, else
 /// a SQLite file beside the spent set (`sessions.sqlite` under the data directory, or
-/// `<spent file>.sessions`). The configuration refuses sessions with a Redis store.
-fn open_sessions(
+/// `<spent file>.sessions`), or in the Redis of the spent set, beside its keys, shared by every
+/// replica on it.
+async fn open_sessions(
     config: &Config,
     data_dir: &Path,
 ) -> Result<Option<Arc<dyn SessionStore>>, StartError> {
@@ -108,7 +122,11 @@ fn open_sessions(
             };
             Arc::new(SqliteSessions::open(&path).map_err(failed)?)
         }
-        Store::Redis(_) => return Ok(None),
+        Store::Redis(url) => Arc::new(
+            RedisSessions::connect_with(url, redis_options(config))
+                .await
+                .map_err(failed)?,
+        ),
     }))
 }
 
@@ -189,7 +207,7 @@ impl Gateway {
             .build()
             .map_err(StartError::Http)?;
         let keys = keys::load(&config, &data_dir)?;
-        let sessions = open_sessions(&config, &data_dir)?;
+        let sessions = open_sessions(&config, &data_dir).await?;
         let payer: Arc<dyn plannt_lightning::Payer> = opened.wallet.clone();
         let mut paywall = Paywall::new(keys, opened.wallet, store, routes.table, options);
         if let Some(store) = sessions
@@ -244,6 +262,9 @@ impl Gateway {
             limits,
             dev_network,
             session_tick_secs,
+            hold_secs: config
+                .upstream_timeout_secs
+                .saturating_add(HOLD_MARGIN_SECS),
         })
     }
 
@@ -282,12 +303,12 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purger = self.shared.paywall.spawn_purger();
-        // Closes a crash left half done are finished first; idle sessions are closed and
-        // refunded every few seconds.
-        let closer = self
-            .shared
-            .paywall
-            .spawn_session_closer(Duration::from_secs(self.session_tick_secs));
+        // Every few seconds: holds a crash left behind are given back, owed refunds (a close a
+        // crash cut short, a payment that failed) are tried again, idle sessions are closed.
+        let closer = self.shared.paywall.spawn_session_closer(
+            Duration::from_secs(self.session_tick_secs),
+            Duration::from_secs(self.hold_secs),
+        );
         // Ask the backend once at start: an operator learns at once that it does not answer, and
         // a backend with a connection to set up (an NWC relay) has it ready for the first 402.
         let receiver = self.shared.paywall.receiver().clone();

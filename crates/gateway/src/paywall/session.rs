@@ -50,7 +50,10 @@ use super::answers::{Challenged, invoice_network, unavailable, with_problem};
 use super::headers::{PAYMENT_RECEIPT, strip_credentials};
 use crate::routes::SessionPolicy;
 use crate::store::StoreError;
-use crate::store::sessions::{BeginClose, Hold, NewSession, Open, Session, SessionStore, TopUp};
+use crate::store::sessions::{
+    BeginClose, Hold, NewSession, Open, REFUND_ATTEMPTS, Session, SessionState, SessionStore,
+    TopUp, refund_backoff,
+};
 
 /// The largest JSON answer read to find its usage.
 const MAX_JSON_ANSWER: usize = 16 * 1024 * 1024;
@@ -268,7 +271,7 @@ impl Paywall {
             },
             SessionVerified::Close { .. } => {
                 let closed =
-                    close_session(store.as_ref(), backend.payer.as_ref(), &session_id).await;
+                    close_session(store.as_ref(), backend.payer.as_ref(), &session_id, now).await;
                 if let Ok(Closed::Done(session)) = &closed {
                     self.ledger_refund(session, now);
                 }
@@ -458,20 +461,18 @@ impl Paywall {
         )
     }
 
-    /// Finishes the closes a crash left half done, then starts the task that closes and refunds
-    /// idle sessions every `every`. Both stop with the paywall.
+    /// Starts the task that, every `every` (the first time at once): gives back the holds of
+    /// requests a crash left behind, older than `stale_after` (longer than an upstream may take
+    /// to start answering, or a stream may go without renewing its hold); finishes the closes a crash left half done and retries the refunds that failed;
+    /// and closes and refunds idle sessions. It stops with the paywall.
     pub fn spawn_session_closer(
         self: &Arc<Self>,
         every: Duration,
+        stale_after: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let backend = self.sessions.clone()?;
         let weak = Arc::downgrade(self);
         Some(tokio::spawn(async move {
-            match recover_closing(backend.store.as_ref(), backend.payer.as_ref()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "finished closes a restart interrupted"),
-                Err(e) => tracing::warn!(error = %e, "could not finish interrupted closes"),
-            }
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -481,6 +482,30 @@ impl Paywall {
                 };
                 let now = paywall.options.clock.now();
                 drop(paywall);
+                match backend
+                    .store
+                    .release_stale(now, stale_after.as_secs())
+                    .await
+                {
+                    Ok(released) => {
+                        for (id, sats) in released {
+                            tracing::warn!(session = %id.to_hex(), sats, "gave back the holds of requests that never finished (a crash?)");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not look for stale holds"),
+                }
+                match recover_closing(backend.store.as_ref(), backend.payer.as_ref(), now).await {
+                    Ok(finished) if finished.is_empty() => {}
+                    Ok(finished) => {
+                        tracing::info!(sessions = finished.len(), "finished owed refunds");
+                        if let Some(paywall) = weak.upgrade() {
+                            for session in &finished {
+                                paywall.ledger_refund(session, now);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not finish owed refunds"),
+                }
                 match close_idle(backend.store.as_ref(), backend.payer.as_ref(), now).await {
                     Ok(closed) if closed.is_empty() => {}
                     Ok(closed) => {
@@ -586,14 +611,18 @@ fn refund_fee_msat(refund_sats: u64) -> u64 {
     (refund_sats / 100).max(10).saturating_mul(1000)
 }
 
-/// Closes a session: `closing` (durable), the refund paid, `closed`.
+/// Closes a session: `closing` (durable), the refund paid, `closed`; a refund that fails is
+/// left owed (`closing`), for [`recover_closing`] to try again.
 pub(crate) async fn close_session(
     store: &dyn SessionStore,
     payer: &dyn Payer,
     id: &PaymentHash,
+    now: u64,
 ) -> Result<Closed, StoreError> {
-    match store.begin_close(id).await? {
-        BeginClose::Closing(session) => Ok(Closed::Done(pay_refund(store, payer, &session).await?)),
+    match store.begin_close(id, now).await? {
+        BeginClose::Closing(session) => Ok(Closed::Done(
+            pay_refund(store, payer, &session, false).await?,
+        )),
         BeginClose::Busy => Ok(Closed::Busy),
         BeginClose::AlreadyClosing(_) => Ok(Closed::Paying),
         BeginClose::Closed(session) => Ok(Closed::Already(session)),
@@ -601,11 +630,14 @@ pub(crate) async fn close_session(
     }
 }
 
-/// Pays a `closing` session's refund and records `closed` with how it went.
+/// Pays a `closing` session's refund and records `closed` with how it went; a payment that
+/// fails leaves it `closing`, owed, unless this was the `last` try (then `failed` for good).
+/// Returns the session as stored after.
 async fn pay_refund(
     store: &dyn SessionStore,
     payer: &dyn Payer,
     session: &Session,
+    last: bool,
 ) -> Result<Session, StoreError> {
     let status = if session.refund == 0 {
         RefundStatus::Skipped
@@ -620,9 +652,13 @@ async fn pay_refund(
             .await
         {
             Ok(_) => RefundStatus::Succeeded,
-            Err(e) => {
-                tracing::error!(session = %session.id.to_hex(), refund_sats = session.refund, error = %e, "the refund of a session could not be paid");
+            Err(e) if last => {
+                tracing::error!(session = %session.id.to_hex(), refund_sats = session.refund, attempts = session.refund_attempts, error = %e, "the refund of a session could not be paid, and is not tried again: it is recorded failed");
                 RefundStatus::Failed
+            }
+            Err(e) => {
+                tracing::warn!(session = %session.id.to_hex(), refund_sats = session.refund, attempts = session.refund_attempts, error = %e, "the refund of a session could not be paid; it stays owed and is tried again later");
+                return Ok(session.clone());
             }
         }
     };
@@ -633,42 +669,70 @@ async fn pay_refund(
         .unwrap_or_else(|| session.clone()))
 }
 
-/// Finishes every close a crash left `closing`: the backend is asked first whether the refund
-/// went out (then it is recorded, not paid again); one it never saw is paid now; one still in
-/// flight is left for the next start. Returns how many were finished.
+/// Finishes every refund owed at `now`: the closes a crash left `closing`, and the refunds that
+/// failed, each once nobody holds its claim. Each try is claimed first (one replica at a time,
+/// until the next try's time, backing off), and the backend is asked whether an earlier try
+/// went out (then it is recorded, not paid again); one it never saw, or saw fail, is paid now;
+/// one still in flight is left for a later look. After [`REFUND_ATTEMPTS`] tries, or once the
+/// return invoice has expired, a refund that did not go out is recorded `failed` for good.
+/// Returns the sessions it finished, as they are after.
 pub(crate) async fn recover_closing(
     store: &dyn SessionStore,
     payer: &dyn Payer,
-) -> Result<usize, StoreError> {
-    let mut finished = 0;
-    for session in store.closing().await? {
+    now: u64,
+) -> Result<Vec<Session>, StoreError> {
+    let mut finished = Vec::new();
+    for owed in store.closing().await? {
+        if owed.refund_at > now {
+            continue;
+        }
+        let next = now.saturating_add(refund_backoff(owed.refund_attempts + 1));
+        let Some(session) = store.claim_refund(&owed.id, now, next).await? else {
+            continue;
+        };
         if session.refund == 0 {
-            store
-                .finish_close(&session.id, RefundStatus::Skipped)
-                .await?;
-            finished += 1;
+            finished.extend(
+                store
+                    .finish_close(&session.id, RefundStatus::Skipped)
+                    .await?,
+            );
             continue;
         }
         let Ok(invoice) = plannt_lightning::decode_invoice(&session.return_invoice) else {
-            store
-                .finish_close(&session.id, RefundStatus::Failed)
-                .await?;
-            finished += 1;
+            finished.extend(
+                store
+                    .finish_close(&session.id, RefundStatus::Failed)
+                    .await?,
+            );
             continue;
         };
         match payer.lookup_payment(&invoice.payment_hash).await {
             Ok(PaymentLookup::Succeeded(_)) => {
-                store
-                    .finish_close(&session.id, RefundStatus::Succeeded)
-                    .await?;
-                finished += 1;
+                finished.extend(
+                    store
+                        .finish_close(&session.id, RefundStatus::Succeeded)
+                        .await?,
+                );
             }
             Ok(PaymentLookup::Pending) => {
-                tracing::warn!(session = %session.id.to_hex(), "a refund is still in flight; its close is finished at the next start");
+                tracing::warn!(session = %session.id.to_hex(), "a refund is still in flight; looked at again later");
+            }
+            Ok(PaymentLookup::Failed(_) | PaymentLookup::NotFound)
+                if invoice.expires_at() <= now =>
+            {
+                tracing::error!(session = %session.id.to_hex(), refund_sats = session.refund, "the return invoice expired before the refund could be paid: it is recorded failed");
+                finished.extend(
+                    store
+                        .finish_close(&session.id, RefundStatus::Failed)
+                        .await?,
+                );
             }
             Ok(PaymentLookup::Failed(_) | PaymentLookup::NotFound) => {
-                pay_refund(store, payer, &session).await?;
-                finished += 1;
+                let last = session.refund_attempts >= REFUND_ATTEMPTS;
+                let after = pay_refund(store, payer, &session, last).await?;
+                if after.state == SessionState::Closed {
+                    finished.push(after);
+                }
             }
             Err(e) => {
                 tracing::warn!(session = %session.id.to_hex(), error = %e, "cannot ask the backend whether a refund went out; left closing, never paid twice");
@@ -686,7 +750,7 @@ pub(crate) async fn close_idle(
 ) -> Result<Vec<Session>, StoreError> {
     let mut closed = Vec::new();
     for id in store.idle(now).await? {
-        if let Closed::Done(session) = close_session(store, payer, &id).await? {
+        if let Closed::Done(session) = close_session(store, payer, &id, now).await? {
             closed.push(session);
         }
     }
@@ -804,6 +868,7 @@ impl Meter {
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         let state = StreamMeter {
+            touched: self.clock.now(),
             meter: Some(self),
             upstream: body.into_data_stream(),
             pending: Vec::new(),
@@ -888,9 +953,26 @@ struct StreamMeter {
     /// The last usage the stream reported.
     usage: Option<Usage>,
     done: bool,
+    /// When the hold was last taken or renewed (Unix seconds).
+    touched: u64,
 }
 
+/// How often a stream that keeps flowing renews its hold, so that the background task never
+/// takes it for one a crash left behind ([`SessionStore::release_stale`]) however long it runs.
+const RENEW_HOLD_SECS: u64 = 10;
+
 impl StreamMeter {
+    /// Renews the hold of a stream still flowing (a hold of nothing, which marks the session's
+    /// holds as taken now), every [`RENEW_HOLD_SECS`].
+    async fn renew_hold(&mut self) {
+        let Some(meter) = &self.meter else { return };
+        let now = meter.clock.now();
+        if now >= self.touched.saturating_add(RENEW_HOLD_SECS) {
+            self.touched = now;
+            let _ = meter.store.hold(&meter.session_id, 0, now).await;
+        }
+    }
+
     /// What was delivered costs: the last usage chunk, else the content counted (the stretch
     /// not counted yet is counted now, and remembered).
     fn delivered_cost(&mut self) -> u64 {
@@ -930,6 +1012,7 @@ impl StreamMeter {
             }
             match self.upstream.next().await {
                 Some(Ok(bytes)) => {
+                    self.renew_hold().await;
                     self.pending.extend_from_slice(&bytes);
                     let pending = std::mem::take(&mut self.pending);
                     let mut out = Vec::with_capacity(pending.len());
@@ -1093,7 +1176,7 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sessions::{SessionState, SqliteSessions};
+    use crate::store::sessions::{MemorySessions, REFUND_CLAIM_SECS, SqliteSessions};
     use async_trait::async_trait;
     use plannt_l402::Preimage;
     use plannt_lightning::dev::DevNetwork;
@@ -1101,20 +1184,25 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A wallet that counts the refunds it pays, fails them when told to, and answers lookups
-    /// as told: what a backend says after a crash.
+    /// A wallet that counts the refunds it pays, fails as many as it is told to first, and
+    /// answers lookups as told: what a backend says after a crash.
     struct Double {
         paid: AtomicUsize,
-        fail: bool,
+        /// Payments still to fail.
+        fail: AtomicUsize,
         lookup: Mutex<PaymentLookup>,
         amountless: bool,
     }
 
     impl Double {
         fn new(fail: bool, lookup: PaymentLookup) -> Self {
+            Self::failing(if fail { usize::MAX } else { 0 }, lookup)
+        }
+
+        fn failing(first: usize, lookup: PaymentLookup) -> Self {
             Double {
                 paid: AtomicUsize::new(0),
-                fail,
+                fail: AtomicUsize::new(first),
                 lookup: Mutex::new(lookup),
                 amountless: true,
             }
@@ -1132,7 +1220,11 @@ mod tests {
             msat: u64,
             _: u64,
         ) -> Result<Payment, LightningError> {
-            if self.fail {
+            if self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
                 return Err(LightningError::NoRoute(
                     "no route to the return invoice".into(),
                 ));
@@ -1184,7 +1276,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            store.begin_close(&id).await.unwrap(),
+            store.begin_close(&id, 1).await.unwrap(),
             BeginClose::Closing(_)
         ));
         id
@@ -1233,7 +1325,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteSessions::open(dir.path().join("s.sqlite")).unwrap();
 
-        // The refund went out before the crash: recorded, not paid again.
+        // The refund went out before the crash: recorded, not paid again. Not looked at while
+        // the close that crashed still held its claim.
         let went_out = crashed_mid_close(&store, 1).await;
         let payer = Double::new(
             false,
@@ -1244,7 +1337,11 @@ mod tests {
                 fee_msat: 0,
             }),
         );
-        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 1);
+        assert_eq!(recover_closing(&store, &payer, 100).await.unwrap().len(), 0);
+        assert_eq!(
+            recover_closing(&store, &payer, 1000).await.unwrap().len(),
+            1
+        );
         assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
         let s = store.get(&went_out).await.unwrap().unwrap();
         assert_eq!(
@@ -1255,27 +1352,42 @@ mod tests {
         // Still in flight: left closing, nothing paid.
         let in_flight = crashed_mid_close(&store, 2).await;
         let payer = Double::new(false, PaymentLookup::Pending);
-        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 0);
+        assert_eq!(
+            recover_closing(&store, &payer, 1000).await.unwrap().len(),
+            0
+        );
         assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
-        // The backend never saw it: paid now, once; another start pays nothing more.
+        // The backend never saw it: paid at the next try, once; later looks pay nothing more.
         *payer.lookup.lock().unwrap() = PaymentLookup::NotFound;
-        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 1);
-        assert_eq!(recover_closing(&store, &payer).await.unwrap(), 0);
+        assert_eq!(
+            recover_closing(&store, &payer, 1001).await.unwrap().len(),
+            0,
+            "claimed"
+        );
+        assert_eq!(
+            recover_closing(&store, &payer, 2000).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            recover_closing(&store, &payer, 9000).await.unwrap().len(),
+            0
+        );
         assert_eq!(payer.paid.load(Ordering::SeqCst), 1);
         let s = store.get(&in_flight).await.unwrap().unwrap();
         assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
+    }
 
-        // A refund that fails is recorded failed, not retried on its own.
+    /// A session of 20 sats, its return invoice payable until `expires` seconds from now.
+    async fn open_for_refund(store: &dyn SessionStore, id: u8, expires: u64) -> PaymentHash {
         let network = DevNetwork::ephemeral(1000);
-        let failing = Double::new(true, PaymentLookup::NotFound);
-        let id = PaymentHash([3; 32]);
+        let id = PaymentHash([id; 32]);
         store
             .open(&NewSession {
                 id,
                 route: "chat".into(),
                 deposit: 20,
                 return_invoice: network
-                    .create_amountless_invoice("client", "refund", 3600)
+                    .create_amountless_invoice("client", "refund", expires)
                     .unwrap()
                     .bolt11,
                 idle_secs: 60,
@@ -1283,21 +1395,271 @@ mod tests {
             })
             .await
             .unwrap();
-        let Closed::Done(s) = close_session(&store, &failing, &id).await.unwrap() else {
+        id
+    }
+
+    #[tokio::test]
+    async fn a_failed_refund_stays_owed_and_is_paid_once_when_a_retry_succeeds() {
+        let store = MemorySessions::new();
+        let id = open_for_refund(&store, 3, 3600).await;
+        let now = plannt_lightning::invoice::unix_now();
+        // The first payment fails, the next succeeds.
+        let payer = Double::failing(1, PaymentLookup::NotFound);
+        let Closed::Done(s) = close_session(&store, &payer, &id, now).await.unwrap() else {
             panic!("closed");
         };
+        assert_eq!((s.refund, s.state), (20, SessionState::Closing), "owed");
+        assert_eq!(s.refund_status, None);
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        // Asked again meanwhile, the close pays nothing (its refund is being paid).
+        assert!(matches!(
+            close_session(&store, &payer, &id, now + 1).await.unwrap(),
+            Closed::Paying
+        ));
+        // Not before the backoff; then once.
+        assert_eq!(
+            recover_closing(&store, &payer, now + 1)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        let retry = now + REFUND_CLAIM_SECS;
+        assert_eq!(
+            recover_closing(&store, &payer, retry).await.unwrap().len(),
+            1
+        );
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 1, "exactly one refund");
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.state, s.refund_status, s.refund_attempts),
+            (SessionState::Closed, Some(RefundStatus::Succeeded), 2)
+        );
+        assert_eq!(
+            recover_closing(&store, &payer, retry + 9999)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 1);
+        // A close asked again answers as it was closed, and pays nothing.
+        let Closed::Already(s) = close_session(&store, &payer, &id, retry).await.unwrap() else {
+            panic!("closed");
+        };
+        assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refund_that_keeps_failing_is_recorded_failed_after_its_tries_or_its_invoice() {
+        let store = MemorySessions::new();
+        let payer = Double::new(true, PaymentLookup::NotFound);
+        // Tried REFUND_ATTEMPTS times, backing off, then failed for good.
+        let id = open_for_refund(&store, 4, 30 * 24 * 3600).await;
+        let mut now = plannt_lightning::invoice::unix_now();
+        close_session(&store, &payer, &id, now).await.unwrap();
+        let mut waits = Vec::new();
+        loop {
+            let s = store.get(&id).await.unwrap().unwrap();
+            if s.state == SessionState::Closed {
+                assert_eq!(s.refund_status, Some(RefundStatus::Failed));
+                assert_eq!(s.refund_attempts, REFUND_ATTEMPTS);
+                break;
+            }
+            waits.push(s.refund_at - now);
+            now = s.refund_at;
+            recover_closing(&store, &payer, now).await.unwrap();
+        }
+        assert_eq!(waits.len() as u64, REFUND_ATTEMPTS - 1);
+        assert!(
+            waits.windows(2).all(|w| w[0] <= w[1]),
+            "backing off: {waits:?}"
+        );
+        assert!(waits.iter().all(|w| *w <= 3600));
+        // A return invoice that has expired ends it at the next try.
+        let id = open_for_refund(&store, 5, 1000).await;
+        let start = plannt_lightning::invoice::unix_now();
+        close_session(&store, &payer, &id, start).await.unwrap();
+        recover_closing(&store, &payer, start + 2000).await.unwrap();
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.state, s.refund_status, s.refund_attempts),
+            (SessionState::Closed, Some(RefundStatus::Failed), 2)
+        );
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+    }
+
+    /// The background task on a clock the test moves: a hold a "crashed" request left (held,
+    /// never settled) is given back once older than the bound, and the idle close then refunds
+    /// the whole deposit to the return invoice.
+    #[tokio::test]
+    async fn the_closer_gives_back_a_crashed_request_s_hold_then_refunds_it_all() {
+        use crate::routes::{Route, RouteTable, Target};
+        use crate::store::MemoryStore;
+        use std::sync::atomic::AtomicU64;
+        let network = DevNetwork::ephemeral(1000);
+        let start = plannt_lightning::invoice::unix_now();
+        let clock = Arc::new(AtomicU64::new(start));
+        let options = super::super::PaywallOptions {
+            clock: crate::Clock::from_fn({
+                let clock = clock.clone();
+                move || clock.load(Ordering::SeqCst)
+            }),
+            ..Default::default()
+        };
+        let store = Arc::new(MemorySessions::new());
+        let paywall = Arc::new(
+            Paywall::new(
+                plannt_l402::KeyRing::single(plannt_l402::RootKey::new([7; 32])),
+                Arc::new(network.wallet("gateway")),
+                Arc::new(MemoryStore::new()),
+                RouteTable::new(vec![Route::paid(
+                    "chat",
+                    axum::http::Method::POST,
+                    "/chat",
+                    1,
+                    Target::Service,
+                )])
+                .unwrap(),
+                options,
+            )
+            .with_sessions(SessionBackend {
+                store: store.clone(),
+                payer: Arc::new(network.wallet("gateway")),
+            }),
+        );
+        let id = PaymentHash([9; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 50,
+                return_invoice: network
+                    .create_amountless_invoice("client", "refund", 3600)
+                    .unwrap()
+                    .bolt11,
+                idle_secs: 300,
+                now: start,
+            })
+            .await
+            .unwrap();
+        store.hold(&id, 30, start).await.unwrap();
+        let before = network.balance("client");
+        let closer = paywall
+            .spawn_session_closer(Duration::from_millis(20), Duration::from_secs(90))
+            .unwrap();
+        let until = |done: fn(&Session) -> bool| {
+            let store = store.clone();
+            async move {
+                for _ in 0..250 {
+                    let s = store.get(&id).await.unwrap().unwrap();
+                    if done(&s) {
+                        return s;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("{:?}", store.get(&id).await.unwrap());
+            }
+        };
+        // Within the bound the hold stands (the request may still be running).
+        clock.store(start + 89, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.get(&id).await.unwrap().unwrap().held, 30);
+        clock.store(start + 90, Ordering::SeqCst);
+        let s = until(|s| s.held == 0).await;
+        assert_eq!((s.balance, s.spent, s.state), (50, 0, SessionState::Open));
+        // Idle: closed, and the whole deposit refunded.
+        clock.store(start + 300, Ordering::SeqCst);
+        let s = until(|s| s.state == SessionState::Closed).await;
         assert_eq!(
             (s.refund, s.refund_status),
-            (20, Some(RefundStatus::Failed))
+            (50, Some(RefundStatus::Succeeded))
         );
-        assert_eq!(recover_closing(&store, &failing).await.unwrap(), 0);
-        // A close asked again answers as it was closed, and pays nothing.
-        let payer = Double::new(false, PaymentLookup::NotFound);
-        assert!(matches!(
-            close_session(&store, &payer, &id).await.unwrap(),
-            Closed::Already(_)
-        ));
-        assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
+        assert_eq!(network.balance("client"), before + 50_000);
+        closer.abort();
+    }
+
+    /// A stream that keeps flowing renews its hold, so the background task never takes a long
+    /// answer for a crash's; its hold is settled when it ends.
+    #[tokio::test]
+    async fn a_flowing_stream_renews_its_hold_past_the_bound() {
+        use std::sync::atomic::AtomicU64;
+        let start = 1_000_000;
+        let clock = Arc::new(AtomicU64::new(start));
+        let store = Arc::new(MemorySessions::new());
+        let id = PaymentHash([11; 32]);
+        store
+            .open(&NewSession {
+                id,
+                route: "chat".into(),
+                deposit: 100,
+                return_invoice: "lnbcrt1preturn".into(),
+                idle_secs: 300,
+                now: start,
+            })
+            .await
+            .unwrap();
+        store.hold(&id, 50, start).await.unwrap();
+        let rule: PriceRule = serde_json::from_value(json!({
+            "per": "openai-tokens",
+            "models": {"a": {"input_per_1k": 2, "output_per_1k": 8}},
+        }))
+        .unwrap();
+        let meter = Meter {
+            paywall: std::sync::Weak::new(),
+            route: "chat".into(),
+            store: store.clone(),
+            session_id: id,
+            rule: Arc::new(rule),
+            quote: Quote {
+                model: "a".into(),
+                input_tokens: 10,
+                output_tokens: 100,
+                sats: 50,
+            },
+            held: 50,
+            clock: crate::Clock::from_fn({
+                let clock = clock.clone();
+                move || clock.load(Ordering::SeqCst)
+            }),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let upstream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(upstream))
+            .unwrap();
+        let mut body = meter.answer(response).await.0.into_body().into_data_stream();
+        let event = || {
+            Ok(Bytes::from_static(
+                b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            ))
+        };
+        tx.send(event()).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        // Eighty seconds on, the stream still flowing.
+        clock.store(start + 80, Ordering::SeqCst);
+        tx.send(event()).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        // Past the bound of the hold's first taking, not of its renewal: it stands.
+        assert!(
+            store
+                .release_stale(start + 100, 90)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.get(&id).await.unwrap().unwrap().held, 50);
+        drop(tx);
+        while body.next().await.is_some() {}
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(s.held, 0);
+        assert_eq!(s.balance + s.spent, 100);
+        assert!(s.spent >= 1, "{s:?}");
     }
 
     #[test]

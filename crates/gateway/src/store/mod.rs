@@ -37,10 +37,11 @@
 //! Every store fails with [`StoreError`] rather than guess, and the gateway then fails closed.
 //!
 //! The balances of prepaid sessions are a second kind of state, in [`sessions`]
-//! ([`sessions::SessionStore`]: memory or SQLite).
+//! ([`sessions::SessionStore`]: memory, SQLite or Redis).
 
 mod memory;
 mod redis;
+mod redis_sessions;
 pub mod sessions;
 mod sqlite;
 mod sqlite_sessions;

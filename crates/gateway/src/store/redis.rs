@@ -290,7 +290,7 @@ impl Target {
 
 /// A connection of any of the three kinds, which the commands below use alike.
 #[derive(Clone)]
-enum Connection {
+pub(super) enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
     Sentinel(Follower),
@@ -341,7 +341,7 @@ impl ConnectionLike for Connection {
 /// found again after an error that says the primary is gone (the connection broke or was
 /// refused, or the server has become a read-only replica).
 #[derive(Clone)]
-struct Follower(Arc<Followed>);
+pub(super) struct Follower(Arc<Followed>);
 
 struct Followed {
     sentinel: tokio::sync::Mutex<SentinelClient>,
@@ -396,16 +396,17 @@ impl Follower {
     }
 }
 
-/// A spent set in Redis. See the [module docs](self).
+/// A spent set in Redis. See the [module docs](self). Clones share the connection.
+#[derive(Clone)]
 pub struct RedisStore {
-    conn: Connection,
+    pub(super) conn: Connection,
     prefix: String,
     /// Whether the payment hash in a key is a hash tag (on a cluster).
-    tagged: bool,
+    pub(super) tagged: bool,
     timeout: Duration,
     wait: Option<WaitReplicas>,
     /// The URL without its password, for error messages.
-    shown: String,
+    pub(super) shown: String,
     release: Script,
     count_request: Script,
 }
@@ -622,7 +623,7 @@ impl RedisStore {
     }
 
     /// Runs one Redis call under the timeout, naming `what` in the error.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         what: &'static str,
         call: impl Future<Output = Result<T, RedisError>>,
@@ -648,7 +649,7 @@ impl RedisStore {
     /// Runs `pipe` on one connection, followed by `WAIT` when replicas must acknowledge it,
     /// and answers the pipeline's own replies. On a cluster the pipeline goes to the shard of
     /// its keys, and `WAIT` (which has none) goes with it.
-    async fn acknowledged(
+    pub(super) async fn acknowledged(
         &self,
         what: &'static str,
         mut pipe: Pipeline,

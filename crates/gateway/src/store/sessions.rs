@@ -18,8 +18,25 @@
 //! leaves the session `closing`: a restart lists it ([`SessionStore::closing`]) and asks the
 //! backend whether the refund went out before paying anything, so it is never paid twice.
 //!
-//! Two stores: [`MemorySessions`] (lost on restart: for tests and gateways that may lose their
-//! balances) and [`SqliteSessions`] (one file, each change durable before it returns).
+//! **A refund is owed until it is paid.** A refund payment that fails leaves the session
+//! `closing`, owing it: the background task tries again later, each try first claimed
+//! ([`SessionStore::claim_refund`]: one replica at a time, until `refund_at`) and first asking
+//! the backend whether an earlier try went out. Only when the return invoice has expired, or
+//! after [`REFUND_ATTEMPTS`] tries, is it recorded `closed`/`failed` for good, for the operator.
+//!
+//! **A hold does not outlive its request.** Every hold records when it was taken (`held_at`,
+//! the latest hold's time; a stream that keeps flowing renews it). A gateway that crashes with
+//! requests in flight leaves their holds behind; the background task gives back every hold of a
+//! session whose latest hold is older than a bound (the upstream timeout and a margin) with
+//! [`SessionStore::release_stale`]. The gateway cannot prove those requests delivered anything,
+//! so it charges nothing for them. A request that was alive after all and settles later finds
+//! less held than it took: it returns only what is still held and takes the rest of what it used
+//! from the balance, as far as that goes, so it neither returns sats twice nor takes the balance
+//! below zero.
+//!
+//! Three stores: [`MemorySessions`] (lost on restart: for tests and gateways that may lose their
+//! balances), [`SqliteSessions`] (one file, each change durable before it returns) and
+//! [`RedisSessions`] (shared by every replica on one Redis, Cluster or Sentinel primary).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -29,6 +46,7 @@ use plannt_l402::PaymentHash;
 use plannt_l402::mpp::RefundStatus;
 
 use super::StoreError;
+pub use super::redis_sessions::RedisSessions;
 pub use super::sqlite_sessions::SqliteSessions;
 
 /// Where a session is in its life.
@@ -90,6 +108,27 @@ pub struct Session {
     pub refund: u64,
     /// How paying the refund went, once `closed`.
     pub refund_status: Option<RefundStatus>,
+    /// Unix seconds of the latest hold still counted in `held` (0 for none yet).
+    pub held_at: u64,
+    /// How many times its refund was tried (claimed), while `closing`.
+    pub refund_attempts: u64,
+    /// While `closing`: Unix seconds before which nobody else tries its refund (the close, or
+    /// the retry, that claimed it is paying).
+    pub refund_at: u64,
+}
+
+/// How many times a refund is tried before it is recorded `failed` for good.
+pub const REFUND_ATTEMPTS: u64 = 8;
+
+/// How long a close (or a retry) owns the refund it is paying: no other replica or tick tries
+/// it before then.
+pub const REFUND_CLAIM_SECS: u64 = 120;
+
+/// When the refund may be tried again after `attempts` tries: a minute, doubling, at most an
+/// hour; never sooner than a claim lasts.
+pub fn refund_backoff(attempts: u64) -> u64 {
+    let minutes = 1u64 << attempts.saturating_sub(1).min(6);
+    (minutes * 60).clamp(REFUND_CLAIM_SECS, 3600)
 }
 
 /// A session to open.
@@ -183,7 +222,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// or refuses without holding anything.
     async fn hold(&self, id: &PaymentHash, sats: u64, now: u64) -> Result<Hold, StoreError>;
     /// Settles a hold of `held` sats: `used` (at most `held`) is spent, the rest returns to the
-    /// balance. Whether the session is open or not (a close waits for holds).
+    /// balance. Whether the session is open or not (a close waits for holds). A hold given back
+    /// meanwhile ([`SessionStore::release_stale`]) is spent from the balance instead, never
+    /// below zero.
     async fn settle(
         &self,
         id: &PaymentHash,
@@ -199,8 +240,25 @@ pub trait SessionStore: Send + Sync + 'static {
         sats: u64,
         now: u64,
     ) -> Result<TopUp, StoreError>;
-    /// Marks an open session with no request in flight `closing`, owing its balance, durably.
-    async fn begin_close(&self, id: &PaymentHash) -> Result<BeginClose, StoreError>;
+    /// Marks an open session with no request in flight `closing`, owing its balance, durably;
+    /// its refund is claimed by this close until `now` + [`REFUND_CLAIM_SECS`].
+    async fn begin_close(&self, id: &PaymentHash, now: u64) -> Result<BeginClose, StoreError>;
+    /// Claims a `closing` session's refund for one try, if nobody holds it at `now`: counts the
+    /// try and holds it until `until`. `None` when it is not `closing` or claimed by another.
+    async fn claim_refund(
+        &self,
+        id: &PaymentHash,
+        now: u64,
+        until: u64,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Gives back every hold of each open session whose latest hold is `older_than` seconds old
+    /// or more at `now` (requests a crash left behind). Returns the sessions and what each got
+    /// back.
+    async fn release_stale(
+        &self,
+        now: u64,
+        older_than: u64,
+    ) -> Result<Vec<(PaymentHash, u64)>, StoreError>;
     /// Marks a `closing` session `closed` with how its refund went; a closed one is left as
     /// it is. Returns the session as it is after.
     async fn finish_close(
@@ -215,7 +273,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn idle(&self, now: u64) -> Result<Vec<PaymentHash>, StoreError>;
     /// Sessions left `closing` (a crash between the two steps of a close).
     async fn closing(&self) -> Result<Vec<Session>, StoreError>;
-    /// A short name: `memory`, `sqlite`.
+    /// A short name: `memory`, `sqlite`, `redis`.
     fn name(&self) -> &'static str;
 }
 
@@ -259,18 +317,25 @@ pub(super) mod step {
         }
         session.balance -= sats;
         session.held += sats;
+        session.held_at = session.held_at.max(now);
         session.last_used = session.last_used.max(now);
         Hold::Held {
             balance: session.balance,
         }
     }
 
+    /// Settles a hold: `used` (at most `held`) is spent from what is held, the rest of the
+    /// hold returns to the balance. A hold given back meanwhile (a request taken for crashed
+    /// that was alive after all) finds less held than it took: what it used beyond that is
+    /// taken from the balance, as far as the balance goes and never below zero.
     pub(in crate::store) fn settle(session: &mut Session, held: u64, used: u64, now: u64) {
-        let held = held.min(session.held);
         let used = used.min(held);
-        session.held -= held;
-        session.spent += used;
-        session.balance += held - used;
+        let from_hold = held.min(session.held);
+        let used_from_hold = used.min(from_hold);
+        let beyond = (used - used_from_hold).min(session.balance);
+        session.held -= from_hold;
+        session.balance = session.balance + (from_hold - used_from_hold) - beyond;
+        session.spent += used_from_hold + beyond;
         session.last_used = session.last_used.max(now);
     }
 
@@ -286,7 +351,7 @@ pub(super) mod step {
         }
     }
 
-    pub(in crate::store) fn begin_close(session: &mut Session) -> BeginClose {
+    pub(in crate::store) fn begin_close(session: &mut Session, now: u64) -> BeginClose {
         match session.state {
             SessionState::Closing => BeginClose::AlreadyClosing(session.clone()),
             SessionState::Closed => BeginClose::Closed(session.clone()),
@@ -295,14 +360,38 @@ pub(super) mod step {
                 session.state = SessionState::Closing;
                 session.refund = session.balance;
                 session.balance = 0;
+                session.refund_attempts = 1;
+                session.refund_at = now.saturating_add(REFUND_CLAIM_SECS);
                 BeginClose::Closing(session.clone())
             }
         }
     }
 
+    pub(in crate::store) fn claim_refund(session: &mut Session, now: u64, until: u64) -> bool {
+        if session.state != SessionState::Closing || session.refund_at > now {
+            return false;
+        }
+        session.refund_attempts += 1;
+        session.refund_at = until;
+        true
+    }
+
+    /// Whether a session holds sats for requests none of which can still be running.
+    pub(in crate::store) fn is_stale(session: &Session, taken_by: u64) -> bool {
+        session.state == SessionState::Open && session.held > 0 && session.held_at <= taken_by
+    }
+
+    /// Gives back what is held: returns how much.
+    pub(in crate::store) fn release(session: &mut Session) -> u64 {
+        let held = session.held;
+        session.balance += held;
+        session.held = 0;
+        held
+    }
+
     pub(in crate::store) fn finish_close(session: &mut Session, status: RefundStatus) {
-        // A failed refund stays on the record (`refund`, `failed`) for the operator; it does not
-        // go back to a balance nothing can spend any more.
+        // A refund that failed for good stays on the record (`refund`, `failed`) for the
+        // operator; it does not go back to a balance nothing can spend any more.
         if session.state == SessionState::Closing {
             session.state = SessionState::Closed;
             session.refund_status = Some(status);
@@ -323,6 +412,9 @@ pub(super) mod step {
             state: SessionState::Open,
             refund: 0,
             refund_status: None,
+            held_at: 0,
+            refund_attempts: 0,
+            refund_at: 0,
         }
     }
 
@@ -395,10 +487,37 @@ impl SessionStore for MemorySessions {
         }))
     }
 
-    async fn begin_close(&self, id: &PaymentHash) -> Result<BeginClose, StoreError> {
+    async fn begin_close(&self, id: &PaymentHash, now: u64) -> Result<BeginClose, StoreError> {
         Ok(self.with(|s| match s.sessions.get_mut(id) {
-            Some(session) => step::begin_close(session),
+            Some(session) => step::begin_close(session, now),
             None => BeginClose::Unknown,
+        }))
+    }
+
+    async fn claim_refund(
+        &self,
+        id: &PaymentHash,
+        now: u64,
+        until: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self.with(|s| {
+            let session = s.sessions.get_mut(id)?;
+            step::claim_refund(session, now, until).then(|| session.clone())
+        }))
+    }
+
+    async fn release_stale(
+        &self,
+        now: u64,
+        older_than: u64,
+    ) -> Result<Vec<(PaymentHash, u64)>, StoreError> {
+        let taken_by = now.saturating_sub(older_than);
+        Ok(self.with(|s| {
+            s.sessions
+                .values_mut()
+                .filter(|session| step::is_stale(session, taken_by))
+                .map(|session| (session.id, step::release(session)))
+                .collect()
         }))
     }
 
@@ -445,7 +564,7 @@ impl SessionStore for MemorySessions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn new(id: u8, deposit: u64, now: u64) -> NewSession {
@@ -461,7 +580,7 @@ mod tests {
 
     /// Every store: open once per deposit, hold or refuse, settle to the usage, top-ups counted
     /// once, a close that waits for holds and owes the balance.
-    async fn lifecycle(store: &dyn SessionStore) {
+    pub(in crate::store) async fn lifecycle(store: &dyn SessionStore) {
         let id = PaymentHash([1; 32]);
         let Open::Opened(opened) = store.open(&new(1, 100, 10)).await.unwrap() else {
             panic!("a fresh deposit opens");
@@ -484,7 +603,7 @@ mod tests {
             }
         );
         assert_eq!(
-            store.begin_close(&id).await.unwrap(),
+            store.begin_close(&id, 20).await.unwrap(),
             BeginClose::Busy,
             "a request is in flight"
         );
@@ -524,13 +643,13 @@ mod tests {
         assert_eq!(store.idle(14 + 60).await.unwrap(), vec![id]);
 
         // Close: closing owes the balance; nothing can hold or top up; finished once.
-        let BeginClose::Closing(closing) = store.begin_close(&id).await.unwrap() else {
+        let BeginClose::Closing(closing) = store.begin_close(&id, 20).await.unwrap() else {
             panic!("an idle open session closes");
         };
         assert_eq!((closing.refund, closing.balance), (125, 0));
         assert_eq!(store.closing().await.unwrap().len(), 1);
         assert!(matches!(
-            store.begin_close(&id).await.unwrap(),
+            store.begin_close(&id, 20).await.unwrap(),
             BeginClose::AlreadyClosing(_)
         ));
         assert_eq!(store.hold(&id, 1, 20).await.unwrap(), Hold::NotOpen);
@@ -557,7 +676,7 @@ mod tests {
         assert_eq!(again.refund_status, Some(RefundStatus::Succeeded));
         assert!(store.closing().await.unwrap().is_empty());
         assert!(matches!(
-            store.begin_close(&id).await.unwrap(),
+            store.begin_close(&id, 20).await.unwrap(),
             BeginClose::Closed(_)
         ));
         assert_eq!(
@@ -566,8 +685,125 @@ mod tests {
         );
     }
 
+    /// Every store: a hold a crash left behind is given back once it is older than the bound,
+    /// then the session closes with its whole unspent balance and goes idle; a request that
+    /// settles after its hold was given back takes the balance below nothing; a refund is
+    /// claimed by one try at a time.
+    pub(in crate::store) async fn stale_holds_and_refund_claims(store: &dyn SessionStore) {
+        let books = |s: &Session| (s.balance + s.held + s.spent, s.deposited);
+        // A "crashed" request: held at 11, never settled.
+        let (crashed, idle) = (PaymentHash([70; 32]), PaymentHash([71; 32]));
+        for n in [70, 71] {
+            store.open(&new(n, 100, 10)).await.unwrap();
+            store.hold(&PaymentHash([n; 32]), 30, 11).await.unwrap();
+        }
+        assert_eq!(
+            store.begin_close(&crashed, 12).await.unwrap(),
+            BeginClose::Busy
+        );
+        assert!(
+            store.release_stale(75, 65).await.unwrap().is_empty(),
+            "not old yet"
+        );
+        let mut released = store.release_stale(75, 64).await.unwrap();
+        released.sort_by_key(|(id, _)| id.0);
+        assert_eq!(released, vec![(crashed, 30), (idle, 30)]);
+        assert!(
+            store.release_stale(75, 64).await.unwrap().is_empty(),
+            "once"
+        );
+        let s = store.get(&crashed).await.unwrap().unwrap();
+        assert_eq!((s.balance, s.held, s.spent), (100, 0, 0));
+        // The whole unspent balance is refunded; the other goes idle.
+        let BeginClose::Closing(closing) = store.begin_close(&crashed, 76).await.unwrap() else {
+            panic!("no hold left in the way");
+        };
+        assert_eq!(closing.refund, 100);
+        assert!(store.idle(11 + 60).await.unwrap().contains(&idle));
+
+        // A request alive after all: its settle after the release finds nothing held, and
+        // another request's hold is not given back twice.
+        let live = PaymentHash([72; 32]);
+        store.open(&new(72, 100, 10)).await.unwrap();
+        store.hold(&live, 40, 11).await.unwrap();
+        store.release_stale(75, 64).await.unwrap();
+        store.hold(&live, 90, 80).await.unwrap();
+        store.settle(&live, 40, 40, 81).await.unwrap();
+        let s = store.get(&live).await.unwrap().unwrap();
+        assert_eq!(books(&s), (100, 100), "{s:?}");
+        // The other request finds part of its hold spent: the rest of its use comes from the
+        // balance, as far as it goes.
+        store.settle(&live, 90, 90, 82).await.unwrap();
+        let s = store.get(&live).await.unwrap().unwrap();
+        assert_eq!(books(&s), (100, 100), "{s:?}");
+        assert_eq!((s.balance, s.held, s.spent), (0, 0, 100), "{s:?}");
+        // Alone, a late settle is charged from the balance; a hold of nothing renews the holds.
+        let late = PaymentHash([73; 32]);
+        store.open(&new(73, 100, 10)).await.unwrap();
+        store.hold(&late, 30, 11).await.unwrap();
+        store.hold(&late, 0, 70).await.unwrap();
+        assert!(
+            store.release_stale(75, 64).await.unwrap().is_empty(),
+            "renewed at 70"
+        );
+        assert_eq!(
+            store.release_stale(134, 64).await.unwrap(),
+            vec![(late, 30)]
+        );
+        store.settle(&late, 30, 20, 135).await.unwrap();
+        let s = store.get(&late).await.unwrap().unwrap();
+        assert_eq!((s.balance, s.held, s.spent), (80, 0, 20), "{s:?}");
+
+        // The close claimed its refund until 76 + the claim; a retry claims it after that, once.
+        assert_eq!(
+            (closing.refund_attempts, closing.refund_at),
+            (1, 76 + REFUND_CLAIM_SECS)
+        );
+        assert!(
+            store
+                .claim_refund(&crashed, 100, 1000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let at = 76 + REFUND_CLAIM_SECS;
+        let claimed = store
+            .claim_refund(&crashed, at, 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((claimed.refund_attempts, claimed.refund_at), (2, 1000));
+        assert!(
+            store
+                .claim_refund(&crashed, at, 2000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .claim_refund(&live, 5000, 6000)
+                .await
+                .unwrap()
+                .is_none(),
+            "open"
+        );
+        store
+            .finish_close(&crashed, RefundStatus::Succeeded)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_refund(&crashed, 5000, 6000)
+                .await
+                .unwrap()
+                .is_none(),
+            "closed"
+        );
+    }
+
     /// Many holds at once on one session: never more held than the balance.
-    async fn parallel_holds(store: std::sync::Arc<dyn SessionStore>) {
+    pub(in crate::store) async fn parallel_holds(store: std::sync::Arc<dyn SessionStore>) {
         let id = PaymentHash([4; 32]);
         store.open(&new(4, 100, 1)).await.unwrap();
         let holds = futures_util::future::join_all((0..40).map(|_| {
@@ -588,6 +824,50 @@ mod tests {
     async fn the_memory_store_keeps_a_session_s_books() {
         lifecycle(&MemorySessions::new()).await;
         parallel_holds(std::sync::Arc::new(MemorySessions::new())).await;
+        stale_holds_and_refund_claims(&MemorySessions::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_of_the_first_shape_gets_the_new_columns_and_its_holds_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite");
+        {
+            // The tables as the first release made them, a session holding 30 of 100 sats.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE sessions (id BLOB PRIMARY KEY, route TEXT NOT NULL, \
+                 deposited INTEGER NOT NULL, balance INTEGER NOT NULL, held INTEGER NOT NULL, \
+                 spent INTEGER NOT NULL, return_invoice TEXT NOT NULL, \
+                 idle_secs INTEGER NOT NULL, last_used INTEGER NOT NULL, state TEXT NOT NULL, \
+                 refund INTEGER NOT NULL, refund_status TEXT NULL) WITHOUT ROWID;
+                 CREATE INDEX sessions_state ON sessions (state);
+                 CREATE TABLE deposits (hash BLOB PRIMARY KEY, session BLOB NOT NULL) WITHOUT ROWID;",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO sessions VALUES (?1, 'chat', 100, 70, 30, 0, 'lnbcrt1p', 60, 50, \
+                 'open', 0, NULL)",
+                rusqlite::params![&[6u8; 32][..]],
+            )
+            .unwrap();
+        }
+        let store = SqliteSessions::open(&path).unwrap();
+        let id = PaymentHash([6; 32]);
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.balance, s.held, s.held_at, s.refund_attempts, s.refund_at),
+            (70, 30, 0, 0, 0)
+        );
+        // Its holds are from before the restart: given back at the first look.
+        assert_eq!(store.release_stale(100, 90).await.unwrap(), vec![(id, 30)]);
+        assert!(matches!(
+            store.begin_close(&id, 101).await.unwrap(),
+            BeginClose::Closing(Session { refund: 100, .. })
+        ));
+        drop(store);
+        // Opened again: nothing to add.
+        let store = SqliteSessions::open(&path).unwrap();
+        assert_eq!(store.get(&id).await.unwrap().unwrap().refund, 100);
     }
 
     #[tokio::test]
@@ -595,6 +875,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sessions.sqlite");
         lifecycle(&SqliteSessions::open(&path).unwrap()).await;
+        stale_holds_and_refund_claims(
+            &SqliteSessions::open(dir.path().join("stale.sqlite")).unwrap(),
+        )
+        .await;
         parallel_holds(std::sync::Arc::new(
             SqliteSessions::open(dir.path().join("other.sqlite")).unwrap(),
         ))
@@ -606,7 +890,7 @@ mod tests {
             store.open(&new(5, 40, 1)).await.unwrap();
             store.hold(&id, 10, 2).await.unwrap();
             store.settle(&id, 10, 4, 3).await.unwrap();
-            store.begin_close(&PaymentHash([5; 32])).await.unwrap();
+            store.begin_close(&PaymentHash([5; 32]), 4).await.unwrap();
         }
         let store = SqliteSessions::open(&path).unwrap();
         let s = store.get(&id).await.unwrap().unwrap();

@@ -36,7 +36,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_used      INTEGER NOT NULL,
     state          TEXT NOT NULL,
     refund         INTEGER NOT NULL,
-    refund_status  TEXT NULL
+    refund_status  TEXT NULL,
+    held_at        INTEGER NOT NULL DEFAULT 0,
+    refund_attempts INTEGER NOT NULL DEFAULT 0,
+    refund_at      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_state ON sessions (state);
 CREATE TABLE IF NOT EXISTS deposits (
@@ -45,7 +48,17 @@ CREATE TABLE IF NOT EXISTS deposits (
 ) WITHOUT ROWID;";
 
 const COLUMNS: &str = "id, route, deposited, balance, held, spent, return_invoice, idle_secs, \
-                       last_used, state, refund, refund_status";
+                       last_used, state, refund, refund_status, held_at, refund_attempts, \
+                       refund_at";
+
+/// The columns added after the first release, with their definitions: a file made before them
+/// gets them when it is opened (its holds then count as taken at 0, and so as stale, which
+/// they are: one process holds the file, and it has restarted).
+const ADDED: [(&str, &str); 3] = [
+    ("held_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("refund_attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("refund_at", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// Sessions in a SQLite file. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -93,6 +106,9 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
             "skipped" => Some(RefundStatus::Skipped),
             _ => None,
         }),
+        held_at: to_u64(row.get(12)?),
+        refund_attempts: to_u64(row.get(13)?),
+        refund_at: to_u64(row.get(14)?),
     })
 }
 
@@ -109,7 +125,7 @@ fn save(tx: &Transaction<'_>, s: &Session) -> rusqlite::Result<()> {
     tx.execute(
         &format!(
             "INSERT OR REPLACE INTO sessions ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ),
         params![
             &s.id.0[..],
@@ -124,6 +140,9 @@ fn save(tx: &Transaction<'_>, s: &Session) -> rusqlite::Result<()> {
             s.state.as_str(),
             to_i64(s.refund),
             s.refund_status.map(|r| r.as_str()),
+            to_i64(s.held_at),
+            to_i64(s.refund_attempts),
+            to_i64(s.refund_at),
         ],
     )?;
     Ok(())
@@ -152,6 +171,22 @@ fn count_deposit(
     Ok(())
 }
 
+/// Adds the columns a file made before them lacks.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info('sessions')")?;
+    let have: Vec<String> = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (column, definition) in ADDED {
+        if !have.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE sessions ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteSessions {
     /// Opens (creating if needed) the sessions file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -173,6 +208,7 @@ impl SqliteSessions {
             .map_err(|e| sql_error(&shown, "cannot set synchronous on", e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| sql_error(&shown, "cannot create the tables of", e))?;
+        migrate(&conn).map_err(|e| sql_error(&shown, "cannot add the new columns to", e))?;
         Ok(SqliteSessions {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -296,9 +332,49 @@ impl SessionStore for SqliteSessions {
         .await
     }
 
-    async fn begin_close(&self, id: &PaymentHash) -> Result<BeginClose, StoreError> {
-        self.change(id, BeginClose::Unknown, step::begin_close)
+    async fn begin_close(&self, id: &PaymentHash, now: u64) -> Result<BeginClose, StoreError> {
+        self.change(id, BeginClose::Unknown, move |s| step::begin_close(s, now))
             .await
+    }
+
+    async fn claim_refund(
+        &self,
+        id: &PaymentHash,
+        now: u64,
+        until: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        self.change(id, None, move |s| {
+            step::claim_refund(s, now, until).then(|| s.clone())
+        })
+        .await
+    }
+
+    async fn release_stale(
+        &self,
+        now: u64,
+        older_than: u64,
+    ) -> Result<Vec<(PaymentHash, u64)>, StoreError> {
+        let taken_by = now.saturating_sub(older_than);
+        self.write(move |tx| {
+            let stale: Vec<Session> = {
+                let mut statement = tx.prepare(&format!(
+                    "SELECT {COLUMNS} FROM sessions WHERE state = 'open' AND held > 0 \
+                     AND held_at <= ?1"
+                ))?;
+                let rows = statement.query_map(params![to_i64(taken_by)], read_row)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut released = Vec::new();
+            for mut session in stale {
+                if step::is_stale(&session, taken_by) {
+                    let sats = step::release(&mut session);
+                    save(tx, &session)?;
+                    released.push((session.id, sats));
+                }
+            }
+            Ok(released)
+        })
+        .await
     }
 
     async fn finish_close(

@@ -3,7 +3,8 @@
 //! reports, a top-up when the balance is short, a close that pays the unspent balance to the
 //! return invoice on the dev network (and, on a gateway whose backend is LND, with LND's
 //! `SendPaymentV2` and `amt_msat`), the idle close, parallel requests that cannot overdraw,
-//! forged preimages refused, and a stream that outgrows its balance.
+//! forged preimages refused, a stream that outgrows its balance, and two replicas sharing one
+//! session through Redis.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::metering::{PATH, chat, rule};
-use crate::support::{Answer, TestGateway, config, start};
+use crate::support::{Answer, RedisServer, TestGateway, config, start, start_in};
 
 /// The dev account that pays deposits and receives refunds.
 const CLIENT: &str = "session-client";
@@ -276,6 +277,86 @@ async fn a_session_opens_serves_tops_up_and_closes_with_its_refund_in_memory() {
 #[tokio::test]
 async fn a_session_opens_serves_tops_up_and_closes_with_its_refund_in_sqlite() {
     open_bearer_top_up_close("sqlite").await;
+}
+
+#[tokio::test]
+async fn a_session_opens_serves_tops_up_and_closes_with_its_refund_in_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    open_bearer_top_up_close(&redis.url()).await;
+}
+
+/// Two gateway replicas on one Redis, sharing a data directory (so their dev networks sign with
+/// one node key and each pays the other's invoices); every payment of the client's goes through
+/// replica A's dev network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_redis_share_a_session_and_refund_it_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = OpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let replica = || {
+        let mut config = config(&redis.url());
+        config.routes = vec![route(&upstream.base_url(), 60, 300)];
+        start_in(config, dir.path())
+    };
+    let (a, b) = (replica().await, replica().await);
+    let small = chat("gpt-4o", "the quick brown fox jumps", 16);
+    let before = dev(&a).balance(CLIENT);
+
+    // Open on A, spend on B.
+    let (challenge, preimage, opened) = open(&a, &small).await;
+    assert_eq!(opened.status, StatusCode::OK, "{opened:?}");
+    let served = ask(&b, Some(&bearer(&challenge, &preimage)), &small).await;
+    assert_eq!(served.status, StatusCode::OK, "{served:?}");
+    let spent = cost("gpt-4o", &opened.json) + cost("gpt-4o", &served.json);
+    assert_eq!(
+        session(&a, &preimage).await.spent,
+        spent,
+        "A sees B's debit"
+    );
+
+    // Top up on B (its invoice, paid from A's network), once.
+    let big = chat("gpt-4o", "the quick brown fox jumps", 2048);
+    let short = ask(&b, Some(&bearer(&challenge, &preimage)), &big).await;
+    assert_eq!(short.status, StatusCode::PAYMENT_REQUIRED, "{short:?}");
+    let top_up_challenge = session_challenge(&short);
+    let top_up = pay_deposit(&a, &top_up_challenge);
+    let credential = PaymentCredential::session(
+        &top_up_challenge,
+        &SessionPayload::top_up(&preimage.hash(), &top_up),
+    )
+    .to_header_value();
+    let topped = ask(&b, Some(&credential), &big).await;
+    assert_eq!(topped.status, StatusCode::OK, "{topped:?}");
+    let twice = ask(&a, Some(&credential), &big).await;
+    assert_eq!(twice.status, StatusCode::PAYMENT_REQUIRED, "{twice:?}");
+    let s = session(&a, &preimage).await;
+    assert_eq!((s.deposited, s.balance), (120, 120 - spent));
+
+    // Close on A: the refund paid once; B's close answers as closed and pays nothing.
+    let close =
+        PaymentCredential::session(&challenge, &SessionPayload::close(&preimage)).to_header_value();
+    let closed = ask(&a, Some(&close), &small).await;
+    assert_eq!(closed.status, StatusCode::OK, "{closed:?}");
+    let receipt = SessionReceipt::parse(closed.header("payment-receipt").unwrap()).unwrap();
+    assert_eq!(receipt.refund_sats, 120 - spent);
+    assert_eq!(receipt.refund_status, Some(RefundStatus::Succeeded));
+    let (client_a, client_b) = (dev(&a).balance(CLIENT), dev(&b).balance(CLIENT));
+    assert_eq!(client_a, before - 120_000 + (120 - spent) * 1000);
+    let again = ask(&b, Some(&close), &small).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    let receipt = SessionReceipt::parse(again.header("payment-receipt").unwrap()).unwrap();
+    assert_eq!(receipt.refund_sats, 120 - spent);
+    assert_eq!(
+        (dev(&a).balance(CLIENT), dev(&b).balance(CLIENT)),
+        (client_a, client_b),
+        "no second refund, from either replica"
+    );
+    let after = ask(&b, Some(&bearer(&challenge, &preimage)), &small).await;
+    assert_eq!(after.status, StatusCode::PAYMENT_REQUIRED, "{after:?}");
 }
 
 #[tokio::test]
