@@ -32,6 +32,7 @@ use crate::admin::{self, Admin, ConfigSource, Reloader};
 use crate::builtin;
 use crate::catalog::{PaymentFacts, catalog};
 use crate::config::{Config, Store};
+use crate::cors::Cors;
 use crate::error::StartError;
 use crate::openapi::{OPENAPI_PATH, openapi};
 use crate::state::{OpenAi, Shared};
@@ -226,7 +227,7 @@ impl Gateway {
         }
         // The admin API is merged after the CORS layer: no other origin may read its answers.
         let router = router
-            .layer(cors)
+            .layer(Cors::new(cors))
             .merge(admin::router(shared.clone()))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
         let session_tick_secs = config
@@ -316,7 +317,7 @@ impl Gateway {
     }
 }
 
-fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
+pub(crate) fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
