@@ -460,7 +460,11 @@ impl Ledger {
             .collect();
         LedgerBatch {
             tallies,
-            payments: pending.payments.drain(..).map(Queued::into_payment).collect(),
+            payments: pending
+                .payments
+                .drain(..)
+                .map(Queued::into_payment)
+                .collect(),
             retention,
         }
     }
