@@ -215,7 +215,13 @@ impl Gateway {
             reload_source: std::sync::Mutex::new(None),
         });
 
-        let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
+        // Behind the paywall, one service for every method: a request clones it (an `Arc`), where
+        // a method router would clone a boxed handler for each method.
+        let to = shared.clone();
+        let dispatch = tower::service_fn(move |request: Request<Body>| {
+            let shared = to.clone();
+            async move { Ok::<_, std::convert::Infallible>(dispatch(shared, request).await) }
+        });
         let mut router = Router::new()
             .route(plannt_l402::CATALOG_PATH, get(catalog_handler))
             .route(OPENAPI_PATH, get(openapi_handler))
@@ -355,7 +361,7 @@ pub(crate) fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
 }
 
 /// Answers a request behind the paywall: the route's built-in handler, or its upstream.
-async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
+async fn dispatch(shared: Arc<Shared>, request: Request<Body>) -> Response {
     // The table the paywall priced this request with, so a reload meanwhile changes nothing
     // for it.
     let table = match request.extensions().get::<RoutesOf>() {
