@@ -65,8 +65,9 @@ next_token=1
 
 callgrind=(valgrind --tool=callgrind --quiet)
 
-# count NAME PID URL [TOKENS]: the requests, bracketed by callgrind_control; sets m_ir, the
-# instructions per request. With TOKENS, the next WARMUP + COUNT lines of tokens.txt.
+# count_side NAME PID URL [TOKENS]: the requests, bracketed by callgrind_control; sets m_ir, the
+# instructions per request, and m_sha, those of them in SHA-256's compression. With TOKENS, the
+# next WARMUP + COUNT lines of tokens.txt.
 count_side() {
     local name=$1 server=$2 url=$3 with_tokens=${4:-} file=()
     if [[ -n $with_tokens ]]; then
