@@ -27,8 +27,10 @@
 //! [`Stats::of`] turns what a store returns ([`LedgerRead`]) into the figures people read: per
 //! route, per day, per dialect, refusals by reason.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use plannt_l402::{Dialect, PaymentHash};
@@ -210,11 +212,150 @@ pub struct Minute {
     pub refused: u64,
 }
 
+/// What a pending count is kept under: the hour, route, event and detail of a [`Tally`]. The
+/// map is searched with borrowed strings ([`CountView`]), so a count that exists costs no
+/// allocation; a new one allocates its route and detail once.
+struct CountKey {
+    hour: u64,
+    route: Arc<str>,
+    event: Event,
+    detail: Box<str>,
+}
+
+/// A count's key as borrowed parts: what [`Pending::counts`] is searched with.
+trait CountView {
+    fn parts(&self) -> (u64, &str, Event, &str);
+}
+
+impl CountView for CountKey {
+    fn parts(&self) -> (u64, &str, Event, &str) {
+        (self.hour, &self.route, self.event, &self.detail)
+    }
+}
+
+impl CountView for (u64, &str, Event, &str) {
+    fn parts(&self) -> (u64, &str, Event, &str) {
+        *self
+    }
+}
+
+impl Hash for dyn CountView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn CountView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn CountView + '_ {}
+
+impl Hash for CountKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same as its borrowed form's, as `Borrow` requires.
+        (self as &dyn CountView).hash(state);
+    }
+}
+
+impl PartialEq for CountKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for CountKey {}
+
+impl<'a> Borrow<dyn CountView + 'a> for CountKey {
+    fn borrow(&self) -> &(dyn CountView + 'a) {
+        self
+    }
+}
+
+/// A count and its sats, with the route's string (shared with the key) for the payments that
+/// go with it.
+struct Sums {
+    count: u64,
+    sats: u64,
+    route: Arc<str>,
+}
+
+/// A payment waiting for the next flush. A new one holds its route shared with its count, its
+/// dialect and its hash as they are: it becomes a [`Payment`] (strings, the hash's hex) only
+/// when the batch is taken, off the paid path. One given back by a failed write stays as it was.
+enum Queued {
+    New {
+        at: u64,
+        route: Arc<str>,
+        dialect: &'static str,
+        sats: u64,
+        hash: PaymentHash,
+    },
+    Back(Payment),
+}
+
+impl Queued {
+    fn into_payment(self) -> Payment {
+        match self {
+            Queued::New {
+                at,
+                route,
+                dialect,
+                sats,
+                hash,
+            } => Payment {
+                at,
+                route: route.as_ref().to_owned(),
+                dialect: dialect.to_owned(),
+                sats,
+                payment_hash: hash.to_hex(),
+            },
+            Queued::Back(payment) => payment,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Pending {
-    counts: HashMap<(u64, String, Event, String), (u64, u64)>,
-    payments: VecDeque<Payment>,
+    counts: HashMap<CountKey, Sums>,
+    payments: VecDeque<Queued>,
     dropped: u64,
+}
+
+impl Pending {
+    /// Adds `count` events and their `sats` to a count; gives back the route's shared string.
+    fn add(
+        &mut self,
+        (hour, route, event, detail): (u64, &str, Event, &str),
+        count: u64,
+        sats: u64,
+    ) -> Arc<str> {
+        if let Some(sums) = self
+            .counts
+            .get_mut(&(hour, route, event, detail) as &dyn CountView)
+        {
+            sums.count += count;
+            sums.sats += sats;
+            return sums.route.clone();
+        }
+        let route: Arc<str> = Arc::from(route);
+        self.counts.insert(
+            CountKey {
+                hour,
+                route: route.clone(),
+                event,
+                detail: detail.into(),
+            },
+            Sums {
+                count,
+                sats,
+                route: route.clone(),
+            },
+        );
+        route
+    }
 }
 
 /// The ledger's side in the gateway: counts gathered in memory until the next flush, and the
@@ -254,7 +395,9 @@ impl Ledger {
         }
     }
 
-    /// A payment settled at `now` on `route`, in `dialect`, for `sats`.
+    /// A payment settled at `now` on `route`, in `dialect`, for `sats`. Allocates nothing once
+    /// the hour's count for the route and dialect exists (the payment's strings are made when
+    /// the ledger is flushed).
     pub fn paid(&self, now: u64, route: &str, dialect: Dialect, sats: u64, hash: &PaymentHash) {
         self.paid_as(now, route, dialect.as_str(), sats, hash);
     }
@@ -276,35 +419,25 @@ impl Ledger {
     }
 
     fn count(&self, now: u64, route: &str, event: Event, detail: &str, sats: u64) {
-        let mut pending = self.pending();
-        let key = (now - now % HOUR, route.to_owned(), event, detail.to_owned());
-        let entry = pending.counts.entry(key).or_default();
-        entry.0 += 1;
-        entry.1 += sats;
+        self.pending()
+            .add((now - now % HOUR, route, event, detail), 1, sats);
     }
 
-    fn paid_as(&self, now: u64, route: &str, dialect: &str, sats: u64, hash: &PaymentHash) {
+    fn paid_as(&self, now: u64, route: &str, dialect: &'static str, sats: u64, hash: &PaymentHash) {
         {
             let mut pending = self.pending();
-            let key = (
-                now - now % HOUR,
-                route.to_owned(),
-                Event::Paid,
-                dialect.to_owned(),
-            );
-            let entry = pending.counts.entry(key).or_default();
-            entry.0 += 1;
-            entry.1 += sats;
+            let key = (now - now % HOUR, route, Event::Paid, dialect);
+            let route = pending.add(key, 1, sats);
             if pending.payments.len() >= PENDING_PAYMENTS {
                 pending.payments.pop_front();
                 pending.dropped += 1;
             }
-            pending.payments.push_back(Payment {
+            pending.payments.push_back(Queued::New {
                 at: now,
-                route: route.to_owned(),
-                dialect: dialect.to_owned(),
+                route,
+                dialect,
                 sats,
-                payment_hash: hash.to_hex(),
+                hash: *hash,
             });
         }
         self.minute(now, |m| {
@@ -316,16 +449,8 @@ impl Ledger {
     /// A request on `route` was refused at `now`, for `reason` (a reason code such as `spent`,
     /// or `rate_limited`, `not_paid`).
     pub fn refused(&self, now: u64, route: &str, reason: &str) {
-        {
-            let mut pending = self.pending();
-            let key = (
-                now - now % HOUR,
-                route.to_owned(),
-                Event::Refused,
-                reason.to_owned(),
-            );
-            pending.counts.entry(key).or_default().0 += 1;
-        }
+        self.pending()
+            .add((now - now % HOUR, route, Event::Refused, reason), 1, 0);
         self.minute(now, |m| m.refused += 1);
     }
 
@@ -367,18 +492,22 @@ impl Ledger {
         let tallies = pending
             .counts
             .drain()
-            .map(|((hour, route, event, detail), (count, sats))| Tally {
-                hour,
-                route,
-                event,
-                detail,
-                count,
-                sats,
+            .map(|(key, sums)| Tally {
+                hour: key.hour,
+                route: key.route.as_ref().to_owned(),
+                event: key.event,
+                detail: key.detail.into(),
+                count: sums.count,
+                sats: sums.sats,
             })
             .collect();
         LedgerBatch {
             tallies,
-            payments: pending.payments.drain(..).collect(),
+            payments: pending
+                .payments
+                .drain(..)
+                .map(Queued::into_payment)
+                .collect(),
             retention,
         }
     }
@@ -387,15 +516,10 @@ impl Ledger {
     fn put_back(&self, batch: LedgerBatch) {
         let mut pending = self.pending();
         for t in batch.tallies {
-            let entry = pending
-                .counts
-                .entry((t.hour, t.route, t.event, t.detail))
-                .or_default();
-            entry.0 += t.count;
-            entry.1 += t.sats;
+            pending.add((t.hour, &t.route, t.event, &t.detail), t.count, t.sats);
         }
         for (i, payment) in batch.payments.into_iter().enumerate() {
-            pending.payments.insert(i, payment);
+            pending.payments.insert(i, Queued::Back(payment));
         }
         while pending.payments.len() > PENDING_PAYMENTS {
             pending.payments.pop_front();

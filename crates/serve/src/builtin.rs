@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use plannt_gateway::Unanswered;
@@ -43,18 +43,29 @@ pub const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 /// `GET /status`: version, Lightning reachable, store healthy, uptime. 503 when a part is down,
 /// so a load balancer can take the replica out. Checked at most once per [`STATUS_EVERY`].
+/// The answer is kept as the JSON text it is sent as: between two checks an answer is that text
+/// shared, not the document copied and written out again.
 pub async fn status(shared: &Shared) -> Response {
     let mut cached = shared.status.lock().await;
     let (status, body) = match &*cached {
         Some((at, status, body)) if at.elapsed() < STATUS_EVERY => (*status, body.clone()),
         _ => {
             let (status, body) = check_status(shared).await;
+            let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
             *cached = Some((Instant::now(), status, body.clone()));
             (status, body)
         }
     };
     drop(cached);
-    (status, axum::Json(body)).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn check_status(shared: &Shared) -> (StatusCode, Value) {

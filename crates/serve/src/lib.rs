@@ -13,6 +13,7 @@ pub mod admin;
 mod builtin;
 mod catalog;
 pub mod config;
+mod cors;
 mod error;
 mod handler;
 mod keys;

@@ -34,6 +34,7 @@ use crate::admin::{self, Admin, ConfigSource, Reloader};
 use crate::builtin;
 use crate::catalog::{PaymentFacts, catalog};
 use crate::config::{Config, Store};
+use crate::cors::Cors;
 use crate::error::StartError;
 use crate::openapi::{OPENAPI_PATH, openapi};
 use crate::state::{OpenAi, Shared};
@@ -234,7 +235,13 @@ impl Gateway {
             reload_source: std::sync::Mutex::new(None),
         });
 
-        let dispatch = axum::routing::any(dispatch).with_state(shared.clone());
+        // Behind the paywall, one service for every method: a request clones it (an `Arc`), where
+        // a method router would clone a boxed handler for each method.
+        let to = shared.clone();
+        let dispatch = tower::service_fn(move |request: Request<Body>| {
+            let shared = to.clone();
+            async move { Ok::<_, std::convert::Infallible>(dispatch(shared, request).await) }
+        });
         let mut router = Router::new()
             .route(plannt_l402::CATALOG_PATH, get(catalog_handler))
             .route(OPENAPI_PATH, get(openapi_handler))
@@ -246,7 +253,7 @@ impl Gateway {
         }
         // The admin API is merged after the CORS layer: no other origin may read its answers.
         let router = router
-            .layer(cors)
+            .layer(Cors::new(cors))
             .merge(admin::router(shared.clone()))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
         let session_tick_secs = config
@@ -363,7 +370,7 @@ async fn refunds_can_be_paid(payer: &dyn plannt_lightning::Payer) -> bool {
     }
 }
 
-fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
+pub(crate) fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
@@ -401,7 +408,7 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
 }
 
 /// Answers a request behind the paywall: the route's built-in handler, or its upstream.
-async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response {
+async fn dispatch(shared: Arc<Shared>, request: Request<Body>) -> Response {
     // The table the paywall priced this request with, so a reload meanwhile changes nothing
     // for it.
     let table = match request.extensions().get::<RoutesOf>() {

@@ -38,8 +38,8 @@ pub struct Shared {
     pub(crate) dev: bool,
     pub(crate) started: Instant,
     pub(crate) max_body_bytes: usize,
-    /// The last `/status` check: when, and what it found.
-    pub(crate) status: tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>,
+    /// The last `/status` check: when, and what it found (the JSON text as sent).
+    pub(crate) status: tokio::sync::Mutex<Option<(Instant, StatusCode, axum::body::Bytes)>>,
     /// Who may use the admin API.
     pub(crate) admin: Admin,
     /// The proxies whose `X-Forwarded-For` names the client.

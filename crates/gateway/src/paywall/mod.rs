@@ -444,7 +444,7 @@ impl Paywall {
             return gateway_error(StatusCode::BAD_REQUEST, "the path cannot be read");
         }
         if request.uri().path().starts_with(page::PAY_PREFIX) {
-            return self.poll(request).await;
+            return Box::pin(self.poll(request)).await;
         }
         let routes = self.routes.load_full();
         // The service behind finds the route in the same table (a reload meanwhile changes
@@ -502,6 +502,11 @@ impl Paywall {
 
     /// A request for a paid route: challenge (or the free tier), or verify, claim, forward and
     /// settle.
+    ///
+    /// The branches a paid request with a valid token does not take (pricing a metered body,
+    /// sessions, the other dialects, the challenge, the kept answer of a retry) are awaited in
+    /// boxes of their own: an `async fn`'s future is as large as the largest state it can be in,
+    /// and every request's future is moved into its box whole, so the common path stays small.
     async fn priced<S>(
         self: Arc<Self>,
         route: &Route,
@@ -520,7 +525,7 @@ impl Paywall {
         // A metered route prices this request from its body before anything else: what cannot
         // be priced is a client error, answered before any invoice (paywall/metered.rs).
         let (request, quote) = match &route.meter {
-            Some(rule) => match metered::price(rule, request).await {
+            Some(rule) => match Box::pin(metered::price(rule, request)).await {
                 Ok((request, quote)) => (request, Some(quote)),
                 Err(refusal) => return refusal,
             },
@@ -550,9 +555,7 @@ impl Paywall {
             && at.route.session.is_some()
             && let Some(credential) = session::session_credential(request.headers())
         {
-            return self
-                .session_answer(&at, quote, credential, request, inner)
-                .await;
+            return Box::pin(self.session_answer(&at, quote, credential, request, inner)).await;
         }
         let values = request.headers().get_all(header::AUTHORIZATION);
         let l402 = match Credential::from_headers(values.iter().map(HeaderValue::as_bytes)) {
@@ -566,7 +569,7 @@ impl Paywall {
                     Err(answer) => return answer,
                 }
             }
-            _ => match self.verify_other(request.headers(), &at).await {
+            _ => match Box::pin(self.verify_other(request.headers(), &at)).await {
                 Some(Ok(redeem)) => redeem,
                 Some(Err(answer)) => return answer,
                 None => match page::cookie_credential(request.headers(), &route.id)
@@ -577,11 +580,11 @@ impl Paywall {
                         // A cookie that is not genuine (a rotated key, say) is no credential:
                         // the browser gets the page with a fresh invoice, not a dead end.
                         Err(answer) if answer.status() == StatusCode::UNAUTHORIZED => {
-                            return self.unpaid(&at, request, inner).await;
+                            return Box::pin(self.unpaid(&at, request, inner)).await;
                         }
                         Err(answer) => return answer,
                     },
-                    None => return self.unpaid(&at, request, inner).await,
+                    None => return Box::pin(self.unpaid(&at, request, inner)).await,
                 },
             },
         };
@@ -642,14 +645,12 @@ impl Paywall {
             }
         };
         let (parts, body) = request.into_parts();
-        if let Some(answer) = self.retry(&redeem, &parts.method, &target, body).await {
+        if let Some(answer) = Box::pin(self.retry(&redeem, &parts.method, &target, body)).await {
             return answer;
         }
         self.metrics.rejected(Reason::Spent);
         let why = "this payment was already used: pay the new invoice".to_string();
-        let answer = self
-            .challenge(&at, Some((Reason::Spent, why.clone())))
-            .await;
+        let answer = Box::pin(self.challenge(&at, Some((Reason::Spent, why.clone())))).await;
         match redeem.dialect {
             Dialect::Mpp => with_problem(answer, Problem::for_reason(Reason::Spent, why)),
             _ => answer,
@@ -733,7 +734,7 @@ impl Paywall {
                     Some(why) if e.reason() == Reason::CaveatFailed => why,
                     _ => e.to_string(),
                 };
-                return Err(self.challenge(at, Some((e.reason(), why))).await);
+                return Err(Box::pin(self.challenge(at, Some((e.reason(), why)))).await);
             }
             Err(e) => return Err(self.refuse(e.reason(), &e.to_string())),
         };
@@ -741,13 +742,13 @@ impl Paywall {
         if metered && !priced {
             self.metrics.rejected(Reason::CaveatFailed);
             let why = "the token carries no price_sats caveat, so it cannot buy a metered request: pay the new invoice".to_string();
-            return Err(self.challenge(at, Some((Reason::CaveatFailed, why))).await);
+            return Err(Box::pin(self.challenge(at, Some((Reason::CaveatFailed, why)))).await);
         }
         // Every token we mint expires; one that does not is not ours to honour forever.
         let Some(minted_until) = verified.minted_valid_until else {
             self.metrics.rejected(Reason::CaveatFailed);
             let why = "the token has no expiry caveat".to_string();
-            return Err(self.challenge(at, Some((Reason::CaveatFailed, why))).await);
+            return Err(Box::pin(self.challenge(at, Some((Reason::CaveatFailed, why)))).await);
         };
         // The spent entry must outlive every credential of this payment hash: the holder may
         // append an earlier expiry to one copy of the macaroon and keep another, so the entry
