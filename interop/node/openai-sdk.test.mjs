@@ -57,6 +57,15 @@ session = { deposit_sats = ${DEPOSIT_SATS}, idle_secs = 300 }
 
 const PROMPT = 'Say the words of this sentence back to me, in order.';
 
+/** A streamed request whose last chunk carries its usage. */
+const STREAMED = {
+  model: 'gpt-4o',
+  messages: [{ role: 'user', content: PROMPT }],
+  max_tokens: 40,
+  stream: true,
+  stream_options: { include_usage: true },
+};
+
 let upstream;
 let server;
 
@@ -193,13 +202,7 @@ test('the SDK pays once and gets the upstream answer', async () => {
 });
 
 test('the SDK streams with usage through the gateway', async () => {
-  const request = {
-    model: 'gpt-4o',
-    messages: [{ role: 'user', content: PROMPT }],
-    max_tokens: 40,
-    stream: true,
-    stream_options: { include_usage: true },
-  };
+  const request = STREAMED;
   const { authorization, challenge } = await paidToken(request);
   const expected = await direct({ model: 'gpt-4o', messages: request.messages, max_tokens: 40 });
   assert.equal(challenge.amount_sats, rulePrice('gpt-4o', expected.usage.prompt_tokens, 40));
@@ -234,13 +237,7 @@ async function devBalance(account) {
 }
 
 test('the SDK streams through a session debited by the upstream usage', async () => {
-  const request = {
-    model: 'gpt-4o',
-    messages: [{ role: 'user', content: PROMPT }],
-    max_tokens: 40,
-    stream: true,
-    stream_options: { include_usage: true },
-  };
+  const request = STREAMED;
   const url = `${server.base}/v1/chat/completions`;
   // The 402 offers a session beside the single-use charge.
   const offered = await post(url, request);

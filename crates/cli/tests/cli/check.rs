@@ -704,6 +704,24 @@ fn plain_get(url: &str) -> u16 {
     answer.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
+/// The rule of the chat route below, as `plannt check` and `discover` give it.
+fn assert_chat_rule(rule: &Value) {
+    assert_eq!(
+        rule["models"],
+        json!({"gpt-4o-mini": {"input_per_1k": 2, "output_per_1k": 8}}),
+        "{rule}"
+    );
+    assert_eq!(
+        (
+            &rule["default_max_tokens"],
+            &rule["max_tokens_ceiling"],
+            &rule["min_sats"]
+        ),
+        (&json!(256), &json!(2048), &json!(1)),
+        "{rule}"
+    );
+}
+
 /// A real `plannt serve` with a route priced by its tokens (in front of the test kit's
 /// OpenAI-compatible upstream, rate limited, selling sessions) and a fixed-price route with a
 /// free tier: `plannt check` shows each route's rule or price, this request's price by the
@@ -772,12 +790,7 @@ session = {{ deposit_sats = 300, idle_secs = 300 }}
     let pricing = &report["pricing"];
     assert_eq!(pricing["model"], "metered", "{report:#}");
     assert_eq!(pricing["per"], "openai-tokens");
-    assert_eq!(
-        pricing["rule"]["models"]["gpt-4o-mini"],
-        json!({"input_per_1k": 2, "output_per_1k": 8})
-    );
-    assert_eq!(pricing["rule"]["max_tokens_ceiling"], 2048);
-    assert_eq!(pricing["rule"]["min_sats"], 1);
+    assert_chat_rule(&pricing["rule"]);
     // This request's price is the rule applied to it, and the invoice's.
     let quote = &pricing["quote"];
     assert_eq!(
@@ -857,11 +870,7 @@ session = {{ deposit_sats = 300, idle_secs = 300 }}
     let entry = &result["match"];
     assert_eq!(entry["service"], "chat", "{result}");
     assert_eq!(entry["per"], "openai-tokens");
-    assert_eq!(
-        entry["price_rule"]["models"]["gpt-4o-mini"],
-        json!({"input_per_1k": 2, "output_per_1k": 8})
-    );
-    assert_eq!(entry["price_rule"]["max_tokens_ceiling"], 2048);
+    assert_chat_rule(&entry["price_rule"]);
     assert_eq!(
         entry["rate_limit"],
         json!({"requests": 100, "per_secs": 60})
