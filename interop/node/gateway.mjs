@@ -1,11 +1,12 @@
-// `plannt serve` for the interop tests: started on 127.0.0.1:0 with the demo service, the dev
-// network and the memory store, in a fresh data folder, and stopped again.
+// `plannt serve` for the interop tests: started on 127.0.0.1:0 with the demo service (or the
+// routes of a `plannt.toml` the test gives), the dev network and the memory store, in a fresh
+// data folder, and stopped again.
 //
 // The binary comes from PLANNT_BIN (default `target/debug/plannt`, relative to the repository).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,14 +18,21 @@ export const BIN = isAbsolute(BIN_SETTING) ? BIN_SETTING : resolve(REPO, BIN_SET
 
 /**
  * Starts `plannt serve` with `settings` (PLANNT_* variables) on top of its defaults: no PLANNT_*
- * variable of the test's own environment reaches it. Resolves with `{ child, base, stop }` once
- * its JSON log says where it listens; `stop()` ends it and removes its data folder.
+ * variable of the test's own environment reaches it. With `config` (the text of a `plannt.toml`)
+ * it serves that file's routes instead of the demo service. Resolves with `{ child, base, stop }`
+ * once its JSON log says where it listens; `stop()` ends it and removes its data folder.
  */
-export function startGateway(settings = {}) {
+export function startGateway(settings = {}, { config } = {}) {
   assert.ok(existsSync(BIN), `${BIN} is missing: build it with \`cargo build -p plannt\` (or set PLANNT_BIN)`);
   const dataDir = mkdtempSync(join(tmpdir(), 'plannt-interop-'));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PLANNT_')));
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json'], {
+  const args = ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--log-json'];
+  if (config !== undefined) {
+    const path = join(dataDir, 'plannt.toml');
+    writeFileSync(path, config);
+    args.push('--config', path);
+  }
+  const child = spawn(BIN, args, {
     env: { ...env, ...settings, PLANNT_DATA_DIR: dataDir, RUST_LOG: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -23,20 +23,16 @@ import json
 import re
 import math
 import os
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("PLANNT_BIN", "target/debug/plannt"))
-if not BIN.is_absolute():
-    BIN = REPO / BIN
+from plannt_serve import BIN, in_ci, serve, stop
+
 UPSTREAM = Path(os.environ.get("OPENAI_UPSTREAM_BIN", BIN.parent / "openai-upstream"))
 
 # Sats per 1,000 tokens, in millisats: what the route's rule below says.
@@ -57,16 +53,6 @@ session = {{ deposit_sats = 500, idle_secs = 300 }}
 PROMPT = "Say the words of this sentence back to me, in order."
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI") in ("true", "1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -75,15 +61,6 @@ def post(url: str, body: dict) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
-
-def stop(child: subprocess.Popen) -> None:
-    child.terminate()
-    try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 @pytest.fixture(scope="module")
@@ -105,34 +82,10 @@ def stack():
         upstream_url = line.removeprefix("listening on ")
         with tempfile.TemporaryDirectory(prefix="plannt-openai-") as work:
             work = Path(work)
-            config = work / "plannt.toml"
-            config.write_text(CONFIG.format(upstream=upstream_url))
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNT_")}
-            env.update(PLANNT_DATA_DIR=str(work / "data"), PLANNT_CHALLENGES_PER_SECOND="0",
-                       RUST_LOG="warn")
-            log = work / "plannt.log"
-            with open(log, "w") as out:
-                gateway = subprocess.Popen(
-                    [str(BIN), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-                     "--store", "memory"],
-                    env=env, stdout=subprocess.DEVNULL, stderr=out)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 30
-                while True:
-                    if gateway.poll() is not None:
-                        pytest.fail(f"plannt serve exited ({gateway.returncode}): {log.read_text()}")
-                    try:
-                        urllib.request.urlopen(f"{base}/.well-known/l402.json", timeout=1)
-                        break
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            pytest.fail(f"plannt serve did not answer in 30 s: {log.read_text()}")
-                        time.sleep(0.1)
-                yield {"gateway": base, "upstream": upstream_url, "work": work, "env": env}
-            finally:
-                stop(gateway)
+            with serve(CONFIG.format(upstream=upstream_url), work,
+                       PLANNT_CHALLENGES_PER_SECOND="0") as gateway:
+                yield {"gateway": gateway.base, "upstream": upstream_url, "work": work,
+                       "env": gateway.env}
     finally:
         stop(upstream)
 

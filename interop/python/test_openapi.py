@@ -13,21 +13,13 @@ the package is missing the tests fail under CI=true and are skipped, loudly, els
 
 import importlib.util
 import json
-import os
-import socket
-import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("PLANNT_BIN", "target/debug/plannt"))
-if not BIN.is_absolute():
-    BIN = REPO / BIN
-
+from plannt_serve import in_ci, serve
 CONFIG = """
 [[routes]]
 path = "/v1/demo"
@@ -57,16 +49,6 @@ handler = "status"
 """
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI") in ("true", "1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -79,42 +61,9 @@ def gateway():
         if in_ci():
             pytest.fail(f"{message}; CI=true: this test may not be skipped")
         pytest.skip(f"!!! SKIPPED: {message}")
-    if not BIN.is_file():
-        pytest.fail(f"{BIN} is missing: build it with `cargo build -p plannt` (or set PLANNT_BIN)")
     with tempfile.TemporaryDirectory(prefix="plannt-openapi-") as work:
-        work = Path(work)
-        config = work / "plannt.toml"
-        config.write_text(CONFIG)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNT_")}
-        env.update(PLANNT_DATA_DIR=str(work / "data"), RUST_LOG="warn")
-        log = work / "plannt.log"
-        with open(log, "w") as out:
-            child = subprocess.Popen(
-                [str(BIN), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-                 "--store", "memory"],
-                env=env, stdout=subprocess.DEVNULL, stderr=out)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                if child.poll() is not None:
-                    pytest.fail(f"plannt serve exited ({child.returncode}): {log.read_text()}")
-                try:
-                    get_json(f"{base}/.well-known/l402.json")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"plannt serve did not answer in 30 s: {log.read_text()}")
-                    time.sleep(0.1)
-            yield base
-        finally:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        with serve(CONFIG, Path(work)) as running:
+            yield running.base
 
 
 def test_the_document_is_valid_openapi_3_1(gateway):

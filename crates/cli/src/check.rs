@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plannt_client::l402::Dialect;
-use plannt_client::probe::{self, NeverPays, Report, Verdict};
+use plannt_client::probe::{self, NeverPays, Report, RoutePricing, Verdict};
 use plannt_client::{Client, WalletApi};
 
 use crate::error::{Error, exit};
@@ -17,11 +17,11 @@ use crate::get::{build_request, parse_resolve};
 use crate::out::{errln, outln};
 use crate::setup::{self, Setup};
 
-const AFTER_HELP: &str = "What is checked, without paying: the status (402); each challenge parses (L402, MPP's Payment Lightning charge, x402's PAYMENT-REQUIRED), with the parser's error if not; each invoice decodes and its signature verifies; what each challenge claims agrees with its invoice (L402: the macaroon's payment hash; MPP: amount, paymentHash, network, expires; x402: amount in msat, network, payTo, maxTimeoutSeconds, paymentHash); the invoice names an amount and has not expired; every offer names the same invoice (a warning if not: Plannt's promise, not every server's); the JSON body's fields agree; the L402 form (macaroon=, or version=\"0\" token=); and the catalog at /.well-known/l402.json on the same origin, if there is one, lists the route with the invoice's price and the dialects offered.
+const AFTER_HELP: &str = "What is checked, without paying: the status (402); each challenge parses (L402, MPP's Payment Lightning charge, x402's PAYMENT-REQUIRED), with the parser's error if not; each invoice decodes and its signature verifies; what each challenge claims agrees with its invoice (L402: the macaroon's payment hash; MPP: amount, paymentHash, network, expires; x402: amount in msat, network, payTo, maxTimeoutSeconds, paymentHash); the invoice names an amount and has not expired; every offer names the same invoice (a warning if not: Plannt's promise, not every server's); the JSON body's fields agree; the L402 form (macaroon=, or version=\"0\" token=); and the catalog at /.well-known/l402.json on the same origin, if there is one, lists the route with the invoice's price (for a route metered by its tokens: the catalog's rule, and the price the 402's body gives this request by it, which must be the invoice's) and the dialects offered. Below the findings: how the route is priced (a fixed price, or the metered rule per 1k input/output tokens per model, its max_tokens ceiling and minimum, and this request's price), its free tier and rate limit per client address, and the prepaid session deposit if the 402 offers sessions.
 
 With --pay: the request is paid as plannt get pays it (the budgets, the policy and the ledger of the paying side: see plannt get --help), the paid answer's status and receipts (x-l402, Payment-Receipt, PAYMENT-RESPONSE) are checked against the payment, and the same credential is presented once more, as it was sent, in the dialect paid (Authorization: L402 or Payment, PAYMENT-SIGNATURE): refused means single-use tokens, served means reusable ones; either is reported, neither fails.
 
-Each finding is pass, warn or fail; the verdict is the worst. The table goes to standard output (colours on a terminal only, never with NO_COLOR); --json prints one object: {url, status, offers: [{dialect, invoice, payment_hash, amount_msat, network, expires_at}], findings: [{check, dialect, result, detail}], verdict, paid: null or {dialect, status, amount_sats, fee_msat, payment_hash, reused_token, replay_status, replay}} (docs/check.md).
+Each finding is pass, warn or fail; the verdict is the worst. The table goes to standard output (colours on a terminal only, never with NO_COLOR); --json prints one object: {url, status, offers: [{dialect, invoice, payment_hash, amount_msat, network, expires_at}], findings: [{check, dialect, result, detail}], verdict, pricing: {model, amount_sats, per, rule, quote, free, rate_limit, session}, paid: null or {dialect, status, amount_sats, fee_msat, payment_hash, reused_token, replay_status, replay}} (docs/check.md).
 
 Bounds: the connect timeout and the max time of plannt get, per request (--connect-timeout, --max-time); 64 KiB of a 402 body, 1 MiB of a catalog, 32 KiB per challenge header; no redirect is followed. Private addresses: a URL that names a loopback or private address itself (127.0.0.1, localhost, 10.0.0.1) is checked; a host name that resolves to one is refused (exit 4), unless allow_private_networks (PLANNT_ALLOW_PRIVATE_NETWORKS) says otherwise; --no-private-networks refuses both.
 
@@ -222,6 +222,14 @@ pub fn table(report: &Report, colour: bool) -> String {
             row[3]
         );
     }
+    let pricing = pricing_lines(&report.pricing);
+    if !pricing.is_empty() {
+        out.push('\n');
+        for line in pricing {
+            out += &line;
+            out.push('\n');
+        }
+    }
     if let Some(paid) = &report.paid {
         let replay = match (paid.replay, paid.replay_status) {
             (Some(what), Some(code)) => format!("; replay {code} ({what})"),
@@ -241,6 +249,39 @@ pub fn table(report: &Report, colour: bool) -> String {
         count(Verdict::Fail)
     );
     out
+}
+
+/// How the route is priced, a line each: the price (fixed, or the rule and this request's
+/// price by it), the free tier, the rate limit, the sessions offered.
+fn pricing_lines(pricing: &RoutePricing) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (&pricing.rule, pricing.model.as_deref(), pricing.amount_sats) {
+        (Some(rule), _, _) => {
+            lines.push(format!("price:    metered, {rule}"));
+            if let Some(q) = &pricing.quote {
+                lines.push(format!(
+                    "          this request: {} sats ({}, {} input tokens, {} output tokens at most)",
+                    q.sats, q.model, q.input_tokens, q.output_tokens
+                ));
+            }
+        }
+        (None, Some("free"), _) => lines.push("price:    free".into()),
+        (None, _, Some(sats)) => lines.push(format!(
+            "price:    {sats} sats per {}",
+            pricing.per.as_deref().unwrap_or("request")
+        )),
+        (None, _, None) => {}
+    }
+    if let Some(free) = &pricing.free {
+        lines.push(format!("free:     {free}, before any payment"));
+    }
+    if let Some(limit) = &pricing.rate_limit {
+        lines.push(format!("limit:    {limit}, paid or not"));
+    }
+    if let Some(session) = &pricing.session {
+        lines.push(format!("session:  {session}"));
+    }
+    lines
 }
 
 fn paint(text: &str, verdict: Verdict, colour: bool) -> String {

@@ -25,6 +25,7 @@
 
 use std::collections::BTreeSet;
 
+use plannt_l402::catalog::{MeteredRule, QuotaTerms, SessionTerms};
 use plannt_l402::mpp::{self, PaymentChallenge};
 use plannt_l402::x402::{self, SettlementResponse};
 use plannt_l402::{
@@ -37,7 +38,7 @@ use plannt_lightning::{
 };
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::call::{ClientError, Options, Outcome, Request, Response};
@@ -184,8 +185,47 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// The worst result of the findings.
     pub verdict: Verdict,
+    /// How the route is priced, as the 402 and the catalog say.
+    pub pricing: RoutePricing,
     /// The payment, with `--pay`.
     pub paid: Option<Paid>,
+}
+
+/// How a route is priced, as its 402 and the catalog say: the price (fixed, or the rule of a
+/// metered route and this request's price by it), the free tier, the rate limit and the prepaid
+/// sessions offered. Each `None` when neither says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RoutePricing {
+    /// The catalog's price model: `fixed`, `metered` or `free`.
+    pub model: Option<String>,
+    /// A fixed price, in sats.
+    pub amount_sats: Option<u64>,
+    /// What the price buys (`request`) or, metered, what is counted (`openai-tokens`).
+    pub per: Option<String>,
+    /// A metered route's rule: its models' prices per 1k input and output tokens, the output
+    /// caps, the minimum.
+    pub rule: Option<MeteredRule>,
+    /// This request's price by the rule, from the 402's JSON body (`price`).
+    pub quote: Option<Quote>,
+    /// Requests a client address may make without paying, per window.
+    pub free: Option<QuotaTerms>,
+    /// Requests a client address may make at all, per window.
+    pub rate_limit: Option<QuotaTerms>,
+    /// The prepaid sessions offered: the 402's session challenge, else the catalog's terms.
+    pub session: Option<SessionTerms>,
+}
+
+/// One request's price by a metered rule, as a 402's JSON body gives it (`price`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// The model asked for.
+    pub model: String,
+    /// The prompt's tokens.
+    pub input_tokens: u64,
+    /// The output tokens priced: the request's cap.
+    pub output_tokens: u64,
+    /// The price, in sats.
+    pub sats: u64,
 }
 
 impl Report {
@@ -197,6 +237,7 @@ impl Report {
             offers: Vec::new(),
             findings: Vec::new(),
             verdict: Verdict::Pass,
+            pricing: RoutePricing::default(),
             paid: None,
         }
     }
@@ -272,9 +313,33 @@ pub async fn probe(
     report.pass("status", None, "402 Payment Required");
     let (body, cut) = read_some(&mut response, MAX_BODY).await?;
     inspect(&mut report, &response.headers, &body, cut, want, now);
+    report.pricing.quote = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|body| serde_json::from_value(body.get("price")?.clone()).ok());
+    report.pricing.session = session_offered(&response.headers);
     let route = (request.method.clone(), request.url.path().to_string());
     compare_catalog(client, request, &route, &mut report).await;
     Ok(report)
+}
+
+/// The terms of the first Lightning session challenge (MPP `intent="session"`) of a 402, if it
+/// offers one with a deposit.
+fn session_offered(headers: &HeaderMap) -> Option<SessionTerms> {
+    let values = headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    PaymentChallenge::parse_all(values)
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.is_lightning_session())
+        .find_map(|c| {
+            let request = c.session_request().ok()?;
+            Some(SessionTerms {
+                deposit_sats: request.deposit_sats()?,
+                idle_secs: request.idle_secs().unwrap_or(0),
+            })
+        })
 }
 
 /// Reads at most `limit` bytes of a body; `true` when there was more.
@@ -358,7 +423,26 @@ pub fn inspect(
         );
     }
     let offers = Offers::from_headers(www.iter().copied(), required.iter().copied());
+    // A Lightning session challenge (MPP `intent="session"`) is no charge, so the offers skip
+    // it; it is a prepaid session, read on its own (`RoutePricing::session`), not a fault.
+    let mut sessions = PaymentChallenge::parse_all(www.iter().copied())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.is_lightning_session() && c.session_request().is_ok())
+        .count();
     for skipped in &offers.skipped {
+        if skipped.dialect == Dialect::Mpp
+            && sessions > 0
+            && skipped.why.contains("intent \"session\"")
+        {
+            sessions -= 1;
+            report.pass(
+                "parse",
+                Some(Dialect::Mpp),
+                "Payment method=\"lightning\", intent=\"session\": a prepaid session, not a charge",
+            );
+            continue;
+        }
         report.fail(
             "parse",
             Some(skipped.dialect),
@@ -947,12 +1031,26 @@ async fn compare_catalog(
         None,
         format!("lists {method} {path} as service {:?}", service.name),
     );
+    let pricing = &mut report.pricing;
+    if let Some(price) = &service.pricing {
+        pricing.model = Some(price.model.clone());
+        pricing.amount_sats = price.amount_sats;
+        pricing.per = price.per.clone();
+        pricing.rule = price.metered_rule();
+    }
+    pricing.amount_sats = pricing
+        .amount_sats
+        .or(service.tiers.first().map(|t| t.amount_sats));
+    pricing.free = service.free;
+    pricing.rate_limit = service.rate_limit;
+    pricing.session = pricing.session.or(service.session);
     let asked = report
         .offers
         .iter()
         .find_map(|o| o.amount_msat)
         .map(|m| m.div_ceil(1000));
     match (service.price_sats(), asked) {
+        _ if report.pricing.rule.is_some() => metered_price(report, asked),
         (Some(0), _) => report.fail(
             "catalog_price",
             None,
@@ -1011,6 +1109,43 @@ async fn compare_catalog(
                 names(&offered)
             ),
         ),
+    }
+}
+
+/// The `catalog_price` finding of a metered route: the catalog gives its rule, and the 402's
+/// body this request's price by it, which must be what the invoice asks, for a model the rule
+/// sells, at least the rule's minimum.
+fn metered_price(report: &mut Report, asked: Option<u64>) {
+    let (Some(rule), quote) = (&report.pricing.rule, &report.pricing.quote) else {
+        return;
+    };
+    let min = rule.min_sats.unwrap_or(0);
+    let verdict = match (quote, asked) {
+        (Some(q), _) if !rule.models.contains_key(&q.model) => Err(format!(
+            "the 402 prices the request for {}, a model the catalog's rule does not sell",
+            q.model
+        )),
+        (Some(q), Some(asked)) if q.sats != asked => Err(format!(
+            "the 402's body prices the request at {} sats, the invoice asks {asked}",
+            q.sats
+        )),
+        (_, Some(asked)) if asked < min => Err(format!(
+            "the invoice asks {asked} sats, below the rule's minimum of {min}"
+        )),
+        (Some(q), Some(asked)) => Ok(format!(
+            "metered by {}: {asked} sats for {} input tokens and {} output tokens at most of {}, as the invoice asks",
+            rule.per, q.input_tokens, q.output_tokens, q.model
+        )),
+        (None, _) => Ok(format!(
+            "metered by {}: the amount is the 402's ({}), the 402's body gives no price of its own",
+            rule.per,
+            asked.map_or("none".into(), |a| format!("{a} sats"))
+        )),
+        (Some(_), None) => return,
+    };
+    match verdict {
+        Ok(detail) => report.pass("catalog_price", None, detail),
+        Err(detail) => report.fail("catalog_price", None, detail),
     }
 }
 
@@ -1480,5 +1615,43 @@ mod tests {
             let report = inspected(&www, &[], &body.to_string());
             assert_eq!(results(&report, "body", None), [Verdict::Fail], "{field}");
         }
+    }
+
+    #[test]
+    fn a_metered_price_must_be_the_invoices_for_a_model_the_rule_sells() {
+        let rule: MeteredRule = serde_json::from_value(serde_json::json!({
+            "per": "openai-tokens", "min_sats": 2,
+            "models": {"gpt-4o": {"input_per_1k": 10, "output_per_1k": 40}}
+        }))
+        .unwrap();
+        let check = |model: &str, sats: u64, asked: Option<u64>| {
+            let mut report = Report::new("http://probe/", 402);
+            report.pricing.rule = Some(rule.clone());
+            report.pricing.quote = Some(Quote {
+                model: model.into(),
+                input_tokens: 12,
+                output_tokens: 40,
+                sats,
+            });
+            metered_price(&mut report, asked);
+            let finding = report.findings.pop().unwrap();
+            assert_eq!(finding.check, "catalog_price");
+            (finding.result, finding.detail)
+        };
+        let (result, detail) = check("gpt-4o", 3, Some(3));
+        assert_eq!(result, Verdict::Pass, "{detail}");
+        assert!(
+            detail.contains("3 sats for 12 input tokens and 40 output tokens"),
+            "{detail}"
+        );
+        let (result, detail) = check("gpt-4o", 3, Some(4));
+        assert_eq!(result, Verdict::Fail);
+        assert!(detail.contains("the invoice asks 4"), "{detail}");
+        let (result, detail) = check("gpt-9", 3, Some(3));
+        assert_eq!(result, Verdict::Fail);
+        assert!(detail.contains("does not sell"), "{detail}");
+        let (result, detail) = check("gpt-4o", 1, Some(1));
+        assert_eq!(result, Verdict::Fail);
+        assert!(detail.contains("below the rule's minimum of 2"), "{detail}");
     }
 }

@@ -9,6 +9,9 @@
 //! lenient where other servers differ: unknown fields are ignored, and most fields may be
 //! missing.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a server serves its catalog.
@@ -130,6 +133,30 @@ pub struct Service {
     /// `None`: no such limit. A Plannt extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<QuotaTerms>,
+    /// The prepaid sessions its 402 offers beside single payments (MPP's `intent="session"`);
+    /// `None`: none. A Plannt extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionTerms>,
+}
+
+/// A service's prepaid sessions: one deposit, requests debited from it, the rest refunded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTerms {
+    /// The deposit that opens a session (and each top-up), in sats.
+    pub deposit_sats: u64,
+    /// Seconds without a request after which the server closes the session and refunds it.
+    pub idle_secs: u64,
+}
+
+impl fmt::Display for SessionTerms {
+    /// `a 500 sats deposit, refunded less what was spent at close or after 300 s idle`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a {} sats deposit, refunded less what was spent at close or after {} s idle",
+            self.deposit_sats, self.idle_secs
+        )
+    }
 }
 
 /// So many requests per window, per client address (IPv6 by /64).
@@ -139,6 +166,22 @@ pub struct QuotaTerms {
     pub requests: u32,
     /// The window, in seconds.
     pub per_secs: u64,
+}
+
+impl fmt::Display for QuotaTerms {
+    /// `10 requests per 3600 s per client address`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let noun = if self.requests == 1 {
+            "request"
+        } else {
+            "requests"
+        };
+        write!(
+            f,
+            "{} {noun} per {} s per client address",
+            self.requests, self.per_secs
+        )
+    }
 }
 
 impl Service {
@@ -247,6 +290,78 @@ impl Pricing {
     pub fn is_free(&self) -> bool {
         self.model == "free"
     }
+
+    /// The rule of a `metered` price, typed; `None` when there is none, or not one of the
+    /// shape Plannt writes.
+    pub fn metered_rule(&self) -> Option<MeteredRule> {
+        let rule = self.rule.as_ref().filter(|_| self.model == "metered")?;
+        serde_json::from_value(rule.clone()).ok()
+    }
+}
+
+/// The rule a `metered` service prices each request by (`pricing.rule`), as Plannt's gateway
+/// writes it for an OpenAI-compatible route:
+/// `sats = max(min_sats, ceil((prompt tokens × input_per_1k + max_tokens × output_per_1k) / 1000))`.
+/// Read leniently: fields it does not know are ignored, the limits may be missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeteredRule {
+    /// What is counted: `openai-tokens`.
+    pub per: String,
+    /// The models sold, by name, with their prices.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelRate>,
+    /// The output cap priced when a request sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_tokens: Option<u64>,
+    /// The largest output cap a request may set; above it the request is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_ceiling: Option<u64>,
+    /// The least a request costs, in sats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_sats: Option<u64>,
+}
+
+/// What one model of a metered rule costs, in sats per 1,000 tokens (up to 3 decimals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRate {
+    /// Sats per 1,000 prompt tokens.
+    pub input_per_1k: serde_json::Number,
+    /// Sats per 1,000 output tokens, priced at the request's output cap.
+    pub output_per_1k: serde_json::Number,
+}
+
+impl fmt::Display for MeteredRule {
+    /// `per 1k input/output tokens: gpt-4o 10/40 sats, gpt-4o-mini 2/8 sats; output priced at
+    /// max_tokens (256 when unset, at most 2048); at least 1 sat`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let models: Vec<String> = self
+            .models
+            .iter()
+            .map(|(name, rate)| format!("{name} {}/{} sats", rate.input_per_1k, rate.output_per_1k))
+            .collect();
+        write!(
+            f,
+            "{} per 1k input/output tokens: {}; output priced at max_tokens",
+            self.per,
+            models.join(", ")
+        )?;
+        match (self.default_max_tokens, self.max_tokens_ceiling) {
+            (Some(default), Some(ceiling)) => {
+                write!(f, " ({default} when unset, at most {ceiling})")?
+            }
+            (Some(default), None) => write!(f, " ({default} when unset)")?,
+            (None, Some(ceiling)) => write!(f, " (at most {ceiling})")?,
+            (None, None) => {}
+        }
+        if let Some(min) = self.min_sats {
+            write!(
+                f,
+                "; at least {min} {}",
+                if min == 1 { "sat" } else { "sats" }
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The price of a tier.
@@ -297,6 +412,35 @@ mod tests {
     }
 
     #[test]
+    fn a_metered_rule_reads_typed_and_says_itself_in_words() {
+        let pricing: Pricing = serde_json::from_str(
+            r#"{"model": "metered", "per": "openai-tokens",
+                "rule": {"per": "openai-tokens", "max_body_bytes": 1048576,
+                         "models": {"gpt-4o-mini": {"input_per_1k": 0.15, "output_per_1k": 8},
+                                    "gpt-4o": {"input_per_1k": 10, "output_per_1k": 40}},
+                         "default_max_tokens": 256, "max_tokens_ceiling": 2048, "min_sats": 1}}"#,
+        )
+        .unwrap();
+        let rule = pricing.metered_rule().unwrap();
+        assert_eq!(rule.max_tokens_ceiling, Some(2048));
+        assert_eq!(rule.models["gpt-4o-mini"].input_per_1k.as_f64(), Some(0.15));
+        assert_eq!(
+            rule.to_string(),
+            "openai-tokens per 1k input/output tokens: gpt-4o 10/40 sats, gpt-4o-mini 0.15/8 sats; \
+             output priced at max_tokens (256 when unset, at most 2048); at least 1 sat"
+        );
+        // A fixed price has no rule; a rule of another shape is not read as one.
+        assert_eq!(Pricing::per_request(21).metered_rule(), None);
+        let odd = Pricing::metered("openai-tokens", serde_json::json!({"models": 3}));
+        assert_eq!(odd.metered_rule(), None);
+        let quota = QuotaTerms {
+            requests: 3,
+            per_secs: 60,
+        };
+        assert_eq!(quota.to_string(), "3 requests per 60 s per client address");
+    }
+
+    #[test]
     fn what_it_writes_reads_back_equal() {
         let catalog = Catalog {
             l402_version: "0".into(),
@@ -340,6 +484,10 @@ mod tests {
                     per_secs: 3600,
                 }),
                 rate_limit: None,
+                session: Some(SessionTerms {
+                    deposit_sats: 500,
+                    idle_secs: 300,
+                }),
             }],
             openapi: Some("/openapi.json".into()),
         };
@@ -351,6 +499,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("rate_limit"), "left out when none: {text}");
+        assert!(
+            text.contains(r#""session":{"deposit_sats":500,"idle_secs":300}"#),
+            "{text}"
+        );
         assert!(text.contains(r#""name":"x402","offered":false"#), "{text}");
         // A reader of the L402 profile alone still finds the scheme it knows.
         let old: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use plannt_client::l402::catalog::{CATALOG_PATH, Catalog, Match};
+use plannt_client::l402::catalog::{
+    CATALOG_PATH, Catalog, Match, MeteredRule, QuotaTerms, SessionTerms,
+};
 use plannt_client::{Client, ClientError, Request};
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Serialize;
@@ -76,6 +78,45 @@ pub struct Entry {
     /// True when each token buys one request.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub single_use_token: bool,
+    /// For a route priced by its tokens (`per`: `openai-tokens`): the rule, each model's sats
+    /// per 1k input and output tokens, the output caps and the minimum. The exact price is the
+    /// 402's, for each request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_rule: Option<MeteredRule>,
+    /// Requests a client address may make without paying, per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_tier: Option<QuotaTerms>,
+    /// Requests a client address may make at all, paid or not, per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<QuotaTerms>,
+    /// The prepaid sessions the server offers: the deposit and the idle timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionTerms>,
+}
+
+impl Entry {
+    /// How the entry is priced, in one sentence for the agent: the price or the rule, then the
+    /// free tier, the rate limit and the sessions, each if any.
+    pub fn price_words(&self) -> String {
+        let mut words = match (&self.price_rule, self.price_sats) {
+            _ if self.free => "free".to_string(),
+            (Some(rule), _) => {
+                format!("priced by its tokens, the exact price in each request's 402: {rule}")
+            }
+            (None, Some(sats)) => format!("{sats} sats per request"),
+            (None, None) => "price not given".to_string(),
+        };
+        if let Some(free) = &self.free_tier {
+            words += &format!("; free for {free}");
+        }
+        if let Some(limit) = &self.rate_limit {
+            words += &format!("; limited to {limit}, paid or not");
+        }
+        if let Some(session) = &self.session {
+            words += &format!("; prepaid sessions: {session}");
+        }
+        words
+    }
 }
 
 /// The catalog as a price list: one entry per endpoint that names a path, with its full URL,
@@ -102,6 +143,10 @@ pub fn price_list(catalog: &Catalog, base: &Url) -> Vec<Entry> {
                     service.pricing.as_ref().and_then(|p| p.per.clone())
                 },
                 single_use_token: service.single_use(),
+                price_rule: service.pricing.as_ref().and_then(|p| p.metered_rule()),
+                free_tier: service.free,
+                rate_limit: service.rate_limit,
+                session: service.session,
             });
         }
     }
@@ -141,7 +186,13 @@ mod tests {
                  "endpoints": [{"method": "*", "path": "/api", "match": "prefix"}]},
                 {"name": "status", "pricing": {"model": "free"},
                  "endpoints": [{"method": "GET", "path": "/status", "match": "exact"}]},
-                {"name": "broken", "endpoints": [{"method": "GET"}]}
+                {"name": "broken", "endpoints": [{"method": "GET"}]},
+                {"name": "chat", "pricing": {"model": "metered", "per": "openai-tokens",
+                  "rule": {"per": "openai-tokens", "models": {"gpt-4o": {"input_per_1k": 10, "output_per_1k": 40}},
+                           "default_max_tokens": 256, "max_tokens_ceiling": 2048, "min_sats": 1, "max_body_bytes": 1048576}},
+                 "free": {"requests": 2, "per_secs": 60}, "rate_limit": {"requests": 100, "per_secs": 60},
+                 "session": {"deposit_sats": 500, "idle_secs": 300},
+                 "endpoints": [{"method": "POST", "path": "/v1/chat/completions", "match": "exact"}]}
             ]
         }))
         .unwrap()
@@ -155,7 +206,7 @@ mod tests {
             "http://127.0.0.1:8402/.well-known/l402.json"
         );
         let list = price_list(&catalog(), &base);
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.len(), 4);
         assert_eq!(list[0].url, "http://127.0.0.1:8402/v1/demo");
         assert_eq!(list[0].price_sats, Some(21));
         assert!(list[0].single_use_token);
@@ -169,5 +220,32 @@ mod tests {
         assert_eq!(at("http://127.0.0.1:8402/v1/demo"), Some("demo".into()));
         assert_eq!(at("http://127.0.0.1:8402/api/v2/x"), Some("api".into()));
         assert_eq!(at("http://127.0.0.1:8402/v1/demo/more"), None);
+        assert_eq!(list[0].price_words(), "21 sats per request");
+
+        // A metered service: its rule, free tier, rate limit and sessions, in JSON and in words.
+        let chat = &list[3];
+        assert_eq!(
+            (chat.price_sats, chat.per.as_deref()),
+            (None, Some("openai-tokens"))
+        );
+        let json = serde_json::to_value(chat).unwrap();
+        assert_eq!(json["price_rule"]["models"]["gpt-4o"]["output_per_1k"], 40);
+        assert_eq!(json["price_rule"]["max_tokens_ceiling"], 2048);
+        assert_eq!(json["free_tier"], json!({"requests": 2, "per_secs": 60}));
+        assert_eq!(json["rate_limit"], json!({"requests": 100, "per_secs": 60}));
+        assert_eq!(
+            json["session"],
+            json!({"deposit_sats": 500, "idle_secs": 300})
+        );
+        assert_eq!(
+            chat.price_words(),
+            "priced by its tokens, the exact price in each request's 402: openai-tokens per 1k \
+             input/output tokens: gpt-4o 10/40 sats; output priced at max_tokens (256 when unset, \
+             at most 2048); at least 1 sat; free for 2 requests per 60 s per client address; \
+             limited to 100 requests per 60 s per client address, paid or not; prepaid sessions: \
+             a 500 sats deposit, refunded less what was spent at close or after 300 s idle"
+        );
+        let fixed = serde_json::to_value(&list[0]).unwrap();
+        assert!(fixed.get("price_rule").is_none() && fixed.get("session").is_none());
     }
 }

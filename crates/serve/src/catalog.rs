@@ -4,7 +4,7 @@
 
 use plannt_l402::catalog::{
     Catalog, DialectTerms, Endpoint, Match, PaymentTerms, Pricing, Provider, QuotaTerms, Service,
-    Tier, TokenTerms,
+    SessionTerms, Tier, TokenTerms,
 };
 
 use plannt_gateway::{Route, RouteTable, Target};
@@ -18,6 +18,9 @@ pub struct PaymentFacts<'a> {
     pub can_lookup_invoices: bool,
     /// Where the OpenAPI document is served.
     pub openapi: Option<&'a str>,
+    /// Whether the backend can refund sessions, so that the routes that configure them offer
+    /// them.
+    pub sessions: bool,
 }
 
 fn terms(quota: plannt_gateway::Quota) -> QuotaTerms {
@@ -61,6 +64,7 @@ pub fn catalog(
                 dialects: Vec::new(),
                 free: route.free.map(terms),
                 rate_limit: route.rate_limit.map(terms),
+                session: None,
             };
             if !route.is_public() {
                 let route_dialects = dialects(route);
@@ -75,6 +79,15 @@ pub fn catalog(
                     (None, Some(rule)) => {
                         let rule = serde_json::to_value(&**rule).unwrap_or_default();
                         service.pricing = Some(Pricing::metered("openai-tokens", rule));
+                        // Offered as the paywall offers them: through MPP, on a backend that
+                        // can refund.
+                        service.session = route
+                            .session
+                            .filter(|_| facts.sessions && route_dialects.contains(&Dialect::Mpp))
+                            .map(|s| SessionTerms {
+                                deposit_sats: s.deposit_sats,
+                                idle_secs: s.idle_secs,
+                            });
                     }
                     (None, None) => {}
                 }
@@ -224,6 +237,7 @@ mod tests {
             network: "regtest",
             can_lookup_invoices: paywall.can_lookup_invoices(),
             openapi: Some("/openapi.json"),
+            sessions: false,
         };
         let catalog = catalog(&paywall.routes(), &facts, |r| paywall.dialects_of(r));
         assert_eq!(catalog.services[0].dialects, ["mpp", "l402"]);

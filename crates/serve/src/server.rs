@@ -437,6 +437,7 @@ async fn catalog_handler(State(shared): State<Arc<Shared>>) -> Response {
         network: &shared.network,
         can_lookup_invoices: paywall.can_lookup_invoices(),
         openapi: Some(OPENAPI_PATH),
+        sessions: paywall.session_store().is_some(),
     };
     axum::Json(catalog(&paywall.routes(), &facts, |route| {
         paywall.dialects_of(route)

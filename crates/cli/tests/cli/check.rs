@@ -687,3 +687,216 @@ fn a_402_body_or_a_catalog_past_the_read_limits_is_reported_not_read_whole() {
     );
     assert_eq!(results(&report, "payment_hash", Some("l402")), ["pass"]);
 }
+
+/// One plain GET to `url` (a loopback `http://` URL), its status: spends a free request.
+fn plain_get(url: &str) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// The rule of the chat route below, as `plannt check` and `discover` give it.
+fn assert_chat_rule(rule: &Value) {
+    assert_eq!(
+        rule["models"],
+        json!({"gpt-4o-mini": {"input_per_1k": 2, "output_per_1k": 8}}),
+        "{rule}"
+    );
+    assert_eq!(
+        (
+            &rule["default_max_tokens"],
+            &rule["max_tokens_ceiling"],
+            &rule["min_sats"]
+        ),
+        (&json!(256), &json!(2048), &json!(1)),
+        "{rule}"
+    );
+}
+
+/// A real `plannt serve` with a route priced by its tokens (in front of the test kit's
+/// OpenAI-compatible upstream, rate limited, selling sessions) and a fixed-price route with a
+/// free tier: `plannt check` shows each route's rule or price, this request's price by the
+/// rule (which must be the invoice's), the free tier, the rate limit and the session deposit, in
+/// JSON and in the table; `plannt mcp`'s `discover` shows the same from the catalog.
+#[test]
+fn check_and_discover_show_a_metered_rule_a_free_tier_a_rate_limit_and_sessions() {
+    use crate::support::{Mcp, PAYER};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = runtime.block_on(plannt_testkit::openai::OpenAi::start());
+    let home = Home::new();
+    let config = home.path().join("plannt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[routes]]
+id = "status"
+path = "/status"
+handler = "status"
+
+[[routes]]
+id = "demo"
+path = "/v1/demo"
+handler = "demo"
+price_sats = 21
+free = {{ requests = 1, per = "1h" }}
+
+[[routes]]
+id = "chat"
+method = "POST"
+path = "/v1/chat/completions"
+upstream = "http://{}"
+price = {{ per = "openai-tokens", models = {{ "gpt-4o-mini" = {{ input_per_1k = 2, output_per_1k = 8 }} }}, default_max_tokens = 256, max_tokens_ceiling = 2048, min_sats = 1 }}
+rate_limit = {{ requests = 100, per = "1m" }}
+session = {{ deposit_sats = 300, idle_secs = 300 }}
+"#,
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let serve = gateway(&home, &["--config", config.to_str().unwrap()]);
+    let chat = serve.url("/v1/chat/completions");
+    let body =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
+    let args = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        &chat,
+    ];
+
+    let (status, report) = check_json(&home, &args);
+    assert_eq!(
+        (status, &report["verdict"]),
+        (0, &json!("pass")),
+        "{report:#}"
+    );
+    let pricing = &report["pricing"];
+    assert_eq!(pricing["model"], "metered", "{report:#}");
+    assert_eq!(pricing["per"], "openai-tokens");
+    assert_chat_rule(&pricing["rule"]);
+    // This request's price is the rule applied to it, and the invoice's.
+    let quote = &pricing["quote"];
+    assert_eq!(
+        (&quote["model"], &quote["output_tokens"]),
+        (&json!("gpt-4o-mini"), &json!(16))
+    );
+    let input = quote["input_tokens"].as_u64().unwrap();
+    assert!(input > 0, "{quote}");
+    let by_rule = (input * 2_000 + 16 * 8_000).div_ceil(1_000_000).max(1);
+    assert_eq!(quote["sats"], by_rule);
+    assert_eq!(report["offers"][0]["amount_msat"], by_rule * 1000);
+    assert_eq!(results(&report, "catalog_price", None), ["pass"]);
+    assert_eq!(
+        pricing["rate_limit"],
+        json!({"requests": 100, "per_secs": 60})
+    );
+    assert_eq!(pricing["free"], Value::Null);
+    assert_eq!(
+        pricing["session"],
+        json!({"deposit_sats": 300, "idle_secs": 300})
+    );
+
+    let output = home.run(&[
+        "check", args[0], args[1], args[2], args[3], args[4], args[5], &chat,
+    ]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let table = String::from_utf8(output.stdout).unwrap();
+    for line in [
+        "price:    metered, openai-tokens per 1k input/output tokens: gpt-4o-mini 2/8 sats; output priced at max_tokens (256 when unset, at most 2048); at least 1 sat\n".to_string(),
+        format!("          this request: {by_rule} sats (gpt-4o-mini, {input} input tokens, 16 output tokens at most)\n"),
+        "limit:    100 requests per 60 s per client address, paid or not\n".into(),
+        "session:  a 300 sats deposit, refunded less what was spent at close or after 300 s idle\n".into(),
+    ] {
+        assert!(table.contains(&line), "{line:?} in\n{table}");
+    }
+    assert!(!table.contains("free:"), "{table}");
+
+    // The fixed route's free request spent, it answers 402: its price and free tier.
+    let demo = serve.url("/v1/demo");
+    assert_eq!(plain_get(&demo), 200, "the free request");
+    let (status, report) = check_json(&home, &[&demo]);
+    assert_eq!(
+        (status, &report["verdict"]),
+        (0, &json!("pass")),
+        "{report:#}"
+    );
+    let pricing = &report["pricing"];
+    assert_eq!(
+        (&pricing["model"], &pricing["amount_sats"]),
+        (&json!("fixed"), &json!(21))
+    );
+    assert_eq!(pricing["free"], json!({"requests": 1, "per_secs": 3600}));
+    assert_eq!(
+        (&pricing["rule"], &pricing["session"]),
+        (&Value::Null, &Value::Null)
+    );
+    let output = home.run(&["check", &demo]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("price:    21 sats per request\n"), "{table}");
+    assert!(
+        table.contains("free:     1 request per 3600 s per client address, before any payment\n"),
+        "{table}"
+    );
+
+    // discover, through plannt mcp: the same, from the catalog.
+    let wallet = format!("dev+http://127.0.0.1:{}?account={PAYER}", serve.port);
+    let mut mcp = Mcp::start(
+        &home,
+        &[
+            ("PLANNT_WALLET", &wallet),
+            ("PLANNT_ALLOW_PRIVATE_NETWORKS", "true"),
+        ],
+    );
+    let (error, result) = mcp.call("discover", json!({"url": chat}));
+    assert!(!error, "{result}");
+    assert_eq!(result["source"], "catalog", "{result}");
+    let entry = &result["match"];
+    assert_eq!(entry["service"], "chat", "{result}");
+    assert_eq!(entry["per"], "openai-tokens");
+    assert_chat_rule(&entry["price_rule"]);
+    assert_eq!(
+        entry["rate_limit"],
+        json!({"requests": 100, "per_secs": 60})
+    );
+    assert_eq!(
+        entry["session"],
+        json!({"deposit_sats": 300, "idle_secs": 300})
+    );
+    let note = result["note"].as_str().unwrap();
+    assert!(note.contains("priced by its tokens"), "{note}");
+    assert!(note.contains("gpt-4o-mini 2/8 sats"), "{note}");
+    assert!(note.contains("a 300 sats deposit"), "{note}");
+    let (error, result) = mcp.call("discover", json!({"url": demo}));
+    assert!(!error, "{result}");
+    let entry = &result["match"];
+    assert_eq!(
+        (&entry["service"], &entry["price_sats"]),
+        (&json!("demo"), &json!(21))
+    );
+    assert_eq!(entry["free_tier"], json!({"requests": 1, "per_secs": 3600}));
+    assert!(entry.get("price_rule").is_none(), "{entry}");
+    assert!(
+        result["note"]
+            .as_str()
+            .unwrap()
+            .contains("21 sats per request; free for 1 request per 3600 s per client address"),
+        "{result}"
+    );
+}

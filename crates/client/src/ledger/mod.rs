@@ -116,6 +116,12 @@ impl Ledger {
         Ok(f(&mut conn)?)
     }
 
+    /// Runs one statement that changes rows (an `UPDATE`, `INSERT` or `DELETE`) on its own,
+    /// outside any transaction of more statements.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), LedgerError> {
+        self.with(|conn| conn.execute(sql, params).map(drop))
+    }
+
     /// Reserves a payment against the budget and records it as pending, atomically across
     /// processes. `Err(OverBudget)` records nothing.
     pub fn reserve(
@@ -221,13 +227,10 @@ impl Ledger {
     /// Marks a payment failed: nothing was paid, its reservation is released.
     pub fn mark_failed(&self, payment_hash: &PaymentHash, now: u64) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE payments SET status = 'failed', updated_at = ?2 WHERE payment_hash = ?1 AND status = 'pending'",
-                params![hash, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE payments SET status = 'failed', updated_at = ?2 WHERE payment_hash = ?1 AND status = 'pending'",
+            params![hash, now as i64],
+        )
     }
 
     /// The token to present for a place: an unused paid one first (a crash may have left it),
@@ -282,22 +285,16 @@ impl Ledger {
     /// The server accepted the token and lets it be reused: keep it, marked used.
     pub fn token_used(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE tokens SET used = 1, owner = NULL WHERE payment_hash = ?1",
-                params![hash],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE tokens SET used = 1, owner = NULL WHERE payment_hash = ?1",
+            params![hash],
+        )
     }
 
     /// The token is spent (or refused): forget it.
     pub fn drop_token(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        self.with(|conn| {
-            conn.execute("DELETE FROM tokens WHERE payment_hash = ?1", params![hash])
-                .map(drop)
-        })
+        self.execute("DELETE FROM tokens WHERE payment_hash = ?1", params![hash])
     }
 
     /// Payments still pending: a crash interrupted them. Look each up before anything else.
@@ -344,14 +341,11 @@ impl Ledger {
         amount_msat: u64,
         now: u64,
     ) -> Result<(), LedgerError> {
-        self.with(|conn| {
-            conn.execute(
-                "INSERT INTO quotes (origin, path, amount_msat, quoted_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (origin, path) DO UPDATE SET amount_msat = ?3, quoted_at = ?4",
-                params![origin, path, amount_msat as i64, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO quotes (origin, path, amount_msat, quoted_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (origin, path) DO UPDATE SET amount_msat = ?3, quoted_at = ?4",
+            params![origin, path, amount_msat as i64, now as i64],
+        )
     }
 
     /// The price a recent dry run saw for a place, if any (within [`QUOTE_SECS`]).
@@ -381,13 +375,10 @@ impl Ledger {
         detail: &str,
         now: u64,
     ) -> Result<(), LedgerError> {
-        self.with(|conn| {
-            conn.execute(
-                "INSERT INTO refusals (origin, path, check_name, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![origin, path, check, detail, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO refusals (origin, path, check_name, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![origin, path, check, detail, now as i64],
+        )
     }
 
     /// The latest refusals, newest first.
@@ -459,15 +450,12 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
         let headers = serde_json::to_string(&request.headers).expect("pairs of strings serialize");
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE payments SET request_method = ?2, request_url = ?3, request_headers = ?4, request_body = ?5,
-                 request_sha256 = ?6, request_len = ?7, presented_at = ?8, answer = 'unanswered', updated_at = ?8
-                 WHERE payment_hash = ?1",
-                params![hash, request.method, request.url, headers, request.body, request.body_sha256, request.body_len as i64, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE payments SET request_method = ?2, request_url = ?3, request_headers = ?4, request_body = ?5,
+             request_sha256 = ?6, request_len = ?7, presented_at = ?8, answer = 'unanswered', updated_at = ?8
+             WHERE payment_hash = ?1",
+            params![hash, request.method, request.url, headers, request.body, request.body_sha256, request.body_len as i64, now as i64],
+        )
     }
 
     /// The credential never left: the connection to the server could not be made. A payment
@@ -475,13 +463,10 @@ impl Ledger {
     /// presented again.
     pub fn not_presented(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE payments SET answer = NULL WHERE payment_hash = ?1 AND answer = 'unanswered'",
-                params![hash],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE payments SET answer = NULL WHERE payment_hash = ?1 AND answer = 'unanswered'",
+            params![hash],
+        )
     }
 
     /// The answer arrived (its status and headers; a body that breaks off later is
@@ -495,37 +480,28 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
         let answer = if recovered { "recovered" } else { "answered" };
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE payments SET answer = ?2, updated_at = ?3 WHERE payment_hash = ?1 AND answer = 'unanswered'",
-                params![hash, answer, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE payments SET answer = ?2, updated_at = ?3 WHERE payment_hash = ?1 AND answer = 'unanswered'",
+            params![hash, answer, now as i64],
+        )
     }
 
     /// The body of the answer broke off: the request is unanswered again, to be sent again.
     pub fn answer_broke_off(&self, payment_hash: &PaymentHash) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE payments SET answer = 'unanswered' WHERE payment_hash = ?1 AND answer IN ('answered', 'recovered')",
-                params![hash],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE payments SET answer = 'unanswered' WHERE payment_hash = ?1 AND answer IN ('answered', 'recovered')",
+            params![hash],
+        )
     }
 
     /// The server kept no answer to the request: it is not sent again from the ledger.
     pub fn answer_lost(&self, payment_hash: &PaymentHash, now: u64) -> Result<(), LedgerError> {
         let hash = hex::encode(payment_hash);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE payments SET answer = 'lost', updated_at = ?2 WHERE payment_hash = ?1 AND answer = 'unanswered'",
-                params![hash, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE payments SET answer = 'lost', updated_at = ?2 WHERE payment_hash = ?1 AND answer = 'unanswered'",
+            params![hash, now as i64],
+        )
     }
 
     /// Paid requests presented and never answered, newest first.

@@ -280,16 +280,13 @@ impl Ledger {
     /// again changes nothing.
     pub fn open_session(&self, s: &NewSession<'_>, now: u64) -> Result<(), LedgerError> {
         let id = hex::encode(s.session_id);
-        self.with(|conn| {
-            conn.execute(
-                "INSERT OR IGNORE INTO sessions (session_id, origin, path, challenge, return_invoice, unit_msat, idle_timeout_secs, balance_msat, state, opened_at, last_used_at, method, close_body, close_type)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(SUM(amount_msat), 0), 'open', ?8, ?8, ?9, ?10, ?11
-                 FROM payments WHERE session_id = ?1 AND status = 'paid'",
-                params![id, s.origin, s.path, s.challenge, s.return_invoice, s.unit_msat as i64, s.idle_timeout_secs.map(|t| t as i64), now as i64,
-                    s.method, s.close_body.map(|(b, _)| b), s.close_body.and_then(|(_, t)| t)],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT OR IGNORE INTO sessions (session_id, origin, path, challenge, return_invoice, unit_msat, idle_timeout_secs, balance_msat, state, opened_at, last_used_at, method, close_body, close_type)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(SUM(amount_msat), 0), 'open', ?8, ?8, ?9, ?10, ?11
+             FROM payments WHERE session_id = ?1 AND status = 'paid'",
+            params![id, s.origin, s.path, s.challenge, s.return_invoice, s.unit_msat as i64, s.idle_timeout_secs.map(|t| t as i64), now as i64,
+                s.method, s.close_body.map(|(b, _)| b), s.close_body.and_then(|(_, t)| t)],
+        )
     }
 
     /// The open session to present for a place, the most recently used first.
@@ -419,13 +416,10 @@ impl Ledger {
         now: u64,
     ) -> Result<(), LedgerError> {
         let id = hex::encode(session_id);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE sessions SET balance_msat = COALESCE(balance_msat, 0) + ?2, last_used_at = ?3 WHERE session_id = ?1",
-                params![id, amount_msat as i64, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE sessions SET balance_msat = COALESCE(balance_msat, 0) + ?2, last_used_at = ?3 WHERE session_id = ?1",
+            params![id, amount_msat as i64, now as i64],
+        )
     }
 
     /// The balance the server said the session holds, in msat.
@@ -436,13 +430,10 @@ impl Ledger {
         now: u64,
     ) -> Result<(), LedgerError> {
         let id = hex::encode(session_id);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE sessions SET balance_msat = ?2, last_used_at = ?3 WHERE session_id = ?1",
-                params![id, balance_msat as i64, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE sessions SET balance_msat = ?2, last_used_at = ?3 WHERE session_id = ?1",
+            params![id, balance_msat as i64, now as i64],
+        )
     }
 
     /// Whether a session for this place was lost since `since`: closed without a refund the
@@ -470,25 +461,19 @@ impl Ledger {
     /// balance as last known is 0, so the next request tops it up.
     pub fn session_short(&self, session_id: &PaymentHash) -> Result<(), LedgerError> {
         let id = hex::encode(session_id);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE sessions SET balance_msat = 0 WHERE session_id = ?1",
-                params![id],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE sessions SET balance_msat = 0 WHERE session_id = ?1",
+            params![id],
+        )
     }
 
     /// `close` is about to be sent: the session is no longer presented.
     pub fn session_closing(&self, session_id: &PaymentHash, now: u64) -> Result<(), LedgerError> {
         let id = hex::encode(session_id);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE sessions SET state = 'closing', closed_at = ?2 WHERE session_id = ?1 AND state = 'open'",
-                params![id, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE sessions SET state = 'closing', closed_at = ?2 WHERE session_id = ?1 AND state = 'open'",
+            params![id, now as i64],
+        )
     }
 
     /// The server closed the session: records the refund received (`refund_msat`, what the
@@ -502,15 +487,12 @@ impl Ledger {
         now: u64,
     ) -> Result<(), LedgerError> {
         let id = hex::encode(session_id);
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE sessions SET state = 'closed', refund_msat = ?2, refund_status = ?3,
-                 refunded_at = CASE WHEN ?2 > 0 THEN ?4 END, closed_at = COALESCE(closed_at, ?4),
-                 balance_msat = 0 WHERE session_id = ?1",
-                params![id, refund_msat as i64, refund_status, now as i64],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "UPDATE sessions SET state = 'closed', refund_msat = ?2, refund_status = ?3,
+             refunded_at = CASE WHEN ?2 > 0 THEN ?4 END, closed_at = COALESCE(closed_at, ?4),
+             balance_msat = 0 WHERE session_id = ?1",
+            params![id, refund_msat as i64, refund_status, now as i64],
+        )
     }
 
     /// Every session (`all`) or those not closed, the most recently used first.

@@ -120,6 +120,18 @@ pub enum RequestError {
     NotJson(String),
 }
 
+/// Reads a challenge's `request` parameter, base64url of a JSON object, as a `T`; the intent's
+/// own error when it is not strict base64url (`not_base64url`) or not `T`'s JSON (`not_json`,
+/// with the parser's message).
+fn decode_request<T: serde::de::DeserializeOwned, E>(
+    request: &str,
+    not_base64url: E,
+    not_json: impl FnOnce(String) -> E,
+) -> Result<T, E> {
+    let bytes = base64url_decode(request).ok_or(not_base64url)?;
+    serde_json::from_slice(&bytes).map_err(|e| not_json(e.to_string()))
+}
+
 /// Writes `value` as an RFC 9110 quoted-string: `"` and `\` as quoted-pairs, every other octet
 /// as is, except controls other than the tab, which a quoted-string cannot carry and are dropped
 /// (values Plannt mints never hold one).
@@ -369,8 +381,7 @@ impl ChargeRequest {
 
     /// Reads a `request` parameter.
     pub fn decode(request: &str) -> Result<ChargeRequest, RequestError> {
-        let bytes = base64url_decode(request).ok_or(RequestError::NotBase64url)?;
-        serde_json::from_slice(&bytes).map_err(|e| RequestError::NotJson(e.to_string()))
+        decode_request(request, RequestError::NotBase64url, RequestError::NotJson)
     }
 
     /// The amount in sats, if it is a positive whole number.

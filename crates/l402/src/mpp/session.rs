@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use super::credential::{MintCheck, check_mint};
 use super::{
     CURRENCY_SAT, ChallengeKeys, METHOD_LIGHTNING, MintError, PaymentChallenge, PaymentCredential,
-    ReceiptError, VerifyError,
+    ReceiptError, VerifyError, decode_request,
 };
 use crate::dialect::{self, InvoiceFacts, Network, PayCheckError};
 use crate::encoding::{base64url_decode, base64url_encode};
@@ -139,8 +139,11 @@ impl SessionRequest {
 
     /// Reads a `request` parameter.
     pub fn decode(request: &str) -> Result<SessionRequest, SessionRequestError> {
-        let bytes = base64url_decode(request).ok_or(SessionRequestError::NotBase64url)?;
-        serde_json::from_slice(&bytes).map_err(|e| SessionRequestError::NotJson(e.to_string()))
+        decode_request(
+            request,
+            SessionRequestError::NotBase64url,
+            SessionRequestError::NotJson,
+        )
     }
 
     /// The price of one unit in sats, if a positive whole number.

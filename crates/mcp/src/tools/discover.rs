@@ -23,7 +23,7 @@ pub struct DiscoverArgs {
     pub url: String,
 }
 
-const DISCOVER: &str = "Find out what an L402 server sells and at what price, without paying anything. Give any URL on the server: returns its catalog (/.well-known/l402.json) as a price list, each endpoint's method, full URL and price in sats, and which entry serves the URL you gave. A server without a catalog is asked for the URL itself without paying (a dry run), and the result gives that URL's price or says it is free. Free; use it before fetch whenever the price is unknown.";
+const DISCOVER: &str = "Find out what an L402 server sells and at what price, without paying anything. Give any URL on the server: returns its catalog (/.well-known/l402.json) as a price list, each endpoint's method, full URL and price in sats (or, for one priced by its tokens, its price_rule: sats per 1k input and output tokens per model, the max_tokens ceiling, the minimum), its free tier, rate limit and prepaid session deposit if any, and which entry serves the URL you gave. A server without a catalog is asked for the URL itself without paying (a dry run), and the result gives that URL's price or says it is free. Free; use it before fetch whenever the price is unknown.";
 
 #[tool_router(router = discover_router, vis = "pub(crate)")]
 impl PlanntMcp {
@@ -59,13 +59,17 @@ impl PlanntMcp {
         if let Some(catalog) = catalog {
             let list = catalog::price_list(&catalog, &url);
             let matched = catalog::matching(&list, &url).cloned();
+            let metered = list.iter().any(|e| e.price_rule.is_some());
             let note = match &matched {
                 Some(m) => format!(
-                    "{} is served by {} ({}). Prices are per request; fetch pays them. Nothing was paid.",
+                    "{} is served by {}: {}. fetch pays the price its 402 asks. Nothing was paid.",
                     url,
                     m.service,
-                    m.price_sats
-                        .map_or("price not given".into(), |p| format!("{p} sats")),
+                    m.price_words(),
+                ),
+                None if metered => format!(
+                    "The catalog lists {} endpoints; each is priced per request, or by its tokens where it gives a price_rule (the exact price is then each request's 402), and fetch pays it. Nothing was paid.",
+                    list.len()
                 ),
                 None => format!(
                     "The catalog lists {} endpoints; prices are per request, and fetch pays them. Nothing was paid.",
