@@ -788,28 +788,27 @@ impl Meter {
     }
 
     /// Settles the hold to `used` (at most what is held): what was debited, and the session's
-    /// balance after it as the store then reads it (`None` when it cannot).
+    /// balance after it, as the settle's own step left it (`None` when it cannot say).
     async fn settle(&self, used: u64) -> Debited {
         let now = self.clock.now();
         let debit = used.min(self.held);
-        if let Err(e) = self
+        let balance = match self
             .store
             .settle(&self.session_id, self.held, debit, now)
             .await
         {
-            tracing::error!(error = %e, session = %self.session_id.to_hex(), "could not settle a session request; its hold stays until the store answers");
-            return Debited::Settled {
-                debit,
-                balance: None,
-            };
-        }
+            Ok(balance) => balance,
+            Err(e) => {
+                tracing::error!(error = %e, session = %self.session_id.to_hex(), "could not settle a session request; its hold stays until the store answers");
+                return Debited::Settled {
+                    debit,
+                    balance: None,
+                };
+            }
+        };
         if let Some(paywall) = self.paywall.upgrade() {
             paywall.ledger.used(now, &self.route, debit);
         }
-        let balance = match self.store.get(&self.session_id).await {
-            Ok(session) => session.map(|s| s.balance),
-            Err(_) => None,
-        };
         Debited::Settled { debit, balance }
     }
 
@@ -1633,7 +1632,12 @@ mod tests {
             .header(header::CONTENT_TYPE, "text/event-stream")
             .body(Body::from_stream(upstream))
             .unwrap();
-        let mut body = meter.answer(response).await.0.into_body().into_data_stream();
+        let mut body = meter
+            .answer(response)
+            .await
+            .0
+            .into_body()
+            .into_data_stream();
         let event = || {
             Ok(Bytes::from_static(
                 b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",

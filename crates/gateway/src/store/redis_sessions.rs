@@ -117,7 +117,7 @@ return {'held', fmt(balance - sats), s[3]}
 /// given back meanwhile used comes from the balance, never below zero (`step::settle`).
 const SETTLE: &str = r"
 local s = redis.call('HMGET', KEYS[1], 'held', 'balance')
-if not s[1] then return 0 end
+if not s[1] then return -1 end
 local held = tonumber(ARGV[1])
 local used = math.min(tonumber(ARGV[2]), held)
 local from_hold = math.min(held, tonumber(s[1]))
@@ -125,9 +125,9 @@ local used_from_hold = math.min(used, from_hold)
 local beyond = math.min(used - used_from_hold, tonumber(s[2]))
 redis.call('HINCRBY', KEYS[1], 'held', fmt(-from_hold))
 redis.call('HINCRBY', KEYS[1], 'spent', fmt(used_from_hold + beyond))
-redis.call('HINCRBY', KEYS[1], 'balance', fmt(from_hold - used_from_hold - beyond))
+local balance = redis.call('HINCRBY', KEYS[1], 'balance', fmt(from_hold - used_from_hold - beyond))
 later(KEYS[1], ARGV[3])
-return 1
+return balance
 ";
 
 /// Binds a top-up's deposit to one session: `KEYS` the deposit's marker; `ARGV` the binding.
@@ -458,15 +458,19 @@ impl SessionStore for RedisSessions {
         held: u64,
         used: u64,
         now: u64,
-    ) -> Result<(), StoreError> {
-        self.run(
-            "a settle (script)",
-            SETTLE,
-            &[self.session_key(id)],
-            &[held.to_string(), used.to_string(), now.to_string()],
-        )
-        .await
-        .map(drop)
+    ) -> Result<Option<u64>, StoreError> {
+        const WHAT: &str = "a settle (script)";
+        let reply = self
+            .run(
+                WHAT,
+                SETTLE,
+                &[self.session_key(id)],
+                &[held.to_string(), used.to_string(), now.to_string()],
+            )
+            .await?;
+        let balance: i64 =
+            redis::from_redis_value(reply.clone()).map_err(|_| self.unexpected(WHAT, &reply))?;
+        Ok(u64::try_from(balance).ok())
     }
 
     async fn top_up(

@@ -224,14 +224,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Settles a hold of `held` sats: `used` (at most `held`) is spent, the rest returns to the
     /// balance. Whether the session is open or not (a close waits for holds). A hold given back
     /// meanwhile ([`SessionStore::release_stale`]) is spent from the balance instead, never
-    /// below zero.
+    /// below zero. Returns the balance after it, from the same step (`None`: no such
+    /// session), so an answer can report it without another read.
     async fn settle(
         &self,
         id: &PaymentHash,
         held: u64,
         used: u64,
         now: u64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
     /// Credits a paid top-up of `sats` whose payment hash is `deposit`, counted once ever.
     async fn top_up(
         &self,
@@ -455,13 +456,13 @@ impl SessionStore for MemorySessions {
         held: u64,
         used: u64,
         now: u64,
-    ) -> Result<(), StoreError> {
-        self.with(|s| {
-            if let Some(session) = s.sessions.get_mut(id) {
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self.with(|s| {
+            s.sessions.get_mut(id).map(|session| {
                 step::settle(session, held, used, now);
-            }
-        });
-        Ok(())
+                session.balance
+            })
+        }))
     }
 
     async fn top_up(
@@ -607,7 +608,14 @@ pub(super) mod tests {
             BeginClose::Busy,
             "a request is in flight"
         );
-        store.settle(&id, 70, 25, 13).await.unwrap();
+        assert_eq!(store.settle(&id, 70, 25, 13).await.unwrap(), Some(75));
+        assert_eq!(
+            store
+                .settle(&PaymentHash([99; 32]), 1, 1, 13)
+                .await
+                .unwrap(),
+            None
+        );
         let s = store.get(&id).await.unwrap().unwrap();
         assert_eq!((s.balance, s.held, s.spent, s.last_used), (75, 0, 25, 13));
 

@@ -301,9 +301,12 @@ impl SessionStore for SqliteSessions {
         held: u64,
         used: u64,
         now: u64,
-    ) -> Result<(), StoreError> {
-        self.change(id, (), move |s| step::settle(s, held, used, now))
-            .await
+    ) -> Result<Option<u64>, StoreError> {
+        self.change(id, None, move |s| {
+            step::settle(s, held, used, now);
+            Some(s.balance)
+        })
+        .await
     }
 
     async fn top_up(
