@@ -1490,6 +1490,88 @@ mod tests {
         assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
     }
 
+    /// A refund the background task pays on a later try reaches the earnings ledger once it
+    /// has gone out, and not before.
+    #[tokio::test]
+    async fn a_refund_paid_on_a_retry_is_counted_in_the_earnings_ledger() {
+        use crate::ledger::Event;
+        use crate::routes::{Route, RouteTable, Target};
+        use crate::store::{MemoryStore, SpentStore};
+        use std::sync::atomic::AtomicU64;
+        let start = plannt_lightning::invoice::unix_now();
+        let clock = Arc::new(AtomicU64::new(start));
+        let options = super::super::PaywallOptions {
+            clock: crate::Clock::from_fn({
+                let clock = clock.clone();
+                move || clock.load(Ordering::SeqCst)
+            }),
+            ..Default::default()
+        };
+        let store = Arc::new(MemorySessions::new());
+        let payer = Arc::new(Double::failing(1, PaymentLookup::NotFound));
+        let network = DevNetwork::ephemeral(1000);
+        let paywall = Arc::new(
+            Paywall::new(
+                plannt_l402::KeyRing::single(plannt_l402::RootKey::new([7; 32])),
+                Arc::new(network.wallet("gateway")),
+                Arc::new(MemoryStore::new()),
+                RouteTable::new(vec![Route::paid(
+                    "chat",
+                    axum::http::Method::POST,
+                    "/chat",
+                    1,
+                    Target::Service,
+                )])
+                .unwrap(),
+                options,
+            )
+            .with_sessions(SessionBackend {
+                store: store.clone(),
+                payer: payer.clone(),
+            }),
+        );
+        let id = open_for_refund(store.as_ref(), 6, 3600).await;
+        // The close's payment fails: owed, nothing counted.
+        let Closed::Done(s) = close_session(store.as_ref(), payer.as_ref(), &id, start)
+            .await
+            .unwrap()
+        else {
+            panic!("closed");
+        };
+        assert_eq!(s.state, SessionState::Closing);
+        let refunded = |paywall: Arc<Paywall>| async move {
+            let spent = MemoryStore::new();
+            paywall
+                .ledger
+                .flush(&spent, Duration::from_secs(86_400))
+                .await
+                .unwrap();
+            let read = spent.ledger(0, start + 86_400, 10).await.unwrap();
+            read.tallies
+                .iter()
+                .filter(|t| t.event == Event::Refunded)
+                .map(|t| (t.count, t.sats))
+                .fold((0, 0), |(c, s), (tc, ts)| (c + tc, s + ts))
+        };
+        assert_eq!(refunded(paywall.clone()).await, (0, 0));
+        // Once the close's claim has passed, the task pays it and counts it.
+        clock.store(start + REFUND_CLAIM_SECS, Ordering::SeqCst);
+        let closer = paywall
+            .spawn_session_closer(Duration::from_millis(20), Duration::from_secs(90))
+            .unwrap();
+        for _ in 0..250 {
+            if store.get(&id).await.unwrap().unwrap().state == SessionState::Closed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        closer.abort();
+        let s = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(s.refund_status, Some(RefundStatus::Succeeded));
+        assert_eq!(payer.paid.load(Ordering::SeqCst), 1);
+        assert_eq!(refunded(paywall).await, (1, s.refund));
+    }
+
     /// The background task on a clock the test moves: a hold a "crashed" request left (held,
     /// never settled) is given back once older than the bound, and the idle close then refunds
     /// the whole deposit to the return invoice.
