@@ -31,6 +31,7 @@ struct RouteMetrics {
     challenges: AtomicU64,
     accepted: AtomicU64,
     sats_earned: AtomicU64,
+    free_answers: AtomicU64,
 }
 
 impl RouteMetrics {
@@ -40,6 +41,7 @@ impl RouteMetrics {
             challenges: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             sats_earned: AtomicU64::new(0),
+            free_answers: AtomicU64::new(0),
         })
     }
 }
@@ -103,11 +105,28 @@ impl Metrics {
         }
     }
 
-    /// A token was accepted (claimed and forwarded) for `route`, which earned `sats`.
+    /// A token was accepted (claimed and forwarded) for `route`, which earned `sats`. A session
+    /// request is accepted with 0 sats: its debit is known when its hold settles, and counted
+    /// then by [`Metrics::earned`].
     pub fn accepted(&self, route: &str, sats: u64) {
         if let Some(r) = self.routes.load().iter().find(|r| r.id == route) {
             r.accepted.fetch_add(1, Ordering::Relaxed);
             r.sats_earned.fetch_add(sats, Ordering::Relaxed);
+        }
+    }
+
+    /// `route` earned `sats` outside an accepted token: a session request's debit, when its
+    /// hold settled.
+    pub fn earned(&self, route: &str, sats: u64) {
+        if let Some(r) = self.routes.load().iter().find(|r| r.id == route) {
+            r.sats_earned.fetch_add(sats, Ordering::Relaxed);
+        }
+    }
+
+    /// A request to `route` was answered free, within its free tier (`x-l402: free`).
+    pub fn free_answer(&self, route: &str) {
+        if let Some(r) = self.routes.load().iter().find(|r| r.id == route) {
+            r.free_answers.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -228,7 +247,7 @@ impl Metrics {
         );
         push(
             "plannt_sats_earned_total",
-            "Sats earned by accepted tokens, by route.",
+            "Sats earned by accepted tokens and session debits, by route.",
             "counter",
             self.routes
                 .load()
@@ -238,6 +257,22 @@ impl Metrics {
                         "plannt_sats_earned_total{{route=\"{}\"}} {}",
                         r.id,
                         load(&r.sats_earned)
+                    )
+                })
+                .collect(),
+        );
+        push(
+            "plannt_free_answers_total",
+            "Requests answered free within a route's free tier, by route.",
+            "counter",
+            self.routes
+                .load()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "plannt_free_answers_total{{route=\"{}\"}} {}",
+                        r.id,
+                        load(&r.free_answers)
                     )
                 })
                 .collect(),
@@ -368,6 +403,37 @@ mod tests {
         metrics.refresh_spent_tokens(false, count(0)).await;
         assert_eq!(gauge(&metrics), Some(0));
         assert_eq!(counts.load(Ordering::SeqCst), 3);
+    }
+
+    fn line<'a>(text: &'a str, metric: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(metric))
+    }
+
+    #[test]
+    fn session_debits_add_sats_and_free_answers_are_counted_by_route() {
+        let metrics = Metrics::new(["demo", "chat"]);
+        metrics.accepted("chat", 0);
+        metrics.earned("chat", 17);
+        metrics.earned("chat", 4);
+        metrics.free_answer("demo");
+        metrics.free_answer("demo");
+        metrics.free_answer("gone");
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE plannt_free_answers_total counter"),
+            "{text}"
+        );
+        for (metric, want) in [
+            ("plannt_tokens_accepted_total{route=\"chat\"}", "1"),
+            ("plannt_sats_earned_total{route=\"chat\"}", "21"),
+            ("plannt_sats_earned_total{route=\"demo\"}", "0"),
+            ("plannt_free_answers_total{route=\"demo\"}", "2"),
+            ("plannt_free_answers_total{route=\"chat\"}", "0"),
+        ] {
+            let found = line(&text, metric).unwrap_or_else(|| panic!("no {metric}:\n{text}"));
+            assert_eq!(found.rsplit(' ').next(), Some(want), "{found}");
+        }
+        assert!(!text.contains("route=\"gone\""), "{text}");
     }
 
     #[tokio::test]

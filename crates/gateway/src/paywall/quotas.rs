@@ -121,6 +121,7 @@ impl Paywall {
             .headers_mut()
             .insert(X_L402, HeaderValue::from_static("free"));
         rate_limit_headers(&mut response, Kind::Free, &hit);
+        self.metrics.free_answer(&at.route.id);
         response
     }
 }

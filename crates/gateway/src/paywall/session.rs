@@ -360,6 +360,7 @@ impl Paywall {
                 );
             }
         };
+        // Counted without sats: the debit is added to the route's earnings as the hold settles.
         self.metrics.accepted(&at.route.id, 0);
         let at_now = self.options.clock.now();
         // A JSON answer was settled before it is sent: its receipt gives the debit and the
@@ -808,6 +809,7 @@ impl Meter {
         };
         if let Some(paywall) = self.paywall.upgrade() {
             paywall.ledger.used(now, &self.route, debit);
+            paywall.metrics.earned(&self.route, debit);
         }
         Debited::Settled { debit, balance }
     }

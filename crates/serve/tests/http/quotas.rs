@@ -179,7 +179,19 @@ async fn the_n_plus_first_free_request_in_a_window_gets_the_402_and_a_new_window
         Some(quota(3, 3600)),
         None,
     );
-    free_then_paid_then_free_again(&[one], &now).await;
+    free_then_paid_then_free_again(std::slice::from_ref(&one), &now).await;
+    // /metrics counts the four free answers apart from the paid one.
+    let metrics = one.paywall.metrics().render();
+    for line in [
+        "plannt_free_answers_total{route=\"demo\"} 4",
+        "plannt_tokens_accepted_total{route=\"demo\"} 1",
+        "plannt_sats_earned_total{route=\"demo\"} 10",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

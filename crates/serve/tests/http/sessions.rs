@@ -243,6 +243,17 @@ async fn open_bearer_top_up_close(store: &str) {
         (said.debit_sats, said.balance_sats),
         (Some(third), Some(left))
     );
+    // /metrics counts the three served requests and earns what they were debited.
+    let metrics = gateway.get("/metrics", None).await.text;
+    for line in [
+        "plannt_tokens_accepted_total{route=\"chat\"} 3".to_string(),
+        format!("plannt_sats_earned_total{{route=\"chat\"}} {}", s.spent),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
 
     // Close: the balance goes back to the return invoice, exactly.
     let close =
