@@ -1,12 +1,14 @@
 //! `plannt decode`: what a macaroon, credential, challenge, invoice or receipt holds, for a
 //! human or, with `--json`, for a program. It reads the three dialects: L402 (macaroons,
 //! `WWW-Authenticate: L402 …`, `Authorization: L402 …`), MPP (`WWW-Authenticate: Payment …`,
-//! `Authorization: Payment …`, `Payment-Receipt`) and x402 (`PAYMENT-REQUIRED`,
-//! `PAYMENT-SIGNATURE`, `PAYMENT-RESPONSE`), each with or without its header name.
+//! `Authorization: Payment …`, `Payment-Receipt`, a session's receipt and the
+//! `: plannt-session-debit {…}` comment that ends a session's stream) and x402
+//! (`PAYMENT-REQUIRED`, `PAYMENT-SIGNATURE`, `PAYMENT-RESPONSE`), each with or without its header
+//! name.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plannt_l402::mpp::{self, PaymentChallenge, PaymentCredential};
+use plannt_l402::mpp::{self, PaymentChallenge, PaymentCredential, SessionDebit, SessionReceipt};
 use plannt_l402::x402::{self, PaymentPayload, PaymentRequired, SettlementResponse};
 use plannt_l402::{
     Caveat, Challenge, Credential, Identifier, Macaroon, MacaroonError, base64_decode,
@@ -56,6 +58,9 @@ pub fn decode(input: &str) -> Result<Value, Error> {
             "nothing to decode: give a macaroon, a credential, a challenge, an invoice or a receipt".into(),
         ));
     }
+    if let Some(debit) = session_debit(text) {
+        return debit;
+    }
     let mut header = None;
     if let Some((name, rest)) = text.split_once(':') {
         let name = name.trim().to_ascii_lowercase();
@@ -75,6 +80,9 @@ pub fn decode(input: &str) -> Result<Value, Error> {
     };
     match header.as_deref() {
         Some(mpp::PAYMENT_RECEIPT) => {
+            if let Some(receipt) = session_receipt(text) {
+                return Ok(session_receipt_json(&receipt));
+            }
             let receipt = mpp::Receipt::parse(text).map_err(|e| cannot("a Payment-Receipt", &e))?;
             return Ok(mpp_receipt_json(&receipt));
         }
@@ -185,10 +193,80 @@ fn bare_json_value(text: &str) -> Option<Value> {
             .ok()
             .map(|r| payment_response_json(&r))
     } else if json.get("reference").is_some() {
-        mpp::Receipt::parse(text).ok().map(|r| mpp_receipt_json(&r))
+        session_receipt(text)
+            .map(|r| session_receipt_json(&r))
+            .or_else(|| mpp::Receipt::parse(text).ok().map(|r| mpp_receipt_json(&r)))
     } else {
         None
     }
+}
+
+/// The fields only a session's `Payment-Receipt` has: a receipt without any of them is read as
+/// a charge's.
+const SESSION_RECEIPT_FIELDS: [&str; 5] = [
+    "debitSats",
+    "heldSats",
+    "balanceSats",
+    "refundSats",
+    "refundStatus",
+];
+
+/// A `Payment-Receipt` value that is a session's (it has a debit, a hold, a balance or a refund).
+fn session_receipt(text: &str) -> Option<SessionReceipt> {
+    let json: Value = serde_json::from_slice(&base64url_decode(text)?).ok()?;
+    if !SESSION_RECEIPT_FIELDS
+        .iter()
+        .any(|field| json.get(field).is_some())
+    {
+        return None;
+    }
+    SessionReceipt::parse(text).ok()
+}
+
+/// The `: plannt-session-debit {…}` comment of a session's stream, given alone or among the
+/// stream's other lines (with or without its leading `:`): `None` when there is none.
+fn session_debit(text: &str) -> Option<Result<Value, Error>> {
+    if !text.contains(mpp::DEBIT_COMMENT) {
+        return None;
+    }
+    text.lines().find_map(|line| {
+        let line = line.trim();
+        let parsed = if line.starts_with(mpp::DEBIT_COMMENT) {
+            SessionDebit::parse_line(&format!(": {line}"))
+        } else {
+            SessionDebit::parse_line(line)
+        }?;
+        Some(parsed.map(|debit| session_debit_json(&debit)).map_err(|e| {
+            Error::Usage(format!(
+                "cannot decode this as a {} comment: {e}",
+                mpp::DEBIT_COMMENT
+            ))
+        }))
+    })
+}
+
+fn session_receipt_json(receipt: &SessionReceipt) -> Value {
+    json!({
+        "kind": "mpp_session_receipt",
+        "status": receipt.status,
+        "method": receipt.method,
+        "timestamp": receipt.timestamp,
+        "session_id": receipt.reference,
+        "debit_sats": receipt.debit_sats,
+        "held_sats": receipt.held_sats,
+        "balance_sats": receipt.balance_sats,
+        "refund_sats": receipt.refund_status.map(|_| receipt.refund_sats),
+        "refund_status": receipt.refund_status.map(|s| s.as_str()),
+    })
+}
+
+fn session_debit_json(debit: &SessionDebit) -> Value {
+    json!({
+        "kind": "mpp_session_debit",
+        "session_id": debit.session_id,
+        "debit_sats": debit.debit_sats,
+        "balance_sats": debit.balance_sats,
+    })
 }
 
 /// An invoice's facts, or why it does not decode.
@@ -493,6 +571,41 @@ fn render(value: &Value) -> String {
             );
             out += &field("signature", "valid".to_string());
         }
+        Some("mpp_session_receipt" | "mpp_session_debit") => {
+            let field = |name: &str, v: &str| format!("  {name:<13} {v}\n");
+            let sats = |name: &str| value[name].as_u64().map(crate::out::sats);
+            let receipt = value["kind"] == "mpp_session_receipt";
+            out += if receipt {
+                "session receipt (MPP)\n"
+            } else {
+                "session debit (the end of a stream)\n"
+            };
+            out += &field("session id", value["session_id"].as_str().unwrap_or(""));
+            if receipt {
+                out += &field("status", value["status"].as_str().unwrap_or(""));
+                out += &field("time", value["timestamp"].as_str().unwrap_or(""));
+            }
+            if let Some(debit) = sats("debit_sats") {
+                out += &field("debited", &debit);
+            }
+            if let Some(held) = sats("held_sats") {
+                out += &field(
+                    "held",
+                    &format!("{held} while the stream runs (its debit ends the stream)"),
+                );
+            }
+            if let Some(refund) = sats("refund_sats") {
+                let status = value["refund_status"].as_str().unwrap_or("");
+                out += &field("refunded", &format!("{refund} ({status})"));
+            }
+            match sats("balance_sats") {
+                Some(balance) => out += &field("balance", &format!("{balance} left")),
+                None if !receipt || value["debit_sats"].is_u64() => {
+                    out += &field("balance", "(the gateway could not read it)")
+                }
+                None => {}
+            }
+        }
         Some("macaroon") | None => out += &render_macaroon(value, ""),
         Some(kind) => {
             // The dialects' JSON: a title, then the fields as they are.
@@ -569,7 +682,10 @@ fn render_macaroon(m: &Value, indent: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::decode;
-    use plannt_l402::mpp::{ChallengeKey, ChallengeKeys, ChargeOffer, PaymentCredential, Receipt};
+    use plannt_l402::mpp::{
+        ChallengeKey, ChallengeKeys, ChargeOffer, PaymentCredential, Receipt, RefundStatus,
+        SessionDebit, SessionReceipt,
+    };
     use plannt_l402::x402::{
         ExactOffer, PaymentPayload, PaymentRequired, ResourceInfo, SettlementResponse, TagKey,
         TagKeys,
@@ -637,6 +753,100 @@ mod tests {
         let text = super::render(&decode(&receipt).unwrap());
         assert!(text.starts_with("mpp receipt\n"), "{text}");
         assert!(text.contains("payment hash"), "{text}");
+    }
+
+    #[test]
+    fn session_receipts_decode_with_their_debit_hold_balance_and_refund() {
+        let id = preimage().hash();
+        let debited = SessionReceipt::debited(&id, 17, Some(1983), 1_800_000_000).to_header_value();
+        for input in [debited.clone(), format!("Payment-Receipt: {debited}")] {
+            let value = decode(&input).unwrap();
+            assert_eq!(value["kind"], "mpp_session_receipt", "{value}");
+            assert_eq!(value["session_id"], id.to_hex());
+            assert_eq!(value["debit_sats"], 17);
+            assert_eq!(value["balance_sats"], 1983);
+            assert_eq!(value["held_sats"], serde_json::Value::Null);
+            assert_eq!(value["refund_status"], serde_json::Value::Null);
+        }
+        let text = super::render(&decode(&debited).unwrap());
+        assert!(text.starts_with("session receipt (MPP)\n"), "{text}");
+        assert!(text.contains("debited       17 sats\n"), "{text}");
+        assert!(text.contains("balance       1983 sats left\n"), "{text}");
+
+        let holding = SessionReceipt::holding(&id, 40, 60, 1_800_000_000).to_header_value();
+        let value = decode(&holding).unwrap();
+        assert_eq!(
+            (value["held_sats"].as_u64(), value["balance_sats"].as_u64()),
+            (Some(40), Some(60))
+        );
+        let text = super::render(&value);
+        assert!(
+            text.contains("held          40 sats while the stream runs"),
+            "{text}"
+        );
+
+        let closed = SessionReceipt::closed(&id, 98, RefundStatus::Succeeded, 1_800_000_000)
+            .to_header_value();
+        let value = decode(&format!("payment-receipt: {closed}")).unwrap();
+        assert_eq!(value["refund_sats"], 98, "{value}");
+        assert_eq!(value["refund_status"], "succeeded");
+        let text = super::render(&value);
+        assert!(
+            text.contains("refunded      98 sats (succeeded)\n"),
+            "{text}"
+        );
+        let skipped =
+            SessionReceipt::closed(&id, 0, RefundStatus::Skipped, 1_800_000_000).to_header_value();
+        let value = decode(&skipped).unwrap();
+        assert_eq!(
+            (
+                value["refund_sats"].as_u64(),
+                value["refund_status"].as_str()
+            ),
+            (Some(0), Some("skipped"))
+        );
+
+        // A charge's receipt stays a charge's.
+        let charge = Receipt::charge(&id, "id", 1_800_000_000).to_header_value();
+        assert_eq!(decode(&charge).unwrap()["kind"], "mpp_receipt");
+    }
+
+    #[test]
+    fn the_session_debit_comment_decodes_alone_or_in_a_pasted_stream() {
+        let debit = SessionDebit {
+            session_id: preimage().hash().to_hex(),
+            debit_sats: 17,
+            balance_sats: Some(1983),
+        }
+        .to_sse();
+        let stream = format!("data: {{\"choices\":[]}}\n\n{debit}data: [DONE]\n\n");
+        let bare = debit.trim().trim_start_matches(':').trim().to_string();
+        for input in [debit.clone(), stream, bare] {
+            let value = decode(&input).unwrap();
+            assert_eq!(value["kind"], "mpp_session_debit", "{input}: {value}");
+            assert_eq!(value["session_id"], preimage().hash().to_hex());
+            assert_eq!(value["debit_sats"], 17);
+            assert_eq!(value["balance_sats"], 1983);
+        }
+        let text = super::render(&decode(&debit).unwrap());
+        assert!(text.starts_with("session debit"), "{text}");
+        assert!(text.contains("debited       17 sats\n"), "{text}");
+        let unread = SessionDebit {
+            session_id: preimage().hash().to_hex(),
+            debit_sats: 1,
+            balance_sats: None,
+        }
+        .to_sse();
+        let text = super::render(&decode(&unread).unwrap());
+        assert!(text.contains("debited       1 sat\n"), "{text}");
+        assert!(text.contains("could not read it"), "{text}");
+        let error = decode(": plannt-session-debit {\"debitSats\":\"x\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cannot decode this as a plannt-session-debit comment"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -86,9 +86,11 @@ enum Command {
     ///
     /// Accepts a macaroon (base64 of any flavour, or hex), an `Authorization` value
     /// (`L402 <macaroon>:<preimage>`, `Payment <credential>`), a `WWW-Authenticate` value
-    /// (`L402 macaroon="…", invoice="…"`, `Payment id="…", …`), a `Payment-Receipt`,
-    /// `PAYMENT-REQUIRED`, `PAYMENT-SIGNATURE` or `PAYMENT-RESPONSE` value, each with or without
-    /// its header name, or a BOLT11 invoice.
+    /// (`L402 macaroon="…", invoice="…"`, `Payment id="…", …`), a `Payment-Receipt` (a
+    /// charge's, or a session's with its debit, hold, balance or refund), `PAYMENT-REQUIRED`,
+    /// `PAYMENT-SIGNATURE` or `PAYMENT-RESPONSE` value, each with or without its header name, a
+    /// session stream's `: plannt-session-debit {…}` comment (alone or in a pasted stream), or a
+    /// BOLT11 invoice.
     Decode(decode::Args),
     /// Use a Lightning wallet: balance, pay an invoice, issue one.
     Wallet(wallet::Args),

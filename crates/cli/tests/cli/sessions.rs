@@ -58,6 +58,11 @@ impl Sessions {
     /// Opens a session with the library, as `plannt` would with a wallet that issues return
     /// invoices, on the home's ledger: one request, 2 sats spent of a 100-sat deposit.
     fn open_in(&self, home: &Home) -> String {
+        self.open_with_receipt_in(home).0
+    }
+
+    /// [`Sessions::open_in`], with the `Payment-Receipt` value the server answered.
+    fn open_with_receipt_in(&self, home: &Home) -> (String, String) {
         let wallet = Arc::new(self.server.shared.network.wallet(PAYER));
         let mut policy = open_policy_for_loopback();
         policy.session_deposits = vec![("127.0.0.1".into(), 100)];
@@ -76,7 +81,11 @@ impl Sessions {
         let Outcome::Response(response) = outcome else {
             panic!("not a dry run")
         };
-        response.receipt.unwrap().session.unwrap().id
+        let receipt = response.headers["payment-receipt"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        (response.receipt.unwrap().session.unwrap().id, receipt)
     }
 }
 
@@ -338,4 +347,32 @@ fn plannt_post_opens_reuses_and_closes_a_session_of_a_real_plannt_serve() {
     assert_eq!(ledger["sessions"][0]["session"]["state"], "closed");
     drop(serve);
     drop(upstream);
+}
+
+#[test]
+fn plannt_decode_reads_a_session_receipt_s_debit_and_balance() {
+    let sessions = Sessions::start();
+    let home = Home::new();
+    let (id, receipt) = sessions.open_with_receipt_in(&home);
+    let header = format!("Payment-Receipt: {receipt}");
+    let output = home.run(&["decode", "--json", &header]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let decoded = json(&output);
+    assert_eq!(decoded["kind"], "mpp_session_receipt", "{decoded}");
+    assert_eq!(decoded["session_id"], id.as_str(), "{decoded}");
+    assert_eq!(
+        (
+            decoded["debit_sats"].as_u64(),
+            decoded["balance_sats"].as_u64()
+        ),
+        (Some(2), Some(98)),
+        "{decoded}"
+    );
+    let output = home.run(&["decode", &receipt]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("session receipt (MPP)\n"), "{text}");
+    assert!(text.contains(&format!("session id    {id}\n")), "{text}");
+    assert!(text.contains("debited       2 sats\n"), "{text}");
+    assert!(text.contains("balance       98 sats left\n"), "{text}");
 }
