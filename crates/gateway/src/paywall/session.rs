@@ -1492,16 +1492,17 @@ mod tests {
         assert_eq!(payer.paid.load(Ordering::SeqCst), 0);
     }
 
-    /// A refund the background task pays on a later try reaches the earnings ledger once it
-    /// has gone out, and not before.
-    #[tokio::test]
-    async fn a_refund_paid_on_a_retry_is_counted_in_the_earnings_ledger() {
-        use crate::ledger::Event;
+    /// A paywall selling sessions from `store`, refunds paid by `payer`, on a clock the test
+    /// moves (it starts at `start`).
+    fn paywall_on_a_moved_clock(
+        store: Arc<MemorySessions>,
+        payer: Arc<dyn Payer>,
+        network: &DevNetwork,
+        start: u64,
+    ) -> (Arc<Paywall>, Arc<std::sync::atomic::AtomicU64>) {
         use crate::routes::{Route, RouteTable, Target};
-        use crate::store::{MemoryStore, SpentStore};
-        use std::sync::atomic::AtomicU64;
-        let start = plannt_lightning::invoice::unix_now();
-        let clock = Arc::new(AtomicU64::new(start));
+        use crate::store::MemoryStore;
+        let clock = Arc::new(std::sync::atomic::AtomicU64::new(start));
         let options = super::super::PaywallOptions {
             clock: crate::Clock::from_fn({
                 let clock = clock.clone();
@@ -1509,9 +1510,6 @@ mod tests {
             }),
             ..Default::default()
         };
-        let store = Arc::new(MemorySessions::new());
-        let payer = Arc::new(Double::failing(1, PaymentLookup::NotFound));
-        let network = DevNetwork::ephemeral(1000);
         let paywall = Arc::new(
             Paywall::new(
                 plannt_l402::KeyRing::single(plannt_l402::RootKey::new([7; 32])),
@@ -1527,11 +1525,23 @@ mod tests {
                 .unwrap(),
                 options,
             )
-            .with_sessions(SessionBackend {
-                store: store.clone(),
-                payer: payer.clone(),
-            }),
+            .with_sessions(SessionBackend { store, payer }),
         );
+        (paywall, clock)
+    }
+
+    /// A refund the background task pays on a later try reaches the earnings ledger once it
+    /// has gone out, and not before.
+    #[tokio::test]
+    async fn a_refund_paid_on_a_retry_is_counted_in_the_earnings_ledger() {
+        use crate::ledger::Event;
+        use crate::store::{MemoryStore, SpentStore};
+        let start = plannt_lightning::invoice::unix_now();
+        let store = Arc::new(MemorySessions::new());
+        let payer = Arc::new(Double::failing(1, PaymentLookup::NotFound));
+        let network = DevNetwork::ephemeral(1000);
+        let (paywall, clock) =
+            paywall_on_a_moved_clock(store.clone(), payer.clone(), &network, start);
         let id = open_for_refund(store.as_ref(), 6, 3600).await;
         // The close's payment fails: owed, nothing counted.
         let Closed::Done(s) = close_session(store.as_ref(), payer.as_ref(), &id, start)
@@ -1579,39 +1589,14 @@ mod tests {
     /// the whole deposit to the return invoice.
     #[tokio::test]
     async fn the_closer_gives_back_a_crashed_request_s_hold_then_refunds_it_all() {
-        use crate::routes::{Route, RouteTable, Target};
-        use crate::store::MemoryStore;
-        use std::sync::atomic::AtomicU64;
         let network = DevNetwork::ephemeral(1000);
         let start = plannt_lightning::invoice::unix_now();
-        let clock = Arc::new(AtomicU64::new(start));
-        let options = super::super::PaywallOptions {
-            clock: crate::Clock::from_fn({
-                let clock = clock.clone();
-                move || clock.load(Ordering::SeqCst)
-            }),
-            ..Default::default()
-        };
         let store = Arc::new(MemorySessions::new());
-        let paywall = Arc::new(
-            Paywall::new(
-                plannt_l402::KeyRing::single(plannt_l402::RootKey::new([7; 32])),
-                Arc::new(network.wallet("gateway")),
-                Arc::new(MemoryStore::new()),
-                RouteTable::new(vec![Route::paid(
-                    "chat",
-                    axum::http::Method::POST,
-                    "/chat",
-                    1,
-                    Target::Service,
-                )])
-                .unwrap(),
-                options,
-            )
-            .with_sessions(SessionBackend {
-                store: store.clone(),
-                payer: Arc::new(network.wallet("gateway")),
-            }),
+        let (paywall, clock) = paywall_on_a_moved_clock(
+            store.clone(),
+            Arc::new(network.wallet("gateway")),
+            &network,
+            start,
         );
         let id = PaymentHash([9; 32]);
         store
