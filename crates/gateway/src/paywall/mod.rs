@@ -69,6 +69,7 @@ use tower::{Layer, Service, ServiceExt};
 use zeroize::Zeroizing;
 
 use crate::clock::Clock;
+use crate::detach::Detachable;
 use crate::forwarded::TrustedProxies;
 use crate::keep;
 use crate::ledger::{Ledger, LedgerOptions};
@@ -588,10 +589,10 @@ impl Paywall {
                 },
             },
         };
-        // The claim, the upstream call and the settlement run in a task of their own: a client
-        // that hangs up neither strands a claim its request won (a claim is neither committed
-        // nor released if its future is dropped) nor cuts the upstream off mid-request; once
-        // the request is on its way its token is spent.
+        // The claim, the upstream call and the settlement go on in a task of their own if the
+        // client hangs up (detach.rs): it neither strands a claim its request won (a claim is
+        // neither committed nor released if its future is dropped) nor cuts the upstream off
+        // mid-request; once the request is on its way its token is spent.
         let (hash, keep_until) = (redeem.hash, redeem.keep_until);
         let releases = route.releases_on_failure(request.method());
         let method = request.method().clone();
@@ -601,7 +602,7 @@ impl Paywall {
         let secret = redeem.secret.clone();
         let paywall = self.clone();
         let keep_target = target.clone();
-        let task = self.in_flight.spawn(async move {
+        let task = Detachable::new(self.in_flight.track_future(async move {
             let ticket = match paywall.store.claim(&hash, keep_until).await {
                 Ok(Claim::Won(ticket)) => ticket,
                 Ok(Claim::Spent) => return Claimed::Spent(request),
@@ -624,7 +625,7 @@ impl Paywall {
                     .forward(paid, secret, keep_target, request, inner)
                     .await,
             )
-        });
+        }));
         let request = match task.await {
             Ok(Claimed::Answered(response)) => return response,
             Ok(Claimed::Spent(request)) => request,
@@ -904,6 +905,72 @@ mod tests {
             RouteTable::new(Vec::new()).unwrap(),
             options,
         ))
+    }
+
+    /// A handler that panics behind the layer: the client gets a 500, and the claim is settled
+    /// as a failure (a GET's token is given back), not stranded.
+    #[tokio::test]
+    async fn a_handler_that_panics_gets_a_500_and_its_claim_is_settled() {
+        use crate::routes::Target;
+        use plannt_l402::{MintRequest, Preimage};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let keys = KeyRing::single(RootKey::new([7; 32]));
+        let preimage = Preimage::new([9; 32]);
+        let macaroon = keys
+            .mint(&MintRequest {
+                payment_hash: preimage.hash(),
+                route: "hello",
+                valid_until: unix_now() + 600,
+                conditions: &[],
+            })
+            .unwrap();
+        let credential = format!("L402 {}:{}", macaroon.to_base64(), preimage.to_hex());
+        let paywall = Arc::new(Paywall::new(
+            keys,
+            Arc::new(DevNetwork::ephemeral(0).wallet("gateway")),
+            Arc::new(MemoryStore::new()),
+            RouteTable::new(vec![Route::paid(
+                "hello",
+                Method::GET,
+                "/hello",
+                10,
+                Target::Service,
+            )])
+            .unwrap(),
+            PaywallOptions::default(),
+        ));
+        let panicked = Arc::new(AtomicBool::new(false));
+        let first = panicked.clone();
+        let handler = tower::service_fn(move |_: Request<Body>| {
+            let first = !first.swap(true, Ordering::SeqCst);
+            async move {
+                if first {
+                    panic!("the handler failed");
+                }
+                Ok::<_, Infallible>(Response::new(Body::from("hello")))
+            }
+        });
+        let service = paywall.layer().layer(handler);
+        let request = || {
+            Request::get("/hello")
+                .header(header::AUTHORIZATION, &credential)
+                .body(Body::empty())
+                .unwrap()
+        };
+
+        let answer = service.clone().oneshot(request()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(panicked.load(Ordering::SeqCst));
+        // The claim is released in a task of its own; the same token then buys the request.
+        for _ in 0..100 {
+            let answer = service.clone().oneshot(request()).await.unwrap();
+            if answer.status() == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the claim of the request whose handler panicked was never released");
     }
 
     #[test]
