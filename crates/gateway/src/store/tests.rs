@@ -429,6 +429,63 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn copies_a_file_keyed_by_hash_into_rows_in_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyed.db");
+        // The table as the versions with kept answers made it: keyed by hash, its two indexes.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE spent (hash BLOB PRIMARY KEY, until INTEGER NOT NULL, ticket BLOB NULL,
+                                 kept_until INTEGER NULL, kept BLOB NULL) WITHOUT ROWID;
+             CREATE INDEX spent_until ON spent (until);
+             CREATE INDEX spent_kept_until ON spent (kept_until) WHERE kept_until IS NOT NULL;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO spent (hash, until, ticket, kept_until, kept)
+             VALUES (?1, ?2, NULL, ?2, x'6b657074'), (?3, ?2, NULL, NULL, NULL),
+                    (?4, ?2, x'01', NULL, NULL)",
+            rusqlite::params![&hash(1).0[..], FAR as i64, &hash(2).0[..], &hash(3).0[..]],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            super::Lookup::Kept(b"kept".to_vec())
+        );
+        assert_eq!(
+            store.lookup(&hash(2), 0).await.unwrap(),
+            super::Lookup::Committed
+        );
+        assert_eq!(store.claim(&hash(2), FAR).await.unwrap(), Claim::Spent);
+        // The claim an earlier process never answered is dropped: its token works.
+        let ticket = won(&store, 3, FAR).await;
+        store.commit(&hash(3), &ticket, FAR, None).await.unwrap();
+        assert_eq!(store.len().await.unwrap(), 3);
+        drop(store);
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('spent')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(columns, ["id", "hash", "until", "kept_until", "kept"]);
+        drop(conn);
+        // Opening it again changes nothing.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.len().await.unwrap(), 3);
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            super::Lookup::Kept(b"kept".to_vec())
+        );
+    }
+
+    #[tokio::test]
     async fn refuses_a_file_that_is_not_a_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
