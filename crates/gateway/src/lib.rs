@@ -13,7 +13,6 @@
 
 mod clock;
 mod conn;
-mod detach;
 mod forwarded;
 pub mod keep;
 pub mod ledger;

@@ -69,7 +69,6 @@ use tower::{Layer, Service, ServiceExt};
 use zeroize::Zeroizing;
 
 use crate::clock::Clock;
-use crate::detach::Detachable;
 use crate::forwarded::TrustedProxies;
 use crate::keep;
 use crate::ledger::{Ledger, LedgerOptions};
@@ -589,10 +588,10 @@ impl Paywall {
                 },
             },
         };
-        // The claim, the upstream call and the settlement go on in a task of their own if the
-        // client hangs up (detach.rs): it neither strands a claim its request won (a claim is
-        // neither committed nor released if its future is dropped) nor cuts the upstream off
-        // mid-request; once the request is on its way its token is spent.
+        // The claim, the upstream call and the settlement run in a task of their own: a client
+        // that hangs up neither strands a claim its request won (a claim is neither committed
+        // nor released if its future is dropped) nor cuts the upstream off mid-request; once
+        // the request is on its way its token is spent.
         let (hash, keep_until) = (redeem.hash, redeem.keep_until);
         let releases = route.releases_on_failure(request.method());
         let method = request.method().clone();
@@ -602,7 +601,7 @@ impl Paywall {
         let secret = redeem.secret.clone();
         let paywall = self.clone();
         let keep_target = target.clone();
-        let task = Detachable::new(self.in_flight.track_future(async move {
+        let task = self.in_flight.spawn(async move {
             let ticket = match paywall.store.claim(&hash, keep_until).await {
                 Ok(Claim::Won(ticket)) => ticket,
                 Ok(Claim::Spent) => return Claimed::Spent(request),
@@ -625,7 +624,7 @@ impl Paywall {
                     .forward(paid, secret, keep_target, request, inner)
                     .await,
             )
-        }));
+        });
         let request = match task.await {
             Ok(Claimed::Answered(response)) => return response,
             Ok(Claimed::Spent(request)) => request,
