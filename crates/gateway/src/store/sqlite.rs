@@ -27,10 +27,12 @@
 //! accepted again, even after `kill -9` or a power cut and a restart, and the answer's kept copy
 //! is there for the client's retry.
 //!
-//! [`SqliteSync::Normal`] (`synchronous=NORMAL`) trades the power cut for speed: a commit is written to
+//! [`SqliteSync::Normal`] (`synchronous=NORMAL`) gives up the power cut: a commit is written to
 //! the WAL (the operating system holds it) but not fsynced, so it survives the gateway's own
 //! crash, `kill -9` included, and is lost only if the machine itself goes down before the next
-//! checkpoint. docs/benchmarks.md measures both against the disk's fsync floor.
+//! checkpoint. It is not faster under load on a disk whose fsync is short: without the fsync
+//! fewer commits wait to share each transaction. docs/benchmarks.md measures both against the
+//! disk's fsync floor.
 //!
 //! **Pending claims live in memory.** A claim only needs to hold against other requests of this
 //! process while it is in flight: one process at a time holds the file (`open` takes an
