@@ -213,69 +213,37 @@ impl Metrics {
                 text.push('\n');
             }
         };
+        // One line a route: `NAME{route="ID"} VALUE`.
+        let routes = self.routes.load();
+        let by_route = |name: &str, counter: fn(&RouteMetrics) -> &AtomicU64| {
+            routes
+                .iter()
+                .map(|r| format!("{name}{{route=\"{}\"}} {}", r.id, load(counter(r))))
+                .collect::<Vec<_>>()
+        };
         push(
             "plannt_challenges_total",
             "402 challenges issued, by route.",
             "counter",
-            self.routes
-                .load()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "plannt_challenges_total{{route=\"{}\"}} {}",
-                        r.id,
-                        load(&r.challenges)
-                    )
-                })
-                .collect(),
+            by_route("plannt_challenges_total", |r| &r.challenges),
         );
         push(
             "plannt_tokens_accepted_total",
             "Paid requests whose token was accepted, by route.",
             "counter",
-            self.routes
-                .load()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "plannt_tokens_accepted_total{{route=\"{}\"}} {}",
-                        r.id,
-                        load(&r.accepted)
-                    )
-                })
-                .collect(),
+            by_route("plannt_tokens_accepted_total", |r| &r.accepted),
         );
         push(
             "plannt_sats_earned_total",
             "Sats earned by accepted tokens and session debits, by route.",
             "counter",
-            self.routes
-                .load()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "plannt_sats_earned_total{{route=\"{}\"}} {}",
-                        r.id,
-                        load(&r.sats_earned)
-                    )
-                })
-                .collect(),
+            by_route("plannt_sats_earned_total", |r| &r.sats_earned),
         );
         push(
             "plannt_free_answers_total",
             "Requests answered free within a route's free tier, by route.",
             "counter",
-            self.routes
-                .load()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "plannt_free_answers_total{{route=\"{}\"}} {}",
-                        r.id,
-                        load(&r.free_answers)
-                    )
-                })
-                .collect(),
+            by_route("plannt_free_answers_total", |r| &r.free_answers),
         );
         push(
             "plannt_rejections_total",
