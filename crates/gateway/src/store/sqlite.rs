@@ -13,7 +13,7 @@
 //! Files of the earlier shapes (`spent(hash BLOB PRIMARY KEY, until, ticket[, kept_until,
 //! kept]) WITHOUT ROWID`) are copied into this one at open, in one transaction; their rows with
 //! a `ticket` were claims of a process that never answered them, and are dropped.
-
+//!
 //! The earnings ledger ([`crate::ledger`]) lives in two more tables, made at open in a file
 //! that lacks them: `ledger_hours(hour, route, event, detail, count, sats)`, one row of counts
 //! per hour, route, event and detail, and `ledger_payments(at, route, dialect, sats, hash)`,
@@ -97,8 +97,9 @@ const TABLE: &str = "CREATE TABLE IF NOT EXISTS spent (
 const MIGRATE: &str = "DROP INDEX IF EXISTS spent_until;
                        DROP INDEX IF EXISTS spent_kept_until;
                        ALTER TABLE spent RENAME TO spent_before;";
+/// `{kept}`: the old table's kept-answer columns, or two NULLs for a table made before them.
 const MIGRATE_ROWS: &str = "INSERT INTO spent (hash, until, kept_until, kept)
-                            SELECT hash, until, {kept_until}, {kept} FROM spent_before
+                            SELECT hash, until, {kept} FROM spent_before
                             WHERE ticket IS NULL ORDER BY until;
                             DROP TABLE spent_before;";
 /// For purge, which would otherwise read the whole table.
@@ -481,10 +482,12 @@ fn migrate(conn: &Connection, path: &str) -> Result<usize, StoreError> {
             .map_err(|e| sql_error(path, "cannot create the spent table in", e))?;
         return Ok(0);
     }
-    let kept = has("kept_until") && has("kept");
-    let rows = MIGRATE_ROWS
-        .replace("{kept_until}", if kept { "kept_until" } else { "NULL" })
-        .replace("{kept}", if kept { "kept" } else { "NULL" });
+    let kept = if has("kept_until") && has("kept") {
+        "kept_until, kept"
+    } else {
+        "NULL, NULL"
+    };
+    let rows = MIGRATE_ROWS.replace("{kept}", kept);
     let copy = || -> rusqlite::Result<usize> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let released: i64 = conn.query_row(
