@@ -8,36 +8,14 @@
 
 use plannt_l402::PaymentHash;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
+use super::{Claim, Keep, Lookup, Quick, SpentStore, StoreError, Ticket, short};
 use crate::ledger::{
     Event, LedgerBatch, LedgerRead, MEMORY_PAYMENTS, Payment, Tally, hour_in, merge_tallies,
 };
-
-/// Hashes a key by its first eight bytes. Only payment hashes of tokens whose signature verified
-/// reach the store, and those come from the Lightning backend's random preimages: uniformly
-/// random already, and not chosen by a client.
-#[derive(Default)]
-struct FirstBytes(u64);
-
-impl Hasher for FirstBytes {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(word);
-    }
-}
-
-type Quick = BuildHasherDefault<FirstBytes>;
 
 /// One shard: spent hashes (the first 16 bytes of each, with `until` in unix seconds, 20 bytes
 /// an entry) and the few claims in flight (whole hashes, with their tickets).
@@ -177,12 +155,6 @@ impl MemoryStore {
         // The last byte picks the shard, the first ones hash within it: independent bits.
         &self.shards[hash.0[31] as usize % SHARDS]
     }
-}
-
-fn short(hash: &PaymentHash) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&hash.0[..16]);
-    out
 }
 
 fn until32(until: u64) -> u32 {

@@ -47,6 +47,7 @@ mod sqlite;
 mod sqlite_sessions;
 
 use plannt_l402::PaymentHash;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +58,37 @@ use crate::ledger::{LedgerBatch, LedgerRead};
 pub use self::memory::MemoryStore;
 pub use self::redis::{CLOCK_MARGIN, RedisOptions, RedisStore, RedisTopology, WaitReplicas};
 pub use self::sqlite::{SqliteStore, SqliteSync, read_ledger as read_sqlite_ledger};
+
+/// Hashes a key by its first eight bytes. Only payment hashes of tokens whose signature verified
+/// reach a store, and those come from the Lightning backend's random preimages: uniformly random
+/// already, and not chosen by a client.
+#[derive(Default)]
+struct FirstBytes(u64);
+
+impl Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+}
+
+/// The hasher of the in-memory sets keyed by payment hash.
+type Quick = BuildHasherDefault<FirstBytes>;
+
+/// A payment hash's first 16 bytes: the key of an in-memory set of spent hashes. Two hashes of
+/// live tokens sharing them is a 2^-128 chance per pair; it would refuse a token, never accept
+/// one twice.
+fn short(hash: &PaymentHash) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash.0[..16]);
+    out
+}
 
 /// How long an uncommitted claim holds in a shared store before it lapses.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);

@@ -1,18 +1,17 @@
 //! The SQLite spent set: the default store, one file that survives a crash.
 //!
-//! The file holds one table, `spent(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, until
-//! INTEGER NOT NULL, kept_until INTEGER NULL, kept BLOB NULL)`: one row per committed payment
-//! hash, with the sealed answer it bought while that is kept (`kept_until`). Rows are appended
-//! in the order of their commits, so a commit writes to the table's last page and to the last
-//! pages of the `until` indexes (which grow in time order too); only the index of hashes takes
-//! one page chosen by the hash. Keyed by the hash itself, as files before were, a commit dirtied
-//! three pages at random (the table's and both `until` indexes', whose entries then sorted by
-//! hash within each second), and under load every group commit wrote and checkpointed about
-//! 22 KB a paid request (docs/benchmarks.md).
+//! The file holds one table, `spent(id INTEGER PRIMARY KEY, hash BLOB NOT NULL, until INTEGER
+//! NOT NULL, kept_until INTEGER NULL, kept BLOB NULL)`: one row per committed payment hash, with
+//! the sealed answer it bought while that is kept (`kept_until`). Rows are appended in the order
+//! of their commits, and the two indexes, on `until` and `kept_until`, grow in time order too: a
+//! group commit writes the last pages of the table and of each index, and no page chosen by a
+//! hash. (An index of hashes took one such page a commit; with it, and a claim's read of it, a
+//! paid request cost about 23 µs more CPU: docs/benchmarks.md, run H.)
 //!
-//! Files of the earlier shapes (`spent(hash BLOB PRIMARY KEY, until, ticket[, kept_until,
-//! kept]) WITHOUT ROWID`) are copied into this one at open, in one transaction; their rows with
-//! a `ticket` were claims of a process that never answered them, and are dropped.
+//! Files of the earlier shapes are copied into this one at open, in one transaction: rows with a
+//! unique index of hashes, and before them `spent(hash BLOB PRIMARY KEY, until, ticket[,
+//! kept_until, kept]) WITHOUT ROWID`, whose rows with a `ticket` were claims of a process that
+//! never answered them, and are dropped.
 //!
 //! The earnings ledger ([`crate::ledger`]) lives in two more tables, made at open in a file
 //! that lacks them: `ledger_hours(hour, route, event, detail, count, sats)`, one row of counts
@@ -34,14 +33,19 @@
 //! fewer commits wait to share each transaction. docs/benchmarks.md measures both against the
 //! disk's fsync floor.
 //!
-//! **Pending claims live in memory.** A claim only needs to hold against other requests of this
-//! process while it is in flight: one process at a time holds the file (`open` takes an
-//! exclusive lock on a sidecar `<file>.lock` and refuses a file another process has open), and a
-//! claim that process never committed belongs to a request it never answered, so after a crash
-//! it must be released anyway. A claim is therefore a map entry in the store (under a mutex)
-//! plus a read of the durable table for a committed row; only the commit is a durable write. A
-//! crash loses exactly what it lost before: pending claims, which a restart released. A paid
-//! request costs one fsync (its commit), not two.
+//! **The index lives in memory.** One process at a time holds the file (`open` takes an
+//! exclusive lock on a sidecar `<file>.lock` and refuses a file another process has open), so
+//! what it holds in memory is the whole truth: the claims in flight, and the row of every
+//! committed hash (its first 16 bytes, and the row id: about 40 bytes a spent token with the
+//! table's slack, read from the file at open). A claim is answered from memory alone, under one
+//! mutex; only the commit is a durable write. A claim that process never committed belongs to a
+//! request it never answered, so after a crash it must be released anyway: a crash loses exactly
+//! pending claims, which a restart releases. A paid request costs one fsync (its commit), not two.
+//!
+//! The price is memory: the set's index grows with the paid rate times the tokens' lifetime, as
+//! the memory store's does (10 paid requests a second, tokens living 70 minutes: about 1.7 MB),
+//! where the file alone kept it flat. A gateway paid thousands of times a second for hours
+//! belongs on Redis.
 //!
 //! **Group commit.** SQLite is blocking and every write costs an fsync. One worker thread owns
 //! the connection; the async methods hand it jobs over a channel and await the answer. The worker
@@ -50,14 +54,11 @@
 //! is durable. If the transaction fails, every job in it gets a [`StoreError`] (nothing of it was
 //! written), and the gateway fails closed.
 //!
-//! **Reads beside the writer.** A claim's check for a committed row runs in the thread that
-//! claims, on a read-only connection of a small pool that maps the file into memory: a read of a
-//! page or two, with no hop to another thread and back. If that connection finds the file busy
-//! it does not wait; the check goes, like a retry's lookup, to a second worker with a read-only
-//! connection, batched the same way in one read transaction. In WAL mode a reader sees every
-//! transaction committed before it began and never waits for the writer's fsync. A claim cannot
-//! miss a commit in flight: the hash stays in the pending map until its row is durable, and a
-//! claim checks that map first.
+//! **Reads beside the writer.** A retry's lookup of its kept answer, and the ledger's reads, go
+//! to a second worker with a read-only connection, batched the same way in one read transaction.
+//! In WAL mode a reader sees every transaction committed before it began and never waits for the
+//! writer's fsync. A committed hash enters the index only once its row is durable, and its claim
+//! stays pending until then: a claim checks both, so it cannot miss a commit in flight.
 
 use plannt_l402::PaymentHash;
 use std::collections::HashMap;
@@ -71,15 +72,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{Claim, Keep, Lookup, SpentStore, StoreError, Ticket};
+use super::{Claim, Keep, Lookup, Quick, SpentStore, StoreError, Ticket, short};
 use crate::ledger::{Event, LedgerBatch, LedgerRead, Payment, Tally};
 
 /// The most jobs one transaction carries.
 const MAX_BATCH: usize = 256;
-
-/// How much of the file readers map into memory: a claim's read of a cached page is then a
-/// memory access, not a `pread`.
-const MMAP_BYTES: i64 = 1 << 30;
 
 /// How long a statement waits for a lock held by another connection (a `sqlite3` shell reading
 /// the file, say) before it fails.
@@ -87,37 +84,40 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS spent (
     id         INTEGER PRIMARY KEY,
-    hash       BLOB NOT NULL UNIQUE,
+    hash       BLOB NOT NULL,
     until      INTEGER NOT NULL,
     kept_until INTEGER NULL,
     kept       BLOB NULL
 )";
-/// The shape of the table before rows were appended (and, older still, before kept answers):
-/// copied into the new one, without the claims of a process that never answered them.
+/// A table of an earlier shape is renamed, copied into the current one, and dropped.
 const MIGRATE: &str = "DROP INDEX IF EXISTS spent_until;
                        DROP INDEX IF EXISTS spent_kept_until;
                        ALTER TABLE spent RENAME TO spent_before;";
-/// `{kept}`: the old table's kept-answer columns, or two NULLs for a table made before them.
-const MIGRATE_ROWS: &str = "INSERT INTO spent (hash, until, kept_until, kept)
-                            SELECT hash, until, {kept} FROM spent_before
-                            WHERE ticket IS NULL ORDER BY until;
-                            DROP TABLE spent_before;";
+/// The rows of a table keyed by hash (before rows were appended): without the claims of a
+/// process that never answered them. `{kept}`: its kept-answer columns, or two NULLs for a
+/// table made before kept answers.
+const MIGRATE_KEYED: &str = "INSERT INTO spent (hash, until, kept_until, kept)
+                             SELECT hash, until, {kept} FROM spent_before
+                             WHERE ticket IS NULL ORDER BY until;
+                             DROP TABLE spent_before;";
+/// The rows of a table with a unique index of hashes, ids and order kept.
+const MIGRATE_UNIQUE: &str = "INSERT INTO spent (id, hash, until, kept_until, kept)
+                              SELECT id, hash, until, kept_until, kept FROM spent_before
+                              ORDER BY id;
+                              DROP TABLE spent_before;";
 /// For purge, which would otherwise read the whole table.
 const INDEX: &str = "CREATE INDEX IF NOT EXISTS spent_until ON spent (until);
                      CREATE INDEX IF NOT EXISTS spent_kept_until ON spent (kept_until)
                          WHERE kept_until IS NOT NULL";
 
-const EXISTS: &str = "SELECT 1 FROM spent WHERE hash = ?1";
-// An upsert: if the row is there already (committed by an earlier process whose pending claim
-// this one never saw), the token stays spent and the newer answer is kept.
-const COMMIT: &str = "INSERT INTO spent (hash, until, kept_until, kept) \
-                      VALUES (?1, ?2, ?3, ?4) \
-                      ON CONFLICT (hash) DO UPDATE SET until = excluded.until, \
-                      kept_until = excluded.kept_until, kept = excluded.kept";
-const LOOKUP: &str = "SELECT kept_until, kept FROM spent WHERE hash = ?1";
-const PURGE: &str = "DELETE FROM spent WHERE until < ?1";
+const ROWS: &str = "SELECT id, hash FROM spent";
+const COMMIT: &str = "INSERT INTO spent (hash, until, kept_until, kept) VALUES (?1, ?2, ?3, ?4)";
+/// A hash committed again (a revocation of a spent token): its row, with the newer answer.
+const RECOMMIT: &str = "UPDATE spent SET until = ?3, kept_until = ?4, kept = ?5 \
+                        WHERE id = ?1 AND hash = ?2";
+const LOOKUP: &str = "SELECT hash, kept_until, kept FROM spent WHERE id = ?1";
+const PURGE: &str = "DELETE FROM spent WHERE until < ?1 RETURNING id, hash";
 const PURGE_KEPT: &str = "UPDATE spent SET kept_until = NULL, kept = NULL WHERE kept_until < ?1";
-const COUNT: &str = "SELECT count(*) FROM spent";
 
 /// The ledger's tables: made in any file that lacks them (a file of an older version too).
 const LEDGER_TABLES: &str = "CREATE TABLE IF NOT EXISTS ledger_hours (
@@ -173,37 +173,78 @@ impl SqliteSync {
 
 /// A spent set in a SQLite file. See the [module docs](self).
 pub struct SqliteStore {
-    /// Claims in flight: ticket and `until` by payment hash.
-    pending: Mutex<HashMap<PaymentHash, (Ticket, u64)>>,
+    /// What this process knows of the set, shared with the writer.
+    index: Arc<Mutex<Index>>,
     jobs: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
-    /// Reads (a claim's check for a committed row, a retry's lookup) on a read-only connection
-    /// of their own: in WAL mode they run beside the writer and never wait for its fsync.
+    /// Reads (a retry's lookup, the ledger) on a read-only connection of their own: in WAL mode
+    /// they run beside the writer and never wait for its fsync.
     reads: Option<mpsc::Sender<Job>>,
     reader: Option<JoinHandle<()>>,
-    /// Read-only connections a claim checks for a committed row on, in the thread that claims:
-    /// one at most per thread claiming at once. See [`SqliteStore::committed_here`].
-    claim_reads: Mutex<Vec<Connection>>,
     path: PathBuf,
 }
 
+/// The set in memory: the claims in flight, and where each committed hash's row is. See the
+/// [module docs](self).
+#[derive(Default)]
+struct Index {
+    /// Claims in flight: ticket and `until` by payment hash.
+    pending: HashMap<PaymentHash, (Ticket, u64)>,
+    /// The row id of every committed hash, by its first 16 bytes: read at open, added to by each
+    /// commit once it is durable, taken from by each purge.
+    committed: HashMap<[u8; 16], i64, Quick>,
+}
+
+/// What a write transaction changes in the index: applied once it is durable, by hash the
+/// last change of the transaction.
+#[derive(Default)]
+struct Changes(HashMap<[u8; 16], Row, Quick>);
+
+#[derive(Clone, Copy)]
+enum Row {
+    Written(i64),
+    Deleted(i64),
+}
+
+impl Changes {
+    /// The row of this hash as the transaction leaves it so far, if it changed it.
+    fn get(&self, key: &[u8; 16]) -> Option<Option<i64>> {
+        self.0.get(key).map(|row| match row {
+            Row::Written(id) => Some(*id),
+            Row::Deleted(_) => None,
+        })
+    }
+
+    fn apply(self, index: &mut Index) {
+        for (key, row) in self.0 {
+            match row {
+                Row::Written(id) => {
+                    index.committed.insert(key, id);
+                }
+                Row::Deleted(id) => {
+                    if index.committed.get(&key) == Some(&id) {
+                        index.committed.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
 enum Op {
-    Exists {
-        hash: PaymentHash,
-    },
     Commit {
         hash: PaymentHash,
         until: u64,
         keep: Option<Keep>,
     },
     Lookup {
+        id: i64,
         hash: PaymentHash,
         now: u64,
     },
     Purge {
         now: u64,
     },
-    Len,
     Health,
     Record(LedgerBatch),
     Ledger {
@@ -218,7 +259,6 @@ enum Op {
 
 enum Answer {
     Ledger(LedgerRead),
-    Exists(bool),
     Found(Lookup),
     Count(u64),
     Done,
@@ -253,6 +293,7 @@ impl SqliteStore {
         let lock = lock_file(&path)?;
         let conn = Connection::open(&path).map_err(|e| sql_error(&shown, "cannot open", e))?;
         let released = prepare(&conn, &shown, sync)?;
+        let committed = read_index(&conn).map_err(|e| sql_error(&shown, "cannot read", e))?;
         if released > 0 {
             tracing::info!(
                 path = %shown,
@@ -279,11 +320,16 @@ impl SqliteStore {
                     source: Arc::new(e),
                 })
         };
+        let index = Arc::new(Mutex::new(Index {
+            pending: HashMap::new(),
+            committed,
+        }));
         let (jobs, queue) = mpsc::channel();
         let writer_path = shown.clone();
+        let writer = Batch::Write(index.clone());
         let worker = spawn(
             "plannt-sqlite",
-            Box::new(move || work(&conn, queue, &writer_path, Batch::Write, Some(lock))),
+            Box::new(move || work(&conn, queue, &writer_path, writer, Some(lock))),
         )?;
         let (reads, read_queue) = mpsc::channel();
         let reader = spawn(
@@ -291,12 +337,11 @@ impl SqliteStore {
             Box::new(move || work(&read_conn, read_queue, &shown, Batch::Read, None)),
         )?;
         Ok(SqliteStore {
-            pending: Mutex::new(HashMap::new()),
+            index,
             jobs: Some(jobs),
             worker: Some(worker),
             reads: Some(reads),
             reader: Some(reader),
-            claim_reads: Mutex::new(Vec::new()),
             path,
         })
     }
@@ -306,35 +351,13 @@ impl SqliteStore {
         &self.path
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PaymentHash, (Ticket, u64)>> {
-        self.pending.lock().expect("pending claims lock")
-    }
-
-    /// Whether a row for this hash is committed, read where the claim runs, without a hop to
-    /// the reader thread and back: the read of a page or two that WAL mode never makes wait for
-    /// the writer (the database is mapped into memory, so a cached page costs no system call).
-    /// `None` when it cannot tell at once (the file is busy, or failing): the claim then asks
-    /// the reader thread, which waits, retries and reports.
-    fn committed_here(&self, hash: &PaymentHash) -> Option<bool> {
-        let taken = self.claim_reads.lock().expect("claim readers lock").pop();
-        let conn = match taken {
-            Some(conn) => conn,
-            None => open_claim_reader(&self.path).ok()?,
-        };
-        let committed = conn
-            .prepare_cached(EXISTS)
-            .and_then(|mut statement| statement.exists(params![&hash.0[..]]))
-            .ok();
-        self.claim_reads
-            .lock()
-            .expect("claim readers lock")
-            .push(conn);
-        committed
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().expect("spent index lock")
     }
 
     /// Drops this ticket's pending claim, if it is still there.
     fn forget(&self, hash: &PaymentHash, ticket: &Ticket) {
-        let mut pending = self.pending();
+        let pending = &mut self.index().pending;
         if pending.get(hash).is_some_and(|(t, _)| t == ticket) {
             pending.remove(hash);
         }
@@ -369,10 +392,6 @@ impl Drop for SqliteStore {
         // Closing a queue stops its worker once it has answered what it holds; waiting for them
         // closes the database (the reader first) and frees the lock before a new `open` of the
         // same file.
-        self.claim_reads
-            .get_mut()
-            .map(Vec::clear)
-            .unwrap_or_default();
         drop(self.reads.take());
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
@@ -384,16 +403,19 @@ impl Drop for SqliteStore {
     }
 }
 
-/// A read-only connection for claims: it fails at once rather than wait on a busy file (the
-/// claim then asks the reader thread, which waits), and maps the database into memory.
-fn open_claim_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::ZERO)?;
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
-    Ok(conn)
+/// Every committed hash's row, for the index.
+fn read_index(conn: &Connection) -> rusqlite::Result<HashMap<[u8; 16], i64, Quick>> {
+    let mut committed = HashMap::default();
+    let mut statement = conn.prepare(ROWS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        // A hash of another length cannot be a payment's: no claim could ever match it.
+        if let Ok(hash) = <[u8; 32]>::try_from(row.get_ref(1)?.as_blob()?) {
+            committed.insert(short(&PaymentHash::from(hash)), id);
+        }
+    }
+    Ok(committed)
 }
 
 /// Takes the exclusive lock that makes this process the only user of the file.
@@ -449,7 +471,9 @@ fn prepare(conn: &Connection, path: &str, sync: SqliteSync) -> Result<usize, Sto
         .map_err(|e| sql_error(path, "cannot create the ledger tables in", e))?;
     // Preparing every statement now finds a `spent` table of another shape at once, not at the
     // first paid request.
-    for sql in [EXISTS, COMMIT, LOOKUP, PURGE, PURGE_KEPT, COUNT, LEDGER_ADD] {
+    for sql in [
+        ROWS, COMMIT, RECOMMIT, LOOKUP, PURGE, PURGE_KEPT, LEDGER_ADD,
+    ] {
         conn.prepare_cached(sql).map_err(|e| {
             sql_error(
                 path,
@@ -463,10 +487,10 @@ fn prepare(conn: &Connection, path: &str, sync: SqliteSync) -> Result<usize, Sto
     Ok(released)
 }
 
-/// Makes the `spent` table, or copies a table of an earlier shape Plannt made (keyed by `hash`,
-/// with `ticket`, with or without the kept-answer columns) into the current one. Returns how
-/// many claims of an earlier process it dropped. A table of another shape is left alone, to be
-/// refused.
+/// Makes the `spent` table, or copies a table of an earlier shape Plannt made (with a unique
+/// index of hashes; before that keyed by `hash`, with `ticket`, with or without the kept-answer
+/// columns) into the current one. Returns how many claims of an earlier process it dropped. A
+/// table of another shape is left alone, to be refused.
 fn migrate(conn: &Connection, path: &str) -> Result<usize, StoreError> {
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('spent')")
@@ -477,24 +501,37 @@ fn migrate(conn: &Connection, path: &str) -> Result<usize, StoreError> {
         })
         .map_err(|e| sql_error(path, "cannot read the shape of the spent table in", e))?;
     let has = |name: &str| columns.iter().any(|c| c == name);
-    if !(has("hash") && has("until") && has("ticket") && !has("id")) {
+    let unique: bool = conn
+        .prepare("SELECT 1 FROM pragma_index_list('spent') WHERE origin = 'u'")
+        .and_then(|mut statement| statement.exists([]))
+        .map_err(|e| sql_error(path, "cannot read the shape of the spent table in", e))?;
+    let keyed = has("hash") && has("until") && has("ticket") && !has("id");
+    let indexed = unique && has("id") && has("hash") && has("kept") && !has("ticket");
+    let rows = if keyed {
+        let kept = if has("kept_until") && has("kept") {
+            "kept_until, kept"
+        } else {
+            "NULL, NULL"
+        };
+        MIGRATE_KEYED.replace("{kept}", kept)
+    } else if indexed {
+        MIGRATE_UNIQUE.to_string()
+    } else {
         conn.execute_batch(TABLE)
             .map_err(|e| sql_error(path, "cannot create the spent table in", e))?;
         return Ok(0);
-    }
-    let kept = if has("kept_until") && has("kept") {
-        "kept_until, kept"
-    } else {
-        "NULL, NULL"
     };
-    let rows = MIGRATE_ROWS.replace("{kept}", kept);
     let copy = || -> rusqlite::Result<usize> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let released: i64 = conn.query_row(
-            "SELECT count(*) FROM spent WHERE ticket IS NOT NULL",
-            [],
-            |row| row.get(0),
-        )?;
+        let released: i64 = if keyed {
+            conn.query_row(
+                "SELECT count(*) FROM spent WHERE ticket IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )?
+        } else {
+            0
+        };
         conn.execute_batch(MIGRATE)?;
         conn.execute_batch(TABLE)?;
         conn.execute_batch(&rows)?;
@@ -507,16 +544,15 @@ fn migrate(conn: &Connection, path: &str) -> Result<usize, StoreError> {
     })?;
     tracing::info!(
         path,
-        "copied the spent set to its current shape (rows in commit order)"
+        "copied the spent set to its current shape (rows in commit order, no index of hashes)"
     );
     Ok(released)
 }
 
 /// What a worker's batches are.
-#[derive(Clone, Copy)]
 enum Batch {
-    /// Writes, in one `BEGIN IMMEDIATE` transaction each.
-    Write,
+    /// Writes, in one `BEGIN IMMEDIATE` transaction each, applied to the index once durable.
+    Write(Arc<Mutex<Index>>),
     /// Reads, in one read transaction each (one snapshot, taken once the batch is gathered).
     Read,
 }
@@ -531,10 +567,10 @@ fn work(
     kind: Batch,
     _lock: Option<File>,
 ) {
-    let begin = match kind {
+    let (begin, index) = match &kind {
         // IMMEDIATE takes the write lock up front, so the batch cannot fail half-way on a lock.
-        Batch::Write => "BEGIN IMMEDIATE",
-        Batch::Read => "BEGIN",
+        Batch::Write(index) => ("BEGIN IMMEDIATE", Some(&**index)),
+        Batch::Read => ("BEGIN", None),
     };
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -544,7 +580,7 @@ fn work(
                 Err(_) => break,
             }
         }
-        match run_batch(conn, begin, &batch) {
+        match run_batch(conn, begin, &batch, index) {
             Ok(answers) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let _ = job.answer.send(Ok(answer));
@@ -552,7 +588,7 @@ fn work(
             }
             Err(e) => {
                 let doing = match kind {
-                    Batch::Write => "cannot write to",
+                    Batch::Write(_) => "cannot write to",
                     Batch::Read => "cannot read",
                 };
                 let error = sql_error(path, doing, e);
@@ -565,16 +601,28 @@ fn work(
     }
 }
 
-/// Runs a batch in one transaction; answers only once it is committed.
-fn run_batch(conn: &Connection, begin: &str, batch: &[Job]) -> rusqlite::Result<Vec<Answer>> {
+/// Runs a batch in one transaction; answers only once it is committed, and only then enters
+/// what it wrote in the index.
+fn run_batch(
+    conn: &Connection,
+    begin: &str,
+    batch: &[Job],
+    index: Option<&Mutex<Index>>,
+) -> rusqlite::Result<Vec<Answer>> {
     conn.execute_batch(begin)?;
+    let mut changes = Changes::default();
     let answers = batch
         .iter()
-        .map(|job| run_op(conn, &job.op))
+        .map(|job| run_op(conn, &job.op, index, &mut changes))
         .collect::<rusqlite::Result<Vec<_>>>();
     match answers {
         Ok(answers) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(answers),
+            Ok(()) => {
+                if let Some(index) = index {
+                    changes.apply(&mut index.lock().expect("spent index lock"));
+                }
+                Ok(answers)
+            }
             Err(e) => {
                 rollback(conn);
                 Err(e)
@@ -594,33 +642,68 @@ fn rollback(conn: &Connection) {
     }
 }
 
-fn run_op(conn: &Connection, op: &Op) -> rusqlite::Result<Answer> {
+/// Runs one job in the open transaction. A write notes in `changes` the rows it wrote or
+/// deleted; `index` (the writer's) says where the rows committed before are.
+fn run_op(
+    conn: &Connection,
+    op: &Op,
+    index: Option<&Mutex<Index>>,
+    changes: &mut Changes,
+) -> rusqlite::Result<Answer> {
     Ok(match op {
-        Op::Exists { hash } => {
-            Answer::Exists(conn.prepare_cached(EXISTS)?.exists(params![&hash.0[..]])?)
-        }
         Op::Commit { hash, until, keep } => {
-            conn.prepare_cached(COMMIT)?.execute(params![
-                &hash.0[..],
-                sql_time(*until),
-                keep.as_ref().map(|k| sql_time(k.until)),
-                keep.as_ref().map(|k| &k.sealed[..]),
-            ])?;
+            let key = short(hash);
+            let row = changes.get(&key).unwrap_or_else(|| {
+                index.and_then(|index| {
+                    let index = index.lock().expect("spent index lock");
+                    index.committed.get(&key).copied()
+                })
+            });
+            let (kept_until, kept) = match keep {
+                Some(keep) => (Some(sql_time(keep.until)), Some(&keep.sealed[..])),
+                None => (None, None),
+            };
+            // A hash committed before (a spent token revoked) has its row updated; a stale id
+            // updates nothing, and the hash gets a row of its own.
+            let updated = match row {
+                Some(id) => conn.prepare_cached(RECOMMIT)?.execute(params![
+                    id,
+                    &hash.0[..],
+                    sql_time(*until),
+                    kept_until,
+                    kept
+                ])?,
+                None => 0,
+            };
+            if updated == 0 {
+                conn.prepare_cached(COMMIT)?.execute(params![
+                    &hash.0[..],
+                    sql_time(*until),
+                    kept_until,
+                    kept
+                ])?;
+                changes
+                    .0
+                    .insert(key, Row::Written(conn.last_insert_rowid()));
+            }
             Answer::Done
         }
-        Op::Lookup { hash, now } => {
+        Op::Lookup { id, hash, now } => {
             let row = conn
                 .prepare_cached(LOOKUP)?
-                .query_row(params![&hash.0[..]], |row| {
+                .query_row(params![id], |row| {
                     Ok((
-                        row.get::<_, Option<i64>>(0)?,
-                        row.get::<_, Option<Vec<u8>>>(1)?,
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, Option<i64>>(1)?,
+                        row.get::<_, Option<Vec<u8>>>(2)?,
                     ))
                 })
                 .optional()?;
             Answer::Found(match row {
+                // Purged since, or another hash with the same first 16 bytes.
                 None => Lookup::Unknown,
-                Some((Some(until), Some(sealed))) if until >= sql_time(*now) => {
+                Some((found, _, _)) if found[..] != hash.0[..] => Lookup::Unknown,
+                Some((_, Some(until), Some(sealed))) if until >= sql_time(*now) => {
                     Lookup::Kept(sealed)
                 }
                 Some(_) => Lookup::Committed,
@@ -629,16 +712,19 @@ fn run_op(conn: &Connection, op: &Op) -> rusqlite::Result<Answer> {
         Op::Purge { now } => {
             conn.prepare_cached(PURGE_KEPT)?
                 .execute(params![sql_time(*now)])?;
-            Answer::Count(
-                conn.prepare_cached(PURGE)?
-                    .execute(params![sql_time(*now)])? as u64,
-            )
-        }
-        Op::Len => {
-            let count: i64 = conn
-                .prepare_cached(COUNT)?
-                .query_row([], |row| row.get(0))?;
-            Answer::Count(count.max(0) as u64)
+            let mut purge = conn.prepare_cached(PURGE)?;
+            let mut rows = purge.query(params![sql_time(*now)])?;
+            let mut purged = 0;
+            while let Some(row) = rows.next()? {
+                purged += 1;
+                let id: i64 = row.get(0)?;
+                if let Ok(hash) = <[u8; 32]>::try_from(row.get_ref(1)?.as_blob()?) {
+                    changes
+                        .0
+                        .insert(short(&PaymentHash::from(hash)), Row::Deleted(id));
+                }
+            }
+            Answer::Count(purged)
         }
         Op::Health => {
             conn.prepare_cached("SELECT 1")?
@@ -802,42 +888,17 @@ fn unexpected(op: &str) -> StoreError {
 #[async_trait]
 impl SpentStore for SqliteStore {
     async fn claim(&self, payment_hash: &PaymentHash, until: u64) -> Result<Claim, StoreError> {
-        let ticket = Ticket::new();
+        let mut index = self.index();
+        if index.pending.contains_key(payment_hash)
+            || index.committed.contains_key(&short(payment_hash))
         {
-            let mut pending = self.pending();
-            if pending.contains_key(payment_hash) {
-                return Ok(Claim::Spent);
-            }
-            // Held from here: a concurrent claim of the same hash now loses, and a commit only
-            // clears its own pending entry after its row is durable.
-            pending.insert(*payment_hash, (ticket, until));
+            return Ok(Claim::Spent);
         }
-        let committed = match self.committed_here(payment_hash) {
-            Some(committed) => Ok(Answer::Exists(committed)),
-            None => {
-                self.read(Op::Exists {
-                    hash: *payment_hash,
-                })
-                .await
-            }
-        };
-        let committed = match committed {
-            Ok(Answer::Exists(committed)) => committed,
-            Ok(_) => {
-                self.forget(payment_hash, &ticket);
-                return Err(unexpected("claim"));
-            }
-            Err(e) => {
-                self.forget(payment_hash, &ticket);
-                return Err(e);
-            }
-        };
-        if committed {
-            self.forget(payment_hash, &ticket);
-            Ok(Claim::Spent)
-        } else {
-            Ok(Claim::Won(ticket))
-        }
+        // Held from here: a concurrent claim of the same hash now loses, and a commit only
+        // clears its own pending entry after its row is durable and in the index.
+        let ticket = Ticket::new();
+        index.pending.insert(*payment_hash, (ticket, until));
+        Ok(Claim::Won(ticket))
     }
 
     async fn commit(
@@ -860,11 +921,19 @@ impl SpentStore for SqliteStore {
     }
 
     async fn lookup(&self, payment_hash: &PaymentHash, now: u64) -> Result<Lookup, StoreError> {
-        if self.pending().contains_key(payment_hash) {
-            return Ok(Lookup::Pending);
-        }
+        let id = {
+            let index = self.index();
+            if index.pending.contains_key(payment_hash) {
+                return Ok(Lookup::Pending);
+            }
+            match index.committed.get(&short(payment_hash)) {
+                Some(id) => *id,
+                None => return Ok(Lookup::Unknown),
+            }
+        };
         match self
             .read(Op::Lookup {
+                id,
                 hash: *payment_hash,
                 now,
             })
@@ -882,7 +951,7 @@ impl SpentStore for SqliteStore {
 
     async fn purge(&self, now: u64) -> Result<u64, StoreError> {
         let lapsed = {
-            let mut pending = self.pending();
+            let pending = &mut self.index().pending;
             let before = pending.len();
             pending.retain(|_, (_, until)| *until >= now);
             (before - pending.len()) as u64
@@ -894,11 +963,8 @@ impl SpentStore for SqliteStore {
     }
 
     async fn len(&self) -> Result<u64, StoreError> {
-        let pending = self.pending().len() as u64;
-        match self.run(Op::Len).await? {
-            Answer::Count(n) => Ok(n + pending),
-            _ => Err(unexpected("len")),
-        }
+        let index = self.index();
+        Ok((index.committed.len() + index.pending.len()) as u64)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

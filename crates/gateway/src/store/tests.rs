@@ -485,6 +485,137 @@ mod sqlite {
         );
     }
 
+    /// Rows of the file as (id, hash): what the index is read from at open.
+    fn rows(path: &std::path::Path) -> Vec<(i64, Vec<u8>)> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut statement = conn
+            .prepare("SELECT id, hash FROM spent ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn copies_a_file_with_an_index_of_hashes_keeping_its_rows_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unique.db");
+        // The table as the versions that appended rows made it: a unique index of hashes.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE spent (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE,
+                                 until INTEGER NOT NULL, kept_until INTEGER NULL, kept BLOB NULL);
+             CREATE INDEX spent_until ON spent (until);
+             CREATE INDEX spent_kept_until ON spent (kept_until) WHERE kept_until IS NOT NULL;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO spent (id, hash, until, kept_until, kept)
+             VALUES (5, ?1, ?2, ?2, x'6b657074'), (9, ?3, ?2, NULL, NULL)",
+            rusqlite::params![&hash(1).0[..], FAR as i64, &hash(2).0[..]],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.len().await.unwrap(), 2);
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            Lookup::Kept(b"kept".to_vec())
+        );
+        assert_eq!(store.lookup(&hash(2), 0).await.unwrap(), Lookup::Committed);
+        assert_eq!(store.claim(&hash(2), FAR).await.unwrap(), Claim::Spent);
+        let ticket = won(&store, 3, FAR).await;
+        store.commit(&hash(3), &ticket, FAR, None).await.unwrap();
+        drop(store);
+
+        let ids: Vec<i64> = rows(&path).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [5, 9, 10], "rows keep their ids and order");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let unique = conn
+            .prepare("SELECT 1 FROM pragma_index_list('spent') WHERE origin = 'u'")
+            .unwrap()
+            .exists([])
+            .unwrap();
+        assert!(!unique, "the index of hashes is gone");
+        drop(conn);
+        // Opening it again changes nothing.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.len().await.unwrap(), 3);
+        assert_eq!(store.claim(&hash(3), FAR).await.unwrap(), Claim::Spent);
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            Lookup::Kept(b"kept".to_vec())
+        );
+    }
+
+    /// The index in memory and the rows on disk agree: a hash committed again (a revocation)
+    /// keeps one row with the newer answer, a purged hash leaves both, and a reopened store
+    /// reads the index back from the rows.
+    #[tokio::test]
+    async fn the_index_in_memory_follows_the_rows_through_recommits_purges_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spent.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let keep = |bytes: &[u8]| Keep {
+            sealed: bytes.to_vec(),
+            until: FAR,
+        };
+        let ticket = won(&store, 1, FAR).await;
+        store
+            .commit(&hash(1), &ticket, FAR, Some(keep(b"first")))
+            .await
+            .unwrap();
+        store
+            .commit(
+                &hash(1),
+                &super::super::Ticket::new(),
+                FAR,
+                Some(keep(b"again")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            Lookup::Kept(b"again".to_vec())
+        );
+        let now = plannt_lightning::invoice::unix_now();
+        let ticket = won(&store, 2, now + 1).await;
+        store
+            .commit(&hash(2), &ticket, now + 1, None)
+            .await
+            .unwrap();
+        assert_eq!(store.len().await.unwrap(), 2);
+        assert_eq!(rows(&path).len(), 2, "one row a hash");
+
+        assert_eq!(store.purge(now + 5).await.unwrap(), 1);
+        assert_eq!(store.len().await.unwrap(), 1);
+        assert_eq!(store.lookup(&hash(2), 0).await.unwrap(), Lookup::Unknown);
+        // Purged with its row: only an expired token's hash is, and this one claims anew.
+        let ticket = won(&store, 2, FAR).await;
+        store.commit(&hash(2), &ticket, FAR, None).await.unwrap();
+        assert_eq!(
+            rows(&path)
+                .iter()
+                .filter(|(_, h)| h[..] == hash(2).0[..])
+                .count(),
+            1
+        );
+        drop(store);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.len().await.unwrap(), 2);
+        assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
+        assert_eq!(store.claim(&hash(2), FAR).await.unwrap(), Claim::Spent);
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            Lookup::Kept(b"again".to_vec())
+        );
+        won(&store, 3, FAR).await;
+    }
+
     #[tokio::test]
     async fn refuses_a_file_that_is_not_a_database() {
         let dir = tempfile::tempdir().unwrap();
