@@ -13,6 +13,7 @@
 
 mod clock;
 mod conn;
+mod detach;
 mod forwarded;
 pub mod keep;
 pub mod ledger;

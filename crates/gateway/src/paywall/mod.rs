@@ -19,11 +19,11 @@
 //! credential not genuine            -> 401 {reason}, no invoice
 //! genuine but cannot buy this       -> 402 fresh challenges {reason} (spent, expired, wrong_route, …)
 //!                                      (MPP: both as RFC 9457 problem details)
-//! genuine                           -> in a task of its own (a client that hangs up cancels
-//!                                      neither a claim half made nor what the upstream may
-//!                                      already be doing): claim the payment hash (one key for
-//!                                      every dialect) until the latest expiry of the three
-//!                                      minted for it, and forward
+//! genuine                           -> in work that goes on in a task of its own if the client
+//!                                      hangs up (detach.rs: it cancels neither a claim half made
+//!                                      nor what the upstream may already be doing): claim the
+//!                                      payment hash (one key for every dialect) until the
+//!                                      latest expiry of the three minted for it, and forward
 //!   already spent or in flight      -> the kept answer to the same credential and request
 //!                                      (`x-l402: replayed`), 409 while in flight, else 402 spent
 //!   never delivered / not served    -> release: the token works again, `x-l402: released`
@@ -69,6 +69,7 @@ use tower::{Layer, Service, ServiceExt};
 use zeroize::Zeroizing;
 
 use crate::clock::Clock;
+use crate::detach::Detachable;
 use crate::forwarded::TrustedProxies;
 use crate::keep;
 use crate::ledger::{Ledger, LedgerOptions};
@@ -211,7 +212,8 @@ pub struct Paywall {
     counters: Counters,
     options: PaywallOptions,
     metrics: Arc<Metrics>,
-    /// Paid requests in flight, each in a task of its own: shutdown waits for them.
+    /// Paid requests in flight, in place or, once their client hung up, in a task of their own:
+    /// shutdown waits for them.
     in_flight: TaskTracker,
     /// Prepaid sessions, when offered ([`Paywall::with_sessions`]).
     sessions: Option<SessionBackend>,
@@ -588,10 +590,10 @@ impl Paywall {
                 },
             },
         };
-        // The claim, the upstream call and the settlement run in a task of their own: a client
-        // that hangs up neither strands a claim its request won (a claim is neither committed
-        // nor released if its future is dropped) nor cuts the upstream off mid-request; once
-        // the request is on its way its token is spent.
+        // The claim, the upstream call and the settlement go on in a task of their own if the
+        // client hangs up (detach.rs): it neither strands a claim its request won (a claim is
+        // neither committed nor released if its future is dropped) nor cuts the upstream off
+        // mid-request; once the request is on its way its token is spent.
         let (hash, keep_until) = (redeem.hash, redeem.keep_until);
         let releases = route.releases_on_failure(request.method());
         let method = request.method().clone();
@@ -601,7 +603,7 @@ impl Paywall {
         let secret = redeem.secret.clone();
         let paywall = self.clone();
         let keep_target = target.clone();
-        let task = self.in_flight.spawn(async move {
+        let task = Detachable::new(self.in_flight.track_future(async move {
             let ticket = match paywall.store.claim(&hash, keep_until).await {
                 Ok(Claim::Won(ticket)) => ticket,
                 Ok(Claim::Spent) => return Claimed::Spent(request),
@@ -624,7 +626,7 @@ impl Paywall {
                     .forward(paid, secret, keep_target, request, inner)
                     .await,
             )
-        });
+        }));
         let request = match task.await {
             Ok(Claimed::Answered(response)) => return response,
             Ok(Claimed::Spent(request)) => request,

@@ -48,6 +48,7 @@ use tower::{Service, ServiceExt};
 use super::Paywall;
 use super::answers::{Challenged, invoice_network, unavailable, with_problem};
 use super::headers::{PAYMENT_RECEIPT, strip_credentials};
+use crate::detach::Detachable;
 use crate::routes::SessionPolicy;
 use crate::store::StoreError;
 use crate::store::sessions::{
@@ -345,12 +346,12 @@ impl Paywall {
             held: quote.sats,
             clock: self.options.clock.clone(),
         };
-        // The upstream call runs in a task of its own: a client that hangs up does not strand
-        // the hold, which is settled whatever happens.
-        let task = self.in_flight.spawn(async move {
+        // The upstream call goes on in a task of its own if the client hangs up (detach.rs):
+        // the hold is settled whatever happens.
+        let task = Detachable::new(self.in_flight.track_future(async move {
             let response = inner.oneshot(request).await.unwrap_or_else(|e| match e {});
             meter.answer(response).await
-        });
+        }));
         let (mut response, debited) = match task.await {
             Ok(answer) => answer,
             Err(_) => {
