@@ -4,7 +4,7 @@
 //! routes swaps in a table with their counters, keeping the others), so every metric is an
 //! atomic in a table built beforehand: nothing locks or allocates on the request path. The gauge, the
 //! size of the spent set, is counted off the request path (at a scrape or after a purge), at most
-//! once every [`SPENT_COUNT_EVERY`], since counting a SQLite or Redis set is not free.
+//! once every [`SPENT_COUNT_EVERY`], since counting a Redis set is not free.
 
 use std::fmt::Write;
 use std::future::Future;
