@@ -187,7 +187,6 @@ pub struct SqliteStore {
 
 /// The set in memory: the claims in flight, and where each committed hash's row is. See the
 /// [module docs](self).
-#[derive(Default)]
 struct Index {
     /// Claims in flight: ticket and `until` by payment hash.
     pending: HashMap<PaymentHash, (Ticket, u64)>,
@@ -407,9 +406,9 @@ impl Drop for SqliteStore {
 /// Every committed hash's row, for the index.
 fn read_index(conn: &Connection) -> rusqlite::Result<HashMap<[u8; 16], i64, Quick>> {
     // Sized once: a map grown row by row would leave the tables it outgrew to the allocator.
-    let rows: i64 = conn.query_row(COUNT, [], |row| row.get(0))?;
+    let count: i64 = conn.query_row(COUNT, [], |row| row.get(0))?;
     let mut committed = HashMap::with_capacity_and_hasher(
-        usize::try_from(rows).unwrap_or_default(),
+        usize::try_from(count).unwrap_or_default(),
         Quick::default(),
     );
     let mut statement = conn.prepare(ROWS)?;
