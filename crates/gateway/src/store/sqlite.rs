@@ -200,9 +200,12 @@ struct Index {
 #[derive(Default)]
 struct Changes(HashMap<[u8; 16], Row, Quick>);
 
+/// A hash's row, by its id, as the transaction left it.
 #[derive(Clone, Copy)]
 enum Row {
+    /// Inserted or updated.
     Written(i64),
+    /// Deleted by a purge: dropped from the index only if the index still names this row.
     Deleted(i64),
 }
 
