@@ -41,6 +41,7 @@
 
 mod memory;
 mod redis;
+mod redis_batch;
 mod redis_sessions;
 pub mod sessions;
 mod sqlite;

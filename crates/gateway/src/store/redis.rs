@@ -18,7 +18,7 @@
 //!   The pending claim expires after [`PENDING_TTL`], so a claim whose replica died mid-request
 //!   lapses by itself and the token works again.
 //! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]),
-//!   and with a kept answer, in one script with it (one round trip, applied whole or not at
+//!   and with a kept answer, in one `MULTI`/`EXEC` transaction with it (applied whole or not at
 //!   all), `SET kept-key <sealed> EXAT <keep-until>`: the response is on its way
 //!   to the client, so the token must end up spent whatever the key holds by then. It may be
 //!   missing (our pending claim lapsed because the upstream took longer than [`PENDING_TTL`], or
@@ -39,6 +39,10 @@
 //! its retention after the day ends; and a list of the latest [`REDIS_PAYMENTS`] payments,
 //! `<ledger prefix>payments`, newest first, pruned by time. A batch is one pipeline. On a
 //! cluster every ledger key carries the hash tag `{ledger}`, so a batch goes to one shard.
+//!
+//! Claims and commits (and the session writes of redis_sessions.rs) of concurrent requests go
+//! to one Redis, or through Sentinel, together: one pipeline a batch, not a round trip each
+//! (redis_batch.rs). On a cluster each goes alone to its shard.
 //!
 //! Every command is bounded by a timeout (2 s by default): a Redis that is down or stalled makes
 //! the store answer [`StoreError`] quickly, and the gateway fails closed with 503 instead of
@@ -71,6 +75,7 @@ use redis::{
     RedisResult, Script, ServerErrorKind, Value,
 };
 
+use super::redis_batch::{self, Batcher};
 use super::{Claim, Keep, Lookup, PENDING_TTL, SpentStore, StoreError, Ticket};
 use crate::ledger::{
     DAY, Event, LedgerBatch, LedgerRead, Payment, REDIS_PAYMENTS, Tally, hour_in, merge_tallies,
@@ -86,14 +91,6 @@ const COMMITTED: &str = "committed";
 
 /// What follows the spent key's name in its kept answer's key.
 const KEPT_SUFFIX: &str = ":kept";
-
-/// Commits a payment hash and keeps its answer, both or neither: `KEYS` the spent key and the kept
-/// key; `ARGV` the committed value, its `EXAT`, the sealed answer and its `EXAT`.
-const COMMIT_AND_KEEP: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EXAT', ARGV[4])
-return 1
-";
 
 /// Deletes the key only while it holds this request's ticket.
 const RELEASE: &str = r"
@@ -405,6 +402,8 @@ pub struct RedisStore {
     pub(super) tagged: bool,
     timeout: Duration,
     wait: Option<WaitReplicas>,
+    /// The writes of concurrent requests, sent together; `None` on a cluster.
+    batcher: Option<Batcher>,
     /// The URL without its password, for error messages.
     pub(super) shown: String,
     release: Script,
@@ -552,12 +551,14 @@ impl RedisStore {
                 )));
             }
         };
+        let batcher = (!tagged).then(|| Batcher::spawn(conn.clone(), options.wait));
         let store = RedisStore {
             conn,
             prefix: options.prefix,
             tagged,
             timeout: options.timeout,
             wait: options.wait,
+            batcher,
             shown,
             release: Script::new(RELEASE),
             count_request: Script::new(COUNT_REQUEST),
@@ -646,23 +647,32 @@ impl RedisStore {
         }
     }
 
-    /// Runs `pipe` on one connection, followed by `WAIT` when replicas must acknowledge it,
-    /// and answers the pipeline's own replies. On a cluster the pipeline goes to the shard of
-    /// its keys, and `WAIT` (which has none) goes with it.
+    /// Runs a write, `cmds`, followed by `WAIT` when replicas must acknowledge it, and answers
+    /// the replies of `cmds`, one a command. On one Redis or through Sentinel the write goes
+    /// with those of other requests in one pipeline (redis_batch.rs); on a cluster it goes alone
+    /// to the shard of its keys, and `WAIT` (which has none) goes with it.
     pub(super) async fn acknowledged(
         &self,
         what: &'static str,
-        mut pipe: Pipeline,
+        cmds: Vec<Cmd>,
     ) -> Result<Vec<Value>, StoreError> {
-        if let Some(wait) = &self.wait {
-            pipe.cmd("WAIT")
-                .arg(wait.replicas)
-                .arg(wait.timeout.as_millis() as u64);
+        let replies = match &self.batcher {
+            Some(batcher) => self.bounded(what, batcher.send(cmds)).await?,
+            None => {
+                let mut conn = self.conn.clone();
+                let sent = redis_batch::send(&mut conn, self.wait, cmds);
+                self.bounded(what, sent).await?
+            }
+        };
+        if let Some(e) = server_error(&replies.values) {
+            return Err(StoreError::Redis {
+                url: self.shown.clone(),
+                what,
+                source: std::sync::Arc::new(e),
+            });
         }
-        let mut conn = self.conn.clone();
-        let mut replies: Vec<Value> = self.bounded(what, pipe.query_async(&mut conn)).await?;
         if let Some(wait) = &self.wait {
-            let acked = match replies.pop() {
+            let acked = match replies.acked {
                 Some(Value::Int(n)) => n,
                 other => {
                     return Err(StoreError::Unexpected(format!(
@@ -681,7 +691,7 @@ impl RedisStore {
                 });
             }
         }
-        Ok(replies)
+        Ok(replies.values)
     }
 
     /// The primaries of a cluster, as `(host, port)`; empty on one Redis or Sentinel.
@@ -775,14 +785,13 @@ fn cluster_primaries(nodes: &str) -> Vec<(String, u16)> {
 impl SpentStore for RedisStore {
     async fn claim(&self, payment_hash: &PaymentHash, _until: u64) -> Result<Claim, StoreError> {
         let ticket = Ticket::new();
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.key(payment_hash))
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(payment_hash))
             .arg(hex::encode(ticket.0))
             .arg("NX")
             .arg("EX")
             .arg(PENDING_TTL.as_secs());
-        let replies = match self.acknowledged("a claim (SET NX)", pipe).await {
+        let replies = match self.acknowledged("a claim (SET NX)", vec![set]).await {
             Ok(replies) => replies,
             Err(e @ StoreError::NotReplicated { .. }) => {
                 // Not won: give the claim back (if it was ours) rather than strand the token
@@ -809,41 +818,50 @@ impl SpentStore for RedisStore {
         until: u64,
         keep: Option<Keep>,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.key(payment_hash))
+        let Some(keep) = keep else {
+            let mut set = redis::cmd("SET");
+            set.arg(self.key(payment_hash))
+                .arg(COMMITTED)
+                .arg("EXAT")
+                .arg(
+                    until
+                        .saturating_add(CLOCK_MARGIN.as_secs())
+                        .clamp(1, MAX_EXAT),
+                );
+            self.acknowledged("a commit (SET EXAT)", vec![set]).await?;
+            return Ok(());
+        };
+        // The commit and its kept answer in one transaction: applied whole or not at all, and on
+        // a cluster in one slot (the keys share a hash tag). WAIT, when it follows, waits for
+        // both.
+        let mut keep_set = redis::cmd("SET");
+        keep_set
+            .arg(self.kept_key(payment_hash))
+            .arg(keep.sealed)
+            .arg("EXAT")
+            .arg(keep.until.clamp(1, MAX_EXAT));
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(payment_hash))
             .arg(COMMITTED)
             .arg("EXAT")
             .arg(
                 until
                     .saturating_add(CLOCK_MARGIN.as_secs())
                     .clamp(1, MAX_EXAT),
-            )
-            .ignore();
-        let Some(keep) = keep else {
-            self.acknowledged("a commit (SET EXAT)", pipe).await?;
-            return Ok(());
-        };
-        // The commit and its kept answer in one script: atomic, and on a cluster one slot (the
-        // keys share a hash tag). A script rather than MULTI, so that WAIT can follow it in the
-        // same pipeline and wait for both.
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(COMMIT_AND_KEEP)
-            .arg(2)
-            .arg(self.key(payment_hash))
-            .arg(self.kept_key(payment_hash))
-            .arg(COMMITTED)
-            .arg(
-                until
-                    .saturating_add(CLOCK_MARGIN.as_secs())
-                    .clamp(1, MAX_EXAT),
-            )
-            .arg(keep.sealed)
-            .arg(keep.until.clamp(1, MAX_EXAT))
-            .ignore();
-        self.acknowledged("a commit with its kept answer (script)", pipe)
+            );
+        let cmds = vec![redis::cmd("MULTI"), keep_set, set, redis::cmd("EXEC")];
+        let replies = self
+            .acknowledged("a commit with its kept answer (MULTI)", cmds)
             .await?;
+        match replies.last() {
+            Some(Value::Array(done)) if done.len() == 2 => {}
+            other => {
+                return Err(StoreError::Unexpected(format!(
+                    "Redis at {} answered a commit with its kept answer (EXEC) with {other:?}",
+                    self.shown
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -1108,6 +1126,16 @@ impl SpentStore for RedisStore {
 }
 
 /// The URL with its password replaced by `***`.
+/// The first error Redis answered among `values`, or inside one of them (a transaction's
+/// replies are one array).
+fn server_error(values: &[Value]) -> Option<RedisError> {
+    values.iter().find_map(|value| match value {
+        Value::ServerError(e) => Some(RedisError::from(e.clone())),
+        Value::Array(items) => server_error(items),
+        _ => None,
+    })
+}
+
 fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();

@@ -281,18 +281,15 @@ impl RedisSessions {
         keys: &[String],
         args: &[String],
     ) -> Result<Value, StoreError> {
-        let mut pipe = redis::pipe();
-        let call = pipe
-            .cmd("EVAL")
-            .arg(format!("{PRELUDE}{script}"))
-            .arg(keys.len());
+        let mut call = redis::cmd("EVAL");
+        call.arg(format!("{PRELUDE}{script}")).arg(keys.len());
         for key in keys {
             call.arg(key);
         }
         for arg in args {
             call.arg(arg);
         }
-        let mut replies = self.redis.acknowledged(what, pipe).await?;
+        let mut replies = self.redis.acknowledged(what, vec![call]).await?;
         replies
             .pop()
             .ok_or_else(|| self.unexpected(what, "no reply"))

@@ -841,6 +841,57 @@ mod redis {
     }
 
     #[tokio::test]
+    async fn a_commit_and_its_kept_answer_are_written_together_or_not_at_all() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let until = plannt_lightning::invoice::unix_now() + 600;
+        let keep = || super::Keep {
+            sealed: vec![7; 64],
+            until,
+        };
+        let ticket = won(&store, 1, FAR).await;
+        let key = format!("plannt:spent:{}", hex::encode(hash(1)));
+        let kept_key = format!("{key}:kept");
+        // Redis out of memory refuses the transaction: neither key is written.
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let refused = store.commit(&hash(1), &ticket, FAR, Some(keep())).await;
+        assert!(refused.is_err(), "{refused:?}");
+        let (state, kept): (Option<String>, Option<Vec<u8>>) = ::redis::pipe()
+            .get(&key)
+            .get(&kept_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(state.as_deref(), Some(hex::encode(ticket.0).as_str()));
+        assert_eq!(kept, None);
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(0)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        store
+            .commit(&hash(1), &ticket, FAR, Some(keep()))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.lookup(&hash(1), 0).await.unwrap(),
+            super::Lookup::Kept(vec![7; 64])
+        );
+    }
+
+    #[tokio::test]
     async fn a_commit_after_the_claim_lapsed_still_spends_the_token() {
         let Some(server) = RedisServer::start() else {
             return;
