@@ -113,6 +113,14 @@ impl Ticket {
     pub fn new() -> Self {
         Ticket(crate::unique::unique16())
     }
+
+    /// The ticket as 32 hex digits (how the Redis store writes it).
+    pub fn to_hex(&self) -> String {
+        let mut hex = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut hex).expect("16 bytes are 32 hex digits");
+        // hex::encode collects chars one at a time; a claim writes its ticket once.
+        String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
+    }
 }
 
 impl Default for Ticket {

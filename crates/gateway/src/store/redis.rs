@@ -576,7 +576,7 @@ impl RedisStore {
     /// other key of the same payment hash is this one with a suffix, so that on a cluster it
     /// carries the same hash tag and lives on the same shard.
     pub fn key(&self, payment_hash: &PaymentHash) -> String {
-        let hash = hex::encode(payment_hash);
+        let hash = payment_hash.to_hex();
         if self.tagged {
             format!("{}{{{hash}}}", self.prefix)
         } else {
@@ -787,7 +787,7 @@ impl SpentStore for RedisStore {
         let ticket = Ticket::new();
         let mut set = redis::cmd("SET");
         set.arg(self.key(payment_hash))
-            .arg(hex::encode(ticket.0))
+            .arg(ticket.to_hex())
             .arg("NX")
             .arg("EX")
             .arg(PENDING_TTL.as_secs());
@@ -889,9 +889,7 @@ impl SpentStore for RedisStore {
 
     async fn release(&self, payment_hash: &PaymentHash, ticket: &Ticket) -> Result<(), StoreError> {
         let mut invocation = self.release.prepare_invoke();
-        invocation
-            .key(self.key(payment_hash))
-            .arg(hex::encode(ticket.0));
+        invocation.key(self.key(payment_hash)).arg(ticket.to_hex());
         let mut conn = self.conn.clone();
         let _deleted: i64 = self
             .bounded("a release (script)", invocation.invoke_async(&mut conn))
