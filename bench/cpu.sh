@@ -13,8 +13,9 @@
 # request; each figure is the median of the rounds.
 #
 # Needs wrk and node. Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (3s),
-# BENCH_CONNECTIONS (32), BENCH_TOKENS (250000: more than one paid round answers),
-# BENCH_PROFILE (release), BENCH_KEEP=1 keeps the work folder.
+# BENCH_CONNECTIONS (32), BENCH_TOKENS (default: 1.2 x what a calibration round of the bare
+# server answers, more than any paid round does), BENCH_PROFILE (release), BENCH_KEEP=1 keeps
+# the work folder.
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -24,7 +25,6 @@ duration=${BENCH_DURATION:-3s}
 connections=${BENCH_CONNECTIONS:-32}
 # shellcheck disable=SC2034 # wrk_load reads it
 threads=1
-tokens=${BENCH_TOKENS:-250000}
 
 require wrk node
 build plannt
@@ -48,12 +48,18 @@ measure() {
     m_rps=$r_rps
 }
 
+start_example bare-axum "$release/examples/axum_layer"
+bare_addr=$addr bare_pid=$pid
+
+# A paid round answers fewer requests than a bare one: a bare round sizes the token supply, so
+# a fast hour does not run a paid round out of tokens.
+wrk_load calibration "http://$bare_addr/" 200
+tokens=${BENCH_TOKENS:-$(awk -v n="$r_requests" 'BEGIN { printf "%d", n * 1.2 + 1000 }')}
+echo "==> calibration: bare $r_requests requests in $duration; buying $tokens tokens" >&2
+
 start mint PLANNT_CHALLENGES_PER_SECOND=0 PLANNT_DEV_STARTING_BALANCE_SATS=100000000000 -- --store memory
 node bench/mint.mjs "http://$addr" "$tokens" 16 "$work/tokens.txt"
 stop mint
-
-start_example bare-axum "$release/examples/axum_layer"
-bare_addr=$addr bare_pid=$pid
 
 declare -A us rps
 sides=(bare free paid-kept paid-unkept)
