@@ -6,7 +6,10 @@
 //! alone. A [`Batcher`] is one task that takes every write waiting when it is free, sends them as
 //! one pipeline (followed by one `WAIT` when replicas must acknowledge them), and hands each
 //! request its replies: the group commit of the SQLite store, on a Redis connection. One batch is
-//! in flight at a time; what arrives meanwhile makes the next one.
+//! in flight at a time; what arrives meanwhile makes the next one. The price is latency when few
+//! requests are in flight: a write that arrives while a batch is out waits for its answer, about
+//! one round trip more (docs/benchmarks.md, run I: up to four batches in flight batched less and
+//! served fewer paid requests).
 //!
 //! A cluster gets no batcher: the writes of one pipeline must share a slot there, and those of
 //! different payment hashes do not. [`send`] sends one write the same way, alone.
@@ -33,7 +36,8 @@ struct Write {
 }
 
 /// The task that batches writes, reached through this handle; it stops once every clone of the
-/// handle is dropped.
+/// handle is dropped. Its queue has no bound of its own: every write in it is a request waiting
+/// for it, and the gateway bounds its requests.
 #[derive(Clone)]
 pub(super) struct Batcher {
     writes: mpsc::UnboundedSender<Write>,
