@@ -619,8 +619,9 @@ impl RedisStore {
         }
     }
 
-    fn kept_key(&self, payment_hash: &PaymentHash) -> String {
-        format!("{}{KEPT_SUFFIX}", self.key(payment_hash))
+    /// The key of a payment hash's kept answer, from the payment hash's [`key`](Self::key).
+    fn kept_key(key: &str) -> String {
+        format!("{key}{KEPT_SUFFIX}")
     }
 
     /// Runs one Redis call under the timeout, naming `what` in the error.
@@ -656,21 +657,17 @@ impl RedisStore {
         what: &'static str,
         cmds: Vec<Cmd>,
     ) -> Result<Vec<Value>, StoreError> {
-        let replies = match &self.batcher {
-            Some(batcher) => self.bounded(what, batcher.send(cmds)).await?,
-            None => {
-                let mut conn = self.conn.clone();
-                let sent = redis_batch::send(&mut conn, self.wait, cmds);
-                self.bounded(what, sent).await?
+        let sent = async {
+            let replies = match &self.batcher {
+                Some(batcher) => batcher.send(cmds).await?,
+                None => redis_batch::send(&mut self.conn.clone(), self.wait, cmds).await?,
+            };
+            match server_error(&replies.values) {
+                Some(e) => Err(e),
+                None => Ok(replies),
             }
         };
-        if let Some(e) = server_error(&replies.values) {
-            return Err(StoreError::Redis {
-                url: self.shown.clone(),
-                what,
-                source: std::sync::Arc::new(e),
-            });
-        }
+        let replies = self.bounded(what, sent).await?;
         if let Some(wait) = &self.wait {
             let acked = match replies.acked {
                 Some(Value::Int(n)) => n,
@@ -818,16 +815,14 @@ impl SpentStore for RedisStore {
         until: u64,
         keep: Option<Keep>,
     ) -> Result<(), StoreError> {
+        let key = self.key(payment_hash);
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(COMMITTED).arg("EXAT").arg(
+            until
+                .saturating_add(CLOCK_MARGIN.as_secs())
+                .clamp(1, MAX_EXAT),
+        );
         let Some(keep) = keep else {
-            let mut set = redis::cmd("SET");
-            set.arg(self.key(payment_hash))
-                .arg(COMMITTED)
-                .arg("EXAT")
-                .arg(
-                    until
-                        .saturating_add(CLOCK_MARGIN.as_secs())
-                        .clamp(1, MAX_EXAT),
-                );
             self.acknowledged("a commit (SET EXAT)", vec![set]).await?;
             return Ok(());
         };
@@ -836,19 +831,10 @@ impl SpentStore for RedisStore {
         // both.
         let mut keep_set = redis::cmd("SET");
         keep_set
-            .arg(self.kept_key(payment_hash))
+            .arg(Self::kept_key(&key))
             .arg(keep.sealed)
             .arg("EXAT")
             .arg(keep.until.clamp(1, MAX_EXAT));
-        let mut set = redis::cmd("SET");
-        set.arg(self.key(payment_hash))
-            .arg(COMMITTED)
-            .arg("EXAT")
-            .arg(
-                until
-                    .saturating_add(CLOCK_MARGIN.as_secs())
-                    .clamp(1, MAX_EXAT),
-            );
         let cmds = vec![redis::cmd("MULTI"), keep_set, set, redis::cmd("EXEC")];
         let replies = self
             .acknowledged("a commit with its kept answer (MULTI)", cmds)
@@ -866,11 +852,12 @@ impl SpentStore for RedisStore {
     }
 
     async fn lookup(&self, payment_hash: &PaymentHash, _now: u64) -> Result<Lookup, StoreError> {
+        let key = self.key(payment_hash);
         let mut both = redis::pipe();
         both.cmd("GET")
-            .arg(self.key(payment_hash))
+            .arg(&key)
             .cmd("GET")
-            .arg(self.kept_key(payment_hash));
+            .arg(Self::kept_key(&key));
         let mut conn = self.conn.clone();
         let (state, kept): (Option<Vec<u8>>, Option<Vec<u8>>) = self
             .bounded("a lookup (GET GET)", both.query_async(&mut conn))

@@ -71,12 +71,7 @@ pub(super) async fn send(
     for cmd in cmds {
         pipe.add_command(cmd);
     }
-    let mut values = query(conn, wait, &mut pipe).await?;
-    let acked = wait.and_then(|_| values.pop());
-    if values.len() != count {
-        return Err(miscounted(count, values.len()));
-    }
-    Ok(Replies { values, acked })
+    query(conn, wait, &mut pipe, count).await
 }
 
 async fn run(
@@ -103,18 +98,8 @@ async fn run(
             continue;
         }
         let expected: usize = writes.iter().map(|(count, _)| count).sum();
-        let result = query(&mut conn, wait, &mut pipe)
-            .await
-            .and_then(|mut values| {
-                let acked = wait.and_then(|_| values.pop());
-                if values.len() == expected {
-                    Ok((values, acked))
-                } else {
-                    Err(miscounted(expected, values.len()))
-                }
-            });
-        match result {
-            Ok((values, acked)) => {
+        match query(&mut conn, wait, &mut pipe, expected).await {
+            Ok(Replies { values, acked }) => {
                 let mut values = values.into_iter();
                 for (count, done) in writes {
                     let values = values.by_ref().take(count).collect();
@@ -133,19 +118,25 @@ async fn run(
     }
 }
 
-/// Runs `pipe`, followed by `WAIT` when replicas must acknowledge it; the replies of every
-/// command, server errors among them, and `WAIT`'s last.
+/// Runs `pipe` of `count` commands, followed by `WAIT` when replicas must acknowledge it: the
+/// replies of every command, server errors among them, and `WAIT`'s apart.
 async fn query(
     conn: &mut Connection,
     wait: Option<WaitReplicas>,
     pipe: &mut Pipeline,
-) -> RedisResult<Vec<Value>> {
+    count: usize,
+) -> RedisResult<Replies> {
     if let Some(wait) = wait {
         pipe.cmd("WAIT")
             .arg(wait.replicas)
             .arg(wait.timeout.as_millis() as u64);
     }
-    conn.req_packed_commands(pipe, 0, pipe.len()).await
+    let mut values = conn.req_packed_commands(pipe, 0, pipe.len()).await?;
+    let acked = wait.and_then(|_| values.pop());
+    if values.len() != count {
+        return Err(miscounted(count, values.len()));
+    }
+    Ok(Replies { values, acked })
 }
 
 fn miscounted(expected: usize, got: usize) -> RedisError {

@@ -765,6 +765,26 @@ mod redis {
 
     use plannt_testkit::Redis as RedisServer;
 
+    /// A store on `server`, and a connection of the test's own to see what the store wrote.
+    async fn store_and_peek(
+        server: &RedisServer,
+    ) -> (RedisStore, ::redis::aio::MultiplexedConnection) {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let conn = client.get_multiplexed_async_connection().await.unwrap();
+        (store, conn)
+    }
+
+    async fn set_maxmemory(conn: &mut ::redis::aio::MultiplexedConnection, bytes: u64) {
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn passes_the_suite() {
         let Some(server) = RedisServer::start() else {
@@ -779,9 +799,7 @@ mod redis {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        let client = ::redis::Client::open(server.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (store, mut conn) = store_and_peek(&server).await;
         let key = format!("plannt:spent:{}", hex::encode(hash(1)));
 
         let ticket = won(&store, 1, FAR).await;
@@ -815,9 +833,7 @@ mod redis {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        let client = ::redis::Client::open(server.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (store, mut conn) = store_and_peek(&server).await;
         let until = plannt_lightning::invoice::unix_now() + 600;
         let ticket = won(&store, 1, FAR).await;
         let keep = super::Keep {
@@ -845,9 +861,7 @@ mod redis {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        let client = ::redis::Client::open(server.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (store, mut conn) = store_and_peek(&server).await;
         let until = plannt_lightning::invoice::unix_now() + 600;
         let keep = || super::Keep {
             sealed: vec![7; 64],
@@ -857,13 +871,7 @@ mod redis {
         let key = format!("plannt:spent:{}", hex::encode(hash(1)));
         let kept_key = format!("{key}:kept");
         // Redis out of memory refuses the transaction: neither key is written.
-        let _: () = ::redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        set_maxmemory(&mut conn, 1).await;
         let refused = store.commit(&hash(1), &ticket, FAR, Some(keep())).await;
         assert!(refused.is_err(), "{refused:?}");
         let (state, kept): (Option<String>, Option<Vec<u8>>) = ::redis::pipe()
@@ -874,13 +882,7 @@ mod redis {
             .unwrap();
         assert_eq!(state.as_deref(), Some(hex::encode(ticket.0).as_str()));
         assert_eq!(kept, None);
-        let _: () = ::redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(0)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        set_maxmemory(&mut conn, 0).await;
         store
             .commit(&hash(1), &ticket, FAR, Some(keep()))
             .await
@@ -896,9 +898,7 @@ mod redis {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        let client = ::redis::Client::open(server.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (store, mut conn) = store_and_peek(&server).await;
         let key = format!("plannt:spent:{}", hex::encode(hash(1)));
 
         // Our claim lapses (the upstream was slow) and another request claims the token.
