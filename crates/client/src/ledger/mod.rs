@@ -66,6 +66,27 @@ pub struct Ledger {
     owner: Arc<Owner>,
 }
 
+/// How long a write waits for another process's to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches the ledger to WAL mode. The switch takes an exclusive lock and SQLite answers
+/// `SQLITE_BUSY` at once, without the busy timeout, while another process opens the same new
+/// file: wait for it here, as a write would.
+fn wal(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// How long a dry run's price binds the next real call to the same place.
 pub const QUOTE_SECS: u64 = 3_600;
 
@@ -88,8 +109,8 @@ impl Ledger {
                 .map_err(io(path))?;
         }
         let mut conn = Connection::open(path).map_err(open(path))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        wal(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA).map_err(open(path))?;
         add_owner_columns(&mut conn).map_err(open(path))?;
@@ -766,6 +787,30 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+
+    /// Twenty processes that start at once on a new ledger each open it: SQLite's switch to WAL
+    /// does not wait for the busy timeout on its own. (Threads, each with a connection of its
+    /// own, race as processes do; one round in two failed without the wait.)
+    #[test]
+    fn twenty_ledgers_opened_at_once_on_a_new_file_all_open() {
+        for _ in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ledger.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(20));
+            let opened: Vec<_> = (0..20)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Ledger::open(&path).map(drop)
+                    })
+                })
+                .collect();
+            for handle in opened {
+                handle.join().unwrap().unwrap();
+            }
         }
     }
 }
