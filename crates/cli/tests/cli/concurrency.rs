@@ -35,28 +35,27 @@ fn twenty_processes_share_one_budget_of_ten_payments() {
         .map(|c| c.wait_with_output().unwrap())
         .collect();
 
+    // Every process that did otherwise is named, not only the first: one that failed may have
+    // left something behind that another then met.
     let mut paid = 0;
     let mut over_budget = 0;
+    let mut unexpected = Vec::new();
     for output in &outputs {
+        let stderr = String::from_utf8_lossy(&output.stderr);
         match code(output) {
-            0 => {
-                assert_eq!(
-                    output.stdout,
-                    b"{\"result\":\"paid\"}",
-                    "{}",
-                    describe(output)
-                );
-                paid += 1;
+            0 if output.stdout == b"{\"result\":\"paid\"}" => paid += 1,
+            3 if output.stdout.is_empty() && stderr.contains("over budget: the day budget") => {
+                over_budget += 1
             }
-            3 => {
-                assert!(output.stdout.is_empty(), "{}", describe(output));
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                assert!(stderr.contains("over budget: the day budget"), "{stderr}");
-                over_budget += 1;
-            }
-            _ => panic!("expected exit 0 or 3: {}", describe(output)),
+            _ => unexpected.push(describe(output)),
         }
     }
+    assert!(
+        unexpected.is_empty(),
+        "expected exit 0 with the answer or exit 3 over budget:\n{}\nthe ledger: {:?}",
+        unexpected.join("\n"),
+        home.ledger().recent(100)
+    );
     assert_eq!((paid, over_budget), (FITS, PROCESSES - FITS));
 
     let records = home.ledger().recent(100).unwrap();
