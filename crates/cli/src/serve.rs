@@ -54,6 +54,7 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
 
 pub async fn run(args: &Args) -> Result<(), Error> {
     crate::logging::init(args.log_json);
+    without_huge_pages();
     let config = load(args).map_err(Error::other)?;
     let data_dir = config.data_dir.clone().unwrap_or_else(setup::data_dir);
     let listen = config.listen;
@@ -160,4 +161,16 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks the kernel for huge pages
+/// and gives back memory it has not used for 10 ms; each use after that faults in and zeroes
+/// 2 MiB where it needed a few KiB. That was 8 to 11 % of the gateway's CPU on the paid path,
+/// and without it the memory store served about a tenth more paid requests (docs/benchmarks.md,
+/// run J). A kernel without the setting changes nothing.
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages stay as the system sets them");
+    }
 }

@@ -314,3 +314,18 @@ fn a_real_backend_without_routes_starts_only_with_demo_routes() {
         "{text}"
     );
 }
+
+/// The gateway runs without transparent huge pages (src/serve.rs says why); the kernel shows
+/// the process's setting in `/proc/PID/status`.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["--store", "memory"], &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.pid())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+}
