@@ -165,8 +165,8 @@ async fn shutdown_signal() {
 
 /// Turns transparent huge pages off for this process. mimalloc asks the kernel for huge pages
 /// and gives back memory it has not used for 10 ms; each use after that faults in and zeroes
-/// 2 MiB where it needed a few KiB. That was 8 to 11 % of the gateway's CPU on the paid path,
-/// and without it the memory store served about a tenth more paid requests (docs/benchmarks.md,
+/// 2 MiB where it needed a few KiB. That was 8 to 11 % of the gateway's CPU on the paid path;
+/// without it the memory and Redis stores served about 6 % more paid requests (docs/benchmarks.md,
 /// run J). A kernel without the setting changes nothing.
 fn without_huge_pages() {
     #[cfg(target_os = "linux")]
