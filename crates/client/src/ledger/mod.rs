@@ -219,7 +219,9 @@ impl Ledger {
     /// deposit or top-up buys no token: the session is presented instead). The token
     /// stays this ledger's to present if it made the payment; a payment found paid after its
     /// owner died leaves a token for anyone. From now on it counts in the budget windows at `now`,
-    /// when it was paid.
+    /// when it was paid. A payment already paid is left as it is: another process that saw it
+    /// pending and its owner gone (the owner finished it and exited meanwhile) settles it again,
+    /// and its token, spent and dropped by then, must not come back for anyone to present.
     pub fn mark_paid(
         &self,
         payment_hash: &PaymentHash,
@@ -231,10 +233,13 @@ impl Ledger {
         let preimage = preimage.to_hex();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE payments SET status = 'paid', preimage = ?2, fee_msat = ?3, updated_at = ?4, charged_at = ?4 WHERE payment_hash = ?1",
+            let changed = tx.execute(
+                "UPDATE payments SET status = 'paid', preimage = ?2, fee_msat = ?3, updated_at = ?4, charged_at = ?4 WHERE payment_hash = ?1 AND status <> 'paid'",
                 params![hash, preimage, fee_msat as i64, now as i64],
             )?;
+            if changed == 0 {
+                return Ok(());
+            }
             tx.execute(
                 "INSERT OR IGNORE INTO tokens (payment_hash, origin, path, macaroon, preimage, used, created_at, owner, dialect)
                  SELECT payment_hash, origin, path, macaroon, ?2, 0, ?3, CASE WHEN owner = ?4 THEN ?4 END, dialect
@@ -812,5 +817,59 @@ mod tests {
                 handle.join().unwrap().unwrap();
             }
         }
+    }
+
+    /// Two processes: one pays, presents and drops its spent token, and exits; the other, which
+    /// listed the payment as pending before that and found its owner gone after, settles it
+    /// again. The token stays dropped and the payment answered: nobody presents a spent token,
+    /// and nobody takes its request over as one whose answer was lost.
+    #[test]
+    fn a_payment_settled_again_after_its_owner_finished_it_stays_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let payer = Ledger::open(&path).unwrap();
+        let hash = PaymentHash([7u8; 32]);
+        let preimage = Preimage::new([2; 32]);
+        let reservation = Reservation {
+            dialect: Dialect::L402,
+            payment_hash: &hash,
+            origin: "http://a.example",
+            path: "/paid",
+            bolt11: "lnbcrt1",
+            macaroon: "AgE",
+            amount_msat: 21_000,
+            max_fee_msat: 0,
+        };
+        let request = PresentedRequest {
+            method: "GET".into(),
+            url: "http://a.example/paid".into(),
+            headers: Vec::new(),
+            body: Some(Vec::new()),
+            body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"")),
+            body_len: 0,
+        };
+        payer
+            .reserve(&reservation, &Budget::default(), 1_800_000_000)
+            .unwrap()
+            .unwrap();
+        payer.mark_paid(&hash, &preimage, 0, 1_800_000_000).unwrap();
+        payer.presenting(&hash, &request, 1_800_000_001).unwrap();
+        payer.drop_token(&hash).unwrap();
+        payer.answered(&hash, false, 1_800_000_001).unwrap();
+        drop(payer);
+
+        let other = Ledger::open(&path).unwrap();
+        other.mark_paid(&hash, &preimage, 0, 1_800_000_005).unwrap();
+        assert!(
+            other
+                .token_for("http://a.example", "/paid")
+                .unwrap()
+                .is_none()
+        );
+        assert!(other.unanswered_for(&request).unwrap().is_none());
+        let records = other.recent(10).unwrap();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].status, "paid");
+        assert_eq!(records[0].answer.as_deref(), Some("answered"));
     }
 }
