@@ -762,29 +762,31 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn the_ledger_and_its_wal_and_shm_files_are_the_users_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.sqlite");
-        let ledger = Ledger::open(&path).unwrap();
-        let hash = PaymentHash([9u8; 32]);
+    /// Reserves and pays 21 sats for `http://a.example/paid` under `hash`.
+    fn paid(ledger: &Ledger, hash: &PaymentHash, preimage: &Preimage) {
         let reservation = Reservation {
             dialect: Dialect::L402,
-            payment_hash: &hash,
+            payment_hash: hash,
             origin: "http://a.example",
-            path: "/",
+            path: "/paid",
             bolt11: "lnbcrt1",
             macaroon: "AgE",
-            amount_msat: 1_000,
+            amount_msat: 21_000,
             max_fee_msat: 0,
         };
         ledger
             .reserve(&reservation, &Budget::default(), 1_800_000_000)
             .unwrap()
             .unwrap();
-        ledger
-            .mark_paid(&hash, &Preimage::new([1; 32]), 0, 1_800_000_000)
-            .unwrap();
+        ledger.mark_paid(hash, preimage, 0, 1_800_000_000).unwrap();
+    }
+
+    #[test]
+    fn the_ledger_and_its_wal_and_shm_files_are_the_users_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let ledger = Ledger::open(&path).unwrap();
+        paid(&ledger, &PaymentHash([9u8; 32]), &Preimage::new([1; 32]));
         // While it is open, SQLite keeps its write-ahead log and shared memory beside it.
         for name in ["ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"] {
             let mode = std::fs::metadata(dir.path().join(name))
@@ -830,16 +832,6 @@ mod tests {
         let payer = Ledger::open(&path).unwrap();
         let hash = PaymentHash([7u8; 32]);
         let preimage = Preimage::new([2; 32]);
-        let reservation = Reservation {
-            dialect: Dialect::L402,
-            payment_hash: &hash,
-            origin: "http://a.example",
-            path: "/paid",
-            bolt11: "lnbcrt1",
-            macaroon: "AgE",
-            amount_msat: 21_000,
-            max_fee_msat: 0,
-        };
         let request = PresentedRequest {
             method: "GET".into(),
             url: "http://a.example/paid".into(),
@@ -848,11 +840,7 @@ mod tests {
             body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"")),
             body_len: 0,
         };
-        payer
-            .reserve(&reservation, &Budget::default(), 1_800_000_000)
-            .unwrap()
-            .unwrap();
-        payer.mark_paid(&hash, &preimage, 0, 1_800_000_000).unwrap();
+        paid(&payer, &hash, &preimage);
         payer.presenting(&hash, &request, 1_800_000_001).unwrap();
         payer.drop_token(&hash).unwrap();
         payer.answered(&hash, false, 1_800_000_001).unwrap();
