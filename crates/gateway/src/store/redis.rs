@@ -977,12 +977,16 @@ impl SpentStore for RedisStore {
         }
         if !batch.payments.is_empty() {
             let key = self.payments_key();
+            // One `LPUSH` for the batch: its values go in at the head one after another, the
+            // last one first, as separate pushes would leave them.
+            let push = pipe.cmd("LPUSH").arg(&key);
             for p in &batch.payments {
                 let json = serde_json::to_string(p).map_err(|e| {
                     StoreError::Unexpected(format!("cannot write a payment as JSON: {e}"))
                 })?;
-                pipe.cmd("LPUSH").arg(&key).arg(json).ignore();
+                push.arg(json);
             }
+            push.ignore();
             pipe.cmd("LTRIM")
                 .arg(&key)
                 .arg(0)
