@@ -74,15 +74,19 @@ impl Paywall {
             Ok(verified) => {
                 let receipt = Receipt::charge(&verified.payment_hash, &verified.challenge_id, now);
                 let receipt = HeaderValue::from_str(&receipt.to_header_value()).ok();
-                let secret = match credential.preimage() {
-                    Some(preimage) => Zeroizing::new(*preimage.as_bytes()),
-                    None => self.bearer_secret(&verified.payment_hash.to_hex()),
+                let (secret, bearer) = match credential.preimage() {
+                    Some(preimage) => (Zeroizing::new(*preimage.as_bytes()), None),
+                    None => {
+                        let hex = verified.payment_hash.to_hex();
+                        (self.bearer_secret(&hex), Some(hex))
+                    }
                 };
                 Ok(Redeem {
                     hash: verified.payment_hash,
                     keep_until: self.dialect_keep_until(verified.valid_until, now),
                     dialect: Dialect::Mpp,
                     secret,
+                    bearer,
                     receipt: receipt.map(|value| (PAYMENT_RECEIPT, value)),
                 })
             }
@@ -170,6 +174,7 @@ impl Paywall {
                     keep_until: self.dialect_keep_until(verified.valid_until, now),
                     dialect: Dialect::X402,
                     secret: self.bearer_secret(&verified.invoice),
+                    bearer: Some(verified.invoice.clone()),
                     receipt: HeaderValue::from_str(&settled)
                         .ok()
                         .map(|value| (PAYMENT_RESPONSE, value)),

@@ -194,9 +194,11 @@ pub struct Paywall {
     mpp_keys: ChallengeKeys,
     /// x402 offer tags, derived from the root keys.
     x402_keys: TagKeys,
-    /// The gateway secret x402 kept answers are sealed under (with the invoice), derived from
-    /// the current root key: an x402 payload carries no preimage.
-    x402_keep: Option<Zeroizing<[u8; 32]>>,
+    /// The gateway secrets a bearer credential's kept answer is sealed under (with its invoice):
+    /// an x402 payload, or an MPP credential without its preimage, carries no secret of its own.
+    /// One a root key, the minting key's first: it seals; the others open what was sealed
+    /// before a rotation.
+    bearer_keep: Vec<Zeroizing<[u8; 32]>>,
     receiver: Arc<dyn Receiver>,
     store: Arc<dyn SpentStore>,
     /// The route table, swapped whole by [`Paywall::set_routes`]: a request prices, claims and
@@ -236,10 +238,14 @@ impl Paywall {
             counters: Counters::default(),
             mpp_keys: ChallengeKeys::from_ring(&keys),
             x402_keys: TagKeys::from_ring(&keys),
-            x402_keep: keys
-                .current()
-                .ok()
-                .map(|(_, key)| key.derive_secret("plannt x402 kept answer v1")),
+            bearer_keep: {
+                let ids: Vec<&str> = keys.ids().collect();
+                ids.iter()
+                    .rev()
+                    .filter_map(|id| keys.get(id))
+                    .map(|key| key.derive_secret("plannt x402 kept answer v1"))
+                    .collect()
+            },
             keys,
             receiver,
             store,
@@ -762,6 +768,7 @@ impl Paywall {
             dialect: Dialect::L402,
             receipt: None,
             secret: Zeroizing::new(*credential.preimage.as_bytes()),
+            bearer: None,
         })
     }
 
@@ -769,7 +776,8 @@ impl Paywall {
     /// x402 payload is a bearer credential anyway (it names a paid invoice; no preimage).
     fn bearer_secret(&self, invoice: &str) -> Zeroizing<[u8; 32]> {
         // Without a root key nothing verifies, so nothing is sealed under the zero key.
-        keep::bearer_secret(self.x402_keep.as_deref().unwrap_or(&[0u8; 32]), invoice)
+        let gateway = self.bearer_keep.first().map_or(&[0u8; 32], |key| &**key);
+        keep::bearer_secret(gateway, invoice)
     }
 
     /// What a spent credential presented again gets, if not the 402: the 409 while its first
@@ -801,7 +809,22 @@ impl Paywall {
             .ok()?;
         let body: [u8; 32] = Sha256::digest(&bytes).into();
         let digest = keep::request_digest(method.as_str(), target, &body);
-        match keep::open(&redeem.secret, &redeem.hash, &digest, &sealed) {
+        let opened = keep::open(&redeem.secret, &redeem.hash, &digest, &sealed).or_else(|e| {
+            // A bearer credential's answer kept before a root key rotation is sealed under the
+            // secret of the key that minted then.
+            let Some(invoice) = redeem.bearer.as_deref() else {
+                return Err(e);
+            };
+            self.bearer_keep
+                .iter()
+                .skip(1)
+                .find_map(|gateway| {
+                    let secret = keep::bearer_secret(gateway, invoice);
+                    keep::open(&secret, &redeem.hash, &digest, &sealed).ok()
+                })
+                .ok_or(e)
+        });
+        match opened {
             Ok(answer) if answer.until >= now => {
                 self.metrics.replayed();
                 Some(kept::replay(answer))
@@ -842,6 +865,9 @@ struct Redeem {
     receipt: Option<(HeaderName, HeaderValue)>,
     /// The credential's secret, which seals and opens its kept answer.
     secret: Zeroizing<[u8; 32]>,
+    /// For a bearer credential, what its secret was derived from with the gateway's
+    /// ([`Paywall::bearer_secret`]), to open an answer kept before a root key rotation.
+    bearer: Option<String>,
 }
 
 /// The tower layer. Build it with [`Paywall::layer`].

@@ -506,6 +506,92 @@ async fn an_expired_keep_is_refused_as_spent() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// An x402 payload carries no secret of its own: its answer is sealed under a secret of the key
+/// that mints. After a rotation (a new key mints, the old one still verifies) the answer kept
+/// before it still opens for the same payload and request, and for nothing else.
+#[tokio::test]
+async fn an_x402_answer_kept_before_a_root_key_rotation_is_replayed_after_it() {
+    let network = DevNetwork::ephemeral(1_000_000);
+    let store = Arc::new(MemoryStore::new());
+    let old = RootKey::new([9; 32]);
+    let mut rotated = KeyRing::single(old.clone());
+    rotated.add("new", RootKey::new([10; 32])).unwrap();
+    let paywall = |keys: KeyRing| {
+        let route = Route::paid(
+            "demo",
+            axum::http::Method::GET,
+            "/v1/demo",
+            21,
+            Target::Service,
+        );
+        let options = PaywallOptions {
+            challenges_per_second: 0.0,
+            ..PaywallOptions::default()
+        };
+        Arc::new(Paywall::new(
+            keys,
+            Arc::new(network.wallet("gateway")),
+            store.clone(),
+            RouteTable::new(vec![route]).unwrap(),
+            options,
+        ))
+    };
+    let (before, after) = (paywall(KeyRing::single(old)), paywall(rotated));
+    let calls = Arc::new(AtomicU32::new(0));
+    let get = |paywall: &Arc<Paywall>, path: &str, payload: Option<&str>| {
+        let counted = calls.clone();
+        let inner = tower::service_fn(move |_: Request<Body>| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {call}")))) }
+        });
+        let mut request = Request::get(path);
+        if let Some(payload) = payload {
+            request = request.header("payment-signature", payload);
+        }
+        paywall
+            .layer()
+            .layer(inner)
+            .oneshot(request.body(Body::empty()).unwrap())
+    };
+    let read = |answer: Response<Body>| async move {
+        let headers = answer.headers().clone();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (headers, body)
+    };
+
+    let offer = get(&before, "/v1/demo", None).await.unwrap();
+    let required =
+        PaymentRequired::decode(offer.headers()["payment-required"].to_str().unwrap()).unwrap();
+    let payload = PaymentPayload::exact(required.resource.clone(), &required.accepts[0]).encode();
+    let (_, body) = read(offer).await;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    network
+        .pay("tester", body["invoice"].as_str().unwrap())
+        .unwrap();
+
+    let (first_headers, first) =
+        read(get(&before, "/v1/demo", Some(&payload)).await.unwrap()).await;
+    assert_eq!(first_headers["x-l402"], "spent", "{first_headers:?}");
+    assert_eq!(first_headers["x-l402-kept"], "600");
+    let (again_headers, again) = read(get(&after, "/v1/demo", Some(&payload)).await.unwrap()).await;
+    assert_eq!(again_headers["x-l402"], "replayed", "{again_headers:?}");
+    assert_eq!(again, first);
+    assert_eq!(
+        again_headers["payment-response"],
+        first_headers["payment-response"]
+    );
+
+    // Another request with the same payload is still refused as spent.
+    let other = get(&after, "/v1/demo?page=2", Some(&payload))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), AxumStatus::PAYMENT_REQUIRED);
+    assert_eq!(other.headers()["x-l402-reason"], "spent");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one upstream call");
+}
+
 #[tokio::test]
 async fn a_hundred_concurrent_uses_of_one_credential_call_the_upstream_once() {
     let (url, calls) = upstream().await;
