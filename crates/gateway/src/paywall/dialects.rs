@@ -7,7 +7,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plannt_l402::mpp::{self, ChargeExpect, PaymentCredential, Receipt};
-use plannt_l402::x402::{ExactExpect, PaymentPayload, SettlementResponse};
+use plannt_l402::x402::{self, ExactExpect, PaymentPayload, SettlementResponse};
 use plannt_l402::{Dialect, Reason};
 use plannt_lightning::InvoiceState;
 use serde_json::json;
@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::answers::{Challenged, invoice_network, unavailable, with_problem};
 use super::headers::{PAYMENT_RECEIPT, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_L402_REASON};
-use super::{Paywall, Redeem};
+use super::{Lapsed, Paywall, Redeem};
 
 impl Paywall {
     /// Until when the spent entry of a payment redeemed through MPP or x402 must live: past the
@@ -26,6 +26,14 @@ impl Paywall {
             .saturating_add(self.options.invoice_expiry_secs)
             .saturating_add(self.options.token_lifetime_secs);
         valid_until.max(macaroon_at_most)
+    }
+
+    /// Whether an answer bought with a credential that expired at `expired_at` may still be
+    /// kept: it was committed before then, and is kept `keep.answer_secs` at most.
+    fn may_be_kept(&self, expired_at: u64, now: u64) -> bool {
+        self.options.keep.answer_bytes > 0
+            && expired_at > 0
+            && now < expired_at.saturating_add(self.options.keep.answer_secs)
     }
 
     /// Checks an MPP credential or an x402 payload, whichever the request carries and the route
@@ -70,7 +78,32 @@ impl Paywall {
             price_sats: at.price,
             now,
         };
-        match self.mpp_keys.verify_charge(credential, &expect) {
+        let mut lapsed = None;
+        let checked = match self.mpp_keys.verify_charge(credential, &expect) {
+            // Expired, but it may have bought an answer that is still kept: genuine in every
+            // other respect (checked as of its last second), it may fetch that answer, nothing
+            // else.
+            Err(e @ mpp::VerifyError::Expired { expired_at })
+                if self.may_be_kept(expired_at, now) =>
+            {
+                let before = ChargeExpect {
+                    now: expired_at - 1,
+                    ..expect
+                };
+                match self.mpp_keys.verify_charge(credential, &before) {
+                    Ok(verified) => {
+                        lapsed = Some(Lapsed {
+                            why: e.to_string(),
+                            problem: Some(e.problem()),
+                        });
+                        Ok(verified)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            checked => checked,
+        };
+        match checked {
             Ok(verified) => {
                 let receipt = Receipt::charge(&verified.payment_hash, &verified.challenge_id, now);
                 let receipt = HeaderValue::from_str(&receipt.to_header_value()).ok();
@@ -87,6 +120,7 @@ impl Paywall {
                     dialect: Dialect::Mpp,
                     secret,
                     bearer,
+                    lapsed,
                     receipt: receipt.map(|value| (PAYMENT_RECEIPT, value)),
                 })
             }
@@ -126,6 +160,36 @@ impl Paywall {
         };
         let verified = match self.x402_keys.verify_exact(&payload, &expect) {
             Ok(verified) => verified,
+            // Expired, but it may have bought an answer that is still kept: genuine in every
+            // other respect (checked as of its last second), it may fetch that answer, nothing
+            // else. No lookup: only a paid and committed payload has a kept answer.
+            Err(e @ x402::VerifyError::Expired { expired_at })
+                if self.may_be_kept(expired_at, now) =>
+            {
+                let before = ExactExpect {
+                    now: expired_at - 1,
+                    ..expect
+                };
+                let Ok(verified) = self.x402_keys.verify_exact(&payload, &before) else {
+                    self.metrics.rejected(e.reason());
+                    return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
+                };
+                let settled = SettlementResponse::lightning(&verified, now).encode();
+                return Ok(Redeem {
+                    hash: verified.payment_hash,
+                    keep_until: self.dialect_keep_until(verified.valid_until, now),
+                    dialect: Dialect::X402,
+                    secret: self.bearer_secret(&verified.invoice),
+                    bearer: Some(verified.invoice.clone()),
+                    receipt: HeaderValue::from_str(&settled)
+                        .ok()
+                        .map(|value| (PAYMENT_RESPONSE, value)),
+                    lapsed: Some(Lapsed {
+                        why: e.to_string(),
+                        problem: None,
+                    }),
+                });
+            }
             Err(e) if e.reason().pay_again() => {
                 self.metrics.rejected(e.reason());
                 return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
@@ -178,6 +242,7 @@ impl Paywall {
                     receipt: HeaderValue::from_str(&settled)
                         .ok()
                         .map(|value| (PAYMENT_RESPONSE, value)),
+                    lapsed: None,
                 })
             }
             InvoiceState::Open => Err(not_paid_yet()),

@@ -570,7 +570,7 @@ impl Paywall {
             Ok(found) => found,
             Err(e) => return self.refuse(Reason::Malformed, &e.to_string()),
         };
-        let redeem = match l402 {
+        let mut redeem = match l402 {
             Some(credential) if offered.contains(&Dialect::L402) => {
                 match self.verify_l402(&credential, &at).await {
                     Ok(redeem) => redeem,
@@ -596,6 +596,20 @@ impl Paywall {
                 },
             },
         };
+        // An expired credential claims nothing: it gets the answer it bought, if still kept.
+        if let Some(lapsed) = redeem.lapsed.take() {
+            let (parts, body) = request.into_parts();
+            if let Some(answer) = Box::pin(self.retry(&redeem, &parts.method, &target, body)).await
+            {
+                return answer;
+            }
+            self.metrics.rejected(Reason::Expired);
+            let answer = Box::pin(self.challenge(&at, Some((Reason::Expired, lapsed.why)))).await;
+            return match lapsed.problem {
+                Some(problem) => with_problem(answer, problem),
+                None => answer,
+            };
+        }
         // The claim, the upstream call and the settlement go on in a task of their own if the
         // client hangs up (detach.rs): it neither strands a claim its request won (a claim is
         // neither committed nor released if its future is dropped) nor cuts the upstream off
@@ -769,6 +783,7 @@ impl Paywall {
             receipt: None,
             secret: Zeroizing::new(*credential.preimage.as_bytes()),
             bearer: None,
+            lapsed: None,
         })
     }
 
@@ -868,6 +883,16 @@ struct Redeem {
     /// For a bearer credential, what its secret was derived from with the gateway's
     /// ([`Paywall::bearer_secret`]), to open an answer kept before a root key rotation.
     bearer: Option<String>,
+    /// An MPP or x402 credential past its expiry, within the keep time of an answer it may have
+    /// bought: it can fetch that answer and buys nothing else.
+    lapsed: Option<Lapsed>,
+}
+
+/// The refusal an expired credential gets when it has no kept answer to fetch.
+struct Lapsed {
+    why: String,
+    /// MPP's problem details.
+    problem: Option<Problem>,
 }
 
 /// The tower layer. Build it with [`Paywall::layer`].

@@ -506,6 +506,148 @@ async fn an_expired_keep_is_refused_as_spent() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// An MPP credential and an x402 payload expire with their invoice, which may be before their
+/// answer's keep ends. Past that expiry they still fetch the answer they bought, for the same
+/// request, until the keep ends; they buy nothing else: another request, a credential never
+/// used, or the same after the keep are refused as expired, and the upstream is called once a
+/// payment.
+#[tokio::test]
+async fn mpp_and_x402_credentials_past_their_expiry_still_fetch_their_kept_answer() {
+    let network = DevNetwork::ephemeral(1_000_000);
+    let clock = Arc::new(AtomicU64::new(now()));
+    let read_clock = clock.clone();
+    let options = PaywallOptions {
+        challenges_per_second: 0.0,
+        invoice_expiry_secs: 60,
+        clock: Clock::from_fn(move || read_clock.load(Ordering::SeqCst)),
+        ..PaywallOptions::default()
+    };
+    let route = Route::paid(
+        "demo",
+        axum::http::Method::GET,
+        "/v1/demo",
+        21,
+        Target::Service,
+    );
+    let paywall = Arc::new(Paywall::new(
+        KeyRing::single(RootKey::new([9; 32])),
+        Arc::new(network.wallet("gateway")),
+        Arc::new(MemoryStore::new()),
+        RouteTable::new(vec![route]).unwrap(),
+        options,
+    ));
+    let calls = Arc::new(AtomicU32::new(0));
+    // GET `path` with the header `name: value`, if given: status, headers, body.
+    let get = |path: &str, header: Option<(&str, &str)>| {
+        let counted = calls.clone();
+        let inner = tower::service_fn(move |_: Request<Body>| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {call}")))) }
+        });
+        let mut request = Request::get(path);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let answer = paywall
+            .layer()
+            .layer(inner)
+            .oneshot(request.body(Body::empty()).unwrap());
+        async move {
+            let answer = answer.await.unwrap();
+            let (status, headers) = (answer.status(), answer.headers().clone());
+            let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            (status, headers, body)
+        }
+    };
+    // A challenge, paid: the MPP credential and the x402 payload of its invoice.
+    let paid = || async {
+        let (_, headers, body) = get("/v1/demo", None).await;
+        let values: Vec<&str> = headers
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        let challenge = PaymentChallenge::parse_all(values.iter().copied())
+            .unwrap()
+            .remove(0);
+        let required =
+            PaymentRequired::decode(headers["payment-required"].to_str().unwrap()).unwrap();
+        let payload =
+            PaymentPayload::exact(required.resource.clone(), &required.accepts[0]).encode();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let preimage = network
+            .pay("tester", body["invoice"].as_str().unwrap())
+            .unwrap()
+            .preimage;
+        let mpp = PaymentCredential::charge(&challenge, &preimage).to_header_value();
+        (mpp, payload)
+    };
+
+    for dialect in ["mpp", "x402"] {
+        // The dev network dates its invoices by the wall clock.
+        let start = now();
+        clock.store(start, Ordering::SeqCst);
+        let calls_before = calls.load(Ordering::SeqCst);
+        let (mpp, payload) = paid().await;
+        let (unused_mpp, unused_payload) = paid().await;
+        let credential = match dialect {
+            "mpp" => ("authorization", mpp.as_str()),
+            _ => ("payment-signature", payload.as_str()),
+        };
+        let (_, first_headers, first) = get("/v1/demo", Some(credential)).await;
+        assert_eq!(
+            first_headers.get("x-l402").map(|v| v.to_str().unwrap()),
+            Some("spent"),
+            "{dialect}: {first_headers:?} {first:?}"
+        );
+        assert_eq!(first_headers["x-l402-kept"], "600", "{dialect}");
+
+        // Past the invoice's expiry (60 s), within the keep (600 s).
+        clock.store(start + 61, Ordering::SeqCst);
+        let (status, headers, again) = get("/v1/demo", Some(credential)).await;
+        assert_eq!(status, AxumStatus::OK, "{dialect}: {headers:?}");
+        assert_eq!(headers["x-l402"], "replayed", "{dialect}");
+        assert_eq!(again, first, "{dialect}");
+        let (status, headers, _) = get("/v1/demo?page=2", Some(credential)).await;
+        assert_eq!(
+            status,
+            AxumStatus::PAYMENT_REQUIRED,
+            "{dialect}: another request"
+        );
+        assert_eq!(headers["x-l402-reason"], "expired", "{dialect}");
+        // A credential paid but never used: nothing to fetch, nothing bought.
+        let unused = match dialect {
+            "mpp" => ("authorization", unused_mpp.as_str()),
+            _ => ("payment-signature", unused_payload.as_str()),
+        };
+        let (status, headers, _) = get("/v1/demo", Some(unused)).await;
+        assert_eq!(
+            status,
+            AxumStatus::PAYMENT_REQUIRED,
+            "{dialect}: never used"
+        );
+        assert_eq!(headers["x-l402-reason"], "expired", "{dialect}");
+
+        // Past the keep.
+        clock.store(start + 60 + 600, Ordering::SeqCst);
+        let (status, headers, _) = get("/v1/demo", Some(credential)).await;
+        assert_eq!(
+            status,
+            AxumStatus::PAYMENT_REQUIRED,
+            "{dialect}: after the keep"
+        );
+        assert_eq!(headers["x-l402-reason"], "expired", "{dialect}");
+
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            calls_before + 1,
+            "{dialect}: one upstream call for the one request bought"
+        );
+    }
+}
+
 /// An x402 payload carries no secret of its own: its answer is sealed under a secret of the key
 /// that mints. After a rotation (a new key mints, the old one still verifies) the answer kept
 /// before it still opens for the same payload and request, and for nothing else.
