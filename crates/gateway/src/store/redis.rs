@@ -158,6 +158,7 @@ pub enum RedisTopology {
 }
 
 /// A Redis URL taken apart.
+#[derive(Clone)]
 enum Target {
     Single(String),
     Cluster {
@@ -461,7 +462,7 @@ impl RedisStore {
             url: shown.clone(),
             why,
         };
-        let connecting = async {
+        let connecting = async |target: Target| -> Result<Connection, StoreError> {
             match target {
                 Target::Single(url) => {
                     let client = redis::Client::open(url.as_str())
@@ -542,16 +543,24 @@ impl RedisStore {
                 }
             }
         };
-        let conn = match tokio::time::timeout(options.timeout, connecting).await {
-            Ok(conn) => conn?,
-            Err(_) => {
-                return Err(unreachable(format!(
+        let connect =
+            async |target: Target| match tokio::time::timeout(options.timeout, connecting(target))
+                .await
+            {
+                Ok(conn) => conn,
+                Err(_) => Err(unreachable(format!(
                     "no answer within {:?}",
                     options.timeout
-                )));
-            }
+                ))),
+            };
+        let conn = connect(target.clone()).await?;
+        // The batched writes get a connection of their own: a batch's `WAIT` blocks the
+        // connection it is sent on until replicas acknowledge, and the lookups, ledger writes
+        // and scripts on the other need not wait for it.
+        let batcher = match tagged {
+            true => None,
+            false => Some(Batcher::spawn(connect(target).await?, options.wait)),
         };
-        let batcher = (!tagged).then(|| Batcher::spawn(conn.clone(), options.wait));
         let store = RedisStore {
             conn,
             prefix: options.prefix,

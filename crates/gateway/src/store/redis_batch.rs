@@ -4,8 +4,9 @@
 //! is a system call and a wake-up on both sides of the connection, and on a loaded gateway those
 //! cost more than the commands: `redis-server` spent about 8 µs a paid request on its socket
 //! alone. A [`Batcher`] is one task that takes every write waiting when it is free, sends them as
-//! one pipeline (followed by one `WAIT` when replicas must acknowledge them), and hands each
-//! request its replies: the group commit of the SQLite store, on a Redis connection. One batch is
+//! one pipeline (followed by one `WAIT` when replicas must acknowledge them) on a connection of
+//! its own (a `WAIT` blocks its connection, and the store's lookups go on the other), and hands
+//! each request its replies: the group commit of the SQLite store, on a Redis connection. One batch is
 //! in flight at a time; what arrives meanwhile makes the next one. The price is latency when few
 //! requests are in flight: a write that arrives while a batch is out waits for its answer, about
 //! one round trip more (docs/benchmarks.md, run I: up to four batches in flight batched less and

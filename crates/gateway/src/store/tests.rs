@@ -758,7 +758,9 @@ mod redis {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use super::super::{Claim, RedisOptions, RedisStore, SpentStore};
+    use super::super::{
+        Claim, RedisOptions, RedisStore, SpentStore, StoreError, Ticket, WaitReplicas,
+    };
     use super::{hash, suite, won};
 
     const FAR: u64 = 4_000_000_000;
@@ -1030,6 +1032,54 @@ mod redis {
         assert_eq!(store.claim(&hash(1), FAR).await.unwrap(), Claim::Spent);
         assert_eq!(store.claim(&hash(3), FAR).await.unwrap(), Claim::Spent);
         store.health().await.unwrap();
+    }
+
+    /// A write that waits for replicas (`WAIT`) blocks the connection it is sent on until they
+    /// acknowledge. The batched writes have a connection of their own, so a lookup (a retry
+    /// looking for its kept answer) is answered meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_waiting_for_replicas_holds_up_no_lookup() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::connect_with(
+            &server.url(),
+            RedisOptions {
+                timeout: Duration::from_secs(10),
+                wait: Some(WaitReplicas {
+                    replicas: 1,
+                    timeout: Duration::from_secs(5),
+                }),
+                ..RedisOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let store = Arc::new(store);
+        // No replica: the commit waits the whole 5 s for one, then fails.
+        let committing = {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit(&hash(1), &Ticket::new(), FAR, None).await })
+        };
+        let mut peek = server.connection();
+        let mut waiting = || {
+            let clients: String = ::redis::cmd("CLIENT").arg("LIST").query(&mut peek).unwrap();
+            clients
+                .lines()
+                .any(|client| client.contains("cmd=wait") && client.contains("flags=b"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while !waiting() {
+            assert!(Instant::now() < deadline, "the commit's WAIT never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            store.lookup(&hash(2), 0).await.unwrap(),
+            super::super::Lookup::Unknown
+        ));
+        assert!(waiting(), "the lookup was answered only after the WAIT");
+        let error = committing.await.unwrap().unwrap_err();
+        assert!(matches!(error, StoreError::NotReplicated { .. }), "{error}");
     }
 
     #[tokio::test]
