@@ -16,6 +16,8 @@ use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Frame;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -132,6 +134,8 @@ pub(super) enum NotKept {
     Failed,
     /// The store did not take the commit.
     NotStored,
+    /// The answer ends with trailers (gRPC's status, say), which a kept answer does not hold.
+    Trailers,
 }
 
 impl NotKept {
@@ -143,6 +147,7 @@ impl NotKept {
             NotKept::BodyUnread => "request-body-unread",
             NotKept::Failed => "body-failed",
             NotKept::NotStored => "not-stored",
+            NotKept::Trailers => "trailers",
         }
     }
 
@@ -177,19 +182,30 @@ pub(super) async fn buffer(
     if event_stream {
         return Err(NotKept::Streamed);
     }
-    let mut stream = std::mem::take(response.body_mut()).into_data_stream();
+    // Read frame by frame: the data, and trailers if it ends with them.
+    let mut body = std::mem::take(response.body_mut());
     let deadline = tokio::time::Instant::now() + wait;
     let mut chunks: Vec<Bytes> = Vec::new();
+    let mut trailers = None;
     let mut size = 0usize;
     let why = loop {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                size += chunk.len();
-                chunks.push(chunk);
-                if size > limit {
-                    break NotKept::TooLarge;
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(chunk) => {
+                    size += chunk.len();
+                    chunks.push(chunk);
+                    if size > limit {
+                        break NotKept::TooLarge;
+                    }
                 }
-            }
+                Err(frame) => {
+                    // Passed on as they came, and the answer is not kept.
+                    if let Ok(map) = frame.into_trailers() {
+                        trailers = Some(map);
+                        break NotKept::Trailers;
+                    }
+                }
+            },
             Ok(None) => {
                 let whole = if chunks.len() == 1 {
                     chunks.pop().unwrap_or_default()
@@ -210,8 +226,13 @@ pub(super) async fn buffer(
             Err(_) => break NotKept::Streamed,
         }
     };
-    let read = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, axum::Error>));
-    *response.body_mut() = Body::from_stream(read.chain(stream));
+    let read = chunks
+        .into_iter()
+        .map(Frame::data)
+        .chain(trailers.map(Frame::trailers))
+        .map(Ok::<_, axum::Error>);
+    let rest = futures_util::stream::iter(read).chain(BodyStream::new(body));
+    *response.body_mut() = Body::new(StreamBody::new(rest));
     Err(why)
 }
 
@@ -327,6 +348,50 @@ mod tests {
             buffer(&mut response, 1000, Duration::from_secs(2)).await,
             Err(NotKept::Streamed)
         );
+    }
+
+    /// A body of `data` frames that ends with trailers `grpc-status: 0`.
+    fn with_trailers(data: &[&'static str]) -> Body {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let frames: Vec<_> = data
+            .iter()
+            .map(|d| Frame::data(Bytes::from_static(d.as_bytes())))
+            .chain(std::iter::once(Frame::trailers(trailers)))
+            .map(Ok::<_, std::io::Error>)
+            .collect();
+        Body::new(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    /// Every frame of `response`'s body: its data, and its trailers if any.
+    async fn frames_of(response: Response) -> (Vec<u8>, Option<HeaderMap>) {
+        let mut body = response.into_body();
+        let (mut data, mut trailers) = (Vec::new(), None);
+        while let Some(frame) = body.frame().await {
+            match frame.unwrap().into_data() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        (data, trailers)
+    }
+
+    #[tokio::test]
+    async fn an_answer_with_trailers_is_sent_with_them_and_not_kept() {
+        let mut response = answer(with_trailers(&["an ", "answer"]), &[]);
+        let kept = buffer(&mut response, 1000, Duration::from_secs(1)).await;
+        assert_eq!(kept, Err(NotKept::Trailers));
+        let (data, trailers) = frames_of(response).await;
+        assert_eq!(data, b"an answer");
+        assert_eq!(trailers.expect("the trailers")["grpc-status"], "0");
+
+        // Over the limit before its trailers: streamed on with them.
+        let mut response = answer(with_trailers(&["0123456789", "0123456789"]), &[]);
+        let kept = buffer(&mut response, 15, Duration::from_secs(1)).await;
+        assert_eq!(kept, Err(NotKept::TooLarge));
+        let (data, trailers) = frames_of(response).await;
+        assert_eq!(data, b"01234567890123456789");
+        assert_eq!(trailers.expect("the trailers")["grpc-status"], "0");
     }
 
     fn tokio_stream_from(
