@@ -14,6 +14,10 @@
 # same with sqlite_sync = normal); redis (a redis-server of the script's own on loopback, no
 # persistence) when redis-server is installed. Answers are kept (the default) unless said.
 #
+# CPU: each round's CPU time (user and system, from /proc/PID/stat) of the bare server, of
+# `plannt serve`, and of `redis-server` for the Redis store, over the requests wrk counted; the
+# table gives each one's median in µs a request. wrk's own share is not counted.
+#
 # The fsync floor: BENCH_FSYNC_WRITES (2000) writes of 4 KiB to a file in the work folder (the
 # folder the SQLite store writes to), each followed by fdatasync (dd oflag=dsync): how many
 # durable writes a second this disk takes one at a time.
@@ -43,6 +47,14 @@ median() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
+# cpu_ticks PID: the CPU time PID has used, user and system, in clock ticks.
+ticks_per_second=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# per_request TICKS REQUESTS: microseconds of CPU a request.
+per_request() {
+    awk -v t="$1" -v n="$2" -v hz="$ticks_per_second" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'
+}
+
 # --- the fsync floor, before any load ------------------------------------------------------------
 
 dd_out=$(dd if=/dev/zero of="$work/fsync.bin" bs=4096 count="$fsync_writes" oflag=dsync 2>&1 | tail -1)
@@ -70,7 +82,7 @@ stop mint
 
 # --- Redis, when there is one ----------------------------------------------------------------------
 
-redis_url=""
+redis_url="" redis_pid=""
 if [[ " $stores " == *" redis "* ]]; then
     if command -v redis-server >/dev/null 2>&1; then
         redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -78,6 +90,7 @@ if [[ " $stores " == *" redis "* ]]; then
         redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
             --dir "$work/redis" >"$work/redis/log" 2>&1 &
         pids+=("$!")
+        redis_pid=$!
         for _ in $(seq 100); do
             grep -q 'Ready to accept connections' "$work/redis/log" && break
             sleep 0.1
@@ -93,11 +106,13 @@ fi
 
 rows=()
 for store in $stores; do
-    bare=() paid=() other=0
+    bare=() paid=() other=0 bare_cpu=() paid_cpu=() redis_cpu=()
     for round in $(seq "$rounds"); do
         pid=$bare_pid
+        before=$(cpu_ticks "$bare_pid")
         wrk_load "bare-$store-$round" "http://$bare_addr/" 200
         bare+=("$r_rps")
+        bare_cpu+=("$(per_request $(($(cpu_ticks "$bare_pid") - before)) "$r_requests")")
         envs=()
         case $store in
             memory) args=(--store memory) ;;
@@ -116,13 +131,21 @@ for store in $stores; do
                 ;;
         esac
         start "paid-$store-$round" ${envs[@]+"${envs[@]}"} -- "${args[@]}"
+        before=$(cpu_ticks "$pid")
+        [[ $store == redis ]] && redis_before=$(cpu_ticks "$redis_pid")
         wrk_load "paid-$store-$round" "http://$addr/v1/demo" 200 "$work/tokens.txt"
+        paid_cpu+=("$(per_request $(($(cpu_ticks "$pid") - before)) "$r_requests")")
+        if [[ $store == redis ]]; then
+            redis_cpu+=("$(per_request $(($(cpu_ticks "$redis_pid") - redis_before)) "$r_requests")")
+        fi
         stop "paid-$store-$round"
         paid+=("$r_rps")
         other=$((other + r_other + r_reused))
     done
     b=$(median "${bare[@]}") p=$(median "${paid[@]}")
-    rows+=("| $store | ${bare[*]} | ${paid[*]} | $b | $p | **$(ratio "$p" "$b")** | $other |")
+    cpu="$(median "${bare_cpu[@]}") / $(median "${paid_cpu[@]}")"
+    ((${#redis_cpu[@]})) && cpu+=" + $(median "${redis_cpu[@]}")"
+    rows+=("| $store | ${bare[*]} | ${paid[*]} | $b | $p | **$(ratio "$p" "$b")** | $cpu | $other |")
 done
 
 cat <<EOF
@@ -134,7 +157,7 @@ Revision: ${BENCH_REVISION:-$revision}; $(rustc --version).
 Command: \`bench/stores.sh\` (wrk -t $threads -c $connections -d $duration, $rounds alternating rounds, loopback).
 Fsync floor of the work folder's disk: $fsync_per_sec durable 4 KiB writes/s one at a time ($fsync_us µs each).
 
-| store | bare req/s by round | paid req/s by round | bare median | paid median | paid/bare | not 200 or reused |
-|---|---|---|---:|---:|---:|---:|
+| store | bare req/s by round | paid req/s by round | bare median | paid median | paid/bare | CPU µs a request: bare / paid (+ redis-server) | not 200 or reused |
+|---|---|---|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${rows[@]}")
 EOF
