@@ -442,16 +442,14 @@ async fn mpp_and_x402_credentials_replay_with_their_receipts() {
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one call per payment");
 }
 
-#[tokio::test]
-async fn an_expired_keep_is_refused_as_spent() {
-    let network = DevNetwork::ephemeral(1_000_000);
-    let clock = Arc::new(AtomicU64::new(now()));
-    let read = clock.clone();
-    let options = PaywallOptions {
-        challenges_per_second: 0.0,
-        clock: Clock::from_fn(move || read.load(Ordering::SeqCst)),
-        ..PaywallOptions::default()
-    };
+/// A paywall in this process over `store`, with one paid route, `GET /v1/demo` for 21 sats,
+/// whose invoices the dev network's `gateway` account issues.
+fn demo_paywall(
+    network: &DevNetwork,
+    keys: KeyRing,
+    store: Arc<MemoryStore>,
+    options: PaywallOptions,
+) -> Arc<Paywall> {
     let route = Route::paid(
         "demo",
         axum::http::Method::GET,
@@ -459,50 +457,85 @@ async fn an_expired_keep_is_refused_as_spent() {
         21,
         Target::Service,
     );
-    let paywall = Arc::new(Paywall::new(
-        KeyRing::single(RootKey::new([9; 32])),
+    Arc::new(Paywall::new(
+        keys,
         Arc::new(network.wallet("gateway")),
-        Arc::new(MemoryStore::new()),
+        store,
         RouteTable::new(vec![route]).unwrap(),
         options,
-    ));
-    let calls = Arc::new(AtomicU32::new(0));
-    let get = |credential: Option<String>| {
-        let counted = calls.clone();
-        let inner = tower::service_fn(move |_: Request<Body>| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, Infallible>(Response::new(Body::from("served"))) }
-        });
-        let mut request = Request::get("/v1/demo");
-        if let Some(credential) = credential {
-            request = request.header("authorization", credential);
-        }
-        paywall
-            .layer()
-            .layer(inner)
-            .oneshot(request.body(Body::empty()).unwrap())
-    };
-    let challenge = get(None).await.unwrap();
-    let body = axum::body::to_bytes(challenge.into_body(), 1 << 16)
+    ))
+}
+
+/// `GET path` through `paywall`, with the header `name: value` if given, to an upstream that
+/// answers `call <n>` and counts its calls in `calls`: the answer's status, headers and body.
+async fn demo_get(
+    paywall: &Arc<Paywall>,
+    calls: &Arc<AtomicU32>,
+    path: &str,
+    header: Option<(&str, &str)>,
+) -> (AxumStatus, HeaderMap, Bytes) {
+    let counted = calls.clone();
+    let inner = tower::service_fn(move |_: Request<Body>| {
+        let call = counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {call}")))) }
+    });
+    let mut request = Request::get(path);
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    let answer = paywall
+        .layer()
+        .layer(inner)
+        .oneshot(request.body(Body::empty()).unwrap())
         .await
         .unwrap();
+    let (status, headers) = (answer.status(), answer.headers().clone());
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, headers, body)
+}
+
+/// Options for an in-process paywall: no challenge rate limit, time read from `clock`.
+fn clocked(clock: &Arc<AtomicU64>) -> PaywallOptions {
+    let read = clock.clone();
+    PaywallOptions {
+        challenges_per_second: 0.0,
+        clock: Clock::from_fn(move || read.load(Ordering::SeqCst)),
+        ..PaywallOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn an_expired_keep_is_refused_as_spent() {
+    let network = DevNetwork::ephemeral(1_000_000);
+    let clock = Arc::new(AtomicU64::new(now()));
+    let paywall = demo_paywall(
+        &network,
+        KeyRing::single(RootKey::new([9; 32])),
+        Arc::new(MemoryStore::new()),
+        clocked(&clock),
+    );
+    let calls = Arc::new(AtomicU32::new(0));
+    let (_, _, body) = demo_get(&paywall, &calls, "/v1/demo", None).await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let preimage = network
         .pay("tester", body["invoice"].as_str().unwrap())
         .unwrap()
         .preimage;
     let credential = authorization(body["macaroon"].as_str().unwrap(), &preimage);
+    let bought = Some(("authorization", credential.as_str()));
 
-    let first = get(Some(credential.clone())).await.unwrap();
-    assert_eq!(first.headers()["x-l402"], "spent");
-    assert_eq!(first.headers()["x-l402-kept"], "600");
+    let (_, first, _) = demo_get(&paywall, &calls, "/v1/demo", bought).await;
+    assert_eq!(first["x-l402"], "spent");
+    assert_eq!(first["x-l402-kept"], "600");
     clock.fetch_add(600, Ordering::SeqCst);
-    let within = get(Some(credential.clone())).await.unwrap();
-    assert_eq!(within.headers()["x-l402"], "replayed", "kept for 600 s");
+    let (_, within, _) = demo_get(&paywall, &calls, "/v1/demo", bought).await;
+    assert_eq!(within["x-l402"], "replayed", "kept for 600 s");
     clock.fetch_add(1, Ordering::SeqCst);
-    let after = get(Some(credential)).await.unwrap();
-    assert_eq!(after.status(), AxumStatus::PAYMENT_REQUIRED);
-    assert_eq!(after.headers()["x-l402-reason"], "spent");
+    let (status, after, _) = demo_get(&paywall, &calls, "/v1/demo", bought).await;
+    assert_eq!(status, AxumStatus::PAYMENT_REQUIRED);
+    assert_eq!(after["x-l402-reason"], "spent");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -515,55 +548,19 @@ async fn an_expired_keep_is_refused_as_spent() {
 async fn mpp_and_x402_credentials_past_their_expiry_still_fetch_their_kept_answer() {
     let network = DevNetwork::ephemeral(1_000_000);
     let clock = Arc::new(AtomicU64::new(now()));
-    let read_clock = clock.clone();
-    let options = PaywallOptions {
-        challenges_per_second: 0.0,
-        invoice_expiry_secs: 60,
-        clock: Clock::from_fn(move || read_clock.load(Ordering::SeqCst)),
-        ..PaywallOptions::default()
-    };
-    let route = Route::paid(
-        "demo",
-        axum::http::Method::GET,
-        "/v1/demo",
-        21,
-        Target::Service,
-    );
-    let paywall = Arc::new(Paywall::new(
+    let paywall = demo_paywall(
+        &network,
         KeyRing::single(RootKey::new([9; 32])),
-        Arc::new(network.wallet("gateway")),
         Arc::new(MemoryStore::new()),
-        RouteTable::new(vec![route]).unwrap(),
-        options,
-    ));
+        PaywallOptions {
+            invoice_expiry_secs: 60,
+            ..clocked(&clock)
+        },
+    );
     let calls = Arc::new(AtomicU32::new(0));
-    // GET `path` with the header `name: value`, if given: status, headers, body.
-    let get = |path: &str, header: Option<(&str, &str)>| {
-        let counted = calls.clone();
-        let inner = tower::service_fn(move |_: Request<Body>| {
-            let call = counted.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {call}")))) }
-        });
-        let mut request = Request::get(path);
-        if let Some((name, value)) = header {
-            request = request.header(name, value);
-        }
-        let answer = paywall
-            .layer()
-            .layer(inner)
-            .oneshot(request.body(Body::empty()).unwrap());
-        async move {
-            let answer = answer.await.unwrap();
-            let (status, headers) = (answer.status(), answer.headers().clone());
-            let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
-                .await
-                .unwrap();
-            (status, headers, body)
-        }
-    };
     // A challenge, paid: the MPP credential and the x402 payload of its invoice.
     let paid = || async {
-        let (_, headers, body) = get("/v1/demo", None).await;
+        let (_, headers, body) = demo_get(&paywall, &calls, "/v1/demo", None).await;
         let values: Vec<&str> = headers
             .get_all("www-authenticate")
             .iter()
@@ -596,7 +593,8 @@ async fn mpp_and_x402_credentials_past_their_expiry_still_fetch_their_kept_answe
             "mpp" => ("authorization", mpp.as_str()),
             _ => ("payment-signature", payload.as_str()),
         };
-        let (_, first_headers, first) = get("/v1/demo", Some(credential)).await;
+        let (_, first_headers, first) =
+            demo_get(&paywall, &calls, "/v1/demo", Some(credential)).await;
         assert_eq!(
             first_headers.get("x-l402").map(|v| v.to_str().unwrap()),
             Some("spent"),
@@ -606,11 +604,13 @@ async fn mpp_and_x402_credentials_past_their_expiry_still_fetch_their_kept_answe
 
         // Past the invoice's expiry (60 s), within the keep (600 s).
         clock.store(start + 61, Ordering::SeqCst);
-        let (status, headers, again) = get("/v1/demo", Some(credential)).await;
+        let (status, headers, again) =
+            demo_get(&paywall, &calls, "/v1/demo", Some(credential)).await;
         assert_eq!(status, AxumStatus::OK, "{dialect}: {headers:?}");
         assert_eq!(headers["x-l402"], "replayed", "{dialect}");
         assert_eq!(again, first, "{dialect}");
-        let (status, headers, _) = get("/v1/demo?page=2", Some(credential)).await;
+        let (status, headers, _) =
+            demo_get(&paywall, &calls, "/v1/demo?page=2", Some(credential)).await;
         assert_eq!(
             status,
             AxumStatus::PAYMENT_REQUIRED,
@@ -622,7 +622,7 @@ async fn mpp_and_x402_credentials_past_their_expiry_still_fetch_their_kept_answe
             "mpp" => ("authorization", unused_mpp.as_str()),
             _ => ("payment-signature", unused_payload.as_str()),
         };
-        let (status, headers, _) = get("/v1/demo", Some(unused)).await;
+        let (status, headers, _) = demo_get(&paywall, &calls, "/v1/demo", Some(unused)).await;
         assert_eq!(
             status,
             AxumStatus::PAYMENT_REQUIRED,
@@ -632,7 +632,7 @@ async fn mpp_and_x402_credentials_past_their_expiry_still_fetch_their_kept_answe
 
         // Past the keep.
         clock.store(start + 60 + 600, Ordering::SeqCst);
-        let (status, headers, _) = get("/v1/demo", Some(credential)).await;
+        let (status, headers, _) = demo_get(&paywall, &calls, "/v1/demo", Some(credential)).await;
         assert_eq!(
             status,
             AxumStatus::PAYMENT_REQUIRED,
@@ -658,66 +658,27 @@ async fn an_x402_answer_kept_before_a_root_key_rotation_is_replayed_after_it() {
     let old = RootKey::new([9; 32]);
     let mut rotated = KeyRing::single(old.clone());
     rotated.add("new", RootKey::new([10; 32])).unwrap();
-    let paywall = |keys: KeyRing| {
-        let route = Route::paid(
-            "demo",
-            axum::http::Method::GET,
-            "/v1/demo",
-            21,
-            Target::Service,
-        );
-        let options = PaywallOptions {
-            challenges_per_second: 0.0,
-            ..PaywallOptions::default()
-        };
-        Arc::new(Paywall::new(
-            keys,
-            Arc::new(network.wallet("gateway")),
-            store.clone(),
-            RouteTable::new(vec![route]).unwrap(),
-            options,
-        ))
+    let options = || PaywallOptions {
+        challenges_per_second: 0.0,
+        ..PaywallOptions::default()
     };
-    let (before, after) = (paywall(KeyRing::single(old)), paywall(rotated));
+    let before = demo_paywall(&network, KeyRing::single(old), store.clone(), options());
+    let after = demo_paywall(&network, rotated, store, options());
     let calls = Arc::new(AtomicU32::new(0));
-    let get = |paywall: &Arc<Paywall>, path: &str, payload: Option<&str>| {
-        let counted = calls.clone();
-        let inner = tower::service_fn(move |_: Request<Body>| {
-            let call = counted.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, Infallible>(Response::new(Body::from(format!("call {call}")))) }
-        });
-        let mut request = Request::get(path);
-        if let Some(payload) = payload {
-            request = request.header("payment-signature", payload);
-        }
-        paywall
-            .layer()
-            .layer(inner)
-            .oneshot(request.body(Body::empty()).unwrap())
-    };
-    let read = |answer: Response<Body>| async move {
-        let headers = answer.headers().clone();
-        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
-            .await
-            .unwrap();
-        (headers, body)
-    };
 
-    let offer = get(&before, "/v1/demo", None).await.unwrap();
-    let required =
-        PaymentRequired::decode(offer.headers()["payment-required"].to_str().unwrap()).unwrap();
+    let (_, offer, body) = demo_get(&before, &calls, "/v1/demo", None).await;
+    let required = PaymentRequired::decode(offer["payment-required"].to_str().unwrap()).unwrap();
     let payload = PaymentPayload::exact(required.resource.clone(), &required.accepts[0]).encode();
-    let (_, body) = read(offer).await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     network
         .pay("tester", body["invoice"].as_str().unwrap())
         .unwrap();
 
-    let (first_headers, first) =
-        read(get(&before, "/v1/demo", Some(&payload)).await.unwrap()).await;
+    let paid = Some(("payment-signature", payload.as_str()));
+    let (_, first_headers, first) = demo_get(&before, &calls, "/v1/demo", paid).await;
     assert_eq!(first_headers["x-l402"], "spent", "{first_headers:?}");
     assert_eq!(first_headers["x-l402-kept"], "600");
-    let (again_headers, again) = read(get(&after, "/v1/demo", Some(&payload)).await.unwrap()).await;
+    let (_, again_headers, again) = demo_get(&after, &calls, "/v1/demo", paid).await;
     assert_eq!(again_headers["x-l402"], "replayed", "{again_headers:?}");
     assert_eq!(again, first);
     assert_eq!(
@@ -726,11 +687,9 @@ async fn an_x402_answer_kept_before_a_root_key_rotation_is_replayed_after_it() {
     );
 
     // Another request with the same payload is still refused as spent.
-    let other = get(&after, "/v1/demo?page=2", Some(&payload))
-        .await
-        .unwrap();
-    assert_eq!(other.status(), AxumStatus::PAYMENT_REQUIRED);
-    assert_eq!(other.headers()["x-l402-reason"], "spent");
+    let (status, other, _) = demo_get(&after, &calls, "/v1/demo?page=2", paid).await;
+    assert_eq!(status, AxumStatus::PAYMENT_REQUIRED);
+    assert_eq!(other["x-l402-reason"], "spent");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one upstream call");
 }
 
