@@ -7,7 +7,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plannt_l402::mpp::{self, ChargeExpect, PaymentCredential, Receipt};
-use plannt_l402::x402::{self, ExactExpect, PaymentPayload, SettlementResponse};
+use plannt_l402::x402::{self, ExactExpect, ExactVerified, PaymentPayload, SettlementResponse};
 use plannt_l402::{Dialect, Reason};
 use plannt_lightning::InvoiceState;
 use serde_json::json;
@@ -136,6 +136,22 @@ impl Paywall {
         }
     }
 
+    /// What a verified x402 payload claims, and how its answer is sealed and receipted.
+    fn x402_redeem(&self, verified: &ExactVerified, now: u64, lapsed: Option<Lapsed>) -> Redeem {
+        let settled = SettlementResponse::lightning(verified, now).encode();
+        Redeem {
+            hash: verified.payment_hash,
+            keep_until: self.dialect_keep_until(verified.valid_until, now),
+            dialect: Dialect::X402,
+            secret: self.bearer_secret(&verified.invoice),
+            bearer: Some(verified.invoice.clone()),
+            receipt: HeaderValue::from_str(&settled)
+                .ok()
+                .map(|value| (PAYMENT_RESPONSE, value)),
+            lapsed,
+        }
+    }
+
     /// An x402 payload: checked to name an invoice we offered for this route and price, then
     /// the backend is asked whether it settled; a settled one is claimed like an L402 token.
     async fn verify_x402(
@@ -158,38 +174,27 @@ impl Paywall {
             network,
             now,
         };
-        let verified = match self.x402_keys.verify_exact(&payload, &expect) {
-            Ok(verified) => verified,
-            // Expired, but it may have bought an answer that is still kept: genuine in every
-            // other respect (checked as of its last second), it may fetch that answer, nothing
-            // else. No lookup: only a paid and committed payload has a kept answer.
-            Err(e @ x402::VerifyError::Expired { expired_at })
-                if self.may_be_kept(expired_at, now) =>
-            {
-                let before = ExactExpect {
-                    now: expired_at - 1,
-                    ..expect
+        let checked = self.x402_keys.verify_exact(&payload, &expect);
+        // Expired, but it may have bought an answer that is still kept: genuine in every other
+        // respect (checked as of its last second), it may fetch that answer, nothing else. No
+        // lookup: only a paid and committed payload has a kept answer.
+        if let Err(e @ x402::VerifyError::Expired { expired_at }) = &checked
+            && self.may_be_kept(*expired_at, now)
+        {
+            let before = ExactExpect {
+                now: expired_at - 1,
+                ..expect
+            };
+            if let Ok(verified) = self.x402_keys.verify_exact(&payload, &before) {
+                let lapsed = Lapsed {
+                    why: e.to_string(),
+                    problem: None,
                 };
-                let Ok(verified) = self.x402_keys.verify_exact(&payload, &before) else {
-                    self.metrics.rejected(e.reason());
-                    return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
-                };
-                let settled = SettlementResponse::lightning(&verified, now).encode();
-                return Ok(Redeem {
-                    hash: verified.payment_hash,
-                    keep_until: self.dialect_keep_until(verified.valid_until, now),
-                    dialect: Dialect::X402,
-                    secret: self.bearer_secret(&verified.invoice),
-                    bearer: Some(verified.invoice.clone()),
-                    receipt: HeaderValue::from_str(&settled)
-                        .ok()
-                        .map(|value| (PAYMENT_RESPONSE, value)),
-                    lapsed: Some(Lapsed {
-                        why: e.to_string(),
-                        problem: None,
-                    }),
-                });
+                return Ok(self.x402_redeem(&verified, now, Some(lapsed)));
             }
+        }
+        let verified = match checked {
+            Ok(verified) => verified,
             Err(e) if e.reason().pay_again() => {
                 self.metrics.rejected(e.reason());
                 return Err(self.challenge(at, Some((e.reason(), e.to_string()))).await);
@@ -231,20 +236,7 @@ impl Paywall {
                 );
                 Err(self.refuse(Reason::CaveatFailed, &why))
             }
-            InvoiceState::Settled { .. } => {
-                let settled = SettlementResponse::lightning(&verified, now).encode();
-                Ok(Redeem {
-                    hash: verified.payment_hash,
-                    keep_until: self.dialect_keep_until(verified.valid_until, now),
-                    dialect: Dialect::X402,
-                    secret: self.bearer_secret(&verified.invoice),
-                    bearer: Some(verified.invoice.clone()),
-                    receipt: HeaderValue::from_str(&settled)
-                        .ok()
-                        .map(|value| (PAYMENT_RESPONSE, value)),
-                    lapsed: None,
-                })
-            }
+            InvoiceState::Settled { .. } => Ok(self.x402_redeem(&verified, now, None)),
             InvoiceState::Open => Err(not_paid_yet()),
             InvoiceState::Expired => {
                 self.metrics.rejected(Reason::Expired);
