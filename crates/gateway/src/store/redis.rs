@@ -17,14 +17,15 @@
 //! - **claim** is `SET key <ticket hex> NX EX 300`: exactly one replica's `SET` creates the key.
 //!   The pending claim expires after [`PENDING_TTL`], so a claim whose replica died mid-request
 //!   lapses by itself and the token works again.
-//! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]),
-//!   and with a kept answer, in one `MULTI`/`EXEC` transaction with it (applied whole or not at
-//!   all), `SET kept-key <sealed> EXAT <keep-until>`: the response is on its way
-//!   to the client, so the token must end up spent whatever the key holds by then. It may be
-//!   missing (our pending claim lapsed because the upstream took longer than [`PENDING_TTL`], or
-//!   Redis lost it) or hold another request's claim (made after ours lapsed). A commit that
-//!   checked for its own ticket would leave the key to that other request, whose release would
-//!   then free a token that has already been served.
+//! - **commit** is `SET key committed EXAT <until + 300>`, unconditionally ([`CLOCK_MARGIN`]):
+//!   the response is on its way to the client, so the token must end up spent whatever the key
+//!   holds by then. It may be missing (our pending claim lapsed because the upstream took longer
+//!   than [`PENDING_TTL`], or Redis lost it) or hold another request's claim (made after ours
+//!   lapsed). A commit that checked for its own ticket would leave the key to that other
+//!   request, whose release would then free a token that has already been served. With a kept
+//!   answer, `SET kept-key <sealed> EXAT <keep-until>` goes before it in the same pipeline, which
+//!   Redis runs in order (on a cluster the two are one `MULTI`/`EXEC`): a commit is never
+//!   without its kept answer.
 //! - **release** is a Lua script that deletes the key only if it still holds our ticket, never a
 //!   committed key or another request's claim.
 //! - **lookup** is `GET key` and `GET kept-key` in one pipeline: a ticket is a claim in flight,
@@ -835,27 +836,39 @@ impl SpentStore for RedisStore {
             self.acknowledged("a commit (SET EXAT)", vec![set]).await?;
             return Ok(());
         };
-        // The commit and its kept answer in one transaction: applied whole or not at all, and on
-        // a cluster in one slot (the keys share a hash tag). WAIT, when it follows, waits for
-        // both.
+        // The kept answer first, then the commit: no state of Redis (a replica's, or one
+        // restored from its log, included) may hold the commit without its kept answer. A kept
+        // answer without its commit is never read (the key is still a claim) and expires by
+        // itself. On one Redis or through Sentinel the two go in order in one pipeline on one
+        // connection, which Redis runs and replicates in order. On a cluster they are one
+        // MULTI/EXEC: a pipeline's commands may be redirected one by one there while their slot
+        // moves to another shard, a transaction is refused whole. WAIT, when it follows, waits
+        // for both.
         let mut keep_set = redis::cmd("SET");
         keep_set
             .arg(Self::kept_key(&key))
             .arg(keep.sealed)
             .arg("EXAT")
             .arg(keep.until.clamp(1, MAX_EXAT));
-        let cmds = vec![redis::cmd("MULTI"), keep_set, set, redis::cmd("EXEC")];
-        let replies = self
-            .acknowledged("a commit with its kept answer (MULTI)", cmds)
-            .await?;
-        match replies.last() {
-            Some(Value::Array(done)) if done.len() == 2 => {}
-            other => {
-                return Err(StoreError::Unexpected(format!(
-                    "Redis at {} answered a commit with its kept answer (EXEC) with {other:?}",
-                    self.shown
-                )));
+        let replies = if matches!(self.conn, Connection::Cluster(_)) {
+            let cmds = vec![redis::cmd("MULTI"), keep_set, set, redis::cmd("EXEC")];
+            let mut replies = self
+                .acknowledged("a commit with its kept answer (MULTI)", cmds)
+                .await?;
+            match replies.pop() {
+                Some(Value::Array(done)) => done,
+                other => vec![other.unwrap_or(Value::Nil)],
             }
+        } else {
+            let cmds = vec![keep_set, set];
+            self.acknowledged("a commit with its kept answer (SET, SET)", cmds)
+                .await?
+        };
+        if !matches!(replies.as_slice(), [Value::Okay, Value::Okay]) {
+            return Err(StoreError::Unexpected(format!(
+                "Redis at {} answered a commit with its kept answer with {replies:?}",
+                self.shown
+            )));
         }
         Ok(())
     }
@@ -1123,9 +1136,7 @@ impl SpentStore for RedisStore {
     }
 }
 
-/// The URL with its password replaced by `***`.
-/// The first error Redis answered among `values`, or inside one of them (a transaction's
-/// replies are one array).
+/// The first error Redis answered among `values`, or inside one of them (an array's items).
 fn server_error(values: &[Value]) -> Option<RedisError> {
     values.iter().find_map(|value| match value {
         Value::ServerError(e) => Some(RedisError::from(e.clone())),
@@ -1134,6 +1145,7 @@ fn server_error(values: &[Value]) -> Option<RedisError> {
     })
 }
 
+/// The URL with its password replaced by `***`.
 fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();

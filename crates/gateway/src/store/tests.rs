@@ -859,7 +859,7 @@ mod redis {
     }
 
     #[tokio::test]
-    async fn a_commit_and_its_kept_answer_are_written_together_or_not_at_all() {
+    async fn a_commit_is_never_written_without_its_kept_answer() {
         let Some(server) = RedisServer::start() else {
             return;
         };
@@ -872,7 +872,7 @@ mod redis {
         let ticket = won(&store, 1, FAR).await;
         let key = format!("plannt:spent:{}", hex::encode(hash(1)));
         let kept_key = format!("{key}:kept");
-        // Redis out of memory refuses the transaction: neither key is written.
+        // Redis out of memory refuses both writes: neither key is written.
         set_maxmemory(&mut conn, 1).await;
         let refused = store.commit(&hash(1), &ticket, FAR, Some(keep())).await;
         assert!(refused.is_err(), "{refused:?}");
@@ -885,10 +885,49 @@ mod redis {
         assert_eq!(state.as_deref(), Some(hex::encode(ticket.0).as_str()));
         assert_eq!(kept, None);
         set_maxmemory(&mut conn, 0).await;
+
+        // Redis runs the two in the order they are sent, the kept answer first: the slow log,
+        // set to log every command, numbers them as they ran.
+        let _: () = ::redis::pipe()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(0)
+            .ignore()
+            .cmd("SLOWLOG")
+            .arg("RESET")
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         store
             .commit(&hash(1), &ticket, FAR, Some(keep()))
             .await
             .unwrap();
+        let log: Vec<(u64, i64, i64, Vec<Vec<u8>>)> = ::redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(-1)
+            .query_async::<Vec<::redis::Value>>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| {
+                let ::redis::Value::Array(fields) = entry else {
+                    panic!("a slow log entry that is not an array: {entry:?}")
+                };
+                ::redis::from_redis_value(::redis::Value::Array(fields[..4].to_vec())).unwrap()
+            })
+            .collect();
+        let ran = |name: &str| {
+            log.iter()
+                .find(|(_, _, _, args)| args[0] == b"SET" && args[1] == name.as_bytes())
+                .map(|(id, ..)| *id)
+                .unwrap_or_else(|| panic!("no SET {name} in the slow log: {log:?}"))
+        };
+        assert!(
+            ran(&kept_key) < ran(&key),
+            "the commit ran before its kept answer"
+        );
         assert_eq!(
             store.lookup(&hash(1), 0).await.unwrap(),
             super::Lookup::Kept(vec![7; 64])
