@@ -15,6 +15,7 @@
 #   revision      the git revision checked out when the script started (short), or "unknown"
 #   root_key      a fresh root key, shared by every `plannt serve` that start runs
 #   serve_prefix  what start runs `plannt serve` under: empty, or e.g. (taskset -c 0)
+#   wrk_prefix    what wrk_load runs wrk under: empty, or e.g. (taskset -c 1)
 #   die_status    die's exit status: 1, unless the script sets another
 #
 # and defines these functions (each described where it is defined):
@@ -80,6 +81,7 @@ load_before=$(load_average)
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 root_key=$(random_hex)
 serve_prefix=()
+wrk_prefix=()
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/plannt-$(basename "$0" .sh).XXXXXX")
 pids=()
@@ -195,10 +197,10 @@ stop() {
 }
 
 # wrk_load NAME URL EXPECT [TOKENS_FILE]: wrk -t $threads -c $connections -d $duration --latency
-# with bench/wrk.lua against URL, every answer expected to have the status EXPECT, each request
-# with the next token of TOKENS_FILE if given. Sets r_requests, r_duration_us, r_expected,
-# r_other, r_other_status, r_reused, r_errors, r_p50_us, r_p90_us, r_p99_us, r_max_us (as
-# bench/wrk.lua's RESULT line has them) and r_rps.
+# with bench/wrk.lua against URL, under ${wrk_prefix[@]}, every answer expected to have the status
+# EXPECT, each request with the next token of TOKENS_FILE if given. Sets r_requests,
+# r_duration_us, r_expected, r_other, r_other_status, r_reused, r_errors, r_p50_us, r_p90_us,
+# r_p99_us, r_max_us (as bench/wrk.lua's RESULT line has them) and r_rps.
 r_requests="" r_duration_us="" r_expected="" r_other="" r_other_status="" r_reused="" r_errors=""
 r_p50_us="" r_p90_us="" r_p99_us="" r_max_us="" r_rps=""
 # shellcheck disable=SC2154 # threads, connections and duration are the calling script's settings
@@ -208,7 +210,7 @@ wrk_load() {
     local args=("$expect")
     [[ -n $tokens ]] && args+=("$tokens" "$threads")
     echo "==> $name: wrk -t $threads -c $connections -d $duration --latency $url" >&2
-    wrk -t "$threads" -c "$connections" -d "$duration" --latency \
+    "${wrk_prefix[@]}" wrk -t "$threads" -c "$connections" -d "$duration" --latency \
         -s bench/wrk.lua "$url" -- "${args[@]}" >"$out"
     sed 's/^/    /' "$out" >&2
     local line field

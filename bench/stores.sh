@@ -9,10 +9,11 @@
 # beforehand by bench/mint.mjs), answered 200. Bare and paid alternate, so a machine that slows
 # down slows both; each side's figure is its median. One wrk thread leaves the server under test
 # a core of its own (two wrk threads take more of the two cores from both sides and show a higher
-# ratio). Stores: memory; memory-unkept (the same with keep_answer_bytes = 0, not in the
-# default list); sqlite (WAL, synchronous=FULL, group commit; the default); sqlite-normal (the
-# same with sqlite_sync = normal); redis (a redis-server of the script's own on loopback, no
-# persistence) when redis-server is installed. Answers are kept (the default) unless said.
+# ratio). Stores: memory; sqlite (WAL, synchronous=FULL, group commit; the default);
+# sqlite-normal (the same with sqlite_sync = normal); redis (a redis-server of the script's own
+# on loopback, no persistence) when redis-server is installed. Answers are kept (the default),
+# except by memory-unkept and redis-unkept (keep_answer_bytes = 0), which are not in the default
+# list.
 #
 # CPU: each round's CPU time (user and system, from /proc/PID/stat) of the bare server, of
 # `plannt serve`, and of `redis-server` for the Redis store, over the requests wrk counted; the
@@ -22,10 +23,14 @@
 # folder the SQLite store writes to), each followed by fdatasync (dd oflag=dsync): how many
 # durable writes a second this disk takes one at a time.
 #
+# BENCH_PIN=1 gives each server under test (the bare one, `plannt serve`) CPU 0 to itself and puts
+# wrk and redis-server on CPU 1 (taskset): how fast each side is on one core of its own, with
+# redis-server's CPU off the gateway's core, as where it runs on a host of its own.
+#
 # Needs wrk, node (bench/mint.mjs) and dd. Settings (environment): BENCH_ROUNDS (3),
 # BENCH_DURATION (3s), BENCH_CONNECTIONS (32), BENCH_THREADS (1), BENCH_TOKENS (default: 1.2 x
 # what a calibration of the bare server says one round needs), BENCH_STORES ("memory sqlite
-# sqlite-normal redis"), BENCH_KEEP=1 keeps the work folder.
+# sqlite-normal redis"), BENCH_PIN (empty), BENCH_KEEP=1 keeps the work folder.
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -38,6 +43,12 @@ stores=${BENCH_STORES:-memory sqlite sqlite-normal redis}
 fsync_writes=${BENCH_FSYNC_WRITES:-2000}
 
 require wrk node dd
+pin=${BENCH_PIN:-}
+on_own_cpu=() on_load_cpu=()
+if [[ -n $pin ]]; then
+    require taskset
+    on_own_cpu=(taskset -c 0) on_load_cpu=(taskset -c 1)
+fi
 build plannt
 build plannt-gateway --example axum_layer
 
@@ -68,6 +79,7 @@ echo "==> fsync floor: $fsync_writes durable 4 KiB writes in $dd_secs s: $fsync_
 
 start_example bare-axum "$release/examples/axum_layer"
 bare_addr=$addr bare_pid=$pid
+[[ -n $pin ]] && taskset -a -p -c 0 "$bare_pid" >/dev/null
 wrk -t "$threads" -c "$connections" -d "$duration" -s bench/wrk.lua "http://$bare_addr/" -- 200 \
     >"$work/calibration.wrk"
 calibration=$(grep '^RESULT ' "$work/calibration.wrk")
@@ -83,11 +95,11 @@ stop mint
 # --- Redis, when there is one ----------------------------------------------------------------------
 
 redis_url="" redis_pid=""
-if [[ " $stores " == *" redis "* ]]; then
+if [[ " $stores " == *" redis "* || " $stores " == *" redis-unkept "* ]]; then
     if command -v redis-server >/dev/null 2>&1; then
         redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         mkdir -p "$work/redis"
-        redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+        ${on_load_cpu[@]+"${on_load_cpu[@]}"} redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
             --dir "$work/redis" >"$work/redis/log" 2>&1 &
         pids+=("$!")
         redis_pid=$!
@@ -98,11 +110,14 @@ if [[ " $stores " == *" redis "* ]]; then
         redis_url="redis://127.0.0.1:$redis_port"
     else
         echo "==> redis-server is not installed: the Redis store is left out" >&2
-        stores=${stores//redis/}
+        stores=$(printf '%s\n' $stores | grep -v '^redis' | tr '\n' ' ')
     fi
 fi
 
 # --- the rounds ---------------------------------------------------------------------------------
+
+serve_prefix=(${on_own_cpu[@]+"${on_own_cpu[@]}"})
+wrk_prefix=(${on_load_cpu[@]+"${on_load_cpu[@]}"})
 
 rows=()
 for store in $stores; do
@@ -125,17 +140,18 @@ for store in $stores; do
                 envs=(PLANNT_SQLITE_SYNC=normal)
                 args=(--store "sqlite:$work/$store-$round.sqlite")
                 ;;
-            redis)
+            redis | redis-unkept)
                 redis-cli -p "$redis_port" flushall >/dev/null 2>&1 || true
+                [[ $store == redis-unkept ]] && envs=(PLANNT_KEEP_ANSWER_BYTES=0)
                 args=(--store "$redis_url")
                 ;;
         esac
         start "paid-$store-$round" ${envs[@]+"${envs[@]}"} -- "${args[@]}"
         before=$(cpu_ticks "$pid")
-        [[ $store == redis ]] && redis_before=$(cpu_ticks "$redis_pid")
+        [[ $store == redis* ]] && redis_before=$(cpu_ticks "$redis_pid")
         wrk_load "paid-$store-$round" "http://$addr/v1/demo" 200 "$work/tokens.txt"
         paid_cpu+=("$(per_request $(($(cpu_ticks "$pid") - before)) "$r_requests")")
-        if [[ $store == redis ]]; then
+        if [[ $store == redis* ]]; then
             redis_cpu+=("$(per_request $(($(cpu_ticks "$redis_pid") - redis_before)) "$r_requests")")
         fi
         stop "paid-$store-$round"
@@ -154,7 +170,7 @@ cat <<EOF
 
 Machine: $(nproc) cores, $(cpu_model); load average at the start: $load_before, at the end: $(load_average).
 Revision: ${BENCH_REVISION:-$revision}; $(rustc --version).
-Command: \`bench/stores.sh\` (wrk -t $threads -c $connections -d $duration, $rounds alternating rounds, loopback).
+Command: \`${pin:+BENCH_PIN=1 }bench/stores.sh\` (wrk -t $threads -c $connections -d $duration, $rounds alternating rounds, loopback${pin:+; servers under test on CPU 0, wrk and redis-server on CPU 1}).
 Fsync floor of the work folder's disk: $fsync_per_sec durable 4 KiB writes/s one at a time ($fsync_us µs each).
 
 | store | bare req/s by round | paid req/s by round | bare median | paid median | paid/bare | CPU µs a request: bare / paid (+ redis-server) | not 200 or reused |
