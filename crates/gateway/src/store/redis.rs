@@ -841,9 +841,9 @@ impl SpentStore for RedisStore {
         // answer without its commit is never read (the key is still a claim) and expires by
         // itself. On one Redis or through Sentinel the two go in order in one pipeline on one
         // connection, which Redis runs and replicates in order. On a cluster they are one
-        // MULTI/EXEC: a pipeline's commands may be redirected one by one there while their slot
-        // moves to another shard, a transaction is refused whole. WAIT, when it follows, waits
-        // for both.
+        // MULTI/EXEC: while a slot moves to another shard, a pipeline's commands may be
+        // redirected one by one there, where a transaction is refused whole. WAIT, when it
+        // follows, waits for both.
         let mut keep_set = redis::cmd("SET");
         keep_set
             .arg(Self::kept_key(&key))
