@@ -110,7 +110,7 @@ if [[ " $stores " == *" redis "* || " $stores " == *" redis-unkept "* ]]; then
         redis_url="redis://127.0.0.1:$redis_port"
     else
         echo "==> redis-server is not installed: the Redis store is left out" >&2
-        stores=$(printf '%s\n' $stores | grep -v '^redis' | tr '\n' ' ')
+        stores=$(printf '%s\n' $stores | grep -v '^redis' | tr '\n' ' ' || true)
     fi
 fi
 
