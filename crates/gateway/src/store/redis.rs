@@ -558,9 +558,10 @@ impl RedisStore {
         // The batched writes get a connection of their own: a batch's `WAIT` blocks the
         // connection it is sent on until replicas acknowledge, and the lookups, ledger writes
         // and scripts on the other need not wait for it.
-        let batcher = match tagged {
-            true => None,
-            false => Some(Batcher::spawn(connect(target).await?, options.wait)),
+        let batcher = if tagged {
+            None
+        } else {
+            Some(Batcher::spawn(connect(target).await?, options.wait))
         };
         let store = RedisStore {
             conn,
